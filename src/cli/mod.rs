@@ -1,0 +1,223 @@
+//! The command line of the contract (`shared/CONTRACT.md`): parsing and dispatch. Each command lives in its own
+//! file; a command that is not built yet says so plainly and exits 1.
+//!
+//! Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` is the form `mount.fuse3` uses for fstab
+//! type `fuse.galleryfs`; it is recognised before clap sees the arguments.
+
+mod emulator_cmd;
+mod login_cmd;
+
+use crate::error::{exit, CliError};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "galleryfs",
+    version,
+    about = "Mount the OneDrive Samsung Gallery folder as a local directory"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AccountArg {
+    /// Account name (default: `default`).
+    #[arg(long, default_value = "default")]
+    pub account: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub account: AccountArg,
+    /// Application (client) id of the app registration to sign in with.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Tenant: `consumers` (personal accounts, default), `common`, `organizations` or a tenant id.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Microsoft Graph base URL (default https://graph.microsoft.com/v1.0).
+    #[arg(long)]
+    pub graph_url: Option<String>,
+    /// Identity platform base URL (default https://login.microsoftonline.com).
+    #[arg(long)]
+    pub login_url: Option<String>,
+    /// Gallery folder, a path from the drive root (default: `Samsung Gallery` in the Pictures special folder).
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// Sign in in a browser (authorization code + PKCE, loopback redirect) instead of by device code.
+    #[arg(long)]
+    pub browser: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub account: AccountArg,
+    /// Also delete the metadata store and caches of the account.
+    #[arg(long)]
+    pub purge_cache: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub account: AccountArg,
+    pub mountpoint: PathBuf,
+    /// Mount options, comma separated (`-o ro,cache_size=20G`); may be repeated.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Stay in the foreground, logging to stderr too.
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EmulatorArgs {
+    /// Address of the API listener.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Seed `Pictures/Samsung Gallery` with N photos and videos.
+    #[arg(long, default_value_t = 0)]
+    pub seed_gallery: usize,
+    /// Keep the emulator's drive in this file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Approve every device code at once (no browser step).
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in to a Microsoft account (device code by default).
+    Login(LoginArgs),
+    /// Forget an account's tokens.
+    Logout(LogoutArgs),
+    /// Mount the gallery.
+    Mount(MountArgs),
+    /// Unmount a galleryfs mount.
+    Unmount { mountpoint: PathBuf },
+    /// What galleryfs is doing.
+    Status {
+        #[command(flatten)]
+        account: AccountArg,
+        #[arg(long)]
+        json: bool,
+        paths: Vec<PathBuf>,
+    },
+    /// Always keep these files on this device.
+    Pin { paths: Vec<PathBuf> },
+    /// Let these files be evicted again.
+    Unpin { paths: Vec<PathBuf> },
+    /// Give the space of these files back (keep them online only).
+    Free { paths: Vec<PathBuf> },
+    /// OneDrive's recycle bin, for what galleryfs deleted.
+    Trash {
+        #[command(subcommand)]
+        action: TrashAction,
+    },
+    /// Try galleryfs without an account: the bundled emulator with a sample gallery, mounted.
+    Demo { mountpoint: PathBuf },
+    /// Run the Graph emulator.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashAction {
+    List {
+        #[command(flatten)]
+        account: AccountArg,
+    },
+    Restore {
+        items: Vec<String>,
+    },
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "login", "logout", "mount", "unmount", "status", "pin", "unpin", "free", "trash", "demo", "emulator", "help",
+];
+
+/// Rewrites `galleryfs ACCOUNT MOUNTPOINT [-o OPTS]` (mount.fuse3's form) into
+/// `galleryfs mount --account ACCOUNT MOUNTPOINT [-o OPTS]`.
+pub fn normalize_args(args: Vec<String>) -> Vec<String> {
+    let Some(first) = args.get(1) else { return args };
+    if first.starts_with('-') || SUBCOMMANDS.contains(&first.as_str()) {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), "mount".into(), "--account".into(), first.clone()];
+    out.extend(args[2..].iter().cloned());
+    out
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let args = normalize_args(std::env::args().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match run(cli) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("galleryfs: {}", e.message);
+            e.code
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Login(args) => login_cmd::login(args),
+        Command::Logout(args) => login_cmd::logout(args),
+        Command::Emulator(args) => emulator_cmd::emulator(args),
+        Command::Mount(_) => not_built("mount"),
+        Command::Unmount { .. } => not_built("unmount"),
+        Command::Status { .. } => not_built("status"),
+        Command::Pin { .. } | Command::Unpin { .. } | Command::Free { .. } => not_built("pin/unpin/free"),
+        Command::Trash { .. } => not_built("trash"),
+        Command::Demo { .. } => not_built("demo"),
+    }
+}
+
+fn not_built(what: &str) -> Result<(), CliError> {
+    Err(CliError::failure(format!(
+        "`{what}` is not built yet in this version of galleryfs"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn fstab_form_becomes_mount() {
+        assert_eq!(
+            normalize_args(s(&["galleryfs", "work", "/mnt/g", "-o", "rw,_netdev"])),
+            s(&["galleryfs", "mount", "--account", "work", "/mnt/g", "-o", "rw,_netdev"])
+        );
+        assert_eq!(
+            normalize_args(s(&["galleryfs", "status", "--json"])),
+            s(&["galleryfs", "status", "--json"])
+        );
+        let cli = Cli::try_parse_from(normalize_args(s(&["galleryfs", "work", "/mnt/g", "-o", "ro"]))).unwrap();
+        match cli.command {
+            Command::Mount(m) => {
+                assert_eq!(m.account.account, "work");
+                assert_eq!(m.options, vec!["ro".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The Graph emulator: a local HTTP server that behaves as Microsoft Graph (OneDrive v1.0) and the Microsoft
+//! identity platform are documented to behave, for tests and for `galleryfs demo`. Built from the
+//! documentation (`shared/reference/graph-api.md` and its sources), never from what the galleryfs client sends.
+//!
+//! Listeners (all on loopback): the API host (`/v1.0/...`, `/{tenant}/oauth2/v2.0/...`, test controls under
+//! `/_emulator/...`) and a separate content host serving the pre-authenticated download, thumbnail and upload
+//! URLs, so a client that leaks its bearer token to those hosts is caught.
+//!
+//! Parts: [`identity`] (sign-in endpoints and tokens), [`media`] (seed gallery and deterministic content,
+//! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent).
+
+pub mod faults;
+pub mod identity;
+pub mod media;
+pub mod request_log;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How to start an emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// API listener; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Seed `Pictures/Samsung Gallery` with this many photos and videos.
+    pub seed_gallery: usize,
+    /// Persist state to this file (loaded at start when it exists).
+    pub state_file: Option<PathBuf>,
+    /// Approve device codes as soon as they are issued (`galleryfs demo`).
+    pub auto_approve: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            seed_gallery: 0,
+            state_file: None,
+            auto_approve: false,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Sign-in with the Microsoft identity platform (the `oauth2` crate): device-code flow (default), authorization
+//! code + PKCE with a loopback redirect (`--browser`), refresh with rotation, and the per-account token file
+//! (mode 0600; a looser file is refused).
+//!
+//! The Graph client only sees [`TokenSource`]: "give me a valid access token" and "that one was rejected".
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+/// What the Graph client asks of sign-in.
+#[async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A currently valid access token, refreshed first if it is about to expire.
+    async fn access_token(&self) -> Result<String, AuthError>;
+    /// Graph answered 401 to `rejected`: refresh now (once) unless a newer token already replaced it.
+    async fn refresh_after_rejection(&self, rejected: &str) -> Result<String, AuthError>;
+}
+
+/// A fixed token (tests, and the emulator's pre-approved sessions).
+pub struct StaticToken(pub String);
+
+#[async_trait]
+impl TokenSource for StaticToken {
+    async fn access_token(&self) -> Result<String, AuthError> {
+        Ok(self.0.clone())
+    }
+    async fn refresh_after_rejection(&self, _rejected: &str) -> Result<String, AuthError> {
+        Err(AuthError::SignInAgain {
+            account: None,
+            reason: "a fixed token cannot be refreshed".into(),
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    /// `invalid_grant` and friends: only an interactive sign-in helps.
+    #[error("sign in again: galleryfs login{}{}", account.as_deref().map(|a| format!(" --account {a}")).unwrap_or_default(), if reason.is_empty() { String::new() } else { format!(" ({reason})") })]
+    SignInAgain { account: Option<String>, reason: String },
+    #[error("not signed in: run galleryfs login{}", account.as_deref().map(|a| format!(" --account {a}")).unwrap_or_default())]
+    NotSignedIn { account: Option<String> },
+    #[error("token file {path} has mode {mode:04o}, readable by group or others; refusing it. Fix: chmod 600 {path}")]
+    InsecureTokenFile { path: String, mode: u32 },
+    #[error("identity platform error {code}: {description}")]
+    Service { code: String, description: String },
+    #[error("cannot reach the identity platform: {0}")]
+    Network(String),
+    #[error("token file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
