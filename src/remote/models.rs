@@ -420,7 +420,7 @@ impl GraphErrorBody {
         out
     }
     pub fn has_code(&self, code: &str) -> bool {
-        self.codes().iter().any(|c| *c == code)
+        self.codes().contains(&code)
     }
 }
 
