@@ -18,6 +18,7 @@ pub mod emulator;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod mount_options;
 pub mod remote;
 pub mod store;
 pub mod sync;
