@@ -71,13 +71,16 @@ pub struct ReadyReporter {
 impl ReadyReporter {
     /// Takes the pipe named by [`READY_FD_ENV`], if any (and removes the variable so children don't inherit it).
     pub fn from_env() -> Self {
-        let pipe = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok()).and_then(|fd| {
-            // The fd is ours: the parent passed it on purpose and nothing else owns it.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                return None;
-            }
-            Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-        });
+        let pipe = std::env::var(READY_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .and_then(|fd| {
+                // The fd is ours: the parent passed it on purpose and nothing else owns it.
+                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                    return None;
+                }
+                Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+            });
         unsafe { std::env::remove_var(READY_FD_ENV) };
         Self { pipe }
     }
@@ -100,12 +103,17 @@ impl ReadyReporter {
 
 /// Sends `state` to systemd when `NOTIFY_SOCKET` is set (abstract sockets start with `@`).
 pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let res = if bytes.first() == Some(&b'@') {
         use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..]).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
     } else {
         sock.send_to(state.as_bytes(), PathBuf::from(path))
     };
@@ -125,7 +133,11 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
             detach_stale(path)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("mount point {} does not exist; create it with: mkdir -p {}", path.display(), path.display()))
+            return Err(format!(
+                "mount point {} does not exist; create it with: mkdir -p {}",
+                path.display(),
+                path.display()
+            ))
         }
         Err(e) => return Err(format!("mount point {}: {e}", path.display())),
     }
@@ -144,19 +156,31 @@ fn detach_stale(path: &Path) -> Result<(), String> {
     if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {
         return Ok(());
     }
-    let ok = Command::new("fusermount3").arg("-uz").arg(path).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if ok {
         Ok(())
     } else {
-        Err(format!("mount point {} holds a stale mount that could not be detached; run: fusermount3 -uz {}", path.display(), path.display()))
+        Err(format!(
+            "mount point {} holds a stale mount that could not be detached; run: fusermount3 -uz {}",
+            path.display(),
+            path.display()
+        ))
     }
 }
 
 /// True when `path` (canonical) is a mount point listed in /proc/self/mountinfo.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_ref()))
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_ref()))
 }
 
 /// Mountinfo escapes space, tab, newline and backslash as octal.
@@ -191,7 +215,11 @@ pub fn check_fuse_available() -> Result<(), String> {
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .chain(
+            ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+                .iter()
+                .map(PathBuf::from),
+        )
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
@@ -202,11 +230,19 @@ pub fn unmount(path: &Path) -> Result<(), String> {
         Ok(()) => return Ok(()),
         Err(nix::errno::Errno::EINVAL) => return Err(format!("{} is not a mount point", path.display())),
         Err(nix::errno::Errno::EBUSY) => {
-            return Err(format!("{} is busy: close the files and shells using it (see: fuser -vm {})", path.display(), path.display()))
+            return Err(format!(
+                "{} is busy: close the files and shells using it (see: fuser -vm {})",
+                path.display(),
+                path.display()
+            ))
         }
         Err(_) => {}
     }
-    let out = Command::new("fusermount3").arg("-u").arg(path).output().map_err(|e| format!("fusermount3: {e}"))?;
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("fusermount3: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {

@@ -19,6 +19,7 @@ pub mod emulator;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
 pub mod mount_options;
 pub mod remote;
 pub mod store;
