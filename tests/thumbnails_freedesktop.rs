@@ -353,4 +353,36 @@ fn file_uri_matches_gio_for_tricky_names() {
             .expect("gio prints uri:");
         assert_eq!(file_uri(&file), gio_uri, "name {name:?}");
     }
+    // GFile canonicalises lexically before escaping; so does file_uri.
+    std::fs::create_dir(root.join("sub")).unwrap();
+    let messy = format!("{}//sub/./../a b.jpg", root.display());
+    let output = std::process::Command::new("gio")
+        .args(["info", "-a", "standard::name", &messy])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let gio_uri = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("uri: "))
+        .expect("gio prints uri:");
+    assert_eq!(file_uri(Path::new(&messy)), gio_uri);
+}
+
+#[test]
+fn rename_moves_and_relabels_every_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = PersonalCache::new(tmp.path());
+    let old = file_uri(Path::new("/mnt/g/Camera/old.jpg"));
+    let new = file_uri(Path::new("/mnt/g/Trip 2024/new [1].jpg"));
+    for size in ThumbSize::SEEDED {
+        let png = render_png(&synthetic_jpeg(400, 300), size, &old, 100, &ThumbExtra::default()).unwrap();
+        cache.store(&old, size, &png).unwrap();
+    }
+    assert_eq!(cache.rename(&old, &new, 200).unwrap(), 2);
+    for size in ThumbSize::SEEDED {
+        assert!(!cache.path_for(&old, size).exists(), "{size:?} left behind");
+        assert!(cache.is_current(&new, size, 200), "{size:?} not moved");
+        assert_eq!(mode(&cache.path_for(&new, size)), 0o600);
+    }
+    assert_eq!(cache.rename(&old, &new, 200).unwrap(), 0, "nothing left to move");
 }

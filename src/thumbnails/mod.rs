@@ -21,7 +21,7 @@ pub mod uri;
 use std::path::PathBuf;
 
 pub use personal_cache::PersonalCache;
-pub use render::{fail_marker_png, read_text, read_text_chunks, render_png, ThumbExtra};
+pub use render::{fail_marker_png, read_text, read_text_chunks, relabel_png, render_png, ThumbExtra};
 pub use shared_repo::{find_name_for_md5, SharedRepoPath, SHARED_REPO_DIR};
 pub use uri::{file_uri, md5_of_name, shared_md5_candidates, shared_thumbnail_name, shared_uri, thumbnail_name};
 
@@ -81,8 +81,8 @@ pub enum ThumbError {
     Decode(#[source] image::ImageError),
     #[error("cannot encode the thumbnail PNG: {0}")]
     Encode(#[source] png::EncodingError),
-    #[error("the PNG text value for {key} is not ASCII")]
-    NotAscii { key: &'static str },
+    #[error("the PNG text chunk {key:?} is not ASCII")]
+    NotAscii { key: String },
     #[error("thumbnail file {path}: {source}")]
     Io {
         path: PathBuf,

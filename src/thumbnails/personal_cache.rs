@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::render::{fail_marker_png, read_text_chunks};
+use super::render::{fail_marker_png, read_text_chunks, relabel_png};
 use super::uri::thumbnail_name;
 use super::{ThumbError, ThumbSize};
 
@@ -99,6 +99,29 @@ impl PersonalCache {
         labelled_with(&self.fail_marker_path(uri), uri, mtime_secs)
     }
 
+    /// Moves the thumbnails (all sizes) and failure marker of `old_uri` to `new_uri` after the file was renamed or
+    /// moved, relabelled with `new_uri` and `mtime_secs`. Sizes without a thumbnail are skipped. Returns how many
+    /// files were moved.
+    pub fn rename(&self, old_uri: &str, new_uri: &str, mtime_secs: i64) -> Result<usize, ThumbError> {
+        let mut moved = 0;
+        for size in ThumbSize::ALL {
+            let old_path = self.path_for(old_uri, size);
+            let Some(png) = read_if_present(&old_path)? else {
+                continue;
+            };
+            self.store(new_uri, size, &relabel_png(&png, new_uri, mtime_secs)?)?;
+            moved += 1;
+        }
+        if read_if_present(&self.fail_marker_path(old_uri))?.is_some() {
+            self.store_fail_marker(new_uri, mtime_secs)?;
+            moved += 1;
+        }
+        if old_uri != new_uri {
+            self.remove(old_uri)?;
+        }
+        Ok(moved)
+    }
+
     /// Removes every thumbnail of `uri` (all sizes) and its failure marker. Missing files are not an error.
     pub fn remove(&self, uri: &str) -> Result<(), ThumbError> {
         let paths = ThumbSize::ALL
@@ -113,6 +136,18 @@ impl PersonalCache {
             }
         }
         Ok(())
+    }
+}
+
+/// The bytes at `path`, `None` when there is no such file.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, ThumbError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ThumbError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

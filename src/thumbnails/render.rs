@@ -64,6 +64,39 @@ pub fn render_png(
     encode_png(width, height, color, &pixels, &text_chunks(uri, mtime_secs, extra))
 }
 
+/// The same thumbnail labelled for another URI and mtime (after a rename or move), pixels and other attributes
+/// kept. Accepts any PNG; the result is 8-bit RGB or RGBA like [`render_png`]'s.
+pub fn relabel_png(png_bytes: &[u8], uri: &str, mtime_secs: i64) -> Result<Vec<u8>, ThumbError> {
+    let image = image::load_from_memory_with_format(png_bytes, image::ImageFormat::Png).map_err(ThumbError::Decode)?;
+    let mut texts = vec![
+        ("Thumb::URI".to_string(), uri.to_string()),
+        ("Thumb::MTime".to_string(), mtime_secs.to_string()),
+    ];
+    texts.extend(
+        read_text_chunks(png_bytes)
+            .into_iter()
+            .filter(|(key, _)| key != "Thumb::URI" && key != "Thumb::MTime"),
+    );
+    let (width, height) = (image.width(), image.height());
+    if image.color().has_alpha() {
+        encode_png(
+            width,
+            height,
+            png::ColorType::Rgba,
+            &image.into_rgba8().into_raw(),
+            &texts,
+        )
+    } else {
+        encode_png(
+            width,
+            height,
+            png::ColorType::Rgb,
+            &image.into_rgb8().into_raw(),
+            &texts,
+        )
+    }
+}
+
 /// The spec's "empty PNG" recording that no thumbnail could be made: 1×1 transparent, with `Thumb::URI` and
 /// `Thumb::MTime` (and `Software`), as GNOME's thumbnail factory writes it.
 pub fn fail_marker_png(uri: &str, mtime_secs: i64) -> Result<Vec<u8>, ThumbError> {
@@ -112,7 +145,7 @@ pub fn fit_within(width: u32, height: u32, max: u32) -> (u32, u32) {
     (scale(width).clamp(1, max), scale(height).clamp(1, max))
 }
 
-fn text_chunks(uri: &str, mtime_secs: i64, extra: &ThumbExtra) -> Vec<(&'static str, String)> {
+fn text_chunks(uri: &str, mtime_secs: i64, extra: &ThumbExtra) -> Vec<(String, String)> {
     let mut chunks = vec![
         ("Thumb::URI", uri.to_string()),
         ("Thumb::MTime", mtime_secs.to_string()),
@@ -131,6 +164,9 @@ fn text_chunks(uri: &str, mtime_secs: i64, extra: &ThumbExtra) -> Vec<(&'static 
     }
     chunks.push(("Software", SOFTWARE.to_string()));
     chunks
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
 }
 
 fn encode_png(
@@ -138,12 +174,12 @@ fn encode_png(
     height: u32,
     color: png::ColorType,
     pixels: &[u8],
-    texts: &[(&'static str, String)],
+    texts: &[(String, String)],
 ) -> Result<Vec<u8>, ThumbError> {
     for (key, value) in texts {
         // tEXt is Latin-1; our values are ASCII by construction (escaped URIs, digits, MIME types).
-        if !value.is_ascii() {
-            return Err(ThumbError::NotAscii { key });
+        if !key.is_ascii() || !value.is_ascii() {
+            return Err(ThumbError::NotAscii { key: key.clone() });
         }
     }
     let mut out = Vec::with_capacity(pixels.len() / 2 + 512);
@@ -153,7 +189,7 @@ fn encode_png(
     encoder.set_compression(png::Compression::Balanced);
     for (key, value) in texts {
         encoder
-            .add_text_chunk((*key).to_string(), value.clone())
+            .add_text_chunk(key.clone(), value.clone())
             .map_err(ThumbError::Encode)?;
     }
     let mut writer = encoder.write_header().map_err(ThumbError::Encode)?;
@@ -353,7 +389,7 @@ mod tests {
             &ThumbExtra::default(),
         )
         .unwrap_err();
-        assert!(matches!(err, ThumbError::NotAscii { key: "Thumb::URI" }));
+        assert!(matches!(err, ThumbError::NotAscii { key } if key == "Thumb::URI"));
     }
 
     #[test]
@@ -363,6 +399,29 @@ mod tests {
         assert_eq!((info.width, info.height), (1, 1));
         assert_eq!(texts[0], ("Thumb::URI".to_string(), "file:///x/y.heic".to_string()));
         assert_eq!(texts[1], ("Thumb::MTime".to_string(), "42".to_string()));
+    }
+
+    #[test]
+    fn relabel_keeps_pixels_and_attributes_but_changes_uri_and_mtime() {
+        let extra = ThumbExtra {
+            original_size: Some(99),
+            mimetype: Some("image/jpeg".into()),
+            ..Default::default()
+        };
+        let before = render_png(&jpeg(300, 200), ThumbSize::Normal, "file:///old.jpg", 5, &extra).unwrap();
+        let after = relabel_png(&before, "file:///new%20name.jpg", 6).unwrap();
+        let (info_before, pixels_before, _) = decode(&before);
+        let (info_after, pixels_after, texts) = decode(&after);
+        assert_eq!(
+            (info_after.width, info_after.height),
+            (info_before.width, info_before.height)
+        );
+        assert_eq!(pixels_after, pixels_before);
+        let get = |key: &str| texts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("Thumb::URI"), Some("file:///new%20name.jpg"));
+        assert_eq!(get("Thumb::MTime"), Some("6"));
+        assert_eq!(get("Thumb::Size"), Some("99"));
+        assert_eq!(texts.iter().filter(|(k, _)| k == "Thumb::URI").count(), 1);
     }
 
     #[test]

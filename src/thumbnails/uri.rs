@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Component, Path};
 
 use md5::{Digest, Md5};
 
@@ -38,18 +38,32 @@ pub fn escape_path_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// The `file://` URI of an absolute path, exactly as `g_filename_to_uri(path, NULL, …)` builds it.
+/// The `file://` URI of an absolute path, as GLib file managers compute it: `g_file_get_uri` of a local `GFile`,
+/// i.e. `g_filename_to_uri` of the path after GLib's lexical canonicalisation (`g_canonicalize_filename`: repeated
+/// `/` collapsed, `.` dropped, `..` removes the previous component, no trailing `/`; symlinks are not resolved).
 ///
-/// Give the canonical path (the mount point's canonical path joined with the file's path in the mount): GLib file
-/// managers hash the URI of the path they see, and `Thumb::URI` must be that same string. A relative path (which
-/// GLib refuses) gets a leading `/`, as `g_escape_file_uri` would add.
+/// Give the mount point's canonical path joined with the file's path in the mount: `Thumb::URI` must be the string
+/// file managers hash. A relative path (which GLib refuses) is taken as if it started at `/`.
 pub fn file_uri(path: &Path) -> String {
-    let escaped = escape_path_bytes(path.as_os_str().as_bytes());
-    if escaped.starts_with('/') {
-        format!("file://{escaped}")
-    } else {
-        format!("file:///{escaped}")
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => segments.push(name.as_bytes()),
+            Component::ParentDir => {
+                segments.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
     }
+    let mut uri = String::from("file://");
+    if segments.is_empty() {
+        uri.push('/');
+    }
+    for segment in segments {
+        uri.push('/');
+        uri.push_str(&escape_path_bytes(segment));
+    }
+    uri
 }
 
 /// Lowercase hex MD5 of `data`.
@@ -152,6 +166,19 @@ mod tests {
         let path = OsString::from_vec(b"/tmp/\xff\x80.jpg".to_vec());
         assert_eq!(file_uri(Path::new(&path)), "file:///tmp/%FF%80.jpg");
         assert_eq!(file_uri(Path::new("rel/a b")), "file:///rel/a%20b");
+    }
+
+    #[test]
+    fn file_uri_canonicalises_lexically_like_gfile() {
+        let cases: &[(&str, &str)] = &[
+            ("/tmp//a/./b/../c.jpg", "file:///tmp/a/c.jpg"),
+            ("/tmp/dir/", "file:///tmp/dir"),
+            ("/..", "file:///"),
+            ("/a/../../b", "file:///b"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(file_uri(Path::new(path)), *expected, "path {path:?}");
+        }
     }
 
     #[test]
