@@ -8,7 +8,7 @@
 //! Ambiguity: spec 0.7/0.8 said to hash "only the filename part of the URI" (no `./`), and Thunar's
 //! libxfce4util hashed exactly that until 4.19.4 (Debian 12 ships 4.18). So a request is matched against every
 //! spelling in [`super::uri::shared_md5_candidates`]; the PNG served is the same, with `Thumb::URI` = `./<name>`
-//! (Thunar does not check it for shared thumbnails; GLib does not read shared repositories at all).
+//! (whether Thunar checks it for shared thumbnails is not verified here; GLib does not read shared repositories).
 
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
