@@ -6,8 +6,7 @@
 use base64::Engine;
 use galleryfs::config::AccountPaths;
 use galleryfs::remote::auth::{
-    sign_in_with_device_code, AuthError, BrowserSignIn, RefreshingTokenSource, StoredTokens, TokenSource,
-    TokenStore,
+    sign_in_with_device_code, AuthError, BrowserSignIn, RefreshingTokenSource, StoredTokens, TokenSource, TokenStore,
 };
 use galleryfs::remote::Endpoints;
 use parking_lot::Mutex;
@@ -94,11 +93,14 @@ fn pending() -> ResponseTemplate {
     )
 }
 
+/// When a request arrived, and its form fields.
+type Hit = (Instant, HashMap<String, String>);
+
 /// Answers with `responses` in order (the last one repeats) and records when each request arrived and its form.
 #[derive(Clone)]
 struct Script {
     responses: Arc<Vec<ResponseTemplate>>,
-    hits: Arc<Mutex<Vec<(Instant, HashMap<String, String>)>>>,
+    hits: Arc<Mutex<Vec<Hit>>>,
 }
 
 impl Script {
@@ -137,9 +139,15 @@ async fn mount(server: &MockServer, at: &str, script: &Script) {
         .await;
 }
 
-async fn device_server(interval: u64, expires_in: u64, token_answers: Vec<ResponseTemplate>) -> (MockServer, Script, Script) {
+async fn device_server(
+    interval: u64,
+    expires_in: u64,
+    token_answers: Vec<ResponseTemplate>,
+) -> (MockServer, Script, Script) {
     let server = MockServer::start().await;
-    let devicecode = Script::new(vec![ResponseTemplate::new(200).set_body_json(device_code_body(interval, expires_in))]);
+    let devicecode = Script::new(vec![
+        ResponseTemplate::new(200).set_body_json(device_code_body(interval, expires_in))
+    ]);
     let token = Script::new(token_answers);
     mount(&server, DEVICECODE_PATH, &devicecode).await;
     mount(&server, TOKEN_PATH, &token).await;
@@ -153,7 +161,11 @@ async fn device_code_pending_twice_then_success_honours_interval() {
     let (server, devicecode, token) = device_server(
         1,
         900,
-        vec![pending(), pending(), ResponseTemplate::new(200).set_body_json(token_body("at-1", Some("rt-1")))],
+        vec![
+            pending(),
+            pending(),
+            ResponseTemplate::new(200).set_body_json(token_body("at-1", Some("rt-1"))),
+        ],
     )
     .await;
     let mut shown = None;
@@ -164,12 +176,17 @@ async fn device_code_pending_twice_then_success_honours_interval() {
     assert_eq!(tokens.refresh_token.as_deref(), Some("rt-1"));
     assert_eq!(tokens.scope, "Files.ReadWrite offline_access");
     let left = tokens.seconds_left();
-    assert!((3500..=3599).contains(&left), "expiry is absolute from expires_in: {left}");
+    assert!(
+        (3500..=3599).contains(&left),
+        "expiry is absolute from expires_in: {left}"
+    );
 
     let shown = shown.expect("prompt shown");
     assert_eq!(shown.user_code, "FJ8X2ZLAP");
     assert_eq!(shown.verification_uri, "https://microsoft.com/devicelogin");
-    assert!(shown.instructions().contains("enter the code FJ8X2ZLAP to authenticate."));
+    assert!(shown
+        .instructions()
+        .contains("enter the code FJ8X2ZLAP to authenticate."));
 
     let dc = &devicecode.forms()[0];
     assert_eq!(dc["client_id"], CLIENT_ID);
@@ -183,7 +200,10 @@ async fn device_code_pending_twice_then_success_honours_interval() {
         assert!(!f.contains_key("client_secret"), "a public client sends no secret");
     }
     for gap in token.gaps() {
-        assert!(gap >= Duration::from_millis(990), "polled after {gap:?}, interval is 1 s");
+        assert!(
+            gap >= Duration::from_millis(990),
+            "polled after {gap:?}, interval is 1 s"
+        );
         assert!(gap < Duration::from_millis(2500), "polled too late: {gap:?}");
     }
 }
@@ -199,11 +219,17 @@ async fn slow_down_adds_five_seconds_to_the_interval() {
         ],
     )
     .await;
-    let tokens = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap();
+    let tokens = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(tokens.access_token, "at-1");
     let gaps = token.gaps();
     assert_eq!(gaps.len(), 1);
-    assert!(gaps[0] >= Duration::from_millis(5990), "interval after slow_down must be 1 + 5 s: {:?}", gaps[0]);
+    assert!(
+        gaps[0] >= Duration::from_millis(5990),
+        "interval after slow_down must be 1 + 5 s: {:?}",
+        gaps[0]
+    );
 }
 
 #[tokio::test]
@@ -211,10 +237,19 @@ async fn declined_stops_with_a_clear_error() {
     let (server, _, token) = device_server(
         1,
         900,
-        vec![pending(), error_400("authorization_declined", None, "The end user denied the authorization request.")],
+        vec![
+            pending(),
+            error_400(
+                "authorization_declined",
+                None,
+                "The end user denied the authorization request.",
+            ),
+        ],
     )
     .await;
-    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap_err();
+    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::Declined { .. }), "{err:?}");
     assert!(err.to_string().starts_with("sign-in was declined"), "{err}");
     assert_eq!(token.count(), 2, "no polling after the decline");
@@ -228,7 +263,9 @@ async fn expired_token_stops_and_says_run_login_again() {
         vec![error_400("expired_token", Some(70019), "Verification code expired.")],
     )
     .await;
-    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap_err();
+    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::CodeExpired), "{err:?}");
     assert_eq!(err.to_string(), "the code expired; run login again");
     assert_eq!(token.count(), 1);
@@ -239,10 +276,16 @@ async fn bad_verification_code_stops() {
     let (server, _, token) = device_server(
         1,
         900,
-        vec![error_400("bad_verification_code", Some(70018), "Invalid verification code.")],
+        vec![error_400(
+            "bad_verification_code",
+            Some(70018),
+            "Invalid verification code.",
+        )],
     )
     .await;
-    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap_err();
+    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::BadVerificationCode), "{err:?}");
     assert_eq!(token.count(), 1);
 }
@@ -251,10 +294,16 @@ async fn bad_verification_code_stops() {
 async fn code_lifetime_ends_the_polling() {
     let (server, _, token) = device_server(1, 3, vec![pending()]).await;
     let started = Instant::now();
-    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap_err();
+    let err = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, AuthError::CodeExpired), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "stopped at expires_in");
-    assert!((2..=3).contains(&token.count()), "polled {} times in 3 s at interval 1", token.count());
+    assert!(
+        (2..=3).contains(&token.count()),
+        "polled {} times in 3 s at interval 1",
+        token.count()
+    );
 }
 
 #[tokio::test]
@@ -268,7 +317,9 @@ async fn server_busy_keeps_polling() {
         ],
     )
     .await;
-    let tokens = sign_in_with_device_code(&endpoints(&server), &http(), |_| {}).await.unwrap();
+    let tokens = sign_in_with_device_code(&endpoints(&server), &http(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(tokens.access_token, "at-1");
     assert_eq!(token.count(), 2);
     assert!(token.gaps()[0] >= Duration::from_millis(1990), "backs off after a 503");
@@ -287,7 +338,11 @@ fn account_with(tokens: &StoredTokens) -> Account {
     let paths = AccountPaths::in_dirs("work", &dir.path().join("config"), &dir.path().join("cache"));
     let store = TokenStore::new(paths.token_file.clone());
     store.save(tokens).unwrap();
-    Account { _dir: dir, paths, store }
+    Account {
+        _dir: dir,
+        paths,
+        store,
+    }
 }
 
 fn tokens(access: &str, refresh: Option<&str>, secs_left: i64) -> StoredTokens {
@@ -333,8 +388,15 @@ async fn refresh_rotates_and_persists_the_newest_refresh_token() {
     let src = source(&server, &acct);
 
     assert_eq!(src.access_token().await.unwrap(), "at-1");
-    assert_eq!(acct.store.load().unwrap().unwrap().refresh_token.as_deref(), Some("rt-1"));
-    assert_eq!(src.access_token().await.unwrap(), "at-1", "fresh now: no second refresh");
+    assert_eq!(
+        acct.store.load().unwrap().unwrap().refresh_token.as_deref(),
+        Some("rt-1")
+    );
+    assert_eq!(
+        src.access_token().await.unwrap(),
+        "at-1",
+        "fresh now: no second refresh"
+    );
     assert_eq!(token.count(), 1);
 
     // Graph rejected at-1: refresh once more.
@@ -379,7 +441,10 @@ async fn invalid_grant_says_sign_in_again() {
     let err = src.access_token().await.unwrap_err();
     assert!(matches!(err, AuthError::SignInAgain { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.starts_with("sign in again: galleryfs login --account work ("), "{msg}");
+    assert!(
+        msg.starts_with("sign in again: galleryfs login --account work ("),
+        "{msg}"
+    );
     assert!(msg.contains("AADSTS70008"), "{msg}");
     assert!(!msg.contains("rt-0"), "never a token in a message");
     assert!(acct.store.load().unwrap().is_some(), "the token file is kept");
@@ -388,7 +453,11 @@ async fn invalid_grant_says_sign_in_again() {
 #[tokio::test]
 async fn network_error_keeps_the_tokens() {
     // A port with nobody listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let ep = Endpoints {
         graph_url: format!("http://127.0.0.1:{port}/v1.0"),
         login_url: format!("http://127.0.0.1:{port}"),
@@ -400,7 +469,10 @@ async fn network_error_keeps_the_tokens() {
     let err = src.access_token().await.unwrap_err();
     assert!(matches!(err, AuthError::Network(_)), "{err:?}");
     assert!(err.is_transient());
-    assert_eq!(acct.store.load().unwrap().unwrap().refresh_token.as_deref(), Some("rt-0"));
+    assert_eq!(
+        acct.store.load().unwrap().unwrap().refresh_token.as_deref(),
+        Some("rt-0")
+    );
 }
 
 #[tokio::test]
@@ -411,7 +483,10 @@ async fn group_readable_token_file_is_refused() {
     std::fs::set_permissions(&acct.paths.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = source(&server, &acct).access_token().await.unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, AuthError::InsecureTokenFile { mode: 0o644, .. }), "{err:?}");
+    assert!(
+        matches!(err, AuthError::InsecureTokenFile { mode: 0o644, .. }),
+        "{err:?}"
+    );
     assert!(msg.contains(&acct.paths.token_file.display().to_string()), "{msg}");
     assert!(msg.contains("0644"), "{msg}");
 }
@@ -468,7 +543,9 @@ async fn concurrent_callers_share_one_refresh() {
 #[tokio::test]
 async fn pkce_authorize_url_and_redeem() {
     let server = MockServer::start().await;
-    let token = Script::new(vec![ResponseTemplate::new(200).set_body_json(token_body("at-b", Some("rt-b")))]);
+    let token = Script::new(vec![
+        ResponseTemplate::new(200).set_body_json(token_body("at-b", Some("rt-b")))
+    ]);
     mount(&server, TOKEN_PATH, &token).await;
     let ep = endpoints(&server);
     let sign_in = BrowserSignIn::start(&ep).await.unwrap();
@@ -491,9 +568,11 @@ async fn pkce_authorize_url_and_redeem() {
     let port: u16 = redirect_uri.rsplit(':').next().unwrap().parse().unwrap();
     let finish = tokio::spawn(async move { sign_in.finish(&http(), Duration::from_secs(20)).await });
     // The browser follows the redirect.
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/?code=M.C507_BAY.2.U.abc&state={state}"))
-        .await
-        .unwrap();
+    let page = reqwest::get(format!(
+        "http://127.0.0.1:{port}/?code=M.C507_BAY.2.U.abc&state={state}"
+    ))
+    .await
+    .unwrap();
     assert_eq!(page.status(), 200);
     let tokens = finish.await.unwrap().unwrap();
     assert_eq!(tokens.access_token, "at-b");
@@ -537,12 +616,16 @@ async fn browser_access_denied_is_declined() {
 #[tokio::test]
 async fn browser_wrong_state_is_refused() {
     let server = MockServer::start().await;
-    let token = Script::new(vec![ResponseTemplate::new(200).set_body_json(token_body("at-b", Some("rt-b")))]);
+    let token = Script::new(vec![
+        ResponseTemplate::new(200).set_body_json(token_body("at-b", Some("rt-b")))
+    ]);
     mount(&server, TOKEN_PATH, &token).await;
     let sign_in = BrowserSignIn::start(&endpoints(&server)).await.unwrap();
     let port: u16 = sign_in.redirect_uri().rsplit(':').next().unwrap().parse().unwrap();
     let finish = tokio::spawn(async move { sign_in.finish(&http(), Duration::from_secs(20)).await });
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/?code=abc&state=forged")).await.unwrap();
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/?code=abc&state=forged"))
+        .await
+        .unwrap();
     assert_eq!(page.status(), 400);
     let err = finish.await.unwrap().unwrap_err();
     assert!(matches!(err, AuthError::Browser(_)), "{err:?}");
@@ -556,7 +639,10 @@ async fn login_and_logout_commands() {
     let (server, _, _token) = device_server(
         1,
         900,
-        vec![pending(), ResponseTemplate::new(200).set_body_json(token_body("at-cli", Some("rt-cli")))],
+        vec![
+            pending(),
+            ResponseTemplate::new(200).set_body_json(token_body("at-cli", Some("rt-cli"))),
+        ],
     )
     .await;
     Mock::given(method("GET"))
@@ -599,21 +685,35 @@ async fn login_and_logout_commands() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stderr.contains("FJ8X2ZLAP") && stderr.contains("https://microsoft.com/devicelogin"), "{stderr}");
+    assert!(
+        stderr.contains("FJ8X2ZLAP") && stderr.contains("https://microsoft.com/devicelogin"),
+        "{stderr}"
+    );
     assert!(stdout.contains("signed in as Ryan Gregg"), "{stdout}");
-    assert!(!stdout.contains("at-cli") && !stderr.contains("at-cli"), "no token printed");
+    assert!(
+        !stdout.contains("at-cli") && !stderr.contains("at-cli"),
+        "no token printed"
+    );
 
     let paths = AccountPaths::in_dirs("cli", &dir.path().join("config"), &dir.path().join("cache"));
     assert_eq!(mode_of(&paths.token_file), 0o600);
     let stored = TokenStore::new(paths.token_file.clone()).load().unwrap().unwrap();
     assert_eq!(stored.refresh_token.as_deref(), Some("rt-cli"));
-    let settings = galleryfs::config::AccountSettings::load(&paths.settings_file).unwrap().unwrap();
+    let settings = galleryfs::config::AccountSettings::load(&paths.settings_file)
+        .unwrap()
+        .unwrap();
     assert_eq!(settings.endpoints.login_url, server.uri());
     assert_eq!(settings.endpoints.client_id, CLIENT_ID);
     assert_eq!(settings.folder.as_deref(), Some("/Pictures/Samsung Gallery"));
 
     std::fs::create_dir_all(&paths.cache_dir).unwrap();
-    let out = run(vec!["logout".into(), "--account".into(), "cli".into(), "--purge-cache".into()]).await;
+    let out = run(vec![
+        "logout".into(),
+        "--account".into(),
+        "cli".into(),
+        "--purge-cache".into(),
+    ])
+    .await;
     assert!(out.status.success());
     assert!(!paths.token_file.exists());
     assert!(!paths.cache_dir.exists());
@@ -622,6 +722,11 @@ async fn login_and_logout_commands() {
 
     let bad = run(vec!["login".into(), "--account".into(), "../x".into()]).await;
     assert_eq!(bad.status.code(), Some(2));
-    let insecure = run(vec!["login".into(), "--login-url".into(), "http://login.example.com".into()]).await;
+    let insecure = run(vec![
+        "login".into(),
+        "--login-url".into(),
+        "http://login.example.com".into(),
+    ])
+    .await;
     assert_eq!(insecure.status.code(), Some(2));
 }

@@ -83,7 +83,11 @@ pub fn resolve_settings(args: &LoginArgs, saved: Option<&AccountSettings>) -> Re
     .validated()
     .map_err(|e| e.to_string())?;
     for (what, value) in [("--tenant", &endpoints.tenant), ("--client-id", &endpoints.client_id)] {
-        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) {
+        if value.is_empty()
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
             return Err(format!("invalid {what} {value:?}"));
         }
     }
@@ -98,7 +102,9 @@ pub fn resolve_settings(args: &LoginArgs, saved: Option<&AccountSettings>) -> Re
 fn normalize_folder(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim_matches('/');
     if trimmed.is_empty() {
-        return Err(format!("invalid --folder {raw:?}: give a folder path from the drive root"));
+        return Err(format!(
+            "invalid --folder {raw:?}: give a folder path from the drive root"
+        ));
     }
     Ok(format!("/{trimmed}"))
 }
@@ -130,7 +136,10 @@ async fn run_flow(endpoints: &Endpoints, browser: bool) -> Result<StoredTokens, 
 
 /// Best effort: the display name of the drive's owner (`GET /me/drive`), for the confirmation line.
 async fn drive_owner(endpoints: &Endpoints, access_token: &str) -> Option<String> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?;
     let response = http
         .get(endpoints.graph("/me/drive"))
         .bearer_auth(access_token)
@@ -152,9 +161,7 @@ mod tests {
 
     fn args() -> LoginArgs {
         LoginArgs {
-            account: AccountArg {
-                account: "a".into(),
-            },
+            account: AccountArg { account: "a".into() },
             client_id: None,
             tenant: None,
             graph_url: None,

@@ -137,14 +137,24 @@ async fn accept_redirect(listener: &TcpListener, expected_state: &str) -> Result
         let state = param("state");
         let state_ok = state.as_deref() == Some(expected_state) || (code.is_none() && state.is_none());
         if !state_ok {
-            respond(&mut stream, 400, "Sign-in failed: the answer does not match this sign-in (state). Run galleryfs login again.").await;
+            respond(
+                &mut stream,
+                400,
+                "Sign-in failed: the answer does not match this sign-in (state). Run galleryfs login again.",
+            )
+            .await;
             return Err(AuthError::Browser(
                 "the redirect's state does not match the request (possible forgery); run login again".into(),
             ));
         }
         if let Some(error) = error {
             let description = param("error_description").unwrap_or_default();
-            respond(&mut stream, 200, "Sign-in was not completed. You can close this window.").await;
+            respond(
+                &mut stream,
+                200,
+                "Sign-in was not completed. You can close this window.",
+            )
+            .await;
             return Ok(Redirect::Denied { error, description });
         }
         respond(&mut stream, 200, "Signed in to galleryfs. You can close this window.").await;
@@ -160,7 +170,10 @@ async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
         if head.len() > MAX_REQUEST_HEAD {
             return None;
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             break;
         }
@@ -263,7 +276,11 @@ mod tests {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move { accept_redirect(&listener, "s2").await });
-        get(port, "/?error=access_denied&error_description=the+user+canceled+the+authentication&state=s2").await;
+        get(
+            port,
+            "/?error=access_denied&error_description=the+user+canceled+the+authentication&state=s2",
+        )
+        .await;
         match task.await.unwrap() {
             Ok(Redirect::Denied { error, description }) => {
                 assert_eq!(error, "access_denied");

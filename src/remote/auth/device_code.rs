@@ -155,7 +155,10 @@ pub async fn poll_for_tokens(
             Some("slow_down") => {
                 backoff = None;
                 interval += SLOW_DOWN_STEP;
-                tracing::debug!(interval_secs = interval.as_secs(), "identity platform asked to slow down");
+                tracing::debug!(
+                    interval_secs = interval.as_secs(),
+                    "identity platform asked to slow down"
+                );
             }
             Some("authorization_declined") | Some("access_denied") => {
                 return Err(AuthError::Declined {

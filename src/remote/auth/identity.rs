@@ -8,8 +8,8 @@ use crate::remote::endpoints::SCOPES;
 use crate::remote::Endpoints;
 use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
 use oauth2::{
-    AuthUrl, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, HttpClientError, RequestTokenError,
-    Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthUrl, ClientId, DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, HttpClientError, RequestTokenError, Scope,
+    StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -138,7 +138,10 @@ pub fn map_request_error(err: IdentityRequestError, account: Option<&str>) -> Au
         RequestTokenError::Request(e) => AuthError::Network(describe_http_error(e)),
         RequestTokenError::Parse(e, _body) => AuthError::Service {
             code: "invalid_response".into(),
-            description: format!("the identity platform sent a response galleryfs cannot read ({})", e.path()),
+            description: format!(
+                "the identity platform sent a response galleryfs cannot read ({})",
+                e.path()
+            ),
         },
         RequestTokenError::Other(msg) => AuthError::Service {
             code: "invalid_response".into(),
