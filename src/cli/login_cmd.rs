@@ -28,7 +28,7 @@ pub fn login(args: LoginArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
     let tokens = runtime
         .block_on(run_flow(&endpoints, args.browser))
-        .map_err(|e| CliError::failure(e.to_string()))?;
+        .map_err(|e| CliError::failure(with_registration_hint(&e)))?;
 
     let store = TokenStore::new(paths.token_file.clone());
     store.save(&tokens).map_err(|e| CliError::failure(e.to_string()))?;
@@ -69,6 +69,25 @@ pub fn logout(args: LogoutArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The error, plus where to look when it points at the app registration (wrong client id, public client flows
+/// off, wrong tenant, redirect URI not registered).
+fn with_registration_hint(err: &AuthError) -> String {
+    const REGISTRATION_CODES: &[&str] = &["AADSTS700016", "AADSTS7000218", "AADSTS9002331", "AADSTS50011"];
+    let message = err.to_string();
+    let points_at_registration = match err {
+        AuthError::Service { code, description } => {
+            matches!(code.as_str(), "invalid_client" | "unauthorized_client")
+                || REGISTRATION_CODES.iter().any(|c| description.contains(c))
+        }
+        _ => false,
+    };
+    if points_at_registration {
+        format!("{message}\n(check the app registration, see docs/app-registration.md, and pass --client-id ID)")
+    } else {
+        message
+    }
 }
 
 /// Flags first, then the account's saved settings, then the defaults; URLs checked (plain http on loopback only).
@@ -193,6 +212,16 @@ mod tests {
         assert_eq!(s.endpoints.client_id, "flag-id");
         assert_eq!(s.endpoints.login_url, "http://127.0.0.1:9");
         assert_eq!(s.folder.as_deref(), Some("/Camera Roll"));
+    }
+
+    #[test]
+    fn registration_errors_point_at_the_docs() {
+        let e = AuthError::Service {
+            code: "unauthorized_client".into(),
+            description: "AADSTS700016: Application with identifier 'x' was not found".into(),
+        };
+        assert!(with_registration_hint(&e).contains("docs/app-registration.md"));
+        assert!(!with_registration_hint(&AuthError::CodeExpired).contains("docs/"));
     }
 
     #[test]
