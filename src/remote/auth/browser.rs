@@ -113,53 +113,66 @@ impl BrowserSignIn {
 }
 
 /// Accepts connections until one carries the redirect (`code`/`state` or `error`); anything else (favicon,
-/// probes) gets a 404. A `state` mismatch answers the browser and fails the flow.
+/// probes, a browser's idle pre-connections) gets a 404 or is dropped. Connections are served concurrently so a
+/// silent one cannot hold up the real redirect. A `state` mismatch answers the browser and fails the flow.
 async fn accept_redirect(listener: &TcpListener, expected_state: &str) -> Result<Redirect, AuthError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Redirect, AuthError>>(4);
+    let expected: std::sync::Arc<str> = expected_state.into();
     loop {
-        let (mut stream, _) = listener
-            .accept()
-            .await
-            .map_err(|e| AuthError::Browser(format!("loopback listener: {e}")))?;
-        let Some(target) = read_request_target(&mut stream).await else {
-            continue;
-        };
-        let Ok(url) = Url::parse(&format!("http://localhost{target}")) else {
-            respond(&mut stream, 400, "Bad request.").await;
-            continue;
-        };
-        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-        let (code, error) = (param("code"), param("error"));
-        if code.is_none() && error.is_none() {
-            respond(&mut stream, 404, "Not found.").await;
-            continue;
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.map_err(|e| AuthError::Browser(format!("loopback listener: {e}")))?;
+                let (tx, expected) = (tx.clone(), expected.clone());
+                tokio::spawn(async move {
+                    if let Some(outcome) = handle_connection(stream, &expected).await {
+                        let _ = tx.send(outcome).await;
+                    }
+                });
+            }
+            Some(outcome) = rx.recv() => return outcome,
         }
-        // An error without `state` can only end the flow, so it is believed; a code needs the matching state.
-        let state = param("state");
-        let state_ok = state.as_deref() == Some(expected_state) || (code.is_none() && state.is_none());
-        if !state_ok {
-            respond(
-                &mut stream,
-                400,
-                "Sign-in failed: the answer does not match this sign-in (state). Run galleryfs login again.",
-            )
-            .await;
-            return Err(AuthError::Browser(
-                "the redirect's state does not match the request (possible forgery); run login again".into(),
-            ));
-        }
-        if let Some(error) = error {
-            let description = param("error_description").unwrap_or_default();
-            respond(
-                &mut stream,
-                200,
-                "Sign-in was not completed. You can close this window.",
-            )
-            .await;
-            return Ok(Redirect::Denied { error, description });
-        }
-        respond(&mut stream, 200, "Signed in to galleryfs. You can close this window.").await;
-        return Ok(Redirect::Code(code.expect("checked above")));
     }
+}
+
+/// Serves one connection; `Some` when it carried the redirect.
+async fn handle_connection(mut stream: TcpStream, expected_state: &str) -> Option<Result<Redirect, AuthError>> {
+    let target = read_request_target(&mut stream).await?;
+    let Ok(url) = Url::parse(&format!("http://localhost{target}")) else {
+        respond(&mut stream, 400, "Bad request.").await;
+        return None;
+    };
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (code, error) = (param("code"), param("error"));
+    if code.is_none() && error.is_none() {
+        respond(&mut stream, 404, "Not found.").await;
+        return None;
+    }
+    // An error without `state` can only end the flow, so it is believed; a code needs the matching state.
+    let state = param("state");
+    let state_ok = state.as_deref() == Some(expected_state) || (code.is_none() && state.is_none());
+    if !state_ok {
+        respond(
+            &mut stream,
+            400,
+            "Sign-in failed: the answer does not match this sign-in (state). Run galleryfs login again.",
+        )
+        .await;
+        return Some(Err(AuthError::Browser(
+            "the redirect's state does not match the request (possible forgery); run login again".into(),
+        )));
+    }
+    if let Some(error) = error {
+        let description = param("error_description").unwrap_or_default();
+        respond(
+            &mut stream,
+            200,
+            "Sign-in was not completed. You can close this window.",
+        )
+        .await;
+        return Some(Ok(Redirect::Denied { error, description }));
+    }
+    respond(&mut stream, 200, "Signed in to galleryfs. You can close this window.").await;
+    code.map(|c| Ok(Redirect::Code(c)))
 }
 
 /// Reads the request head and returns the target of a `GET` request line.
@@ -263,6 +276,19 @@ mod tests {
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("accepted a forged state"),
         }
+    }
+
+    #[tokio::test]
+    async fn silent_connection_does_not_hold_up_the_redirect() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move { accept_redirect(&listener, "s").await });
+        // A browser pre-connection that never sends a request.
+        let _idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(get(port, "/?code=C&state=s").await.starts_with("HTTP/1.1 200"));
+        assert!(matches!(task.await.unwrap(), Ok(Redirect::Code(c)) if c == "C"));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
