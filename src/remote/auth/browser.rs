@@ -21,7 +21,9 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// An authorization request in progress: the URL to open, and the listener waiting for the redirect.
 pub struct BrowserSignIn {
     client: IdentityClient,
-    listener: TcpListener,
+    /// 127.0.0.1:port, and [::1]:port when that port is free there too (browsers may resolve `localhost` to
+    /// either).
+    listeners: Vec<TcpListener>,
     redirect_uri: String,
     authorize_url: Url,
     state: CsrfToken,
@@ -45,6 +47,10 @@ impl BrowserSignIn {
             .local_addr()
             .map_err(|e| AuthError::Browser(format!("loopback listener: {e}")))?
             .port();
+        let mut listeners = vec![listener];
+        if let Ok(v6) = TcpListener::bind(("::1", port)).await {
+            listeners.push(v6);
+        }
         let redirect_uri = format!("http://localhost:{port}");
         let client = identity_client(endpoints)?.set_redirect_uri(
             RedirectUrl::new(redirect_uri.clone()).map_err(|e| AuthError::Browser(format!("redirect URI: {e}")))?,
@@ -58,7 +64,7 @@ impl BrowserSignIn {
             .url();
         Ok(Self {
             client,
-            listener,
+            listeners,
             redirect_uri,
             authorize_url,
             state,
@@ -78,7 +84,7 @@ impl BrowserSignIn {
 
     /// Waits (at most `timeout`) for the browser's redirect, checks `state`, then redeems the code.
     pub async fn finish(self, http: &reqwest::Client, timeout: Duration) -> Result<StoredTokens, AuthError> {
-        let redirect = tokio::time::timeout(timeout, accept_redirect(&self.listener, self.state.secret()))
+        let redirect = tokio::time::timeout(timeout, accept_redirect(self.listeners, self.state.secret()))
             .await
             .map_err(|_| {
                 AuthError::Browser(format!(
@@ -99,7 +105,6 @@ impl BrowserSignIn {
                 })
             }
         };
-        drop(self.listener);
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code))
@@ -112,16 +117,27 @@ impl BrowserSignIn {
     }
 }
 
-/// Accepts connections until one carries the redirect (`code`/`state` or `error`); anything else (favicon,
-/// probes, a browser's idle pre-connections) gets a 404 or is dropped. Connections are served concurrently so a
-/// silent one cannot hold up the real redirect. A `state` mismatch answers the browser and fails the flow.
-async fn accept_redirect(listener: &TcpListener, expected_state: &str) -> Result<Redirect, AuthError> {
+/// Accepts connections on `listeners` until one carries the redirect (`code`/`state` or `error`); anything else
+/// (favicon, probes, a browser's idle pre-connections) gets a 404 or is dropped. Connections are served
+/// concurrently so a silent one cannot hold up the real redirect. A `state` mismatch answers the browser and
+/// fails the flow. The listeners are closed on return.
+async fn accept_redirect(listeners: Vec<TcpListener>, expected_state: &str) -> Result<Redirect, AuthError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Redirect, AuthError>>(4);
     let expected: std::sync::Arc<str> = expected_state.into();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = accepted.map_err(|e| AuthError::Browser(format!("loopback listener: {e}")))?;
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let (tx, expected) = (tx.clone(), expected.clone());
+        accept_loops.spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(AuthError::Browser(format!("loopback listener: {e}"))))
+                            .await;
+                        return;
+                    }
+                };
                 let (tx, expected) = (tx.clone(), expected.clone());
                 tokio::spawn(async move {
                     if let Some(outcome) = handle_connection(stream, &expected).await {
@@ -129,9 +145,15 @@ async fn accept_redirect(listener: &TcpListener, expected_state: &str) -> Result
                     }
                 });
             }
-            Some(outcome) = rx.recv() => return outcome,
-        }
+        });
     }
+    drop(tx);
+    let outcome = rx
+        .recv()
+        .await
+        .unwrap_or_else(|| Err(AuthError::Browser("loopback listener closed".into())));
+    accept_loops.abort_all();
+    outcome
 }
 
 /// Serves one connection; `Some` when it carried the redirect.
@@ -268,7 +290,7 @@ mod tests {
     async fn listener_ignores_favicon_and_checks_state() {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move { accept_redirect(&listener, "good").await });
+        let task = tokio::spawn(async move { accept_redirect(vec![listener], "good").await });
         assert!(get(port, "/favicon.ico").await.starts_with("HTTP/1.1 404"));
         assert!(get(port, "/?code=abc&state=bad").await.starts_with("HTTP/1.1 400"));
         match task.await.unwrap() {
@@ -282,7 +304,7 @@ mod tests {
     async fn silent_connection_does_not_hold_up_the_redirect() {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move { accept_redirect(&listener, "s").await });
+        let task = tokio::spawn(async move { accept_redirect(vec![listener], "s").await });
         // A browser pre-connection that never sends a request.
         let _idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let started = std::time::Instant::now();
@@ -292,16 +314,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn redirect_on_ipv6_loopback_is_taken_too() {
+        let v4 = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = v4.local_addr().unwrap().port();
+        let Ok(v6) = TcpListener::bind(("::1", port)).await else {
+            eprintln!("no IPv6 loopback here: skipping the [::1] redirect test");
+            return;
+        };
+        let task = tokio::spawn(async move { accept_redirect(vec![v4, v6], "s6").await });
+        let mut s = TcpStream::connect(("::1", port)).await.unwrap();
+        s.write_all(b"GET /?code=V6&state=s6 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(matches!(task.await.unwrap(), Ok(Redirect::Code(c)) if c == "V6"));
+    }
+
+    #[tokio::test]
     async fn listener_returns_code_or_denial() {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move { accept_redirect(&listener, "s1").await });
+        let task = tokio::spawn(async move { accept_redirect(vec![listener], "s1").await });
         assert!(get(port, "/?code=C0DE&state=s1").await.starts_with("HTTP/1.1 200"));
         assert!(matches!(task.await.unwrap(), Ok(Redirect::Code(c)) if c == "C0DE"));
 
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move { accept_redirect(&listener, "s2").await });
+        let task = tokio::spawn(async move { accept_redirect(vec![listener], "s2").await });
         get(
             port,
             "/?error=access_denied&error_description=the+user+canceled+the+authentication&state=s2",
