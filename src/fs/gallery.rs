@@ -73,7 +73,7 @@ pub trait PinRequests: Send + Sync {
 
 enum Handle {
     File {
-        item: ItemRow,
+        item: Box<ItemRow>,
         reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
     },
     Bytes(Bytes),
@@ -464,7 +464,7 @@ impl FsCore for GalleryFs {
             return Err(FsError::ReadOnly);
         }
         let fh = self.add_handle(Handle::File {
-            item,
+            item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
         });
         // The kernel may keep pages of an unchanged version: remote changes invalidate them explicitly.
