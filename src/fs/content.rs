@@ -20,6 +20,11 @@ pub trait ContentRead: Send + Sync {
 pub trait ContentAccess: Send + Sync {
     /// A reader for the current version of `item`. Must not wait for the content: fetching starts on read.
     async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError>;
+
+    /// Gives the cached original's space back ("free up space"). Never called for dirty items.
+    async fn evict(&self, _item: &ItemRow) -> Result<(), FsError> {
+        Err(FsError::Unsupported("freeing cached originals"))
+    }
 }
 
 /// OneDrive's own thumbnail of an item, as fetched and kept by the sync engine.

@@ -29,6 +29,10 @@ pub const XATTR_STATE: &str = "user.galleryfs.state";
 pub const XATTR_ID: &str = "user.galleryfs.id";
 pub const XATTR_HASH: &str = "user.galleryfs.quickxorhash";
 pub const XATTR_PIN: &str = "user.galleryfs.pin";
+/// Read-only: bytes of the original cached on this device (for `galleryfs status PATH` and pin progress).
+pub const XATTR_CACHED_BYTES: &str = "user.galleryfs.cached_bytes";
+/// Write-only: `1` frees the cached original ("free up space"), as `galleryfs free` does.
+pub const XATTR_FREE: &str = "user.galleryfs.free";
 
 /// How the mount presents files.
 #[derive(Clone, Debug)]
@@ -524,6 +528,13 @@ impl FsCore for GalleryFs {
             n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
             n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
             n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),
+            n if n == XATTR_CACHED_BYTES.as_bytes() && item.kind == ItemKind::File => {
+                let bytes = match item.content_state {
+                    ContentState::Cached | ContentState::Dirty => item.size,
+                    _ => self.store.present_bytes(ino).map_err(store_err)?.min(item.size),
+                };
+                bytes.to_string()
+            }
             _ => return Err(FsError::NoAttribute),
         };
         Ok(value.into_bytes())
@@ -546,6 +557,22 @@ impl FsCore for GalleryFs {
     }
 
     async fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> FsResult<()> {
+        if name.as_bytes() == XATTR_FREE.as_bytes() {
+            if value.trim_ascii() != b"1" {
+                return Err(FsError::InvalidArgument("user.galleryfs.free takes 1".into()));
+            }
+            let item = self.item(ino)?;
+            if item.kind == ItemKind::Dir || item.content_state == ContentState::Dirty {
+                // A folder is freed file by file (the CLI walks it); a dirty file's bytes exist nowhere else.
+                return Err(FsError::NotPermitted { what: "freeing a folder or a file not yet uploaded" });
+            }
+            if item.pinned {
+                self.store.set_pinned(ino, false).map_err(store_err)?;
+            }
+            self.content.evict(&item).await?;
+            self.invalidator.read().inode(ino);
+            return Ok(());
+        }
         if name.as_bytes() != XATTR_PIN.as_bytes() {
             if name.as_bytes().starts_with(b"user.galleryfs.") {
                 return Err(FsError::NotPermitted {
