@@ -756,7 +756,9 @@ mod model {
                     for d in gone {
                         let parent = self.nodes[&d].parent.clone();
                         self.nodes.remove(&d);
-                        if d == id || report_children {
+                        // Descendants the client already knows in place may go unreported (their folder's
+                        // delete covers them); anything changed this round is reported with its latest state.
+                        if d == id || report_children || self.changed.contains(&d) {
                             self.log.push(deleted(&d, &parent));
                             self.changed.insert(d);
                         }
