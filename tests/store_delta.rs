@@ -499,7 +499,7 @@ fn the_gallery_item_updates_the_root_and_its_deletion_is_only_reported() {
 fn outbox_order_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.sqlite");
-    let ops = vec![
+    let ops = [
         OutboxOp::Mkdir {
             ino: 10,
             parent: 1,
@@ -903,4 +903,25 @@ proptest! {
             inodes = now;
         }
     }
+}
+
+#[test]
+fn a_large_first_enumeration_is_applied_in_reasonable_time() {
+    let mut items = vec![folder(G, "PICS", "Samsung Gallery")];
+    for a in 0..20 {
+        items.push(folder(&format!("D{a}"), G, &format!("Album {a}")));
+        for i in 0..1000 {
+            items.push(file(&format!("F{a}-{i}"), &format!("D{a}"), &format!("IMG_{i}.jpg"), "c1"));
+        }
+    }
+    items.reverse(); // children before parents: the worst order
+    let store = Store::open_in_memory().unwrap();
+    let t0 = std::time::Instant::now();
+    let changes = replace_all(&store, G, &items).unwrap();
+    let elapsed = t0.elapsed();
+    assert_eq!(changes.inserted.len(), 20_020);
+    assert_eq!(store.item_count().unwrap(), 20_020);
+    // Generous bound for an unoptimised build on a shared machine; the point is "not quadratic".
+    assert!(elapsed < std::time::Duration::from_secs(60), "took {elapsed:?}");
+    eprintln!("20k-item enumeration applied in {elapsed:?}");
 }
