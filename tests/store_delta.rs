@@ -911,7 +911,12 @@ fn a_large_first_enumeration_is_applied_in_reasonable_time() {
     for a in 0..20 {
         items.push(folder(&format!("D{a}"), G, &format!("Album {a}")));
         for i in 0..1000 {
-            items.push(file(&format!("F{a}-{i}"), &format!("D{a}"), &format!("IMG_{i}.jpg"), "c1"));
+            items.push(file(
+                &format!("F{a}-{i}"),
+                &format!("D{a}"),
+                &format!("IMG_{i}.jpg"),
+                "c1",
+            ));
         }
     }
     items.reverse(); // children before parents: the worst order

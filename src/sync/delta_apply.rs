@@ -559,7 +559,9 @@ impl<'a, 't> Applier<'a, 't> {
         }
         if row.is_dirty() {
             // Keep local content attributes and the baseline; a different remote cTag is a conflict.
-            if row.kind == ItemKind::File && attrs.ctag.is_some() && attrs.ctag != row.base_ctag {
+            if row.kind == ItemKind::File
+                && content_differs(row.base_ctag.as_ref(), row.base_hash.as_ref(), row.base_size, &attrs)
+            {
                 self.changes.conflicts.push(Conflict {
                     ino: row.ino,
                     kind: ConflictKind::RemoteContentChanged,
@@ -570,7 +572,9 @@ impl<'a, 't> Applier<'a, 't> {
                 updated = true;
             }
         } else if !same_attrs(&row, &attrs) {
-            if row.kind == ItemKind::File && row.ctag.is_some() && attrs.ctag != row.ctag {
+            if row.kind == ItemKind::File
+                && content_differs(row.ctag.as_ref(), row.quick_xor_hash.as_ref(), Some(row.size), &attrs)
+            {
                 self.tx.drop_blocks(row.ino)?;
                 self.changes.content_changed.push(row.ino);
             }
@@ -704,6 +708,18 @@ fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
     }
 }
 
+/// Whether `attrs` describe other content than the version known by cTag/hash/size. The cTag decides when both
+/// sides have one (Business omits it on creates); otherwise a known quickXorHash, otherwise the size.
+fn content_differs(ctag: Option<&String>, hash: Option<&String>, size: Option<u64>, attrs: &RemoteAttrs) -> bool {
+    if let (Some(old), Some(new)) = (ctag, attrs.ctag.as_ref()) {
+        return old != new;
+    }
+    if let (Some(old), Some(new)) = (hash, attrs.quick_xor_hash.as_ref()) {
+        return old != new;
+    }
+    size.is_some_and(|s| s != attrs.size)
+}
+
 fn same_attrs(row: &ItemRow, a: &RemoteAttrs) -> bool {
     row.etag == a.etag
         && row.ctag == a.ctag
@@ -728,6 +744,39 @@ mod tests {
         assert_eq!(check_name(&"é".repeat(128)), Err(RejectReason::NameTooLong));
         assert_eq!(check_name(&"e".repeat(255)), Ok(()));
         assert_eq!(check_name("...jpg"), Ok(()));
+    }
+
+    #[test]
+    fn content_change_falls_back_from_ctag_to_hash_to_size() {
+        let c = |s: &str| Some(s.to_string());
+        let attrs = |ctag: Option<String>, hash: Option<String>, size| RemoteAttrs {
+            ctag,
+            quick_xor_hash: hash,
+            size,
+            ..RemoteAttrs::default()
+        };
+        assert!(content_differs(c("a").as_ref(), None, Some(1), &attrs(c("b"), None, 1)));
+        assert!(!content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("x"), 2)
+        ));
+        // No cTag on one side (a Business create): the hash decides, then the size.
+        assert!(!content_differs(
+            None,
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("h"), 1)
+        ));
+        assert!(content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(None, c("h2"), 1)
+        ));
+        assert!(content_differs(None, None, Some(1), &attrs(None, None, 2)));
+        assert!(!content_differs(None, None, None, &attrs(None, None, 2)));
     }
 
     #[test]
