@@ -131,6 +131,7 @@ fn inodes_are_stable_across_reopen() {
         }
     }
     assert_eq!(store.root().unwrap().item_id, G);
+    assert_eq!(store.meta("gallery_item_id").unwrap().as_deref(), Some(G));
     assert_eq!(
         store.delta_link().unwrap().as_deref(),
         Some("https://graph.example/delta?token=abc")
@@ -929,4 +930,20 @@ fn a_large_first_enumeration_is_applied_in_reasonable_time() {
     // Generous bound for an unoptimised build on a shared machine; the point is "not quadratic".
     assert!(elapsed < std::time::Duration::from_secs(60), "took {elapsed:?}");
     eprintln!("20k-item enumeration applied in {elapsed:?}");
+}
+
+#[test]
+fn business_style_deletes_and_kind_changes() {
+    let store = Store::open_in_memory().unwrap();
+    seed(&store);
+    let f1 = ino(&store, "F1");
+    // Business deletes carry no name; an id that turns from file into folder gets a fresh row.
+    let mut nameless = deleted("F2", "D1");
+    nameless.name = None;
+    let changes = apply_delta_round(&store, G, &[nameless, folder("F1", "D1", "IMG_1.jpg")]).unwrap();
+    assert!(store.get_by_item_id("F2").unwrap().is_none());
+    let row = store.get_by_item_id("F1").unwrap().unwrap();
+    assert!(row.is_dir());
+    assert_ne!(row.ino, f1);
+    assert!(changes.removed.contains(&f1) && changes.inserted.contains(&row.ino));
 }

@@ -488,7 +488,7 @@ impl StoreTx<'_> {
         Ok(removed)
     }
 
-    /// Records the OneDrive id and attributes of the gallery folder on the root row.
+    /// Records the OneDrive id of the gallery folder on the root row (and as meta `gallery_item_id`).
     pub fn set_root_item(&self, item_id: &str) -> Result<()> {
         if let Some(other) = self.get_by_item_id(item_id)? {
             if other.ino != ROOT_INO {
@@ -500,7 +500,7 @@ impl StoreTx<'_> {
             "UPDATE items SET item_id = ?1 WHERE ino = ?2",
             params![item_id, ROOT_INO as i64],
         )?;
-        Ok(())
+        self.set_meta(super::meta_keys::GALLERY_ITEM_ID, item_id)
     }
 
     /// Replaces a local placeholder id by the real OneDrive id and clears `local_only`.
