@@ -426,6 +426,24 @@ impl StoreTx<'_> {
         Ok(false)
     }
 
+    /// The item's path below the gallery root, `/`-separated with a leading `/` (`/` for the root).
+    pub fn path(&self, ino: u64) -> Result<String> {
+        let mut parts = Vec::new();
+        let mut current = self.require(ino)?;
+        while let Some(parent) = current.parent_ino {
+            parts.push(std::mem::take(&mut current.name));
+            if parts.len() > 100_000 {
+                return Err(StoreError::Corrupt("parent chain loops".into()));
+            }
+            current = self.require(parent)?;
+        }
+        if current.ino != ROOT_INO {
+            return Err(StoreError::Corrupt(format!("inode {ino} is not below the root")));
+        }
+        parts.reverse();
+        Ok(format!("/{}", parts.join("/")))
+    }
+
     /// Moves and/or renames an item; the inode stays. A case-only rename of the same item is allowed.
     pub fn rename(&self, ino: u64, new_parent: u64, new_name: &str) -> Result<()> {
         if ino == ROOT_INO {
@@ -606,6 +624,8 @@ mod tests {
         let f = s.insert(&remote_file(ROOT_INO, "F", "x.jpg")).unwrap();
         s.insert(&remote_file(sub, "G", "y.jpg")).unwrap();
         s.rename(f, sub, "X.jpg").unwrap();
+        assert_eq!(s.read(|t| t.path(f)).unwrap(), "/album/sub/X.jpg");
+        assert_eq!(s.read(|t| t.path(ROOT_INO)).unwrap(), "/");
         let row = s.get(f).unwrap().unwrap();
         assert_eq!((row.parent_ino, row.name.as_str()), (Some(sub), "X.jpg"));
         assert!(matches!(s.rename(d, sub, "loop"), Err(StoreError::WouldCycle(_))));

@@ -143,7 +143,7 @@ impl Store {
     }
 
     /// The database file, `None` for an in-memory store.
-    pub fn path(&self) -> Option<&Path> {
+    pub fn db_path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
@@ -207,6 +207,10 @@ impl Store {
     }
     pub fn get(&self, ino: u64) -> Result<Option<ItemRow>> {
         self.read(|t| t.get(ino))
+    }
+    /// The item's path below the gallery root (`/Camera/IMG_1.jpg`).
+    pub fn item_path(&self, ino: u64) -> Result<String> {
+        self.read(|t| t.path(ino))
     }
     pub fn get_by_item_id(&self, item_id: &str) -> Result<Option<ItemRow>> {
         self.read(|t| t.get_by_item_id(item_id))
