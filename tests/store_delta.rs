@@ -450,6 +450,16 @@ fn local_state_is_never_overwritten() {
         .conflicts
         .iter()
         .any(|c| c.ino == local && c.kind == ConflictKind::RemoteRemoved));
+    assert!(store.get(d2).unwrap().unwrap().remote_removed && store.get(f3).unwrap().unwrap().remote_removed);
+    assert!(
+        !store.get(local).unwrap().unwrap().remote_removed,
+        "local-only rows were never remote"
+    );
+    // Restored on OneDrive (same id): its listing is needed again.
+    let back = apply_delta_round(&store, G, &[folder("D2", "D1", "Burst")]).unwrap();
+    assert_eq!(back.needs_listing, vec![d2]);
+    assert!(!store.get(d2).unwrap().unwrap().remote_removed);
+    apply_delta_round(&store, G, &[deleted("D2", "D1")]).unwrap();
     // A full resync keeps them too.
     replace_all(&store, G, &[folder("D1", G, "Camera")]).unwrap();
     assert!(
@@ -677,7 +687,7 @@ mod model {
                 .any(|(id, n)| n.parent == parent && n.name.to_lowercase() == key && id != except)
         }
 
-        fn is_within(&self, id: &str, ancestor: &str) -> bool {
+        pub fn is_within(&self, id: &str, ancestor: &str) -> bool {
             let mut current = Some(id.to_string());
             while let Some(c) = current {
                 if c == ancestor {
@@ -902,6 +912,71 @@ proptest! {
                 prop_assert_eq!(row.ctag, remote.snapshot(id).c_tag);
             }
             inodes = now;
+        }
+    }
+
+    /// The same remote churn while the user edits files and creates new ones locally: local state is never lost,
+    /// the tree stays whole, and every remote gallery item is shown under its remote parent.
+    #[test]
+    fn local_state_survives_remote_churn(
+        ops in proptest::collection::vec((op_strategy(), 0..8u8, 0..64usize), 1..50)
+    ) {
+        let store = Store::open_in_memory().unwrap();
+        let mut remote = model::Remote::new();
+        let mut protected: BTreeMap<u64, u64> = BTreeMap::new(); // ino -> local size
+        let mut locals = 0;
+        for (op, local_action, pick) in &ops {
+            // Sometimes act locally first: dirty an existing file, or create a local-only file.
+            let files: Vec<_> = tree(&store).into_values().filter(|(_, dir)| !dir).map(|(id, _)| id).collect();
+            let dirs: Vec<u64> = std::iter::once(ROOT_INO)
+                .chain(tree(&store).into_values().filter(|(_, dir)| *dir).map(|(id, _)| ino(&store, &id)))
+                .collect();
+            match local_action {
+                0 if !files.is_empty() => {
+                    let f = ino(&store, &files[pick % files.len()]);
+                    store.set_content_state(f, ContentState::Dirty).unwrap();
+                    store.update_local_content(f, 4242 + f, 1).unwrap();
+                    protected.insert(f, 4242 + f);
+                }
+                1 => {
+                    locals += 1;
+                    let parent = dirs[pick % dirs.len()];
+                    let name = format!("local-{locals}.jpg");
+                    let f = store.insert(&NewItem::local(parent, &name, ItemKind::File, 1)).unwrap();
+                    protected.insert(f, 0);
+                }
+                _ => {}
+            }
+            let Some((round, kind)) = remote.apply(op) else { continue };
+            let mut changes = match kind {
+                RoundKind::Incremental => apply_delta_round(&store, G, &round).unwrap(),
+                RoundKind::Full => replace_all(&store, G, &round).unwrap(),
+            };
+            while !changes.needs_listing.is_empty() {
+                let mut listing = Vec::new();
+                for ino in &changes.needs_listing {
+                    listing.extend(remote.listing(&store.get(*ino).unwrap().unwrap().item_id));
+                }
+                changes = apply_delta_round(&store, G, &listing).unwrap();
+            }
+            for (ino, size) in &protected {
+                let row = store.get(*ino).unwrap();
+                prop_assert!(row.is_some(), "local item {} was removed", ino);
+                prop_assert_eq!(row.unwrap().size, *size, "local size of {} overwritten", ino);
+            }
+            prop_assert_eq!(tree(&store).len() as u64, store.item_count().unwrap(), "rows not reachable from the root");
+            for (id, node) in remote.nodes.iter().filter(|(id, _)| id.as_str() != G && remote.is_within(id, G)) {
+                let row = store.get_by_item_id(id).unwrap();
+                prop_assert!(row.is_some(), "remote item {} missing", id);
+                let row = row.unwrap();
+                let parent = store.get(row.parent_ino.unwrap()).unwrap().unwrap();
+                prop_assert_eq!(&parent.item_id, &node.parent, "{} under the wrong folder", id);
+                let stem = node.name.rsplit_once('.').map_or(node.name.as_str(), |(s, _)| s);
+                prop_assert!(
+                    row.name == node.name || row.name.starts_with(&format!("{stem} (")),
+                    "{} shown as {:?}, remote name {:?}", id, row.name, node.name
+                );
+            }
         }
     }
 }

@@ -82,6 +82,9 @@ pub struct ItemRow {
     pub base_ctag: Option<String>,
     pub base_hash: Option<String>,
     pub base_size: Option<u64>,
+    /// OneDrive deleted the item or moved it out of the gallery, but it is kept because it (or something below
+    /// it) has local changes; an upload must create it anew rather than replace it.
+    pub remote_removed: bool,
 }
 
 impl ItemRow {
@@ -150,7 +153,8 @@ pub struct RemoteAttrs {
 }
 
 const COLUMNS: &str = "ino, item_id, parent_ino, name, name_key, kind, size, etag, ctag, quick_xor_hash, mtime, \
-                       mime_type, is_media, pinned, content_state, local_only, base_ctag, base_hash, base_size";
+                       mime_type, is_media, pinned, content_state, local_only, base_ctag, base_hash, base_size, \
+                       remote_removed";
 
 /// Reads a row selected with [`COLUMNS`] (optionally table-qualified in the same order).
 pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)> {
@@ -176,6 +180,7 @@ pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)
         base_ctag: row.get(16)?,
         base_hash: row.get(17)?,
         base_size: row.get::<_, Option<i64>>(18)?.map(|s| s.max(0) as u64),
+        remote_removed: row.get(19)?,
     };
     Ok((item, kind, state))
 }
@@ -398,6 +403,14 @@ impl StoreTx<'_> {
         let n = self.conn.execute(
             "UPDATE items SET base_ctag = ?2, base_hash = ?3, base_size = ?4 WHERE ino = ?1",
             params![ino as i64, ctag, hash, size as i64],
+        )?;
+        self.changed(ino, n)
+    }
+
+    pub fn set_remote_removed(&self, ino: u64, removed: bool) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE items SET remote_removed = ?2 WHERE ino = ?1",
+            params![ino as i64, removed],
         )?;
         self.changed(ino, n)
     }

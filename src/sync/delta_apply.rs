@@ -13,9 +13,11 @@
 //!   blocks are dropped.
 //! - Local state is never overwritten: a locally dirty item keeps its content attributes and baseline (a remote
 //!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
-//!   deleted folder that still holds dirty or local-only descendants is kept with just those.
+//!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
+//!   are flagged `remote_removed` (an upload must create them anew).
 //! - A folder that appears in an incremental round without being in the store is reported in `needs_listing`:
-//!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder.
+//!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder. So is a
+//!   folder that was kept for local changes (`remote_removed`) and comes back.
 //!
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
@@ -554,6 +556,14 @@ impl<'a, 't> Applier<'a, 't> {
         if final_name != name {
             self.changes.renamed_for_clash.push(row.ino);
         }
+        if row.remote_removed {
+            // Back in the gallery (moved back or restored): what it holds now is unknown.
+            self.tx.set_remote_removed(row.ino, false)?;
+            if row.kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+                self.changes.needs_listing.push(row.ino);
+            }
+            updated = true;
+        }
         if row.kind == ItemKind::Dir {
             attrs.size = 0;
         }
@@ -637,6 +647,11 @@ impl<'a, 't> Applier<'a, 't> {
                 continue;
             }
             self.remove_around(&current, &protected)?;
+            for ino in self.tx.subtree(row.ino)? {
+                if self.tx.get(ino)?.is_some_and(|r| !r.local_only && !r.remote_removed) {
+                    self.tx.set_remote_removed(ino, true)?;
+                }
+            }
             for p in &protected {
                 self.changes.conflicts.push(Conflict {
                     ino: p.ino,
