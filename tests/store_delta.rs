@@ -124,6 +124,9 @@ fn inodes_are_stable_across_reopen() {
         assert_eq!(store.media_count().unwrap(), 3);
         store.remove(ino(&store, "F2")).unwrap();
     }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the store holds secrets: owner-only");
     let store = Store::open(&db).unwrap();
     for (id, expected) in &before {
         if id != "F2" {

@@ -112,6 +112,15 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).ok();
         }
+        // The store holds upload-session URLs: owner-only. SQLite gives its -wal and -shm files the same mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+        }
         let mut writer = Connection::open(&path).map_err(open_err)?;
         configure(&writer, false).map_err(open_err)?;
         schema::migrate(&mut writer)?;
