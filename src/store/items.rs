@@ -82,6 +82,9 @@ pub struct ItemRow {
     pub base_ctag: Option<String>,
     pub base_hash: Option<String>,
     pub base_size: Option<u64>,
+    /// OneDrive deleted the item or moved it out of the gallery, but it is kept because it (or something below
+    /// it) has local changes; an upload must create it anew rather than replace it.
+    pub remote_removed: bool,
 }
 
 impl ItemRow {
@@ -150,7 +153,8 @@ pub struct RemoteAttrs {
 }
 
 const COLUMNS: &str = "ino, item_id, parent_ino, name, name_key, kind, size, etag, ctag, quick_xor_hash, mtime, \
-                       mime_type, is_media, pinned, content_state, local_only, base_ctag, base_hash, base_size";
+                       mime_type, is_media, pinned, content_state, local_only, base_ctag, base_hash, base_size, \
+                       remote_removed";
 
 /// Reads a row selected with [`COLUMNS`] (optionally table-qualified in the same order).
 pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)> {
@@ -176,6 +180,7 @@ pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)
         base_ctag: row.get(16)?,
         base_hash: row.get(17)?,
         base_size: row.get::<_, Option<i64>>(18)?.map(|s| s.max(0) as u64),
+        remote_removed: row.get(19)?,
     };
     Ok((item, kind, state))
 }
@@ -402,6 +407,14 @@ impl StoreTx<'_> {
         self.changed(ino, n)
     }
 
+    pub fn set_remote_removed(&self, ino: u64, removed: bool) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE items SET remote_removed = ?2 WHERE ino = ?1",
+            params![ino as i64, removed],
+        )?;
+        self.changed(ino, n)
+    }
+
     /// Whether `ino` is `ancestor` or lies below it.
     pub fn is_within(&self, ino: u64, ancestor: u64) -> Result<bool> {
         let mut current = Some(ino);
@@ -424,6 +437,24 @@ impl StoreTx<'_> {
                 .map(|p| p as u64);
         }
         Ok(false)
+    }
+
+    /// The item's path below the gallery root, `/`-separated with a leading `/` (`/` for the root).
+    pub fn path(&self, ino: u64) -> Result<String> {
+        let mut parts = Vec::new();
+        let mut current = self.require(ino)?;
+        while let Some(parent) = current.parent_ino {
+            parts.push(std::mem::take(&mut current.name));
+            if parts.len() > 100_000 {
+                return Err(StoreError::Corrupt("parent chain loops".into()));
+            }
+            current = self.require(parent)?;
+        }
+        if current.ino != ROOT_INO {
+            return Err(StoreError::Corrupt(format!("inode {ino} is not below the root")));
+        }
+        parts.reverse();
+        Ok(format!("/{}", parts.join("/")))
     }
 
     /// Moves and/or renames an item; the inode stays. A case-only rename of the same item is allowed.
@@ -488,7 +519,7 @@ impl StoreTx<'_> {
         Ok(removed)
     }
 
-    /// Records the OneDrive id and attributes of the gallery folder on the root row.
+    /// Records the OneDrive id of the gallery folder on the root row (and as meta `gallery_item_id`).
     pub fn set_root_item(&self, item_id: &str) -> Result<()> {
         if let Some(other) = self.get_by_item_id(item_id)? {
             if other.ino != ROOT_INO {
@@ -500,7 +531,7 @@ impl StoreTx<'_> {
             "UPDATE items SET item_id = ?1 WHERE ino = ?2",
             params![item_id, ROOT_INO as i64],
         )?;
-        Ok(())
+        self.set_meta(super::meta_keys::GALLERY_ITEM_ID, item_id)
     }
 
     /// Replaces a local placeholder id by the real OneDrive id and clears `local_only`.
@@ -606,6 +637,8 @@ mod tests {
         let f = s.insert(&remote_file(ROOT_INO, "F", "x.jpg")).unwrap();
         s.insert(&remote_file(sub, "G", "y.jpg")).unwrap();
         s.rename(f, sub, "X.jpg").unwrap();
+        assert_eq!(s.read(|t| t.path(f)).unwrap(), "/album/sub/X.jpg");
+        assert_eq!(s.read(|t| t.path(ROOT_INO)).unwrap(), "/");
         let row = s.get(f).unwrap().unwrap();
         assert_eq!((row.parent_ino, row.name.as_str()), (Some(sub), "X.jpg"));
         assert!(matches!(s.rename(d, sub, "loop"), Err(StoreError::WouldCycle(_))));

@@ -112,6 +112,15 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).ok();
         }
+        // The store holds upload-session URLs: owner-only. SQLite gives its -wal and -shm files the same mode.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path);
+        }
         let mut writer = Connection::open(&path).map_err(open_err)?;
         configure(&writer, false).map_err(open_err)?;
         schema::migrate(&mut writer)?;
@@ -143,7 +152,7 @@ impl Store {
     }
 
     /// The database file, `None` for an in-memory store.
-    pub fn path(&self) -> Option<&Path> {
+    pub fn db_path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
 
@@ -207,6 +216,10 @@ impl Store {
     }
     pub fn get(&self, ino: u64) -> Result<Option<ItemRow>> {
         self.read(|t| t.get(ino))
+    }
+    /// The item's path below the gallery root (`/Camera/IMG_1.jpg`).
+    pub fn item_path(&self, ino: u64) -> Result<String> {
+        self.read(|t| t.path(ino))
     }
     pub fn get_by_item_id(&self, item_id: &str) -> Result<Option<ItemRow>> {
         self.read(|t| t.get_by_item_id(item_id))

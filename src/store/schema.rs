@@ -27,7 +27,8 @@ const MIGRATIONS: &[&str] = &[
         local_only     INTEGER NOT NULL DEFAULT 0,
         base_ctag      TEXT,
         base_hash      TEXT,
-        base_size      INTEGER
+        base_size      INTEGER,
+        remote_removed INTEGER NOT NULL DEFAULT 0  -- kept for local changes although gone from the gallery
     );
     CREATE UNIQUE INDEX items_parent_name ON items(parent_ino, name_key);
     CREATE INDEX items_media ON items(is_media) WHERE is_media = 1;

@@ -13,9 +13,11 @@
 //!   blocks are dropped.
 //! - Local state is never overwritten: a locally dirty item keeps its content attributes and baseline (a remote
 //!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
-//!   deleted folder that still holds dirty or local-only descendants is kept with just those.
+//!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
+//!   are flagged `remote_removed` (an upload must create them anew).
 //! - A folder that appears in an incremental round without being in the store is reported in `needs_listing`:
-//!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder.
+//!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder. So is a
+//!   folder that was kept for local changes (`remote_removed`) and comes back.
 //!
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
@@ -313,12 +315,13 @@ impl<'a, 't> Applier<'a, 't> {
                 },
             }
         }
+        if self.kind == RoundKind::Full {
+            // Before placing anything, so names held by rows that go are free.
+            self.schedule_unseen()?;
+        }
         upserts.sort();
         for &(_, _, id) in &upserts {
             self.upsert(id)?;
-        }
-        if self.kind == RoundKind::Full {
-            self.schedule_unseen()?;
         }
         self.remove_scheduled()?;
         let mut seen = HashSet::new();
@@ -553,12 +556,22 @@ impl<'a, 't> Applier<'a, 't> {
         if final_name != name {
             self.changes.renamed_for_clash.push(row.ino);
         }
+        if row.remote_removed {
+            // Back in the gallery (moved back or restored): what it holds now is unknown.
+            self.tx.set_remote_removed(row.ino, false)?;
+            if row.kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+                self.changes.needs_listing.push(row.ino);
+            }
+            updated = true;
+        }
         if row.kind == ItemKind::Dir {
             attrs.size = 0;
         }
         if row.is_dirty() {
             // Keep local content attributes and the baseline; a different remote cTag is a conflict.
-            if row.kind == ItemKind::File && attrs.ctag.is_some() && attrs.ctag != row.base_ctag {
+            if row.kind == ItemKind::File
+                && content_differs(row.base_ctag.as_ref(), row.base_hash.as_ref(), row.base_size, &attrs)
+            {
                 self.changes.conflicts.push(Conflict {
                     ino: row.ino,
                     kind: ConflictKind::RemoteContentChanged,
@@ -569,7 +582,9 @@ impl<'a, 't> Applier<'a, 't> {
                 updated = true;
             }
         } else if !same_attrs(&row, &attrs) {
-            if row.kind == ItemKind::File && row.ctag.is_some() && attrs.ctag != row.ctag {
+            if row.kind == ItemKind::File
+                && content_differs(row.ctag.as_ref(), row.quick_xor_hash.as_ref(), Some(row.size), &attrs)
+            {
                 self.tx.drop_blocks(row.ino)?;
                 self.changes.content_changed.push(row.ino);
             }
@@ -632,6 +647,11 @@ impl<'a, 't> Applier<'a, 't> {
                 continue;
             }
             self.remove_around(&current, &protected)?;
+            for ino in self.tx.subtree(row.ino)? {
+                if self.tx.get(ino)?.is_some_and(|r| !r.local_only && !r.remote_removed) {
+                    self.tx.set_remote_removed(ino, true)?;
+                }
+            }
             for p in &protected {
                 self.changes.conflicts.push(Conflict {
                     ino: p.ino,
@@ -703,6 +723,18 @@ fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
     }
 }
 
+/// Whether `attrs` describe other content than the version known by cTag/hash/size. The cTag decides when both
+/// sides have one (Business omits it on creates); otherwise a known quickXorHash, otherwise the size.
+fn content_differs(ctag: Option<&String>, hash: Option<&String>, size: Option<u64>, attrs: &RemoteAttrs) -> bool {
+    if let (Some(old), Some(new)) = (ctag, attrs.ctag.as_ref()) {
+        return old != new;
+    }
+    if let (Some(old), Some(new)) = (hash, attrs.quick_xor_hash.as_ref()) {
+        return old != new;
+    }
+    size.is_some_and(|s| s != attrs.size)
+}
+
 fn same_attrs(row: &ItemRow, a: &RemoteAttrs) -> bool {
     row.etag == a.etag
         && row.ctag == a.ctag
@@ -727,6 +759,39 @@ mod tests {
         assert_eq!(check_name(&"é".repeat(128)), Err(RejectReason::NameTooLong));
         assert_eq!(check_name(&"e".repeat(255)), Ok(()));
         assert_eq!(check_name("...jpg"), Ok(()));
+    }
+
+    #[test]
+    fn content_change_falls_back_from_ctag_to_hash_to_size() {
+        let c = |s: &str| Some(s.to_string());
+        let attrs = |ctag: Option<String>, hash: Option<String>, size| RemoteAttrs {
+            ctag,
+            quick_xor_hash: hash,
+            size,
+            ..RemoteAttrs::default()
+        };
+        assert!(content_differs(c("a").as_ref(), None, Some(1), &attrs(c("b"), None, 1)));
+        assert!(!content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("x"), 2)
+        ));
+        // No cTag on one side (a Business create): the hash decides, then the size.
+        assert!(!content_differs(
+            None,
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("h"), 1)
+        ));
+        assert!(content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(None, c("h2"), 1)
+        ));
+        assert!(content_differs(None, None, Some(1), &attrs(None, None, 2)));
+        assert!(!content_differs(None, None, None, &attrs(None, None, 2)));
     }
 
     #[test]
