@@ -88,13 +88,20 @@ fn walk(p: &Path, out: &mut Vec<FileArg>, dirs: &mut Vec<PathBuf>) -> Result<(),
             walk(&e, out, dirs)?;
         }
     } else {
-        out.push(FileArg { path: p.to_path_buf(), size: meta.len() });
+        out.push(FileArg {
+            path: p.to_path_buf(),
+            size: meta.len(),
+        });
     }
     Ok(())
 }
 
 fn cached_bytes(f: &FileArg) -> u64 {
-    get_xattr(&f.path, XATTR_CACHED_BYTES).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0).min(f.size)
+    get_xattr(&f.path, XATTR_CACHED_BYTES)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+        .min(f.size)
 }
 
 pub fn pin(paths: Vec<PathBuf>) -> Result<(), CliError> {
@@ -177,7 +184,11 @@ pub fn free(paths: Vec<PathBuf>) -> Result<(), CliError> {
     }
     eprintln!("freed {freed} bytes");
     if !kept.is_empty() {
-        eprintln!("kept {} file(s) not yet uploaded to OneDrive: {}", kept.len(), kept.join(", "));
+        eprintln!(
+            "kept {} file(s) not yet uploaded to OneDrive: {}",
+            kept.len(),
+            kept.join(", ")
+        );
     }
     Ok(())
 }
@@ -192,7 +203,10 @@ pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
             ("folder".to_string(), 0)
         } else {
             let state = get_xattr(p, XATTR_STATE).unwrap_or_else(|_| "cloud".into());
-            let cached = get_xattr(p, XATTR_CACHED_BYTES).ok().and_then(|v| v.parse().ok()).unwrap_or(0u64);
+            let cached = get_xattr(p, XATTR_CACHED_BYTES)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0u64);
             (state, cached)
         };
         rows.push(serde_json::json!({

@@ -175,7 +175,10 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    if !matches!(cli.command, Command::Mount(_) | Command::Emulator(_) | Command::Demo { .. }) {
+    if !matches!(
+        cli.command,
+        Command::Mount(_) | Command::Emulator(_) | Command::Demo { .. }
+    ) {
         crate::logging::init_for_command();
     }
     match cli.command {

@@ -7,11 +7,13 @@
 //! Names: OneDrive is case-insensitive and case-preserving, so lookups fold case (the store's name key) while
 //! listings show names as OneDrive spells them.
 
-use super::content::{ContentAccess, ContentRead, ThumbnailJpegs};
-use super::core::{FsCore, FsResult, Invalidator, NoInvalidator};
-use super::error::FsError;
-use super::types::*;
-use super::virtual_nodes::{VirtualInodes, VirtualNode};
+mod writes;
+
+use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
+use crate::fs::error::FsError;
+use crate::fs::types::*;
+use crate::fs::virtual_nodes::{VirtualInodes, VirtualNode};
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
 use crate::sync::delta_apply::AppliedChanges;
 use crate::thumbnails::{self, ThumbExtra, ThumbSize, SHARED_REPO_DIR};
@@ -502,6 +504,43 @@ impl FsCore for GalleryFs {
         Ok(())
     }
 
+    async fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.write_at(ino, fh, offset, data).await
+    }
+
+    async fn fsync(&self, ino: Ino, fh: u64, datasync: bool) -> FsResult<()> {
+        self.sync_file(ino, fh, datasync).await
+    }
+
+    async fn create(&self, caller: Caller, parent: Ino, name: &OsStr, mode: OpenMode) -> FsResult<(Entry, Opened)> {
+        self.create_file(caller, parent, name, mode).await
+    }
+
+    async fn mkdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        self.make_dir(caller, parent, name).await
+    }
+
+    async fn unlink(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove_file(caller, parent, name).await
+    }
+
+    async fn rmdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove_dir(caller, parent, name).await
+    }
+
+    async fn rename(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
+            .await
+    }
+
     async fn statfs(&self) -> FsResult<Statfs> {
         const BSIZE: u64 = 4096;
         let q = (*self.quota.read()).unwrap_or_default();
@@ -564,7 +603,9 @@ impl FsCore for GalleryFs {
             let item = self.item(ino)?;
             if item.kind == ItemKind::Dir || item.content_state == ContentState::Dirty {
                 // A folder is freed file by file (the CLI walks it); a dirty file's bytes exist nowhere else.
-                return Err(FsError::NotPermitted { what: "freeing a folder or a file not yet uploaded" });
+                return Err(FsError::NotPermitted {
+                    what: "freeing a folder or a file not yet uploaded",
+                });
             }
             if item.pinned {
                 self.store.set_pinned(ino, false).map_err(store_err)?;
