@@ -2,9 +2,22 @@
 //! with the Microsoft identity platform. Nothing here knows of FUSE, SQLite or the cache.
 
 pub mod auth;
+pub mod delta;
+pub mod download;
 pub mod endpoints;
+pub mod error;
+pub mod graph;
+pub mod http;
 pub mod models;
+pub mod paths;
 pub mod quickxor;
+pub mod upload;
 
+pub use delta::{DeltaRound, DeltaStart};
+pub use download::DownloadUrl;
 pub use endpoints::Endpoints;
+pub use error::GraphError;
+pub use graph::{ChildrenCursor, GraphClient, ThumbnailRef};
+pub use http::{redact, RetryPolicy, UrlKind};
 pub use quickxor::QuickXorHash;
+pub use upload::{FileSource, FragmentOutcome, UploadEvent, UploadJob, UploadOptions, UploadSource, UploadTarget};
