@@ -80,11 +80,58 @@ impl GraphClient {
     }
 
     /// `len` bytes from `start` of the file at `url` (fewer only at end of file). Sends `Range: bytes=a-b` and
-    /// no Authorization header to pre-authenticated URLs.
+    /// no Authorization header to pre-authenticated URLs. A body that breaks off mid-way is resumed from the
+    /// next missing byte (bounded by the retry policy's attempts) before an error is yielded.
     pub async fn get_range(&self, url: &DownloadUrl, start: u64, len: u64) -> Result<ByteStream, GraphError> {
         if len == 0 {
             return Err(GraphError::Invalid("empty range requested".into()));
         }
+        let inner = self.open_range(url, start, len).await?;
+        let state = Resuming {
+            client: self.clone(),
+            url: url.clone(),
+            pos: start,
+            end: start + len - 1,
+            inner,
+            resumes: 0,
+            done: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                match st.inner.next().await {
+                    Some(Ok(chunk)) => {
+                        st.pos += chunk.len() as u64;
+                        return Some((Ok(chunk), st));
+                    }
+                    None => return None,
+                    Some(Err(e @ (GraphError::Network(_) | GraphError::Truncated { .. })))
+                        if st.resumes + 1 < st.client.http.policy().max_attempts && st.pos <= st.end =>
+                    {
+                        st.resumes += 1;
+                        tracing::warn!(url = %redact(&st.url.url, st.url.kind), at = st.pos, error = %e,
+                            "download broke off; resuming");
+                        match st.client.open_range(&st.url, st.pos, st.end - st.pos + 1).await {
+                            Ok(s) => st.inner = s,
+                            Err(e) => {
+                                st.done = true;
+                                return Some((Err(e), st));
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+        })))
+    }
+
+    /// One ranged request: checks the status and `Content-Range`, and limits the body to the range.
+    async fn open_range(&self, url: &DownloadUrl, start: u64, len: u64) -> Result<ByteStream, GraphError> {
         let end = start + len - 1;
         let req = ApiRequest::new(Method::GET, url.url.clone(), url.kind)
             .streaming()
@@ -257,6 +304,18 @@ pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
         t => Some(t.parse().ok()?),
     };
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total))
+}
+
+struct Resuming {
+    client: GraphClient,
+    url: DownloadUrl,
+    /// Next absolute offset wanted.
+    pos: u64,
+    /// Last absolute offset wanted (inclusive).
+    end: u64,
+    inner: ByteStream,
+    resumes: u32,
+    done: bool,
 }
 
 struct Limited {

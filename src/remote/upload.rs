@@ -337,6 +337,13 @@ impl GraphClient {
                     let next = status.next_expected_offset().unwrap_or(offset + len as u64);
                     if next > offset {
                         failures = 0;
+                    } else {
+                        failures += 1;
+                        if failures > opts.max_resumes {
+                            return Err(GraphError::Decode(format!(
+                                "upload session keeps asking for byte {next} (sent up to {offset})"
+                            )));
+                        }
                     }
                     offset = next.min(total);
                     on_event(UploadEvent::Progress { sent: offset, total });
