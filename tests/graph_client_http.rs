@@ -813,7 +813,7 @@ async fn upload_resumes_from_status_after_416() {
     Mock::given(method("PUT"))
         .and(header_is("content-range", range(2 * f, BIG_TOTAL - 1)))
         .respond_with(
-            ResponseTemplate::new(201).set_body_json(json!({"id": "N!1", "name": "big file.jpg", "size": BIG_TOTAL})),
+            ResponseTemplate::new(201).set_body_json(json!({"id": "N!1", "name": "big file.jpg", "size": BIG_TOTAL, "file": {"hashes": {"quickXorHash": QuickXorHash::of(&big_file())}}})),
         )
         .expect(1)
         .mount(&server)
@@ -847,7 +847,7 @@ async fn saved_session_is_resumed_where_the_service_left_off() {
     Mock::given(method("PUT"))
         .and(path("/up/saved"))
         .and(header_is("content-range", range(2 * f, BIG_TOTAL - 1)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "N!1", "size": BIG_TOTAL})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "N!1", "size": BIG_TOTAL, "file": {"hashes": {"quickXorHash": QuickXorHash::of(&big_file())}}})))
         .expect(1)
         .mount(&server)
         .await;
@@ -1131,4 +1131,37 @@ fn operations_are_send_for_spawning() {
     assert_send(client.delta(DeltaStart::Latest { folder_id: None }));
     let url = DownloadUrl::pre_authenticated("https://example.invalid/x");
     assert_send(client.get_range(&url, 0, 1));
+}
+
+#[tokio::test]
+async fn uploaded_item_with_a_different_hash_is_an_error() {
+    let (server, client) = setup().await;
+    mount_session(&server).await;
+    Mock::given(method("PUT"))
+        .and(path("/up/sess1"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": "N!1", "size": BIG_TOTAL,
+            "file": {"hashes": {"quickXorHash": QuickXorHash::of(b"something else")}}})),
+        )
+        .mount(&server)
+        .await;
+    let opts = UploadOptions {
+        fragment_size: 4 * FRAGMENT_ALIGN,
+        ..small_opts()
+    };
+    let err = client
+        .upload_file(&big_file(), &new_child_job(), &opts, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::HashMismatch { .. }), "{err:?}");
+
+    let unchecked = UploadOptions {
+        verify_hash: false,
+        ..opts
+    };
+    let item = client
+        .upload_file(&big_file(), &new_child_job(), &unchecked, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(item.id, "N!1");
 }

@@ -17,6 +17,7 @@ use super::graph::{decode_json, GraphClient};
 use super::http::{ApiRequest, UrlKind};
 use super::models::{ConflictBehavior, DriveItem, FileSystemInfo, ItemPatch, UploadSession};
 use super::paths::{child_resource, item_resource};
+use super::quickxor::QuickXorHash;
 
 /// Fragments (except the last) must be a multiple of this (320 KiB).
 pub const FRAGMENT_ALIGN: u64 = 320 * 1024;
@@ -117,6 +118,9 @@ pub struct UploadOptions {
     /// How many times in a row a fragment may fail (416, dropped connection) and be resumed from the
     /// session status without progress.
     pub max_resumes: u32,
+    /// Compare the uploaded item's quickXorHash (when the service reports one) with the bytes sent; a
+    /// difference is `HashMismatch` (the upload must not be trusted).
+    pub verify_hash: bool,
 }
 
 impl Default for UploadOptions {
@@ -125,6 +129,7 @@ impl Default for UploadOptions {
             fragment_size: DEFAULT_FRAGMENT,
             simple_limit: SIMPLE_UPLOAD_LIMIT,
             max_resumes: 5,
+            verify_hash: true,
         }
     }
 }
@@ -287,8 +292,8 @@ impl GraphClient {
     ) -> Result<DriveItem, GraphError> {
         opts.validate()?;
         let total = source.len();
-        if (total <= opts.simple_limit && job.resume_from.is_none()) || total == 0 {
-            return self.upload_simple(source, job, on_event).await;
+        if total <= opts.simple_limit || total == 0 {
+            return self.upload_simple(source, job, opts, on_event).await;
         }
 
         let mut resumed = None;
@@ -321,16 +326,20 @@ impl GraphClient {
         };
         on_event(UploadEvent::Progress { sent: offset, total });
 
+        let mut sent_hash = RunningHash::default();
         let mut failures = 0u32;
         loop {
             let len = opts.fragment_size.min(total - offset) as usize;
-            let data = source
-                .read_at(offset, len)
-                .await
-                .map_err(|e| GraphError::Invalid(format!("reading the upload source at {offset}: {e}")))?;
+            let data = read_source(source, offset, len).await?;
+            if opts.verify_hash {
+                sent_hash.feed(source, offset, &data).await?;
+            }
             match self.upload_fragment(&url, offset, total, data).await {
                 Ok(FragmentOutcome::Completed(item)) => {
                     on_event(UploadEvent::Progress { sent: total, total });
+                    if opts.verify_hash {
+                        verify_uploaded(&item, &sent_hash.finish(source).await?)?;
+                    }
                     return Ok(*item);
                 }
                 Ok(FragmentOutcome::Accepted(status)) => {
@@ -357,7 +366,7 @@ impl GraphClient {
                     let status = self.upload_status(&url).await?;
                     match status.next_expected_offset() {
                         Some(next) if next < total => offset = next,
-                        _ => return self.item_after_lost_completion(job).await,
+                        _ => return self.item_after_lost_completion(job, source, opts).await,
                     }
                     on_event(UploadEvent::Progress { sent: offset, total });
                 }
@@ -365,7 +374,7 @@ impl GraphClient {
             }
             if offset >= total {
                 // The service acknowledged every byte but did not send the item.
-                return self.item_after_lost_completion(job).await;
+                return self.item_after_lost_completion(job, source, opts).await;
             }
         }
     }
@@ -374,13 +383,12 @@ impl GraphClient {
         &self,
         source: &dyn UploadSource,
         job: &UploadJob,
+        opts: &UploadOptions,
         on_event: &mut (dyn FnMut(UploadEvent<'_>) + Send),
     ) -> Result<DriveItem, GraphError> {
         let total = source.len();
-        let bytes = source
-            .read_at(0, total as usize)
-            .await
-            .map_err(|e| GraphError::Invalid(format!("reading the upload source: {e}")))?;
+        let bytes = read_source(source, 0, total as usize).await?;
+        let sent_hash = opts.verify_hash.then(|| QuickXorHash::of(&bytes));
         let item = match &job.target {
             UploadTarget::NewChild { parent_id, name } => {
                 self.upload_small(parent_id, name, bytes, job.conflict).await?
@@ -388,6 +396,9 @@ impl GraphClient {
             UploadTarget::Existing { item_id } => self.replace_small(item_id, bytes, job.if_match.as_deref()).await?,
         };
         on_event(UploadEvent::Progress { sent: total, total });
+        if let Some(sent) = &sent_hash {
+            verify_uploaded(&item, sent)?;
+        }
         let Some(fsi) = &job.file_system_info else {
             return Ok(item);
         };
@@ -406,15 +417,86 @@ impl GraphClient {
         }
     }
 
-    /// The completion answer was lost: find the item the session produced.
-    async fn item_after_lost_completion(&self, job: &UploadJob) -> Result<DriveItem, GraphError> {
-        match &job.target {
+    /// The completion answer was lost: find the item the session produced (and check it is our bytes).
+    async fn item_after_lost_completion(
+        &self,
+        job: &UploadJob,
+        source: &dyn UploadSource,
+        opts: &UploadOptions,
+    ) -> Result<DriveItem, GraphError> {
+        let item = match &job.target {
             UploadTarget::NewChild { parent_id, name } => self
                 .child_by_name(parent_id, name)
                 .await?
-                .ok_or_else(|| GraphError::Decode("upload session finished but the item is not there".into())),
-            UploadTarget::Existing { item_id } => self.item(item_id).await,
+                .ok_or_else(|| GraphError::Decode("upload session finished but the item is not there".into()))?,
+            UploadTarget::Existing { item_id } => self.item(item_id).await?,
+        };
+        if opts.verify_hash {
+            verify_uploaded(&item, &RunningHash::default().finish(source).await?)?;
         }
+        Ok(item)
+    }
+}
+
+async fn read_source(source: &dyn UploadSource, offset: u64, len: usize) -> Result<Bytes, GraphError> {
+    let data = source
+        .read_at(offset, len)
+        .await
+        .map_err(|e| GraphError::Invalid(format!("reading the upload source at {offset}: {e}")))?;
+    if data.len() != len {
+        return Err(GraphError::Invalid(format!(
+            "upload source returned {} bytes at {offset}, wanted {len}",
+            data.len()
+        )));
+    }
+    Ok(data)
+}
+
+/// quickXorHash of the bytes sent, in file order, whatever order the session asked for them in: bytes the
+/// service says it already has are read from the source to fill the gap.
+#[derive(Default)]
+struct RunningHash {
+    hasher: QuickXorHash,
+    upto: u64,
+}
+
+impl RunningHash {
+    const CATCH_UP_CHUNK: u64 = 4 * 1024 * 1024;
+
+    async fn catch_up(&mut self, source: &dyn UploadSource, to: u64) -> Result<(), GraphError> {
+        while self.upto < to {
+            let n = Self::CATCH_UP_CHUNK.min(to - self.upto) as usize;
+            let chunk = read_source(source, self.upto, n).await?;
+            self.hasher.update(&chunk);
+            self.upto += n as u64;
+        }
+        Ok(())
+    }
+
+    async fn feed(&mut self, source: &dyn UploadSource, offset: u64, data: &Bytes) -> Result<(), GraphError> {
+        self.catch_up(source, offset).await?;
+        let end = offset + data.len() as u64;
+        if end > self.upto {
+            self.hasher.update(&data[(self.upto - offset) as usize..]);
+            self.upto = end;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, source: &dyn UploadSource) -> Result<String, GraphError> {
+        self.catch_up(source, source.len()).await?;
+        Ok(self.hasher.finish_base64())
+    }
+}
+
+/// `HashMismatch` when the service reports a quickXorHash for the uploaded item that is not the one sent.
+fn verify_uploaded(item: &DriveItem, sent: &str) -> Result<(), GraphError> {
+    match item.quick_xor_hash() {
+        Some(reported) if reported != sent => Err(GraphError::HashMismatch {
+            expected: sent.to_string(),
+            actual: reported.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
