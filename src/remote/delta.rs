@@ -62,6 +62,11 @@ impl GraphClient {
             pages += 1;
             items.extend(page.value);
             match (page.next_link, page.delta_link) {
+                (Some(next), _) if next == url => {
+                    return Err(GraphError::Decode(
+                        "delta returned the same @odata.nextLink twice; refusing to loop".into(),
+                    ))
+                }
                 (Some(next), _) => url = next,
                 (None, Some(delta_link)) => {
                     return Ok(DeltaRound {

@@ -225,6 +225,11 @@ impl GraphError {
         }
     }
 
+    /// OneDrive refuses writes for now (403 `serviceReadOnly`): map to EROFS, try again later.
+    pub fn is_read_only(&self) -> bool {
+        self.status() == Some(403) && self.has_code("serviceReadOnly")
+    }
+
     /// A pre-authenticated URL that stopped working (expired or revoked): fetch a fresh one.
     pub fn is_stale_url(&self) -> bool {
         matches!(self.status(), Some(401 | 403 | 404 | 410))
@@ -283,6 +288,12 @@ mod tests {
 
         let e = GraphError::from_response(StatusCode::BAD_GATEWAY, &h, b"");
         assert!(e.is_retryable());
+
+        let body = br#"{"error":{"code":"accessDenied","message":"Database Is Read Only","innerError":{"code":"serviceReadOnly"}}}"#;
+        let e = GraphError::from_response(StatusCode::FORBIDDEN, &h, body);
+        assert!(e.is_read_only() && !e.is_retryable());
+        let body = br#"{"error":{"code":"accessDenied","message":"x"}}"#;
+        assert!(!GraphError::from_response(StatusCode::FORBIDDEN, &h, body).is_read_only());
     }
 
     #[test]

@@ -136,6 +136,11 @@ impl GraphClient {
             let page = self.children_page(&cursor).await?;
             out.extend(page.value);
             match page.next_link {
+                Some(next) if cursor == ChildrenCursor::NextLink(next.clone()) => {
+                    return Err(GraphError::Decode(
+                        "children listing returned the same @odata.nextLink twice; refusing to loop".into(),
+                    ))
+                }
                 Some(next) => cursor = ChildrenCursor::NextLink(next),
                 None => return Ok(out),
             }
