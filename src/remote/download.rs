@@ -8,12 +8,12 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::error::GraphError;
-use super::graph::GraphClient;
+use super::graph::{redirect_location, GraphClient};
 use super::http::{describe_reqwest_error, redact, ApiRequest, UrlKind};
 use super::models::DriveItem;
 use super::paths::item_resource;
@@ -64,11 +64,8 @@ impl GraphClient {
         let req = self.graph_request(Method::GET, &content_path).streaming();
         let resp = self.http.send(&req).await?;
         if resp.status().is_redirection() {
-            let loc = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| GraphError::Decode("redirect from /content without Location".into()))?;
+            let loc = redirect_location(&req.url, resp.status(), resp.headers())
+                .ok_or_else(|| GraphError::Decode("redirect from /content without a usable Location".into()))?;
             return Ok(DownloadUrl::pre_authenticated(loc));
         }
         drop(resp); // 200: the body is the whole file; we only wanted a location

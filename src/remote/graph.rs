@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::header::{IF_MATCH, LOCATION};
+use reqwest::header::{HeaderMap, IF_MATCH, LOCATION};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -183,8 +183,9 @@ impl GraphClient {
                     encode_segment(set_id),
                     encode_segment(size)
                 );
-                let resp = self.http.send_full(&self.graph_request(Method::GET, &path)).await?;
-                match redirect_location(&resp) {
+                let req = self.graph_request(Method::GET, &path);
+                let resp = self.http.send_full(&req).await?;
+                match redirect_location(&req.url, resp.status, &resp.headers) {
                     Some(loc) => loc,
                     None if resp.status == StatusCode::OK => return Ok(resp.body),
                     None => return Err(unexpected_status(&resp, "thumbnail content")),
@@ -270,17 +271,46 @@ pub(crate) fn decode_json<T: DeserializeOwned>(resp: &FullResponse) -> Result<T,
     })
 }
 
-/// The `Location` of a 301/302/303/307/308 answer.
-pub(crate) fn redirect_location(resp: &FullResponse) -> Option<String> {
-    if !resp.status.is_redirection() {
+/// The `Location` of a redirect answer to a request for `request_url`, made absolute (a relative
+/// `Location` is resolved against the request URL).
+pub(crate) fn redirect_location(request_url: &str, status: StatusCode, headers: &HeaderMap) -> Option<String> {
+    if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
         return None;
     }
-    resp.headers
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(String::from)
+    let loc = headers.get(LOCATION)?.to_str().ok()?;
+    match url::Url::parse(loc) {
+        Ok(abs) => Some(abs.to_string()),
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            url::Url::parse(request_url).ok()?.join(loc).ok().map(|u| u.to_string())
+        }
+        Err(_) => None,
+    }
 }
 
 pub(crate) fn unexpected_status(resp: &FullResponse, what: &str) -> GraphError {
     GraphError::Decode(format!("{what}: unexpected status {}", resp.status.as_u16()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn redirect_locations_are_made_absolute() {
+        let mut h = HeaderMap::new();
+        let req = "http://127.0.0.1:9/v1.0/me/drive/items/A!1/content";
+        assert_eq!(redirect_location(req, StatusCode::FOUND, &h), None);
+        h.insert(LOCATION, HeaderValue::from_static("https://dl.example/x?sig=1"));
+        assert_eq!(
+            redirect_location(req, StatusCode::FOUND, &h).as_deref(),
+            Some("https://dl.example/x?sig=1")
+        );
+        assert_eq!(redirect_location(req, StatusCode::OK, &h), None);
+        h.insert(LOCATION, HeaderValue::from_static("/dl/A!1?sig=1"));
+        assert_eq!(
+            redirect_location(req, StatusCode::TEMPORARY_REDIRECT, &h).as_deref(),
+            Some("http://127.0.0.1:9/dl/A!1?sig=1")
+        );
+    }
 }
