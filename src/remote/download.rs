@@ -19,6 +19,10 @@ use super::models::DriveItem;
 use super::paths::item_resource;
 use super::quickxor::QuickXorHash;
 
+/// When a download host answers a ranged request with the whole file (200), at most this many leading bytes
+/// are read and discarded to reach the wanted offset; further in, the read fails instead.
+pub const MAX_SKIP_FOR_IGNORED_RANGE: u64 = 64 * 1024 * 1024;
+
 /// A stream of body bytes; errors are typed.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, GraphError>> + Send>>;
 
@@ -159,6 +163,11 @@ impl GraphClient {
                             codes: Default::default(),
                         });
                     }
+                }
+                if start > MAX_SKIP_FOR_IGNORED_RANGE {
+                    return Err(GraphError::Decode(format!(
+                        "download host ignored Range; refusing to read {start} bytes to reach the wanted offset"
+                    )));
                 }
                 if start > 0 {
                     tracing::debug!(url = %redact(&url.url, url.kind), skip = start,
