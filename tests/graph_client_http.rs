@@ -1183,3 +1183,28 @@ async fn children_with_thumbnails_expands_them() {
     let sets = items[0].thumbnails.as_ref().unwrap();
     assert_eq!(sets[0].small.as_ref().unwrap().width, Some(96));
 }
+
+#[tokio::test]
+async fn session_replace_checks_the_tag_before_starting() {
+    let (server, client) = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/me/drive/items/E!1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "E!1", "eTag": "\"{E!1},2\"", "cTag": "\"c:{E!1},2\""})),
+        )
+        .mount(&server)
+        .await;
+    let mut job = new_child_job();
+    job.target = UploadTarget::Existing { item_id: "E!1".into() };
+    job.if_match = Some("\"{E!1},1\"".into());
+    let err = client
+        .upload_file(&big_file(), &job, &small_opts(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::PreconditionFailed { .. }), "{err:?}");
+    assert!(
+        requests(&server).await.iter().all(|r| r.method.as_str() == "GET"),
+        "no session was created for a stale tag"
+    );
+}

@@ -12,7 +12,7 @@ use reqwest::header::{CONTENT_RANGE, IF_MATCH};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::error::GraphError;
+use super::error::{ErrorCodes, GraphError};
 use super::graph::{decode_json, GraphClient};
 use super::http::{ApiRequest, UrlKind};
 use super::models::{ConflictBehavior, DriveItem, FileSystemInfo, ItemPatch, UploadSession};
@@ -103,7 +103,10 @@ pub struct UploadJob {
     /// Sent in the session `item` (and PATCHed after a simple PUT) so OneDrive keeps the local times.
     pub file_system_info: Option<FileSystemInfo>,
     pub conflict: ConflictBehavior,
-    /// Only for a simple PUT replacing `Existing` (sessions ignore it: If-Match on sessions misfires).
+    /// For `Existing`: fail with `PreconditionFailed` when the item's eTag/cTag is no longer this. Sent as
+    /// `If-Match` on a simple PUT; for a session it is checked against the item just before the session is
+    /// created (If-Match on `createUploadSession` is reported to 412 even when current), which leaves a short
+    /// race window.
     pub if_match: Option<String>,
     /// A session saved earlier (from [`UploadEvent::SessionStarted`]): resume it instead of starting over.
     pub resume_from: Option<UploadSession>,
@@ -317,6 +320,14 @@ impl GraphClient {
                 (url, offset)
             }
             None => {
+                if let (UploadTarget::Existing { item_id }, Some(tag)) = (&job.target, job.if_match.as_deref()) {
+                    let current = self.item(item_id).await?;
+                    if current.e_tag.as_deref() != Some(tag) && current.c_tag.as_deref() != Some(tag) {
+                        return Err(GraphError::PreconditionFailed {
+                            codes: ErrorCodes(vec!["resourceModified".into()]),
+                        });
+                    }
+                }
                 let session = self
                     .create_upload_session(&job.target, total, job.file_system_info.as_ref(), job.conflict)
                     .await?;
