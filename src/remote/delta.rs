@@ -35,7 +35,8 @@ pub struct DeltaRound {
 }
 
 impl GraphClient {
-    fn delta_base(&self, folder_id: &Option<String>) -> String {
+    /// The first-page URL of a full enumeration of `folder_id` (`None` = the drive root).
+    pub fn delta_first_url(&self, folder_id: Option<&str>) -> String {
         match folder_id {
             Some(id) => self.url(&format!("{}/delta", item_resource(id))),
             None => self.url("/me/drive/root/delta"),
@@ -50,8 +51,8 @@ impl GraphClient {
     /// Runs a whole round from `start`. `$top` is not sent (a Personal bug repeated pages with it).
     pub async fn delta(&self, start: DeltaStart) -> Result<DeltaRound, GraphError> {
         let first = match start {
-            DeltaStart::Full { folder_id } => self.delta_base(&folder_id),
-            DeltaStart::Latest { folder_id } => format!("{}?token=latest", self.delta_base(&folder_id)),
+            DeltaStart::Full { folder_id } => self.delta_first_url(folder_id.as_deref()),
+            DeltaStart::Latest { folder_id } => format!("{}?token=latest", self.delta_first_url(folder_id.as_deref())),
             DeltaStart::Link(link) => link,
         };
         let mut items = Vec::new();
