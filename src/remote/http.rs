@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::TokenSource;
+use super::endpoints::is_loopback_url;
 use super::error::{parse_retry_after, GraphError};
 
 /// `ISV|company|product/version`, the form Microsoft's throttling guidance asks for.
@@ -231,11 +232,16 @@ enum Outcome {
 impl Pipeline {
     pub fn new(graph_base: &str, tokens: Arc<dyn TokenSource>, policy: RetryPolicy) -> Result<Self, GraphError> {
         let base = Url::parse(graph_base).map_err(|e| GraphError::Invalid(format!("graph URL: {e}")))?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(policy.connect_timeout)
-            .read_timeout(policy.idle_timeout)
+            .read_timeout(policy.idle_timeout);
+        if is_loopback_url(&base) {
+            // A local emulator: an http_proxy from the environment must not capture loopback traffic.
+            builder = builder.no_proxy();
+        }
+        let client = builder
             .build()
             .map_err(|e| GraphError::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
