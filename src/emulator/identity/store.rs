@@ -1,0 +1,564 @@
+//! The identity platform's memory: registered clients, device-code and authorization-code grants, and the
+//! access and refresh tokens issued. Pure logic (no HTTP), so the grant rules can be tested directly.
+
+use super::token_error::TokenError;
+use base64::Engine;
+use rand::RngCore;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Settings that tests change while the emulator runs.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct IdentitySettings {
+    pub auto_approve: bool,
+    pub access_token_lifetime_secs: u64,
+    /// `interval` of device-code answers (documented default 5).
+    pub poll_interval_secs: u64,
+    /// `expires_in` of device codes (documented default 900).
+    pub device_code_lifetime_secs: u64,
+    /// `/authorize` answers `error=access_denied` instead of approving.
+    pub deny_authorize: bool,
+}
+
+/// A device-code sign-in as the control API shows it (the device code itself is never shown).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PendingDeviceCode {
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    pub status: DeviceCodeStatus,
+    pub expires_in_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceCodeStatus {
+    Pending,
+    Approved,
+    Declined,
+    Redeemed,
+}
+
+#[derive(Debug)]
+struct DeviceGrant {
+    user_code: String,
+    client_id: String,
+    tenant: String,
+    scope: Vec<String>,
+    expires: Instant,
+    status: DeviceCodeStatus,
+    last_poll: Option<Instant>,
+    interval: Duration,
+}
+
+#[derive(Debug)]
+struct AuthCodeGrant {
+    client_id: String,
+    redirect_uri: String,
+    scope: Vec<String>,
+    code_challenge: Option<(String, String)>,
+    expires: Instant,
+    redeemed: bool,
+}
+
+#[derive(Debug)]
+struct RefreshGrant {
+    client_id: String,
+    scope: Vec<String>,
+    revoked: bool,
+}
+
+/// Tokens returned by a successful grant.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenResponse {
+    pub token_type: &'static str,
+    pub scope: String,
+    pub expires_in: u64,
+    pub ext_expires_in: u64,
+    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Where a bearer token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenState {
+    Valid,
+    Expired,
+    Unknown,
+}
+
+/// Authorization code lifetime (documented: about 10 minutes).
+const AUTH_CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// Poll-timing slack for timer granularity.
+const POLL_SLACK: Duration = Duration::from_millis(50);
+/// The consumer tenant id of personal Microsoft accounts.
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+#[derive(Debug)]
+pub struct IdentityStore {
+    pub settings: IdentitySettings,
+    clients: HashSet<String>,
+    device_codes: HashMap<String, DeviceGrant>,
+    auth_codes: HashMap<String, AuthCodeGrant>,
+    access_tokens: HashMap<String, Instant>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+}
+
+/// A random opaque string of `bytes` random bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A user code as people type it: 9 characters without look-alikes (0/O, 1/I).
+fn random_user_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = [0u8; 9];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// Normalises a user code typed by a person: case, dashes and spaces do not matter.
+pub fn normalise_user_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+pub fn split_scope(scope: &str) -> Vec<String> {
+    scope.split_whitespace().map(str::to_string).collect()
+}
+
+fn scope_name(scope: &str) -> String {
+    // `https://graph.microsoft.com/Files.ReadWrite` and `Files.ReadWrite` name the same permission.
+    scope
+        .strip_prefix("https://graph.microsoft.com/")
+        .unwrap_or(scope)
+        .to_ascii_lowercase()
+}
+
+fn has_scope(scope: &[String], wanted: &str) -> bool {
+    scope.iter().any(|s| scope_name(s) == wanted)
+}
+
+impl IdentityStore {
+    pub fn new(settings: IdentitySettings, clients: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            settings,
+            clients: clients.into_iter().collect(),
+            device_codes: HashMap::new(),
+            auth_codes: HashMap::new(),
+            access_tokens: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+        }
+    }
+
+    pub fn register_client(&mut self, client_id: &str) {
+        self.clients.insert(client_id.to_string());
+    }
+
+    pub fn check_client(&self, client_id: Option<&str>) -> Result<String, TokenError> {
+        match client_id {
+            None | Some("") => Err(TokenError::missing_parameter("client_id")),
+            Some(id) if self.clients.contains(id) => Ok(id.to_string()),
+            Some(id) => Err(TokenError::unknown_client(id)),
+        }
+    }
+
+    /// Starts a device-code sign-in: returns `(device_code, user_code, expires_in, interval)`.
+    pub fn start_device_code(&mut self, client_id: &str, tenant: &str, scope: &str) -> (String, String, u64, u64) {
+        let now = Instant::now();
+        self.device_codes.retain(|_, g| g.expires + Duration::from_secs(3600) > now);
+        let device_code = random_token(48);
+        let user_code = random_user_code();
+        let lifetime = self.settings.device_code_lifetime_secs;
+        let interval = self.settings.poll_interval_secs;
+        let status = if self.settings.auto_approve {
+            DeviceCodeStatus::Approved
+        } else {
+            DeviceCodeStatus::Pending
+        };
+        self.device_codes.insert(
+            device_code.clone(),
+            DeviceGrant {
+                user_code: user_code.clone(),
+                client_id: client_id.to_string(),
+                tenant: tenant.to_string(),
+                scope: split_scope(scope),
+                expires: now + Duration::from_secs(lifetime),
+                status,
+                last_poll: None,
+                interval: Duration::from_secs(interval),
+            },
+        );
+        (device_code, user_code, lifetime, interval)
+    }
+
+    pub fn pending_device_codes(&self) -> Vec<PendingDeviceCode> {
+        let now = Instant::now();
+        let mut list: Vec<_> = self
+            .device_codes
+            .values()
+            .filter(|g| g.expires > now && g.status != DeviceCodeStatus::Redeemed)
+            .map(|g| PendingDeviceCode {
+                user_code: g.user_code.clone(),
+                client_id: g.client_id.clone(),
+                scope: g.scope.join(" "),
+                status: g.status,
+                expires_in_secs: g.expires.saturating_duration_since(now).as_secs(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.user_code.cmp(&b.user_code));
+        list
+    }
+
+    /// A person approves (`true`) or declines the sign-in of `user_code`. False when no live pending code has it.
+    pub fn decide_user_code(&mut self, user_code: &str, approve: bool) -> bool {
+        let wanted = normalise_user_code(user_code);
+        let now = Instant::now();
+        match self
+            .device_codes
+            .values_mut()
+            .find(|g| g.user_code == wanted && g.expires > now && g.status == DeviceCodeStatus::Pending)
+        {
+            Some(grant) => {
+                grant.status = if approve {
+                    DeviceCodeStatus::Approved
+                } else {
+                    DeviceCodeStatus::Declined
+                };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes every device code expire now (tests of `expired_token`).
+    pub fn expire_device_codes(&mut self) {
+        let now = Instant::now();
+        for g in self.device_codes.values_mut() {
+            g.expires = now;
+        }
+    }
+
+    /// A device-code poll (`grant_type=urn:ietf:params:oauth:grant-type:device_code`).
+    pub fn poll_device_code(
+        &mut self,
+        client_id: &str,
+        tenant: &str,
+        device_code: &str,
+    ) -> Result<TokenResponse, TokenError> {
+        let now = Instant::now();
+        let grant = match self.device_codes.get_mut(device_code) {
+            Some(g) if g.client_id == client_id && g.tenant == tenant => g,
+            _ => return Err(TokenError::bad_verification_code()),
+        };
+        if grant.status == DeviceCodeStatus::Redeemed {
+            return Err(TokenError::device_code_used());
+        }
+        if now >= grant.expires {
+            return Err(TokenError::expired_device_code());
+        }
+        let too_fast = grant
+            .last_poll
+            .is_some_and(|last| now.duration_since(last) + POLL_SLACK < grant.interval);
+        grant.last_poll = Some(now);
+        if too_fast {
+            // RFC 8628 §3.5: the interval grows by 5 s for this and all later requests.
+            grant.interval += Duration::from_secs(5);
+            return Err(TokenError::slow_down());
+        }
+        match grant.status {
+            DeviceCodeStatus::Pending => Err(TokenError::authorization_pending()),
+            DeviceCodeStatus::Declined => Err(TokenError::authorization_declined()),
+            DeviceCodeStatus::Approved => {
+                grant.status = DeviceCodeStatus::Redeemed;
+                let (client, scope) = (grant.client_id.clone(), grant.scope.clone());
+                Ok(self.issue_tokens(&client, &scope))
+            }
+            DeviceCodeStatus::Redeemed => Err(TokenError::device_code_used()),
+        }
+    }
+
+    /// `/authorize` approved: a single-use code bound to the redirect URI and PKCE challenge.
+    pub fn issue_auth_code(
+        &mut self,
+        client_id: &str,
+        redirect_uri: &str,
+        scope: &str,
+        code_challenge: Option<(String, String)>,
+    ) -> String {
+        let now = Instant::now();
+        self.auth_codes.retain(|_, g| g.expires + Duration::from_secs(3600) > now);
+        let code = random_token(64);
+        self.auth_codes.insert(
+            code.clone(),
+            AuthCodeGrant {
+                client_id: client_id.to_string(),
+                redirect_uri: redirect_uri.to_string(),
+                scope: split_scope(scope),
+                code_challenge,
+                expires: now + AUTH_CODE_LIFETIME,
+                redeemed: false,
+            },
+        );
+        code
+    }
+
+    /// `grant_type=authorization_code`.
+    pub fn redeem_auth_code(
+        &mut self,
+        client_id: &str,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+    ) -> Result<TokenResponse, TokenError> {
+        let grant = match self.auth_codes.get_mut(code) {
+            Some(g) if g.client_id == client_id => g,
+            _ => return Err(TokenError::bad_auth_code()),
+        };
+        if grant.redeemed {
+            return Err(TokenError::auth_code_redeemed());
+        }
+        if Instant::now() >= grant.expires {
+            return Err(TokenError::auth_code_expired());
+        }
+        match redirect_uri {
+            None => return Err(TokenError::missing_parameter("redirect_uri")),
+            Some(uri) if uri != grant.redirect_uri => return Err(TokenError::redirect_uri_mismatch()),
+            Some(_) => {}
+        }
+        if let Some((challenge, method)) = &grant.code_challenge {
+            let verifier = code_verifier.ok_or_else(|| TokenError::missing_parameter("code_verifier"))?;
+            if !pkce_matches(verifier, challenge, method) {
+                return Err(TokenError::pkce_mismatch());
+            }
+        }
+        grant.redeemed = true;
+        let scope = grant.scope.clone();
+        Ok(self.issue_tokens(client_id, &scope))
+    }
+
+    /// `grant_type=refresh_token`: a new access token and a new refresh token; the old one stays valid.
+    pub fn redeem_refresh_token(
+        &mut self,
+        client_id: &str,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, TokenError> {
+        let grant = match self.refresh_tokens.get(refresh_token) {
+            Some(g) if g.client_id == client_id => g,
+            _ => return Err(TokenError::bad_refresh_token()),
+        };
+        if grant.revoked {
+            return Err(TokenError::refresh_token_revoked());
+        }
+        let granted = grant.scope.clone();
+        let scope = match scope.map(split_scope).filter(|s| !s.is_empty()) {
+            None => granted,
+            Some(requested) => {
+                const OIDC: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+                if let Some(extra) = requested
+                    .iter()
+                    .find(|s| !OIDC.contains(&scope_name(s).as_str()) && !has_scope(&granted, &scope_name(s)))
+                {
+                    return Err(TokenError::scope_not_consented(extra));
+                }
+                requested
+            }
+        };
+        Ok(self.issue_tokens(client_id, &scope))
+    }
+
+    fn issue_tokens(&mut self, client_id: &str, scope: &[String]) -> TokenResponse {
+        let lifetime = self.settings.access_token_lifetime_secs;
+        let access_token = self.issue_access_token();
+        let offline = has_scope(scope, "offline_access");
+        let refresh_token = offline.then(|| {
+            let token = random_token(96);
+            self.refresh_tokens.insert(
+                token.clone(),
+                RefreshGrant {
+                    client_id: client_id.to_string(),
+                    scope: scope.to_vec(),
+                    revoked: false,
+                },
+            );
+            token
+        });
+        let id_token = has_scope(scope, "openid").then(|| id_token(client_id, lifetime));
+        // The answer lists what the access token is valid for; offline_access is not an access-token scope.
+        let granted: Vec<&str> = scope
+            .iter()
+            .map(String::as_str)
+            .filter(|s| scope_name(s) != "offline_access")
+            .collect();
+        TokenResponse {
+            token_type: "Bearer",
+            scope: granted.join(" "),
+            expires_in: lifetime,
+            ext_expires_in: lifetime,
+            access_token,
+            refresh_token,
+            id_token,
+        }
+    }
+
+    pub fn issue_access_token(&mut self) -> String {
+        let now = Instant::now();
+        if self.access_tokens.len() > 10_000 {
+            self.access_tokens.retain(|_, exp| *exp + Duration::from_secs(86_400) > now);
+        }
+        let token = format!("EwA{}", random_token(120));
+        let lifetime = Duration::from_secs(self.settings.access_token_lifetime_secs);
+        self.access_tokens.insert(token.clone(), now + lifetime);
+        token
+    }
+
+    pub fn access_token_state(&self, token: &str) -> AccessTokenState {
+        match self.access_tokens.get(token) {
+            None => AccessTokenState::Unknown,
+            Some(expires) if Instant::now() >= *expires => AccessTokenState::Expired,
+            Some(_) => AccessTokenState::Valid,
+        }
+    }
+
+    pub fn expire_access_tokens(&mut self) {
+        let now = Instant::now();
+        for exp in self.access_tokens.values_mut() {
+            *exp = (*exp).min(now);
+        }
+    }
+
+    pub fn revoke_refresh_tokens(&mut self) {
+        for grant in self.refresh_tokens.values_mut() {
+            grant.revoked = true;
+        }
+    }
+}
+
+/// RFC 7636 §4.6: `S256` compares BASE64URL(SHA256(verifier)) with the challenge, `plain` compares them as is.
+pub fn pkce_matches(verifier: &str, challenge: &str, method: &str) -> bool {
+    use sha2::Digest;
+    if method.eq_ignore_ascii_case("plain") {
+        return verifier == challenge;
+    }
+    let digest = sha2::Sha256::digest(verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == challenge
+}
+
+/// An unsigned JWT carrying the usual id_token claims of a personal account (clients must not validate it).
+fn id_token(client_id: &str, lifetime: u64) -> String {
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let now = chrono::Utc::now().timestamp();
+    let header = b64(serde_json::json!({"typ": "JWT", "alg": "none"}));
+    let claims = b64(serde_json::json!({
+        "aud": client_id,
+        "iss": format!("https://login.microsoftonline.com/{CONSUMERS_TENANT_ID}/v2.0"),
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime as i64,
+        "name": "Emulated User",
+        "preferred_username": "emulated.user@outlook.com",
+        "oid": "00000000-0000-0000-1234-56789abcdef0",
+        "sub": "emulated-user-subject",
+        "tid": CONSUMERS_TENANT_ID,
+        "ver": "2.0",
+    }));
+    format!("{header}.{claims}.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> IdentityStore {
+        IdentityStore::new(
+            IdentitySettings {
+                auto_approve: false,
+                access_token_lifetime_secs: 3599,
+                poll_interval_secs: 0,
+                device_code_lifetime_secs: 900,
+                deny_authorize: false,
+            },
+            ["app".to_string()],
+        )
+    }
+
+    #[test]
+    fn pkce_s256_matches_an_independent_computation() {
+        // Challenge computed with `openssl dgst -sha256 -binary | base64` made URL-safe and unpadded.
+        let verifier = "dBjftJeZ4CVP-mJ92K9TpfBdNbZ5Lh4e5Yg7ABzYAKc";
+        let challenge = "_X35IIFgchG5Npi3DeX28hGtMwDmB1RILqGS--gJItY";
+        assert!(pkce_matches(verifier, challenge, "S256"));
+        assert!(!pkce_matches("another-verifier", challenge, "S256"));
+    }
+
+    #[test]
+    fn device_code_pending_then_approved_then_used() {
+        let mut s = store();
+        let (device, user, _, _) = s.start_device_code("app", "consumers", "Files.ReadWrite offline_access");
+        assert_eq!(
+            s.poll_device_code("app", "consumers", &device).unwrap_err().error,
+            "authorization_pending"
+        );
+        assert!(s.decide_user_code(&user.to_lowercase(), true));
+        let tokens = s.poll_device_code("app", "consumers", &device).unwrap();
+        assert!(tokens.refresh_token.is_some());
+        assert!(tokens.id_token.is_none());
+        assert_eq!(tokens.scope, "Files.ReadWrite");
+        assert_eq!(s.access_token_state(&tokens.access_token), AccessTokenState::Valid);
+        assert_eq!(
+            s.poll_device_code("app", "consumers", &device).unwrap_err().error,
+            "invalid_grant"
+        );
+    }
+
+    #[test]
+    fn device_code_of_other_client_or_tenant_is_not_recognised() {
+        let mut s = store();
+        s.register_client("other");
+        let (device, _, _, _) = s.start_device_code("app", "consumers", "Files.ReadWrite");
+        assert_eq!(
+            s.poll_device_code("other", "consumers", &device).unwrap_err().error,
+            "bad_verification_code"
+        );
+        assert_eq!(
+            s.poll_device_code("app", "common", &device).unwrap_err().error,
+            "bad_verification_code"
+        );
+    }
+
+    #[test]
+    fn refresh_rotates_and_old_token_stays_valid_until_revoked() {
+        let mut s = store();
+        let code = s.issue_auth_code("app", "http://localhost:1/", "Files.ReadWrite offline_access openid", None);
+        let first = s.redeem_auth_code("app", &code, Some("http://localhost:1/"), None).unwrap();
+        assert!(first.id_token.is_some());
+        let old = first.refresh_token.unwrap();
+        let second = s.redeem_refresh_token("app", &old, None).unwrap();
+        let new = second.refresh_token.unwrap();
+        assert_ne!(old, new);
+        assert!(s.redeem_refresh_token("app", &old, None).is_ok());
+        let err = s.redeem_refresh_token("app", &old, Some("Files.ReadWrite.All")).unwrap_err();
+        assert_eq!(err.aadsts, 65001);
+        s.revoke_refresh_tokens();
+        let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
+        assert_eq!((err.error, err.aadsts), ("invalid_grant", 50173));
+    }
+
+    #[test]
+    fn expired_access_token_is_reported_expired() {
+        let mut s = store();
+        let token = s.issue_access_token();
+        s.expire_access_tokens();
+        assert_eq!(s.access_token_state(&token), AccessTokenState::Expired);
+        assert_eq!(s.access_token_state("nope"), AccessTokenState::Unknown);
+    }
+}
