@@ -147,7 +147,10 @@ impl Identity {
 
     /// Checks the `Authorization` header value of a Graph request.
     pub fn check_bearer(&self, authorization: Option<&str>) -> Result<(), BearerError> {
-        let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(BearerError::Missing)?;
+        let value = authorization
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(BearerError::Missing)?;
         let (scheme, token) = value.split_once(' ').ok_or(BearerError::Invalid)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(BearerError::Invalid);
@@ -331,7 +334,10 @@ mod tests {
         assert_eq!(identity.check_bearer(Some(&format!("bearer {token}"))), Ok(()));
         assert_eq!(identity.check_bearer(None), Err(BearerError::Missing));
         assert_eq!(identity.check_bearer(Some("Bearer nope")), Err(BearerError::Invalid));
-        assert_eq!(identity.check_bearer(Some(&format!("Basic {token}"))), Err(BearerError::Invalid));
+        assert_eq!(
+            identity.check_bearer(Some(&format!("Basic {token}"))),
+            Err(BearerError::Invalid)
+        );
         identity.expire_access_tokens();
         assert_eq!(
             identity.check_bearer(Some(&format!("Bearer {token}"))),

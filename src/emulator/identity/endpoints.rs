@@ -8,7 +8,7 @@ use super::Identity;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::HashMap;
@@ -137,7 +137,10 @@ async fn token(State(identity): State<Arc<Identity>>, Path(tenant): Path<String>
         Ok(tokens) => {
             tracing::info!(target: "emulator::identity", grant_type, "tokens issued");
             (
-                [(header::CACHE_CONTROL, "no-store, no-cache"), (header::PRAGMA, "no-cache")],
+                [
+                    (header::CACHE_CONTROL, "no-store, no-cache"),
+                    (header::PRAGMA, "no-cache"),
+                ],
                 Json(tokens),
             )
                 .into_response()
@@ -187,7 +190,7 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
             pairs.append_pair(k, v);
         }
     }
-    Redirect::to(url.as_str()).into_response()
+    (StatusCode::FOUND, [(header::LOCATION, url.as_str().to_string())]).into_response()
 }
 
 async fn authorize(
@@ -256,7 +259,11 @@ async fn authorize(
         }
     };
     if store.settings.deny_authorize {
-        return redirect_error("access_denied", 65004, "The user declined to consent to access the app.");
+        return redirect_error(
+            "access_denied",
+            65004,
+            "The user declined to consent to access the app.",
+        );
     }
     let code = store.issue_auth_code(&client_id, redirect_uri, scope, challenge);
     drop(store);

@@ -120,7 +120,9 @@ fn random_user_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut buf = [0u8; 9];
     rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    buf.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// Normalises a user code typed by a person: case, dashes and spaces do not matter.
@@ -174,7 +176,8 @@ impl IdentityStore {
     /// Starts a device-code sign-in: returns `(device_code, user_code, expires_in, interval)`.
     pub fn start_device_code(&mut self, client_id: &str, tenant: &str, scope: &str) -> (String, String, u64, u64) {
         let now = Instant::now();
-        self.device_codes.retain(|_, g| g.expires + Duration::from_secs(3600) > now);
+        self.device_codes
+            .retain(|_, g| g.expires + Duration::from_secs(3600) > now);
         let device_code = random_token(48);
         let user_code = random_user_code();
         let lifetime = self.settings.device_code_lifetime_secs;
@@ -295,7 +298,8 @@ impl IdentityStore {
         code_challenge: Option<(String, String)>,
     ) -> String {
         let now = Instant::now();
-        self.auth_codes.retain(|_, g| g.expires + Duration::from_secs(3600) > now);
+        self.auth_codes
+            .retain(|_, g| g.expires + Duration::from_secs(3600) > now);
         let code = random_token(64);
         self.auth_codes.insert(
             code.clone(),
@@ -413,7 +417,8 @@ impl IdentityStore {
     pub fn issue_access_token(&mut self) -> String {
         let now = Instant::now();
         if self.access_tokens.len() > 10_000 {
-            self.access_tokens.retain(|_, exp| *exp + Duration::from_secs(86_400) > now);
+            self.access_tokens
+                .retain(|_, exp| *exp + Duration::from_secs(86_400) > now);
         }
         let token = format!("EwA{}", random_token(120));
         let lifetime = Duration::from_secs(self.settings.access_token_lifetime_secs);
@@ -538,15 +543,24 @@ mod tests {
     #[test]
     fn refresh_rotates_and_old_token_stays_valid_until_revoked() {
         let mut s = store();
-        let code = s.issue_auth_code("app", "http://localhost:1/", "Files.ReadWrite offline_access openid", None);
-        let first = s.redeem_auth_code("app", &code, Some("http://localhost:1/"), None).unwrap();
+        let code = s.issue_auth_code(
+            "app",
+            "http://localhost:1/",
+            "Files.ReadWrite offline_access openid",
+            None,
+        );
+        let first = s
+            .redeem_auth_code("app", &code, Some("http://localhost:1/"), None)
+            .unwrap();
         assert!(first.id_token.is_some());
         let old = first.refresh_token.unwrap();
         let second = s.redeem_refresh_token("app", &old, None).unwrap();
         let new = second.refresh_token.unwrap();
         assert_ne!(old, new);
         assert!(s.redeem_refresh_token("app", &old, None).is_ok());
-        let err = s.redeem_refresh_token("app", &old, Some("Files.ReadWrite.All")).unwrap_err();
+        let err = s
+            .redeem_refresh_token("app", &old, Some("Files.ReadWrite.All"))
+            .unwrap_err();
         assert_eq!(err.aadsts, 65001);
         s.revoke_refresh_tokens();
         let err = s.redeem_refresh_token("app", &new, None).unwrap_err();

@@ -78,7 +78,9 @@ impl TokenError {
         Self::new(
             "invalid_scope",
             70011,
-            format!("The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid."),
+            format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope '{scope}' is not valid."
+            ),
         )
     }
 
