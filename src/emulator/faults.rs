@@ -479,6 +479,8 @@ fn cut_body(faults: &Faults, response: Response, after_bytes: u64, reset: bool, 
                 return None;
             }
             if remaining == 0 {
+                // Let hyper flush what was sent (it writes when the body is pending) before the cut.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 return if error_at_end {
                     let err = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset");
                     Some((Err(err), (inner, 0, true)))
