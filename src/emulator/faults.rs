@@ -296,7 +296,7 @@ impl Faults {
         let mut s = self.state.lock();
         if s.windows
             .iter()
-            .any(|w| w.host == host && w.start_ms < now && now < w.end_ms)
+            .any(|w| w.host == host && w.start_ms <= now && now < w.end_ms)
         {
             s.requests_during_throttle += 1;
         }
