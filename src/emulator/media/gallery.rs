@@ -256,46 +256,87 @@ pub struct Pool {
     pub screenshots_png: Vec<Vec<u8>>,
 }
 
-/// The process-wide picture pool, built on first use (on two threads; about a second).
+/// The pictures of the pool, generated once by [`generate_pool`] and kept in `media/pool/` (JPEG encoding in
+/// debug builds costs up to a few hundred milliseconds per picture on a busy machine; the assets load at once).
+/// Regenerate with `cargo test --lib regenerate_pool_assets -- --ignored`.
+macro_rules! pool_assets {
+    ($($file:literal),* $(,)?) => { [$(include_bytes!(concat!("pool/", $file)) as &[u8]),*] };
+}
+static POOL_PHOTO_FILES: [&[u8]; POOL_PHOTOS] = pool_assets!(
+    "photo_00.jpg",
+    "photo_01.jpg",
+    "photo_02.jpg",
+    "photo_03.jpg",
+    "photo_04.jpg",
+    "photo_05.jpg",
+    "photo_06.jpg",
+    "photo_07.jpg",
+    "photo_08.jpg",
+    "photo_09.jpg",
+    "photo_10.jpg",
+    "photo_11.jpg",
+    "photo_12.jpg",
+    "photo_13.jpg",
+    "photo_14.jpg",
+    "photo_15.jpg",
+);
+static POOL_SCREEN_JPEG_FILES: [&[u8]; POOL_SCREENSHOTS] = pool_assets!("screen_0.jpg", "screen_1.jpg", "screen_2.jpg");
+static POOL_SCREEN_PNG_FILES: [&[u8]; POOL_SCREENSHOTS] = pool_assets!("screen_0.png", "screen_1.png", "screen_2.png");
+
+/// Size of pool photo `i`.
+fn pool_photo_size(i: usize) -> (u32, u32) {
+    [(1024, 768), (800, 600), (640, 480)][i % 3]
+}
+
+/// The process-wide picture pool (from the assets in `media/pool/`).
 pub fn pool() -> &'static Pool {
     static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        let photo = |i: usize| {
+    POOL.get_or_init(|| Pool {
+        photos: POOL_PHOTO_FILES
+            .iter()
+            .enumerate()
+            .map(|(i, jpeg)| {
+                let (width, height) = pool_photo_size(i);
+                PoolPhoto {
+                    jpeg: jpeg.to_vec(),
+                    width,
+                    height,
+                }
+            })
+            .collect(),
+        screenshots_jpeg: POOL_SCREEN_JPEG_FILES.iter().map(|b| b.to_vec()).collect(),
+        screenshots_png: POOL_SCREEN_PNG_FILES.iter().map(|b| b.to_vec()).collect(),
+    })
+}
+
+/// Makes the pool's pictures from scratch (what the assets in `media/pool/` hold).
+pub fn generate_pool() -> Pool {
+    let photos = (0..POOL_PHOTOS)
+        .map(|i| {
             let mut rng = SplitMix64::new(0xF0_70 + i as u64);
-            let (width, height) = [(1024, 768), (800, 600), (640, 480)][i % 3];
+            let (width, height) = pool_photo_size(i);
             PoolPhoto {
                 jpeg: encode_jpeg(&picture(width, height, &mut rng), 82),
                 width,
                 height,
             }
-        };
-        let (photos, (screenshots_jpeg, screenshots_png)) = std::thread::scope(|scope| {
-            let odd = scope.spawn(move || (1..POOL_PHOTOS).step_by(2).map(photo).collect::<Vec<_>>());
-            let even: Vec<_> = (0..POOL_PHOTOS).step_by(2).map(photo).collect();
-            let shots = (0..POOL_SCREENSHOTS)
-                .map(|i| {
-                    let img = screen(i as u64);
-                    let mut png = std::io::Cursor::new(Vec::new());
-                    image::DynamicImage::ImageRgb8(img.clone())
-                        .write_to(&mut png, image::ImageFormat::Png)
-                        .expect("PNG encoding to memory");
-                    (encode_jpeg(&img, 85), png.into_inner())
-                })
-                .unzip();
-            let odd = odd.join().expect("pool thread");
-            let mut photos = Vec::with_capacity(POOL_PHOTOS);
-            for (e, o) in even.into_iter().zip(odd) {
-                photos.push(e);
-                photos.push(o);
-            }
-            (photos, shots)
-        });
-        Pool {
-            photos,
-            screenshots_jpeg,
-            screenshots_png,
-        }
-    })
+        })
+        .collect();
+    let (screenshots_jpeg, screenshots_png) = (0..POOL_SCREENSHOTS)
+        .map(|i| {
+            let img = screen(i as u64);
+            let mut png = std::io::Cursor::new(Vec::new());
+            image::DynamicImage::ImageRgb8(img.clone())
+                .write_to(&mut png, image::ImageFormat::Png)
+                .expect("PNG encoding to memory");
+            (encode_jpeg(&img, 85), png.into_inner())
+        })
+        .unzip();
+    Pool {
+        photos,
+        screenshots_jpeg,
+        screenshots_png,
+    }
 }
 
 /// A plain app-like screen: a coloured bar and a few cards.
@@ -488,6 +529,51 @@ mod tests {
         assert!(gallery.iter().any(|f| f.mime_type == "image/png"));
     }
 
+    fn pool_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/emulator/media/pool")
+    }
+
+    #[test]
+    #[ignore = "writes the pool assets; run after changing the picture generator"]
+    fn regenerate_pool_assets() {
+        let pool = generate_pool();
+        let dir = pool_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, p) in pool.photos.iter().enumerate() {
+            std::fs::write(dir.join(format!("photo_{i:02}.jpg")), &p.jpeg).unwrap();
+        }
+        for (i, (jpeg, png)) in pool.screenshots_jpeg.iter().zip(&pool.screenshots_png).enumerate() {
+            std::fs::write(dir.join(format!("screen_{i}.jpg")), jpeg).unwrap();
+            std::fs::write(dir.join(format!("screen_{i}.png")), png).unwrap();
+        }
+    }
+
+    #[test]
+    fn pool_assets_are_distinct_pictures_of_the_stated_sizes() {
+        let pool = pool();
+        let mut seen = std::collections::HashSet::new();
+        for p in &pool.photos {
+            let img = image::load_from_memory_with_format(&p.jpeg, image::ImageFormat::Jpeg).unwrap();
+            assert_eq!((img.width(), img.height()), (p.width, p.height));
+            assert!(seen.insert(img.to_rgb8().into_raw()), "two pool photos look the same");
+        }
+        for (jpeg, png) in pool.screenshots_jpeg.iter().zip(&pool.screenshots_png) {
+            let a = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).unwrap();
+            let b = image::load_from_memory_with_format(png, image::ImageFormat::Png).unwrap();
+            assert_eq!((a.width(), a.height()), SCREENSHOT_SIZE);
+            assert_eq!((b.width(), b.height()), SCREENSHOT_SIZE);
+        }
+    }
+
+    #[test]
+    fn the_generator_makes_photos_of_the_pool_sizes() {
+        let mut rng = SplitMix64::new(1);
+        let img = picture(64, 48, &mut rng);
+        assert_eq!(img.dimensions(), (64, 48));
+        let other = picture(64, 48, &mut rng);
+        assert_ne!(img, other, "pictures vary with the generator state");
+    }
+
     #[test]
     fn crc32_matches_the_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
@@ -495,8 +581,6 @@ mod tests {
 
     #[test]
     fn seeding_500_items_is_fast() {
-        pool(); // built once per process, shared by every gallery
-
         let t = std::time::Instant::now();
         let gallery = samsung_gallery(500, 42);
         let elapsed = t.elapsed();
