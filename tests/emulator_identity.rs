@@ -348,6 +348,18 @@ async fn bad_tenant_client_and_secret_are_refused_as_documented() {
     assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_client");
 
+    // Client credentials in a Basic header (RFC 6749 §2.3.1) are read too: a secret is refused the same way.
+    let r = s
+        .http
+        .post(format!("{}/consumers/oauth2/v2.0/token", s.base))
+        .basic_auth(DEFAULT_CLIENT_ID, Some("s3cret"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+
     let (status, body) = s
         .form(
             "/consumers/oauth2/v2.0/token",
@@ -355,6 +367,27 @@ async fn bad_tenant_client_and_secret_are_refused_as_documented() {
         )
         .await;
     assert_documented_error(status, &body, "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn authorize_form_post_and_fragment_response_modes() {
+    let s = start().await;
+    let url = |mode: &str| {
+        format!(
+            "{}/consumers/oauth2/v2.0/authorize?client_id={DEFAULT_CLIENT_ID}&response_type=code&\
+             redirect_uri=http%3A%2F%2Flocalhost%3A5000%2F&scope=Files.ReadWrite&state=st&response_mode={mode}",
+            s.base
+        )
+    };
+    let page = s.http.get(url("form_post")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("action=\"http://localhost:5000/\""), "{html}");
+    assert!(html.contains("name=\"code\"") && html.contains("name=\"state\" value=\"st\""));
+    let r = s.http.get(url("fragment")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("http://localhost:5000/#code="), "{location}");
 }
 
 #[tokio::test]

@@ -95,18 +95,49 @@ async fn device_code(
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-async fn token(State(identity): State<Arc<Identity>>, Path(tenant): Path<String>, body: Bytes) -> Response {
+/// `Authorization: Basic base64(client_id:client_secret)` (RFC 6749 §2.3.1, accepted by the platform) as
+/// `(client_id, secret)`, both form-urlencoded inside.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+async fn token(
+    State(identity): State<Arc<Identity>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !tenant_is_known(&tenant) {
         return TokenError::invalid_tenant(&tenant).into_response();
     }
-    let fields = form_fields(&body);
+    let mut fields = form_fields(&body);
+    let basic = basic_credentials(&headers);
+    if let Some((id, _)) = &basic {
+        fields.entry("client_id".to_string()).or_insert_with(|| id.clone());
+    }
     let mut store = identity.store.lock();
     let client_id = match store.check_client(field(&fields, "client_id")) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
     // Our registered clients are public clients (ENTRA reference-error-codes.md, AADSTS700025).
-    if field(&fields, "client_secret").is_some() || field(&fields, "client_assertion").is_some() {
+    let basic_secret = basic.as_ref().is_some_and(|(_, secret)| !secret.is_empty());
+    if basic_secret || field(&fields, "client_secret").is_some() || field(&fields, "client_assertion").is_some() {
         return TokenError::public_client_with_secret().into_response();
     }
     let Some(grant_type) = field(&fields, "grant_type") else {
@@ -179,15 +210,51 @@ fn authorize_error_page(error: TokenError) -> Response {
     (StatusCode::BAD_REQUEST, Html(body)).into_response()
 }
 
-fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+/// How `/authorize` answers (`response_mode`): `query` (default for `code`), `fragment` or `form_post`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    Query,
+    Fragment,
+    FormPost,
+}
+
+fn redirect_with(redirect_uri: &str, mode: ResponseMode, params: &[(&str, &str)]) -> Response {
     let mut url = match url::Url::parse(redirect_uri) {
         Ok(u) => u,
         Err(_) => return authorize_error_page(TokenError::missing_parameter("redirect_uri")),
     };
-    {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in params {
-            pairs.append_pair(k, v);
+    match mode {
+        ResponseMode::Query => {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in params {
+                pairs.append_pair(k, v);
+            }
+        }
+        ResponseMode::Fragment => {
+            let fragment = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter())
+                .finish();
+            url.set_fragment(Some(&fragment));
+        }
+        ResponseMode::FormPost => {
+            // A page that posts the answer to the redirect URI at once, as the platform does.
+            let inputs: String = params
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                        html_escape(k),
+                        html_escape(v)
+                    )
+                })
+                .collect();
+            let page = format!(
+                "<!doctype html><html><head><title>Working...</title></head><body onload=\"document.forms[0].submit()\">\
+                 <form method=\"POST\" action=\"{}\">{inputs}<noscript><button>Continue</button></noscript></form>\
+                 </body></html>",
+                html_escape(url.as_str())
+            );
+            return Html(page).into_response();
         }
     }
     (StatusCode::FOUND, [(header::LOCATION, url.as_str().to_string())]).into_response()
@@ -219,12 +286,17 @@ async fn authorize(
         return authorize_error_page(e);
     }
     let state = field(&q, "state");
+    let mode = match field(&q, "response_mode") {
+        Some("fragment") => ResponseMode::Fragment,
+        Some("form_post") => ResponseMode::FormPost,
+        _ => ResponseMode::Query,
+    };
     let with_state = |mut params: Vec<(&'static str, String)>| {
         if let Some(s) = state {
             params.push(("state", s.to_string()));
         }
         let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        redirect_with(redirect_uri, &refs)
+        redirect_with(redirect_uri, mode, &refs)
     };
     let redirect_error = |error: &'static str, aadsts: u32, description: &str| {
         with_state(vec![
