@@ -10,7 +10,7 @@ mod endpoints;
 pub mod store;
 pub mod token_error;
 
-pub use store::{DeviceCodeStatus, IdentitySettings, PendingDeviceCode};
+pub use store::{DeviceCodeStatus, IdentitySettings, IdentitySnapshot, PendingDeviceCode};
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -228,6 +228,16 @@ impl Identity {
     pub fn expire_access_tokens(&self) {
         self.store.lock().expire_access_tokens();
         tracing::info!(target: "emulator::identity", "all access tokens expired");
+    }
+
+    /// Tokens and registered clients, for the emulator's state file (holds secrets; never log it).
+    pub fn snapshot(&self) -> IdentitySnapshot {
+        self.store.lock().snapshot()
+    }
+
+    /// Takes back what [`Identity::snapshot`] saved (after a restart).
+    pub fn restore(&self, snapshot: IdentitySnapshot) {
+        self.store.lock().restore(snapshot);
     }
 
     /// Every refresh token issued so far is revoked (as after a password change).

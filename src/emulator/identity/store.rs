@@ -62,15 +62,34 @@ struct AuthCodeGrant {
     redeemed: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 struct RefreshGrant {
     client_id: String,
     scope: Vec<String>,
     revoked: bool,
 }
 
+/// What survives an emulator restart (`--state`): refresh tokens, and access tokens with their remaining
+/// lifetime, so a signed-in client stays signed in. Holds secrets: only for the emulator's own state file.
+#[derive(Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct IdentitySnapshot {
+    refresh_tokens: Vec<(String, RefreshGrant)>,
+    access_tokens: Vec<(String, u64)>,
+    clients: Vec<String>,
+}
+
+impl std::fmt::Debug for IdentitySnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentitySnapshot")
+            .field("refresh_tokens", &self.refresh_tokens.len())
+            .field("access_tokens", &self.access_tokens.len())
+            .field("clients", &self.clients)
+            .finish()
+    }
+}
+
 /// Tokens returned by a successful grant.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct TokenResponse {
     pub token_type: &'static str,
     pub scope: String,
@@ -98,7 +117,6 @@ const POLL_SLACK: Duration = Duration::from_millis(50);
 /// The consumer tenant id of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
-#[derive(Debug)]
 pub struct IdentityStore {
     pub settings: IdentitySettings,
     clients: HashSet<String>,
@@ -106,6 +124,31 @@ pub struct IdentityStore {
     auth_codes: HashMap<String, AuthCodeGrant>,
     access_tokens: HashMap<String, Instant>,
     refresh_tokens: HashMap<String, RefreshGrant>,
+}
+
+/// Debug output shows counts only: the maps are keyed by tokens and codes, which are never printed.
+impl std::fmt::Debug for IdentityStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityStore")
+            .field("settings", &self.settings)
+            .field("clients", &self.clients)
+            .field("device_codes", &self.device_codes.len())
+            .field("auth_codes", &self.auth_codes.len())
+            .field("access_tokens", &self.access_tokens.len())
+            .field("refresh_tokens", &self.refresh_tokens.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("scope", &self.scope)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &self.refresh_token.is_some())
+            .field("id_token", &self.id_token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A random opaque string of `bytes` random bytes, base64url without padding.
@@ -446,6 +489,38 @@ impl IdentityStore {
             grant.revoked = true;
         }
     }
+
+    pub fn snapshot(&self) -> IdentitySnapshot {
+        let now = Instant::now();
+        let mut clients: Vec<String> = self.clients.iter().cloned().collect();
+        clients.sort();
+        IdentitySnapshot {
+            refresh_tokens: self
+                .refresh_tokens
+                .iter()
+                .map(|(t, g)| (t.clone(), g.clone()))
+                .collect(),
+            access_tokens: self
+                .access_tokens
+                .iter()
+                .filter(|(_, exp)| **exp > now)
+                .map(|(t, exp)| (t.clone(), exp.duration_since(now).as_secs()))
+                .collect(),
+            clients,
+        }
+    }
+
+    pub fn restore(&mut self, snapshot: IdentitySnapshot) {
+        let now = Instant::now();
+        self.refresh_tokens.extend(snapshot.refresh_tokens);
+        self.access_tokens.extend(
+            snapshot
+                .access_tokens
+                .into_iter()
+                .map(|(t, secs)| (t, now + Duration::from_secs(secs))),
+        );
+        self.clients.extend(snapshot.clients);
+    }
 }
 
 /// RFC 7636 §4.6: `S256` compares BASE64URL(SHA256(verifier)) with the challenge, `plain` compares them as is.
@@ -565,6 +640,34 @@ mod tests {
         s.revoke_refresh_tokens();
         let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
         assert_eq!((err.error, err.aadsts), ("invalid_grant", 50173));
+    }
+
+    #[test]
+    fn debug_output_never_shows_tokens() {
+        let mut s = store();
+        let token = s.issue_access_token();
+        let (device, _, _, _) = s.start_device_code("app", "consumers", "Files.ReadWrite");
+        let printed = format!("{s:?} {:?}", s.snapshot());
+        assert!(!printed.contains(&token) && !printed.contains(&device), "{printed}");
+    }
+
+    #[test]
+    fn snapshot_keeps_sign_ins_across_a_restart() {
+        let mut s = store();
+        let code = s.issue_auth_code("app", "http://localhost/", "Files.ReadWrite offline_access", None);
+        let tokens = s
+            .redeem_auth_code("app", &code, Some("http://localhost/"), None)
+            .unwrap();
+        let json = serde_json::to_string(&s.snapshot()).unwrap();
+        let mut restarted = IdentityStore::new(s.settings.clone(), Vec::new());
+        restarted.restore(serde_json::from_str(&json).unwrap());
+        assert_eq!(
+            restarted.access_token_state(&tokens.access_token),
+            AccessTokenState::Valid
+        );
+        assert!(restarted
+            .redeem_refresh_token("app", tokens.refresh_token.as_deref().unwrap(), None)
+            .is_ok());
     }
 
     #[test]
