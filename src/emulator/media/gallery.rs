@@ -67,6 +67,7 @@ pub fn samsung_gallery(count: usize, seed: u64) -> Vec<SeedFile> {
     let mut files: Vec<SeedFile> = Vec::with_capacity(count);
     let mut names = std::collections::HashSet::new();
     let mut whatsapp_counter = 0u32;
+    let mut clip_placed = false;
     while files.len() < count {
         taken += Duration::seconds(rng.range(1, (2 * mean_gap) as u64) as i64);
         let kind = match rng.range(0, 119) {
@@ -98,6 +99,10 @@ pub fn samsung_gallery(count: usize, seed: u64) -> Vec<SeedFile> {
                     )
                 })
                 .collect(),
+            Kind::Video if !clip_placed => {
+                clip_placed = true;
+                vec![demo_clip_file(format!("DCIM/Camera/{stamp}.avi"), taken)]
+            }
             Kind::Video => vec![video(format!("DCIM/Camera/{stamp}.mp4"), taken, item_seed)],
             Kind::Screenshot => {
                 let app = SCREENSHOT_APPS[(item_seed % SCREENSHOT_APPS.len() as u64) as usize];
@@ -210,6 +215,22 @@ fn video(path: String, taken: DateTime<Utc>, seed: u64) -> SeedFile {
     }
 }
 
+/// The one real playable video (see [`super::avi::demo_clip`]).
+fn demo_clip_file(path: String, taken: DateTime<Utc>) -> SeedFile {
+    use super::avi::{CLIP_FPS, CLIP_FRAMES, CLIP_SIZE};
+    SeedFile {
+        path,
+        content: Content::Bytes(Bytes::from_static(CLIP_FILE)),
+        mime_type: "video/x-msvideo".into(),
+        taken,
+        kind: MediaKind::Video {
+            width: CLIP_SIZE.0,
+            height: CLIP_SIZE.1,
+            duration_ms: u64::from(CLIP_FRAMES) * 1000 / u64::from(CLIP_FPS),
+        },
+    }
+}
+
 /// A phone screenshot (JPEG or PNG from the pool, made unique by a comment or text chunk), no camera EXIF.
 fn screenshot(path: String, taken: DateTime<Utc>, png: bool, seed: u64) -> SeedFile {
     let pool = pool();
@@ -282,6 +303,8 @@ static POOL_PHOTO_FILES: [&[u8]; POOL_PHOTOS] = pool_assets!(
 );
 static POOL_SCREEN_JPEG_FILES: [&[u8]; POOL_SCREENSHOTS] = pool_assets!("screen_0.jpg", "screen_1.jpg", "screen_2.jpg");
 static POOL_SCREEN_PNG_FILES: [&[u8]; POOL_SCREENSHOTS] = pool_assets!("screen_0.png", "screen_1.png", "screen_2.png");
+
+static CLIP_FILE: &[u8] = include_bytes!("pool/clip.avi");
 
 /// Size of pool photo `i`.
 fn pool_photo_size(i: usize) -> (u32, u32) {
@@ -464,7 +487,7 @@ mod tests {
         assert_eq!(unique.len(), paths.len());
         assert!(a.windows(2).all(|w| w[0].taken <= w[1].taken));
         let camera = regex_like(&paths, "DCIM/Camera/", ".jpg");
-        let videos = regex_like(&paths, "DCIM/Camera/", ".mp4");
+        let videos = regex_like(&paths, "DCIM/Camera/", ".mp4") + regex_like(&paths, "DCIM/Camera/", ".avi");
         let shots = regex_like(&paths, "DCIM/Screenshots/Screenshot_", "");
         assert!(camera > 60 && videos > 2 && shots > 5, "{camera} {videos} {shots}");
         assert!(paths
@@ -518,6 +541,9 @@ mod tests {
         for f in &gallery {
             if let Content::Bytes(b) = &f.content {
                 assert!(seen.insert(b.clone()), "{} duplicates another file", f.path);
+                if !f.mime_type.starts_with("image/") {
+                    continue;
+                }
                 let format = if f.mime_type == "image/png" {
                     image::ImageFormat::Png
                 } else {
@@ -527,6 +553,16 @@ mod tests {
             }
         }
         assert!(gallery.iter().any(|f| f.mime_type == "image/png"));
+        let clip = gallery
+            .iter()
+            .find(|f| f.path.ends_with(".avi"))
+            .expect("the playable clip");
+        let Content::Bytes(avi) = &clip.content else {
+            panic!("clip is stored")
+        };
+        let frame = super::super::avi::first_frame(avi).expect("a Motion-JPEG AVI");
+        let img = image::load_from_memory_with_format(frame, image::ImageFormat::Jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), super::super::avi::CLIP_SIZE);
     }
 
     fn pool_dir() -> std::path::PathBuf {
@@ -542,6 +578,7 @@ mod tests {
         for (i, p) in pool.photos.iter().enumerate() {
             std::fs::write(dir.join(format!("photo_{i:02}.jpg")), &p.jpeg).unwrap();
         }
+        std::fs::write(dir.join("clip.avi"), super::super::avi::demo_clip()).unwrap();
         for (i, (jpeg, png)) in pool.screenshots_jpeg.iter().zip(&pool.screenshots_png).enumerate() {
             std::fs::write(dir.join(format!("screen_{i}.jpg")), jpeg).unwrap();
             std::fs::write(dir.join(format!("screen_{i}.png")), png).unwrap();

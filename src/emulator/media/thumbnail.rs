@@ -27,7 +27,10 @@ pub fn render_thumbnail(
     }
     let img = match content {
         Content::Bytes(bytes) if is_image => decode_upright(bytes)?,
-        Content::Bytes(bytes) => poster(16, 9, seed_of_bytes(bytes)),
+        Content::Bytes(bytes) => match super::avi::first_frame(bytes).and_then(|f| image::load_from_memory(f).ok()) {
+            Some(frame) => frame,
+            None => poster(16, 9, seed_of_bytes(bytes)),
+        },
         Content::Synthetic { seed, .. } if is_video => poster(16, 9, *seed),
         Content::Synthetic { seed, .. } => poster(4, 3, *seed),
     };
@@ -164,6 +167,17 @@ mod tests {
             h > w,
             "stored landscape shows portrait and vice versa"
         );
+    }
+
+    #[test]
+    fn the_playable_clip_is_thumbnailed_from_its_first_frame() {
+        let gallery = crate::emulator::media::samsung_gallery(40, 1);
+        let clip = gallery
+            .iter()
+            .find(|f| f.mime_type == "video/x-msvideo")
+            .expect("clip in 40 items");
+        let (_, w, h) = render_thumbnail(&clip.content, &clip.mime_type, 176, 176, false).unwrap();
+        assert_eq!((w, h), (176, 132), "4:3 like the clip, not a 16:9 poster");
     }
 
     #[test]
