@@ -153,6 +153,17 @@ async fn device_code_flow_from_pending_to_tokens_through_the_link_page() {
     let (status, body) = s.refresh(new_refresh).await;
     assert_documented_error(status, &body, "invalid_grant");
     assert_eq!(body["error_codes"][0], 50173);
+    s.http
+        .post(format!(
+            "{}/_emulator/identity/revoke-refresh-tokens?reason=inactivity",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = s.refresh(new_refresh).await;
+    assert_documented_error(status, &body, "invalid_grant");
+    assert_eq!(body["error_codes"][0], 700082);
 }
 
 #[tokio::test]

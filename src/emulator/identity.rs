@@ -10,7 +10,7 @@ mod endpoints;
 pub mod store;
 pub mod token_error;
 
-pub use store::{DeviceCodeStatus, IdentitySettings, IdentitySnapshot, PendingDeviceCode};
+pub use store::{DeviceCodeStatus, IdentitySettings, IdentitySnapshot, PendingDeviceCode, RefreshInvalidation};
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -130,7 +130,8 @@ impl Identity {
 
     /// Control routes, mounted by the server at `/_emulator/identity`:
     /// `GET /device-codes`, `POST /device-codes/{user_code}/approve|decline`, `POST /device-codes/expire`,
-    /// `POST /expire-access-tokens`, `POST /revoke-refresh-tokens`, `GET|POST /settings` (partial JSON),
+    /// `POST /expire-access-tokens`, `POST /revoke-refresh-tokens[?reason=password_changed|inactivity|
+    /// consent_revoked]`, `GET|POST /settings` (partial JSON),
     /// `POST /clients/{client_id}`, `POST /test-token` → `{"access_token"}`.
     pub fn control_router(self: &Arc<Self>) -> Router {
         Router::new()
@@ -240,10 +241,15 @@ impl Identity {
         self.store.lock().restore(snapshot);
     }
 
-    /// Every refresh token issued so far is revoked (as after a password change).
+    /// Every refresh token issued so far is revoked (as after a password change: AADSTS50173).
     pub fn revoke_refresh_tokens(&self) {
-        self.store.lock().revoke_refresh_tokens();
-        tracing::info!(target: "emulator::identity", "all refresh tokens revoked");
+        self.invalidate_refresh_tokens(RefreshInvalidation::PasswordChanged);
+    }
+
+    /// Every refresh token issued so far stops working for `reason`.
+    pub fn invalidate_refresh_tokens(&self, reason: RefreshInvalidation) {
+        self.store.lock().invalidate_refresh_tokens(reason);
+        tracing::info!(target: "emulator::identity", ?reason, "all refresh tokens invalidated");
     }
 }
 
@@ -277,8 +283,16 @@ async fn control_expire_access(State(identity): State<Arc<Identity>>) -> StatusC
     StatusCode::NO_CONTENT
 }
 
-async fn control_revoke_refresh(State(identity): State<Arc<Identity>>) -> StatusCode {
-    identity.revoke_refresh_tokens();
+#[derive(Debug, serde::Deserialize)]
+struct RevokeQuery {
+    reason: Option<RefreshInvalidation>,
+}
+
+async fn control_revoke_refresh(
+    State(identity): State<Arc<Identity>>,
+    axum::extract::Query(q): axum::extract::Query<RevokeQuery>,
+) -> StatusCode {
+    identity.invalidate_refresh_tokens(q.reason.unwrap_or(RefreshInvalidation::PasswordChanged));
     StatusCode::NO_CONTENT
 }
 

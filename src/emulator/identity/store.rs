@@ -66,7 +66,21 @@ struct AuthCodeGrant {
 struct RefreshGrant {
     client_id: String,
     scope: Vec<String>,
-    revoked: bool,
+    /// Why the grant no longer works, when it doesn't.
+    #[serde(default)]
+    invalidated: Option<RefreshInvalidation>,
+}
+
+/// Why refresh tokens stop working (each answers `invalid_grant` with its documented AADSTS number).
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshInvalidation {
+    /// AADSTS50173: revoked by the user or an admin (password change or reset, sign out everywhere).
+    PasswordChanged,
+    /// AADSTS700082: expired through inactivity.
+    Inactivity,
+    /// AADSTS65001: the user removed the app's consent.
+    ConsentRevoked,
 }
 
 /// What survives an emulator restart (`--state`): refresh tokens, and access tokens with their remaining
@@ -403,8 +417,13 @@ impl IdentityStore {
             Some(g) if g.client_id == client_id => g,
             _ => return Err(TokenError::bad_refresh_token()),
         };
-        if grant.revoked {
-            return Err(TokenError::refresh_token_revoked());
+        match grant.invalidated {
+            None => {}
+            Some(RefreshInvalidation::PasswordChanged) => return Err(TokenError::refresh_token_revoked()),
+            Some(RefreshInvalidation::Inactivity) => return Err(TokenError::refresh_token_inactive()),
+            Some(RefreshInvalidation::ConsentRevoked) => {
+                return Err(TokenError::scope_not_consented(&grant.scope.join(" ")))
+            }
         }
         let granted = grant.scope.clone();
         let scope = match scope.map(split_scope).filter(|s| !s.is_empty()) {
@@ -434,7 +453,7 @@ impl IdentityStore {
                 RefreshGrant {
                     client_id: client_id.to_string(),
                     scope: scope.to_vec(),
-                    revoked: false,
+                    invalidated: None,
                 },
             );
             token
@@ -484,9 +503,10 @@ impl IdentityStore {
         }
     }
 
-    pub fn revoke_refresh_tokens(&mut self) {
+    /// Every refresh token issued so far stops working for `reason`.
+    pub fn invalidate_refresh_tokens(&mut self, reason: RefreshInvalidation) {
         for grant in self.refresh_tokens.values_mut() {
-            grant.revoked = true;
+            grant.invalidated = Some(reason);
         }
     }
 
@@ -637,7 +657,13 @@ mod tests {
             .redeem_refresh_token("app", &old, Some("Files.ReadWrite.All"))
             .unwrap_err();
         assert_eq!(err.aadsts, 65001);
-        s.revoke_refresh_tokens();
+        s.invalidate_refresh_tokens(RefreshInvalidation::Inactivity);
+        let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
+        assert_eq!((err.error, err.aadsts), ("invalid_grant", 700082));
+        s.invalidate_refresh_tokens(RefreshInvalidation::ConsentRevoked);
+        let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
+        assert_eq!((err.error, err.aadsts), ("invalid_grant", 65001));
+        s.invalidate_refresh_tokens(RefreshInvalidation::PasswordChanged);
         let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
         assert_eq!((err.error, err.aadsts), ("invalid_grant", 50173));
     }

@@ -186,6 +186,15 @@ impl TokenError {
         )
     }
 
+    pub fn refresh_token_inactive() -> Self {
+        Self::new(
+            "invalid_grant",
+            700082,
+            "The refresh token has expired due to inactivity. The token was issued a long time ago and was \
+             inactive for longer than its lifetime.",
+        )
+    }
+
     pub fn scope_not_consented(scope: &str) -> Self {
         Self::new(
             "invalid_grant",
