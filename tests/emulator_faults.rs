@@ -151,6 +151,24 @@ async fn service_unavailable_defaults_to_one_second_retry_after() {
 }
 
 #[tokio::test]
+async fn faults_on_identity_endpoints_answer_in_the_identity_platform_shape() {
+    let s = start("api").await;
+    s.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 503,
+            retry_after_secs: Some(3),
+        })
+        .count(1),
+    );
+    let r = s.get("/consumers/oauth2/v2.0/token").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body["error_codes"].is_array() && body["trace_id"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn reset_drops_the_connection_mid_body() {
     let s = start("content").await;
     for path in ["/v1.0/data", "/v1.0/stream"] {

@@ -399,7 +399,11 @@ async fn inject(State((faults, host)): State<(Arc<Faults>, &'static str)>, req: 
                 faults.record_window(host, status, secs);
             }
             tracing::debug!(target: "emulator::faults", %method, host, status, "status fault injected");
-            status_response(status, retry_after)
+            if path.contains("/oauth2/v2.0/") {
+                identity_status_response(status, retry_after)
+            } else {
+                status_response(status, retry_after)
+            }
         }
         Some(FaultKind::Reset { after_bytes }) => {
             let response = next.run(req).await;
@@ -439,6 +443,42 @@ pub fn status_response(status: u16, retry_after_secs: Option<u64>) -> Response {
         body.to_string(),
     )
         .into_response();
+    if let Some(secs) = retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// The identity platform's answer for an injected status on its endpoints: its own error body
+/// (reference-error-codes.md: `temporarily_unavailable`, `server_error`), not Graph's.
+pub fn identity_status_response(status: u16, retry_after_secs: Option<u64>) -> Response {
+    use crate::emulator::identity::token_error::TokenError;
+    let (error, aadsts, description) = match status {
+        429 => (
+            "temporarily_unavailable",
+            90055,
+            "TenantThrottlingError - There are too many incoming requests.",
+        ),
+        503 => (
+            "temporarily_unavailable",
+            90006,
+            "ExternalServerRetryableError - The service is temporarily unavailable.",
+        ),
+        _ => (
+            "server_error",
+            50000,
+            "TokenIssuanceError - There's an issue with the sign-in service.",
+        ),
+    };
+    let mut response = TokenError {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        error,
+        aadsts,
+        description: description.to_string(),
+    }
+    .into_response();
     if let Some(secs) = retry_after_secs {
         response
             .headers_mut()
