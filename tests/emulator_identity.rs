@@ -423,3 +423,56 @@ async fn controls_expire_access_tokens_and_issue_test_tokens() {
         .unwrap();
     assert_eq!(s.identity.check_bearer(Some(&header)), Err(BearerError::Expired));
 }
+
+#[tokio::test]
+async fn confidential_clients_registered_by_control_must_present_their_secret() {
+    let s = start().await;
+    let app = "b15665d9-eda6-4092-8539-0eec376afd59";
+    let r = s
+        .http
+        .post(format!("{}/_emulator/identity/clients/{app}", s.base))
+        .json(&serde_json::json!({"secret": "rclone-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    s.identity.set_auto_approve(true);
+    let (status, dc) = s
+        .form(
+            "/common/oauth2/v2.0/devicecode",
+            &[("client_id", app), ("scope", "Files.ReadWrite offline_access")],
+        )
+        .await;
+    assert_eq!(status, 200, "{dc}");
+    let poll = |secret: Option<&'static str>| {
+        let device_code = dc["device_code"].as_str().unwrap().to_string();
+        let s = &s;
+        async move {
+            let mut fields = vec![
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code".to_string()),
+                ("client_id", app.to_string()),
+                ("device_code", device_code),
+            ];
+            if let Some(secret) = secret {
+                fields.push(("client_secret", secret.to_string()));
+            }
+            let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            s.form("/common/oauth2/v2.0/token", &refs).await
+        }
+    };
+    let (status, body) = poll(None).await;
+    assert_eq!(
+        (status, body["error_codes"][0].as_u64()),
+        (401, Some(7000218)),
+        "{body}"
+    );
+    let (status, body) = poll(Some("wrong")).await;
+    assert_eq!(
+        (status, body["error_codes"][0].as_u64()),
+        (401, Some(7000215)),
+        "{body}"
+    );
+    let (status, tokens) = poll(Some("rclone-secret")).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["refresh_token"].is_string());
+}

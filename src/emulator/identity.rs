@@ -132,7 +132,8 @@ impl Identity {
     /// `GET /device-codes`, `POST /device-codes/{user_code}/approve|decline`, `POST /device-codes/expire`,
     /// `POST /expire-access-tokens`, `POST /revoke-refresh-tokens[?reason=password_changed|inactivity|
     /// consent_revoked]`, `GET|POST /settings` (partial JSON),
-    /// `POST /clients/{client_id}`, `POST /test-token` → `{"access_token"}`.
+    /// `POST /clients/{client_id}` (optional body `{"secret"}`: a confidential client),
+    /// `POST /test-token` → `{"access_token"}`.
     pub fn control_router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/device-codes", get(control_device_codes))
@@ -201,8 +202,14 @@ impl Identity {
         self.store.lock().settings.deny_authorize = on;
     }
 
+    /// Registers a public client (the kind galleryfs is).
     pub fn register_client(&self, client_id: &str) {
-        self.store.lock().register_client(client_id);
+        self.store.lock().register_client(client_id, None);
+    }
+
+    /// Registers a confidential client that authenticates with `secret` (e.g. rclone's own app id).
+    pub fn register_confidential_client(&self, client_id: &str, secret: &str) {
+        self.store.lock().register_client(client_id, Some(secret));
     }
 
     /// Device-code sign-ins that are still live (not expired, not redeemed).
@@ -337,9 +344,30 @@ async fn control_update_settings(
     Json(identity.settings())
 }
 
-async fn control_register_client(State(identity): State<Arc<Identity>>, Path(client_id): Path<String>) -> StatusCode {
-    identity.register_client(&client_id);
-    StatusCode::NO_CONTENT
+/// Optional body of `POST /clients/{client_id}`: `{"secret": "..."}` makes a confidential client.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ClientBody {
+    secret: Option<String>,
+}
+
+async fn control_register_client(
+    State(identity): State<Arc<Identity>>,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed: ClientBody = if body.is_empty() {
+        ClientBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    };
+    match parsed.secret.as_deref() {
+        Some(secret) => identity.register_confidential_client(&client_id, secret),
+        None => identity.register_client(&client_id),
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn control_test_token(State(identity): State<Arc<Identity>>) -> Json<serde_json::Value> {

@@ -5,7 +5,7 @@ use super::token_error::TokenError;
 use base64::Engine;
 use rand::RngCore;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Settings that tests change while the emulator runs.
@@ -89,7 +89,7 @@ pub enum RefreshInvalidation {
 pub struct IdentitySnapshot {
     refresh_tokens: Vec<(String, RefreshGrant)>,
     access_tokens: Vec<(String, u64)>,
-    clients: Vec<String>,
+    clients: Vec<(String, Option<String>)>,
 }
 
 impl std::fmt::Debug for IdentitySnapshot {
@@ -97,7 +97,7 @@ impl std::fmt::Debug for IdentitySnapshot {
         f.debug_struct("IdentitySnapshot")
             .field("refresh_tokens", &self.refresh_tokens.len())
             .field("access_tokens", &self.access_tokens.len())
-            .field("clients", &self.clients)
+            .field("clients", &self.clients.len())
             .finish()
     }
 }
@@ -133,7 +133,8 @@ pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 pub struct IdentityStore {
     pub settings: IdentitySettings,
-    clients: HashSet<String>,
+    /// Registered client ids; confidential clients with their secret.
+    clients: HashMap<String, Option<String>>,
     device_codes: HashMap<String, DeviceGrant>,
     auth_codes: HashMap<String, AuthCodeGrant>,
     access_tokens: HashMap<String, Instant>,
@@ -145,7 +146,7 @@ impl std::fmt::Debug for IdentityStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityStore")
             .field("settings", &self.settings)
-            .field("clients", &self.clients)
+            .field("clients", &self.clients.keys().collect::<Vec<_>>())
             .field("device_codes", &self.device_codes.len())
             .field("auth_codes", &self.auth_codes.len())
             .field("access_tokens", &self.access_tokens.len())
@@ -210,7 +211,7 @@ impl IdentityStore {
     pub fn new(settings: IdentitySettings, clients: impl IntoIterator<Item = String>) -> Self {
         Self {
             settings,
-            clients: clients.into_iter().collect(),
+            clients: clients.into_iter().map(|c| (c, None)).collect(),
             device_codes: HashMap::new(),
             auth_codes: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -218,15 +219,28 @@ impl IdentityStore {
         }
     }
 
-    pub fn register_client(&mut self, client_id: &str) {
-        self.clients.insert(client_id.to_string());
+    /// Registers a public client (no secret) or, with `secret`, a confidential one.
+    pub fn register_client(&mut self, client_id: &str, secret: Option<&str>) {
+        self.clients.insert(client_id.to_string(), secret.map(str::to_string));
     }
 
     pub fn check_client(&self, client_id: Option<&str>) -> Result<String, TokenError> {
         match client_id {
             None | Some("") => Err(TokenError::missing_parameter("client_id")),
-            Some(id) if self.clients.contains(id) => Ok(id.to_string()),
+            Some(id) if self.clients.contains_key(id) => Ok(id.to_string()),
             Some(id) => Err(TokenError::unknown_client(id)),
+        }
+    }
+
+    /// Client authentication at the token endpoint: public clients must not send a secret (AADSTS700025),
+    /// confidential clients must send theirs (AADSTS7000218 missing, AADSTS7000215 wrong).
+    pub fn check_client_secret(&self, client_id: &str, presented: Option<&str>) -> Result<(), TokenError> {
+        match (self.clients.get(client_id).cloned().flatten(), presented) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(TokenError::public_client_with_secret()),
+            (Some(_), None) => Err(TokenError::client_secret_missing()),
+            (Some(expected), Some(given)) if expected == given => Ok(()),
+            (Some(_), Some(_)) => Err(TokenError::client_secret_wrong()),
         }
     }
 
@@ -512,7 +526,8 @@ impl IdentityStore {
 
     pub fn snapshot(&self) -> IdentitySnapshot {
         let now = Instant::now();
-        let mut clients: Vec<String> = self.clients.iter().cloned().collect();
+        let mut clients: Vec<(String, Option<String>)> =
+            self.clients.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         clients.sort();
         IdentitySnapshot {
             refresh_tokens: self
@@ -623,7 +638,7 @@ mod tests {
     #[test]
     fn device_code_of_other_client_or_tenant_is_not_recognised() {
         let mut s = store();
-        s.register_client("other");
+        s.register_client("other", None);
         let (device, _, _, _) = s.start_device_code("app", "consumers", "Files.ReadWrite");
         assert_eq!(
             s.poll_device_code("other", "consumers", &device).unwrap_err().error,
@@ -666,6 +681,19 @@ mod tests {
         s.invalidate_refresh_tokens(RefreshInvalidation::PasswordChanged);
         let err = s.redeem_refresh_token("app", &new, None).unwrap_err();
         assert_eq!((err.error, err.aadsts), ("invalid_grant", 50173));
+    }
+
+    #[test]
+    fn public_and_confidential_client_authentication() {
+        let mut s = store();
+        s.register_client("web", Some("pw"));
+        assert!(s.check_client_secret("app", None).is_ok());
+        assert_eq!(s.check_client_secret("app", Some("x")).unwrap_err().aadsts, 700025);
+        assert!(s.check_client_secret("web", Some("pw")).is_ok());
+        assert_eq!(s.check_client_secret("web", None).unwrap_err().aadsts, 7000218);
+        assert_eq!(s.check_client_secret("web", Some("no")).unwrap_err().aadsts, 7000215);
+        let printed = format!("{s:?} {:?}", s.snapshot());
+        assert!(!printed.contains("pw"), "{printed}");
     }
 
     #[test]

@@ -66,6 +66,26 @@ impl TokenError {
         e
     }
 
+    pub fn client_secret_missing() -> Self {
+        let mut e = Self::new(
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        );
+        e.status = StatusCode::UNAUTHORIZED;
+        e
+    }
+
+    pub fn client_secret_wrong() -> Self {
+        let mut e = Self::new(
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
+        );
+        e.status = StatusCode::UNAUTHORIZED;
+        e
+    }
+
     pub fn unsupported_grant_type(grant_type: &str) -> Self {
         Self::new(
             "unsupported_grant_type",
