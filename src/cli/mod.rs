@@ -179,7 +179,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logout(args) => login_cmd::logout(args),
         Command::Emulator(args) => emulator_cmd::emulator(args),
         Command::Mount(_) => not_built("mount"),
-        Command::Unmount { .. } => not_built("unmount"),
+        Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint).map_err(CliError::failure),
         Command::Status { .. } => not_built("status"),
         Command::Pin { .. } | Command::Unpin { .. } | Command::Free { .. } => not_built("pin/unpin/free"),
         Command::Trash { .. } => not_built("trash"),
