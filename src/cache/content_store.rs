@@ -1,0 +1,525 @@
+//! The on-disk content cache `<cache dir>/content/`: one sparse file per item content version, the block map in
+//! the metadata store, the byte budget with LRU eviction, and whole-file verification when the last missing range
+//! of a version arrives.
+//!
+//! Layout: `content/<h(item id)>/<h(cTag)>` where `h` is the first 32 hex digits of SHA-256, so names are safe and
+//! fixed-length whatever OneDrive's ids and tags look like. When a new version of an item is first written, the
+//! files of its other versions are deleted.
+//!
+//! Truth: a byte is cached only when the store's block map says so (`mark_present` after the bytes are written);
+//! bytes in a file that the map does not cover are ignored. The last range of a version is marked only after the
+//! whole file matched the item's quickXorHash, so an item never becomes `Cached` unverified.
+//!
+//! Locking (per item, a `parking_lot::RwLock` holding the item's *generation*):
+//! - `read_at` and the data half of `write_at` take the read lock: any number of readers and writers of the same
+//!   item run in parallel. Two fetches writing the same range write the same bytes of the same version, which is
+//!   harmless.
+//! - committing a range (the completeness check, verification and `mark_present`), eviction and stale-version
+//!   removal take the write lock, so two fetches finishing complementary halves cannot both skip verification.
+//! - eviction bumps the generation; a write that began under an older generation is not marked present (its file
+//!   may have been deleted underneath it).
+//!
+//! Budget: only bytes that may be evicted count (the store's eviction candidates: not pinned, not dirty). Items
+//! with an open reader are not evicted while open. All methods block (file I/O and SQLite): call them from
+//! `spawn_blocking` in async code.
+
+use super::verify;
+use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How often reads of one item refresh its LRU position at most.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Eviction candidates fetched per round.
+const EVICTION_BATCH: usize = 64;
+/// Enough rows to sum every evictable item.
+const ALL_ROWS: usize = 10_000_000;
+
+/// Errors of the content cache.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("no item with inode {0}")]
+    NoSuchItem(u64),
+    #[error("inode {0} is not a file with content on OneDrive")]
+    NotRemoteFile(u64),
+    #[error("inode {0} has local changes not yet uploaded; its content is not in the download cache")]
+    Dirty(u64),
+    #[error("the downloaded content of {item} does not match its quickXorHash")]
+    HashMismatch { item: String },
+    #[error("{item} changed on OneDrive (new content version) while it was being read")]
+    VersionChanged { item: String },
+    #[error("content cache file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One content version of one item, as seen when a file was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemVersion {
+    pub ino: u64,
+    pub item_id: String,
+    /// The item's name, for log lines.
+    pub name: String,
+    pub ctag: String,
+    pub size: u64,
+    /// The expected quickXorHash (base64), when OneDrive gave one.
+    pub quick_xor_hash: Option<String>,
+}
+
+impl ItemVersion {
+    /// The current content version of a stored item.
+    pub fn of(row: &ItemRow) -> Result<ItemVersion, CacheError> {
+        if row.kind != ItemKind::File || row.local_only {
+            return Err(CacheError::NotRemoteFile(row.ino));
+        }
+        if row.is_dirty() {
+            return Err(CacheError::Dirty(row.ino));
+        }
+        let ctag = row.ctag.clone().ok_or(CacheError::NotRemoteFile(row.ino))?;
+        Ok(ItemVersion {
+            ino: row.ino,
+            item_id: row.item_id.clone(),
+            name: row.name.clone(),
+            ctag,
+            size: row.size,
+            quick_xor_hash: row.quick_xor_hash.clone(),
+        })
+    }
+}
+
+/// What committing a written range did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// Marked present; the version is still incomplete.
+    Partial,
+    /// The version is now complete and verified (`ContentState::Cached`).
+    Complete,
+    /// Not marked: the item's cache was evicted or reset while the bytes were being written.
+    Discarded,
+}
+
+/// Cache usage for `galleryfs status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// Bytes counted against the budget (cached originals that are neither pinned nor dirty).
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+#[derive(Default)]
+struct ItemSlot {
+    generation: RwLock<u64>,
+    open_readers: AtomicUsize,
+    last_touch: Mutex<Option<Instant>>,
+}
+
+/// The content cache of one account.
+pub struct ContentStore {
+    dir: PathBuf,
+    store: Arc<Store>,
+    budget: AtomicU64,
+    slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
+}
+
+impl std::fmt::Debug for ContentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentStore")
+            .field("dir", &self.dir)
+            .field("budget", &self.budget.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps an item from being evicted while a reader has it open; see [`ContentStore::register_reader`].
+pub struct OpenGuard {
+    slot: Arc<ItemSlot>,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.slot.open_readers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn hashed(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ContentStore {
+    /// Opens (creating) `<cache_dir>/content/` with a budget of `budget_bytes`.
+    pub fn open(cache_dir: &Path, store: Arc<Store>, budget_bytes: u64) -> Result<ContentStore, CacheError> {
+        let dir = cache_dir.join("content");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(ContentStore {
+            dir,
+            store,
+            budget: AtomicU64::new(budget_bytes),
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The current content version of inode `ino`.
+    pub fn version(&self, ino: u64) -> Result<ItemVersion, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        ItemVersion::of(&row)
+    }
+
+    /// The directory holding every version of an item.
+    pub fn item_dir(&self, item_id: &str) -> PathBuf {
+        self.dir.join(hashed(item_id))
+    }
+
+    /// The sparse file of one content version.
+    pub fn path_of(&self, v: &ItemVersion) -> PathBuf {
+        self.item_dir(&v.item_id).join(hashed(&v.ctag))
+    }
+
+    fn slot(&self, ino: u64) -> Arc<ItemSlot> {
+        self.slots.lock().entry(ino).or_default().clone()
+    }
+
+    /// Marks the item as open by a reader until the guard is dropped (such items are not evicted for budget).
+    pub fn register_reader(&self, ino: u64) -> OpenGuard {
+        let slot = self.slot(ino);
+        slot.open_readers.fetch_add(1, Ordering::AcqRel);
+        OpenGuard { slot }
+    }
+
+    fn is_open(&self, ino: u64) -> bool {
+        self.slots
+            .lock()
+            .get(&ino)
+            .is_some_and(|s| s.open_readers.load(Ordering::Acquire) > 0)
+    }
+
+    /// The sub-ranges of `[start, end)` of version `v` that are not cached.
+    pub fn missing_ranges(&self, v: &ItemVersion, start: u64, end: u64) -> Result<Vec<(u64, u64)>, CacheError> {
+        Ok(self.store.missing_ranges(v.ino, &v.ctag, start, end.min(v.size))?)
+    }
+
+    /// Bytes `[offset, offset + len)` (clipped to the item size) of version `v`, or `None` when not all of them
+    /// are cached.
+    pub fn read_at(&self, v: &ItemVersion, offset: u64, len: u64) -> Result<Option<Vec<u8>>, CacheError> {
+        let end = offset.saturating_add(len).min(v.size);
+        if offset >= end {
+            return Ok(Some(Vec::new()));
+        }
+        let slot = self.slot(v.ino);
+        let _shared = slot.generation.read();
+        if !self.missing_ranges(v, offset, end)?.is_empty() {
+            return Ok(None);
+        }
+        let path = self.path_of(v);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut buf = vec![0u8; (end - offset) as usize];
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let due = {
+            let mut last = slot.last_touch.lock();
+            let due = last.is_none_or(|t| t.elapsed() >= TOUCH_INTERVAL);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.store.touch(v.ino)?;
+        }
+        Ok(Some(buf))
+    }
+
+    /// Writes `bytes` at `offset` into the cache file of version `v`, then commits the range: marks it present,
+    /// or — when it completes the version — verifies the whole file first. Afterwards the budget is enforced.
+    pub fn write_at(&self, v: &ItemVersion, offset: u64, bytes: &[u8]) -> Result<Commit, CacheError> {
+        let end = (offset + bytes.len() as u64).min(v.size);
+        if offset >= end {
+            return Ok(Commit::Discarded);
+        }
+        let bytes = &bytes[..(end - offset) as usize];
+        let slot = self.slot(v.ino);
+        let path = self.path_of(v);
+        if !path.exists() {
+            let _exclusive = slot.generation.write();
+            self.create_version_file(v, &path)?;
+        }
+        let generation = {
+            let generation = slot.generation.read();
+            let file = match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                // Evicted between creation and now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Commit::Discarded),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            file.write_all_at(bytes, offset).map_err(io_err(&path))?;
+            *generation
+        };
+        let commit = self.commit(v, &slot, generation, offset, end)?;
+        if commit != Commit::Discarded {
+            self.enforce_budget()?;
+        }
+        Ok(commit)
+    }
+
+    /// Creates the (empty, sparse) file of a version and deletes the item's other versions. Call with the item's
+    /// write lock held.
+    fn create_version_file(&self, v: &ItemVersion, path: &Path) -> Result<(), CacheError> {
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = self.item_dir(&v.item_id);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        remove_other_versions(&dir, path);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        v: &ItemVersion,
+        slot: &ItemSlot,
+        generation: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Commit, CacheError> {
+        let mut current = slot.generation.write();
+        if *current != generation {
+            return Ok(Commit::Discarded);
+        }
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if row.ctag.as_deref() != Some(v.ctag.as_str()) || row.is_dirty() {
+            return Err(CacheError::VersionChanged { item: v.name.clone() });
+        }
+        let missing = self.store.missing_ranges(v.ino, &v.ctag, 0, v.size)?;
+        let completes = !missing.is_empty() && missing.iter().all(|&(lo, hi)| lo >= start && hi <= end);
+        if !completes {
+            self.store.mark_present(v.ino, &v.ctag, start, end)?;
+            return Ok(if missing.is_empty() {
+                Commit::Complete
+            } else {
+                Commit::Partial
+            });
+        }
+        let path = self.path_of(v);
+        let verdict = match &v.quick_xor_hash {
+            Some(expected) => match verify::quick_xor_of_file(&path, v.size) {
+                Ok(actual) if verify::hashes_match(expected, &actual) => Ok(()),
+                Ok(actual) => Err(format!("expected {expected}, got {actual}")),
+                Err(e) => Err(format!("cannot read the cache file back: {e}")),
+            },
+            None => {
+                tracing::debug!(ino = v.ino, item = %v.name, "no quickXorHash to verify the download against");
+                Ok(())
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                self.store.mark_present(v.ino, &v.ctag, start, end)?;
+                tracing::debug!(ino = v.ino, item = %v.name, size = v.size, "content cached and verified");
+                Ok(Commit::Complete)
+            }
+            Err(why) => {
+                tracing::warn!(ino = v.ino, item = %v.name, size = v.size, %why,
+                    "downloaded content does not match its quickXorHash; discarded");
+                *current += 1;
+                let _ = fs::remove_file(&path);
+                self.store.drop_blocks(v.ino)?;
+                Err(CacheError::HashMismatch { item: v.name.clone() })
+            }
+        }
+    }
+
+    /// Evicts an item's cached content (`galleryfs free`, or the budget): deletes its files, forgets its blocks,
+    /// and sets it to `ContentState::Cloud`. Returns the bytes freed. A dirty item is refused.
+    pub fn evict(&self, ino: u64) -> Result<u64, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        if row.is_dirty() {
+            return Err(CacheError::Dirty(ino));
+        }
+        let slot = self.slot(ino);
+        let mut generation = slot.generation.write();
+        *generation += 1;
+        let freed = self.store.present_bytes(ino)?;
+        let dir = self.item_dir(&row.item_id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        self.store.drop_blocks(ino)?;
+        tracing::debug!(ino, item = %row.name, freed, "content evicted");
+        Ok(freed)
+    }
+
+    /// After the item's cTag changed (delta): deletes the files of other versions and forgets blocks that belong
+    /// to an older version.
+    pub fn forget_stale(&self, ino: u64) -> Result<(), CacheError> {
+        let Some(row) = self.store.get(ino)? else {
+            return Ok(());
+        };
+        let slot = self.slot(ino);
+        let mut generation = slot.generation.write();
+        let Some(ctag) = row.ctag.as_deref() else {
+            return Ok(());
+        };
+        let dir = self.item_dir(&row.item_id);
+        let current = dir.join(hashed(ctag));
+        remove_other_versions(&dir, &current);
+        let present = self.store.present_bytes(ino)?;
+        let none_current = row.size > 0 && self.store.missing_ranges(ino, ctag, 0, row.size)? == [(0, row.size)];
+        if present > 0 && none_current && !row.is_dirty() {
+            *generation += 1;
+            self.store.drop_blocks(ino)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the cached files of an item removed from the store (its blocks went with its row).
+    pub fn remove_item_files(&self, item_id: &str) -> Result<(), CacheError> {
+        let dir = self.item_dir(item_id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes counted against the budget and the budget.
+    pub fn usage(&self) -> Result<CacheUsage, CacheError> {
+        let used = self.evictable_bytes()?;
+        Ok(CacheUsage {
+            used_bytes: used,
+            budget_bytes: self.budget(),
+        })
+    }
+
+    fn evictable_bytes(&self) -> Result<u64, CacheError> {
+        Ok(self
+            .store
+            .eviction_candidates(ALL_ROWS)?
+            .iter()
+            .map(|c| c.cached_bytes)
+            .sum())
+    }
+
+    /// Evicts least-recently-used items (never pinned, dirty or open ones) until the evictable bytes fit the
+    /// budget. Returns the bytes freed.
+    pub fn enforce_budget(&self) -> Result<u64, CacheError> {
+        let budget = self.budget();
+        let mut used = self.evictable_bytes()?;
+        let mut freed = 0;
+        if used <= budget {
+            return Ok(0);
+        }
+        let mut skipped = std::collections::HashSet::new();
+        while used > budget {
+            let candidates = self.store.eviction_candidates(EVICTION_BATCH + skipped.len())?;
+            let mut progressed = false;
+            for c in candidates {
+                if used <= budget {
+                    break;
+                }
+                if skipped.contains(&c.ino) {
+                    continue;
+                }
+                if self.is_open(c.ino) {
+                    skipped.insert(c.ino);
+                    continue;
+                }
+                let n = self.evict(c.ino)?;
+                used = used.saturating_sub(n);
+                freed += n;
+                progressed = true;
+            }
+            if !progressed {
+                tracing::debug!(
+                    used,
+                    budget,
+                    "content cache over budget; the rest is open, pinned or dirty"
+                );
+                break;
+            }
+        }
+        tracing::debug!(freed, used, budget, "content cache budget enforced");
+        Ok(freed)
+    }
+
+    /// Marks a zero-length version cached (there is nothing to download) after checking its hash.
+    pub fn complete_empty(&self, v: &ItemVersion) -> Result<(), CacheError> {
+        if let Some(expected) = &v.quick_xor_hash {
+            let actual = crate::remote::QuickXorHash::of(&[]);
+            if !verify::hashes_match(expected, &actual) {
+                tracing::warn!(ino = v.ino, item = %v.name, "an empty file's quickXorHash does not match");
+                return Err(CacheError::HashMismatch { item: v.name.clone() });
+            }
+        }
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if !row.is_dirty() && row.content_state != ContentState::Cached {
+            self.store.set_content_state(v.ino, ContentState::Cached)?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes every file in `dir` except `keep`.
+fn remove_other_versions(dir: &Path, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove a stale cache file");
+            }
+        }
+    }
+}
