@@ -292,11 +292,7 @@ impl<'a, 't> Applier<'a, 't> {
                     self.unplaced.insert(id);
                 }
                 Resolution::Rejected(reason) => {
-                    tracing::warn!(
-                        item_id = id,
-                        ?reason,
-                        "skipping an item with a name that cannot be shown"
-                    );
+                    tracing::warn!(item_id = id, ?reason, "skipping an item with a name that cannot be shown");
                     self.changes.rejected.push(RejectedItem {
                         item_id: id.to_string(),
                         reason,
@@ -483,11 +479,7 @@ impl<'a, 't> Applier<'a, 't> {
         self.unplaced.remove(id);
         let parent = self.parent_ino(item)?;
         let name = item.name.as_deref().unwrap_or_default();
-        let kind = if item.is_folder() {
-            ItemKind::Dir
-        } else {
-            ItemKind::File
-        };
+        let kind = if item.is_folder() { ItemKind::Dir } else { ItemKind::File };
         let mut existing = self.before.get(id).cloned();
         if let Some(row) = existing.as_ref().filter(|r| r.kind != kind) {
             // The same id changed between file and folder: replace the row.
@@ -528,13 +520,7 @@ impl<'a, 't> Applier<'a, 't> {
         Ok(())
     }
 
-    fn update_existing(
-        &mut self,
-        row: ItemRow,
-        parent: u64,
-        name: &str,
-        mut attrs: RemoteAttrs,
-    ) -> Result<(), StoreError> {
+    fn update_existing(&mut self, row: ItemRow, parent: u64, name: &str, mut attrs: RemoteAttrs) -> Result<(), StoreError> {
         let mut updated = false;
         // A detached row (name freed for another item) must be re-attached even if its place is unchanged.
         let current = self.tx.get(row.ino)?.ok_or(StoreError::NoSuchInode(row.ino))?;
