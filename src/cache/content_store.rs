@@ -41,6 +41,8 @@ use thiserror::Error;
 const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Eviction candidates fetched per round.
 const EVICTION_BATCH: usize = 64;
+/// Lock slots kept before unused ones are forgotten.
+const SLOT_PRUNE_THRESHOLD: usize = 4096;
 /// Enough rows to sum every evictable item.
 const ALL_ROWS: usize = 10_000_000;
 
@@ -124,6 +126,8 @@ pub struct CacheUsage {
 struct ItemSlot {
     generation: RwLock<u64>,
     open_readers: AtomicUsize,
+    /// Hash mismatches seen on this item (bumped before the bad blocks are dropped).
+    mismatches: AtomicU64,
     last_touch: Mutex<Option<Instant>>,
 }
 
@@ -147,6 +151,15 @@ impl std::fmt::Debug for ContentStore {
 /// Keeps an item from being evicted while a reader has it open; see [`ContentStore::register_reader`].
 pub struct OpenGuard {
     slot: Arc<ItemSlot>,
+    mismatches_at_open: u64,
+}
+
+impl OpenGuard {
+    /// Whether a download of this item failed verification since the guard was taken. A reader checks this after
+    /// finding bytes missing, so that it reports the mismatch instead of refetching the dropped blocks.
+    pub fn mismatch_since_open(&self) -> bool {
+        self.slot.mismatches.load(Ordering::SeqCst) != self.mismatches_at_open
+    }
 }
 
 impl Drop for OpenGuard {
@@ -220,7 +233,11 @@ impl ContentStore {
     pub fn register_reader(&self, ino: u64) -> OpenGuard {
         let slot = self.slot(ino);
         slot.open_readers.fetch_add(1, Ordering::AcqRel);
-        OpenGuard { slot }
+        let mismatches_at_open = slot.mismatches.load(Ordering::SeqCst);
+        OpenGuard {
+            slot,
+            mismatches_at_open,
+        }
     }
 
     fn is_open(&self, ino: u64) -> bool {
@@ -243,21 +260,28 @@ impl ContentStore {
             return Ok(Some(Vec::new()));
         }
         let slot = self.slot(v.ino);
-        let _shared = slot.generation.read();
-        if !self.missing_ranges(v, offset, end)?.is_empty() {
-            return Ok(None);
-        }
         let path = self.path_of(v);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
-        };
         let mut buf = vec![0u8; (end - offset) as usize];
-        match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(io_err(&path)(e)),
+        {
+            let _shared = slot.generation.read();
+            if !self.missing_ranges(v, offset, end)?.is_empty() {
+                return Ok(None);
+            }
+            let outcome = File::open(&path).and_then(|file| file.read_exact_at(&mut buf, offset));
+            match outcome {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => {
+                    drop(_shared);
+                    // The block map promises bytes the file does not have (deleted or cut by hand): forget them
+                    // so that they are fetched again.
+                    tracing::warn!(ino = v.ino, item = %v.name, error = %e, "cache file lost bytes; refetching");
+                    let mut generation = slot.generation.write();
+                    *generation += 1;
+                    self.store.drop_blocks(v.ino)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
         }
         let due = {
             let mut last = slot.last_touch.lock();
@@ -371,6 +395,7 @@ impl ContentStore {
                 tracing::warn!(ino = v.ino, item = %v.name, size = v.size, %why,
                     "downloaded content does not match its quickXorHash; discarded");
                 *current += 1;
+                slot.mismatches.fetch_add(1, Ordering::SeqCst);
                 let _ = fs::remove_file(&path);
                 self.store.drop_blocks(v.ino)?;
                 Err(CacheError::HashMismatch { item: v.name.clone() })
@@ -454,6 +479,11 @@ impl ContentStore {
     /// budget. Returns the bytes freed.
     pub fn enforce_budget(&self) -> Result<u64, CacheError> {
         let budget = self.budget();
+        self.prune_slots();
+        // All cached bytes bound the evictable ones from above: a cheap aggregate first.
+        if self.store.total_cached_bytes()? <= budget {
+            return Ok(0);
+        }
         let mut used = self.evictable_bytes()?;
         let mut freed = 0;
         if used <= budget {
@@ -492,6 +522,57 @@ impl ContentStore {
         Ok(freed)
     }
 
+    /// Forgets the lock slots nobody holds (keeps the map small on large galleries). A slot still referenced by a
+    /// write in progress or an open reader is kept, so a generation check never compares against a fresh slot.
+    fn prune_slots(&self) {
+        let mut slots = self.slots.lock();
+        if slots.len() > SLOT_PRUNE_THRESHOLD {
+            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.open_readers.load(Ordering::Acquire) > 0);
+        }
+    }
+
+    /// Deletes cache directories of items no longer in the store and files of versions other than each item's
+    /// current cTag (run at mount, before readers exist). Returns how many files and directories were removed.
+    pub fn sweep_orphans(&self) -> Result<usize, CacheError> {
+        let items = self.store.read(|t| t.all_item_ids())?;
+        let mut keep: HashMap<String, Option<String>> = HashMap::with_capacity(items.len());
+        for (ino, item_id) in items {
+            let current = self.store.get(ino)?.and_then(|r| r.ctag).map(|c| hashed(&c));
+            keep.insert(hashed(&item_id), current);
+        }
+        let mut removed = 0;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            match keep.get(&name) {
+                None => {
+                    let gone = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    removed += gone.is_ok() as usize;
+                }
+                Some(current) => {
+                    for file in fs::read_dir(&path).into_iter().flatten().flatten() {
+                        if current.as_deref() != Some(file.file_name().to_string_lossy().as_ref()) {
+                            removed += fs::remove_file(file.path()).is_ok() as usize;
+                        }
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed orphaned content cache files");
+        }
+        Ok(removed)
+    }
+
     /// Marks a zero-length version cached (there is nothing to download) after checking its hash.
     pub fn complete_empty(&self, v: &ItemVersion) -> Result<(), CacheError> {
         if let Some(expected) = &v.quick_xor_hash {
@@ -521,5 +602,156 @@ fn remove_other_versions(dir: &Path, keep: &Path) {
                 tracing::debug!(path = %path.display(), error = %e, "could not remove a stale cache file");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::QuickXorHash;
+    use crate::store::{NewItem, ROOT_INO};
+
+    fn setup(budget: u64) -> (tempfile::TempDir, Arc<Store>, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let content = ContentStore::open(dir.path(), store.clone(), budget).unwrap();
+        (dir, store, content)
+    }
+
+    fn add(store: &Store, id: &str, data: &[u8], hash: Option<String>) -> u64 {
+        store
+            .insert(&NewItem {
+                item_id: id.into(),
+                parent_ino: ROOT_INO,
+                name: format!("{id}.jpg"),
+                kind: ItemKind::File,
+                size: data.len() as u64,
+                etag: None,
+                ctag: Some("c1".into()),
+                quick_xor_hash: hash,
+                mtime: 0,
+                mime_type: None,
+                is_media: true,
+                content_state: ContentState::Cloud,
+                local_only: false,
+            })
+            .unwrap()
+    }
+
+    fn state(store: &Store, ino: u64) -> ContentState {
+        store.get(ino).unwrap().unwrap().content_state
+    }
+
+    #[test]
+    fn ranges_commit_and_the_last_one_verifies() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let ino = add(&store, "A", &data, Some(QuickXorHash::of(&data)));
+        let v = content.version(ino).unwrap();
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        // Bytes past the size are never written nor returned.
+        let past_end = [&data[5000..], &[9u8; 50][..]].concat();
+        assert_eq!(content.write_at(&v, 5000, &past_end).unwrap(), Commit::Partial);
+        assert_eq!(state(&store, ino), ContentState::Partial);
+        assert_eq!(content.read_at(&v, 6000, 100).unwrap().unwrap(), &data[6000..6100]);
+        assert_eq!(content.read_at(&v, 4000, 2000).unwrap(), None, "partly missing");
+        assert_eq!(content.write_at(&v, 0, &data[..5000]).unwrap(), Commit::Complete);
+        assert_eq!(state(&store, ino), ContentState::Cached);
+        assert_eq!(content.read_at(&v, 9990, 100).unwrap().unwrap(), &data[9990..]);
+        assert_eq!(std::fs::metadata(content.path_of(&v)).unwrap().len(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_mismatching_last_range_drops_everything() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![3u8; 4096];
+        let ino = add(&store, "M", &data, Some(QuickXorHash::of(b"something else")));
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data[..2048]).unwrap();
+        let err = content.write_at(&v, 2048, &data[2048..]).unwrap_err();
+        assert!(matches!(err, CacheError::HashMismatch { .. }), "{err:?}");
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        assert!(!content.path_of(&v).exists());
+    }
+
+    #[test]
+    fn writes_begun_before_an_eviction_are_not_marked() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![1u8; 1000];
+        let ino = add(&store, "G", &data, None);
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data[..100]).unwrap();
+        let slot = content.slot(ino);
+        let generation = *slot.generation.read();
+        content.evict(ino).unwrap();
+        assert_eq!(
+            content.commit(&v, &slot, generation, 100, 200).unwrap(),
+            Commit::Discarded
+        );
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        // A version change makes commits fail instead.
+        store.set_baseline(ino, Some("c1"), None, 1000).unwrap();
+        let row = store.get(ino).unwrap().unwrap();
+        store
+            .update_remote(
+                ino,
+                &crate::store::RemoteAttrs {
+                    etag: None,
+                    ctag: Some("c2".into()),
+                    size: row.size,
+                    quick_xor_hash: None,
+                    mtime: 0,
+                    mime_type: None,
+                    is_media: true,
+                },
+            )
+            .unwrap();
+        assert!(matches!(
+            content.write_at(&v, 0, &data[..10]),
+            Err(CacheError::VersionChanged { .. })
+        ));
+    }
+
+    #[test]
+    fn lost_cache_files_are_forgotten_not_served() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![5u8; 3000];
+        let ino = add(&store, "L", &data, Some(QuickXorHash::of(&data)));
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data).unwrap();
+        assert_eq!(state(&store, ino), ContentState::Cached);
+        std::fs::remove_file(content.path_of(&v)).unwrap();
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+    }
+
+    #[test]
+    fn sweep_removes_orphans_and_stale_versions() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![5u8; 300];
+        let ino = add(&store, "K", &data, None);
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data).unwrap();
+        let stale = content.item_dir("K").join(hashed("c0"));
+        std::fs::write(&stale, b"old").unwrap();
+        let orphan = content.item_dir("gone");
+        std::fs::create_dir_all(&orphan).unwrap();
+        std::fs::write(orphan.join("x"), b"x").unwrap();
+        assert_eq!(content.sweep_orphans().unwrap(), 2);
+        assert!(!stale.exists() && !orphan.exists());
+        assert!(content.path_of(&v).exists());
+        assert_eq!(content.read_at(&v, 0, 300).unwrap().unwrap(), data);
+    }
+
+    #[test]
+    fn local_dirty_and_folder_items_have_no_version() {
+        let (_d, store, content) = setup(u64::MAX);
+        let ino = add(&store, "X", b"abc", None);
+        store.set_content_state(ino, ContentState::Dirty).unwrap();
+        assert!(matches!(content.version(ino), Err(CacheError::Dirty(_))));
+        assert!(matches!(content.version(ROOT_INO), Err(CacheError::NotRemoteFile(_))));
+        assert!(matches!(content.version(999), Err(CacheError::NoSuchItem(999))));
     }
 }

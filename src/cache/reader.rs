@@ -110,7 +110,6 @@ impl ReadError {
     pub fn errno(&self) -> i32 {
         match self {
             ReadError::Cache(CacheError::NoSuchItem(_)) => libc::ENOENT,
-            ReadError::Cache(CacheError::NotRemoteFile(_)) => libc::EISDIR,
             _ => libc::EIO,
         }
     }
@@ -212,7 +211,7 @@ pub struct ContentReader {
     /// End of the region requested ahead of the reader.
     ahead_end: u64,
     poisoned: Option<Poison>,
-    _open: OpenGuard,
+    open: OpenGuard,
 }
 
 impl Drop for ContentReader {
@@ -257,7 +256,7 @@ impl ContentReader {
             read_pos: None,
             ahead_end: 0,
             poisoned: None,
-            _open: open,
+            open,
         }
     }
 
@@ -325,6 +324,12 @@ impl ContentReader {
                 .map(|&(lo, hi)| (lo, hi.min(end)))
                 .collect();
             self.reap(&needed)?;
+            if !needed.is_empty() && self.open.mismatch_since_open() {
+                self.poisoned = Some(Poison::HashMismatch);
+                return Err(ReadError::HashMismatch {
+                    item: self.shared.version.name.clone(),
+                });
+            }
             started_for_read += self.schedule(&missing, end);
             if needed.is_empty() {
                 return Ok(());
@@ -561,9 +566,11 @@ async fn flush(shared: &Arc<Shared>, offset: u64, data: Bytes) -> Result<u64, Re
     let end = offset + data.len() as u64;
     let content = shared.content.clone();
     let v = shared.version.clone();
-    let commit = blocking(move || content.write_at(&v, offset, &data)).await;
+    // On failure the reader is woken only once the part's outcome is recorded (by the task), so it never mistakes
+    // the dropped blocks of a mismatch for plain missing bytes and refetches them.
+    let commit = blocking(move || content.write_at(&v, offset, &data)).await?;
     shared.notify.notify_waiters();
-    match commit? {
+    match commit {
         Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
         Commit::Partial | Commit::Complete => {}
     }
