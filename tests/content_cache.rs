@@ -483,19 +483,23 @@ async fn dropping_the_reader_cancels_its_fetches() {
     let data = pattern(40 * MIB, 50);
     let ino = f.add("D", &data);
     let cache = f.cache();
-    f.mock.set_latency(Duration::from_millis(200));
+    f.mock.set_latency(Duration::from_millis(1000));
     let mut reader = cache.open(ino).unwrap();
     for i in 0..5 {
         reader.read((i * 128 * KIB) as u64, 128 * KIB).await.unwrap();
     }
-    // The fifth read used half the first window: read-ahead is requested (and still waiting on the latency).
+    // The fifth read used half the first window: read-ahead is requested (and waits on the latency).
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while f.mock.request_count() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(
         f.mock.request_count() >= 2,
         "read-ahead was requested: {:?}",
         f.mock.requests()
     );
     drop(reader);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         f.mock.bytes_served(),
         INITIAL_WINDOW,

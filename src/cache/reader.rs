@@ -314,6 +314,9 @@ impl ContentReader {
             let notified = shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Reap before looking at the block map: a part that finished has committed everything it fetched, and
+            // a part still listed covers its range, so nothing is fetched twice.
+            let failed = self.reap()?;
             let content = self.shared.content.clone();
             let v = self.shared.version.clone();
             let scan_end = ahead_end.max(end);
@@ -323,7 +326,14 @@ impl ContentReader {
                 .filter(|&&(lo, _)| lo < end)
                 .map(|&(lo, hi)| (lo, hi.min(end)))
                 .collect();
-            self.reap(&needed)?;
+            let ino = self.shared.version.ino;
+            for (part_start, part_end, error) in failed {
+                if overlaps(&needed, part_start, part_end) {
+                    return Err(error);
+                }
+                tracing::debug!(ino, start = part_start, end = part_end, %error,
+                    "read-ahead part failed");
+            }
             if !needed.is_empty() && self.open.mismatch_since_open() {
                 self.poisoned = Some(Poison::HashMismatch);
                 return Err(ReadError::HashMismatch {
@@ -380,39 +390,34 @@ impl ContentReader {
         self.ahead_end
     }
 
-    /// Removes finished parts; fails with the error of one that covered bytes the read still needs (or that
-    /// poisoned the handle).
-    fn reap(&mut self, needed: &[(u64, u64)]) -> Result<(), ReadError> {
-        let mut failure: Option<ReadError> = None;
-        let ino = self.shared.version.ino;
-        let mut poison = None;
+    /// Removes finished parts. Fails at once with an error that poisons the handle; returns the others' failures
+    /// (range and error) for the caller to judge against the bytes it still needs.
+    #[allow(clippy::type_complexity)]
+    fn reap(&mut self) -> Result<Vec<(u64, u64, ReadError)>, ReadError> {
+        let mut failed = Vec::new();
+        let mut fatal: Option<ReadError> = None;
         self.parts.retain(|p| {
             let Some(outcome) = p.outcome.lock().take() else {
                 return true;
             };
-            if let Err(e) = outcome {
-                let fatal = match &e {
-                    ReadError::HashMismatch { .. } => Some(Poison::HashMismatch),
-                    ReadError::VersionChanged { .. } => Some(Poison::VersionChanged),
-                    _ => None,
-                };
-                if fatal.is_some() {
-                    poison = poison.or(fatal);
+            match outcome {
+                Ok(()) => {}
+                Err(e @ (ReadError::HashMismatch { .. } | ReadError::VersionChanged { .. })) => {
+                    fatal.get_or_insert(e);
                 }
-                if fatal.is_some() || overlaps(needed, p.start, p.end) {
-                    failure.get_or_insert(e);
-                } else {
-                    tracing::debug!(ino, start = p.start, end = p.end, error = %e, "read-ahead part failed");
-                }
+                Err(e) => failed.push((p.start, p.end, e)),
             }
             false
         });
-        if poison.is_some() {
-            self.poisoned = poison;
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+        match fatal {
+            Some(e) => {
+                self.poisoned = Some(match e {
+                    ReadError::HashMismatch { .. } => Poison::HashMismatch,
+                    _ => Poison::VersionChanged,
+                });
+                Err(e)
+            }
+            None => Ok(failed),
         }
     }
 
