@@ -523,6 +523,60 @@ async fn a_deleted_cache_directory_is_refetched_not_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_failures_never_yield_wrong_bytes() {
+    let f = Fixture::new(u64::MAX);
+    let data = Arc::new(pattern(12 * MIB + 999, 80));
+    let ino = f.add("F", &data);
+    let failures = [
+        Failure::Truncate(0.4),
+        Failure::ErrorMidway(0.6, SourceError::Offline("reset".into())),
+        Failure::Error(SourceError::Offline("timeout".into())),
+    ];
+    for (seed, failure) in failures.into_iter().enumerate() {
+        f.content.evict(ino).unwrap();
+        let failing = Arc::new(FailingSource::fraction(f.mock.clone(), 0.3, seed as u64, failure));
+        let cache = f.cache_over(failing.clone());
+        let mut tasks = Vec::new();
+        for k in 0..3u64 {
+            let (cache, data) = (cache.clone(), data.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut reader = cache.open(ino).unwrap();
+                let steps = pattern(60 * 8, 100 + k);
+                let mut errors = 0;
+                for (i, p) in steps.chunks(8).enumerate() {
+                    // Mostly sequential runs with occasional jumps.
+                    let jump = u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize % data.len();
+                    let offset = if i % 10 == 0 {
+                        jump
+                    } else {
+                        (jump / 2 + i * 200_000) % data.len()
+                    };
+                    let len = 1 + u32::from_le_bytes([p[4], p[5], p[6], p[7]]) as usize % (512 * KIB);
+                    match reader.read(offset as u64, len).await {
+                        Ok(got) => {
+                            let hi = (offset + len).min(data.len());
+                            assert!(got[..] == data[offset..hi], "reader {k}: wrong bytes at {offset}+{len}");
+                        }
+                        Err(ReadError::Source { .. } | ReadError::ShortBody { .. }) => errors += 1,
+                        Err(other) => panic!("unexpected error {other:?}"),
+                    }
+                }
+                errors
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(failing.injected() > 0, "failures were injected");
+        assert_ne!(f.state(ino), ContentState::Dirty);
+        // What the cache holds is right: read everything back through a clean source.
+        let got = read_all(&f.cache(), ino, MIB).await.unwrap();
+        assert!(got[..] == data[..], "cache content after failures ({seed})");
+        assert_eq!(f.state(ino), ContentState::Cached);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_sample_media_round_trip() {
     let dir = std::path::Path::new("/work/shared/testdata/photos");
     if !dir.is_dir() {
