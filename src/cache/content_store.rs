@@ -137,6 +137,7 @@ pub struct ContentStore {
     store: Arc<Store>,
     budget: AtomicU64,
     slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
+    enforcing: Mutex<()>,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -190,6 +191,7 @@ impl ContentStore {
             store,
             budget: AtomicU64::new(budget_bytes),
             slots: Mutex::new(HashMap::new()),
+            enforcing: Mutex::new(()),
         })
     }
 
@@ -334,6 +336,11 @@ impl ContentStore {
     fn create_version_file(&self, v: &ItemVersion, path: &Path) -> Result<(), CacheError> {
         if path.exists() {
             return Ok(());
+        }
+        // A reader still pinned to an older version must not replace the current version's file.
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if row.ctag.as_deref() != Some(v.ctag.as_str()) {
+            return Err(CacheError::VersionChanged { item: v.name.clone() });
         }
         let dir = self.item_dir(&v.item_id);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -484,6 +491,8 @@ impl ContentStore {
         if self.store.total_cached_bytes()? <= budget {
             return Ok(0);
         }
+        // One enforcer at a time, or two would both count the same bytes as still to free.
+        let _enforcing = self.enforcing.lock();
         let mut used = self.evictable_bytes()?;
         let mut freed = 0;
         if used <= budget {
@@ -711,6 +720,36 @@ mod tests {
             content.write_at(&v, 0, &data[..10]),
             Err(CacheError::VersionChanged { .. })
         ));
+    }
+
+    #[test]
+    fn an_old_version_writer_does_not_clobber_the_current_file() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![4u8; 500];
+        let ino = add(&store, "W", &data, None);
+        let old = content.version(ino).unwrap();
+        store
+            .update_remote(
+                ino,
+                &crate::store::RemoteAttrs {
+                    etag: None,
+                    ctag: Some("c2".into()),
+                    size: 500,
+                    quick_xor_hash: None,
+                    mtime: 0,
+                    mime_type: None,
+                    is_media: true,
+                },
+            )
+            .unwrap();
+        let new = content.version(ino).unwrap();
+        content.write_at(&new, 0, &data[..100]).unwrap();
+        assert!(matches!(
+            content.write_at(&old, 0, &data[..10]),
+            Err(CacheError::VersionChanged { .. })
+        ));
+        assert!(content.path_of(&new).exists() && !content.path_of(&old).exists());
+        assert_eq!(content.read_at(&new, 0, 100).unwrap().unwrap(), &data[..100]);
     }
 
     #[test]
