@@ -8,6 +8,10 @@
 //!   downloads whole items for pinning.
 //! - [`verify`]: quickXorHash of a cached file.
 //!
+//! Concurrency: handles on the same item share its cache file; per-item locking is described in
+//! [`content_store`]. A [`ContentReader`] is used by one handle at a time (`&mut self`); its fetches run as tokio
+//! tasks and are aborted when it is dropped. SQLite and file I/O run on `spawn_blocking`.
+//!
 //! No FUSE and no HTTP here: the Graph client implements [`RangeSource`], the filesystem maps [`ReadError`] to an
 //! errno with [`ReadError::errno`].
 

@@ -270,8 +270,21 @@ impl ContentReader {
         self.window
     }
 
-    /// Up to `len` bytes at `offset`; fewer only at the end of the content, none at or past it.
+    /// Up to `len` bytes at `offset`; fewer only at the end of the content, none at or past it. A failure is
+    /// logged (once per handle for failures that end the handle) with the reason.
     pub async fn read(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        let was_poisoned = self.poisoned.is_some();
+        let outcome = self.read_inner(offset, len).await;
+        if let Err(e) = &outcome {
+            if !was_poisoned {
+                let v = &self.shared.version;
+                tracing::warn!(ino = v.ino, item = %v.name, offset, len, error = %e, "read of a cloud file failed");
+            }
+        }
+        outcome
+    }
+
+    async fn read_inner(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let size = self.shared.version.size;
         let end = offset.saturating_add(len as u64).min(size);
         if offset >= end {
