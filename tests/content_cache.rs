@@ -480,6 +480,12 @@ async fn concurrent_readers_of_one_item_get_correct_bytes() {
         t.await.unwrap();
     }
     assert_eq!(f.state(ino), ContentState::Cached);
+    let served = f.mock.bytes_served();
+    assert!(
+        served < data.len() as u64 * 5 / 4,
+        "readers wait for each other's fetches instead of repeating them: {served} bytes for {}",
+        data.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

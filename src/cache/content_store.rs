@@ -128,6 +128,10 @@ struct ItemSlot {
     open_readers: AtomicUsize,
     /// Hash mismatches seen on this item (bumped before the bad blocks are dropped).
     mismatches: AtomicU64,
+    /// Ranges being fetched by any reader of the item: (fetch id, cTag, start, end).
+    in_flight: Mutex<Vec<(u64, String, u64, u64)>>,
+    /// Woken after every commit to the item and whenever a fetch ends.
+    changed: tokio::sync::Notify,
     last_touch: Mutex<Option<Instant>>,
 }
 
@@ -162,6 +166,41 @@ impl OpenGuard {
         self.slot.mismatches.load(Ordering::SeqCst) != self.mismatches_at_open
     }
 }
+
+impl OpenGuard {
+    /// A handle to wait for changes to the item's cache.
+    pub fn watch(&self) -> ItemWatch {
+        ItemWatch(self.slot.clone())
+    }
+}
+
+/// Waits for changes to one item's cache.
+#[derive(Clone)]
+pub struct ItemWatch(Arc<ItemSlot>);
+
+impl ItemWatch {
+    /// Resolves at the next commit to the item or the end of any fetch of it. Create and `enable` it before
+    /// looking at the block map to miss no change.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.changed.notified()
+    }
+}
+
+/// A range being fetched; other readers of the item wait for it instead of fetching it again. Dropping it (the
+/// fetch ended or was aborted) wakes them.
+pub struct InFlight {
+    slot: Arc<ItemSlot>,
+    id: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.slot.in_flight.lock().retain(|e| e.0 != self.id);
+        self.slot.changed.notify_waiters();
+    }
+}
+
+static NEXT_FETCH_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -249,6 +288,46 @@ impl ContentStore {
             .is_some_and(|s| s.open_readers.load(Ordering::Acquire) > 0)
     }
 
+    /// Claims the parts of `[start, end)` of version `v` that no reader is fetching: each returned range is
+    /// registered until its guard is dropped. Checking and registering is atomic, so two readers never claim the
+    /// same bytes.
+    pub fn claim_fetch(&self, v: &ItemVersion, start: u64, end: u64) -> Vec<(u64, u64, InFlight)> {
+        let slot = self.slot(v.ino);
+        let mut in_flight = slot.in_flight.lock();
+        let mut busy: Vec<(u64, u64)> = in_flight
+            .iter()
+            .filter(|e| e.1 == v.ctag && e.2 < end && start < e.3)
+            .map(|e| (e.2, e.3))
+            .collect();
+        busy.sort_unstable();
+        let mut free = Vec::new();
+        let mut cursor = start;
+        for (lo, hi) in busy {
+            if lo > cursor {
+                free.push((cursor, lo));
+            }
+            cursor = cursor.max(hi);
+        }
+        if cursor < end {
+            free.push((cursor, end));
+        }
+        free.into_iter()
+            .map(|(lo, hi)| {
+                let id = NEXT_FETCH_ID.fetch_add(1, Ordering::Relaxed);
+                in_flight.push((id, v.ctag.clone(), lo, hi));
+                let guard = InFlight { slot: slot.clone(), id };
+                (lo, hi, guard)
+            })
+            .collect()
+    }
+
+    /// The ranges of version `v` being fetched by any reader.
+    pub fn fetches_in_flight(&self, v: &ItemVersion) -> Vec<(u64, u64)> {
+        let slot = self.slot(v.ino);
+        let in_flight = slot.in_flight.lock();
+        in_flight.iter().filter(|e| e.1 == v.ctag).map(|e| (e.2, e.3)).collect()
+    }
+
     /// The sub-ranges of `[start, end)` of version `v` that are not cached.
     pub fn missing_ranges(&self, v: &ItemVersion, start: u64, end: u64) -> Result<Vec<(u64, u64)>, CacheError> {
         Ok(self.store.missing_ranges(v.ino, &v.ctag, start, end.min(v.size))?)
@@ -324,7 +403,9 @@ impl ContentStore {
             file.write_all_at(bytes, offset).map_err(io_err(&path))?;
             *generation
         };
-        let commit = self.commit(v, &slot, generation, offset, end)?;
+        let commit = self.commit(v, &slot, generation, offset, end);
+        slot.changed.notify_waiters();
+        let commit = commit?;
         if commit != Commit::Discarded {
             self.enforce_budget()?;
         }

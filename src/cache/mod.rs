@@ -20,6 +20,6 @@ pub mod range_source;
 pub mod reader;
 pub mod verify;
 
-pub use content_store::{CacheError, CacheUsage, Commit, ContentStore, ItemVersion};
+pub use content_store::{CacheError, CacheUsage, Commit, ContentStore, InFlight, ItemVersion, ItemWatch, OpenGuard};
 pub use range_source::{ByteStream, FailingSource, Failure, MockSource, RangeSource, RequestRecord, SourceError};
 pub use reader::{ContentCache, ContentReader, ReadError, ReaderConfig};

@@ -18,7 +18,7 @@
 //! (see [`ContentStore`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
 //! read of the handle too. Dropping the reader aborts its fetches.
 
-use super::content_store::{CacheError, Commit, ContentStore, ItemVersion, OpenGuard};
+use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
 use super::range_source::{RangeSource, SourceError};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -26,7 +26,6 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 const MIB: u64 = 1024 * 1024;
@@ -188,8 +187,6 @@ struct Shared {
     source: Arc<dyn RangeSource>,
     version: ItemVersion,
     config: ReaderConfig,
-    /// Woken after every commit of one of this reader's parts and when a part ends.
-    notify: Notify,
 }
 
 type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
@@ -250,7 +247,6 @@ impl ContentReader {
                 source,
                 version,
                 config,
-                notify: Notify::new(),
             }),
             parts: Vec::new(),
             read_pos: None,
@@ -323,15 +319,18 @@ impl ContentReader {
         let ahead_end = self.observe(start, end);
         let mut started_for_read = 0usize;
         loop {
-            let shared = self.shared.clone();
-            let notified = shared.notify.notified();
+            let content = self.shared.content.clone();
+            let v = self.shared.version.clone();
+            let watch = self.open.watch();
+            let notified = watch.changed();
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Reap before looking at the block map: a part that finished has committed everything it fetched, and
             // a part still listed covers its range, so nothing is fetched twice.
             let failed = self.reap()?;
-            let content = self.shared.content.clone();
-            let v = self.shared.version.clone();
+            // Likewise for other readers' fetches: one listed now has either committed before the block map is
+            // read, or will wake us when it ends.
+            let busy = content.fetches_in_flight(&v);
             let scan_end = ahead_end.max(end);
             let missing = blocking(move || content.missing_ranges(&v, start, scan_end)).await?;
             let needed: Vec<(u64, u64)> = missing
@@ -353,7 +352,7 @@ impl ContentReader {
                     item: self.shared.version.name.clone(),
                 });
             }
-            started_for_read += self.schedule(&missing, end);
+            started_for_read += self.schedule(&missing, end, &busy);
             if needed.is_empty() {
                 return Ok(());
             }
@@ -434,13 +433,13 @@ impl ContentReader {
         }
     }
 
-    /// Starts parts for the missing ranges not covered by running parts: always those before `needed_end`, the
+    /// Starts parts for the missing ranges not covered by running parts (this reader's, or `busy`: any reader's): always those before `needed_end`, the
     /// rest while fewer than `max_parts_in_flight` parts run. Returns how many parts for the read were started.
-    fn schedule(&mut self, missing: &[(u64, u64)], needed_end: u64) -> usize {
+    fn schedule(&mut self, missing: &[(u64, u64)], needed_end: u64, busy: &[(u64, u64)]) -> usize {
         let (part_size, max_parts) = (self.shared.config.part_size, self.shared.config.max_parts_in_flight);
         let mut started = 0;
         for &(lo, hi) in missing {
-            for (a, b) in self.uncovered(lo, hi) {
+            for (a, b) in self.uncovered(lo, hi, busy) {
                 let mut pos = a;
                 while pos < b {
                     let for_read = pos < needed_end;
@@ -448,8 +447,11 @@ impl ContentReader {
                         return started;
                     }
                     let part_end = (pos + part_size).min(b);
-                    self.start_part(pos, part_end);
-                    started += for_read as usize;
+                    let claims = self.shared.content.claim_fetch(&self.shared.version, pos, part_end);
+                    for (lo, hi, in_flight) in claims {
+                        self.start_part(lo, hi, in_flight);
+                        started += (lo < needed_end) as usize;
+                    }
                     pos = part_end;
                 }
             }
@@ -457,13 +459,13 @@ impl ContentReader {
         started
     }
 
-    /// The sub-ranges of `[lo, hi)` no running part covers.
-    fn uncovered(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
-        let mut covered: Vec<(u64, u64)> = self
-            .parts
+    /// The sub-ranges of `[lo, hi)` that no fetch of this or another reader of the item covers.
+    fn uncovered(&self, lo: u64, hi: u64, busy: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let mut covered: Vec<(u64, u64)> = busy
             .iter()
-            .filter(|p| p.start < hi && lo < p.end)
-            .map(|p| (p.start, p.end))
+            .copied()
+            .chain(self.parts.iter().map(|p| (p.start, p.end)))
+            .filter(|&(s, e)| s < hi && lo < e)
             .collect();
         covered.sort_unstable();
         let mut out = Vec::new();
@@ -480,14 +482,15 @@ impl ContentReader {
         out
     }
 
-    fn start_part(&mut self, start: u64, end: u64) {
+    fn start_part(&mut self, start: u64, end: u64, in_flight: InFlight) {
         let outcome: PartOutcome = Arc::new(Mutex::new(None));
         let shared = self.shared.clone();
         let slot = outcome.clone();
         let task = tokio::spawn(async move {
             let result = run_part(&shared, start, end).await;
             *slot.lock() = Some(result);
-            shared.notify.notify_waiters();
+            // Unregisters the range and wakes every reader of the item (also when the task is aborted).
+            drop(in_flight);
         });
         self.parts.push(Part {
             start,
@@ -584,10 +587,8 @@ async fn flush(shared: &Arc<Shared>, offset: u64, data: Bytes) -> Result<u64, Re
     let end = offset + data.len() as u64;
     let content = shared.content.clone();
     let v = shared.version.clone();
-    // On failure the reader is woken only once the part's outcome is recorded (by the task), so it never mistakes
-    // the dropped blocks of a mismatch for plain missing bytes and refetches them.
+    // `write_at` wakes the item's readers after committing.
     let commit = blocking(move || content.write_at(&v, offset, &data)).await?;
-    shared.notify.notify_waiters();
     match commit {
         Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
         Commit::Partial | Commit::Complete => {}
