@@ -19,6 +19,11 @@
 //! - eviction bumps the generation; a write that began under an older generation is not marked present (its file
 //!   may have been deleted underneath it).
 //!
+//! Shared fetches: readers claim the ranges they fetch ([`ContentStore::claim_fetch`], atomic under the item's
+//! in-flight list) and wait on the item's [`ItemWatch`] for ranges another reader has claimed; every commit and
+//! every end of a fetch (also an aborted one: the claim is a guard) wakes the item's waiters. Readers pinned to
+//! different cTags never share.
+//!
 //! Budget: only bytes that may be evicted count (the store's eviction candidates: not pinned, not dirty). Items
 //! with an open reader are not evicted while open. All methods block (file I/O and SQLite): call them from
 //! `spawn_blocking` in async code.

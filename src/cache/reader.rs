@@ -10,6 +10,9 @@
 //! waits for it; a backward seek of more than `backward_tolerance` or a far forward seek resets the window and
 //! cancels read-ahead parts outside the new position.
 //!
+//! Handles on the same item share their fetches: a range another handle is fetching is waited for, not fetched
+//! again (see [`ContentStore::claim_fetch`]).
+//!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
 //!
