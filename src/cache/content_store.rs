@@ -839,6 +839,33 @@ mod tests {
     }
 
     #[test]
+    fn claims_never_overlap_and_end_with_their_guard() {
+        let (_d, store, content) = setup(u64::MAX);
+        let ino = add(&store, "Q", &[0u8; 1000], None);
+        let v = content.version(ino).unwrap();
+        let first = content.claim_fetch(&v, 0, 100);
+        assert_eq!(first.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(0, 100)]);
+        let second = content.claim_fetch(&v, 50, 300);
+        assert_eq!(second.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(100, 300)]);
+        assert!(content.claim_fetch(&v, 20, 250).is_empty());
+        let mut other = v.clone();
+        other.ctag = "c9".into();
+        assert_eq!(
+            content.claim_fetch(&other, 0, 10).len(),
+            1,
+            "other versions do not share"
+        );
+        drop(first);
+        let again = content.claim_fetch(&v, 0, 400);
+        assert_eq!(
+            again.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(),
+            vec![(0, 100), (300, 400)]
+        );
+        drop((second, again));
+        assert!(content.fetches_in_flight(&v).is_empty());
+    }
+
+    #[test]
     fn lost_cache_files_are_forgotten_not_served() {
         let (_d, store, content) = setup(u64::MAX);
         let data = vec![5u8; 3000];
