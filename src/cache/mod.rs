@@ -7,15 +7,17 @@
 //! - [`reader`]: [`ContentReader`], the per-open-handle prefetcher, and [`ContentCache`], which opens readers and
 //!   downloads whole items for pinning.
 //! - [`verify`]: quickXorHash of a cached file.
+//! - [`graph_source`]: [`RangeSource`] over the Graph client (the real OneDrive).
 //!
 //! Concurrency: handles on the same item share its cache file; per-item locking is described in
 //! [`content_store`]. A [`ContentReader`] is used by one handle at a time (`&mut self`); its fetches run as tokio
 //! tasks and are aborted when it is dropped. SQLite and file I/O run on `spawn_blocking`.
 //!
-//! No FUSE and no HTTP here: the Graph client implements [`RangeSource`], the filesystem maps [`ReadError`] to an
+//! No FUSE here, and HTTP only through `graph_source`'s use of the Graph client; the filesystem maps [`ReadError`] to an
 //! errno with [`ReadError::errno`].
 
 pub mod content_store;
+pub mod graph_source;
 pub mod range_source;
 pub mod reader;
 pub mod verify;
