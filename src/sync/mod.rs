@@ -11,3 +11,4 @@ pub mod delta_apply;
 pub mod gallery_locator;
 pub mod poller;
 pub mod status;
+pub mod thumbnail_fetcher;
