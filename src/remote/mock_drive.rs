@@ -1161,3 +1161,82 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.inner.restore(id, parent_id, name).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(items: &[DriveItem]) -> Vec<String> {
+        items.iter().map(|i| i.name.clone().unwrap_or_default()).collect()
+    }
+
+    #[tokio::test]
+    async fn full_enumeration_is_paged_parents_first() {
+        let d = MockDrive::new();
+        let g = d.mkdir_p("/Pictures/Samsung Gallery");
+        d.seed_gallery(&g, 25);
+        d.set_page_size(10);
+        let first = d.delta_page(&DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap();
+        assert_eq!(first.items.len(), 10);
+        assert!(first.delta_link.is_none());
+        let round = d.delta(DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap();
+        assert_eq!(round.items.len(), 1 + 3 + 25, "gallery, DCIM, Camera, Screenshots and the files");
+        let pos = |id: &str| round.items.iter().position(|i| i.id == id).unwrap();
+        for item in &round.items[1..] {
+            assert!(pos(item.parent_id().unwrap()) < pos(&item.id), "parent after child");
+        }
+        assert_eq!(d.count(MockOp::DeltaFull), 2);
+        // Nothing changed: an empty incremental round.
+        let again = d.delta(DeltaRequest::Link(round.delta_link)).await.unwrap();
+        assert!(again.items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn incremental_rounds_report_changes_duplicates_and_resync() {
+        let d = MockDrive::new();
+        let g = d.mkdir_p("/Pictures/Samsung Gallery");
+        let outside = d.mkdir_p("/Documents");
+        let a = d.add_file(&g, "a.jpg", "a");
+        let b = d.add_file(&g, "b.jpg", "b");
+        let link = d.delta(DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap().delta_link;
+        d.rename(&a, "a1.jpg");
+        d.rename(&a, "a2.jpg");
+        d.move_to(&b, &outside);
+        d.add_file(&outside, "elsewhere.txt", "x");
+        let round = d.delta(DeltaRequest::Link(link.clone())).await.unwrap();
+        assert_eq!(names(&round.items), ["a2.jpg", ""]);
+        assert!(round.items[1].is_deleted(), "moved out of the scope reads as deleted");
+        d.set_duplicate_entries(true);
+        let dup = d.delta(DeltaRequest::Link(link.clone())).await.unwrap();
+        let a_states: Vec<_> = dup.items.iter().filter(|i| i.id == a).map(|i| i.name.clone().unwrap()).collect();
+        assert_eq!(a_states.last().unwrap(), "a2.jpg");
+        assert!(a_states.len() > 1);
+        d.expire_delta_tokens();
+        match d.delta(DeltaRequest::Link(link)).await {
+            Err(DriveError::ResyncRequired { location: Some(loc) }) => {
+                let full = d.delta(DeltaRequest::Link(loc)).await.unwrap();
+                assert!(full.items.iter().any(|i| i.id == a));
+                let after = d.delta(DeltaRequest::Link(full.delta_link)).await.unwrap();
+                assert!(after.items.is_empty(), "a fresh link works after a resync");
+            }
+            other => panic!("expected a resync, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn folder_delta_can_be_refused_and_thumbnails_absent() {
+        let d = MockDrive::new();
+        let g = d.mkdir_p("/Samsung Gallery");
+        let f = d.add_file(&g, "x.jpg", "x");
+        d.set_folder_delta_supported(false);
+        let e = d.delta_page(&DeltaRequest::Full { folder_id: Some(g) }).await.unwrap_err();
+        assert!(e.is_not_supported());
+        assert_eq!(d.thumbnails(&f).await.unwrap().len(), 1);
+        d.set_thumbnails_available(&f, false);
+        assert!(d.thumbnails(&f).await.unwrap().is_empty());
+        let jpeg = thumbnail_jpeg("medium").unwrap();
+        let img = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), (176, 132));
+        assert_eq!(d.count(MockOp::DownloadContent), 0);
+    }
+}
