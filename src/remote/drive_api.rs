@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use thiserror::Error;
 
-use super::models::{Drive, DriveItem, ThumbnailSet};
+use super::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 
 /// Files up to this size go in one simple `PUT`; larger ones through an upload session (graph-api.md §8).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
@@ -187,7 +187,10 @@ pub trait DriveApi: Send + Sync {
     }
     /// `GET /me/drive/items/{id}/thumbnails`; empty when OneDrive has none.
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError>;
-    /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`].
+    /// A custom-size thumbnail (`GET …/thumbnails?select=c256x256`: fits inside the box, aspect kept); `None`
+    /// when OneDrive has no thumbnail for the item.
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError>;
+    /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`] or [`DriveApi::thumbnail_custom`].
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError>;
     /// `len` bytes of the original content of file `id` from `offset` (fewer at the end of the file).
     async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError>;
@@ -227,6 +230,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError> {
         (**self).thumbnails(id).await
+    }
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        (**self).thumbnail_custom(id, size).await
     }
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
         (**self).download_thumbnail(url).await

@@ -792,26 +792,44 @@ impl State {
     }
 }
 
-/// Encoded thumbnail JPEGs per named size (made once per process).
+/// `c256x256` → (256, 256).
+fn parse_custom_size(size: &str) -> Option<(u32, u32)> {
+    let (w, h) = size.strip_prefix('c')?.split_once('x')?;
+    let (w, h) = (w.parse().ok()?, h.trim_end_matches("_Crop").parse().ok()?);
+    (w > 0 && h > 0 && w <= 4096 && h <= 4096).then_some((w, h))
+}
+
+/// A 4:3 landscape picture fitted inside `w`×`h`.
+fn fit_4_3(w: u32, h: u32) -> (u32, u32) {
+    if w * 3 <= h * 4 {
+        (w, (w * 3 / 4).max(1))
+    } else {
+        ((h * 4 / 3).max(1), h)
+    }
+}
+
+/// The thumbnail JPEG of a named (`medium`) or custom (`c256x256`) size, encoded once per process.
 fn thumbnail_jpeg(size: &str) -> Option<Bytes> {
-    static JPEGS: OnceLock<HashMap<&'static str, Bytes>> = OnceLock::new();
-    let all = JPEGS.get_or_init(|| {
-        THUMB_SIZES
-            .iter()
-            .map(|&(name, edge)| {
-                let (w, h) = (edge, edge * 3 / 4);
-                let img = image::RgbImage::from_fn(w, h, |x, y| {
-                    image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
-                });
-                let mut out = Vec::new();
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-                    .encode_image(&img)
-                    .expect("encoding a JPEG in memory");
-                (name, Bytes::from(out))
-            })
-            .collect()
-    });
-    all.get(size).cloned()
+    static JPEGS: OnceLock<Mutex<HashMap<String, Bytes>>> = OnceLock::new();
+    let (w, h) = match THUMB_SIZES.iter().find(|(name, _)| *name == size) {
+        Some(&(_, edge)) => (edge, edge * 3 / 4),
+        None => {
+            let (w, h) = parse_custom_size(size)?;
+            fit_4_3(w, h)
+        }
+    };
+    let cache = JPEGS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(b) = cache.lock().get(size) {
+        return Some(b.clone());
+    }
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .ok()?;
+    let bytes = Bytes::from(out);
+    cache.lock().insert(size.to_string(), bytes.clone());
+    Some(bytes)
 }
 
 #[async_trait]
@@ -883,6 +901,28 @@ impl DriveApi for MockDrive {
             large: Some(thumb("large", 800)),
             ..Default::default()
         }])
+    }
+
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        self.enter(MockOp::Thumbnails).await;
+        let Some((w, h)) = parse_custom_size(size) else {
+            return Err(DriveError::Other {
+                status: Some(400),
+                message: "invalid thumbnail size".into(),
+            });
+        };
+        let s = self.state.lock();
+        let node = s.require_live(id)?;
+        if node.folder || !node.thumbnails {
+            return Ok(None);
+        }
+        let (tw, th) = fit_4_3(w, h);
+        Ok(Some(Thumbnail {
+            width: Some(tw as i64),
+            height: Some(th as i64),
+            url: Some(format!("mock://thumbnail/{}/c{w}x{h}?v={}", node.id, node.ctag_v)),
+            source_item_id: None,
+        }))
     }
 
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
@@ -1131,6 +1171,10 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError> {
         self.check(MockOp::Thumbnails)?;
         self.inner.thumbnails(id).await
+    }
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        self.check(MockOp::Thumbnails)?;
+        self.inner.thumbnail_custom(id, size).await
     }
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
         self.check(MockOp::DownloadThumbnail)?;

@@ -51,6 +51,8 @@ pub struct ThumbnailSettings {
     pub max_attempts: u32,
     /// First retry delay after a failure; doubles per attempt.
     pub retry_base: Duration,
+    /// Ask for a custom size (`c256x256`) when the nearest named size is more than twice the target.
+    pub custom_sizes: bool,
 }
 
 impl ThumbnailSettings {
@@ -62,6 +64,7 @@ impl ThumbnailSettings {
             concurrency: 16,
             max_attempts: 5,
             retry_base: Duration::from_secs(30),
+            custom_sizes: true,
         }
     }
 }
@@ -84,6 +87,11 @@ pub fn thumbnail_file(thumbnail_dir: &Path, item_id: &str, size: ThumbSize) -> P
     thumbnail_dir
         .join(size.as_str())
         .join(format!("{}.jpg", utf8_percent_encode(item_id, ID_FILE_SAFE)))
+}
+
+/// The longest edge of a thumbnail, when OneDrive said.
+fn edge_of(t: &Thumbnail) -> Option<u32> {
+    t.width.max(t.height).map(|e| e.max(0) as u32)
 }
 
 /// The smallest thumbnail whose longest edge is at least `target` pixels, else the largest one.
@@ -275,12 +283,23 @@ impl ThumbnailFetcher {
         let mut downloaded: HashMap<String, bytes::Bytes> = HashMap::new();
         let mut sources = Vec::new();
         for &size in sizes {
-            let Some(thumb) = choose_thumbnail(&sets, freedesktop_size(size).pixels()) else {
+            let target = freedesktop_size(size).pixels();
+            let Some(named) = choose_thumbnail(&sets, target) else {
                 self.store.set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Missing)?;
                 missing += 1;
                 continue;
             };
-            let url = thumb.url.clone().unwrap_or_default();
+            let mut url = named.url.clone().unwrap_or_default();
+            if self.settings.custom_sizes && edge_of(named).is_some_and(|e| e > 2 * target) {
+                // Much bigger than needed (`large` is 800 px for a 256 px thumbnail): a custom size is cheaper to
+                // download and to scale.
+                match self.drive.thumbnail_custom(&row.item_id, &format!("c{target}x{target}")).await {
+                    Ok(Some(custom)) if custom.url.is_some() => url = custom.url.unwrap_or_default(),
+                    Ok(_) => {}
+                    Err(e) if e.is_not_supported() => {}
+                    Err(e) => return self.failed(row, sizes, &e),
+                }
+            }
             let bytes = match downloaded.get(&url) {
                 Some(b) => b.clone(),
                 None => match self.drive.download_thumbnail(&url).await {
