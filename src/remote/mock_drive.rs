@@ -24,8 +24,8 @@ use super::drive_api::{
     UploadTarget,
 };
 use super::models::{
-    DeletedFacet, Drive, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ImageFacet, ItemReference,
-    Quota, SpecialFolder, Thumbnail, ThumbnailSet,
+    DeletedFacet, Drive, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ImageFacet, ItemReference, Quota,
+    SpecialFolder, Thumbnail, ThumbnailSet,
 };
 use super::QuickXorHash;
 
@@ -347,7 +347,9 @@ impl MockDrive {
 }
 
 fn base_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 15, 14, 22, 33).single().expect("valid time")
+    Utc.with_ymd_and_hms(2024, 3, 15, 14, 22, 33)
+        .single()
+        .expect("valid time")
 }
 
 fn mime_for(name: &str) -> Option<&'static str> {
@@ -386,7 +388,7 @@ impl State {
             .values()
             .filter(|n| !n.deleted && n.parent.as_deref() == Some(parent))
             .collect();
-        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        v.sort_by_key(|n| n.name.to_lowercase());
         v
     }
 
@@ -457,7 +459,7 @@ impl State {
                 child_count: Some(self.children_of(&n.id).len() as i64),
                 view: None,
             }),
-            image: (!n.folder && is_image).then(|| ImageFacet {
+            image: (!n.folder && is_image).then_some(ImageFacet {
                 width: Some(4000),
                 height: Some(3000),
             }),
@@ -594,11 +596,7 @@ impl State {
                 continue;
             }
             // The ancestor chain below the scope first (as the service sends it), then the item.
-            let mut chain: Vec<String> = self
-                .ancestors(id)
-                .into_iter()
-                .take_while(|a| a != scope)
-                .collect();
+            let mut chain: Vec<String> = self.ancestors(id).into_iter().take_while(|a| a != scope).collect();
             chain.reverse();
             for a in chain {
                 if emitted.insert(a.clone()) {
@@ -848,7 +846,11 @@ impl DriveApi for MockDrive {
     async fn item(&self, id: &str) -> Result<DriveItem, DriveError> {
         self.enter(MockOp::Item).await;
         let s = self.state.lock();
-        let id = if id == "root" { s.root_id.clone() } else { id.to_string() };
+        let id = if id == "root" {
+            s.root_id.clone()
+        } else {
+            id.to_string()
+        };
         s.require_live(&id).map(|n| s.to_item(n))
     }
 
@@ -1022,8 +1024,15 @@ impl DriveApi for MockDrive {
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.enter(MockOp::Restore).await;
         let mut s = self.state.lock();
-        let node = s.nodes.get(id).filter(|n| n.deleted).ok_or_else(|| not_found("deleted item"))?;
-        let parent = parent_id.map(str::to_string).or(node.parent.clone()).unwrap_or_default();
+        let node = s
+            .nodes
+            .get(id)
+            .filter(|n| n.deleted)
+            .ok_or_else(|| not_found("deleted item"))?;
+        let parent = parent_id
+            .map(str::to_string)
+            .or(node.parent.clone())
+            .unwrap_or_default();
         s.require_folder(&parent)?;
         let name = name.map(str::to_string).unwrap_or(node.name.clone());
         if s.child_by_name(&parent, &name).is_some() {
@@ -1220,11 +1229,25 @@ mod tests {
         let g = d.mkdir_p("/Pictures/Samsung Gallery");
         d.seed_gallery(&g, 25);
         d.set_page_size(10);
-        let first = d.delta_page(&DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap();
+        let first = d
+            .delta_page(&DeltaRequest::Full {
+                folder_id: Some(g.clone()),
+            })
+            .await
+            .unwrap();
         assert_eq!(first.items.len(), 10);
         assert!(first.delta_link.is_none());
-        let round = d.delta(DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap();
-        assert_eq!(round.items.len(), 1 + 3 + 25, "gallery, DCIM, Camera, Screenshots and the files");
+        let round = d
+            .delta(DeltaRequest::Full {
+                folder_id: Some(g.clone()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            round.items.len(),
+            1 + 3 + 25,
+            "gallery, DCIM, Camera, Screenshots and the files"
+        );
         let pos = |id: &str| round.items.iter().position(|i| i.id == id).unwrap();
         for item in &round.items[1..] {
             assert!(pos(item.parent_id().unwrap()) < pos(&item.id), "parent after child");
@@ -1242,7 +1265,13 @@ mod tests {
         let outside = d.mkdir_p("/Documents");
         let a = d.add_file(&g, "a.jpg", "a");
         let b = d.add_file(&g, "b.jpg", "b");
-        let link = d.delta(DeltaRequest::Full { folder_id: Some(g.clone()) }).await.unwrap().delta_link;
+        let link = d
+            .delta(DeltaRequest::Full {
+                folder_id: Some(g.clone()),
+            })
+            .await
+            .unwrap()
+            .delta_link;
         d.rename(&a, "a1.jpg");
         d.rename(&a, "a2.jpg");
         d.move_to(&b, &outside);
@@ -1252,7 +1281,12 @@ mod tests {
         assert!(round.items[1].is_deleted(), "moved out of the scope reads as deleted");
         d.set_duplicate_entries(true);
         let dup = d.delta(DeltaRequest::Link(link.clone())).await.unwrap();
-        let a_states: Vec<_> = dup.items.iter().filter(|i| i.id == a).map(|i| i.name.clone().unwrap()).collect();
+        let a_states: Vec<_> = dup
+            .items
+            .iter()
+            .filter(|i| i.id == a)
+            .map(|i| i.name.clone().unwrap())
+            .collect();
         assert_eq!(a_states.last().unwrap(), "a2.jpg");
         assert!(a_states.len() > 1);
         d.expire_delta_tokens();
@@ -1273,7 +1307,10 @@ mod tests {
         let g = d.mkdir_p("/Samsung Gallery");
         let f = d.add_file(&g, "x.jpg", "x");
         d.set_folder_delta_supported(false);
-        let e = d.delta_page(&DeltaRequest::Full { folder_id: Some(g) }).await.unwrap_err();
+        let e = d
+            .delta_page(&DeltaRequest::Full { folder_id: Some(g) })
+            .await
+            .unwrap_err();
         assert!(e.is_not_supported());
         assert_eq!(d.thumbnails(&f).await.unwrap().len(), 1);
         d.set_thumbnails_available(&f, false);

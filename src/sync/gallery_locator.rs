@@ -94,9 +94,11 @@ async fn in_photos_folder(drive: &dyn DriveApi) -> Result<Option<DriveItem>, Loc
         Err(e) => return Err(e.into()),
     };
     let wanted = GALLERY_FOLDER_NAME.to_lowercase();
-    Ok(drive.children(&photos.id).await?.into_iter().find(|c| {
-        c.is_folder() && !c.is_deleted() && c.name.as_deref().is_some_and(|n| n.to_lowercase() == wanted)
-    }))
+    Ok(drive
+        .children(&photos.id)
+        .await?
+        .into_iter()
+        .find(|c| c.is_folder() && !c.is_deleted() && c.name.as_deref().is_some_and(|n| n.to_lowercase() == wanted)))
 }
 
 #[cfg(test)]
@@ -105,8 +107,14 @@ mod tests {
 
     #[test]
     fn folder_paths_normalize() {
-        assert_eq!(normalize_folder_path("Pictures/Samsung Gallery"), "/Pictures/Samsung Gallery");
-        assert_eq!(normalize_folder_path("/Pictures//Samsung Gallery/"), "/Pictures/Samsung Gallery");
+        assert_eq!(
+            normalize_folder_path("Pictures/Samsung Gallery"),
+            "/Pictures/Samsung Gallery"
+        );
+        assert_eq!(
+            normalize_folder_path("/Pictures//Samsung Gallery/"),
+            "/Pictures/Samsung Gallery"
+        );
         assert_eq!(normalize_folder_path("/"), "/");
     }
 }

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::Notify;
 
-use super::delta_apply::{
-    apply_delta_round, apply_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind,
-};
+use super::delta_apply::{apply_delta_round, apply_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind};
 use super::gallery_locator::{locate_gallery, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -448,7 +446,8 @@ impl SyncEngine {
                         self.gallery_missing();
                         return Ok(AppliedChanges::default());
                     }
-                    let changes = apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
+                    let changes =
+                        apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
                     self.after_round(&changes);
                     if let Some(progress) = self.progress.read().clone() {
                         progress(self.store.item_count()?);
@@ -572,7 +571,11 @@ impl SyncEngine {
 
 /// Whether the last occurrence of the gallery folder in a round says it was deleted.
 fn gallery_deleted_in(items: &[DriveItem], gallery: &str) -> bool {
-    items.iter().rev().find(|i| i.id == gallery).is_some_and(|i| i.is_deleted())
+    items
+        .iter()
+        .rev()
+        .find(|i| i.id == gallery)
+        .is_some_and(|i| i.is_deleted())
 }
 
 /// Adds `more` to `into` (both from consecutive applications).

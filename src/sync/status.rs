@@ -150,10 +150,12 @@ mod tests {
 
     #[test]
     fn report_has_the_contract_fields() {
-        let mut sync = StatusSnapshot::default();
-        sync.gallery = GalleryState::Missing;
-        sync.message = Some("sign in again: galleryfs login --account a".into());
-        sync.throttled_until = Some(DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into());
+        let sync = StatusSnapshot {
+            gallery: GalleryState::Missing,
+            message: Some("sign in again: galleryfs login --account a".into()),
+            throttled_until: Some(DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().into()),
+            ..StatusSnapshot::default()
+        };
         let report = StatusReport {
             account: "a".into(),
             mountpoint: None,

@@ -285,7 +285,8 @@ impl ThumbnailFetcher {
         for &size in sizes {
             let target = freedesktop_size(size).pixels();
             let Some(named) = choose_thumbnail(&sets, target) else {
-                self.store.set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Missing)?;
+                self.store
+                    .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Missing)?;
                 missing += 1;
                 continue;
             };
@@ -293,7 +294,11 @@ impl ThumbnailFetcher {
             if self.settings.custom_sizes && edge_of(named).is_some_and(|e| e > 2 * target) {
                 // Much bigger than needed (`large` is 800 px for a 256 px thumbnail): a custom size is cheaper to
                 // download and to scale.
-                match self.drive.thumbnail_custom(&row.item_id, &format!("c{target}x{target}")).await {
+                match self
+                    .drive
+                    .thumbnail_custom(&row.item_id, &format!("c{target}x{target}"))
+                    .await
+                {
                     Ok(Some(custom)) if custom.url.is_some() => url = custom.url.unwrap_or_default(),
                     Ok(_) => {}
                     Err(e) if e.is_not_supported() => {}
@@ -323,12 +328,14 @@ impl ThumbnailFetcher {
         for (size, result) in stored {
             match result {
                 Ok(()) => {
-                    self.store.set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Ready)?;
+                    self.store
+                        .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Ready)?;
                     ready += 1;
                 }
                 Err(message) => {
                     tracing::warn!(item_id = %row.item_id, error = %message, "cannot store a thumbnail");
-                    self.store.set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Failed)?;
+                    self.store
+                        .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Failed)?;
                     self.schedule_retry(&row.item_id, size);
                 }
             }
@@ -446,7 +453,11 @@ impl ThumbnailFetcher {
 
     fn next_retry_in(&self) -> Option<Duration> {
         let now = Instant::now();
-        self.retry_at.lock().values().map(|t| t.saturating_duration_since(now)).min()
+        self.retry_at
+            .lock()
+            .values()
+            .map(|t| t.saturating_duration_since(now))
+            .min()
     }
 
     /// The `file://` URI of the item under the mount point, when the mount point is known.
@@ -496,7 +507,9 @@ pub fn relative_path(store: &Store, row: &ItemRow) -> Result<Option<PathBuf>, St
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     std::fs::write(&tmp, bytes)?;
