@@ -577,3 +577,27 @@ async fn the_engine_wakes_the_background_fetcher_after_a_round() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn remote_renames_and_moves_relabel_personal_cache_thumbnails_without_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (drive, _, files) = gallery_drive(3);
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let engine = make_engine(&store, drive.clone());
+    engine.initial_sync().await.unwrap();
+    let fetcher = Arc::new(make_fetcher(&store, drive.clone(), dir.path(), engine.status()));
+    engine.on_changes(fetcher.changes_hook());
+    fetcher.run_until_idle().await.unwrap();
+    let dcim = drive.id_by_path("/Pictures/Samsung Gallery/DCIM").unwrap();
+    drive.rename(&files[0], "renamed.jpg");
+    drive.rename(&dcim, "Phone");
+    engine.poll_once().await.unwrap();
+    drive.reset_counts();
+    assert_eq!(fetcher.reseed_moved().await.unwrap(), 3 * 2, "three files, two sizes");
+    assert_eq!(drive.total_requests(), 0);
+    let cache = PersonalCache::new(dir.path().join("xdg-cache"));
+    let row = store.get_by_item_id(&files[0]).unwrap().unwrap();
+    let uri = file_uri(Path::new("/mnt/My Gallery/Phone/Camera/renamed.jpg"));
+    assert!(cache.is_current(&uri, thumbnails::ThumbSize::Normal, row.mtime));
+    assert!(cache.is_current(&uri, thumbnails::ThumbSize::Large, row.mtime));
+}

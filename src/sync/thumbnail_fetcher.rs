@@ -11,6 +11,9 @@
 //! store) and are retried later with exponential backoff. Network trouble and throttling pause the fetcher
 //! without counting as the item's failure.
 //!
+//! Renames and moves made on OneDrive change the files' URIs: [`ThumbnailFetcher::changes_hook`] collects them and
+//! the personal-cache PNGs are rendered again under the new URIs from the kept JPEGs, without any request.
+//!
 //! Concurrency is bounded ([`ThumbnailSettings::concurrency`]); PNG rendering runs on the blocking pool.
 
 use futures::stream::{self, StreamExt};
@@ -23,6 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+use super::delta_apply::AppliedChanges;
+use super::poller::ChangesHook;
 use super::status::{SyncStatus, ThumbnailProgress};
 use crate::remote::drive_api::{DriveApi, DriveError};
 use crate::remote::models::{Thumbnail, ThumbnailSet};
@@ -140,6 +145,8 @@ pub struct ThumbnailFetcher {
     /// Every request waits until this time (throttled or offline).
     paused_until: Mutex<Option<Instant>>,
     done_since_progress: AtomicU64,
+    /// Items renamed or moved by a delta round: their personal-cache PNGs need their new URI.
+    moved: Mutex<Vec<u64>>,
 }
 
 impl ThumbnailFetcher {
@@ -160,12 +167,84 @@ impl ThumbnailFetcher {
             retry_at: Mutex::new(HashMap::new()),
             paused_until: Mutex::new(None),
             done_since_progress: AtomicU64::new(0),
+            moved: Mutex::new(Vec::new()),
         }
     }
 
     /// Notify this to make the fetcher look for pending items now (the sync engine does after each round).
     pub fn waker(&self) -> Arc<Notify> {
         self.waker.clone()
+    }
+
+    /// A hook for `SyncEngine::on_changes`: items renamed or moved remotely get their personal-cache thumbnails
+    /// under the new URI (rendered from the kept JPEGs, no download), and new items are fetched.
+    pub fn changes_hook(self: &Arc<Self>) -> ChangesHook {
+        let fetcher = Arc::downgrade(self);
+        Arc::new(move |changes: &AppliedChanges| {
+            if let Some(f) = fetcher.upgrade() {
+                f.moved.lock().extend(changes.updated.iter().copied());
+                f.waker.notify_one();
+            }
+        })
+    }
+
+    /// Re-labels the thumbnails of items (and everything below folders) that were renamed or moved since the
+    /// last call. The old URI's PNGs stay until the desktop's thumbnail cleaner removes them.
+    pub async fn reseed_moved(&self) -> Result<u64, StoreError> {
+        let inos: Vec<u64> = std::mem::take(&mut *self.moved.lock());
+        let (Some(mountpoint), Some(cache)) = (&self.settings.mountpoint, &self.settings.personal_cache) else {
+            return Ok(0);
+        };
+        let mut jobs = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ino in inos {
+            for i in self.store.read(|t| t.subtree(ino))? {
+                if !seen.insert(i) {
+                    continue;
+                }
+                let Some(row) = self.store.get(i)? else { continue };
+                if row.is_dir() || !row.is_media {
+                    continue;
+                }
+                let Some(rel) = relative_path(&self.store, &row)? else {
+                    continue;
+                };
+                let uri = file_uri(&mountpoint.join(rel));
+                for size in SIZES {
+                    let ready = self
+                        .store
+                        .thumbnail(&row.item_id, size)?
+                        .is_some_and(|t| t.state == ThumbState::Ready && t.ctag == row.ctag);
+                    let fd_size = freedesktop_size(size);
+                    if ready && !cache.is_current(&uri, fd_size, row.mtime) {
+                        let jpeg = thumbnail_file(&self.settings.thumbnail_dir, &row.item_id, size);
+                        jobs.push((jpeg, uri.clone(), fd_size, row.mtime, row.mime_type.clone()));
+                    }
+                }
+            }
+        }
+        let cache = cache.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut done = 0;
+            for (jpeg, uri, size, mtime, mimetype) in jobs {
+                let extra = ThumbExtra {
+                    mimetype,
+                    ..ThumbExtra::default()
+                };
+                let result = std::fs::read(&jpeg)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| render_png(&b, size, &uri, mtime, &extra).map_err(|e| e.to_string()))
+                    .and_then(|png| cache.store(&uri, size, &png).map_err(|e| e.to_string()));
+                match result {
+                    Ok(_) => done += 1,
+                    Err(e) => tracing::warn!(error = %e, "cannot re-label a thumbnail after a rename"),
+                }
+            }
+            done
+        })
+        .await
+        .unwrap_or(0);
+        Ok(done)
     }
 
     /// Ends [`ThumbnailFetcher::run`] at its next wait.
@@ -178,6 +257,9 @@ impl ThumbnailFetcher {
     /// stopped.
     pub async fn run(self: Arc<Self>) {
         while !self.stopped.load(Ordering::SeqCst) {
+            if let Err(e) = self.reseed_moved().await {
+                tracing::warn!(error = %e, "re-labelling moved thumbnails failed");
+            }
             if let Err(e) = self.run_until_idle().await {
                 tracing::warn!(error = %e, "thumbnail pass failed");
             }
