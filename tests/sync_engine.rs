@@ -601,3 +601,59 @@ async fn remote_renames_and_moves_relabel_personal_cache_thumbnails_without_requ
     assert!(cache.is_current(&uri, thumbnails::ThumbSize::Normal, row.mtime));
     assert!(cache.is_current(&uri, thumbnails::ThumbSize::Large, row.mtime));
 }
+
+#[tokio::test]
+async fn a_fresh_upload_without_thumbnails_yet_is_retried_not_marked_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (drive, gallery, _) = gallery_drive(0);
+    let fresh = drive.add_file(&gallery, "just taken.jpg", "new"); // mtime: now
+    drive.set_thumbnails_available(&fresh, false);
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let engine = make_engine(&store, drive.clone());
+    engine.initial_sync().await.unwrap();
+    let fetcher = make_fetcher(&store, drive.clone(), dir.path(), engine.status());
+    let first = fetcher.fetch_pending().await.unwrap();
+    assert_eq!((first.missing, first.failed), (0, 2));
+    assert_eq!(
+        store.thumbnail(&fresh, ThumbSize::Normal).unwrap().unwrap().state,
+        ThumbState::Failed
+    );
+    // OneDrive has made them now: the retry gets them.
+    drive.set_thumbnails_available(&fresh, true);
+    assert_eq!(fetcher.fetch_pending().await.unwrap().ready, 2);
+}
+
+#[tokio::test]
+async fn throttling_is_reported_with_its_end() {
+    let (mock, _, _) = gallery_drive(2);
+    let drive = Arc::new(FailingDrive::new(mock.clone()));
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let engine = make_engine(&store, drive.clone());
+    engine.initial_sync().await.unwrap();
+    let until = chrono::Utc::now() + chrono::Duration::seconds(120);
+    drive.fail_next(1, DriveError::Throttled { until: Some(until) });
+    assert!(engine.poll_once().await.is_err());
+    assert_eq!(engine.status().snapshot().throttled_until, Some(until));
+    engine.poll_once().await.unwrap();
+    assert_eq!(engine.status().snapshot().throttled_until, None);
+}
+
+#[tokio::test]
+async fn pointing_the_mount_at_another_folder_replaces_the_listing() {
+    let drive = Arc::new(MockDrive::new());
+    let first = drive.mkdir_p("/Pictures/Samsung Gallery");
+    drive.add_file(&first, "old.jpg", "o");
+    let other = drive.mkdir_p("/Backup/Album");
+    drive.add_file(&other, "new.jpg", "n");
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    make_engine(&store, drive.clone()).initial_sync().await.unwrap();
+    assert!(at(&store, "old.jpg").is_some());
+    let mut s = settings();
+    s.folder = Some("Backup/Album".into());
+    let engine = SyncEngine::new(store.clone(), drive.clone(), s);
+    assert_eq!(engine.initial_sync().await.unwrap(), InitialSync::FromStore);
+    assert!(engine.catch_up().await.unwrap().resynced);
+    assert!(at(&store, "old.jpg").is_none());
+    assert!(at(&store, "new.jpg").is_some());
+    assert_eq!(store.root().unwrap().item_id, other);
+}

@@ -3,13 +3,16 @@
 //!
 //! For every media item the store reports pending (per freedesktop size, for its current cTag): one
 //! `thumbnails(id)` call, then per size the smallest OneDrive thumbnail at least as large as the target (`normal`
-//! 128 px → `medium` 176, `large` 256 px → `large` 800; the largest there is when none is big enough), downloaded
-//! once, kept as `<thumbnail dir>/<size>/<escaped id>.jpg` (the mount's `.sh_thumbnails` serves from there) and,
-//! when the mount point is known, rendered into the freedesktop personal cache as a PNG labelled with the file's
-//! URI under the mount point and its whole-second mtime. The store records `ready`; an empty thumbnail list
-//! records `missing` and writes the spec's failure marker; other errors record `failed` (attempts counted by the
-//! store) and are retried later with exponential backoff. Network trouble and throttling pause the fetcher
-//! without counting as the item's failure.
+//! 128 px → `medium` 176; `large` 256 px → `large` 800, replaced by a custom `c256x256` because scaling 800 px
+//! images costs far more CPU; the largest there is when none is big enough), downloaded once, kept as
+//! `<thumbnail dir>/<size>/<escaped id>.jpg` (the mount's `.sh_thumbnails` serves from there) and, when the mount
+//! point is known, rendered into the freedesktop personal cache as a PNG labelled with the file's URI under the
+//! mount point and its whole-second mtime. The store records `ready`.
+//!
+//! An empty thumbnail list records `missing` and writes the spec's failure marker, unless the item changed in the
+//! last [`THUMBNAIL_GENERATION_GRACE`] (OneDrive may not have made them yet: that counts as a failure and is
+//! retried). Other errors record `failed` (attempts counted by the store) and are retried later with exponential
+//! backoff. Network trouble and throttling pause the fetcher without counting as the item's failure.
 //!
 //! Renames and moves made on OneDrive change the files' URIs: [`ThumbnailFetcher::changes_hook`] collects them and
 //! the personal-cache PNGs are rendered again under the new URIs from the kept JPEGs, without any request.
@@ -362,14 +365,23 @@ impl ThumbnailFetcher {
         let uri = self.uri_of(row)?;
         let mut ready = 0;
         let mut missing = 0;
+        let mut pending_generation = 0;
         let mut downloaded: HashMap<String, bytes::Bytes> = HashMap::new();
         let mut sources = Vec::new();
         for &size in sizes {
             let target = freedesktop_size(size).pixels();
             let Some(named) = choose_thumbnail(&sets, target) else {
-                self.store
-                    .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Missing)?;
-                missing += 1;
+                if recently_modified(row) {
+                    // OneDrive makes thumbnails some time after an upload: try again later.
+                    self.store
+                        .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Failed)?;
+                    self.schedule_retry(&row.item_id, size);
+                    pending_generation += 1;
+                } else {
+                    self.store
+                        .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Missing)?;
+                    missing += 1;
+                }
                 continue;
             };
             let mut url = named.url.clone().unwrap_or_default();
@@ -424,6 +436,7 @@ impl ThumbnailFetcher {
         }
         self.retry_at.lock().remove(&row.item_id);
         let failed = sizes.len() as u64 - ready - missing;
+        debug_assert!(pending_generation <= failed);
         Ok(ItemOutcome::Done { ready, missing, failed })
     }
 
@@ -565,6 +578,14 @@ impl ThumbnailFetcher {
             self.status.update(|s| s.thumbnails = progress);
         }
     }
+}
+
+/// How long after a change an empty thumbnail list still means "not generated yet" rather than "none".
+pub const THUMBNAIL_GENERATION_GRACE: Duration = Duration::from_secs(600);
+
+fn recently_modified(row: &ItemRow) -> bool {
+    let age = chrono::Utc::now().timestamp() - row.mtime;
+    age < THUMBNAIL_GENERATION_GRACE.as_secs() as i64
 }
 
 /// The item's path below the gallery root, or `None` when it is not attached to the tree.
