@@ -21,6 +21,12 @@ use super::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
 /// Why a remote operation failed, sorted by what the caller should do about it.
+///
+/// Mapping from HTTP (for implementations): 404 → `NotFound`; 410 on delta → `ResyncRequired` with the
+/// `Location` header; connection errors, timeouts and 5xx after retries → `Offline`; 429/503/509 after retries →
+/// `Throttled` (from `Retry-After`); 401 after one refresh, or a token source that needs a new sign-in →
+/// `Unauthorized`; 507 → `QuotaExceeded`; 501 or the code `notSupported` → `NotSupported`; 409 → `Conflict`;
+/// 412 → `PreconditionFailed`; anything else → `Other` with the status.
 #[derive(Clone, Debug, Error, PartialEq)]
 pub enum DriveError {
     /// 404 `itemNotFound` (or a path that does not exist).
