@@ -194,8 +194,12 @@ pub trait DriveApi: Send + Sync {
     /// `GET /me/drive/items/{id}/thumbnails`; empty when OneDrive has none.
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError>;
     /// A custom-size thumbnail (`GET …/thumbnails?select=c256x256`: fits inside the box, aspect kept); `None`
-    /// when OneDrive has no thumbnail for the item.
-    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError>;
+    /// when OneDrive has no thumbnail for the item, or (this default) when the implementation does not offer
+    /// custom sizes: callers then use the named sizes of [`DriveApi::thumbnails`].
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        let _ = (id, size);
+        Ok(None)
+    }
     /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`] or [`DriveApi::thumbnail_custom`].
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError>;
     /// `len` bytes of the original content of file `id` from `offset` (fewer at the end of the file).
