@@ -594,3 +594,30 @@ pub fn merge_changes(into: &mut AppliedChanges, more: AppliedChanges) {
     into.gallery_deleted |= more.gallery_deleted;
     into.ignored += more.ignored;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::mock_drive::MockDrive;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_waits_out_throttling() {
+        let mut settings = SyncSettings::new("a");
+        settings.poll_interval = Duration::from_secs(30);
+        settings.min_backoff = Duration::from_secs(2);
+        settings.max_backoff = Duration::from_secs(60);
+        let engine = SyncEngine::new(
+            Arc::new(Store::open_in_memory().unwrap()),
+            Arc::new(MockDrive::new()),
+            settings,
+        );
+        assert_eq!(engine.next_delay(0), Duration::from_secs(30));
+        assert_eq!(engine.next_delay(1), Duration::from_secs(2));
+        assert_eq!(engine.next_delay(3), Duration::from_secs(8));
+        assert_eq!(engine.next_delay(40), Duration::from_secs(60));
+        engine.note_error(&DriveError::Throttled {
+            until: Some(Utc::now() + chrono::Duration::seconds(600)),
+        });
+        assert!(engine.next_delay(1) > Duration::from_secs(590));
+    }
+}

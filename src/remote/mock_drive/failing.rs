@@ -166,3 +166,37 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.inner.restore(id, parent_id, name).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::mock_drive::MockDrive;
+
+    #[tokio::test]
+    async fn fails_the_next_calls_then_a_fraction_of_selected_operations() {
+        let drive = FailingDrive::new(MockDrive::new());
+        drive.fail_next(2, DriveError::Offline("down".into()));
+        assert!(drive.drive().await.is_err());
+        assert!(drive.item("root").await.is_err());
+        assert!(drive.drive().await.is_ok());
+        assert_eq!(drive.injected(), 2);
+
+        drive.only_ops(Some(&[MockOp::Item]));
+        drive.fail_fraction(0.5, DriveError::Throttled { until: None });
+        let mut failed = 0;
+        for _ in 0..200 {
+            assert!(drive.drive().await.is_ok(), "not a selected operation");
+            if drive.item("root").await.is_err() {
+                failed += 1;
+            }
+        }
+        assert!((60..=140).contains(&failed), "{failed} of 200");
+        drive.heal();
+        assert!(drive.item("root").await.is_ok());
+        assert_eq!(
+            drive.inner().count(MockOp::Item),
+            200 - failed + 1,
+            "injected failures never reach the drive"
+        );
+    }
+}
