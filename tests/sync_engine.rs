@@ -383,6 +383,14 @@ async fn gallery_deleted_remotely_marks_it_missing_and_keeps_everything() {
         // Still missing on the next poll, still nothing lost.
         assert!(engine.poll_once().await.unwrap().gallery_missing);
         assert_eq!(store.item_count().unwrap(), 13);
+        // Restored from the recycle bin: back to normal, with what changed meanwhile.
+        drive.restore(&gallery, None, None).await.unwrap();
+        drive.add_file(&gallery, "after restore.jpg", "r");
+        let outcome = engine.poll_once().await.unwrap();
+        assert!(!outcome.gallery_missing, "folder delta {folder_delta}");
+        assert_eq!(engine.status().snapshot().gallery, GalleryState::Ok);
+        assert!(at(&store, "after restore.jpg").is_some());
+        assert_eq!(store.item_count().unwrap(), 14);
     }
 }
 
