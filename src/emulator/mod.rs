@@ -14,6 +14,11 @@ pub mod identity;
 pub mod media;
 pub mod request_log;
 
+pub mod blob;
+pub mod drive;
+pub mod errors;
+pub mod names;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
