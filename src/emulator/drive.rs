@@ -827,12 +827,15 @@ impl Drive {
             segs.extend(f.path.split('/').filter(|s| !s.is_empty()).map(str::to_string));
             let name = segs.pop().expect("file name");
             let parent = self.ensure_folders(pictures, &segs, f.taken)?;
-            let hash = match &f.content {
-                super::media::Content::Bytes(b) => Some(crate::remote::QuickXorHash::of(b)),
-                _ => None,
+            // Small content is hashed now, large generated content in the background (hashes appear late).
+            let blob = Blob::Media(f.content);
+            let hash = if blob.len() <= 16 * 1024 * 1024 {
+                blob.compute_hash().ok()
+            } else {
+                None
             };
             let content = NewContent {
-                blob: Blob::Media(f.content),
+                blob,
                 hash: hash.clone(),
                 mime: Some(f.mime_type),
                 media: f.kind,
@@ -892,9 +895,10 @@ impl Drive {
                     }
                     cur = self.items.get(&c).and_then(|x| x.parent);
                 }
-            } else if !i.is_live() && in_scope && i.no != scope {
-                deleted.push(i.no);
-            } else if i.is_live() && i.former_parent.is_some_and(|p| self.is_within(p, scope)) {
+            } else if (!i.is_live() && in_scope && i.no != scope)
+                || (i.is_live() && i.former_parent.is_some_and(|p| self.is_within(p, scope)))
+            {
+                // Deleted, or moved out of the scope.
                 deleted.push(i.no);
             }
         }
