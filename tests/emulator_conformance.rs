@@ -737,10 +737,11 @@ async fn patch_move_rename_and_naming_rules() {
             (StatusCode::BAD_REQUEST, "invalidRequest"),
             "{bad}"
         );
+        assert_eq!(r.inner_code(), "invalidPath", "{bad}");
         assert_error_shape(&r);
     }
     let r = patch(&f, json!({"name": "x".repeat(256)})).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!((r.status, r.inner_code()), (StatusCode::BAD_REQUEST, "pathIsTooLong"));
     let r = patch(&f, json!({"name": "F2.txt", "parentReference": {"id": b}, "fileSystemInfo": {"lastModifiedDateTime": "2020-01-02T03:04:05Z"}})).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["parentReference"]["path"], "/drive/root:/m/a/b");

@@ -11,7 +11,7 @@ use super::drive::{Conflict, Drive, ItemKind, ItemNo, ItemPatch, ItemState, NewC
 use super::errors::{GraphError, GraphResult};
 use super::media::Content;
 use super::render::{item_json, time, RenderOpts};
-use super::server::{EmulatorState, SIMPLE_UPLOAD_MAX, STRICT_SIMPLE_UPLOAD_MAX};
+use super::server::{EmulatorState, HASH_NOW_MAX, SIMPLE_UPLOAD_MAX, STRICT_SIMPLE_UPLOAD_MAX};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,6 +66,14 @@ fn find(d: &Drive, item: &str) -> GraphResult<ItemNo> {
     d.resolve_path(ROOT_NO, &segments(item))
 }
 
+/// The content as a blob, hashed now unless it is large generated content (then hashed in the background).
+fn hashed(content: Content) -> (Blob, Option<String>) {
+    let blob = Blob::Media(content);
+    let now = !matches!(blob, Blob::Media(Content::Synthetic { .. })) || blob.len() <= HASH_NOW_MAX;
+    let hash = if now { blob.compute_hash().ok() } else { None };
+    (blob, hash)
+}
+
 fn find_live(d: &Drive, item: &str) -> GraphResult<ItemNo> {
     let no = find(d, item)?;
     d.live(no)?;
@@ -80,8 +88,8 @@ impl EmulatorState {
             .pop()
             .ok_or_else(|| GraphError::invalid("A file path is required"))?;
         let now = Utc::now();
-        let blob = Blob::Media(content);
-        let hash = blob.compute_hash().ok();
+        let (blob, hash) = hashed(content);
+        let later = hash.is_none();
         let mut d = self.drive.lock();
         let parent = d.ensure_folders(ROOT_NO, &segs, now)?;
         let (no, _) = d.write_file(
@@ -92,6 +100,9 @@ impl EmulatorState {
             &ItemPatch::default(),
             now,
         )?;
+        if later {
+            self.hash_later(no);
+        }
         Ok(d.id_of(no))
     }
 
@@ -104,11 +115,15 @@ impl EmulatorState {
 
     /// New content for an existing file (as an edit made elsewhere).
     pub fn edit_file(&self, item: &str, content: Content) -> GraphResult<()> {
-        let blob = Blob::Media(content);
-        let hash = blob.compute_hash().ok();
+        let (blob, hash) = hashed(content);
+        let later = hash.is_none();
         let mut d = self.drive.lock();
         let no = find_live(&d, item)?;
-        d.replace_content(no, NewContent::plain(blob, hash), &ItemPatch::default(), Utc::now())
+        d.replace_content(no, NewContent::plain(blob, hash), &ItemPatch::default(), Utc::now())?;
+        if later {
+            self.hash_later(no);
+        }
+        Ok(())
     }
 
     pub fn rename_item(&self, item: &str, new_name: &str) -> GraphResult<()> {

@@ -25,6 +25,7 @@ pub mod api_upload;
 pub mod blob;
 pub mod control;
 pub mod drive;
+pub mod drive_ops;
 pub mod errors;
 pub mod names;
 pub mod persist;

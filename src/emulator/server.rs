@@ -6,13 +6,14 @@ use super::api_content::DownloadGrant;
 use super::api_delta::DeltaCursor;
 use super::api_thumbnails::ThumbCache;
 use super::api_upload::UploadSession;
-use super::drive::Drive;
+use super::drive::{Drive, ItemNo};
 use super::faults::{self, Faults};
 use super::identity::{Identity, IdentityConfig};
 use super::request_log::{self, RequestLog};
 use super::{api_content, api_router, control, media, persist, EmulatorConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::Router;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -71,6 +72,7 @@ pub struct EmulatorState {
     pub spool_dir: std::path::PathBuf,
     /// Signs thumbnail URLs (they are pre-authenticated but stable).
     pub(crate) secret: String,
+    hash_jobs: std::sync::mpsc::Sender<ItemNo>,
 }
 
 impl std::fmt::Debug for EmulatorState {
@@ -210,6 +212,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
             d
         }
     };
+    let (hash_tx, hash_rx) = std::sync::mpsc::channel();
     let state = Arc::new(EmulatorState {
         drive: Mutex::new(drive),
         identity,
@@ -225,8 +228,12 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         content_url: format!("http://{content_addr}"),
         spool_dir: spool.path().to_path_buf(),
         secret: format!("{:032x}", rand::random::<u128>()),
+        hash_jobs: hash_tx,
     });
-    spawn_hashing(&state, pending_hashes);
+    spawn_hasher(&state, hash_rx);
+    for no in pending_hashes {
+        state.hash_later(no);
+    }
 
     let graph = Router::new()
         .merge(api_router::router(state.clone()))
@@ -242,7 +249,9 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         .nest("/_emulator/faults", faults::control_router(state.faults.clone()))
         .nest("/_emulator/log", request_log::control_router(state.log.clone()))
         .merge(control::router(state.clone()));
-    let api_app = graph.merge(controls);
+    let api_app = graph
+        .merge(controls)
+        .fallback(|| async { super::errors::GraphError::invalid("Resource not found").into_response() });
 
     let content = api_content::content_router(state.clone()).layer(DefaultBodyLimit::disable());
     let content_app = request_log::layer(
@@ -283,14 +292,22 @@ fn serve(
     })
 }
 
-/// Hashes of large generated content are computed in the background; items show no `hashes` until then.
-fn spawn_hashing(state: &Arc<EmulatorState>, items: Vec<u64>) {
-    if items.is_empty() {
-        return;
+/// Generated content up to this size is hashed at once; larger content in the background (its `hashes` appear
+/// late, as the documentation allows).
+pub const HASH_NOW_MAX: u64 = 4 * 1024 * 1024;
+
+impl EmulatorState {
+    /// Computes the quickXorHash of `item`'s current content in the background.
+    pub(crate) fn hash_later(&self, no: ItemNo) {
+        let _ = self.hash_jobs.send(no);
     }
+}
+
+/// The background hasher: computes hashes outside the drive lock, stores them if the content is unchanged.
+fn spawn_hasher(state: &Arc<EmulatorState>, jobs: std::sync::mpsc::Receiver<ItemNo>) {
     let weak = Arc::downgrade(state);
     std::thread::spawn(move || {
-        for no in items {
+        while let Ok(no) = jobs.recv() {
             let Some(state) = weak.upgrade() else { return };
             let job = {
                 let d = state.drive.lock();
@@ -299,8 +316,9 @@ fn spawn_hashing(state: &Arc<EmulatorState>, items: Vec<u64>) {
             drop(state);
             let Some((ver, blob)) = job else { continue };
             if let Ok(hash) = blob.compute_hash() {
-                if let Some(state) = weak.upgrade() {
-                    state.drive.lock().set_hash(no, ver, hash);
+                match weak.upgrade() {
+                    Some(state) => state.drive.lock().set_hash(no, ver, hash),
+                    None => return,
                 }
             }
         }
