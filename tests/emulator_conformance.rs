@@ -622,8 +622,27 @@ async fn upload_session_commit_conflicts_and_replace() {
     let (s, b) = fragment(&e, &url, b"mine", 0, 4).await;
     assert_eq!(
         (s, b["error"]["code"].as_str().unwrap()),
-        (StatusCode::CONFLICT, "nameAlreadyExists")
+        (StatusCode::CONFLICT, "upload_name_conflict")
     );
+    // The session survives the failed commit; an explicit commit with a new name and the sourceUrl finishes it.
+    let (s, _, b) = e.raw(Method::GET, &url, &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&b).unwrap()["nextExpectedRanges"],
+        json!([])
+    );
+    let r = e
+        .send(
+            Method::PUT,
+            "/me/drive/root:/late/x.bin",
+            Some(json!({"name": "x.bin", "@microsoft.graph.conflictBehavior": "rename", "@microsoft.graph.sourceUrl": url})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["name"], "x 1.bin");
+    assert_eq!(r.body["size"], 4);
+    assert_eq!(e.raw(Method::GET, &url, &[], None).await.0, StatusCode::NOT_FOUND);
     let id = e.add("/late/y.bin", b"old");
     let r = e
         .send(

@@ -139,6 +139,7 @@ async fn dispatch(state: &Arc<EmulatorState>, req: GraphRequest, body: Body) -> 
             match (&m, rest.as_slice()) {
                 (&Method::GET, []) => api_items::get_item(state, &req, &target).await,
                 (&Method::PATCH, []) => api_items::patch_item(state, &req, &target, body).await,
+                (&Method::PUT, []) => api_upload::commit_from_source(state, &req, &target, body).await,
                 (&Method::DELETE, []) => api_items::delete_item(state, &req, &target),
                 (&Method::GET, ["children"]) => api_items::list_children(state, &req, &target).await,
                 (&Method::POST, ["children"]) => api_items::create_child(state, &target, body).await,

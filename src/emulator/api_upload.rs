@@ -5,7 +5,7 @@
 
 use super::api_items::{conflict_of, patch_times, read_json};
 use super::api_router::{resolve, resolve_base, GraphRequest, Target};
-use super::blob::SpoolWriter;
+use super::blob::{Blob, SpoolWriter};
 use super::drive::{Conflict, Drive, ItemNo, ItemPatch, NewContent};
 use super::errors::{GraphError, GraphResult};
 use super::names::validate_name;
@@ -44,12 +44,20 @@ pub struct UploadSession {
     pub patch: ItemPatch,
     pub defer_commit: bool,
     pub writer: SpoolWriter,
+    /// The whole file once its last byte arrived (kept until a commit succeeds or the session expires).
+    pub received: Option<(Blob, String)>,
     pub expires: DateTime<Utc>,
 }
 
 impl UploadSession {
     fn complete(&self) -> bool {
-        self.total.is_some_and(|t| self.writer.len() == t)
+        self.received.is_some()
+    }
+    fn next_expected(&self) -> u64 {
+        match (&self.received, self.total) {
+            (Some(_), Some(t)) => t,
+            _ => self.writer.len(),
+        }
     }
     fn status_json(&self) -> Value {
         let ranges: Vec<String> = if self.complete() {
@@ -234,6 +242,7 @@ pub async fn create_session(
         patch,
         defer_commit,
         writer: SpoolWriter::new(&state.spool_dir),
+        received: None,
         expires: now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(24)),
     };
     let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
@@ -332,7 +341,7 @@ pub async fn put_fragment(
     if len >= FRAGMENT_MAX {
         return bad("fragmentTooLarge", "Each fragment must be smaller than 60 MiB");
     }
-    let next = s.writer.len();
+    let next = s.next_expected();
     if a < next {
         return fragment_error(
             StatusCode::RANGE_NOT_SATISFIABLE,
@@ -369,27 +378,57 @@ pub async fn put_fragment(
         return io_error(e).into_response();
     }
     s.total = Some(total);
+    if last {
+        let writer = std::mem::replace(&mut s.writer, SpoolWriter::new(&state.spool_dir));
+        match writer.finish() {
+            Ok(done) => s.received = Some(done),
+            Err(e) => return io_error(e).into_response(),
+        }
+    }
     if !last || s.defer_commit {
         return (StatusCode::ACCEPTED, Json(s.status_json())).into_response();
     }
-    commit(&state, &token, &mut s).unwrap_or_else(|e| e.into_response())
+    commit(&state, &token, &mut s, None).unwrap_or_else(|e| e.into_response())
 }
 
-/// Makes the item from a complete session and ends the session (also when the commit fails).
-fn commit(state: &Arc<EmulatorState>, token: &str, s: &mut UploadSession) -> GraphResult<Response> {
-    state.uploads.lock().remove(token);
-    let writer = std::mem::replace(&mut s.writer, SpoolWriter::new(&state.spool_dir));
-    let (blob, hash) = writer.finish().map_err(io_error)?;
+/// Makes the item from a complete session (at `retarget` when given: the explicit commit). The session ends when
+/// the commit succeeds; after a failure (name conflict, quota) it stays until it expires, so the client can
+/// commit it explicitly (GDC driveitem-createuploadsession.md, "Handle upload errors").
+fn commit(
+    state: &Arc<EmulatorState>,
+    token: &str,
+    s: &mut UploadSession,
+    retarget: Option<(SessionTarget, Conflict)>,
+) -> GraphResult<Response> {
+    let (blob, hash) = s
+        .received
+        .clone()
+        .ok_or_else(|| GraphError::invalid("The upload is not complete"))?;
+    let (target, conflict) = retarget.unwrap_or_else(|| (s.target.clone(), s.conflict));
     let content = NewContent::plain(blob, Some(hash));
     let now = Utc::now();
     let mut d = state.drive.lock();
-    let (no, created) = match &s.target {
+    let (no, created) = match &target {
         SessionTarget::Existing(no) => {
             d.replace_content(*no, content, &s.patch, now)?;
             (*no, false)
         }
-        SessionTarget::New { parent, name } => d.write_file(*parent, name, content, s.conflict, &s.patch, now)?,
+        SessionTarget::New { parent, name } => {
+            d.write_file(*parent, name, content, conflict, &s.patch, now).map_err(|e| {
+                if e.code == "nameAlreadyExists" {
+                    GraphError::new(
+                        StatusCode::CONFLICT,
+                        "upload_name_conflict",
+                        "Another file exists with the same name as the uploaded session. You can redirect the upload session to use a new filename by calling PUT with the new metadata and @microsoft.graph.sourceUrl attribute.",
+                    )
+                    .with_inner("nameAlreadyExists")
+                } else {
+                    e
+                }
+            })?
+        }
     };
+    state.uploads.lock().remove(token);
     if s.patch.description.is_some() {
         let p = ItemPatch {
             description: s.patch.description.clone(),
@@ -400,6 +439,46 @@ fn commit(state: &Arc<EmulatorState>, token: &str, s: &mut UploadSession) -> Gra
     let v = item_json(state, &d, d.live(no)?, &RenderOpts::default());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
+}
+
+/// `PUT /…/root:/{path}` with `{"name", "@microsoft.graph.conflictBehavior", "@microsoft.graph.sourceUrl"}`:
+/// commits a complete upload session at that path (after an upload error, or a Personal `deferCommit`).
+pub async fn commit_from_source(
+    state: &Arc<EmulatorState>,
+    req: &GraphRequest,
+    target: &Target,
+    body: Body,
+) -> GraphResult<Response> {
+    let body = read_json(body).await?;
+    let source = body
+        .get("@microsoft.graph.sourceUrl")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            GraphError::invalid("PUT on an item needs @microsoft.graph.sourceUrl; upload content with PUT …/content")
+        })?;
+    let prefix = format!("{}/upload/", state.content_url);
+    let token = source
+        .strip_prefix(&prefix)
+        .ok_or_else(GraphError::upload_session_not_found)?
+        .to_string();
+    let mut s = locked(state, &token).await?;
+    let conflict = conflict_of(Some(&body), Some(&req.query), s.conflict)?;
+    let retarget = {
+        let mut d = state.drive.lock();
+        let (dirs, path_name) = split_target(target).ok_or_else(|| GraphError::invalid("Address the file by path"))?;
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(path_name)
+            .to_string();
+        validate_name(&name)?;
+        let base = resolve_base(&mut d, &target.base)?;
+        let parent = d.ensure_folders(base, dirs, Utc::now())?;
+        let existing = d.child_by_name(parent, &name);
+        check_if_match(&d, existing, req)?;
+        SessionTarget::New { parent, name }
+    };
+    commit(state, &token, &mut s, Some((retarget, conflict)))
 }
 
 /// `GET {uploadUrl}`: where the upload stands.
@@ -427,7 +506,7 @@ pub async fn commit_session(State(state): State<Arc<EmulatorState>>, Path(token)
     if !s.complete() {
         return GraphError::invalid("The upload is not complete").into_response();
     }
-    commit(&state, &token, &mut s).unwrap_or_else(|e| e.into_response())
+    commit(&state, &token, &mut s, None).unwrap_or_else(|e| e.into_response())
 }
 
 /// Ends every upload session (a control).
