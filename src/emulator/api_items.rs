@@ -28,6 +28,8 @@ pub struct Expand {
     /// `Some(select)` when thumbnails are expanded; the inner `$select` of `thumbnails(...)` if any.
     pub thumbnails: Option<Option<String>>,
     pub children: bool,
+    /// `children($expand=thumbnails)`.
+    pub children_thumbnails: bool,
 }
 
 impl Expand {
@@ -63,7 +65,16 @@ impl Expand {
             });
             match name {
                 "thumbnails" => e.thumbnails = Some(inner_select),
-                "children" => e.children = true,
+                "children" => {
+                    e.children = true;
+                    e.children_thumbnails = inner.is_some_and(|i| {
+                        i.split(';').any(|kv| {
+                            kv.split_once('=').is_some_and(|(k, v)| {
+                                matches!(k.trim(), "$expand" | "expand") && v.contains("thumbnails")
+                            })
+                        })
+                    });
+                }
                 _ => {}
             }
         }
@@ -169,15 +180,18 @@ pub async fn get_item(state: &Arc<EmulatorState>, req: &GraphRequest, target: &T
         let source = expand.thumbnails.is_some().then(|| ThumbSource::of(&d, item));
         let children = expand.children.then(|| {
             let (page, _) = d.children_page(no, None, DEFAULT_PAGE);
-            render_many(state, &d, &page, &RenderOpts::default(), false).0
+            render_many(state, &d, &page, &RenderOpts::default(), expand.children_thumbnails)
         });
         (v, source, children)
     };
     if let (Some(src), Some(sel)) = (source, &expand.thumbnails) {
         v["thumbnails"] = Value::Array(api_thumbnails::sets_for(state, src, sel.as_deref()).await);
     }
-    if let Some(c) = children.take() {
-        v["children"] = Value::Array(c);
+    if let Some((mut values, sources)) = children.take() {
+        if expand.children_thumbnails {
+            add_thumbnails(state, &mut values, sources, None).await;
+        }
+        v["children"] = Value::Array(values);
     }
     Ok(Json(v).into_response())
 }
@@ -379,6 +393,8 @@ mod tests {
         let e = Expand::parse(Some("thumbnails($select=medium,c256x256),children"));
         assert_eq!(e.thumbnails, Some(Some("medium,c256x256".into())));
         assert!(e.children);
+        let e = Expand::parse(Some("children(expand=thumbnails)"));
+        assert!(e.children && e.children_thumbnails && e.thumbnails.is_none());
         let e = Expand::parse(Some("thumbnails"));
         assert_eq!(e.thumbnails, Some(None));
         assert!(!Expand::parse(None).children);

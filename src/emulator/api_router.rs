@@ -126,7 +126,7 @@ async fn graph(
     }
 }
 
-async fn dispatch(state: &Arc<EmulatorState>, req: GraphRequest, body: Body) -> GraphResult<Response> {
+async fn dispatch(state: &Arc<EmulatorState>, mut req: GraphRequest, body: Body) -> GraphResult<Response> {
     let resource = parse_path(&req.path, &state.drive.lock().drive_id)?;
     let m = req.method.clone();
     match resource {
@@ -134,7 +134,12 @@ async fn dispatch(state: &Arc<EmulatorState>, req: GraphRequest, body: Body) -> 
         Resource::Drives if m == Method::GET => Ok(api_items::list_drives(state)),
         Resource::Drive if m == Method::GET => Ok(api_items::get_drive(state, &req)),
         Resource::Me | Resource::Drives | Resource::Drive => Err(GraphError::method_not_allowed()),
-        Resource::Item { target, rest } => {
+        Resource::Item { target, mut rest } => {
+            // The function form `delta(token='…')` of the documentation's examples.
+            if let Some(token) = rest.last().and_then(|l| delta_function_token(l)) {
+                req.query.0.push(("token".into(), token));
+                *rest.last_mut().expect("non-empty") = "delta".into();
+            }
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             match (&m, rest.as_slice()) {
                 (&Method::GET, []) => api_items::get_item(state, &req, &target).await,
@@ -165,6 +170,13 @@ async fn dispatch(state: &Arc<EmulatorState>, req: GraphRequest, body: Body) -> 
             }
         }
     }
+}
+
+/// `delta(token='abc')` or `delta(token=abc)` → `abc`; `delta()` → none.
+fn delta_function_token(segment: &str) -> Option<String> {
+    let inner = segment.strip_prefix("delta(")?.strip_suffix(')')?;
+    let value = inner.strip_prefix("token=")?;
+    Some(value.trim_matches('\'').to_string())
 }
 
 fn decode(s: &str) -> String {
@@ -314,6 +326,13 @@ mod tests {
         );
         assert_eq!(parse_path("/me/drive/rootx", d).unwrap_err().code, "notSupported");
         assert_eq!(parse_path("/users/x", d).unwrap_err().code, "invalidRequest");
+    }
+
+    #[test]
+    fn delta_function_form() {
+        assert_eq!(delta_function_token("delta(token='1.5')"), Some("1.5".into()));
+        assert_eq!(delta_function_token("delta(token=latest)"), Some("latest".into()));
+        assert_eq!(delta_function_token("delta"), None);
     }
 
     #[test]

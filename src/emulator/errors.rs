@@ -85,7 +85,8 @@ impl GraphError {
             "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
         );
         e.location = Some(location);
-        e
+        // The documented codes (OAD api/driveitem_delta.md) under the observed top-level `resyncRequired`.
+        e.with_inner("resyncChangesApplyDifferences")
     }
 
     pub fn upload_session_not_found() -> Self {
