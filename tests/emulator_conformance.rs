@@ -1149,3 +1149,40 @@ async fn cli_prints_ready_line() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+// OAD api/driveitem_delta.md: the examples' function form `delta(token='…')` works like `?token=`.
+#[tokio::test]
+async fn delta_function_form_token() {
+    let e = Emu::start().await;
+    let latest = e.get("/me/drive/root/delta?token=latest").await.body["@odata.deltaLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = latest.split("token=").nth(1).unwrap().to_string();
+    let id = e.add("/fn.txt", b"x");
+    let r = e.get(&format!("/me/drive/root/delta(token='{token}')")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ids: Vec<&str> = r.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert!(ids.contains(&id.as_str()), "{ids:?}");
+    assert!(r.body["@odata.deltaLink"].is_string());
+}
+
+// Large generated content is hashed in the background; the hash appears and matches the bytes served.
+#[tokio::test]
+async fn background_hashes_appear() {
+    let e = Emu::start().await;
+    let len = 5 * 1024 * 1024;
+    let id =
+        e.h.state
+            .add_file("/big/gen.bin", Content::Synthetic { seed: 42, len })
+            .unwrap();
+    assert!(e.h.wait_for_hashes(Duration::from_secs(60)).await);
+    let item = e.get(&format!("/me/drive/items/{id}")).await.body;
+    let expected = QuickXorHash::of(&Content::Synthetic { seed: 42, len }.read_range(0, len));
+    assert_eq!(item["file"]["hashes"]["quickXorHash"], expected.as_str());
+}

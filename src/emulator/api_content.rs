@@ -53,7 +53,7 @@ pub fn issue_download_url(state: &EmulatorState, item: &Item) -> Option<String> 
     let now = Instant::now();
     let mut grants = state.downloads.lock();
     if grants.len() > 4096 {
-        grants.retain(|_, g| g.expires + Duration::from_secs(3600) > now);
+        grants.retain(|_, g| g.expires + Duration::from_secs(600) > now);
     }
     grants.insert(
         token.clone(),

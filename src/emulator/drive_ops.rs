@@ -8,6 +8,11 @@ use super::errors::{GraphError, GraphResult};
 use super::media::SeedFile;
 use super::names::{self, fold, validate_name, MAX_PATH_CHARS};
 use chrono::{DateTime, Utc};
+
+/// Seed content up to this size is hashed while seeding; larger content in the background.
+const SEED_HASH_NOW_MAX: u64 = 256 * 1024;
+/// Quota given to a drive whose seed would fill half of the free 5 GB (1 TB, a paid plan).
+const PAID_QUOTA_TOTAL: i64 = 1024 * 1024 * 1024 * 1024;
 use std::collections::BTreeMap;
 
 impl Drive {
@@ -396,15 +401,27 @@ impl Drive {
     /// Seeds `Pictures/Samsung Gallery/...` with `files`; returns the items whose hash is still to compute.
     pub fn seed_gallery(&mut self, files: Vec<SeedFile>, now: DateTime<Utc>) -> GraphResult<Vec<ItemNo>> {
         let pictures = self.special("photos", now)?;
+        self.skip_quota = true;
+        let result = self.seed_files(pictures, files);
+        self.skip_quota = false;
+        // A large seed gets the space of a paid plan rather than an over-quota drive.
+        let q = self.quota();
+        if q.used > q.total / 2 {
+            self.quota_total = PAID_QUOTA_TOTAL.max(q.used * 2);
+        }
+        result
+    }
+
+    fn seed_files(&mut self, pictures: ItemNo, files: Vec<SeedFile>) -> GraphResult<Vec<ItemNo>> {
         let mut pending = Vec::new();
         for f in files {
             let mut segs: Vec<String> = vec!["Samsung Gallery".into()];
             segs.extend(f.path.split('/').filter(|s| !s.is_empty()).map(str::to_string));
             let name = segs.pop().expect("file name");
             let parent = self.ensure_folders(pictures, &segs, f.taken)?;
-            // Small content is hashed now, large generated content in the background (hashes appear late).
+            // Small content is hashed now, the rest in the background (hashes may appear late, as documented).
             let blob = Blob::Media(f.content);
-            let hash = if blob.len() <= super::server::HASH_NOW_MAX {
+            let hash = if blob.len() <= SEED_HASH_NOW_MAX {
                 blob.compute_hash().ok()
             } else {
                 None
@@ -429,8 +446,15 @@ impl Drive {
                 pending.push(no);
             }
         }
-        let _ = now;
         Ok(pending)
+    }
+
+    /// Live files whose hash is still being computed.
+    pub fn pending_hashes(&self) -> usize {
+        self.items
+            .values()
+            .filter(|i| i.is_live() && i.file().is_some_and(|f| f.hash.is_none()))
+            .count()
     }
 
     /// Stores a hash computed in the background, if the item still has that content version.

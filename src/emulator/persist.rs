@@ -323,5 +323,6 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<Drive> {
         epoch: file.epoch,
         quota_total: file.quota_total,
         quota_used_extra: file.quota_used_extra,
+        skip_quota: false,
     })
 }

@@ -118,6 +118,21 @@ impl EmulatorHandle {
     pub fn test_token(&self) -> String {
         self.state.identity.issue_test_token()
     }
+    /// Waits until every file has its quickXorHash (large content is hashed in the background after a seed);
+    /// false on timeout.
+    pub async fn wait_for_hashes(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.state.drive.lock().pending_hashes() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The ready line `galleryfs emulator` prints.
     pub fn ready_json(&self) -> serde_json::Value {
         serde_json::json!({
