@@ -1186,3 +1186,30 @@ async fn background_hashes_appear() {
     let expected = QuickXorHash::of(&Content::Synthetic { seed: 42, len }.read_range(0, len));
     assert_eq!(item["file"]["hashes"]["quickXorHash"], expected.as_str());
 }
+
+// OAD resources/image.md, resources/photo.md: an uploaded photo gets image and photo facets from its content.
+#[tokio::test]
+async fn uploaded_photo_gets_image_and_photo_facets() {
+    let path = std::path::Path::new("/work/shared/testdata/photos/samsung_gt-i9505.jpg");
+    let Ok(bytes) = std::fs::read(path) else {
+        eprintln!("SKIPPED: {} is absent", path.display());
+        return;
+    };
+    let e = Emu::start().await;
+    let r = e
+        .put_bytes("/me/drive/root:/Pictures/s4.jpg:/content", bytes, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"image": r.body["image"], "photo": r.body["photo"]})).unwrap()
+    );
+    assert!(r.body["image"]["width"].as_u64().unwrap() > 1000);
+    assert!(r.body["image"]["height"].as_u64().unwrap() > 1000);
+    assert!(r.body["photo"]["cameraMake"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("samsung"));
+    assert!(r.body["photo"]["takenDateTime"].as_str().unwrap().starts_with("20"));
+}

@@ -148,7 +148,15 @@ pub async fn simple_upload(
     }
     let writer = receive(state, body, limit).await?;
     let (blob, hash) = writer.finish().map_err(io_error)?;
-    let content = NewContent::plain(blob, Some(hash));
+    let name = match split_target(target) {
+        Some((_, name)) => name.clone(),
+        None => {
+            let mut d = state.drive.lock();
+            let no = resolve(&mut d, target)?;
+            d.live(no)?.name.clone()
+        }
+    };
+    let content = NewContent::plain(blob, Some(hash)).with_facets(&name);
     let now = Utc::now();
     let mut d = state.drive.lock();
     let (no, created) = match split_target(target) {
@@ -405,7 +413,11 @@ fn commit(
         .clone()
         .ok_or_else(|| GraphError::invalid("The upload is not complete"))?;
     let (target, conflict) = retarget.unwrap_or_else(|| (s.target.clone(), s.conflict));
-    let content = NewContent::plain(blob, Some(hash));
+    let name = match &target {
+        SessionTarget::New { name, .. } => name.clone(),
+        SessionTarget::Existing(no) => state.drive.lock().live(*no)?.name.clone(),
+    };
+    let content = NewContent::plain(blob, Some(hash)).with_facets(&name);
     let now = Utc::now();
     let mut d = state.drive.lock();
     let (no, created) = match &target {

@@ -95,7 +95,7 @@ impl EmulatorState {
         let (no, _) = d.write_file(
             parent,
             &name,
-            NewContent::plain(blob, hash),
+            NewContent::plain(blob, hash).with_facets(&name),
             Conflict::Replace,
             &ItemPatch::default(),
             now,
@@ -117,9 +117,14 @@ impl EmulatorState {
     pub fn edit_file(&self, item: &str, content: Content) -> GraphResult<()> {
         let (blob, hash) = hashed(content);
         let later = hash.is_none();
+        let name = {
+            let d = self.drive.lock();
+            d.live(find_live(&d, item)?)?.name.clone()
+        };
+        let content = NewContent::plain(blob, hash).with_facets(&name);
         let mut d = self.drive.lock();
         let no = find_live(&d, item)?;
-        d.replace_content(no, NewContent::plain(blob, hash), &ItemPatch::default(), Utc::now())?;
+        d.replace_content(no, content, &ItemPatch::default(), Utc::now())?;
         if later {
             self.hash_later(no);
         }

@@ -27,6 +27,7 @@ pub mod control;
 pub mod drive;
 pub mod drive_ops;
 pub mod errors;
+pub mod facets;
 pub mod names;
 pub mod persist;
 pub mod render;

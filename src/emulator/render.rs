@@ -120,11 +120,19 @@ pub fn item_json(state: &EmulatorState, d: &Drive, item: &Item, opts: &RenderOpt
                     camera_model,
                 } => {
                     m.insert("image".into(), json!({"width": width, "height": height}));
-                    let mut photo = json!({"cameraMake": camera_make, "cameraModel": camera_model});
+                    let mut photo = Map::new();
                     if let Some(t) = f.taken {
-                        photo["takenDateTime"] = json!(time(t));
+                        photo.insert("takenDateTime".into(), json!(time(t)));
                     }
-                    m.insert("photo".into(), photo);
+                    if !camera_make.is_empty() {
+                        photo.insert("cameraMake".into(), json!(camera_make));
+                    }
+                    if !camera_model.is_empty() {
+                        photo.insert("cameraModel".into(), json!(camera_model));
+                    }
+                    if !photo.is_empty() {
+                        m.insert("photo".into(), Value::Object(photo));
+                    }
                 }
                 MediaKind::Video {
                     width,
