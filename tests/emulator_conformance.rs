@@ -1200,10 +1200,6 @@ async fn uploaded_photo_gets_image_and_photo_facets() {
         .put_bytes("/me/drive/root:/Pictures/s4.jpg:/content", bytes, &[])
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(&json!({"image": r.body["image"], "photo": r.body["photo"]})).unwrap()
-    );
     assert!(r.body["image"]["width"].as_u64().unwrap() > 1000);
     assert!(r.body["image"]["height"].as_u64().unwrap() > 1000);
     assert!(r.body["photo"]["cameraMake"]
