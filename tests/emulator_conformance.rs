@@ -140,7 +140,7 @@ async fn requests_need_a_bearer_token_and_errors_have_the_documented_shape() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.code(), "itemNotFound");
     assert_error_shape(&r);
-    let r = e.send(Method::POST, "/me/drive/root/copy", Some(json!({})), &[]).await;
+    let r = e.get("/me/drive/root/permissions").await;
     assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED);
     assert_error_shape(&r);
 }
@@ -1208,4 +1208,50 @@ async fn uploaded_photo_gets_image_and_photo_facets() {
         .to_lowercase()
         .contains("samsung"));
     assert!(r.body["photo"]["takenDateTime"].as_str().unwrap().starts_with("20"));
+}
+
+// OAD api/driveitem_copy.md and concepts/long-running-actions.md: 202 + monitor URL; the job reports the copy.
+#[tokio::test]
+async fn copy_with_monitor() {
+    let e = Emu::start().await;
+    let src = e.h.state.add_folder("/src").unwrap();
+    e.add("/src/a.txt", b"aaa");
+    e.add("/src/sub/b.txt", b"bb");
+    let dst = e.h.state.add_folder("/dst").unwrap();
+    let r = e
+        .send(
+            Method::POST,
+            &format!("/me/drive/items/{src}/copy"),
+            Some(json!({"parentReference": {"id": dst}, "name": "copied"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let monitor = r.header("location").to_string();
+    let (s, _, b) = e.raw(Method::GET, &monitor, &[], None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let status: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(status["status"], "completed");
+    let copy = e
+        .get(&format!("/me/drive/items/{}", status["resourceId"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(copy["name"], "copied");
+    assert_ne!(copy["id"], src.as_str());
+    let b = e.get("/me/drive/root:/dst/copied/sub/b.txt").await.body;
+    assert_eq!(b["file"]["hashes"]["quickXorHash"], QuickXorHash::of(b"bb"));
+    assert_eq!(
+        e.get("/me/drive/root:/src/sub/b.txt").await.status,
+        200,
+        "the source stays"
+    );
+    let r = e
+        .send(
+            Method::POST,
+            &format!("/me/drive/items/{src}/copy"),
+            Some(json!({"parentReference": {"id": dst}, "name": "COPIED"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
 }

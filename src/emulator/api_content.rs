@@ -1,6 +1,7 @@
 //! Downloads (OAD api/driveitem_get_content.md): `GET …/content` answers 302 to a pre-authenticated, expiring URL
 //! on the content host, bound to the content version it was issued for; the content host serves it with
-//! `Range` support (206, 416 with `Content-Range: bytes */total`). Also assembles the content host's routes.
+//! `Range` support (206, 416 with `Content-Range: bytes */total`). Also assembles the content host's routes
+//! (downloads, thumbnails, upload sessions, copy monitors).
 
 use super::api_router::{resolve, GraphRequest, Target};
 use super::blob::Blob;
@@ -34,6 +35,7 @@ pub fn content_router(state: Arc<EmulatorState>) -> Router {
     Router::new()
         .route("/download/{token}", get(download))
         .route("/thumbnails/{no}/{ver}/{key}", get(api_thumbnails::serve))
+        .route("/monitor/{token}", get(super::api_items::monitor))
         .route(
             "/upload/{session}",
             put(api_upload::put_fragment)

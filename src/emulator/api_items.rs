@@ -366,6 +366,69 @@ pub async fn restore_item(state: &Arc<EmulatorState>, target: &Target, body: Bod
     Ok(Json(v).into_response())
 }
 
+/// `POST /items/{id}/copy` (OAD api/driveitem_copy.md): done at once; 202 with a monitor URL on the content host
+/// whose status (concepts/long-running-actions.md) is already `completed` with the copy's `resourceId`.
+pub async fn copy_item(
+    state: &Arc<EmulatorState>,
+    req: &GraphRequest,
+    target: &Target,
+    body: Body,
+) -> GraphResult<Response> {
+    let body = read_json(body).await?;
+    let conflict = conflict_of(Some(&body), Some(&req.query), Conflict::Fail)?;
+    let name = body.get("name").and_then(Value::as_str).map(str::to_string);
+    let copy_id = {
+        let mut d = state.drive.lock();
+        let src = resolve(&mut d, target)?;
+        let pr = body.get("parentReference").filter(|v| !v.is_null());
+        if let Some(drive) = pr.and_then(|p| p.get("driveId")).and_then(Value::as_str) {
+            if !drive.eq_ignore_ascii_case(&d.drive_id) {
+                return Err(GraphError::not_supported(
+                    "Copying to another drive is not supported by this emulator",
+                ));
+            }
+        }
+        let parent = match (
+            pr.and_then(|p| p.get("id")).and_then(Value::as_str),
+            pr.and_then(|p| p.get("path")).and_then(Value::as_str),
+        ) {
+            (Some(id), _) => d.live_by_id(id)?,
+            (None, Some(path)) => {
+                let rel = path.trim_start_matches("/drive/root:").trim_start_matches(':');
+                let segs: Vec<String> = rel.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                d.resolve_path(ROOT_NO, &segs)?
+            }
+            (None, None) => d
+                .live(src)?
+                .parent
+                .ok_or_else(|| GraphError::invalid("The root cannot be copied"))?,
+        };
+        let copy = d.copy_item(src, parent, name.as_deref(), conflict, Utc::now())?;
+        d.id_of(copy)
+    };
+    let token = format!("{:032x}", rand::random::<u128>());
+    state.monitors.lock().insert(token.clone(), copy_id);
+    let location = format!("{}/monitor/{token}", state.content_url);
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)]).into_response())
+}
+
+/// Content host: `GET /monitor/{token}` → 303 with the completed job status (no authentication needed).
+pub async fn monitor(
+    axum::extract::State(state): axum::extract::State<Arc<EmulatorState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match state.monitors.lock().get(&token) {
+        Some(id) => (
+            StatusCode::SEE_OTHER,
+            Json(
+                json!({"operation": "ItemCopy", "percentageComplete": 100.0, "resourceId": id, "status": "completed"}),
+            ),
+        )
+            .into_response(),
+        None => GraphError::not_found("monitor").into_response(),
+    }
+}
+
 pub fn get_drive(state: &Arc<EmulatorState>, req: &GraphRequest) -> Response {
     let mut v = drive_json(&state.drive.lock());
     if let Some(sel) = parse_select(req.query.odata("select")) {

@@ -156,7 +156,8 @@ async fn dispatch(state: &Arc<EmulatorState>, mut req: GraphRequest, body: Body)
                 (&Method::GET, ["delta"]) => api_delta::delta(state, &req, &target),
                 (&Method::GET, ["thumbnails", more @ ..]) => api_thumbnails::get(state, &req, &target, more).await,
                 (&Method::POST, ["restore"]) => api_items::restore_item(state, &target, body).await,
-                (&Method::POST, ["copy" | "permanentDelete" | "invite" | "createLink" | "checkin" | "checkout"])
+                (&Method::POST, ["copy"]) => api_items::copy_item(state, &req, &target, body).await,
+                (&Method::POST, ["permanentDelete" | "invite" | "createLink" | "checkin" | "checkout"])
                 | (_, ["versions" | "permissions" | "preview" | "subscriptions", ..]) => Err(
                     GraphError::not_supported(format!("'{}' is not supported by this emulator", rest.join("/"))),
                 ),

@@ -110,6 +110,59 @@ impl Drive {
         no
     }
 
+    /// Copies `src` (and its subtree) into `parent` as `name` (OAD api/driveitem_copy.md): new ids, same
+    /// content and hashes, `fileSystemInfo` kept. Returns the copy.
+    pub fn copy_item(
+        &mut self,
+        src: ItemNo,
+        parent: ItemNo,
+        name: Option<&str>,
+        conflict: Conflict,
+        now: DateTime<Utc>,
+    ) -> GraphResult<ItemNo> {
+        let item = self.live(src)?;
+        let mut name = name.map(str::to_string).unwrap_or_else(|| item.name.clone());
+        let is_folder = item.is_folder();
+        validate_name(&name)?;
+        self.live_folder(parent)?;
+        self.check_path_len(parent, &name)?;
+        if self.is_within(parent, src) {
+            return Err(GraphError::invalid(
+                "Cannot copy a folder into itself or one of its descendants",
+            ));
+        }
+        self.check_space(self.size_of(src) as i64, true)?;
+        if let Some(existing) = self.child_by_name(parent, &name) {
+            match conflict {
+                Conflict::Fail => return Err(GraphError::name_exists(&name)),
+                Conflict::Rename => name = self.free_name(parent, &name, is_folder),
+                Conflict::Replace => self.delete(existing, now)?,
+            }
+        }
+        let mut queue = vec![(src, parent, name)];
+        let mut top = None;
+        while let Some((from, to_parent, to_name)) = queue.pop() {
+            let original = self.items[&from].clone();
+            let kind = match &original.kind {
+                ItemKind::Folder { .. } => folder_kind(None),
+                k => k.clone(),
+            };
+            let patch = ItemPatch {
+                fs_created: Some(original.fs_created),
+                fs_modified: Some(original.fs_modified),
+                description: original.description.clone(),
+                ..Default::default()
+            };
+            let copy = self.insert_new(to_parent, to_name, kind, now, Some(&patch));
+            top.get_or_insert(copy);
+            for child in self.children_of(from) {
+                let child_name = self.items[&child].name.clone();
+                queue.push((child, copy, child_name));
+            }
+        }
+        Ok(top.expect("at least the source"))
+    }
+
     /// Makes every folder of `segments` below `base` that is missing; returns the last.
     pub fn ensure_folders(&mut self, base: ItemNo, segments: &[String], now: DateTime<Utc>) -> GraphResult<ItemNo> {
         let mut cur = self.live_folder(base)?.no;

@@ -61,6 +61,8 @@ pub struct EmulatorState {
     pub(crate) downloads: Mutex<HashMap<String, DownloadGrant>>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     pub(crate) delta_cursors: Mutex<HashMap<String, DeltaCursor>>,
+    /// Copy monitors: token → id of the copy.
+    pub(crate) monitors: Mutex<HashMap<String, String>>,
     pub(crate) thumbs: ThumbCache,
     /// `http://127.0.0.1:P/v1.0`.
     pub graph_url: String,
@@ -237,6 +239,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         downloads: Mutex::new(HashMap::new()),
         uploads: Mutex::new(HashMap::new()),
         delta_cursors: Mutex::new(HashMap::new()),
+        monitors: Mutex::new(HashMap::new()),
         thumbs: ThumbCache::default(),
         graph_url: format!("http://{api_addr}/v1.0"),
         login_url: format!("http://{api_addr}"),
