@@ -173,7 +173,7 @@ async fn drive_root_and_special_folder() {
 #[tokio::test]
 async fn children_paging_boundaries() {
     let e = Emu::start().await;
-    for n in [0usize, 1, 200, 201, 1001] {
+    for n in [0usize, 1, 200, 201, 1000, 1001] {
         e.h.state.add_folder(&format!("/p{n}")).unwrap();
         for i in 0..n {
             e.add(&format!("/p{n}/f{i:05}.txt"), b"x");
@@ -1254,4 +1254,86 @@ async fn copy_with_monitor() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+// The test controls over HTTP (plain bodies without a Content-Type, as `curl -d` sends them).
+#[tokio::test]
+async fn controls_over_http() {
+    let e = Emu::start().await;
+    let ctl = |path: &str, body: &str| {
+        e.c.post(format!("{}/{path}", e.h.control_url()))
+            .body(body.to_string())
+            .send()
+    };
+    let r = ctl(
+        "files",
+        r#"{"path": "/Pictures/Samsung Gallery/DCIM/Camera/a.jpg", "text": "x"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = ctl(
+        "files",
+        r#"{"path": "/Pictures/Samsung Gallery/DCIM/Video/v.mp4", "size": 1000, "seed": 7}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        ctl("rename", &format!(r#"{{"item": "{id}", "name": "b.jpg"}}"#))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = ctl(
+        "move",
+        r#"{"item": "/Pictures/Samsung Gallery/DCIM/Camera/b.jpg", "parent": "/Pictures"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = ctl("rename", r#"{"item": "/nope", "name": "x"}"#).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let state: Vec<Value> =
+        e.c.get(format!("{}/state", e.h.control_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let b = state
+        .iter()
+        .find(|s| s["path"] == "/Pictures/b.jpg")
+        .expect("moved file in the dump");
+    for k in ["id", "size", "quickXorHash", "eTag", "cTag", "kind"] {
+        assert!(!b[k].is_null(), "{k}");
+    }
+    assert_eq!(ctl("delete-gallery", "").await.unwrap().status(), 200);
+    assert_eq!(e.get("/me/drive/root:/Pictures/Samsung Gallery").await.status, 404);
+    let bin: Vec<Value> =
+        e.c.get(format!("{}/recycle-bin", e.h.control_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(bin[0]["name"], "Samsung Gallery");
+    let gallery = bin[0]["id"].as_str().unwrap();
+    assert_eq!(
+        ctl("restore", &format!(r#"{{"item": "{gallery}"}}"#))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        e.get("/me/drive/root:/Pictures/Samsung Gallery/DCIM/Video/v.mp4")
+            .await
+            .body["size"],
+        1000
+    );
 }

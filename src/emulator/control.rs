@@ -316,6 +316,25 @@ fn str_field<'a>(body: &'a Value, name: &str) -> GraphResult<&'a str> {
 
 type S = State<Arc<EmulatorState>>;
 
+/// A JSON body whatever its `Content-Type` (controls are often called with plain `curl -d`); empty means `{}`.
+struct Lenient(Value);
+
+impl<St: Send + Sync> axum::extract::FromRequest<St> for Lenient {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &St) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Lenient(json!({})));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Lenient)
+            .map_err(|e| GraphError::invalid(format!("Invalid JSON body: {e}")).into_response())
+    }
+}
+
 fn reply(r: GraphResult<Value>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
@@ -332,7 +351,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
     Router::new()
         .route(
             "/_emulator/files",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     Ok(json!({"id": s.add_file(str_field(&b, "path")?, content_of(&b)?)?}))
                 })())
@@ -340,13 +359,13 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/folders",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| Ok(json!({"id": s.add_folder(str_field(&b, "path")?)?})))())
             }),
         )
         .route(
             "/_emulator/edit",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.edit_file(str_field(&b, "item")?, content_of(&b)?)?;
                     ok()
@@ -355,7 +374,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/rename",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.rename_item(str_field(&b, "item")?, str_field(&b, "name")?)?;
                     ok()
@@ -364,7 +383,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/move",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.move_item(
                         str_field(&b, "item")?,
@@ -377,7 +396,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/delete",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.delete_item(str_field(&b, "item")?)?;
                     ok()
@@ -390,7 +409,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/restore",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.restore_item(str_field(&b, "item")?)?;
                     ok()
@@ -406,7 +425,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/quota",
-            get(|State(s): S| async move { Json(s.quota()) }).post(|State(s): S, Json(b): Json<Value>| async move {
+            get(|State(s): S| async move { Json(s.quota()) }).post(|State(s): S, Lenient(b): Lenient| async move {
                 Json(s.set_quota(
                     b.get("total").and_then(Value::as_i64),
                     b.get("used").and_then(Value::as_i64),
@@ -436,7 +455,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/thumbnails-missing",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     s.set_thumbnails_missing(
                         str_field(&b, "item")?,
@@ -448,7 +467,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/settings",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 if let Some(strict) = b.get("strict_simple_upload").and_then(Value::as_bool) {
                     s.set_strict_simple_upload(strict);
                 }
@@ -460,7 +479,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/item",
-            post(|State(s): S, Json(b): Json<Value>| async move {
+            post(|State(s): S, Lenient(b): Lenient| async move {
                 reply(str_field(&b, "item").and_then(|i| s.item_json(i)))
             }),
         )
