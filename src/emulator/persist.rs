@@ -28,6 +28,9 @@ struct StateFile {
     quota_total: i64,
     quota_used_extra: i64,
     items: Vec<ItemRecord>,
+    /// The identity platform's tokens and clients (see `server::identity_snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,6 +112,7 @@ fn blobs_dir(state_file: &Path) -> PathBuf {
 
 /// Writes the drive of `state` to `path` (atomically) and its large content to `path.blobs/`.
 pub fn save(state: &EmulatorState, path: &Path) -> anyhow::Result<()> {
+    let identity = super::server::identity_snapshot(&state.identity);
     let d = state.drive.lock();
     let blobs = blobs_dir(path);
     let fresh = blobs.with_extension("blobs.new");
@@ -184,6 +188,7 @@ pub fn save(state: &EmulatorState, path: &Path) -> anyhow::Result<()> {
         quota_total: d.quota_total,
         quota_used_extra: d.quota_used_extra,
         items,
+        identity,
     };
     drop(d);
     let tmp = path.with_extension("tmp");
@@ -219,8 +224,8 @@ fn content_record(blob: &Blob, blobs: &Path, item: &Item) -> anyhow::Result<Cont
     Ok(ContentRecord::Blob { file: name, len })
 }
 
-/// Reads a drive saved by [`save`]; large content is copied into `spool_dir`.
-pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<Drive> {
+/// Reads a drive saved by [`save`] (and the identity part, if any); large content is copied into `spool_dir`.
+pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<(Drive, Option<serde_json::Value>)> {
     let file: StateFile = serde_json::from_slice(&std::fs::read(path)?).context("parsing the state file")?;
     if file.version != VERSION {
         bail!("state file version {} is not {VERSION}", file.version);
@@ -314,7 +319,7 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<Drive> {
     if !items.contains_key(&super::drive::ROOT_NO) {
         bail!("the state file has no root item");
     }
-    Ok(Drive {
+    let drive = Drive {
         drive_id: file.drive_id,
         items,
         children,
@@ -324,5 +329,6 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<Drive> {
         quota_total: file.quota_total,
         quota_used_extra: file.quota_used_extra,
         skip_quota: false,
-    })
+    };
+    Ok((drive, file.identity))
 }

@@ -216,7 +216,14 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
     let now = chrono::Utc::now();
     let mut pending_hashes = Vec::new();
     let drive = match config.state_file.as_deref().filter(|p| p.exists()) {
-        Some(path) => persist::load(path, spool.path()).with_context(|| format!("loading {}", path.display()))?,
+        Some(path) => {
+            let (drive, saved_identity) =
+                persist::load(path, spool.path()).with_context(|| format!("loading {}", path.display()))?;
+            if let Some(snapshot) = saved_identity {
+                identity_restore(&identity, snapshot);
+            }
+            drive
+        }
         None => {
             let mut d = Drive::new(Drive::random_id(), now);
             d.special("photos", now).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -308,6 +315,19 @@ fn serve(
             tracing::error!(error = %e, "emulator listener failed");
         }
     })
+}
+
+/// The identity platform's part of the state file, so signed-in clients stay signed in across restarts.
+/// Wire on merge with the identity work: `serde_json::to_value(identity.snapshot()).ok()`.
+pub(crate) fn identity_snapshot(identity: &Identity) -> Option<serde_json::Value> {
+    let _ = identity;
+    None
+}
+
+/// Takes back [`identity_snapshot`]'s value at start. Wire on merge with the identity work:
+/// `if let Ok(s) = serde_json::from_value(snapshot) { identity.restore(s) }`.
+pub(crate) fn identity_restore(identity: &Identity, snapshot: serde_json::Value) {
+    let _ = (identity, snapshot);
 }
 
 /// Generated content up to this size is hashed at once; larger content in the background (its `hashes` appear
