@@ -1337,3 +1337,39 @@ async fn controls_over_http() {
         1000
     );
 }
+
+// OAD api/driveitem_delta.md (folder scope, Personal): a move out of the scoped folder reads as a delete there,
+// a move into it as a new item; deletes of a folder's subtree all arrive.
+#[tokio::test]
+async fn folder_scoped_delta_moves_and_subtree_deletes() {
+    let e = Emu::start().await;
+    let g = e.h.state.add_folder("/Pictures/Samsung Gallery").unwrap();
+    let inside = e.add("/Pictures/Samsung Gallery/DCIM/Camera/in.jpg", b"1");
+    let outside = e.add("/Documents/out.jpg", b"2");
+    let sub = e.add("/Pictures/Samsung Gallery/Album/x.jpg", b"3");
+    let start = e.get(&format!("/me/drive/items/{g}/delta?token=latest")).await.body["@odata.deltaLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.h.state.move_item(&inside, "/Documents", None).unwrap();
+    e.h.state
+        .move_item(&outside, "/Pictures/Samsung Gallery", None)
+        .unwrap();
+    e.h.state.delete_item("/Pictures/Samsung Gallery/Album").unwrap();
+    let (changes, _, _) = delta_all(&e, &start).await;
+    let find = |id: &str| changes.iter().find(|c| c["id"] == id).cloned().unwrap_or(Value::Null);
+    assert_eq!(find(&inside)["deleted"], json!({}), "moved out: deleted here");
+    assert!(
+        find(&outside)["deleted"].is_null() && find(&outside)["file"].is_object(),
+        "moved in: present"
+    );
+    assert_eq!(
+        find(&sub)["deleted"],
+        json!({}),
+        "a deleted folder's files arrive as deleted"
+    );
+    assert!(
+        changes.iter().all(|c| c["name"] != "Documents"),
+        "nothing outside the scope"
+    );
+}
