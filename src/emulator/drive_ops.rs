@@ -510,6 +510,20 @@ impl Drive {
             .count()
     }
 
+    /// Server post-processing of an upload finished: thumbnails appear and the eTag changes (not the cTag).
+    pub fn finish_processing(&mut self, no: ItemNo, ctag_ver: u64, now: DateTime<Utc>) {
+        let current = self
+            .items
+            .get(&no)
+            .is_some_and(|i| i.is_live() && i.ctag_ver == ctag_ver);
+        if current {
+            if let Some(i) = self.items.get_mut(&no) {
+                i.no_thumbnail = false;
+            }
+            self.touch(no, false, now);
+        }
+    }
+
     /// Stores a hash computed in the background, if the item still has that content version.
     pub fn set_hash(&mut self, no: ItemNo, ctag_ver: u64, hash: String) {
         if let Some(i) = self.items.get_mut(&no) {

@@ -34,6 +34,9 @@ pub struct Settings {
     pub simple_upload_max: u64,
     /// Lifetime of upload sessions.
     pub upload_session_lifetime: Duration,
+    /// Server post-processing of uploads (graph-api.md §2): for this long after an upload the item has no
+    /// thumbnails, then its eTag changes once more. `None`: uploads are final at once.
+    pub post_processing: Option<Duration>,
 }
 
 /// Simple-upload limit of the current Graph documentation (250 MB).
@@ -47,6 +50,7 @@ impl Default for Settings {
             download_url_lifetime: Duration::from_secs(300),
             simple_upload_max: SIMPLE_UPLOAD_MAX,
             upload_session_lifetime: Duration::from_secs(24 * 3600),
+            post_processing: None,
         }
     }
 }
