@@ -353,12 +353,6 @@ impl Drive {
         if self.child_by_name(target, &name).is_some() {
             return Err(GraphError::name_exists(&name));
         }
-        let size = self
-            .subtree(no)
-            .iter()
-            .filter_map(|n| self.items.get(n)?.file().map(|f| f.blob.len() as i64))
-            .sum::<i64>();
-        let _ = size; // recycle-bin bytes already count in `used`
         let old_parent = item.parent;
         if no != top {
             if let Some(op) = old_parent {
