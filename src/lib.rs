@@ -14,10 +14,14 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod emulator;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod logging;
+pub mod mount;
+pub mod mount_options;
 pub mod remote;
 pub mod store;
 pub mod sync;

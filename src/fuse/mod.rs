@@ -1,2 +1,10 @@
-//! The thin `fuser` adapter: each callback hands its request to the filesystem core and maps the answer to a
-//! reply. (Built by the browse issue.)
+//! The thin `fuser` adapter: each callback hands its request to the filesystem core ([`crate::fs::FsCore`]) on
+//! the tokio runtime and maps the answer to a reply. fuser types appear only in this module.
+//!
+//! - [`adapter`]: the `fuser::Filesystem` implementation.
+//! - [`session`]: mount options → fuser config, mount/unmount, kernel-cache invalidation thread.
+
+pub mod adapter;
+pub mod session;
+
+pub use session::{fuser_config, mount, MountedFs};

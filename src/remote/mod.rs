@@ -1,10 +1,31 @@
 //! The OneDrive side: the Microsoft Graph client (HTTP + JSON, one retry policy for every request) and sign-in
 //! with the Microsoft identity platform. Nothing here knows of FUSE, SQLite or the cache.
+//!
+//! - [`graph`], [`delta`], [`download`], [`upload`], [`http`], [`error`]: the Graph client ([`GraphClient`]).
+//! - [`drive_api`]: [`drive_api::DriveApi`], the operations the sync engine needs; implemented over the real client
+//!   by [`graph_drive_api::GraphDrive`] and in memory by [`mock_drive::MockDrive`] (with a failure injector).
+//! - [`auth`]: sign-in and tokens. [`endpoints`]: base URLs. [`models`]: the Graph resources.
 
 pub mod auth;
+pub mod delta;
+pub mod download;
+pub mod drive_api;
 pub mod endpoints;
+pub mod error;
+pub mod graph;
+pub mod graph_drive_api;
+pub mod http;
+pub mod mock_drive;
 pub mod models;
+pub mod paths;
 pub mod quickxor;
+pub mod upload;
 
+pub use delta::{DeltaRound, DeltaStart};
+pub use download::DownloadUrl;
 pub use endpoints::Endpoints;
+pub use error::GraphError;
+pub use graph::{ChildrenCursor, GraphClient, ThumbnailRef};
+pub use http::{redact, RetryPolicy, UrlKind};
 pub use quickxor::QuickXorHash;
+pub use upload::{FileSource, FragmentOutcome, UploadEvent, UploadJob, UploadOptions, UploadSource, UploadTarget};

@@ -3,6 +3,21 @@
 //! (mode 0600; a looser file is refused).
 //!
 //! The Graph client only sees [`TokenSource`]: "give me a valid access token" and "that one was rejected".
+//!
+//! Submodules: [`identity`] (the oauth2 client, the identity platform's error body, error mapping),
+//! [`device_code`], [`browser`], [`token_store`] (the token file) and [`session`] (the refreshing source).
+
+pub mod browser;
+pub mod device_code;
+pub mod identity;
+pub mod session;
+pub mod token_store;
+
+pub use browser::{sign_in_with_browser, BrowserSignIn};
+pub use device_code::{sign_in_with_device_code, DevicePrompt};
+pub use identity::{http_client, IdentityErrorResponse};
+pub use session::RefreshingTokenSource;
+pub use token_store::{StoredTokens, TokenStore};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -47,6 +62,25 @@ pub enum AuthError {
     Network(String),
     #[error("token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
+    /// The user said no (device code `authorization_declined`, browser `access_denied`).
+    #[error("sign-in was declined{}", if description.is_empty() { String::new() } else { format!(": {description}") })]
+    Declined { description: String },
+    /// The device code's `expires_in` passed (or the service said `expired_token`).
+    #[error("the code expired; run login again")]
+    CodeExpired,
+    /// The token endpoint did not recognise the device code (`bad_verification_code`).
+    #[error("the identity platform did not recognise the device code (bad_verification_code); run login again")]
+    BadVerificationCode,
+    /// The browser flow failed locally: loopback listener, `state` mismatch, no redirect in time.
+    #[error("browser sign-in failed: {0}")]
+    Browser(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl AuthError {
+    /// True when the failure is transient (network or service busy): keep the tokens and work offline.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AuthError::Network(_))
+    }
 }

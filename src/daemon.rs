@@ -1,0 +1,275 @@
+//! Process plumbing of a mount: running in the background until the mount answers (the parent waits on a
+//! readiness pipe, then exits 0, or prints the child's one-line reason and exits 1), `sd_notify` readiness for
+//! systemd `Type=notify`, waiting for SIGTERM/SIGINT, mount-point checks (missing, busy, a stale mount left by a
+//! crash) and logging to `<cache>/<account>/galleryfs.log`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Environment variable carrying the readiness pipe's write end to the background child.
+pub const READY_FD_ENV: &str = "GALLERYFS_READY_FD";
+
+/// What the child reports through the readiness pipe.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Failed(String),
+    /// The child exited (or closed the pipe) without reporting.
+    Vanished,
+}
+
+/// Re-executes this binary in the background with `args` (which must make it run in the foreground) and waits
+/// until it reports readiness.
+pub fn spawn_background(args: &[String]) -> std::io::Result<Readiness> {
+    let (read_end, write_end) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let exe = std::env::current_exe()?;
+    let write_fd = write_end.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env(READY_FD_ENV, write_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    unsafe {
+        cmd.pre_exec(move || {
+            // A session of its own: the terminal closing must not kill the mount. Keep the pipe across exec.
+            libc::setsid();
+            let flags = libc::fcntl(write_fd, libc::F_GETFD);
+            libc::fcntl(write_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(write_end);
+    let mut line = String::new();
+    let mut reader = BufReader::new(std::fs::File::from(read_end));
+    let n = reader.read_line(&mut line)?;
+    if n == 0 {
+        let _ = child.try_wait();
+        return Ok(Readiness::Vanished);
+    }
+    let line = line.trim_end();
+    Ok(if line == "READY" {
+        Readiness::Ready
+    } else if let Some(msg) = line.strip_prefix("FAILED ") {
+        let _ = child.wait();
+        Readiness::Failed(msg.to_string())
+    } else {
+        Readiness::Failed(line.to_string())
+    })
+}
+
+/// The foreground side: reports readiness to whoever waits (the parent through the pipe, systemd via
+/// `NOTIFY_SOCKET`). Safe to call when neither is present.
+pub struct ReadyReporter {
+    pipe: Option<std::fs::File>,
+}
+
+impl ReadyReporter {
+    /// Takes the pipe named by [`READY_FD_ENV`], if any (and removes the variable so children don't inherit it).
+    pub fn from_env() -> Self {
+        let pipe = std::env::var(READY_FD_ENV)
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .and_then(|fd| {
+                // The fd is ours: the parent passed it on purpose and nothing else owns it.
+                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                    return None;
+                }
+                Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+            });
+        unsafe { std::env::remove_var(READY_FD_ENV) };
+        Self { pipe }
+    }
+
+    pub fn ready(&mut self) {
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(b"READY\n");
+        }
+        sd_notify("READY=1");
+    }
+
+    pub fn failed(&mut self, message: &str) {
+        if let Some(mut p) = self.pipe.take() {
+            let one_line = message.replace('\n', " ");
+            let _ = p.write_all(format!("FAILED {one_line}\n").as_bytes());
+        }
+        sd_notify(&format!("STATUS=failed: {}", message.replace('\n', " ")));
+    }
+}
+
+/// Sends `state` to systemd when `NOTIFY_SOCKET` is set (abstract sockets start with `@`).
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let res = if bytes.first() == Some(&b'@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), PathBuf::from(path))
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Why a mount point cannot be used, as one line with the fix.
+pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // A FUSE daemon died and left its mount behind ("transport endpoint is not connected").
+            tracing::warn!(mountpoint = %path.display(), "stale mount left by a crashed daemon; detaching it");
+            detach_stale(path)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "mount point {} does not exist; create it with: mkdir -p {}",
+                path.display(),
+                path.display()
+            ))
+        }
+        Err(e) => return Err(format!("mount point {}: {e}", path.display())),
+    }
+    let canonical = std::fs::canonicalize(path).map_err(|e| format!("mount point {}: {e}", path.display()))?;
+    if is_mounted(&canonical) {
+        return Err(format!(
+            "mount point {} is busy: something is already mounted there (unmount it first: galleryfs unmount {})",
+            canonical.display(),
+            canonical.display()
+        ));
+    }
+    Ok(canonical)
+}
+
+fn detach_stale(path: &Path) -> Result<(), String> {
+    if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        return Ok(());
+    }
+    let ok = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount point {} holds a stale mount that could not be detached; run: fusermount3 -uz {}",
+            path.display(),
+            path.display()
+        ))
+    }
+}
+
+/// True when `path` (canonical) is a mount point listed in /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_ref()))
+}
+
+/// Mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks the run-time needs of FUSE: `/dev/fuse`, and `fusermount3` for a non-root user.
+pub fn check_fuse_available() -> Result<(), String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse is missing: load the fuse module (sudo modprobe fuse) or, in a container, pass --device /dev/fuse".into());
+    }
+    if !nix::unistd::geteuid().is_root() && which("fusermount3").is_none() {
+        return Err("fusermount3 is missing: install the fuse3 package (e.g. sudo apt install fuse3)".into());
+    }
+    Ok(())
+}
+
+/// Finds an executable on PATH (and in /sbin, /usr/sbin, /bin, /usr/bin for mount helpers without a PATH).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+                .iter()
+                .map(PathBuf::from),
+        )
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Unmounts `path`: `umount2` when permitted (root), else `fusermount3 -u`.
+pub fn unmount(path: &Path) -> Result<(), String> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::empty()) {
+        Ok(()) => return Ok(()),
+        Err(nix::errno::Errno::EINVAL) => return Err(format!("{} is not a mount point", path.display())),
+        Err(nix::errno::Errno::EBUSY) => {
+            return Err(format!(
+                "{} is busy: close the files and shells using it (see: fuser -vm {})",
+                path.display(),
+                path.display()
+            ))
+        }
+        Err(_) => {}
+    }
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("fusermount3: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/home/a\040b/Gallery"), "/home/a b/Gallery");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn missing_mountpoint_message_has_the_fix() {
+        let e = check_mountpoint(Path::new("/nonexistent/galleryfs-x")).unwrap_err();
+        assert!(e.contains("mkdir -p /nonexistent/galleryfs-x"), "{e}");
+    }
+
+    #[test]
+    fn root_is_mounted() {
+        assert!(is_mounted(Path::new("/")));
+        let d = tempfile::tempdir().unwrap();
+        assert!(!is_mounted(d.path()));
+    }
+}

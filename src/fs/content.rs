@@ -1,0 +1,53 @@
+//! What the filesystem core needs from the layers that hold bytes: an on-demand reader of originals (the content
+//! cache and prefetcher implement [`ContentAccess`]) and the OneDrive thumbnails kept on disk
+//! ([`ThumbnailJpegs`], filled by the sync engine's thumbnail fetcher).
+
+use super::error::FsError;
+use crate::store::ItemRow;
+use crate::thumbnails::ThumbSize;
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Reads one open file's original content, pinned to the version (cTag) seen at open.
+#[async_trait]
+pub trait ContentRead: Send + Sync {
+    /// Up to `len` bytes at `offset` (fewer only at the end of the file).
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError>;
+}
+
+/// Opens readers of originals.
+#[async_trait]
+pub trait ContentAccess: Send + Sync {
+    /// A reader for the current version of `item`. Must not wait for the content: fetching starts on read.
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError>;
+
+    /// Gives the cached original's space back ("free up space"). Never called for dirty items.
+    async fn evict(&self, _item: &ItemRow) -> Result<(), FsError> {
+        Err(FsError::Unsupported("freeing cached originals"))
+    }
+}
+
+/// OneDrive's own thumbnail of an item, as fetched and kept by the sync engine.
+pub trait ThumbnailJpegs: Send + Sync {
+    /// The JPEG (or PNG) bytes OneDrive gave for `item_id` at `size`, when fetched.
+    fn thumbnail(&self, item_id: &str, size: ThumbSize) -> Option<Vec<u8>>;
+}
+
+/// No originals available (a metadata-only mount, tests): every read fails with EIO saying why.
+pub struct NoContent;
+
+#[async_trait]
+impl ContentAccess for NoContent {
+    async fn open_reader(&self, _item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+        Err(FsError::io("originals cannot be fetched by this mount"))
+    }
+}
+
+/// No thumbnails kept.
+pub struct NoThumbnails;
+
+impl ThumbnailJpegs for NoThumbnails {
+    fn thumbnail(&self, _item_id: &str, _size: ThumbSize) -> Option<Vec<u8>> {
+        None
+    }
+}

@@ -1,0 +1,101 @@
+//! [`FsCore`]: the operations a galleryfs filesystem answers, as async Rust returning plain values. The FUSE
+//! adapter (`crate::fuse`) calls these; tests call them directly without a kernel.
+//!
+//! Defaults refuse what OneDrive cannot store (hard links, symlinks, device nodes, fifos → `EPERM`) and what a
+//! core does not support.
+
+use super::error::FsError;
+use super::types::*;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ffi::{OsStr, OsString};
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Kernel-cache invalidation requested by the core when something changes behind the kernel's back (a remote
+/// change landed). Implemented by the FUSE layer with a notifier thread; calls must not block.
+pub trait Invalidator: Send + Sync {
+    /// Forget the dentry `name` in `parent`.
+    fn entry(&self, parent: Ino, name: &OsStr);
+    /// Forget cached attributes and data of `ino`.
+    fn inode(&self, ino: Ino);
+}
+
+/// An invalidator that does nothing (no kernel attached).
+pub struct NoInvalidator;
+impl Invalidator for NoInvalidator {
+    fn entry(&self, _parent: Ino, _name: &OsStr) {}
+    fn inode(&self, _ino: Ino) {}
+}
+
+#[async_trait]
+pub trait FsCore: Send + Sync + 'static {
+    async fn lookup(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry>;
+    /// The kernel dropped `nlookup` references to `ino`.
+    fn forget(&self, _ino: Ino, _nlookup: u64) {}
+    async fn getattr(&self, ino: Ino) -> FsResult<(Attr, std::time::Duration)>;
+    async fn setattr(&self, caller: Caller, ino: Ino, set: SetAttr) -> FsResult<(Attr, std::time::Duration)>;
+
+    async fn opendir(&self, _ino: Ino) -> FsResult<Opened> {
+        Ok(Opened::default())
+    }
+    /// Up to `max` entries after cookie `offset` (0 = from the start), including `.` and `..`.
+    /// With `plus`, each entry carries its [`Entry`] (and counts as a lookup).
+    async fn readdir(&self, ino: Ino, fh: u64, offset: u64, max: usize, plus: bool) -> FsResult<Vec<DirEntry>>;
+    async fn releasedir(&self, _ino: Ino, _fh: u64) -> FsResult<()> {
+        Ok(())
+    }
+
+    async fn open(&self, caller: Caller, ino: Ino, mode: OpenMode) -> FsResult<Opened>;
+    async fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes>;
+    async fn write(&self, _ino: Ino, _fh: u64, _offset: u64, _data: &[u8]) -> FsResult<u32> {
+        Err(FsError::ReadOnly)
+    }
+    async fn flush(&self, _ino: Ino, _fh: u64) -> FsResult<()> {
+        Ok(())
+    }
+    async fn fsync(&self, _ino: Ino, _fh: u64, _datasync: bool) -> FsResult<()> {
+        Ok(())
+    }
+    async fn release(&self, ino: Ino, fh: u64) -> FsResult<()>;
+
+    async fn create(&self, _caller: Caller, _parent: Ino, _name: &OsStr, _mode: OpenMode) -> FsResult<(Entry, Opened)> {
+        Err(FsError::ReadOnly)
+    }
+    async fn mkdir(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<Entry> {
+        Err(FsError::ReadOnly)
+    }
+    async fn unlink(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    async fn rmdir(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+    /// `noreplace`: RENAME_NOREPLACE (fail with EEXIST when the target exists).
+    async fn rename(
+        &self,
+        _caller: Caller,
+        _parent: Ino,
+        _name: &OsStr,
+        _new_parent: Ino,
+        _new_name: &OsStr,
+        _noreplace: bool,
+    ) -> FsResult<()> {
+        Err(FsError::ReadOnly)
+    }
+
+    async fn statfs(&self) -> FsResult<Statfs>;
+
+    async fn getxattr(&self, _ino: Ino, _name: &OsStr) -> FsResult<Vec<u8>> {
+        Err(FsError::NoAttribute)
+    }
+    async fn listxattr(&self, _ino: Ino) -> FsResult<Vec<OsString>> {
+        Ok(Vec::new())
+    }
+    async fn setxattr(&self, _ino: Ino, _name: &OsStr, _value: &[u8]) -> FsResult<()> {
+        Err(FsError::Unsupported("setxattr"))
+    }
+    async fn removexattr(&self, _ino: Ino, _name: &OsStr) -> FsResult<()> {
+        Err(FsError::Unsupported("removexattr"))
+    }
+}

@@ -1,0 +1,639 @@
+//! [`GalleryFs`]: the gallery's filesystem semantics over the metadata store. Listing and `stat` come from the
+//! store only; originals are read through [`ContentAccess`] (on demand, pinned to the version seen at open);
+//! every directory answers the hidden `.sh_thumbnails` repository from OneDrive's thumbnails; xattrs expose the
+//! contract's `user.galleryfs.*` attributes. Remote changes applied by the sync engine come back here as kernel
+//! cache invalidations.
+//!
+//! Names: OneDrive is case-insensitive and case-preserving, so lookups fold case (the store's name key) while
+//! listings show names as OneDrive spells them.
+
+mod writes;
+
+use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
+use crate::fs::error::FsError;
+use crate::fs::types::*;
+use crate::fs::virtual_nodes::{VirtualInodes, VirtualNode};
+use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
+use crate::sync::delta_apply::AppliedChanges;
+use crate::thumbnails::{self, ThumbExtra, ThumbSize, SHARED_REPO_DIR};
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub const XATTR_STATE: &str = "user.galleryfs.state";
+pub const XATTR_ID: &str = "user.galleryfs.id";
+pub const XATTR_HASH: &str = "user.galleryfs.quickxorhash";
+pub const XATTR_PIN: &str = "user.galleryfs.pin";
+/// Read-only: bytes of the original cached on this device (for `galleryfs status PATH` and pin progress).
+pub const XATTR_CACHED_BYTES: &str = "user.galleryfs.cached_bytes";
+/// Write-only: `1` frees the cached original ("free up space"), as `galleryfs free` does.
+pub const XATTR_FREE: &str = "user.galleryfs.free";
+
+/// How the mount presents files.
+#[derive(Clone, Debug)]
+pub struct GalleryConfig {
+    pub uid: u32,
+    pub gid: u32,
+    pub file_perm: u16,
+    pub dir_perm: u16,
+    pub read_only: bool,
+    /// Serve `.sh_thumbnails` (contract: unless `thumbnails=off`).
+    pub thumbnails: bool,
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+}
+
+impl Default for GalleryConfig {
+    fn default() -> Self {
+        Self {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            file_perm: 0o644,
+            dir_perm: 0o755,
+            read_only: false,
+            thumbnails: true,
+            attr_ttl: Duration::from_secs(1),
+            entry_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What `statfs` reports: OneDrive's quota in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuotaFigures {
+    pub total: u64,
+    pub remaining: u64,
+}
+
+/// Something to do when a file is pinned or unpinned through the `user.galleryfs.pin` attribute.
+pub trait PinRequests: Send + Sync {
+    fn pin_changed(&self, ino: Ino, pinned: bool);
+}
+
+enum Handle {
+    File {
+        item: Box<ItemRow>,
+        reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
+    },
+    Bytes(Bytes),
+}
+
+pub struct GalleryFs {
+    store: Arc<Store>,
+    content: Arc<dyn ContentAccess>,
+    thumbs: Arc<dyn ThumbnailJpegs>,
+    config: GalleryConfig,
+    virtuals: VirtualInodes,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    quota: RwLock<Option<QuotaFigures>>,
+    invalidator: RwLock<Arc<dyn Invalidator>>,
+    pins: RwLock<Option<Arc<dyn PinRequests>>>,
+}
+
+fn store_err(e: StoreError) -> FsError {
+    match e {
+        StoreError::NoSuchInode(_) => FsError::NotFound,
+        StoreError::NameExists { .. } => FsError::Exists,
+        StoreError::NotADirectory(_) => FsError::NotDir,
+        other => FsError::io(format!("metadata store: {other}")),
+    }
+}
+
+fn secs(t: i64) -> SystemTime {
+    if t >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64)
+    } else {
+        SystemTime::UNIX_EPOCH
+    }
+}
+
+/// The contract's `user.galleryfs.state` of an item.
+pub fn item_state(item: &ItemRow) -> &'static str {
+    match item.content_state {
+        ContentState::Dirty => "dirty",
+        _ if item.pinned => "pinned",
+        ContentState::Cached => "cached",
+        ContentState::Cloud | ContentState::Partial => "cloud",
+    }
+}
+
+impl GalleryFs {
+    pub fn new(
+        store: Arc<Store>,
+        content: Arc<dyn ContentAccess>,
+        thumbs: Arc<dyn ThumbnailJpegs>,
+        config: GalleryConfig,
+    ) -> Self {
+        Self {
+            store,
+            content,
+            thumbs,
+            config,
+            virtuals: VirtualInodes::default(),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            quota: RwLock::new(None),
+            invalidator: RwLock::new(Arc::new(NoInvalidator)),
+            pins: RwLock::new(None),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Connects the kernel-cache invalidator once mounted.
+    pub fn set_invalidator(&self, inv: Arc<dyn Invalidator>) {
+        *self.invalidator.write() = inv;
+    }
+
+    pub fn set_pin_requests(&self, pins: Arc<dyn PinRequests>) {
+        *self.pins.write() = Some(pins);
+    }
+
+    pub fn set_quota(&self, quota: Option<QuotaFigures>) {
+        *self.quota.write() = quota;
+    }
+
+    /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages).
+    pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
+        let inv = self.invalidator.read().clone();
+        for (parent, name) in &changes.stale_entries {
+            inv.entry(*parent, OsStr::new(name));
+        }
+        for ino in changes
+            .updated
+            .iter()
+            .chain(&changes.content_changed)
+            .chain(&changes.removed)
+        {
+            inv.inode(*ino);
+        }
+        for parent in &changes.parents_changed {
+            inv.inode(*parent);
+        }
+        if changes.root_updated {
+            inv.inode(ROOT_INO);
+        }
+    }
+
+    fn item(&self, ino: Ino) -> FsResult<ItemRow> {
+        self.store.get(ino).map_err(store_err)?.ok_or(FsError::NotFound)
+    }
+
+    fn attr_of(&self, item: &ItemRow) -> Attr {
+        let dir = item.kind == ItemKind::Dir;
+        Attr {
+            ino: item.ino,
+            kind: if dir { FileKind::Directory } else { FileKind::File },
+            size: if dir { 0 } else { item.size },
+            mtime: secs(item.mtime),
+            ctime: secs(item.mtime),
+            perm: if dir {
+                self.config.dir_perm
+            } else {
+                self.config.file_perm
+            },
+            nlink: if dir { 2 } else { 1 },
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
+    }
+
+    fn entry_of(&self, attr: Attr) -> Entry {
+        Entry {
+            attr,
+            attr_ttl: self.config.attr_ttl,
+            entry_ttl: self.config.entry_ttl,
+            generation: 0,
+        }
+    }
+
+    fn virtual_attr(&self, ino: Ino, node: VirtualNode, size: u64, mtime: i64) -> Attr {
+        Attr {
+            ino,
+            kind: if node.is_dir() {
+                FileKind::Directory
+            } else {
+                FileKind::File
+            },
+            size,
+            mtime: secs(mtime),
+            ctime: secs(mtime),
+            perm: if node.is_dir() { 0o555 } else { 0o444 },
+            nlink: if node.is_dir() { 2 } else { 1 },
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
+    }
+
+    /// The PNG served for `file`'s thumbnail at `size` in the shared repository, if OneDrive has one.
+    fn shared_png(&self, file: &ItemRow, size: ThumbSize) -> Option<Vec<u8>> {
+        let jpeg = self.thumbs.thumbnail(&file.item_id, size)?;
+        let extra = ThumbExtra {
+            original_size: Some(file.size),
+            mimetype: file.mime_type.clone(),
+            ..Default::default()
+        };
+        match thumbnails::shared_repo::render_shared_png(&jpeg, size, OsStr::new(&file.name), file.mtime, &extra) {
+            Ok(png) => Some(png),
+            Err(e) => {
+                tracing::warn!(ino = file.ino, error = %e, "cannot render a thumbnail for the shared repository");
+                None
+            }
+        }
+    }
+
+    fn virtual_lookup(&self, parent: VirtualNode, name: &OsStr) -> FsResult<Entry> {
+        match parent {
+            VirtualNode::Repo { dir } => {
+                let size = name
+                    .to_str()
+                    .and_then(ThumbSize::from_dir_name)
+                    .filter(|s| ThumbSize::SEEDED.contains(s));
+                let size = size.ok_or(FsError::NotFound)?;
+                let node = VirtualNode::SizeDir { dir, size };
+                let ino = self.virtuals.ino_of(node);
+                let mtime = self.item(dir)?.mtime;
+                Ok(self.entry_of(self.virtual_attr(ino, node, 0, mtime)))
+            }
+            VirtualNode::SizeDir { dir, size } => {
+                let md5 = thumbnails::shared_repo::parse_thumbnail_file_name(name).ok_or(FsError::NotFound)?;
+                let children = self.store.children(dir).map_err(store_err)?;
+                let files: Vec<&ItemRow> = children.iter().filter(|c| c.kind == ItemKind::File).collect();
+                let found = thumbnails::find_name_for_md5(files.iter().map(|c| OsStr::new(c.name.as_str())), &md5)
+                    .ok_or(FsError::NotFound)?;
+                let file = files
+                    .iter()
+                    .find(|c| OsStr::new(&c.name) == found)
+                    .ok_or(FsError::NotFound)?;
+                let png = self.shared_png(file, size).ok_or(FsError::NotFound)?;
+                let node = VirtualNode::Thumb {
+                    dir,
+                    size,
+                    file: file.ino,
+                };
+                let ino = self.virtuals.ino_of(node);
+                Ok(self.entry_of(self.virtual_attr(ino, node, png.len() as u64, file.mtime)))
+            }
+            VirtualNode::Thumb { .. } => Err(FsError::NotDir),
+        }
+    }
+
+    fn virtual_getattr(&self, ino: Ino, node: VirtualNode) -> FsResult<Attr> {
+        match node {
+            VirtualNode::Repo { dir } | VirtualNode::SizeDir { dir, .. } => {
+                Ok(self.virtual_attr(ino, node, 0, self.item(dir)?.mtime))
+            }
+            VirtualNode::Thumb { size, file, .. } => {
+                let item = self.item(file)?;
+                let png = self.shared_png(&item, size).ok_or(FsError::NotFound)?;
+                Ok(self.virtual_attr(ino, node, png.len() as u64, item.mtime))
+            }
+        }
+    }
+
+    fn virtual_readdir(&self, ino: Ino, node: VirtualNode, offset: u64, max: usize) -> FsResult<Vec<DirEntry>> {
+        let mut names: Vec<(Ino, OsString, FileKind)> = vec![
+            (ino, ".".into(), FileKind::Directory),
+            (ino, "..".into(), FileKind::Directory),
+        ];
+        match node {
+            VirtualNode::Repo { dir } => {
+                for size in ThumbSize::SEEDED {
+                    let n = VirtualNode::SizeDir { dir, size };
+                    names.push((self.virtuals.ino_of(n), size.dir_name().into(), FileKind::Directory));
+                }
+            }
+            VirtualNode::SizeDir { dir, size } => {
+                for child in self.store.children(dir).map_err(store_err)? {
+                    if child.kind == ItemKind::File
+                        && child.is_media
+                        && self.thumbs.thumbnail(&child.item_id, size).is_some()
+                    {
+                        let n = VirtualNode::Thumb {
+                            dir,
+                            size,
+                            file: child.ino,
+                        };
+                        let name = format!("{}.png", thumbnails::md5_of_name(OsStr::new(&child.name)));
+                        names.push((self.virtuals.ino_of(n), name.into(), FileKind::File));
+                    }
+                }
+            }
+            VirtualNode::Thumb { .. } => return Err(FsError::NotDir),
+        }
+        Ok(names
+            .into_iter()
+            .enumerate()
+            .skip(offset as usize)
+            .take(max)
+            .map(|(i, (ino, name, kind))| DirEntry {
+                ino,
+                name,
+                kind,
+                offset: i as u64 + 1,
+                entry: None,
+            })
+            .collect())
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn check_name(name: &OsStr) -> FsResult<()> {
+        if name.len() > 255 {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FsCore for GalleryFs {
+    async fn lookup(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        Self::check_name(name)?;
+        if let Some(node) = self.virtuals.node(parent) {
+            return self.virtual_lookup(node, name);
+        }
+        if self.config.thumbnails && name == SHARED_REPO_DIR {
+            let dir = self.item(parent)?;
+            if dir.kind != ItemKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            let node = VirtualNode::Repo { dir: parent };
+            let ino = self.virtuals.ino_of(node);
+            return Ok(self.entry_of(self.virtual_attr(ino, node, 0, dir.mtime)));
+        }
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        let item = self
+            .store
+            .lookup(parent, name)
+            .map_err(store_err)?
+            .ok_or(FsError::NotFound)?;
+        Ok(self.entry_of(self.attr_of(&item)))
+    }
+
+    async fn getattr(&self, ino: Ino) -> FsResult<(Attr, Duration)> {
+        if let Some(node) = self.virtuals.node(ino) {
+            return Ok((self.virtual_getattr(ino, node)?, self.config.attr_ttl));
+        }
+        Ok((self.attr_of(&self.item(ino)?), self.config.attr_ttl))
+    }
+
+    async fn setattr(&self, _caller: Caller, ino: Ino, set: SetAttr) -> FsResult<(Attr, Duration)> {
+        if set.size.is_some() || set.mtime.is_some() {
+            // Changing content or times is an edit: built by the edits issue.
+            return Err(FsError::ReadOnly);
+        }
+        // chmod/chown succeed without effect (contract): modes come from umask, owner from uid/gid.
+        self.getattr(ino).await
+    }
+
+    async fn readdir(&self, ino: Ino, _fh: u64, offset: u64, max: usize, plus: bool) -> FsResult<Vec<DirEntry>> {
+        if let Some(node) = self.virtuals.node(ino) {
+            return self.virtual_readdir(ino, node, offset, max);
+        }
+        let dir = self.item(ino)?;
+        if dir.kind != ItemKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push(DirEntry {
+                ino,
+                name: ".".into(),
+                kind: FileKind::Directory,
+                offset: 1,
+                entry: None,
+            });
+        }
+        if offset <= 1 {
+            let parent = dir.parent_ino.unwrap_or(ino);
+            out.push(DirEntry {
+                ino: parent,
+                name: "..".into(),
+                kind: FileKind::Directory,
+                offset: 2,
+                entry: None,
+            });
+        }
+        let start = offset.saturating_sub(2);
+        let want = max.saturating_sub(out.len());
+        let children = self.store.children_at(ino, start, want).map_err(store_err)?;
+        for (i, child) in children.into_iter().enumerate() {
+            let attr = self.attr_of(&child);
+            out.push(DirEntry {
+                ino: child.ino,
+                kind: attr.kind,
+                name: OsString::from(child.name),
+                offset: start + i as u64 + 3,
+                entry: plus.then(|| self.entry_of(attr)),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn open(&self, _caller: Caller, ino: Ino, mode: OpenMode) -> FsResult<Opened> {
+        if let Some(node) = self.virtuals.node(ino) {
+            let VirtualNode::Thumb { size, file, .. } = node else {
+                return Err(FsError::IsDir);
+            };
+            if mode.write {
+                return Err(FsError::NotPermitted {
+                    what: "changes to the thumbnail repository",
+                });
+            }
+            let png = self.shared_png(&self.item(file)?, size).ok_or(FsError::NotFound)?;
+            return Ok(Opened {
+                fh: self.add_handle(Handle::Bytes(Bytes::from(png))),
+                keep_cache: false,
+                direct_io: false,
+            });
+        }
+        let item = self.item(ino)?;
+        if item.kind == ItemKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if mode.write || mode.truncate {
+            return Err(FsError::ReadOnly);
+        }
+        let fh = self.add_handle(Handle::File {
+            item: Box::new(item),
+            reader: tokio::sync::OnceCell::new(),
+        });
+        // The kernel may keep pages of an unchanged version: remote changes invalidate them explicitly.
+        Ok(Opened {
+            fh,
+            keep_cache: true,
+            direct_io: false,
+        })
+    }
+
+    async fn read(&self, _ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        match &*handle {
+            Handle::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = (start + size as usize).min(b.len());
+                Ok(b.slice(start..end))
+            }
+            Handle::File { item, reader } => {
+                if offset >= item.size {
+                    return Ok(Bytes::new());
+                }
+                let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
+                reader.read(offset, size).await
+            }
+        }
+    }
+
+    async fn release(&self, _ino: Ino, fh: u64) -> FsResult<()> {
+        self.handles.lock().remove(&fh);
+        Ok(())
+    }
+
+    async fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.write_at(ino, fh, offset, data).await
+    }
+
+    async fn fsync(&self, ino: Ino, fh: u64, datasync: bool) -> FsResult<()> {
+        self.sync_file(ino, fh, datasync).await
+    }
+
+    async fn create(&self, caller: Caller, parent: Ino, name: &OsStr, mode: OpenMode) -> FsResult<(Entry, Opened)> {
+        self.create_file(caller, parent, name, mode).await
+    }
+
+    async fn mkdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        self.make_dir(caller, parent, name).await
+    }
+
+    async fn unlink(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove_file(caller, parent, name).await
+    }
+
+    async fn rmdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove_dir(caller, parent, name).await
+    }
+
+    async fn rename(
+        &self,
+        caller: Caller,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
+            .await
+    }
+
+    async fn statfs(&self) -> FsResult<Statfs> {
+        const BSIZE: u64 = 4096;
+        let q = (*self.quota.read()).unwrap_or_default();
+        let files = self.store.item_count().map_err(store_err)?;
+        Ok(Statfs {
+            blocks: q.total / BSIZE,
+            bfree: q.remaining / BSIZE,
+            bavail: q.remaining / BSIZE,
+            files,
+            ffree: u32::MAX as u64,
+            bsize: BSIZE as u32,
+            namelen: 255,
+            frsize: BSIZE as u32,
+        })
+    }
+
+    async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        if VirtualInodes::is_virtual(ino) {
+            return Err(FsError::NoAttribute);
+        }
+        let item = self.item(ino)?;
+        let value = match name.as_bytes() {
+            n if n == XATTR_STATE.as_bytes() && item.kind == ItemKind::File => item_state(&item).to_string(),
+            n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
+            n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
+            n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),
+            n if n == XATTR_CACHED_BYTES.as_bytes() && item.kind == ItemKind::File => {
+                let bytes = match item.content_state {
+                    ContentState::Cached | ContentState::Dirty => item.size,
+                    _ => self.store.present_bytes(ino).map_err(store_err)?.min(item.size),
+                };
+                bytes.to_string()
+            }
+            _ => return Err(FsError::NoAttribute),
+        };
+        Ok(value.into_bytes())
+    }
+
+    async fn listxattr(&self, ino: Ino) -> FsResult<Vec<OsString>> {
+        if VirtualInodes::is_virtual(ino) {
+            return Ok(Vec::new());
+        }
+        let item = self.item(ino)?;
+        let mut names = Vec::new();
+        if item.kind == ItemKind::File {
+            names.push(XATTR_STATE.into());
+        }
+        names.push(XATTR_ID.into());
+        if item.quick_xor_hash.is_some() {
+            names.push(XATTR_HASH.into());
+        }
+        Ok(names)
+    }
+
+    async fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8]) -> FsResult<()> {
+        if name.as_bytes() == XATTR_FREE.as_bytes() {
+            if value.trim_ascii() != b"1" {
+                return Err(FsError::InvalidArgument("user.galleryfs.free takes 1".into()));
+            }
+            let item = self.item(ino)?;
+            if item.kind == ItemKind::Dir || item.content_state == ContentState::Dirty {
+                // A folder is freed file by file (the CLI walks it); a dirty file's bytes exist nowhere else.
+                return Err(FsError::NotPermitted {
+                    what: "freeing a folder or a file not yet uploaded",
+                });
+            }
+            if item.pinned {
+                self.store.set_pinned(ino, false).map_err(store_err)?;
+            }
+            self.content.evict(&item).await?;
+            self.invalidator.read().inode(ino);
+            return Ok(());
+        }
+        if name.as_bytes() != XATTR_PIN.as_bytes() {
+            if name.as_bytes().starts_with(b"user.galleryfs.") {
+                return Err(FsError::NotPermitted {
+                    what: "changes to galleryfs' read-only attributes",
+                });
+            }
+            return Err(FsError::Unsupported(
+                "extended attributes other than user.galleryfs.pin",
+            ));
+        }
+        let pinned = match value.trim_ascii() {
+            b"1" => true,
+            b"0" => false,
+            _ => return Err(FsError::InvalidArgument("user.galleryfs.pin takes 1 or 0".into())),
+        };
+        let item = self.item(ino)?;
+        self.store.set_pinned(item.ino, pinned).map_err(store_err)?;
+        if let Some(p) = self.pins.read().clone() {
+            p.pin_changed(ino, pinned);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,567 @@
+//! [`FuseAdapter`]: the `fuser::Filesystem` implementation. Each callback moves its reply into a task on the
+//! tokio runtime, awaits the [`FsCore`] operation, and maps the answer to the reply — or the error to its errno
+//! (through [`FsError::errno`], the one mapping) with a log line. No filesystem logic lives here.
+
+use crate::fs::{Attr, Caller, DirEntry, FileKind, FsCore, FsError, OpenMode, SetAttr, SetTime};
+use fuser::{
+    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::runtime::Handle;
+
+pub struct FuseAdapter {
+    core: Arc<dyn FsCore>,
+    rt: Handle,
+}
+
+impl FuseAdapter {
+    pub fn new(core: Arc<dyn FsCore>, rt: Handle) -> Self {
+        Self { core, rt }
+    }
+
+    /// Runs `op` on the runtime; the reply is answered from the task.
+    fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f);
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn errno(e: &FsError, op: &str, ino: u64) -> Errno {
+    e.log(op, ino);
+    Errno::from_i32(e.errno())
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Directory => FileType::Directory,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks(),
+        // atime is not kept: st_atime = st_mtime (contract).
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+    }
+}
+
+fn fopen_flags(o: &crate::fs::Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.direct_io {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    f
+}
+
+/// Answers an xattr request: the size when `size` is 0, the data when it fits, ERANGE otherwise.
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.set_max_write(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.lookup(c, parent.0, &name).await {
+                Ok(e) => {
+                    reply.entry_with_ttls(&e.attr_ttl, &e.entry_ttl, &file_attr(&e.attr), Generation(e.generation))
+                }
+                Err(e) => reply.error(errno(&e, "lookup", parent.0)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.core.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.getattr(ino.0).await {
+                Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
+                Err(e) => reply.error(errno(&e, "getattr", ino.0)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let (core, c) = (self.core.clone(), caller(req));
+        let set = SetAttr {
+            size,
+            mtime: mtime.map(set_time),
+            atime: atime.map(set_time),
+            mode,
+            uid,
+            gid,
+            fh: fh.map(|f| f.0),
+        };
+        self.spawn(async move {
+            match core.setattr(c, ino.0, set).await {
+                Ok((a, ttl)) => reply.attr(&ttl, &file_attr(&a)),
+                Err(e) => reply.error(errno(&e, "setattr", ino.0)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, _ino: INodeNo, reply: ReplyData) {
+        reply.error(Errno::EINVAL);
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            let e = FsError::NotPermitted {
+                what: "device nodes, fifos or sockets",
+            };
+            reply.error(errno(&e, "mknod", parent.0));
+            return;
+        }
+        // A regular file made by mknod: create it and close it at once.
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            let mode = OpenMode {
+                write: true,
+                exclusive: true,
+                ..Default::default()
+            };
+            match core.create(c, parent.0, &name, mode).await {
+                Ok((entry, opened)) => {
+                    let _ = core.release(entry.attr.ino, opened.fh).await;
+                    reply.entry_with_ttls(
+                        &entry.attr_ttl,
+                        &entry.entry_ttl,
+                        &file_attr(&entry.attr),
+                        Generation(entry.generation),
+                    )
+                }
+                Err(e) => reply.error(errno(&e, "mknod", parent.0)),
+            }
+        });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.mkdir(c, parent.0, &name).await {
+                Ok(e) => {
+                    reply.entry_with_ttls(&e.attr_ttl, &e.entry_ttl, &file_attr(&e.attr), Generation(e.generation))
+                }
+                Err(e) => reply.error(errno(&e, "mkdir", parent.0)),
+            }
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.unlink(c, parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "unlink", parent.0)),
+            }
+        });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.rmdir(c, parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "rmdir", parent.0)),
+            }
+        });
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+        reply.error(errno(
+            &FsError::NotPermitted { what: "symbolic links" },
+            "symlink",
+            parent.0,
+        ));
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let (core, c, name, newname) = (self.core.clone(), caller(req), name.to_owned(), newname.to_owned());
+        self.spawn(async move {
+            match core.rename(c, parent.0, &name, newparent.0, &newname, noreplace).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "rename", parent.0)),
+            }
+        });
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(errno(&FsError::NotPermitted { what: "hard links" }, "link", ino.0));
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (core, c) = (self.core.clone(), caller(req));
+        self.spawn(async move {
+            match core.open(c, ino.0, OpenMode::from_flags(flags.0)).await {
+                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
+                Err(e) => reply.error(errno(&e, "open", ino.0)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.read(ino.0, fh.0, offset, size).await {
+                Ok(b) => reply.data(&b),
+                Err(e) => reply.error(errno(&e, "read", ino.0)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (core, data) = (self.core.clone(), data.to_vec());
+        self.spawn(async move {
+            match core.write(ino.0, fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e, "write", ino.0)),
+            }
+        });
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.flush(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "flush", ino.0)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.release(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "release", ino.0)),
+            }
+        });
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.fsync(ino.0, fh.0, datasync).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "fsync", ino.0)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.opendir(ino.0).await {
+                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
+                Err(e) => reply.error(errno(&e, "opendir", ino.0)),
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.readdir(ino.0, fh.0, offset, 256, false).await {
+                Ok(entries) => {
+                    for DirEntry {
+                        ino,
+                        name,
+                        kind,
+                        offset,
+                        ..
+                    } in entries
+                    {
+                        if reply.add(INodeNo(ino), offset, file_type(kind), &name) {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(&e, "readdir", ino.0)),
+            }
+        });
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.readdir(ino.0, fh.0, offset, 128, true).await {
+                Ok(entries) => {
+                    for d in entries {
+                        let full = match &d.entry {
+                            Some(e) => reply.add(
+                                INodeNo(d.ino),
+                                d.offset,
+                                &d.name,
+                                &e.entry_ttl,
+                                &file_attr(&e.attr),
+                                Generation(e.generation),
+                            ),
+                            // `.`/`..`: the kernel links no inode for these names, so any attributes do.
+                            None => {
+                                let attr = Attr {
+                                    ino: d.ino,
+                                    kind: d.kind,
+                                    size: 0,
+                                    mtime: SystemTime::UNIX_EPOCH,
+                                    ctime: SystemTime::UNIX_EPOCH,
+                                    perm: 0o755,
+                                    nlink: 2,
+                                    uid: 0,
+                                    gid: 0,
+                                };
+                                reply.add(
+                                    INodeNo(d.ino),
+                                    d.offset,
+                                    &d.name,
+                                    &Duration::ZERO,
+                                    &file_attr(&attr),
+                                    Generation(0),
+                                )
+                            }
+                        };
+                        if full {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(&e, "readdirplus", ino.0)),
+            }
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.releasedir(ino.0, fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "releasedir", ino.0)),
+            }
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.statfs().await {
+                Ok(s) => reply.statfs(
+                    s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+                ),
+                Err(e) => reply.error(errno(&e, "statfs", 1)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (core, name, value) = (self.core.clone(), name.to_owned(), value.to_vec());
+        self.spawn(async move {
+            match core.setxattr(ino.0, &name, &value).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "setxattr", ino.0)),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (core, name) = (self.core.clone(), name.to_owned());
+        self.spawn(async move {
+            match core.getxattr(ino.0, &name).await {
+                Ok(v) => reply_xattr(reply, size, &v),
+                Err(e) => reply.error(errno(&e, "getxattr", ino.0)),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let core = self.core.clone();
+        self.spawn(async move {
+            match core.listxattr(ino.0).await {
+                Ok(names) => {
+                    let mut buf = Vec::new();
+                    for n in names {
+                        buf.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()));
+                        buf.push(0);
+                    }
+                    reply_xattr(reply, size, &buf)
+                }
+                Err(e) => reply.error(errno(&e, "listxattr", ino.0)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (core, name) = (self.core.clone(), name.to_owned());
+        self.spawn(async move {
+            match core.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "removexattr", ino.0)),
+            }
+        });
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.create(c, parent.0, &name, OpenMode::from_flags(flags)).await {
+                Ok((e, o)) => reply.created(
+                    &e.entry_ttl,
+                    &file_attr(&e.attr),
+                    Generation(e.generation),
+                    FileHandle(o.fh),
+                    fopen_flags(&o),
+                ),
+                Err(e) => reply.error(errno(&e, "create", parent.0)),
+            }
+        });
+    }
+}

@@ -1,0 +1,168 @@
+//! Mounting: turns [`MountOptions`] into a `fuser::Config`, mounts a [`FsCore`] through the [`FuseAdapter`],
+//! and unmounts. The kernel-cache invalidations the core asks for go through [`KernelInvalidator`], a channel
+//! drained by a thread of its own — never from inside a FUSE callback, where the kernel may hold the locks the
+//! notification needs.
+
+use super::adapter::FuseAdapter;
+use crate::fs::{FsCore, Ino, Invalidator};
+use crate::mount_options::MountOptions;
+use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use tokio::runtime::Handle;
+
+/// The fuser configuration for these options.
+pub fn fuser_config(opts: &MountOptions, fsname: &str) -> Config {
+    let mut mo = vec![
+        MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| fsname.to_string())),
+        MountOption::Subtype("galleryfs".into()),
+        if opts.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+        if opts.dev { MountOption::Dev } else { MountOption::NoDev },
+        if opts.suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        },
+        if opts.exec {
+            MountOption::Exec
+        } else {
+            MountOption::NoExec
+        },
+    ];
+    if opts.noatime {
+        mo.push(MountOption::NoAtime);
+    }
+    if opts.default_permissions {
+        mo.push(MountOption::DefaultPermissions);
+    }
+    let mut config = Config::default();
+    config.mount_options = mo;
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(2);
+    config
+}
+
+enum Invalidation {
+    Entry(Ino, OsString),
+    Inode(Ino),
+}
+
+/// Sends invalidations to the notifier thread; cheap and non-blocking for the caller.
+pub struct KernelInvalidator {
+    tx: parking_lot::Mutex<Option<mpsc::Sender<Invalidation>>>,
+}
+
+impl KernelInvalidator {
+    fn start(notifier: Notifier) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel::<Invalidation>();
+        std::thread::Builder::new()
+            .name("galleryfs-invalidate".into())
+            .spawn(move || {
+                for inv in rx {
+                    let res = match &inv {
+                        Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(*parent), name),
+                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                    };
+                    if let Err(e) = res {
+                        // ENOENT: the kernel had nothing cached for it, which is fine.
+                        if e.raw_os_error() != Some(libc::ENOENT) {
+                            tracing::debug!(error = %e, "kernel cache invalidation failed");
+                        }
+                    }
+                }
+            })
+            .expect("spawn invalidation thread");
+        Arc::new(Self {
+            tx: parking_lot::Mutex::new(Some(tx)),
+        })
+    }
+
+    fn send(&self, inv: Invalidation) {
+        if let Some(tx) = self.tx.lock().as_ref() {
+            let _ = tx.send(inv);
+        }
+    }
+
+    fn stop(&self) {
+        self.tx.lock().take();
+    }
+}
+
+impl Invalidator for KernelInvalidator {
+    fn entry(&self, parent: Ino, name: &OsStr) {
+        self.send(Invalidation::Entry(parent, name.to_owned()));
+    }
+    fn inode(&self, ino: Ino) {
+        self.send(Invalidation::Inode(ino));
+    }
+}
+
+/// A mounted filesystem served in the background.
+pub struct MountedFs {
+    session: Option<BackgroundSession>,
+    invalidator: Arc<KernelInvalidator>,
+    mountpoint: PathBuf,
+}
+
+/// Mounts `core` at `mountpoint`; returns once the kernel handshake is done.
+pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Config) -> std::io::Result<MountedFs> {
+    let adapter = FuseAdapter::new(core, rt);
+    let session = fuser::Session::new(adapter, mountpoint, config)?;
+    let invalidator = KernelInvalidator::start(session.notifier());
+    let session = session.spawn()?;
+    Ok(MountedFs {
+        session: Some(session),
+        invalidator,
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}
+
+impl MountedFs {
+    pub fn invalidator(&self) -> Arc<dyn Invalidator> {
+        self.invalidator.clone()
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts and waits for the session to end.
+    pub fn unmount(mut self) -> std::io::Result<()> {
+        self.invalidator.stop();
+        match self.session.take() {
+            Some(s) => s.umount_and_join(),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the filesystem is unmounted from outside (`umount`, `fusermount3 -u`).
+    pub fn join(mut self) -> std::io::Result<()> {
+        let res = match self.session.take() {
+            Some(s) => s.join(),
+            None => Ok(()),
+        };
+        self.invalidator.stop();
+        res
+    }
+}
+
+impl Drop for MountedFs {
+    fn drop(&mut self) {
+        self.invalidator.stop();
+        if let Some(s) = self.session.take() {
+            let _ = s.umount_and_join();
+        }
+    }
+}

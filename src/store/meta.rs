@@ -1,0 +1,54 @@
+//! The `meta` key-value table: small facts about the account's sync state (delta link, drive id, gallery item
+//! id, last sync time).
+
+use super::{Result, StoreTx};
+use rusqlite::{params, OptionalExtension};
+
+/// Well-known keys.
+pub mod keys {
+    /// The `@odata.deltaLink` of the last completed delta round, stored as received.
+    pub const DELTA_LINK: &str = "delta_link";
+    pub const DRIVE_ID: &str = "drive_id";
+    /// The OneDrive id of the gallery folder (also on the root row).
+    pub const GALLERY_ITEM_ID: &str = "gallery_item_id";
+    /// RFC 3339 time of the last completed delta round.
+    pub const LAST_SYNC: &str = "last_sync";
+}
+
+impl StoreTx<'_> {
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+
+    #[test]
+    fn set_overwrite_delete() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.delta_link().unwrap(), None);
+        s.set_delta_link("https://x/delta?token=1").unwrap();
+        s.set_delta_link("https://x/delta?token=2").unwrap();
+        assert_eq!(s.delta_link().unwrap().as_deref(), Some("https://x/delta?token=2"));
+        s.delete_meta(super::keys::DELTA_LINK).unwrap();
+        assert_eq!(s.delta_link().unwrap(), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! Schema migrations, numbered by `PRAGMA user_version`. Each step runs in its own transaction; a database from a
+//! newer galleryfs is refused rather than guessed at.
+
+use super::{Result, StoreError};
+use rusqlite::Connection;
+
+/// Migration `n` (1-based) brings `user_version` from `n-1` to `n`.
+const MIGRATIONS: &[&str] = &[
+    // 1: items, meta, blocks, thumbnails, outbox.
+    r#"
+    CREATE TABLE items (
+        ino            INTEGER PRIMARY KEY AUTOINCREMENT,
+        item_id        TEXT    NOT NULL UNIQUE,
+        parent_ino     INTEGER REFERENCES items(ino) ON DELETE CASCADE,
+        name           TEXT    NOT NULL,
+        name_key       TEXT    NOT NULL,
+        kind           INTEGER NOT NULL,          -- 0 file, 1 folder
+        size           INTEGER NOT NULL DEFAULT 0,
+        etag           TEXT,
+        ctag           TEXT,
+        quick_xor_hash TEXT,
+        mtime          INTEGER NOT NULL DEFAULT 0, -- Unix seconds
+        mime_type      TEXT,
+        is_media       INTEGER NOT NULL DEFAULT 0,
+        pinned         INTEGER NOT NULL DEFAULT 0,
+        content_state  INTEGER NOT NULL DEFAULT 0, -- 0 cloud, 1 partial, 2 cached, 3 dirty
+        local_only     INTEGER NOT NULL DEFAULT 0,
+        base_ctag      TEXT,
+        base_hash      TEXT,
+        base_size      INTEGER,
+        remote_removed INTEGER NOT NULL DEFAULT 0  -- kept for local changes although gone from the gallery
+    );
+    CREATE UNIQUE INDEX items_parent_name ON items(parent_ino, name_key);
+    CREATE INDEX items_media ON items(is_media) WHERE is_media = 1;
+    -- The gallery root is inode 1; its real item id is set by set_root_item.
+    INSERT INTO items (ino, item_id, parent_ino, name, name_key, kind) VALUES (1, 'galleryfs:root', NULL, '', '', 1);
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Which cTag the cached bytes of an item belong to, and its LRU bookkeeping.
+    CREATE TABLE content (
+        ino          INTEGER PRIMARY KEY REFERENCES items(ino) ON DELETE CASCADE,
+        ctag         TEXT    NOT NULL,
+        cached_bytes INTEGER NOT NULL DEFAULT 0,
+        last_access  INTEGER NOT NULL DEFAULT 0  -- Unix milliseconds
+    );
+    CREATE INDEX content_lru ON content(last_access);
+    -- Present byte ranges [lo, hi) of the cached content; disjoint and non-adjacent per item.
+    CREATE TABLE blocks (
+        ino   INTEGER NOT NULL REFERENCES content(ino) ON DELETE CASCADE,
+        lo    INTEGER NOT NULL,
+        hi    INTEGER NOT NULL,
+        PRIMARY KEY (ino, lo)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE thumbs (
+        item_id    TEXT    NOT NULL REFERENCES items(item_id) ON DELETE CASCADE ON UPDATE CASCADE,
+        size       TEXT    NOT NULL,              -- normal | large
+        ctag       TEXT,                          -- the content version the state applies to
+        state      INTEGER NOT NULL,              -- 0 ready, 1 missing, 2 failed
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (item_id, size)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE outbox (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT    NOT NULL,          -- upload | delete | move | mkdir
+        ino            INTEGER NOT NULL,
+        op             TEXT    NOT NULL,          -- JSON of OutboxOp
+        upload_url     TEXT,
+        upload_expires TEXT,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        last_error     TEXT,
+        retry_at       TEXT,
+        created_at     TEXT    NOT NULL
+    );
+    "#,
+];
+
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "metadata store schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap(); // idempotent
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let root: String = conn
+            .query_row("SELECT item_id FROM items WHERE ino = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(root, "galleryfs:root");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::SchemaTooNew { .. })));
+    }
+}

@@ -1,0 +1,806 @@
+//! Turns one round of OneDrive delta items into store changes, in one transaction (graph-api.md §5).
+//!
+//! Rules:
+//! - The same id may appear several times in a round: the **last occurrence wins**.
+//! - A root delta is filtered to the gallery subtree: an item belongs if its parent chain (as this round leaves
+//!   it, falling back to the store for parents the round does not mention) reaches the gallery folder. The
+//!   gallery item itself only updates the root row's attributes (its deletion is reported, never applied).
+//! - Order within a round is undocumented, so items are placed parents first (by their depth in the final tree),
+//!   and a name still held by a row that this round moves away or removes is freed first (swaps work).
+//! - `deleted` items, items moved out of the gallery and hostile items are removed with their subtree, after
+//!   everything else is applied (so children moved elsewhere in the same round survive).
+//! - Renames and moves keep the inode. A file whose cTag changed is reported in `content_changed` and its cached
+//!   blocks are dropped.
+//! - Local state is never overwritten: a locally dirty item keeps its content attributes and baseline (a remote
+//!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
+//!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
+//!   are flagged `remote_removed` (an upload must create them anew).
+//! - A folder that appears in an incremental round without being in the store is reported in `needs_listing`:
+//!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder. So is a
+//!   folder that was kept for local changes (`remote_removed`) and comes back.
+//!
+//! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
+//! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
+//! `rejected`; its descendants in the round are skipped too. Items that are neither file nor folder (OneNote
+//! packages) are rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
+//! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
+
+use crate::remote::models::DriveItem;
+use crate::store::{ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use thiserror::Error;
+
+/// Longest name (bytes) a Linux filesystem can show.
+pub const NAME_MAX: usize = 255;
+
+#[derive(Debug, Error)]
+pub enum DeltaApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an item of a delta round was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    NoName,
+    EmptyName,
+    DotName,
+    ContainsSlash,
+    ContainsNul,
+    NameTooLong,
+    /// Neither a file nor a folder (a package such as a OneNote notebook).
+    UnsupportedKind,
+    /// Its parent folder was rejected.
+    ParentRejected,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedItem {
+    pub item_id: String,
+    pub reason: RejectReason,
+    /// The inode it had, when it was in the store (it has been removed).
+    pub removed_ino: Option<u64>,
+}
+
+/// Why a local item was left alone although OneDrive changed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConflictKind {
+    /// The content changed remotely while the local copy is dirty.
+    RemoteContentChanged,
+    /// Deleted remotely (or moved out of the gallery) while it, or something below it, has local changes.
+    RemoteRemoved,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub ino: u64,
+    pub kind: ConflictKind,
+}
+
+/// What a round changed, for cache and kernel invalidation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedChanges {
+    pub inserted: Vec<u64>,
+    /// Existing rows whose attributes, name or place changed.
+    pub updated: Vec<u64>,
+    pub removed: Vec<u64>,
+    /// Folders whose listing changed (entries added, removed or renamed).
+    pub parents_changed: BTreeSet<u64>,
+    /// `(parent, name)` entries that no longer lead where they did (renamed, moved or removed).
+    pub stale_entries: Vec<(u64, String)>,
+    /// Files whose content version (cTag) changed: their cached content is stale (blocks already dropped).
+    pub content_changed: Vec<u64>,
+    /// Folders new to the store in an incremental round: list their children.
+    pub needs_listing: Vec<u64>,
+    pub conflicts: Vec<Conflict>,
+    pub rejected: Vec<RejectedItem>,
+    /// Items shown under another name than OneDrive's because of a case-insensitive clash.
+    pub renamed_for_clash: Vec<u64>,
+    /// The gallery folder's own attributes changed.
+    pub root_updated: bool,
+    /// The round deletes the gallery folder itself (not applied).
+    pub gallery_deleted: bool,
+    /// Items outside the gallery that were not in the store.
+    pub ignored: usize,
+}
+
+impl AppliedChanges {
+    pub fn is_empty(&self) -> bool {
+        self.inserted.is_empty()
+            && self.updated.is_empty()
+            && self.removed.is_empty()
+            && self.conflicts.is_empty()
+            && !self.root_updated
+            && !self.gallery_deleted
+    }
+}
+
+/// Whether the round is a page set of changes or a complete enumeration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundKind {
+    /// Changes since the last delta link.
+    Incremental,
+    /// A full enumeration (first sync, or after `410 Gone`): rows not seen are removed, no listing needed.
+    Full,
+}
+
+/// Applies one incremental delta round in one transaction.
+pub fn apply_delta_round(
+    store: &Store,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+) -> Result<AppliedChanges, DeltaApplyError> {
+    store.write(|tx| apply_in(tx, gallery_item_id, items, RoundKind::Incremental))
+}
+
+/// Applies a round and, in the same transaction, stores its `@odata.deltaLink` and the sync time, so the link
+/// never runs ahead of (or behind) the applied changes.
+pub fn apply_delta_round_with_link(
+    store: &Store,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+    kind: RoundKind,
+    delta_link: &str,
+) -> Result<AppliedChanges, DeltaApplyError> {
+    store.write(|tx| {
+        let changes = apply_in(tx, gallery_item_id, items, kind)?;
+        tx.set_meta(crate::store::meta_keys::DELTA_LINK, delta_link)?;
+        tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
+        Ok(changes)
+    })
+}
+
+/// Replaces the store's view with a full enumeration: applies it, then removes every row it did not mention
+/// (except local-only and dirty ones and their ancestors).
+pub fn replace_all(
+    store: &Store,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+) -> Result<AppliedChanges, DeltaApplyError> {
+    store.write(|tx| apply_in(tx, gallery_item_id, items, RoundKind::Full))
+}
+
+/// Applies a round inside a caller's transaction.
+pub fn apply_in(
+    tx: &StoreTx<'_>,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+    kind: RoundKind,
+) -> Result<AppliedChanges, DeltaApplyError> {
+    let mut applier = Applier::new(tx, gallery_item_id, items, kind);
+    applier.run()?;
+    let changes = applier.changes;
+    tracing::debug!(
+        inserted = changes.inserted.len(),
+        updated = changes.updated.len(),
+        removed = changes.removed.len(),
+        rejected = changes.rejected.len(),
+        conflicts = changes.conflicts.len(),
+        ignored = changes.ignored,
+        "delta round applied"
+    );
+    Ok(changes)
+}
+
+/// Checks a name from the server against what a Linux directory entry can hold.
+pub fn check_name(name: &str) -> Result<(), RejectReason> {
+    if name.is_empty() {
+        Err(RejectReason::EmptyName)
+    } else if name == "." || name == ".." {
+        Err(RejectReason::DotName)
+    } else if name.contains('/') {
+        Err(RejectReason::ContainsSlash)
+    } else if name.contains('\0') {
+        Err(RejectReason::ContainsNul)
+    } else if name.len() > NAME_MAX {
+        Err(RejectReason::NameTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// `name` with a ` (n)` suffix before its extension, kept within [`NAME_MAX`] bytes.
+pub fn suffixed_name(name: &str, n: u32) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, ""),
+    };
+    let suffix = format!(" ({n}){ext}");
+    let mut stem = stem.to_string();
+    while stem.len() + suffix.len() > NAME_MAX && !stem.is_empty() {
+        stem.pop();
+    }
+    format!("{stem}{suffix}")
+}
+
+/// Where an item of the round ends up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolution {
+    /// In the gallery, at this depth below the root.
+    In(u32),
+    Out,
+    Deleted,
+    Rejected(RejectReason),
+    /// Being resolved (cycle guard).
+    Visiting,
+}
+
+struct Applier<'a, 't> {
+    tx: &'a StoreTx<'t>,
+    gallery: &'a str,
+    kind: RoundKind,
+    /// Last occurrence of each id.
+    latest: HashMap<&'a str, &'a DriveItem>,
+    /// Ids in order of first appearance (deterministic processing).
+    order: Vec<&'a str>,
+    memo: HashMap<&'a str, Resolution>,
+    /// Rows of the store as they were before the round, for ids the round mentions.
+    before: HashMap<&'a str, ItemRow>,
+    /// Upserts not placed yet (their rows may be detached to free a name).
+    unplaced: HashSet<&'a str>,
+    /// Rows to remove after the upserts.
+    removals: Vec<ItemRow>,
+    removal_inos: HashSet<u64>,
+    changes: AppliedChanges,
+}
+
+impl<'a, 't> Applier<'a, 't> {
+    fn new(tx: &'a StoreTx<'t>, gallery: &'a str, items: &'a [DriveItem], kind: RoundKind) -> Self {
+        let mut latest = HashMap::new();
+        let mut order = Vec::new();
+        for item in items {
+            if latest.insert(item.id.as_str(), item).is_none() {
+                order.push(item.id.as_str());
+            }
+        }
+        Applier {
+            tx,
+            gallery,
+            kind,
+            latest,
+            order,
+            memo: HashMap::new(),
+            before: HashMap::new(),
+            unplaced: HashSet::new(),
+            removals: Vec::new(),
+            removal_inos: HashSet::new(),
+            changes: AppliedChanges::default(),
+        }
+    }
+
+    fn run(&mut self) -> Result<(), StoreError> {
+        self.tx.set_root_item(self.gallery)?;
+        if let Some(item) = self.latest.get(self.gallery).copied() {
+            self.apply_root(item)?;
+        }
+        for &id in &self.order {
+            if id == self.gallery {
+                continue;
+            }
+            if let Some(row) = self.tx.get_by_item_id(id)? {
+                self.before.insert(id, row);
+            }
+        }
+        let mut upserts: Vec<(u32, usize, &'a str)> = Vec::new();
+        for (index, &id) in self.order.clone().iter().enumerate() {
+            if id == self.gallery {
+                continue;
+            }
+            let resolution = self.resolve(id)?;
+            let existing = self.before.get(id).cloned();
+            match resolution {
+                Resolution::In(depth) => {
+                    upserts.push((depth, index, id));
+                    self.unplaced.insert(id);
+                }
+                Resolution::Rejected(reason) => {
+                    tracing::warn!(
+                        item_id = id,
+                        ?reason,
+                        "skipping an item with a name that cannot be shown"
+                    );
+                    self.changes.rejected.push(RejectedItem {
+                        item_id: id.to_string(),
+                        reason,
+                        removed_ino: existing.as_ref().map(|r| r.ino),
+                    });
+                    if let Some(row) = existing {
+                        self.schedule_removal(row);
+                    }
+                }
+                Resolution::Out | Resolution::Deleted | Resolution::Visiting => match existing {
+                    Some(row) => self.schedule_removal(row),
+                    None if resolution == Resolution::Out => self.changes.ignored += 1,
+                    None => {}
+                },
+            }
+        }
+        if self.kind == RoundKind::Full {
+            // Before placing anything, so names held by rows that go are free.
+            self.schedule_unseen()?;
+        }
+        upserts.sort();
+        for &(_, _, id) in &upserts {
+            self.upsert(id)?;
+        }
+        self.remove_scheduled()?;
+        let mut seen = HashSet::new();
+        self.changes.conflicts.retain(|c| seen.insert((c.ino, c.kind)));
+        Ok(())
+    }
+
+    fn apply_root(&mut self, item: &DriveItem) -> Result<(), StoreError> {
+        if item.is_deleted() {
+            tracing::warn!("the gallery folder was deleted on OneDrive");
+            self.changes.gallery_deleted = true;
+            return Ok(());
+        }
+        let root = self.tx.get(ROOT_INO)?.ok_or(StoreError::NoSuchInode(ROOT_INO))?;
+        let mut attrs = remote_attrs(item);
+        attrs.size = 0;
+        if !same_attrs(&root, &attrs) {
+            self.tx.update_remote(ROOT_INO, &attrs)?;
+            self.changes.root_updated = true;
+        }
+        Ok(())
+    }
+
+    /// Where item `id` (mentioned in the round) ends up.
+    fn resolve(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
+        if let Some(r) = self.memo.get(id) {
+            return Ok(*r);
+        }
+        self.memo.insert(id, Resolution::Visiting);
+        let r = self.resolve_uncached(id)?;
+        self.memo.insert(id, r);
+        Ok(r)
+    }
+
+    fn resolve_uncached(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
+        let item = self.latest[id];
+        if item.is_deleted() {
+            return Ok(Resolution::Deleted);
+        }
+        let Some(parent_id) = item.parent_id() else {
+            return Ok(Resolution::Out);
+        };
+        let parent = if parent_id == self.gallery {
+            Resolution::In(0)
+        } else if let Some((&pid, _)) = self.latest.get_key_value(parent_id) {
+            self.resolve(pid)?
+        } else if let Some(row) = self.tx.get_by_item_id(parent_id)? {
+            self.resolve_store_chain(row)?
+        } else {
+            Resolution::Out
+        };
+        let parent_depth = match parent {
+            Resolution::In(depth) => depth,
+            Resolution::Rejected(_) => return Ok(Resolution::Rejected(RejectReason::ParentRejected)),
+            _ => return Ok(Resolution::Out),
+        };
+        let Some(name) = item.name.as_deref() else {
+            return Ok(Resolution::Rejected(RejectReason::NoName));
+        };
+        if let Err(reason) = check_name(name) {
+            return Ok(Resolution::Rejected(reason));
+        }
+        if !item.is_file() && !item.is_folder() {
+            return Ok(Resolution::Rejected(RejectReason::UnsupportedKind));
+        }
+        Ok(Resolution::In(parent_depth + 1))
+    }
+
+    /// Resolution of a store row as a parent: walks up the store until the root or a row the round mentions.
+    fn resolve_store_chain(&mut self, row: ItemRow) -> Result<Resolution, StoreError> {
+        let mut steps = 0u32;
+        let mut current = row;
+        loop {
+            if current.ino == ROOT_INO {
+                return Ok(Resolution::In(steps));
+            }
+            if let Some((&cid, _)) = self.latest.get_key_value(current.item_id.as_str()) {
+                return Ok(match self.resolve(cid)? {
+                    Resolution::In(depth) => Resolution::In(depth + steps),
+                    other => other,
+                });
+            }
+            let Some(parent) = current.parent_ino else {
+                return Ok(Resolution::Out);
+            };
+            current = self.tx.get(parent)?.ok_or(StoreError::NoSuchInode(parent))?;
+            steps += 1;
+            if steps > 10_000 {
+                return Ok(Resolution::Out);
+            }
+        }
+    }
+
+    fn schedule_removal(&mut self, row: ItemRow) {
+        if row.ino != ROOT_INO && self.removal_inos.insert(row.ino) {
+            self.removals.push(row);
+        }
+    }
+
+    /// Whether a row may be detached now to free its name: it is placed later in this round, or removed by it
+    /// without anything local below it.
+    fn can_evict(&self, occupant: &ItemRow) -> Result<bool, StoreError> {
+        if self.unplaced.contains(occupant.item_id.as_str()) {
+            return Ok(true);
+        }
+        if self.removal_inos.contains(&occupant.ino) {
+            return Ok(self.protected_in(occupant.ino)?.is_empty());
+        }
+        Ok(false)
+    }
+
+    /// Dirty or local-only rows in the subtree of `ino`.
+    fn protected_in(&self, ino: u64) -> Result<Vec<ItemRow>, StoreError> {
+        let mut protected = Vec::new();
+        for i in self.tx.subtree(ino)? {
+            if let Some(row) = self.tx.get(i)? {
+                if row.is_dirty() || row.local_only {
+                    protected.push(row);
+                }
+            }
+        }
+        Ok(protected)
+    }
+
+    /// A name for `ino` (or a new item) in `parent`: `desired`, freeing it from a row this round moves or removes
+    /// anyway, else with a ` (n)` suffix.
+    fn free_name(&mut self, parent: u64, desired: &str, ino: Option<u64>) -> Result<String, StoreError> {
+        let mut n = 1;
+        loop {
+            let candidate = if n == 1 {
+                desired.to_string()
+            } else {
+                suffixed_name(desired, n)
+            };
+            match self.tx.lookup(parent, &candidate)? {
+                None => return Ok(candidate),
+                Some(occupant) if Some(occupant.ino) == ino => return Ok(candidate),
+                Some(occupant) => {
+                    if self.can_evict(&occupant)? {
+                        self.tx.detach(occupant.ino)?;
+                        return Ok(candidate);
+                    }
+                }
+            }
+            n += 1;
+        }
+    }
+
+    fn parent_ino(&self, item: &DriveItem) -> Result<u64, StoreError> {
+        let parent_id = item.parent_id().unwrap_or_default();
+        if parent_id == self.gallery {
+            return Ok(ROOT_INO);
+        }
+        self.tx
+            .get_by_item_id(parent_id)?
+            .map(|r| r.ino)
+            .ok_or_else(|| StoreError::Corrupt(format!("delta parent {parent_id:?} not placed")))
+    }
+
+    fn upsert(&mut self, id: &'a str) -> Result<(), StoreError> {
+        let item = self.latest[id];
+        self.unplaced.remove(id);
+        let parent = self.parent_ino(item)?;
+        let name = item.name.as_deref().unwrap_or_default();
+        let kind = if item.is_folder() {
+            ItemKind::Dir
+        } else {
+            ItemKind::File
+        };
+        let mut existing = self.before.get(id).cloned();
+        if let Some(row) = existing.as_ref().filter(|r| r.kind != kind) {
+            // The same id changed between file and folder: replace the row.
+            let old = row.clone();
+            self.record_removal(&old, self.tx.remove(old.ino)?);
+            existing = None;
+        }
+        let attrs = remote_attrs(item);
+        match existing {
+            None => {
+                let final_name = self.free_name(parent, name, None)?;
+                let ino = self.tx.insert(&NewItem {
+                    item_id: id.to_string(),
+                    parent_ino: parent,
+                    name: final_name.clone(),
+                    kind,
+                    size: if kind == ItemKind::Dir { 0 } else { attrs.size },
+                    etag: attrs.etag.clone(),
+                    ctag: attrs.ctag.clone(),
+                    quick_xor_hash: attrs.quick_xor_hash.clone(),
+                    mtime: attrs.mtime,
+                    mime_type: attrs.mime_type.clone(),
+                    is_media: attrs.is_media,
+                    content_state: Default::default(),
+                    local_only: false,
+                })?;
+                if final_name != name {
+                    self.changes.renamed_for_clash.push(ino);
+                }
+                self.changes.inserted.push(ino);
+                self.changes.parents_changed.insert(parent);
+                if kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+                    self.changes.needs_listing.push(ino);
+                }
+            }
+            Some(row) => self.update_existing(row, parent, name, attrs)?,
+        }
+        Ok(())
+    }
+
+    fn update_existing(
+        &mut self,
+        row: ItemRow,
+        parent: u64,
+        name: &str,
+        mut attrs: RemoteAttrs,
+    ) -> Result<(), StoreError> {
+        let mut updated = false;
+        // A detached row (name freed for another item) must be re-attached even if its place is unchanged.
+        let current = self.tx.get(row.ino)?.ok_or(StoreError::NoSuchInode(row.ino))?;
+        let final_name = self.free_name(parent, name, Some(row.ino))?;
+        if current.parent_ino != Some(parent) || current.name != final_name {
+            self.tx.rename(row.ino, parent, &final_name)?;
+            if row.parent_ino != Some(parent) || row.name != final_name {
+                if let Some(old_parent) = row.parent_ino {
+                    self.changes.parents_changed.insert(old_parent);
+                    self.changes.stale_entries.push((old_parent, row.name.clone()));
+                }
+                self.changes.parents_changed.insert(parent);
+                updated = true;
+            }
+        }
+        if final_name != name {
+            self.changes.renamed_for_clash.push(row.ino);
+        }
+        if row.remote_removed {
+            // Back in the gallery (moved back or restored): what it holds now is unknown.
+            self.tx.set_remote_removed(row.ino, false)?;
+            if row.kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+                self.changes.needs_listing.push(row.ino);
+            }
+            updated = true;
+        }
+        if row.kind == ItemKind::Dir {
+            attrs.size = 0;
+        }
+        if row.is_dirty() {
+            // Keep local content attributes and the baseline; a different remote cTag is a conflict.
+            if row.kind == ItemKind::File
+                && content_differs(row.base_ctag.as_ref(), row.base_hash.as_ref(), row.base_size, &attrs)
+            {
+                self.changes.conflicts.push(Conflict {
+                    ino: row.ino,
+                    kind: ConflictKind::RemoteContentChanged,
+                });
+            }
+            if attrs.etag != row.etag {
+                self.tx.set_etag(row.ino, attrs.etag.as_deref())?;
+                updated = true;
+            }
+        } else if !same_attrs(&row, &attrs) {
+            if row.kind == ItemKind::File
+                && content_differs(row.ctag.as_ref(), row.quick_xor_hash.as_ref(), Some(row.size), &attrs)
+            {
+                self.tx.drop_blocks(row.ino)?;
+                self.changes.content_changed.push(row.ino);
+            }
+            self.tx.update_remote(row.ino, &attrs)?;
+            updated = true;
+        }
+        if updated {
+            self.changes.updated.push(row.ino);
+        }
+        Ok(())
+    }
+
+    /// Full enumeration: every row not mentioned (and not under a mentioned folder's kept subtree) goes.
+    fn schedule_unseen(&mut self) -> Result<(), StoreError> {
+        let seen: HashSet<&str> = self
+            .memo
+            .iter()
+            .filter(|(_, r)| matches!(r, Resolution::In(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for (ino, item_id) in self.tx.all_item_ids()? {
+            if !seen.contains(item_id.as_str()) && !self.removal_inos.contains(&ino) {
+                if let Some(row) = self.tx.get(ino)? {
+                    if !row.local_only && !row.is_dirty() {
+                        self.schedule_removal(row);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_removal(&mut self, row: &ItemRow, removed: Vec<u64>) {
+        if let Some(parent) = row.parent_ino {
+            self.changes.parents_changed.insert(parent);
+            self.changes.stale_entries.push((parent, row.name.clone()));
+        }
+        for ino in &removed {
+            self.changes.parents_changed.remove(ino);
+        }
+        self.changes.removed.extend(removed);
+    }
+
+    /// Removes the scheduled rows, deepest first, keeping dirty and local-only rows and their ancestors.
+    fn remove_scheduled(&mut self) -> Result<(), StoreError> {
+        let mut scheduled = std::mem::take(&mut self.removals);
+        let mut depths = HashMap::new();
+        for row in &scheduled {
+            depths.insert(row.ino, self.depth_before(row)?);
+        }
+        scheduled.sort_by_key(|r| std::cmp::Reverse(depths[&r.ino]));
+        for row in scheduled {
+            let Some(current) = self.tx.get(row.ino)? else {
+                continue; // went with an ancestor
+            };
+            let protected = self.protected_in(row.ino)?;
+            if protected.is_empty() {
+                let removed = self.tx.remove(row.ino)?;
+                self.record_removal(&row, removed);
+                continue;
+            }
+            self.remove_around(&current, &protected)?;
+            for ino in self.tx.subtree(row.ino)? {
+                if self.tx.get(ino)?.is_some_and(|r| !r.local_only && !r.remote_removed) {
+                    self.tx.set_remote_removed(ino, true)?;
+                }
+            }
+            for p in &protected {
+                self.changes.conflicts.push(Conflict {
+                    ino: p.ino,
+                    kind: ConflictKind::RemoteRemoved,
+                });
+            }
+            if current.parent_ino.is_none() {
+                // Detached earlier to free its name; put it back where it was.
+                let parent = match row.parent_ino {
+                    Some(p) if self.tx.get(p)?.is_some() => p,
+                    _ => ROOT_INO,
+                };
+                let name = self.free_name(parent, &row.name, Some(row.ino))?;
+                self.tx.rename(row.ino, parent, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything below `top` except the `protected` rows and their ancestors.
+    fn remove_around(&mut self, top: &ItemRow, protected: &[ItemRow]) -> Result<(), StoreError> {
+        let mut keep: HashSet<u64> = HashSet::new();
+        for p in protected {
+            let mut current = Some(p.ino);
+            while let Some(ino) = current {
+                if !keep.insert(ino) || ino == top.ino {
+                    break;
+                }
+                current = self.tx.get(ino)?.and_then(|r| r.parent_ino);
+            }
+        }
+        for ino in self.tx.subtree(top.ino)? {
+            if keep.contains(&ino) {
+                continue;
+            }
+            let Some(row) = self.tx.get(ino)? else { continue };
+            if row.parent_ino.is_some_and(|p| keep.contains(&p)) {
+                let removed = self.tx.remove(ino)?;
+                self.record_removal(&row, removed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Depth of a row in the tree as it was before the round (0 for unknown).
+    fn depth_before(&self, row: &ItemRow) -> Result<u32, StoreError> {
+        let mut depth = 0;
+        let mut parent = row.parent_ino;
+        while let Some(p) = parent {
+            depth += 1;
+            if depth > 10_000 {
+                break;
+            }
+            parent = self.tx.get(p)?.and_then(|r| r.parent_ino);
+        }
+        Ok(depth)
+    }
+}
+
+fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
+    RemoteAttrs {
+        etag: item.e_tag.clone(),
+        ctag: item.c_tag.clone(),
+        size: item.size.unwrap_or(0).max(0) as u64,
+        quick_xor_hash: item.quick_xor_hash().map(str::to_string),
+        mtime: item.modified().map(|t| t.timestamp()).unwrap_or(0),
+        mime_type: item.file.as_ref().and_then(|f| f.mime_type.clone()),
+        is_media: item.is_file() && item.is_media(),
+    }
+}
+
+/// Whether `attrs` describe other content than the version known by cTag/hash/size. The cTag decides when both
+/// sides have one (Business omits it on creates); otherwise a known quickXorHash, otherwise the size.
+fn content_differs(ctag: Option<&String>, hash: Option<&String>, size: Option<u64>, attrs: &RemoteAttrs) -> bool {
+    if let (Some(old), Some(new)) = (ctag, attrs.ctag.as_ref()) {
+        return old != new;
+    }
+    if let (Some(old), Some(new)) = (hash, attrs.quick_xor_hash.as_ref()) {
+        return old != new;
+    }
+    size.is_some_and(|s| s != attrs.size)
+}
+
+fn same_attrs(row: &ItemRow, a: &RemoteAttrs) -> bool {
+    row.etag == a.etag
+        && row.ctag == a.ctag
+        && row.size == a.size
+        && row.quick_xor_hash == a.quick_xor_hash
+        && row.mtime == a.mtime
+        && row.mime_type == a.mime_type
+        && row.is_media == a.is_media
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_classified() {
+        assert_eq!(check_name(""), Err(RejectReason::EmptyName));
+        assert_eq!(check_name("."), Err(RejectReason::DotName));
+        assert_eq!(check_name(".."), Err(RejectReason::DotName));
+        assert_eq!(check_name("a/b"), Err(RejectReason::ContainsSlash));
+        assert_eq!(check_name("a\0b"), Err(RejectReason::ContainsNul));
+        assert_eq!(check_name(&"é".repeat(128)), Err(RejectReason::NameTooLong));
+        assert_eq!(check_name(&"e".repeat(255)), Ok(()));
+        assert_eq!(check_name("...jpg"), Ok(()));
+    }
+
+    #[test]
+    fn content_change_falls_back_from_ctag_to_hash_to_size() {
+        let c = |s: &str| Some(s.to_string());
+        let attrs = |ctag: Option<String>, hash: Option<String>, size| RemoteAttrs {
+            ctag,
+            quick_xor_hash: hash,
+            size,
+            ..RemoteAttrs::default()
+        };
+        assert!(content_differs(c("a").as_ref(), None, Some(1), &attrs(c("b"), None, 1)));
+        assert!(!content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("x"), 2)
+        ));
+        // No cTag on one side (a Business create): the hash decides, then the size.
+        assert!(!content_differs(
+            None,
+            c("h").as_ref(),
+            Some(1),
+            &attrs(c("a"), c("h"), 1)
+        ));
+        assert!(content_differs(
+            c("a").as_ref(),
+            c("h").as_ref(),
+            Some(1),
+            &attrs(None, c("h2"), 1)
+        ));
+        assert!(content_differs(None, None, Some(1), &attrs(None, None, 2)));
+        assert!(!content_differs(None, None, None, &attrs(None, None, 2)));
+    }
+
+    #[test]
+    fn suffix_goes_before_the_extension_and_fits() {
+        assert_eq!(suffixed_name("IMG_1.jpg", 2), "IMG_1 (2).jpg");
+        assert_eq!(suffixed_name("album", 3), "album (3)");
+        assert_eq!(suffixed_name(".hidden", 2), ".hidden (2)");
+        let long = format!("{}.jpg", "ü".repeat(125));
+        let s = suffixed_name(&long, 2);
+        assert!(s.len() <= NAME_MAX && s.ends_with(" (2).jpg"), "{s}");
+    }
+}
