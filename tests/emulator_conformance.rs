@@ -1064,8 +1064,15 @@ async fn state_file_round_trip() {
     e.h.state.delete_item(&gone).unwrap();
     let before = e.h.state.state_dump();
     let drive_id = e.h.drive_id();
+    let old_token = e.token.clone();
     e.h.shutdown().await.unwrap();
-    let e = Emu::with(config).await;
+    let mut e = Emu::with(config).await;
+    // The identity part of the state file: a token issued before the restart is still accepted.
+    e.token = old_token;
+    assert_eq!(e.get("/me/drive").await.status, 200);
+    e.token = "not-a-token".into();
+    assert_eq!(e.get("/me/drive").await.status, StatusCode::UNAUTHORIZED);
+    e.token = e.h.test_token();
     assert_eq!(e.h.drive_id(), drive_id);
     assert_eq!(e.h.state.state_dump(), before);
     assert_eq!(e.h.state.recycle_bin_dump()[0].id, gone);
