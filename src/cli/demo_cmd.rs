@@ -22,7 +22,8 @@ pub fn demo(mountpoint: &Path) -> Result<(), CliError> {
     let paths = AccountPaths::new(DEMO_ACCOUNT);
     // Each demo is a fresh emulator: yesterday's metadata would describe another drive.
     if paths.cache_dir.exists() {
-        std::fs::remove_dir_all(&paths.cache_dir).map_err(|e| CliError::failure(format!("{}: {e}", paths.cache_dir.display())))?;
+        std::fs::remove_dir_all(&paths.cache_dir)
+            .map_err(|e| CliError::failure(format!("{}: {e}", paths.cache_dir.display())))?;
     }
     crate::logging::init_for_mount(&paths.log_file(), true).map_err(|e| CliError::failure(e.to_string()))?;
 
@@ -33,34 +34,66 @@ pub fn demo(mountpoint: &Path) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::failure(e.to_string()))?;
     let emu = emu_rt
-        .block_on(emulator::start(EmulatorConfig { seed_gallery: DEMO_ITEMS, auto_approve: true, ..Default::default() }))
+        .block_on(emulator::start(EmulatorConfig {
+            seed_gallery: DEMO_ITEMS,
+            auto_approve: true,
+            ..Default::default()
+        }))
         .map_err(|e| CliError::failure(format!("cannot start the emulator: {e}")))?;
     emu.state.identity.set_poll_interval(1);
-    let endpoints = Endpoints { graph_url: emu.graph_url(), login_url: emu.login_url(), ..Endpoints::default() };
+    let endpoints = Endpoints {
+        graph_url: emu.graph_url(),
+        login_url: emu.login_url(),
+        ..Endpoints::default()
+    };
 
-    eprintln!("galleryfs demo: a sample OneDrive runs at {} (no account needed)", emu.graph_url());
+    eprintln!(
+        "galleryfs demo: a sample OneDrive runs at {} (no account needed)",
+        emu.graph_url()
+    );
     let tokens = emu_rt
         .block_on(async {
             let http = http_client()?;
             sign_in_with_device_code(&endpoints, &http, |prompt| {
-                eprintln!("galleryfs demo: signing in by device code {} (approved by the emulator)", prompt.user_code);
+                eprintln!(
+                    "galleryfs demo: signing in by device code {} (approved by the emulator)",
+                    prompt.user_code
+                );
             })
             .await
         })
         .map_err(|e| CliError::failure(format!("demo sign-in failed: {e}")))?;
-    TokenStore::new(paths.token_file.clone()).save(&tokens).map_err(|e| CliError::failure(e.to_string()))?;
-    AccountSettings { endpoints, folder: None }
-        .save(&paths.settings_file)
+    TokenStore::new(paths.token_file.clone())
+        .save(&tokens)
         .map_err(|e| CliError::failure(e.to_string()))?;
+    AccountSettings {
+        endpoints,
+        folder: None,
+    }
+    .save(&paths.settings_file)
+    .map_err(|e| CliError::failure(e.to_string()))?;
 
     eprintln!(
         "galleryfs demo: mounting {DEMO_ITEMS} sample photos and videos at {}; press Ctrl-C to stop",
         mountpoint.display()
     );
-    eprintln!("  try: ls -l {0}/DCIM/Camera; galleryfs status --account demo", mountpoint.display());
+    eprintln!(
+        "  try: ls -l {0}/DCIM/Camera; galleryfs status --account demo",
+        mountpoint.display()
+    );
     let mut reporter = ReadyReporter::from_env();
-    let options = MountOptions { poll_interval: std::time::Duration::from_secs(5), ..MountOptions::default() };
-    let result = serve(MountRequest { account: DEMO_ACCOUNT.into(), mountpoint, options }, &mut reporter);
+    let options = MountOptions {
+        poll_interval: std::time::Duration::from_secs(5),
+        ..MountOptions::default()
+    };
+    let result = serve(
+        MountRequest {
+            account: DEMO_ACCOUNT.into(),
+            mountpoint,
+            options,
+        },
+        &mut reporter,
+    );
     let _ = emu_rt.block_on(emu.shutdown());
     result.map_err(CliError::failure)
 }
