@@ -22,8 +22,8 @@ pub enum Readiness {
 }
 
 /// Re-executes this binary in the background with `args` (which must make it run in the foreground) and waits
-/// until it reports readiness.
-pub fn spawn_background(args: &[String]) -> std::io::Result<Readiness> {
+/// until it reports readiness. `on_progress` receives the item counts of a first enumeration as they come.
+pub fn spawn_background(args: &[String], mut on_progress: impl FnMut(u64)) -> std::io::Result<Readiness> {
     let (read_end, write_end) = nix::unistd::pipe().map_err(std::io::Error::from)?;
     let exe = std::env::current_exe()?;
     let write_fd = write_end.as_raw_fd();
@@ -46,10 +46,17 @@ pub fn spawn_background(args: &[String]) -> std::io::Result<Readiness> {
     drop(write_end);
     let mut line = String::new();
     let mut reader = BufReader::new(std::fs::File::from(read_end));
-    let n = reader.read_line(&mut line)?;
-    if n == 0 {
-        let _ = child.try_wait();
-        return Ok(Readiness::Vanished);
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 {
+            let _ = child.try_wait();
+            return Ok(Readiness::Vanished);
+        }
+        match line.trim_end().strip_prefix("PROGRESS ").and_then(|n| n.parse().ok()) {
+            Some(items) => on_progress(items),
+            None => break,
+        }
     }
     let line = line.trim_end();
     Ok(if line == "READY" {
@@ -62,10 +69,11 @@ pub fn spawn_background(args: &[String]) -> std::io::Result<Readiness> {
     })
 }
 
-/// The foreground side: reports readiness to whoever waits (the parent through the pipe, systemd via
-/// `NOTIFY_SOCKET`). Safe to call when neither is present.
+/// The foreground side: reports progress and readiness to whoever waits (the parent through the pipe, systemd via
+/// `NOTIFY_SOCKET`). Safe to call when neither is present; clones share the pipe.
+#[derive(Clone)]
 pub struct ReadyReporter {
-    pipe: Option<std::fs::File>,
+    pipe: std::sync::Arc<parking_lot::Mutex<Option<std::fs::File>>>,
 }
 
 impl ReadyReporter {
@@ -82,18 +90,28 @@ impl ReadyReporter {
                 Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
             });
         unsafe { std::env::remove_var(READY_FD_ENV) };
-        Self { pipe }
+        Self {
+            pipe: std::sync::Arc::new(parking_lot::Mutex::new(pipe)),
+        }
+    }
+
+    /// Items listed so far by a first enumeration (shown by the waiting `mount` command in a terminal).
+    pub fn progress(&self, items: u64) {
+        if let Some(p) = self.pipe.lock().as_mut() {
+            let _ = p.write_all(format!("PROGRESS {items}\n").as_bytes());
+        }
+        sd_notify(&format!("STATUS=listing the gallery: {items} items"));
     }
 
     pub fn ready(&mut self) {
-        if let Some(mut p) = self.pipe.take() {
+        if let Some(mut p) = self.pipe.lock().take() {
             let _ = p.write_all(b"READY\n");
         }
         sd_notify("READY=1");
     }
 
     pub fn failed(&mut self, message: &str) {
-        if let Some(mut p) = self.pipe.take() {
+        if let Some(mut p) = self.pipe.lock().take() {
             let one_line = message.replace('\n', " ");
             let _ = p.write_all(format!("FAILED {one_line}\n").as_bytes());
         }

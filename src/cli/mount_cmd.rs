@@ -8,6 +8,7 @@ use crate::daemon::{self, Readiness, ReadyReporter};
 use crate::error::CliError;
 use crate::mount::{serve, MountRequest};
 use crate::mount_options::MountOptions;
+use std::io::IsTerminal;
 
 pub fn mount(args: MountArgs) -> Result<(), CliError> {
     let options = MountOptions::parse(&args.options).map_err(|e| CliError::usage(e.to_string()))?;
@@ -29,7 +30,23 @@ pub fn mount(args: MountArgs) -> Result<(), CliError> {
             child_args.push(o.clone());
         }
         child_args.push("-f".into());
-        return match daemon::spawn_background(&child_args).map_err(|e| CliError::failure(e.to_string()))? {
+        // A first enumeration can take a while: a spinner in a terminal, silence in a pipe.
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message("listing the gallery");
+            s
+        });
+        let progress = |items: u64| {
+            if let Some(s) = &spinner {
+                s.set_message(format!("listing the gallery: {items} items"));
+                s.tick();
+            }
+        };
+        let readiness = daemon::spawn_background(&child_args, progress);
+        if let Some(s) = &spinner {
+            s.finish_and_clear();
+        }
+        return match readiness.map_err(|e| CliError::failure(e.to_string()))? {
             Readiness::Ready => Ok(()),
             Readiness::Failed(msg) => Err(CliError::failure(msg)),
             Readiness::Vanished => Err(CliError::failure(format!(
