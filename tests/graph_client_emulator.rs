@@ -1,0 +1,485 @@
+//! The real Graph client (`galleryfs::remote`) against the Graph emulator over real HTTP: every client operation,
+//! paging boundaries, delta after each kind of remote change and the 410 resync, thumbnails as real JPEGs,
+//! ranged and verified downloads, simple and session uploads (resume after a dropped connection, session gone,
+//! cancel, conflict behaviours), 412 on stale eTags, recycle bin and restore, quota, throttling (Retry-After
+//! honoured by concurrent requests, measured against the emulator's throttle windows) and token expiry and
+//! revocation through `RefreshingTokenSource` against the emulator's token endpoint.
+//!
+//! Each test starts its own emulator on loopback ports; small galleries and short retry backoffs keep the file
+//! fast. `docs/emulator-coverage.md` maps each endpoint and fault to the test covering it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use galleryfs::emulator::faults::{FaultHost, FaultKind, FaultRule};
+use galleryfs::emulator::media::Content;
+use galleryfs::emulator::request_log::{emulator_clock_ms, LoggedRequest};
+use galleryfs::emulator::{self, EmulatorConfig, EmulatorHandle};
+use galleryfs::remote::auth::{
+    sign_in_with_device_code, AuthError, RefreshingTokenSource, StaticToken, TokenSource, TokenStore,
+};
+use galleryfs::remote::download::ByteStream;
+use galleryfs::remote::models::{ConflictBehavior, DriveItem, FileSystemInfo, ItemPatch, UploadSession};
+use galleryfs::remote::upload::FRAGMENT_ALIGN;
+use galleryfs::remote::{
+    DeltaStart, DownloadUrl, Endpoints, FragmentOutcome, GraphClient, GraphError, QuickXorHash, RetryPolicy,
+    ThumbnailRef, UploadEvent, UploadJob, UploadOptions, UploadTarget, UrlKind,
+};
+
+const GALLERY: &str = "/Pictures/Samsung Gallery";
+
+/// Retries fast: these tests are about behaviour, not timing (the throttle tests set their own waits).
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        default_throttle: Duration::from_millis(100),
+        max_throttle_retries: 4,
+        max_throttle_wait: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+    }
+}
+
+fn endpoints(h: &EmulatorHandle) -> Endpoints {
+    Endpoints {
+        graph_url: h.graph_url(),
+        login_url: h.login_url(),
+        ..Default::default()
+    }
+}
+
+fn client_with(h: &EmulatorHandle, tokens: Arc<dyn TokenSource>, policy: RetryPolicy) -> GraphClient {
+    GraphClient::new(endpoints(h), tokens, policy).expect("client")
+}
+
+struct Env {
+    h: EmulatorHandle,
+    c: GraphClient,
+}
+
+impl Env {
+    async fn start(seed_gallery: usize) -> Env {
+        let h = emulator::start(EmulatorConfig {
+            seed_gallery,
+            ..Default::default()
+        })
+        .await
+        .expect("emulator starts");
+        assert!(h.wait_for_hashes(Duration::from_secs(30)).await, "seed hashes");
+        let c = client_with(&h, Arc::new(StaticToken(h.test_token())), fast_policy());
+        Env { h, c }
+    }
+
+    /// Id of an item by path, from the emulator's own state (not through the client).
+    fn id_of(&self, path: &str) -> String {
+        self.h
+            .state
+            .state_dump()
+            .into_iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("{path} not in the emulator state"))
+            .id
+    }
+
+    fn add(&self, path: &str, bytes: &[u8]) -> String {
+        self.h
+            .state
+            .add_file(path, Content::Bytes(Bytes::copy_from_slice(bytes)))
+            .expect("add_file")
+    }
+
+    fn log_since(&self, seq: u64) -> Vec<LoggedRequest> {
+        self.h.state.log.entries_since(seq)
+    }
+
+    fn seq(&self) -> u64 {
+        self.h.state.log.next_seq()
+    }
+
+    /// Every file of the seeded gallery (from the emulator's state).
+    fn seeded_files(&self) -> Vec<emulator::StateEntry> {
+        self.h
+            .state
+            .state_dump()
+            .into_iter()
+            .filter(|e| e.kind == "file" && e.path.starts_with(GALLERY))
+            .collect()
+    }
+}
+
+fn data(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 31 + salt as usize * 7 + i / 251) % 256) as u8)
+        .collect()
+}
+
+async fn collect(mut s: ByteStream) -> Result<Vec<u8>, GraphError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+fn names(items: &[DriveItem]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().filter_map(|i| i.name.clone()).collect();
+    v.sort();
+    v
+}
+
+fn fsi(at: &str) -> FileSystemInfo {
+    FileSystemInfo {
+        created_date_time: Some("2024-03-15T14:22:33Z".parse().unwrap()),
+        last_modified_date_time: Some(at.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------- drive, items, paths, special folders
+
+#[tokio::test]
+async fn drive_quota_items_by_id_and_path_and_special_folder() {
+    let e = Env::start(0).await;
+    let drive = e.c.drive().await.unwrap();
+    assert_eq!(drive.id, e.h.drive_id());
+    assert_eq!(drive.drive_type.as_deref(), Some("personal"));
+    let quota = drive.quota.expect("quota");
+    let view = e.h.state.quota();
+    assert_eq!(quota.total, Some(view.total));
+    assert_eq!(quota.used, Some(view.used));
+    assert_eq!(quota.state.as_deref(), Some("normal"));
+
+    let photos = e.c.special_folder("photos").await.unwrap();
+    assert_eq!(photos.name.as_deref(), Some("Pictures"));
+    assert_eq!(photos.special_folder.and_then(|s| s.name).as_deref(), Some("photos"));
+    assert_eq!(photos.id, e.id_of("/Pictures"));
+
+    let root = e.c.item_by_path("/").await.unwrap();
+    assert!(root.root.is_some(), "the drive root has the root facet");
+    assert_eq!(e.c.item_by_path("").await.unwrap().id, root.id);
+
+    // Names that need percent-encoding in a path segment, and unicode.
+    let awkward = [
+        "#1 100%.jpg",
+        "with  two spaces.jpg",
+        "Ünïcødé 写真 📷.jpg",
+        "a+b&c=d;e,f'g(h)[i]{j}~$@.jpg",
+        "question%3Fnot-decoded.jpg",
+    ];
+    for (i, name) in awkward.iter().enumerate() {
+        let path = format!("{GALLERY}/Album/{name}");
+        let bytes = data(100 + i, i as u8);
+        let id = e.add(&path, &bytes);
+        let by_path = e.c.item_by_path(&path).await.unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(by_path.id, id, "{name} by path");
+        assert_eq!(by_path.name.as_deref(), Some(*name));
+        assert_eq!(by_path.size, Some(bytes.len() as i64));
+        assert_eq!(by_path.quick_xor_hash(), Some(QuickXorHash::of(&bytes).as_str()));
+        let by_id = e.c.item(&id).await.unwrap();
+        assert_eq!(by_id.name.as_deref(), Some(*name));
+        assert_eq!(by_id.e_tag, by_path.e_tag);
+        // Path matching is case-insensitive (OAD concepts/case-sensitivity.md).
+        let upper = e.c.item_by_path(&path.to_uppercase()).await.unwrap();
+        assert_eq!(upper.id, id, "{name} upper-cased");
+        let album = e.id_of(&format!("{GALLERY}/Album"));
+        let child = e.c.child_by_name(&album, &name.to_lowercase()).await.unwrap();
+        assert_eq!(child.map(|c| c.id), Some(id));
+    }
+    let album = e.id_of(&format!("{GALLERY}/Album"));
+    assert_eq!(e.c.child_by_name(&album, "nope.jpg").await.unwrap().map(|c| c.id), None);
+    let missing = e.c.item_by_path(&format!("{GALLERY}/nope.jpg")).await.unwrap_err();
+    assert!(matches!(missing, GraphError::NotFound { .. }), "{missing:?}");
+    assert_eq!(missing.error_code(), Some("itemNotFound"));
+    let missing = e.c.item(&format!("{}!999999", e.h.drive_id())).await.unwrap_err();
+    assert!(matches!(missing, GraphError::NotFound { .. }), "{missing:?}");
+
+    // Gallery discovery the way the mount does it: photos special folder → child "Samsung Gallery".
+    let gallery = e.c.child_by_name(&photos.id, "samsung gallery").await.unwrap().expect("gallery");
+    assert_eq!(gallery.id, e.id_of(GALLERY));
+    assert_eq!(gallery.parent_id(), Some(photos.id.as_str()));
+}
+
+// ---------------------------------------------------------------- children paging
+
+#[tokio::test]
+async fn children_paging_at_0_1_200_201_and_1001_items() {
+    let e = Env::start(0).await;
+    let counts = [0usize, 1, 200, 201, 1001];
+    for n in counts {
+        let folder = format!("/Paging/n{n}");
+        e.h.state.add_folder(&folder).unwrap();
+        for i in 0..n {
+            e.add(&format!("{folder}/IMG_{i:05}.jpg"), &[i as u8]);
+        }
+    }
+    for n in counts {
+        let id = e.id_of(&format!("/Paging/n{n}"));
+        let seq = e.seq();
+        let kids = e.c.children(&id).await.unwrap();
+        assert_eq!(kids.len(), n, "children of n{n}");
+        let mut ids: Vec<&str> = kids.iter().map(|k| k.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no item twice in n{n}");
+        let want: Vec<String> = (0..n).map(|i| format!("IMG_{i:05}.jpg")).collect();
+        assert_eq!(names(&kids), want);
+        // The client asks $top=1000 (the documented maximum) and follows nextLink verbatim.
+        let pages = e
+            .log_since(seq)
+            .iter()
+            .filter(|r| r.host == "api" && r.path.contains("/children"))
+            .count();
+        assert_eq!(pages, if n > 1000 { 2 } else { 1 }, "pages for n{n}");
+
+        // With $expand=thumbnails the service picks the page size (200 by default here).
+        let seq = e.seq();
+        let with_thumbs = e.c.children_with_thumbnails(&id).await.unwrap();
+        assert_eq!(names(&with_thumbs), want);
+        let pages = e
+            .log_since(seq)
+            .iter()
+            .filter(|r| r.host == "api" && r.path.contains("/children"))
+            .count();
+        assert_eq!(pages, n.div_ceil(200).max(1), "expand pages for n{n}");
+    }
+}
+
+// ---------------------------------------------------------------- delta
+
+#[tokio::test]
+async fn delta_full_latest_and_incremental_after_each_kind_of_remote_change() {
+    let e = Env::start(4).await;
+    let full = e.c.delta(DeltaStart::Full { folder_id: None }).await.unwrap();
+    let live: Vec<String> = e.h.state.state_dump().into_iter().map(|s| s.id).collect();
+    for id in &live {
+        assert!(full.items.iter().any(|i| &i.id == id), "{id} missing from full delta");
+    }
+    assert!(full.items.iter().all(|i| !i.is_deleted()));
+    assert!(!full.delta_link.is_empty());
+
+    let latest = e.c.delta(DeltaStart::Latest { folder_id: None }).await.unwrap();
+    assert!(latest.items.is_empty(), "token=latest returns no items");
+
+    // Nothing changed: empty round from either link.
+    let quiet = e.c.delta(DeltaStart::Link(full.delta_link.clone())).await.unwrap();
+    assert!(quiet.items.iter().all(|i| i.is_folder()), "no file changes: {:?}", names(&quiet.items));
+
+    // add
+    let added = e.add(&format!("{GALLERY}/DCIM/Camera/new.jpg"), b"new photo");
+    let r = e.c.delta(DeltaStart::Link(latest.delta_link.clone())).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("added item in delta");
+    assert_eq!(got.name.as_deref(), Some("new.jpg"));
+    assert_eq!(got.size, Some(9));
+    assert!(got.parent_reference.as_ref().and_then(|p| p.path.as_ref()).is_none(), "no path in delta");
+    let link = r.delta_link;
+
+    // edit: new content, new cTag and hash
+    let before = e.c.item(&added).await.unwrap();
+    e.h.state.edit_file(&added, Content::Bytes(Bytes::from_static(b"edited photo!"))).unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("edited item in delta");
+    assert_eq!(got.size, Some(13));
+    assert_ne!(got.c_tag, before.c_tag, "content edit changes cTag");
+    assert_eq!(got.quick_xor_hash(), Some(QuickXorHash::of(b"edited photo!").as_str()));
+    let link = r.delta_link;
+
+    // rename: same id, same cTag (metadata only), new eTag
+    let before = e.c.item(&added).await.unwrap();
+    e.h.state.rename_item(&added, "renamed.jpg").unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("renamed item in delta");
+    assert_eq!(got.name.as_deref(), Some("renamed.jpg"));
+    assert_eq!(got.c_tag, before.c_tag, "rename keeps cTag");
+    assert_ne!(got.e_tag, before.e_tag, "rename changes eTag");
+    let link = r.delta_link;
+
+    // move to another folder
+    let album = e.h.state.add_folder(&format!("{GALLERY}/Album")).unwrap();
+    e.h.state.move_item(&added, &album, None).unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("moved item in delta");
+    assert_eq!(got.parent_id(), Some(album.as_str()));
+    assert!(r.items.iter().any(|i| i.id == album), "the new folder is in the round");
+    let link = r.delta_link;
+
+    // several changes to one item in one round: it appears once, in its last state (dedup, last wins)
+    e.h.state.rename_item(&added, "r1.jpg").unwrap();
+    e.h.state.edit_file(&added, Content::Bytes(Bytes::from_static(b"v3"))).unwrap();
+    e.h.state.rename_item(&added, "r2.jpg").unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let mine: Vec<&DriveItem> = r.items.iter().filter(|i| i.id == added).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].name.as_deref(), Some("r2.jpg"));
+    assert_eq!(mine[0].size, Some(2));
+    let link = r.delta_link;
+
+    // delete: the item comes back with the deleted facet
+    e.h.state.delete_item(&added).unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("deleted item in delta");
+    assert!(got.is_deleted(), "{got:?}");
+    let link = r.delta_link;
+
+    // restore: back, not deleted
+    e.h.state.restore_item(&added).unwrap();
+    let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
+    let got = r.items.iter().find(|i| i.id == added).expect("restored item in delta");
+    assert!(!got.is_deleted());
+    assert_eq!(got.name.as_deref(), Some("r2.jpg"));
+}
+
+#[tokio::test]
+async fn delta_pages_and_folder_scope() {
+    let e = Env::start(0).await;
+    for i in 0..450 {
+        e.add(&format!("{GALLERY}/DCIM/Camera/P{i:04}.jpg"), &[i as u8, 1]);
+    }
+    e.add("/Documents/outside.txt", b"not in the gallery");
+    let seq = e.seq();
+    let full = e.c.delta(DeltaStart::Full { folder_id: None }).await.unwrap();
+    assert!(full.pages >= 3, "450+ items come in pages of at most 200: {}", full.pages);
+    let delta_requests = e.log_since(seq).iter().filter(|r| r.path.contains("delta")).count();
+    assert_eq!(delta_requests, full.pages);
+    assert_eq!(full.items.iter().filter(|i| i.is_file()).count(), 451);
+
+    let gallery = e.id_of(GALLERY);
+    let scoped = e.c.delta(DeltaStart::Full { folder_id: Some(gallery.clone()) }).await.unwrap();
+    let files: Vec<&DriveItem> = scoped.items.iter().filter(|i| i.is_file()).collect();
+    assert_eq!(files.len(), 450, "folder-scoped delta has only the gallery's files");
+    assert!(scoped.items.iter().all(|i| i.name.as_deref() != Some("outside.txt")));
+
+    // Folder-scoped incremental: a change outside the folder is not reported, one inside is.
+    let latest = e.c.delta(DeltaStart::Latest { folder_id: Some(gallery.clone()) }).await.unwrap();
+    e.add("/Documents/outside2.txt", b"x");
+    let inside = e.add(&format!("{GALLERY}/inside.jpg"), b"y");
+    let r = e.c.delta(DeltaStart::Link(latest.delta_link)).await.unwrap();
+    assert!(r.items.iter().any(|i| i.id == inside));
+    assert!(r.items.iter().all(|i| i.name.as_deref() != Some("outside2.txt")));
+}
+
+#[tokio::test]
+async fn delta_410_resync_follows_the_location() {
+    let e = Env::start(3).await;
+    let full = e.c.delta(DeltaStart::Full { folder_id: None }).await.unwrap();
+    e.add(&format!("{GALLERY}/after.jpg"), b"after");
+    e.h.state.invalidate_delta_tokens();
+    let err = e.c.delta(DeltaStart::Link(full.delta_link.clone())).await.unwrap_err();
+    let GraphError::ResyncRequired { location, .. } = &err else {
+        panic!("expected ResyncRequired, got {err:?}");
+    };
+    assert_eq!(err.status(), Some(410));
+    assert!(err.has_code("resyncRequired") || err.error_code().is_some_and(|c| c.starts_with("resync")), "{err:?}");
+    let location = location.clone().expect("410 carries a Location");
+    assert!(location.starts_with(&e.h.graph_url()), "Location is a Graph URL: {location}");
+
+    let seq = e.seq();
+    let again = e.c.delta_resync(Some(&location)).await.unwrap();
+    let first = e.log_since(seq).into_iter().find(|r| r.path.contains("delta")).unwrap();
+    assert_eq!(first.status, 200, "the Location restarts enumeration");
+    let live: Vec<String> = e.h.state.state_dump().into_iter().map(|s| s.id).collect();
+    for id in &live {
+        assert!(again.items.iter().any(|i| &i.id == id), "{id} missing after resync");
+    }
+    // The new deltaLink works.
+    let quiet = e.c.delta(DeltaStart::Link(again.delta_link)).await.unwrap();
+    assert!(quiet.items.iter().all(|i| !i.is_file()));
+}
+
+// ---------------------------------------------------------------- thumbnails
+
+#[tokio::test]
+async fn thumbnails_list_custom_and_content_are_real_jpegs() {
+    let e = Env::start(4).await;
+    let photo = e
+        .seeded_files()
+        .into_iter()
+        .find(|f| f.path.to_lowercase().ends_with(".jpg"))
+        .expect("a seeded photo");
+    let sets = e.c.thumbnails(&photo.id).await.unwrap();
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    assert_eq!(set.id, "0");
+    let mut longest = Vec::new();
+    for (label, t) in [("small", &set.small), ("medium", &set.medium), ("large", &set.large)] {
+        let t = t.as_ref().unwrap_or_else(|| panic!("{label} missing"));
+        let url = t.url.as_deref().expect("thumbnail url");
+        assert!(url.starts_with(&e.h.content_url()), "{label} served by the content host");
+        let seq = e.seq();
+        let bytes = e.c.thumbnail_content(ThumbnailRef::Url(url)).await.unwrap();
+        assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "{label} is a JPEG");
+        let img = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).expect("decodes");
+        assert_eq!(Some(img.width() as i64), t.width, "{label} width as listed");
+        assert_eq!(Some(img.height() as i64), t.height, "{label} height as listed");
+        longest.push(img.width().max(img.height()));
+        let log = e.log_since(seq);
+        assert!(log.iter().all(|r| !r.had_authorization), "no bearer token to the thumbnail host");
+    }
+    assert!(longest[0] < longest[1] && longest[1] < longest[2], "small < medium < large: {longest:?}");
+    assert!(longest[0] <= 96 && longest[1] <= 176 && longest[2] <= 800, "{longest:?}");
+
+    // Item + set + size: /thumbnails/0/medium/content → 302 → bytes.
+    let via_set = e
+        .c
+        .thumbnail_content(ThumbnailRef::Set {
+            item_id: &photo.id,
+            set_id: "0",
+            size: "medium",
+        })
+        .await
+        .unwrap();
+    let img = image::load_from_memory(&via_set).unwrap();
+    assert_eq!(img.width().max(img.height()), longest[1]);
+
+    // Custom sizes: fit inside the box, or fill and crop.
+    let custom = e.c.thumbnail_custom(&photo.id, "c300x400").await.unwrap().expect("custom");
+    let bytes = e.c.thumbnail_content(ThumbnailRef::Url(custom.url.as_deref().unwrap())).await.unwrap();
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert!(img.width() <= 300 && img.height() <= 400, "{}x{}", img.width(), img.height());
+    assert!(img.width() == 300 || img.height() == 400, "fills one side of the box");
+    assert_eq!(Some(img.width() as i64), custom.width);
+    let crop = e.c.thumbnail_custom(&photo.id, "c120x120_Crop").await.unwrap().expect("crop");
+    let bytes = e.c.thumbnail_content(ThumbnailRef::Url(crop.url.as_deref().unwrap())).await.unwrap();
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((img.width(), img.height()), (120, 120));
+
+    // Listing with $expand=thumbnails carries the same sets.
+    let album = e.c.item(&photo.id).await.unwrap().parent_id().unwrap().to_string();
+    let kids = e.c.children_with_thumbnails(&album).await.unwrap();
+    let me = kids.iter().find(|k| k.id == photo.id).unwrap();
+    let listed = me.thumbnails.as_ref().expect("expanded thumbnails");
+    assert_eq!(listed[0].medium.as_ref().and_then(|m| m.width), set.medium.as_ref().and_then(|m| m.width));
+
+    // No thumbnail yet → an empty list (not an error), and no custom thumbnail.
+    e.h.state.set_thumbnails_missing(&photo.id, true).unwrap();
+    assert!(e.c.thumbnails(&photo.id).await.unwrap().is_empty());
+    assert!(e.c.thumbnail_custom(&photo.id, "c64x64").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn thumbnails_of_a_real_sample_photo() {
+    let dir = std::path::Path::new("/work/shared/testdata/photos");
+    let sample = dir.join("nokia_8.3_5g.jpg");
+    let Ok(bytes) = std::fs::read(&sample) else {
+        eprintln!("SKIPPED: sample photo {} is absent", sample.display());
+        return;
+    };
+    let e = Env::start(0).await;
+    let source = image::load_from_memory(&bytes).expect("sample decodes");
+    let id = e.add(&format!("{GALLERY}/DCIM/Camera/nokia.jpg"), &bytes);
+    let item = e.c.item(&id).await.unwrap();
+    assert_eq!(item.size, Some(bytes.len() as i64));
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&bytes).as_str()));
+    let sets = e.c.thumbnails(&id).await.unwrap();
+    let large = sets[0].large.as_ref().unwrap();
+    let got = e.c.thumbnail_content(ThumbnailRef::Url(large.url.as_deref().unwrap())).await.unwrap();
+    let img = image::load_from_memory(&got).unwrap();
+    // Aspect ratio kept within rounding (the thumbnail is of this photo, not a placeholder).
+    let want = source.width() as f64 / source.height() as f64;
+    let have = img.width() as f64 / img.height() as f64;
+    assert!((want - have).abs() < 0.02, "aspect {want} vs {have}");
+}
