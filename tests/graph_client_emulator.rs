@@ -175,7 +175,10 @@ async fn drive_quota_items_by_id_and_path_and_special_folder() {
         let path = format!("{GALLERY}/Album/{name}");
         let bytes = data(100 + i, i as u8);
         let id = e.add(&path, &bytes);
-        let by_path = e.c.item_by_path(&path).await.unwrap_or_else(|err| panic!("{name}: {err}"));
+        let by_path =
+            e.c.item_by_path(&path)
+                .await
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(by_path.id, id, "{name} by path");
         assert_eq!(by_path.name.as_deref(), Some(*name));
         assert_eq!(by_path.size, Some(bytes.len() as i64));
@@ -199,7 +202,11 @@ async fn drive_quota_items_by_id_and_path_and_special_folder() {
     assert!(matches!(missing, GraphError::NotFound { .. }), "{missing:?}");
 
     // Gallery discovery the way the mount does it: photos special folder → child "Samsung Gallery".
-    let gallery = e.c.child_by_name(&photos.id, "samsung gallery").await.unwrap().expect("gallery");
+    let gallery =
+        e.c.child_by_name(&photos.id, "samsung gallery")
+            .await
+            .unwrap()
+            .expect("gallery");
     assert_eq!(gallery.id, e.id_of(GALLERY));
     assert_eq!(gallery.parent_id(), Some(photos.id.as_str()));
 }
@@ -267,7 +274,11 @@ async fn delta_full_latest_and_incremental_after_each_kind_of_remote_change() {
 
     // Nothing changed: empty round from either link.
     let quiet = e.c.delta(DeltaStart::Link(full.delta_link.clone())).await.unwrap();
-    assert!(quiet.items.iter().all(|i| i.is_folder()), "no file changes: {:?}", names(&quiet.items));
+    assert!(
+        quiet.items.iter().all(|i| i.is_folder()),
+        "no file changes: {:?}",
+        names(&quiet.items)
+    );
 
     // add
     let added = e.add(&format!("{GALLERY}/DCIM/Camera/new.jpg"), b"new photo");
@@ -275,12 +286,17 @@ async fn delta_full_latest_and_incremental_after_each_kind_of_remote_change() {
     let got = r.items.iter().find(|i| i.id == added).expect("added item in delta");
     assert_eq!(got.name.as_deref(), Some("new.jpg"));
     assert_eq!(got.size, Some(9));
-    assert!(got.parent_reference.as_ref().and_then(|p| p.path.as_ref()).is_none(), "no path in delta");
+    assert!(
+        got.parent_reference.as_ref().and_then(|p| p.path.as_ref()).is_none(),
+        "no path in delta"
+    );
     let link = r.delta_link;
 
     // edit: new content, new cTag and hash
     let before = e.c.item(&added).await.unwrap();
-    e.h.state.edit_file(&added, Content::Bytes(Bytes::from_static(b"edited photo!"))).unwrap();
+    e.h.state
+        .edit_file(&added, Content::Bytes(Bytes::from_static(b"edited photo!")))
+        .unwrap();
     let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
     let got = r.items.iter().find(|i| i.id == added).expect("edited item in delta");
     assert_eq!(got.size, Some(13));
@@ -309,7 +325,9 @@ async fn delta_full_latest_and_incremental_after_each_kind_of_remote_change() {
 
     // several changes to one item in one round: it appears once, in its last state (dedup, last wins)
     e.h.state.rename_item(&added, "r1.jpg").unwrap();
-    e.h.state.edit_file(&added, Content::Bytes(Bytes::from_static(b"v3"))).unwrap();
+    e.h.state
+        .edit_file(&added, Content::Bytes(Bytes::from_static(b"v3")))
+        .unwrap();
     e.h.state.rename_item(&added, "r2.jpg").unwrap();
     let r = e.c.delta(DeltaStart::Link(link)).await.unwrap();
     let mine: Vec<&DriveItem> = r.items.iter().filter(|i| i.id == added).collect();
@@ -342,19 +360,33 @@ async fn delta_pages_and_folder_scope() {
     e.add("/Documents/outside.txt", b"not in the gallery");
     let seq = e.seq();
     let full = e.c.delta(DeltaStart::Full { folder_id: None }).await.unwrap();
-    assert!(full.pages >= 3, "450+ items come in pages of at most 200: {}", full.pages);
+    assert!(
+        full.pages >= 3,
+        "450+ items come in pages of at most 200: {}",
+        full.pages
+    );
     let delta_requests = e.log_since(seq).iter().filter(|r| r.path.contains("delta")).count();
     assert_eq!(delta_requests, full.pages);
     assert_eq!(full.items.iter().filter(|i| i.is_file()).count(), 451);
 
     let gallery = e.id_of(GALLERY);
-    let scoped = e.c.delta(DeltaStart::Full { folder_id: Some(gallery.clone()) }).await.unwrap();
+    let scoped =
+        e.c.delta(DeltaStart::Full {
+            folder_id: Some(gallery.clone()),
+        })
+        .await
+        .unwrap();
     let files: Vec<&DriveItem> = scoped.items.iter().filter(|i| i.is_file()).collect();
     assert_eq!(files.len(), 450, "folder-scoped delta has only the gallery's files");
     assert!(scoped.items.iter().all(|i| i.name.as_deref() != Some("outside.txt")));
 
     // Folder-scoped incremental: a change outside the folder is not reported, one inside is.
-    let latest = e.c.delta(DeltaStart::Latest { folder_id: Some(gallery.clone()) }).await.unwrap();
+    let latest =
+        e.c.delta(DeltaStart::Latest {
+            folder_id: Some(gallery.clone()),
+        })
+        .await
+        .unwrap();
     e.add("/Documents/outside2.txt", b"x");
     let inside = e.add(&format!("{GALLERY}/inside.jpg"), b"y");
     let r = e.c.delta(DeltaStart::Link(latest.delta_link)).await.unwrap();
@@ -373,9 +405,15 @@ async fn delta_410_resync_follows_the_location() {
         panic!("expected ResyncRequired, got {err:?}");
     };
     assert_eq!(err.status(), Some(410));
-    assert!(err.has_code("resyncRequired") || err.error_code().is_some_and(|c| c.starts_with("resync")), "{err:?}");
+    assert!(
+        err.has_code("resyncRequired") || err.error_code().is_some_and(|c| c.starts_with("resync")),
+        "{err:?}"
+    );
     let location = location.clone().expect("410 carries a Location");
-    assert!(location.starts_with(&e.h.graph_url()), "Location is a Graph URL: {location}");
+    assert!(
+        location.starts_with(&e.h.graph_url()),
+        "Location is a Graph URL: {location}"
+    );
 
     let seq = e.seq();
     let again = e.c.delta_resync(Some(&location)).await.unwrap();
@@ -408,7 +446,10 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
     for (label, t) in [("small", &set.small), ("medium", &set.medium), ("large", &set.large)] {
         let t = t.as_ref().unwrap_or_else(|| panic!("{label} missing"));
         let url = t.url.as_deref().expect("thumbnail url");
-        assert!(url.starts_with(&e.h.content_url()), "{label} served by the content host");
+        assert!(
+            url.starts_with(&e.h.content_url()),
+            "{label} served by the content host"
+        );
         let seq = e.seq();
         let bytes = e.c.thumbnail_content(ThumbnailRef::Url(url)).await.unwrap();
         assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "{label} is a JPEG");
@@ -417,15 +458,23 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
         assert_eq!(Some(img.height() as i64), t.height, "{label} height as listed");
         longest.push(img.width().max(img.height()));
         let log = e.log_since(seq);
-        assert!(log.iter().all(|r| !r.had_authorization), "no bearer token to the thumbnail host");
+        assert!(
+            log.iter().all(|r| !r.had_authorization),
+            "no bearer token to the thumbnail host"
+        );
     }
-    assert!(longest[0] < longest[1] && longest[1] < longest[2], "small < medium < large: {longest:?}");
-    assert!(longest[0] <= 96 && longest[1] <= 176 && longest[2] <= 800, "{longest:?}");
+    assert!(
+        longest[0] < longest[1] && longest[1] < longest[2],
+        "small < medium < large: {longest:?}"
+    );
+    assert!(
+        longest[0] <= 96 && longest[1] <= 176 && longest[2] <= 800,
+        "{longest:?}"
+    );
 
     // Item + set + size: /thumbnails/0/medium/content → 302 → bytes.
-    let via_set = e
-        .c
-        .thumbnail_content(ThumbnailRef::Set {
+    let via_set =
+        e.c.thumbnail_content(ThumbnailRef::Set {
             item_id: &photo.id,
             set_id: "0",
             size: "medium",
@@ -436,14 +485,33 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
     assert_eq!(img.width().max(img.height()), longest[1]);
 
     // Custom sizes: fit inside the box, or fill and crop.
-    let custom = e.c.thumbnail_custom(&photo.id, "c300x400").await.unwrap().expect("custom");
-    let bytes = e.c.thumbnail_content(ThumbnailRef::Url(custom.url.as_deref().unwrap())).await.unwrap();
+    let custom =
+        e.c.thumbnail_custom(&photo.id, "c300x400")
+            .await
+            .unwrap()
+            .expect("custom");
+    let bytes =
+        e.c.thumbnail_content(ThumbnailRef::Url(custom.url.as_deref().unwrap()))
+            .await
+            .unwrap();
     let img = image::load_from_memory(&bytes).unwrap();
-    assert!(img.width() <= 300 && img.height() <= 400, "{}x{}", img.width(), img.height());
+    assert!(
+        img.width() <= 300 && img.height() <= 400,
+        "{}x{}",
+        img.width(),
+        img.height()
+    );
     assert!(img.width() == 300 || img.height() == 400, "fills one side of the box");
     assert_eq!(Some(img.width() as i64), custom.width);
-    let crop = e.c.thumbnail_custom(&photo.id, "c120x120_Crop").await.unwrap().expect("crop");
-    let bytes = e.c.thumbnail_content(ThumbnailRef::Url(crop.url.as_deref().unwrap())).await.unwrap();
+    let crop =
+        e.c.thumbnail_custom(&photo.id, "c120x120_Crop")
+            .await
+            .unwrap()
+            .expect("crop");
+    let bytes =
+        e.c.thumbnail_content(ThumbnailRef::Url(crop.url.as_deref().unwrap()))
+            .await
+            .unwrap();
     let img = image::load_from_memory(&bytes).unwrap();
     assert_eq!((img.width(), img.height()), (120, 120));
 
@@ -452,7 +520,10 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
     let kids = e.c.children_with_thumbnails(&album).await.unwrap();
     let me = kids.iter().find(|k| k.id == photo.id).unwrap();
     let listed = me.thumbnails.as_ref().expect("expanded thumbnails");
-    assert_eq!(listed[0].medium.as_ref().and_then(|m| m.width), set.medium.as_ref().and_then(|m| m.width));
+    assert_eq!(
+        listed[0].medium.as_ref().and_then(|m| m.width),
+        set.medium.as_ref().and_then(|m| m.width)
+    );
 
     // No thumbnail yet → an empty list (not an error), and no custom thumbnail.
     e.h.state.set_thumbnails_missing(&photo.id, true).unwrap();
@@ -476,10 +547,577 @@ async fn thumbnails_of_a_real_sample_photo() {
     assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&bytes).as_str()));
     let sets = e.c.thumbnails(&id).await.unwrap();
     let large = sets[0].large.as_ref().unwrap();
-    let got = e.c.thumbnail_content(ThumbnailRef::Url(large.url.as_deref().unwrap())).await.unwrap();
+    let got =
+        e.c.thumbnail_content(ThumbnailRef::Url(large.url.as_deref().unwrap()))
+            .await
+            .unwrap();
     let img = image::load_from_memory(&got).unwrap();
     // Aspect ratio kept within rounding (the thumbnail is of this photo, not a placeholder).
     let want = source.width() as f64 / source.height() as f64;
     let have = img.width() as f64 / img.height() as f64;
     assert!((want - have).abs() < 0.02, "aspect {want} vs {have}");
+}
+
+// ---------------------------------------------------------------- downloads
+
+#[tokio::test]
+async fn download_redirect_ranges_416_and_hash_verified_whole_download() {
+    let e = Env::start(0).await;
+    let bytes = data(700_000, 3);
+    let id = e.add(&format!("{GALLERY}/DCIM/Camera/big.jpg"), &bytes);
+    let item = e.c.item(&id).await.unwrap();
+
+    let seq = e.seq();
+    let url = e.c.download_url(&id).await.unwrap();
+    assert_eq!(
+        url.kind(),
+        UrlKind::PreAuthenticated,
+        "/content answers 302 to a pre-authenticated URL"
+    );
+    assert!(url.as_secret_str().starts_with(&e.h.content_url()));
+    let content_call = &e.log_since(seq)[0];
+    assert_eq!((content_call.host.as_str(), content_call.status), ("api", 302));
+
+    let seq = e.seq();
+    let got = collect(e.c.get_range(&url, 1000, 5000).await.unwrap()).await.unwrap();
+    assert_eq!(got, &bytes[1000..6000]);
+    let ranged = &e.log_since(seq)[0];
+    assert_eq!(ranged.host, "content");
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.range.as_deref(), Some("bytes=1000-5999"));
+    assert!(!ranged.had_authorization, "no bearer token to the download host");
+
+    // A range running past the end is cut at the end; one starting past it is 416.
+    let tail = collect(e.c.get_range(&url, 699_990, 100).await.unwrap()).await.unwrap();
+    assert_eq!(tail, &bytes[699_990..]);
+    let err = e.c.get_range(&url, 700_000, 10).await.err().expect("416");
+    assert!(matches!(err, GraphError::RangeNotSatisfiable { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(416));
+
+    // Whole download, verified against quickXorHash.
+    let mut whole = Vec::new();
+    assert_eq!(e.c.download_item(&item, &mut whole).await.unwrap(), bytes.len() as u64);
+    assert_eq!(whole, bytes);
+
+    // A body cut short is an error, never a silently short file.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Truncate { after_bytes: 4096 })
+            .host(FaultHost::Content)
+            .path_contains("/download/")
+            .count(4),
+    );
+    let mut short = Vec::new();
+    let err = e.c.download_item(&item, &mut short).await.unwrap_err();
+    assert!(
+        matches!(err, GraphError::Truncated { .. } | GraphError::Network(_)),
+        "{err:?}"
+    );
+    e.h.state.faults.clear_rules();
+
+    // A file whose listed hash does not match its bytes is refused (HashMismatch).
+    let mut lying = item.clone();
+    lying.file.as_mut().unwrap().hashes.as_mut().unwrap().quick_xor_hash = Some(QuickXorHash::of(b"other"));
+    let mut sink = Vec::new();
+    let err = e.c.download_item(&lying, &mut sink).await.unwrap_err();
+    assert!(matches!(err, GraphError::HashMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn expired_download_url_is_replaced_once() {
+    let e = Env::start(0).await;
+    let bytes = data(50_000, 9);
+    let id = e.add(&format!("{GALLERY}/a.jpg"), &bytes);
+    let mut slot: Option<DownloadUrl> = None;
+    let first = collect(e.c.item_range(&id, &mut slot, 0, 100).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(first, &bytes[..100]);
+    let old = slot.clone().expect("url kept");
+
+    e.h.state.expire_download_urls();
+    let seq = e.seq();
+    let again = collect(e.c.item_range(&id, &mut slot, 100, 100).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again, &bytes[100..200]);
+    assert_ne!(slot.as_ref(), Some(&old), "a fresh URL replaced the stale one");
+    let log = e.log_since(seq);
+    let statuses: Vec<(String, u16)> = log.iter().map(|r| (r.host.clone(), r.status)).collect();
+    assert!(
+        (400..=499).contains(&log[0].status) && log[0].host == "content",
+        "stale URL refused first: {statuses:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|r| r.path.ends_with("/content")).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // The listed @microsoft.graph.downloadUrl of old metadata also goes stale; download_item fetches anew.
+    let item = e.c.item(&id).await.unwrap();
+    assert!(item.download_url.is_some(), "item metadata carries a download URL");
+    e.h.state.expire_download_urls();
+    let mut whole = Vec::new();
+    e.c.download_item(&item, &mut whole).await.unwrap();
+    assert_eq!(whole, bytes);
+}
+
+#[tokio::test]
+async fn ranged_download_resumes_after_a_dropped_connection() {
+    let e = Env::start(0).await;
+    let bytes = data(400_000, 5);
+    let id = e.add(&format!("{GALLERY}/v.mp4"), &bytes);
+    let url = e.c.download_url(&id).await.unwrap();
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Reset { after_bytes: 65_536 })
+            .host(FaultHost::Content)
+            .path_contains("/download/")
+            .count(1),
+    );
+    let seq = e.seq();
+    let got = collect(e.c.get_range(&url, 10, 300_000).await.unwrap()).await.unwrap();
+    assert_eq!(got.len(), 300_000);
+    assert!(got == bytes[10..300_010], "resumed bytes are the right bytes");
+    assert_eq!(e.h.state.faults.counts().get("reset"), Some(&1));
+    let ranges: Vec<String> = e
+        .log_since(seq)
+        .iter()
+        .filter(|r| r.host == "content")
+        .filter_map(|r| r.range.clone())
+        .collect();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], "bytes=10-300009");
+    let resumed_at: u64 = ranges[1]
+        .trim_start_matches("bytes=")
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_at > 10 && resumed_at <= 10 + 65_536,
+        "resumed from the next missing byte: {ranges:?}"
+    );
+}
+
+// ---------------------------------------------------------------- uploads
+
+fn opts() -> UploadOptions {
+    UploadOptions {
+        fragment_size: 4 * FRAGMENT_ALIGN,
+        ..Default::default()
+    }
+}
+
+fn new_child(parent: &str, name: &str, conflict: ConflictBehavior) -> UploadJob {
+    UploadJob {
+        target: UploadTarget::NewChild {
+            parent_id: parent.into(),
+            name: name.into(),
+        },
+        file_system_info: Some(fsi("2024-03-15T14:22:33Z")),
+        conflict,
+        if_match: None,
+        resume_from: None,
+    }
+}
+
+#[tokio::test]
+async fn simple_upload_and_session_upload_keep_file_system_info() {
+    let e = Env::start(0).await;
+    e.h.state.set_strict_simple_upload(true);
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+
+    // ≤ 4 MiB: one simple PUT (accepted even in strict mode), then fileSystemInfo by PATCH.
+    let small = Bytes::from(data(4 * 1024 * 1024, 1));
+    let seq = e.seq();
+    let item =
+        e.c.upload_file(
+            &small,
+            &new_child(&gallery, "small.jpg", ConflictBehavior::Fail),
+            &opts(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let log = e.log_since(seq);
+    assert!(log
+        .iter()
+        .any(|r| r.method == "PUT" && r.path.contains("small.jpg:/content") && r.status == 201));
+    assert!(!log.iter().any(|r| r.path.contains("createUploadSession")));
+    assert_eq!(item.size, Some(small.len() as i64));
+    let mtime = item.file_system_info.as_ref().and_then(|f| f.last_modified_date_time);
+    assert_eq!(
+        mtime,
+        Some("2024-03-15T14:22:33Z".parse().unwrap()),
+        "fileSystemInfo kept"
+    );
+
+    // > 4 MiB: an upload session, fragments without Authorization, fileSystemInfo in the session item.
+    let big = Bytes::from(data(5 * 1024 * 1024 + 123, 2));
+    let seq = e.seq();
+    let mut progress = Vec::new();
+    let mut started = 0;
+    let item =
+        e.c.upload_file(
+            &big,
+            &new_child(&gallery, "big video.mp4", ConflictBehavior::Fail),
+            &opts(),
+            &mut |ev| match ev {
+                UploadEvent::SessionStarted(_) => started += 1,
+                UploadEvent::Progress { sent, .. } => progress.push(sent),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(started, 1);
+    assert_eq!(progress.last(), Some(&(big.len() as u64)));
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert_eq!(item.size, Some(big.len() as i64));
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&big).as_str()));
+    let mtime = item.file_system_info.as_ref().and_then(|f| f.last_modified_date_time);
+    assert_eq!(mtime, Some("2024-03-15T14:22:33Z".parse().unwrap()));
+    let log = e.log_since(seq);
+    assert!(log
+        .iter()
+        .any(|r| r.path.contains("createUploadSession") && r.had_authorization));
+    let fragments: Vec<&LoggedRequest> = log
+        .iter()
+        .filter(|r| r.host == "content" && r.method == "PUT")
+        .collect();
+    assert_eq!(
+        fragments.len(),
+        (big.len() as u64).div_ceil(4 * FRAGMENT_ALIGN) as usize
+    );
+    assert!(
+        fragments.iter().all(|r| !r.had_authorization),
+        "no bearer token on fragments"
+    );
+    assert!(
+        !log.iter().any(|r| r.method == "PATCH"),
+        "no extra PATCH after a session"
+    );
+    let state = e.h.state.state_dump();
+    let entry = state.iter().find(|s| s.id == item.id).unwrap();
+    assert_eq!(entry.path, format!("{GALLERY}/big video.mp4"));
+    assert_eq!(entry.quick_xor_hash.as_deref(), Some(QuickXorHash::of(&big).as_str()));
+
+    // The bytes read back equal what was sent.
+    let mut back = Vec::new();
+    e.c.download_item(&e.c.item(&item.id).await.unwrap(), &mut back)
+        .await
+        .unwrap();
+    assert!(back == big[..]);
+
+    // Empty file: simple PUT (sessions cannot carry 0 bytes).
+    let empty =
+        e.c.upload_file(
+            &Bytes::new(),
+            &new_child(&gallery, "empty.txt", ConflictBehavior::Fail),
+            &opts(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.size, Some(0));
+
+    // Strict mode really refuses a simple PUT above 4 MiB (so the client's choice above mattered).
+    let err =
+        e.c.upload_small(
+            &gallery,
+            "too big.jpg",
+            Bytes::from(data(4 * 1024 * 1024 + 1, 3)),
+            ConflictBehavior::Fail,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err:?}");
+}
+
+#[tokio::test]
+async fn upload_resumes_after_a_connection_reset_mid_fragment() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let big = Bytes::from(data(6 * 1024 * 1024 + 77, 4));
+    let faults = e.h.state.faults.clone();
+    let mut armed = false;
+    let seq = e.seq();
+    let item =
+        e.c.upload_file(
+            &big,
+            &new_child(&gallery, "reset.mp4", ConflictBehavior::Fail),
+            &opts(),
+            &mut |ev| {
+                // After the second fragment was taken, the answer to the third is cut off mid-body.
+                if let UploadEvent::Progress { sent, .. } = ev {
+                    if sent == 2 * 4 * FRAGMENT_ALIGN && !armed {
+                        armed = true;
+                        faults.add_rule(
+                            FaultRule::new(FaultKind::Reset { after_bytes: 10 })
+                                .host(FaultHost::Content)
+                                .method("PUT")
+                                .count(1),
+                        );
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+    assert!(armed);
+    assert_eq!(e.h.state.faults.counts().get("reset"), Some(&1), "the fault fired");
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&big).as_str()));
+    assert_eq!(item.size, Some(big.len() as i64));
+    let log = e.log_since(seq);
+    let puts: Vec<(u16, Option<String>)> = log
+        .iter()
+        .filter(|r| r.host == "content" && r.method == "PUT")
+        .map(|r| (r.status, r.range.clone()))
+        .collect();
+    let third = format!("bytes {}-{}/{}", 8 * FRAGMENT_ALIGN, 12 * FRAGMENT_ALIGN - 1, big.len());
+    assert!(
+        puts.iter()
+            .filter(|(_, r)| r.as_deref() == Some(third.as_str()))
+            .count()
+            >= 2,
+        "the third fragment was sent again or the session was asked: {puts:?}"
+    );
+    // Every fragment after the resume is new ground: the session ended complete with the right bytes.
+    let entry = e.h.state.state_dump().into_iter().find(|s| s.id == item.id).unwrap();
+    assert_eq!(entry.size, big.len() as u64);
+}
+
+#[tokio::test]
+async fn upload_completion_lost_to_a_reset_is_recovered() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let big = Bytes::from(data(5 * 1024 * 1024 + 5, 6));
+    let faults = e.h.state.faults.clone();
+    let last_start = (big.len() as u64 / (4 * FRAGMENT_ALIGN)) * 4 * FRAGMENT_ALIGN;
+    let mut armed = false;
+    let item =
+        e.c.upload_file(
+            &big,
+            &new_child(&gallery, "last.mp4", ConflictBehavior::Fail),
+            &opts(),
+            &mut |ev| {
+                if let UploadEvent::Progress { sent, .. } = ev {
+                    if sent == last_start && !armed {
+                        armed = true;
+                        faults.add_rule(
+                            FaultRule::new(FaultKind::Reset { after_bytes: 10 })
+                                .host(FaultHost::Content)
+                                .method("PUT")
+                                .count(1),
+                        );
+                    }
+                }
+            },
+        )
+        .await
+        .expect("the item the session made is found and verified");
+    assert!(armed);
+    assert_eq!(e.h.state.faults.counts().get("reset"), Some(&1));
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&big).as_str()));
+    let files: Vec<_> =
+        e.h.state
+            .state_dump()
+            .into_iter()
+            .filter(|s| s.path.starts_with(&format!("{GALLERY}/last")))
+            .collect();
+    assert_eq!(files.len(), 1, "one file, not a renamed duplicate: {files:?}");
+}
+
+#[tokio::test]
+async fn upload_session_gone_then_restart_and_cancel() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let big = Bytes::from(data(5 * 1024 * 1024, 8));
+    let state = e.h.state.clone();
+    let mut saved: Option<UploadSession> = None;
+    let mut dropped = false;
+    let job = new_child(&gallery, "gone.mp4", ConflictBehavior::Fail);
+    let err =
+        e.c.upload_file(&big, &job, &opts(), &mut |ev| match ev {
+            UploadEvent::SessionStarted(s) => saved = Some(s.clone()),
+            UploadEvent::Progress { sent, .. } if sent > 0 && !dropped => {
+                dropped = true;
+                state.drop_upload_sessions();
+            }
+            _ => {}
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::UploadSessionGone), "{err:?}");
+    let saved = saved.expect("session journalled");
+
+    // Resuming a session that is gone starts a new one from byte 0, and completes.
+    let seq = e.seq();
+    let resumed_job = UploadJob {
+        resume_from: Some(saved.clone()),
+        ..job.clone()
+    };
+    let item = e.c.upload_file(&big, &resumed_job, &opts(), &mut |_| {}).await.unwrap();
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&big).as_str()));
+    let log = e.log_since(seq);
+    assert_eq!(log[0].method, "GET", "asked the saved session first");
+    assert_eq!(log[0].status, 404);
+    assert_eq!(log.iter().filter(|r| r.path.contains("createUploadSession")).count(), 1);
+
+    // A live session can be resumed where it stopped.
+    let target = UploadTarget::NewChild {
+        parent_id: gallery.clone(),
+        name: "resume.mp4".into(),
+    };
+    let s =
+        e.c.create_upload_session(&target, big.len() as u64, None, ConflictBehavior::Fail)
+            .await
+            .unwrap();
+    let url = s.upload_url.clone().unwrap();
+    let first =
+        e.c.upload_fragment(&url, 0, big.len() as u64, big.slice(..FRAGMENT_ALIGN as usize))
+            .await
+            .unwrap();
+    let FragmentOutcome::Accepted(status) = first else {
+        panic!("first fragment completes nothing")
+    };
+    assert_eq!(status.next_expected_offset(), Some(FRAGMENT_ALIGN));
+    // Sending received bytes again is 416.
+    let err =
+        e.c.upload_fragment(&url, 0, big.len() as u64, big.slice(..FRAGMENT_ALIGN as usize))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, GraphError::RangeNotSatisfiable { .. }), "{err:?}");
+    let seq = e.seq();
+    let job2 = UploadJob {
+        target: target.clone(),
+        resume_from: Some(s.clone()),
+        ..new_child(&gallery, "resume.mp4", ConflictBehavior::Fail)
+    };
+    let item = e.c.upload_file(&big, &job2, &opts(), &mut |_| {}).await.unwrap();
+    assert_eq!(item.quick_xor_hash(), Some(QuickXorHash::of(&big).as_str()));
+    let first_put = e
+        .log_since(seq)
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .and_then(|r| r.range)
+        .unwrap();
+    assert!(
+        first_put.starts_with(&format!("bytes {FRAGMENT_ALIGN}-")),
+        "{first_put}"
+    );
+
+    // Cancel: DELETE → the session is gone; cancelling again is fine.
+    let s =
+        e.c.create_upload_session(
+            &UploadTarget::NewChild {
+                parent_id: gallery.clone(),
+                name: "cancel.mp4".into(),
+            },
+            1_000_000,
+            None,
+            ConflictBehavior::Fail,
+        )
+        .await
+        .unwrap();
+    let url = s.upload_url.unwrap();
+    assert!(e.c.upload_status(&url).await.unwrap().next_expected_offset() == Some(0));
+    e.c.cancel_upload(&url).await.unwrap();
+    let err = e.c.upload_status(&url).await.unwrap_err();
+    assert!(matches!(err, GraphError::UploadSessionGone), "{err:?}");
+    e.c.cancel_upload(&url).await.unwrap();
+    assert!(e.c.child_by_name(&gallery, "cancel.mp4").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn conflict_behaviour_fail_rename_replace() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let first =
+        e.c.upload_small(&gallery, "dup.jpg", Bytes::from_static(b"one"), ConflictBehavior::Fail)
+            .await
+            .unwrap();
+
+    // fail: 409 nameAlreadyExists, also for a case-only difference
+    for name in ["dup.jpg", "DUP.JPG"] {
+        let err =
+            e.c.upload_small(&gallery, name, Bytes::from_static(b"two"), ConflictBehavior::Fail)
+                .await
+                .unwrap_err();
+        assert!(matches!(err, GraphError::Conflict { .. }), "{err:?}");
+        assert_eq!(err.error_code(), Some("nameAlreadyExists"));
+    }
+    let err =
+        e.c.create_upload_session(
+            &UploadTarget::NewChild {
+                parent_id: gallery.clone(),
+                name: "dup.jpg".into(),
+            },
+            5_000_000,
+            None,
+            ConflictBehavior::Fail,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Conflict { .. }), "session with fail: {err:?}");
+
+    // rename: a new item beside the old one
+    let renamed =
+        e.c.upload_small(
+            &gallery,
+            "dup.jpg",
+            Bytes::from_static(b"three"),
+            ConflictBehavior::Rename,
+        )
+        .await
+        .unwrap();
+    assert_ne!(renamed.id, first.id);
+    let new_name = renamed.name.clone().unwrap();
+    assert_ne!(new_name.to_lowercase(), "dup.jpg");
+    assert!(new_name.starts_with("dup") && new_name.ends_with(".jpg"), "{new_name}");
+
+    // replace: same item, new content
+    let replaced =
+        e.c.upload_small(
+            &gallery,
+            "dup.jpg",
+            Bytes::from_static(b"four!"),
+            ConflictBehavior::Replace,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.id, first.id);
+    assert_eq!(replaced.size, Some(5));
+    assert_ne!(replaced.c_tag, first.c_tag);
+
+    // replace through a session
+    let big = Bytes::from(data(5 * 1024 * 1024, 11));
+    let item =
+        e.c.upload_file(
+            &big,
+            &new_child(&gallery, "dup.jpg", ConflictBehavior::Replace),
+            &opts(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(item.id, first.id);
+    assert_eq!(item.size, Some(big.len() as i64));
+
+    // create folder: fail / rename
+    e.c.create_folder(&gallery, "Album", ConflictBehavior::Fail)
+        .await
+        .unwrap();
+    let err =
+        e.c.create_folder(&gallery, "album", ConflictBehavior::Fail)
+            .await
+            .unwrap_err();
+    assert_eq!(err.error_code(), Some("nameAlreadyExists"), "{err:?}");
+    let other =
+        e.c.create_folder(&gallery, "Album", ConflictBehavior::Rename)
+            .await
+            .unwrap();
+    assert_ne!(other.name.as_deref(), Some("Album"));
+    assert!(other.is_folder());
+    assert_eq!(names(&e.c.children(&gallery).await.unwrap()).len(), 4);
 }
