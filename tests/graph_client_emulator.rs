@@ -1121,3 +1121,490 @@ async fn conflict_behaviour_fail_rename_replace() {
     assert!(other.is_folder());
     assert_eq!(names(&e.c.children(&gallery).await.unwrap()).len(), 4);
 }
+
+// ---------------------------------------------------------------- preconditions, recycle bin, folders, moves
+
+#[tokio::test]
+async fn stale_etag_gives_412_on_patch_delete_and_put() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let id = e.add(&format!("{GALLERY}/x.jpg"), b"first");
+    let old = e.c.item(&id).await.unwrap();
+    let stale = old.e_tag.clone().unwrap();
+    e.h.state
+        .edit_file(&id, Content::Bytes(Bytes::from_static(b"changed elsewhere")))
+        .unwrap();
+    let current = e.c.item(&id).await.unwrap();
+    assert_ne!(current.e_tag.as_deref(), Some(stale.as_str()));
+
+    let rename = ItemPatch {
+        name: Some("y.jpg".into()),
+        ..Default::default()
+    };
+    let err = e.c.update(&id, &rename, Some(&stale)).await.unwrap_err();
+    assert!(matches!(err, GraphError::PreconditionFailed { .. }), "PATCH: {err:?}");
+    assert_eq!(err.status(), Some(412));
+    let err = e.c.delete(&id, Some(&stale)).await.unwrap_err();
+    assert!(matches!(err, GraphError::PreconditionFailed { .. }), "DELETE: {err:?}");
+    let err =
+        e.c.replace_small(&id, Bytes::from_static(b"mine"), Some(&stale))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, GraphError::PreconditionFailed { .. }), "PUT: {err:?}");
+    // A session replacing the item with a stale tag is refused before any byte is sent.
+    let big = Bytes::from(data(5 * 1024 * 1024, 12));
+    let job = UploadJob {
+        target: UploadTarget::Existing { item_id: id.clone() },
+        if_match: Some(stale.clone()),
+        ..new_child(&gallery, "unused", ConflictBehavior::Replace)
+    };
+    let seq = e.seq();
+    let err = e.c.upload_file(&big, &job, &opts(), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(err, GraphError::PreconditionFailed { .. }), "session: {err:?}");
+    assert!(e.log_since(seq).iter().all(|r| r.host != "content"), "no fragment sent");
+    // Nothing changed on the server.
+    let after = e.c.item(&id).await.unwrap();
+    assert_eq!(after.name.as_deref(), Some("x.jpg"));
+    assert_eq!(after.size, Some(17));
+
+    // With the current tags everything goes through (eTag or cTag for content).
+    let put =
+        e.c.replace_small(&id, Bytes::from_static(b"mine"), current.c_tag.as_deref())
+            .await
+            .unwrap();
+    assert_eq!(put.size, Some(4));
+    let renamed = e.c.update(&id, &rename, put.e_tag.as_deref()).await.unwrap();
+    assert_eq!(renamed.name.as_deref(), Some("y.jpg"));
+    e.c.delete(&id, renamed.e_tag.as_deref()).await.unwrap();
+    assert!(matches!(e.c.item(&id).await.unwrap_err(), GraphError::NotFound { .. }));
+}
+
+#[tokio::test]
+async fn delete_to_recycle_bin_and_restore() {
+    let e = Env::start(0).await;
+    let album = e.h.state.add_folder(&format!("{GALLERY}/Album")).unwrap();
+    let id = e.add(&format!("{GALLERY}/Album/keep.jpg"), b"precious");
+    let before = e.c.item(&id).await.unwrap();
+    e.c.delete(&id, None).await.unwrap();
+    let err = e.c.item(&id).await.unwrap_err();
+    assert!(matches!(err, GraphError::NotFound { .. }), "{err:?}");
+    assert!(e.c.children(&album).await.unwrap().is_empty());
+    let bin = e.h.state.recycle_bin_dump();
+    let entry = bin.iter().find(|b| b.id == id).expect("in the recycle bin");
+    assert_eq!(entry.name, "keep.jpg");
+    assert_eq!(entry.original_parent_id, album);
+    // Deleting again: 404.
+    let err = e.c.delete(&id, None).await.unwrap_err();
+    assert!(matches!(err, GraphError::NotFound { .. }), "{err:?}");
+
+    let restored = e.c.restore(&id, None, None).await.unwrap();
+    assert_eq!(restored.id, id, "restore keeps the id");
+    assert_eq!(restored.name.as_deref(), Some("keep.jpg"));
+    assert_eq!(restored.parent_id(), Some(album.as_str()));
+    assert_eq!(restored.c_tag, before.c_tag, "same content");
+    assert!(e.h.state.recycle_bin_dump().iter().all(|b| b.id != id));
+    let mut back = Vec::new();
+    e.c.download_item(&e.c.item(&id).await.unwrap(), &mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, b"precious");
+
+    // Restore elsewhere under a new name.
+    let other = e.h.state.add_folder(&format!("{GALLERY}/Other")).unwrap();
+    e.c.delete(&id, None).await.unwrap();
+    let moved = e.c.restore(&id, Some(&other), Some("kept.jpg")).await.unwrap();
+    assert_eq!(moved.parent_id(), Some(other.as_str()));
+    assert_eq!(moved.name.as_deref(), Some("kept.jpg"));
+    // Restoring a live item is refused.
+    assert!(e.c.restore(&id, None, None).await.is_err());
+}
+
+#[tokio::test]
+async fn create_folder_rename_and_move_keep_id_and_ctag() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    let album =
+        e.c.create_folder(&gallery, "Holidays 2024 #1", ConflictBehavior::Fail)
+            .await
+            .unwrap();
+    assert!(album.is_folder());
+    assert_eq!(album.parent_id(), Some(gallery.as_str()));
+    assert_eq!(e.id_of(&format!("{GALLERY}/Holidays 2024 #1")), album.id);
+
+    let id = e.add(&format!("{GALLERY}/beach.jpg"), b"sand");
+    let before = e.c.item(&id).await.unwrap();
+    let renamed =
+        e.c.update(
+            &id,
+            &ItemPatch {
+                name: Some("Beach été.jpg".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.id, id);
+    assert_eq!(renamed.c_tag, before.c_tag, "rename keeps cTag");
+    assert_ne!(renamed.e_tag, before.e_tag, "rename changes eTag");
+
+    let moved =
+        e.c.update(
+            &id,
+            &ItemPatch {
+                parent_id: Some(album.id.clone()),
+                ..Default::default()
+            },
+            renamed.e_tag.as_deref(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.id, id);
+    assert_eq!(moved.c_tag, before.c_tag, "move keeps cTag");
+    assert_eq!(moved.parent_id(), Some(album.id.as_str()));
+    assert_eq!(
+        e.c.item_by_path(&format!("{GALLERY}/Holidays 2024 #1/Beach été.jpg"))
+            .await
+            .unwrap()
+            .id,
+        id
+    );
+
+    // Setting fileSystemInfo alone: mtime kept, cTag unchanged.
+    let touched =
+        e.c.update(
+            &id,
+            &ItemPatch {
+                file_system_info: Some(fsi("2020-01-02T03:04:05Z")),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        touched.file_system_info.and_then(|f| f.last_modified_date_time),
+        Some("2020-01-02T03:04:05Z".parse().unwrap())
+    );
+    assert_eq!(touched.c_tag, before.c_tag);
+
+    // Moving onto a taken name: 409; renaming to an invalid name: 400 InvalidName.
+    e.add(&format!("{GALLERY}/Beach été.jpg"), b"other");
+    let err =
+        e.c.update(
+            &id,
+            &ItemPatch {
+                parent_id: Some(gallery.clone()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Conflict { .. }), "{err:?}");
+    let err =
+        e.c.update(
+            &id,
+            &ItemPatch {
+                name: Some("bad:name?.jpg".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err:?}");
+}
+
+#[tokio::test]
+async fn quota_exceeded_gives_507_quota_exceeded() {
+    let e = Env::start(0).await;
+    let gallery = e.h.state.add_folder(GALLERY).unwrap();
+    e.h.state.set_quota(Some(1_000_000), Some(999_000));
+    let q = e.c.drive().await.unwrap().quota.unwrap();
+    assert_eq!(q.remaining, Some(1000));
+    assert_eq!(q.state.as_deref(), Some("critical"), "<1% left");
+
+    let err =
+        e.c.upload_small(&gallery, "big.jpg", Bytes::from(data(5000, 1)), ConflictBehavior::Fail)
+            .await
+            .unwrap_err();
+    assert!(matches!(err, GraphError::QuotaExceeded { .. }), "{err:?}");
+    assert_eq!(err.status(), Some(507));
+    assert_eq!(err.error_code(), Some("quotaLimitReached"));
+    // A session announcing a fileSize over quota is refused up front.
+    let err =
+        e.c.create_upload_session(
+            &UploadTarget::NewChild {
+                parent_id: gallery.clone(),
+                name: "huge.mp4".into(),
+            },
+            50_000_000,
+            None,
+            ConflictBehavior::Fail,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::QuotaExceeded { .. }), "{err:?}");
+    // Small writes still fit.
+    e.c.upload_small(&gallery, "tiny.jpg", Bytes::from_static(b"ok"), ConflictBehavior::Fail)
+        .await
+        .unwrap();
+
+    e.h.state.set_quota(None, Some(1_200_000));
+    let q = e.c.drive().await.unwrap().quota.unwrap();
+    assert_eq!(q.state.as_deref(), Some("exceeded"));
+    assert!(q.is_exceeded());
+    assert!(q.remaining.unwrap() < 0, "remaining can be negative");
+    let err =
+        e.c.upload_small(
+            &gallery,
+            "one more.jpg",
+            Bytes::from_static(b"x"),
+            ConflictBehavior::Fail,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::QuotaExceeded { .. }), "{err:?}");
+    // Reads keep working.
+    e.c.children(&gallery).await.unwrap();
+}
+
+// ---------------------------------------------------------------- throttling and retries
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_on_one_request_pauses_a_concurrent_request_too() {
+    let e = Env::start(0).await;
+    let id = e.add(&format!("{GALLERY}/a.jpg"), b"a");
+    let c = e.c.clone();
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 429,
+            retry_after_secs: Some(2),
+        })
+        .host(FaultHost::Api)
+        .path_contains("/items/")
+        .count(1),
+    );
+    let seq = e.seq();
+    let t0 = Instant::now();
+    let ca = c.clone();
+    let a = tokio::spawn(async move {
+        let r = ca.item(&id).await;
+        (r, t0.elapsed())
+    });
+    // Wait until the client has seen the 429 and closed its gate, then start an unrelated request.
+    while c.throttled_until().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "the 429 never arrived");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let b_start_ms = emulator_clock_ms();
+    let tb = Instant::now();
+    let b = c.drive().await;
+    let b_elapsed = tb.elapsed();
+    let (a_result, a_elapsed) = a.await.unwrap();
+    a_result.expect("the throttled request succeeds after the pause");
+    b.expect("the concurrent request succeeds after the pause");
+
+    let windows = e.h.state.faults.throttle_windows();
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    let w = &windows[0];
+    assert_eq!(w.end_ms - w.start_ms, 2000);
+    assert!(
+        a_elapsed >= Duration::from_millis(2000),
+        "throttled request paused {a_elapsed:?}"
+    );
+    assert!(
+        a_elapsed < Duration::from_millis(3500),
+        "but not much longer: {a_elapsed:?}"
+    );
+    let b_must_wait = Duration::from_millis(w.end_ms.saturating_sub(b_start_ms));
+    assert!(
+        b_must_wait >= Duration::from_millis(1500),
+        "B started inside the window"
+    );
+    assert!(
+        b_elapsed + Duration::from_millis(5) >= b_must_wait,
+        "concurrent request paused {b_elapsed:?}, needed {b_must_wait:?}"
+    );
+    assert!(b_elapsed < Duration::from_millis(3500), "{b_elapsed:?}");
+
+    // The emulator saw nothing from this client inside the window.
+    let log = e.log_since(seq);
+    let inside: Vec<&LoggedRequest> = log
+        .iter()
+        .filter(|r| r.host == "api" && r.status != 429 && r.at_ms >= w.start_ms && r.at_ms < w.end_ms)
+        .collect();
+    assert!(inside.is_empty(), "requests inside the throttle window: {inside:?}");
+    assert_eq!(e.h.state.faults.report().requests_during_throttle, 0);
+    let after: Vec<&LoggedRequest> = log.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|r| r.at_ms >= w.end_ms), "{after:?}");
+    assert!(c.throttled_until().is_none(), "the gate opened again");
+}
+
+#[tokio::test]
+async fn service_unavailable_then_success_and_server_errors_are_retried() {
+    let e = Env::start(0).await;
+    // 503 with Retry-After 1: one pause of at least a second, then success.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 503,
+            retry_after_secs: Some(1),
+        })
+        .host(FaultHost::Api)
+        .count(1),
+    );
+    let seq = e.seq();
+    let t = Instant::now();
+    e.c.drive().await.expect("success after the 503");
+    assert!(t.elapsed() >= Duration::from_millis(1000), "{:?}", t.elapsed());
+    let statuses: Vec<u16> = e.log_since(seq).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![503, 200]);
+
+    // 500 and 502 (no Retry-After): retried with backoff.
+    for status in [500, 502] {
+        e.h.state.faults.add_rule(
+            FaultRule::new(FaultKind::Status {
+                status,
+                retry_after_secs: None,
+            })
+            .host(FaultHost::Api)
+            .count(1),
+        );
+    }
+    let seq = e.seq();
+    e.c.drive().await.expect("success after server errors");
+    let statuses: Vec<u16> = e.log_since(seq).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![500, 502, 200]);
+
+    // More server errors than the policy allows: the error surfaces, typed.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 500,
+            retry_after_secs: None,
+        })
+        .host(FaultHost::Api)
+        .count(10),
+    );
+    let err = e.c.drive().await.unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err:?}");
+    assert!(err.is_retryable());
+    e.h.state.faults.clear_rules();
+
+    // A Retry-After longer than the policy accepts fails at once with Throttled and closes the gate.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 429,
+            retry_after_secs: Some(60),
+        })
+        .host(FaultHost::Api)
+        .count(1),
+    );
+    let t = Instant::now();
+    let err = e.c.drive().await.unwrap_err();
+    assert!(matches!(err, GraphError::Throttled { until: Some(_) }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let until = e.c.throttled_until().expect("gate closed");
+    let ahead = (until - chrono::Utc::now()).num_seconds();
+    assert!((55..=60).contains(&ahead), "{ahead}");
+    let err = e.c.drive().await.unwrap_err();
+    assert!(
+        matches!(err, GraphError::Throttled { .. }),
+        "later requests fail fast: {err:?}"
+    );
+}
+
+// ---------------------------------------------------------------- tokens through the identity platform
+
+struct SignedIn {
+    _dir: tempfile::TempDir,
+    store: TokenStore,
+    source: Arc<RefreshingTokenSource>,
+}
+
+/// Device-code sign-in against the emulator's identity endpoints, the code approved by "the user".
+async fn sign_in(e: &Env) -> SignedIn {
+    let identity = e.h.state.identity.clone();
+    identity.set_poll_interval(1);
+    let ep = endpoints(&e.h);
+    let http = galleryfs::remote::auth::http_client().unwrap();
+    let approver = identity.clone();
+    let tokens = sign_in_with_device_code(&ep, &http, move |prompt| {
+        assert!(approver.approve_user_code(&prompt.user_code), "code pending");
+    })
+    .await
+    .expect("device-code sign-in");
+    assert!(tokens.refresh_token.is_some(), "offline_access gives a refresh token");
+    let dir = tempfile::tempdir().unwrap();
+    let store = TokenStore::new(dir.path().join("tokens.json"));
+    store.save(&tokens).unwrap();
+    let source = Arc::new(RefreshingTokenSource::new("work", &ep, store.clone(), http).unwrap());
+    SignedIn {
+        _dir: dir,
+        store,
+        source,
+    }
+}
+
+fn token_posts(log: &[LoggedRequest]) -> usize {
+    log.iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/oauth2/v2.0/token"))
+        .count()
+}
+
+#[tokio::test]
+async fn access_token_expiry_mid_run_means_one_refresh_then_success() {
+    let e = Env::start(2).await;
+    let s = sign_in(&e).await;
+    let c = client_with(&e.h, s.source.clone(), fast_policy());
+    c.drive().await.unwrap();
+    let first = s.store.load().unwrap().unwrap();
+
+    e.h.state.identity.expire_access_tokens();
+    let seq = e.seq();
+    let gallery = c.item_by_path(GALLERY).await.expect("works after a refresh");
+    assert!(gallery.is_folder());
+    let log = e.log_since(seq);
+    let seen: Vec<(String, u16)> = log.iter().map(|r| (r.method.clone(), r.status)).collect();
+    assert_eq!(token_posts(&log), 1, "{seen:?}");
+    assert_eq!(log[0].status, 401, "the expired token was refused: {seen:?}");
+    assert_eq!(log.last().unwrap().status, 200);
+    let second = s.store.load().unwrap().unwrap();
+    assert_ne!(second.access_token, first.access_token, "the new token was persisted");
+    assert!(second.refresh_token.is_some());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.store.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Many requests in flight when the token expires: still one refresh.
+    e.h.state.identity.expire_access_tokens();
+    let seq = e.seq();
+    let results = futures::future::join_all((0..6).map(|_| c.children(&gallery.id))).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(token_posts(&e.log_since(seq)), 1, "concurrent 401s share one refresh");
+}
+
+#[tokio::test]
+async fn revoked_refresh_token_says_sign_in_again() {
+    let e = Env::start(0).await;
+    let s = sign_in(&e).await;
+    let c = client_with(&e.h, s.source.clone(), fast_policy());
+    c.drive().await.unwrap();
+    e.h.state.identity.revoke_refresh_tokens();
+    e.h.state.identity.expire_access_tokens();
+    let err = c.drive().await.unwrap_err();
+    let GraphError::Auth(auth) = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(matches!(auth, AuthError::SignInAgain { .. }), "{auth:?}");
+    assert_eq!(
+        auth.to_string(),
+        "sign in again: galleryfs login --account work (the identity platform refused the saved sign-in: \
+         invalid_grant AADSTS50173)"
+    );
+    assert!(!auth.is_transient());
+    // The tokens on file are kept (the user may fix things elsewhere); no retry loop hammered the endpoint.
+    assert!(s.store.load().unwrap().is_some());
+    assert!(token_posts(&e.h.state.log.entries()) <= 3);
+}
