@@ -4,6 +4,7 @@
 //! Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` is the form `mount.fuse3` uses for fstab
 //! type `fuse.galleryfs`; it is recognised before clap sees the arguments.
 
+mod demo_cmd;
 mod emulator_cmd;
 mod files_cmd;
 mod login_cmd;
@@ -195,7 +196,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unpin { paths } => files_cmd::unpin(paths),
         Command::Free { paths } => files_cmd::free(paths),
         Command::Trash { .. } => not_built("trash"),
-        Command::Demo { .. } => not_built("demo"),
+        Command::Demo { mountpoint } => demo_cmd::demo(&mountpoint),
     }
 }
 
