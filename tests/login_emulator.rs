@@ -335,6 +335,21 @@ async fn group_readable_token_file_is_refused_naming_it() {
     let message = report["message"].as_str().unwrap_or_default();
     assert!(message.contains(&file) && message.contains("0644"), "{message}");
 
+    // mount reads the tokens before anything else: it refuses too, naming the file, and mounts nothing.
+    let mountpoint = dirs.dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        dirs.command(&["mount", "--account", ACCOUNT, mountpoint.to_str().unwrap()])
+            .output(),
+    )
+    .await
+    .expect("mount gives up at once")
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&file) && err.contains("0644"), "{err}");
+
     let settings = AccountSettings::load(&paths.settings_file).unwrap().unwrap();
     let source = RefreshingTokenSource::for_account(&paths, &settings.endpoints).unwrap();
     let err = source.access_token().await.unwrap_err();
