@@ -1608,3 +1608,95 @@ async fn revoked_refresh_token_says_sign_in_again() {
     assert!(s.store.load().unwrap().is_some());
     assert!(token_posts(&e.h.state.log.entries()) <= 3);
 }
+
+#[tokio::test]
+async fn hung_requests_time_out_and_latency_is_waited_out() {
+    let e = Env::start(0).await;
+    let id = e.add(&format!("{GALLERY}/h.jpg"), &data(10_000, 1));
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        request_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(400),
+        ..fast_policy()
+    };
+    let c = client_with(&e.h, Arc::new(StaticToken(e.h.test_token())), policy);
+    let url = c.download_url(&id).await.unwrap();
+
+    // A metadata call that never gets an answer: the whole-request timeout, retried once, then a typed error.
+    let rule =
+        e.h.state
+            .faults
+            .add_rule(FaultRule::new(FaultKind::Hang).host(FaultHost::Api));
+    let t = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(10), c.drive())
+        .await
+        .expect("the client gives up by itself")
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Network(_)), "{err:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "two attempts of 400 ms: {:?}",
+        t.elapsed()
+    );
+    e.h.state.faults.remove_rule(rule);
+
+    // A download host that never answers: the idle timeout ends it too.
+    let rule =
+        e.h.state
+            .faults
+            .add_rule(FaultRule::new(FaultKind::Hang).host(FaultHost::Content));
+    let err = tokio::time::timeout(Duration::from_secs(10), async {
+        collect(c.get_range(&url, 0, 100).await?).await
+    })
+    .await
+    .expect("the download gives up by itself")
+    .unwrap_err();
+    assert!(matches!(err, GraphError::Network(_)), "{err:?}");
+    e.h.state.faults.remove_rule(rule);
+    assert_eq!(e.h.state.faults.counts().get("hang"), Some(&4));
+
+    // Latency below the timeouts is simply waited out.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Latency { ms: 250 })
+            .host(FaultHost::Api)
+            .count(1),
+    );
+    let t = Instant::now();
+    c.drive().await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn listing_delta_and_download_survive_random_server_errors() {
+    let e = Env::start(0).await;
+    for i in 0..201 {
+        e.add(&format!("{GALLERY}/DCIM/Camera/C{i:03}.jpg"), &[i as u8; 3]);
+    }
+    let bytes = data(300_000, 7);
+    let id = e.add(&format!("{GALLERY}/DCIM/Camera/movie.mp4"), &bytes);
+    let camera = e.id_of(&format!("{GALLERY}/DCIM/Camera"));
+    e.h.state.faults.set_seed(7);
+    for (status, host) in [(500, FaultHost::Api), (503, FaultHost::Api), (502, FaultHost::Content)] {
+        e.h.state.faults.add_rule(
+            FaultRule::new(FaultKind::Status {
+                status,
+                retry_after_secs: Some(0),
+            })
+            .host(host)
+            .probability(0.2),
+        );
+    }
+    let kids = e.c.children_with_thumbnails(&camera).await.expect("listing completes");
+    assert_eq!(kids.len(), 202);
+    let round =
+        e.c.delta(DeltaStart::Full { folder_id: None })
+            .await
+            .expect("delta completes");
+    assert_eq!(round.items.iter().filter(|i| i.is_file()).count(), 202);
+    let item = e.c.item(&id).await.expect("item");
+    let mut whole = Vec::new();
+    e.c.download_item(&item, &mut whole).await.expect("download completes");
+    assert!(whole == bytes);
+    let counts = e.h.state.faults.counts();
+    assert!(counts.values().sum::<u64>() >= 2, "faults were injected: {counts:?}");
+}
