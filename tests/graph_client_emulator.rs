@@ -1700,3 +1700,89 @@ async fn listing_delta_and_download_survive_random_server_errors() {
     let counts = e.h.state.faults.counts();
     assert!(counts.values().sum::<u64>() >= 2, "faults were injected: {counts:?}");
 }
+
+// ---------------------------------------------------------------- the content cache's ranged source
+
+#[tokio::test]
+async fn cache_range_source_pins_reads_to_the_ctag_seen_at_open() {
+    use galleryfs::cache::graph_source::GraphRangeSource;
+    use galleryfs::cache::range_source::{RangeSource, SourceError};
+
+    async fn read(src: &GraphRangeSource, id: &str, ctag: &str, start: u64, end: u64) -> Result<Vec<u8>, SourceError> {
+        let mut s = src.fetch(id, ctag, start, end).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    let e = Env::start(0).await;
+    let v1 = data(200_000, 1);
+    let id = e.add(&format!("{GALLERY}/pinned.jpg"), &v1);
+    let ctag1 = e.c.item(&id).await.unwrap().c_tag.unwrap();
+    let src = GraphRangeSource::new(e.c.clone());
+
+    assert_eq!(read(&src, &id, &ctag1, 0, 1000).await.unwrap(), &v1[..1000]);
+    // Past the end: stops at the end; wholly past it: RangeNotSatisfiable.
+    assert_eq!(read(&src, &id, &ctag1, 199_000, 250_000).await.unwrap(), &v1[199_000..]);
+    let err = read(&src, &id, &ctag1, 300_000, 300_010).await.unwrap_err();
+    assert!(matches!(err, SourceError::RangeNotSatisfiable { .. }), "{err:?}");
+
+    // Edited elsewhere: a read pinned to the old version still gets old bytes while its URL lives...
+    let v2 = data(150_000, 2);
+    e.h.state
+        .edit_file(&id, Content::Bytes(Bytes::from(v2.clone())))
+        .unwrap();
+    assert_eq!(read(&src, &id, &ctag1, 1000, 2000).await.unwrap(), &v1[1000..2000]);
+    // ...and once it expires, the source notices the version changed instead of mixing versions.
+    e.h.state.expire_download_urls();
+    let err = read(&src, &id, &ctag1, 2000, 3000).await.unwrap_err();
+    assert_eq!(err, SourceError::VersionChanged);
+    let ctag2 = e.c.item(&id).await.unwrap().c_tag.unwrap();
+    assert_ne!(ctag1, ctag2);
+    assert_eq!(read(&src, &id, &ctag2, 0, 150_000).await.unwrap(), v2);
+
+    // Offline (connection refused, server errors after retries) is retryable, not a failure of the file.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 503,
+            retry_after_secs: Some(0),
+        })
+        .host(FaultHost::Api)
+        .count(20),
+    );
+    e.h.state.expire_download_urls();
+    let err = read(&src, &id, &ctag2, 0, 10).await.unwrap_err();
+    assert!(matches!(err, SourceError::Offline(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn identity_platform_busy_during_refresh_is_transient_and_keeps_the_tokens() {
+    let e = Env::start(0).await;
+    let s = sign_in(&e).await;
+    let c = client_with(&e.h, s.source.clone(), fast_policy());
+    c.drive().await.unwrap();
+    let before = s.store.load().unwrap().unwrap();
+    e.h.state.identity.expire_access_tokens();
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 503,
+            retry_after_secs: None,
+        })
+        .path_contains("/oauth2/v2.0/token")
+        .count(1),
+    );
+    let err = c.drive().await.unwrap_err();
+    let GraphError::Auth(auth) = &err else {
+        panic!("expected an auth error, got {err:?}");
+    };
+    assert!(
+        auth.is_transient(),
+        "temporarily_unavailable is not a sign-in problem: {auth:?}"
+    );
+    assert_eq!(s.store.load().unwrap().unwrap(), before, "tokens kept as they were");
+    // Next try: the identity platform answers again, one refresh, success.
+    c.drive().await.expect("works once the identity platform is back");
+    assert_ne!(s.store.load().unwrap().unwrap().access_token, before.access_token);
+}
