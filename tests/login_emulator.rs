@@ -20,6 +20,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+mod common;
+
 const ACCOUNT: &str = "emu";
 
 struct Dirs {
@@ -46,8 +48,8 @@ impl Dirs {
         cmd.args(args)
             .env("GALLERYFS_CONFIG_DIR", self.config())
             .env("GALLERYFS_CACHE_DIR", self.cache())
-            // No xdg-open: the browser flow must not open anything on the test machine.
-            .env("PATH", "/nonexistent")
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
+            .env_remove("NOTIFY_SOCKET")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -268,7 +270,10 @@ async fn browser_login_by_following_the_authorize_url() {
     let h = start_emulator().await;
     let dirs = Dirs::new();
     let (graph, login) = (h.graph_url(), h.login_url());
-    let mut run = Running::spawn(dirs.command(&login_args(&graph, &login, true)));
+    let mut cmd = dirs.command(&login_args(&graph, &login, true));
+    // No xdg-open: the browser flow must not open anything on the test machine.
+    cmd.env("PATH", "/nonexistent");
+    let mut run = Running::spawn(cmd);
     let authorize = run
         .wait_for("the authorize URL", |line| {
             let t = line.trim();
@@ -364,4 +369,66 @@ async fn group_readable_token_file_is_refused_naming_it() {
         0o644,
         "the file is left for the user to fix"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_mount_refreshes_the_expired_token() {
+    if let Some(why) = common::fuse_unavailable() {
+        eprintln!("SKIPPED: FUSE tests need /dev/fuse and root or fusermount3: {why}");
+        return;
+    }
+    let h = start_emulator().await;
+    let dirs = Dirs::new();
+    let (status, stdout, stderr) = device_login(&h, &dirs).await;
+    assert!(status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let paths = dirs.paths();
+    let before = TokenStore::new(paths.token_file.clone()).load().unwrap().unwrap();
+    h.state.identity.expire_access_tokens();
+
+    let mnt = dirs.dir.path().join("Gallery");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap().to_string();
+    let out = dirs
+        .command(&["mount", "--account", ACCOUNT, &m])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = {
+        let mnt = mnt.clone();
+        tokio::task::spawn_blocking(move || {
+            fn walk(dir: &Path, out: &mut Vec<String>) {
+                for entry in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+                    if entry.file_type().unwrap().is_dir() {
+                        walk(&entry.path(), out);
+                    } else {
+                        out.push(entry.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            let mut names = Vec::new();
+            walk(&mnt, &mut names);
+            names
+        })
+        .await
+        .unwrap()
+    };
+    let unmounted = dirs.command(&["unmount", &m]).output().await.unwrap();
+    assert!(
+        unmounted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unmounted.stderr)
+    );
+    let seeded = h.state.state_dump().into_iter().filter(|e| e.kind == "file").count();
+    assert_eq!(listing.len(), seeded, "the mount lists the gallery: {listing:?}");
+    let after = TokenStore::new(paths.token_file.clone()).load().unwrap().unwrap();
+    assert_ne!(
+        after.access_token, before.access_token,
+        "the mount refreshed the expired token"
+    );
+    assert_eq!(mode_of(&paths.token_file), 0o600);
 }
