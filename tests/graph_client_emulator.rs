@@ -1175,7 +1175,22 @@ async fn stale_etag_gives_412_on_patch_delete_and_put() {
     assert_eq!(put.size, Some(4));
     let renamed = e.c.update(&id, &rename, put.e_tag.as_deref()).await.unwrap();
     assert_eq!(renamed.name.as_deref(), Some("y.jpg"));
-    e.c.delete(&id, renamed.e_tag.as_deref()).await.unwrap();
+    // A session replacing the item with its current tag keeps the id and records the new mtime.
+    let job = UploadJob {
+        target: UploadTarget::Existing { item_id: id.clone() },
+        if_match: renamed.e_tag.clone(),
+        file_system_info: Some(fsi("2025-05-05T05:05:05Z")),
+        ..new_child(&gallery, "unused", ConflictBehavior::Replace)
+    };
+    let replaced = e.c.upload_file(&big, &job, &opts(), &mut |_| {}).await.unwrap();
+    assert_eq!(replaced.id, id);
+    assert_eq!(replaced.name.as_deref(), Some("y.jpg"));
+    assert_eq!(replaced.size, Some(big.len() as i64));
+    assert_eq!(
+        replaced.file_system_info.and_then(|f| f.last_modified_date_time),
+        Some("2025-05-05T05:05:05Z".parse().unwrap())
+    );
+    e.c.delete(&id, replaced.e_tag.as_deref()).await.unwrap();
     assert!(matches!(e.c.item(&id).await.unwrap_err(), GraphError::NotFound { .. }));
 }
 
@@ -1477,6 +1492,51 @@ async fn service_unavailable_then_success_and_server_errors_are_retried() {
     e.c.drive().await.expect("success after server errors");
     let statuses: Vec<u16> = e.log_since(seq).iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![500, 502, 200]);
+
+    // 509 (bandwidth limit) without Retry-After: treated as throttling with the policy's default pause.
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 509,
+            retry_after_secs: None,
+        })
+        .host(FaultHost::Api)
+        .count(1),
+    );
+    let seq = e.seq();
+    let t = Instant::now();
+    e.c.drive().await.expect("success after the 509");
+    assert!(
+        t.elapsed() >= Duration::from_millis(100),
+        "default throttle pause: {:?}",
+        t.elapsed()
+    );
+    let statuses: Vec<u16> = e.log_since(seq).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![509, 200]);
+
+    // A 429 from the download host closes the gate for Graph requests too (pause *all* requests).
+    let id = e.add(&format!("{GALLERY}/t.jpg"), b"throttled download");
+    let url = e.c.download_url(&id).await.unwrap();
+    e.h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 429,
+            retry_after_secs: Some(1),
+        })
+        .host(FaultHost::Content)
+        .count(1),
+    );
+    let c = e.c.clone();
+    let download = tokio::spawn(async move { collect(c.get_range(&url, 0, 5).await?).await });
+    while e.c.throttled_until().is_none() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let t = Instant::now();
+    e.c.drive().await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "Graph call waited: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(download.await.unwrap().unwrap(), b"throt");
 
     // More server errors than the policy allows: the error surfaces, typed.
     e.h.state.faults.add_rule(
