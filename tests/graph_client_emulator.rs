@@ -1328,7 +1328,41 @@ async fn create_folder_rename_and_move_keep_id_and_ctag() {
         )
         .await
         .unwrap_err();
+    assert!(matches!(err, GraphError::InvalidName { .. }), "{err:?}");
     assert_eq!(err.status(), Some(400), "{err:?}");
+
+    // Names OneDrive rejects come back as InvalidName whatever the operation (CONTRACT: EINVAL/ENAMETOOLONG).
+    let long = format!("{}.jpg", "x".repeat(252));
+    for name in [
+        "trailing.",
+        " leading.jpg",
+        "CON.jpg",
+        "a|b.jpg",
+        "~$lock.jpg",
+        long.as_str(),
+    ] {
+        let err =
+            e.c.upload_small(&gallery, name, Bytes::from_static(b"x"), ConflictBehavior::Fail)
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, GraphError::InvalidName { .. }),
+            "upload {name:?}: {err:?}"
+        );
+        let err =
+            e.c.create_folder(&gallery, name, ConflictBehavior::Fail)
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, GraphError::InvalidName { .. }),
+            "folder {name:?}: {err:?}"
+        );
+    }
+    let err =
+        e.c.upload_small(&gallery, &long, Bytes::from_static(b"x"), ConflictBehavior::Fail)
+            .await
+            .unwrap_err();
+    assert_eq!(err.error_code(), Some("pathIsTooLong"), "{err:?}");
 }
 
 #[tokio::test]
