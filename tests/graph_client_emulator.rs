@@ -599,6 +599,12 @@ async fn download_redirect_ranges_416_and_hash_verified_whole_download() {
     assert_eq!(e.c.download_item(&item, &mut whole).await.unwrap(), bytes.len() as u64);
     assert_eq!(whole, bytes);
 
+    // An empty file downloads as zero bytes (no Range on a whole download) and verifies.
+    let empty_id = e.add(&format!("{GALLERY}/DCIM/Camera/empty.jpg"), b"");
+    let empty = e.c.item(&empty_id).await.unwrap();
+    let mut nothing = Vec::new();
+    assert_eq!(e.c.download_item(&empty, &mut nothing).await.unwrap(), 0);
+
     // A body cut short is an error, never a silently short file.
     e.h.state.faults.add_rule(
         FaultRule::new(FaultKind::Truncate { after_bytes: 4096 })
