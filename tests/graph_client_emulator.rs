@@ -1470,19 +1470,19 @@ async fn retry_after_on_one_request_pauses_a_concurrent_request_too() {
         "throttled request paused {a_elapsed:?}"
     );
     assert!(
-        a_elapsed < Duration::from_millis(3500),
+        a_elapsed < Duration::from_millis(5000),
         "but not much longer: {a_elapsed:?}"
     );
     let b_must_wait = Duration::from_millis(w.end_ms.saturating_sub(b_start_ms));
     assert!(
-        b_must_wait >= Duration::from_millis(1500),
+        b_must_wait >= Duration::from_millis(1000),
         "B started inside the window"
     );
     assert!(
         b_elapsed + Duration::from_millis(5) >= b_must_wait,
         "concurrent request paused {b_elapsed:?}, needed {b_must_wait:?}"
     );
-    assert!(b_elapsed < Duration::from_millis(3500), "{b_elapsed:?}");
+    assert!(b_elapsed < Duration::from_millis(5000), "{b_elapsed:?}");
 
     // The emulator saw nothing from this client inside the window.
     let log = e.log_since(seq);
