@@ -432,3 +432,77 @@ async fn a_later_mount_refreshes_the_expired_token() {
     );
     assert_eq!(mode_of(&paths.token_file), 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_against_a_separate_emulator_process_through_its_http_controls() {
+    let dirs = Dirs::new();
+    let mut emu = dirs.command(&["emulator", "--listen", "127.0.0.1:0", "--seed-gallery", "2"]);
+    let mut emu = emu.spawn().expect("galleryfs emulator runs");
+    let mut stdout = BufReader::new(emu.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .expect("ready line within 20 s")
+        .unwrap()
+        .expect("a ready line");
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("the ready line is JSON");
+    let (graph, login, control) = (
+        ready["graph"].as_str().unwrap().to_string(),
+        ready["login"].as_str().unwrap().to_string(),
+        ready["control"].as_str().unwrap().to_string(),
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{control}/identity/settings"))
+        .json(&serde_json::json!({"poll_interval_secs": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut run = Running::spawn(dirs.command(&login_args(&graph, &login, false)));
+    let code = run.wait_for("the user code", user_code_in).await;
+    let pending: serde_json::Value = http
+        .get(format!("{control}/identity/device-codes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user_code"] == code.as_str() && p["status"] == "pending"),
+        "{pending}"
+    );
+    let r = http
+        .post(format!("{control}/identity/device-codes/{code}/approve"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (status, stdout_text, stderr) = run.finish().await;
+    assert!(status.success(), "stdout: {stdout_text}\nstderr: {stderr}");
+
+    // Expire every access token over HTTP; the stored sign-in refreshes and Graph answers.
+    let r = http
+        .post(format!("{control}/identity/expire-access-tokens"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let paths = dirs.paths();
+    let settings = AccountSettings::load(&paths.settings_file).unwrap().unwrap();
+    assert_eq!(settings.endpoints.graph_url, graph);
+    let source = Arc::new(RefreshingTokenSource::for_account(&paths, &settings.endpoints).unwrap());
+    let client = GraphClient::new(settings.endpoints.clone(), source, fast_policy()).unwrap();
+    let gallery = client
+        .item_by_path("/Pictures/Samsung Gallery")
+        .await
+        .expect("Graph after refresh");
+    assert!(gallery.is_folder());
+    let _ = emu.start_kill();
+    let _ = emu.wait().await;
+}
