@@ -888,6 +888,26 @@ async fn upload_resumes_after_a_connection_reset_mid_fragment() {
             >= 2,
         "the third fragment was sent again or the session was asked: {puts:?}"
     );
+    // The third fragment was taken but its answer lost; re-sent it is 416 (already received), the session status
+    // says where to go on, and the upload continues with the fourth.
+    let content: Vec<(String, u16)> = log
+        .iter()
+        .filter(|r| r.host == "content")
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    let want: Vec<(String, u16)> = [
+        ("PUT", 202),
+        ("PUT", 202),
+        ("PUT", 202),
+        ("PUT", 416),
+        ("GET", 200),
+        ("PUT", 202),
+        ("PUT", 201),
+    ]
+    .iter()
+    .map(|(m, s)| (m.to_string(), *s))
+    .collect();
+    assert_eq!(content, want);
     // Every fragment after the resume is new ground: the session ended complete with the right bytes.
     let entry = e.h.state.state_dump().into_iter().find(|s| s.id == item.id).unwrap();
     assert_eq!(entry.size, big.len() as u64);
