@@ -440,14 +440,16 @@ impl GraphClient {
 
     /// The session vanished right after its last fragment was sent: the item is there with exactly our bytes
     /// (the session completed and only its answer was lost), else `UploadSessionGone` (start over). The hash is
-    /// always checked here: without it an older item of the same name would pass for the upload.
+    /// always checked here, else an older item of the same name would pass for the upload; an item without a
+    /// hash yet is accepted only as a new file made with `fail` (the name was free when the session began).
     async fn completed_or_gone(&self, job: &UploadJob, source: &dyn UploadSource) -> Result<DriveItem, GraphError> {
         let strict = UploadOptions {
             verify_hash: true,
             ..Default::default()
         };
+        let created_new = matches!(job.target, UploadTarget::NewChild { .. }) && job.conflict == ConflictBehavior::Fail;
         match self.item_after_lost_completion(job, source, &strict).await {
-            Ok(item) if item.quick_xor_hash().is_some() || item.size == Some(source.len() as i64) => {
+            Ok(item) if item.quick_xor_hash().is_some() || (created_new && item.size == Some(source.len() as i64)) => {
                 tracing::info!(item = %item.id, "upload session closed with its answer lost; the item is complete");
                 Ok(item)
             }
