@@ -506,3 +506,41 @@ async fn login_against_a_separate_emulator_process_through_its_http_controls() {
     let _ = emu.start_kill();
     let _ = emu.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_device_code_and_refused_browser_consent_fail_clearly() {
+    let h = start_emulator().await;
+    let (graph, login) = (h.graph_url(), h.login_url());
+
+    // Nobody approves before the code's expires_in: login stops and says to run it again.
+    h.state.identity.set_device_code_lifetime(2);
+    let dirs = Dirs::new();
+    let mut run = Running::spawn(dirs.command(&login_args(&graph, &login, false)));
+    let code = run.wait_for("the user code", user_code_in).await;
+    assert!(!code.is_empty());
+    let (status, _, stderr) = run.finish().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("galleryfs: the code expired; run login again"),
+        "{stderr}"
+    );
+    assert!(!dirs.paths().token_file.exists());
+
+    // The user refuses consent in the browser: the redirect carries access_denied.
+    h.state.identity.set_deny_authorize(true);
+    let dirs = Dirs::new();
+    let mut cmd = dirs.command(&login_args(&graph, &login, true));
+    cmd.env("PATH", "/nonexistent");
+    let mut run = Running::spawn(cmd);
+    let authorize = run
+        .wait_for("the authorize URL", |line| {
+            let t = line.trim();
+            t.starts_with(&format!("{login}/")).then(|| t.to_string())
+        })
+        .await;
+    let _ = reqwest::Client::new().get(authorize.as_str()).send().await;
+    let (status, _, stderr) = run.finish().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("galleryfs: sign-in was declined"), "{stderr}");
+    assert!(!dirs.paths().token_file.exists());
+}
