@@ -21,6 +21,8 @@ use std::sync::Arc;
 /// Default and largest page of children (OAD; OneDrive/onedrive-api-docs#170, #319).
 pub const DEFAULT_PAGE: usize = 200;
 pub const MAX_PAGE: usize = 1000;
+/// Largest children page when `$expand` is used (graph-api.md §4: microsoftgraph/microsoft-graph-docs PR #21506).
+pub const MAX_EXPAND_PAGE: usize = 100;
 
 /// What `$expand` asked for.
 #[derive(Clone, Debug, Default)]
@@ -208,6 +210,11 @@ pub async fn list_children(state: &Arc<EmulatorState>, req: &GraphRequest, targe
             .map_err(|_| GraphError::invalid(format!("Invalid $top '{t}'")))?
             .clamp(1, MAX_PAGE),
         None => DEFAULT_PAGE,
+    };
+    let top = if req.query.odata("expand").is_some() {
+        top.min(MAX_EXPAND_PAGE)
+    } else {
+        top
     };
     let after = match req.query.odata("skiptoken") {
         Some(t) => Some(

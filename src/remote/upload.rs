@@ -374,12 +374,22 @@ impl GraphClient {
                         return Err(e);
                     }
                     tracing::warn!(offset, error = %e, "fragment not taken; asking the session where to resume");
-                    let status = self.upload_status(&url).await?;
+                    let status = match self.upload_status(&url).await {
+                        Err(GraphError::UploadSessionGone) if offset + len as u64 == total => {
+                            return self.completed_or_gone(job, source).await
+                        }
+                        other => other?,
+                    };
                     match status.next_expected_offset() {
                         Some(next) if next < total => offset = next,
                         _ => return self.item_after_lost_completion(job, source, opts).await,
                     }
                     on_event(UploadEvent::Progress { sent: offset, total });
+                }
+                // The last fragment's answer was lost (connection dropped, the retry found the session closed):
+                // a completed session is gone too (OAD driveitem_createuploadsession.md), so look for the item.
+                Err(GraphError::UploadSessionGone) if offset + len as u64 == total => {
+                    return self.completed_or_gone(job, source).await
                 }
                 Err(e) => return Err(e),
             }
@@ -425,6 +435,25 @@ impl GraphClient {
                 tracing::warn!(item = %item.id, error = %e, "uploaded, but setting fileSystemInfo failed");
                 Ok(item)
             }
+        }
+    }
+
+    /// The session vanished right after its last fragment was sent: the item is there with exactly our bytes
+    /// (the session completed and only its answer was lost), else `UploadSessionGone` (start over). The hash is
+    /// always checked here, else an older item of the same name would pass for the upload; an item without a
+    /// hash yet is accepted only as a new file made with `fail` (the name was free when the session began).
+    async fn completed_or_gone(&self, job: &UploadJob, source: &dyn UploadSource) -> Result<DriveItem, GraphError> {
+        let strict = UploadOptions {
+            verify_hash: true,
+            ..Default::default()
+        };
+        let created_new = matches!(job.target, UploadTarget::NewChild { .. }) && job.conflict == ConflictBehavior::Fail;
+        match self.item_after_lost_completion(job, source, &strict).await {
+            Ok(item) if item.quick_xor_hash().is_some() || (created_new && item.size == Some(source.len() as i64)) => {
+                tracing::info!(item = %item.id, "upload session closed with its answer lost; the item is complete");
+                Ok(item)
+            }
+            _ => Err(GraphError::UploadSessionGone),
         }
     }
 
