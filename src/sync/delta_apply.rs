@@ -22,7 +22,7 @@
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
 //! `rejected`; its descendants in the round are skipped too. Items that are neither file nor folder (OneNote
-//! packages) are rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
+//! packages), and items whose parent is a file, are rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
 //! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
 
 use crate::remote::models::DriveItem;
@@ -52,6 +52,8 @@ pub enum RejectReason {
     UnsupportedKind,
     /// Its parent folder was rejected.
     ParentRejected,
+    /// Its parent is a file (an inconsistent or hostile round): there is nowhere to put it.
+    ParentNotFolder,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,20 +366,24 @@ impl<'a, 't> Applier<'a, 't> {
         let Some(parent_id) = item.parent_id() else {
             return Ok(Resolution::Out);
         };
-        let parent = if parent_id == self.gallery {
-            Resolution::In(0)
-        } else if let Some((&pid, _)) = self.latest.get_key_value(parent_id) {
-            self.resolve(pid)?
+        let (parent, parent_is_folder) = if parent_id == self.gallery {
+            (Resolution::In(0), true)
+        } else if let Some((&pid, &parent_item)) = self.latest.get_key_value(parent_id) {
+            (self.resolve(pid)?, parent_item.is_folder())
         } else if let Some(row) = self.tx.get_by_item_id(parent_id)? {
-            self.resolve_store_chain(row)?
+            let is_dir = row.is_dir();
+            (self.resolve_store_chain(row)?, is_dir)
         } else {
-            Resolution::Out
+            (Resolution::Out, true)
         };
         let parent_depth = match parent {
             Resolution::In(depth) => depth,
             Resolution::Rejected(_) => return Ok(Resolution::Rejected(RejectReason::ParentRejected)),
             _ => return Ok(Resolution::Out),
         };
+        if !parent_is_folder {
+            return Ok(Resolution::Rejected(RejectReason::ParentNotFolder));
+        }
         let Some(name) = item.name.as_deref() else {
             return Ok(Resolution::Rejected(RejectReason::NoName));
         };
