@@ -210,7 +210,9 @@ fn small_jpeg() -> Vec<u8> {
     use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
     let image = RgbImage::from_fn(24, 16, |x, y| Rgb([(x * 10) as u8, (y * 15) as u8, 99]));
     let mut out = std::io::Cursor::new(Vec::new());
-    DynamicImage::ImageRgb8(image).write_to(&mut out, ImageFormat::Jpeg).unwrap();
+    DynamicImage::ImageRgb8(image)
+        .write_to(&mut out, ImageFormat::Jpeg)
+        .unwrap();
     out.into_inner()
 }
 
@@ -218,7 +220,9 @@ fn small_png() -> Vec<u8> {
     use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
     let image = RgbaImage::from_fn(20, 12, |x, y| Rgba([x as u8, y as u8, 7, 200]));
     let mut out = std::io::Cursor::new(Vec::new());
-    DynamicImage::ImageRgba8(image).write_to(&mut out, ImageFormat::Png).unwrap();
+    DynamicImage::ImageRgba8(image)
+        .write_to(&mut out, ImageFormat::Png)
+        .unwrap();
     out.into_inner()
 }
 
@@ -357,7 +361,10 @@ fn names_that_would_escape_or_clash_are_handled_visibly() {
     assert_eq!(reason("4"), Some(RejectReason::NameTooLong));
     let names: Vec<String> = store.children(ROOT_INO).unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(names.len(), 4, "{names:?}");
-    assert!(names.contains(&"IMG_1.jpg".to_string()) && names.contains(&"img_1 (2).JPG".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"IMG_1.jpg".to_string()) && names.contains(&"img_1 (2).JPG".to_string()),
+        "{names:?}"
+    );
     assert_eq!(changes.renamed_for_clash.len(), 2, "{changes:?}");
     harness::StoreChecker::default().check(&store).unwrap();
 }
@@ -377,7 +384,11 @@ fn replay_fuzz_corpora() {
             }
         }
     }
-    assert!(replayed >= 20, "only {replayed} corpus files found under {}", root.display());
+    assert!(
+        replayed >= 20,
+        "only {replayed} corpus files found under {}",
+        root.display()
+    );
 }
 
 type Target = fn(&[u8]);
@@ -394,7 +405,12 @@ fn targets() -> Vec<(&'static str, Target)> {
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -406,12 +422,21 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 #[ignore = "long: a fuzzing campaign without libFuzzer"]
 fn random_inputs_for_every_target() {
     use rand::{Rng, SeedableRng};
-    let iters: u64 = std::env::var("GALLERYFS_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let seed: u64 = std::env::var("GALLERYFS_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let iters: u64 = std::env::var("GALLERYFS_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let seed: u64 = std::env::var("GALLERYFS_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for (target, run) in targets() {
-        let seeds: Vec<Vec<u8>> = files_in(&root.join(target)).iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let seeds: Vec<Vec<u8>> = files_in(&root.join(target))
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
         let started = Instant::now();
         let mut done = 0u64;
         while done < iters {
@@ -451,7 +476,10 @@ fn random_inputs_for_every_target() {
                 break;
             }
         }
-        println!("{target}: {done} executions in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "{target}: {done} executions in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -487,11 +515,43 @@ fn a_child_of_a_file_is_rejected_not_fatal() {
 /// request pipeline.
 #[test]
 fn an_absurd_retry_after_does_not_panic_the_throttle_gate() {
-    for value in ["18446744073709551615", "9223372036854775807", "10000000000000", "8210298412800"] {
+    for value in [
+        "18446744073709551615",
+        "9223372036854775807",
+        "10000000000000",
+        "8210298412800",
+    ] {
         harness::content_range(value.as_bytes());
     }
     let gate = galleryfs::remote::http::ThrottleGate::default();
     gate.pause_for(Duration::MAX);
     assert!(gate.remaining() > Duration::from_secs(3_600), "the gate still closes");
     assert!(gate.throttled_until().is_some());
+}
+
+/// Decompression bombs and absurd dimensions: refused or rendered, never a crash, never seconds of work. Found
+/// here: a 458-byte JPEG claiming 16000×16000 took 21 s (and ~768 MB) to render, a 260 KB PNG of 16384×16384
+/// took 6 s; `render.rs` now refuses sources over 4096 px a side or 64 MiB of pixels.
+#[test]
+fn thumbnail_bombs_are_refused_quickly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/thumbnail_decode");
+    let files = files_in(&dir);
+    assert!(files.len() >= 5, "bomb seeds missing in {}", dir.display());
+    for path in files {
+        let data = std::fs::read(&path).unwrap();
+        let started = Instant::now();
+        let out = galleryfs::thumbnails::render_png(
+            &data,
+            galleryfs::thumbnails::ThumbSize::Normal,
+            "file:///g/x.jpg",
+            1,
+            &Default::default(),
+        );
+        let took = started.elapsed();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if name.starts_with("bomb") || name.contains("claims") || name.starts_with("huge") {
+            assert!(out.is_err(), "{name} was rendered");
+        }
+        assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+    }
 }
