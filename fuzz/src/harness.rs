@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use galleryfs::remote::error::{parse_retry_after, GraphError};
 use galleryfs::remote::models::{DriveItem, ErrorResponse, Page, UploadSession};
 use galleryfs::store::{name_key, ContentState, ItemKind, ItemRow, NewItem, Store, ROOT_INO};
-use galleryfs::sync::delta_apply::{apply_delta_round, check_name, replace_all, AppliedChanges, NAME_MAX};
+use galleryfs::sync::delta_apply::{
+    apply_delta_round, check_name, replace_all, AppliedChanges, RejectReason, NAME_MAX,
+};
 use galleryfs::thumbnails::{render_png, ThumbExtra, ThumbSize};
 
 /// The OneDrive id of the gallery folder in every `delta_round` script.
@@ -263,15 +265,30 @@ fn check_round(store: &Store, items: &[DriveItem], changes: &AppliedChanges, ful
     for item in items {
         last.insert(item.id.as_str(), item);
     }
-    let rejected: HashSet<&str> = changes.rejected.iter().map(|r| r.item_id.as_str()).collect();
+    // A reserved id (`local:…`) may name a genuine local row, which the round must leave alone.
+    let rejected: HashSet<&str> = changes
+        .rejected
+        .iter()
+        .filter(|r| r.reason != RejectReason::ReservedId)
+        .map(|r| r.item_id.as_str())
+        .collect();
+    let reserved: HashSet<&str> = changes
+        .rejected
+        .iter()
+        .filter(|r| r.reason == RejectReason::ReservedId)
+        .map(|r| r.item_id.as_str())
+        .collect();
     for (id, item) in &last {
-        if *id == GALLERY_ID {
+        if *id == GALLERY_ID || reserved.contains(id) {
             continue;
         }
         let row = store.get_by_item_id(id).map_err(|e| e.to_string())?;
         if rejected.contains(id) {
+            // Removed, unless it (or something below it) holds local changes: then kept and flagged.
             if let Some(row) = row {
-                return Err(format!("rejected item {id:?} is still in the store as {row:?}"));
+                if !protected_below(store, row.ino)? || !(row.remote_removed || row.local_only) {
+                    return Err(format!("rejected item {id:?} is still in the store as {row:?}"));
+                }
             }
             continue;
         }

@@ -22,7 +22,8 @@
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
 //! `rejected`; its descendants in the round are skipped too. Items that are neither file nor folder (OneNote
-//! packages), and items whose parent is a file, are rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
+//! packages), items whose parent is a file, and items whose id looks like one of galleryfs's own (`local:…`) are
+//! rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
 //! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
 
 use crate::remote::models::DriveItem;
@@ -54,6 +55,16 @@ pub enum RejectReason {
     ParentRejected,
     /// Its parent is a file (an inconsistent or hostile round): there is nowhere to put it.
     ParentNotFolder,
+    /// Its id has a prefix galleryfs keeps for its own rows (`local:`, `galleryfs:`); OneDrive never sends one.
+    ReservedId,
+}
+
+/// Id prefixes of rows that are not OneDrive items (local placeholders, the root before its id is known). A server
+/// item with such an id would be taken for a local one (never uploaded, or merged into a local row).
+const RESERVED_ID_PREFIXES: &[&str] = &["local:", "galleryfs:"];
+
+fn is_reserved_id(id: &str) -> bool {
+    RESERVED_ID_PREFIXES.iter().any(|p| id.starts_with(p))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,7 +261,19 @@ impl<'a, 't> Applier<'a, 't> {
     fn new(tx: &'a StoreTx<'t>, gallery: &'a str, items: &'a [DriveItem], kind: RoundKind) -> Self {
         let mut latest = HashMap::new();
         let mut order = Vec::new();
+        let mut changes = AppliedChanges::default();
         for item in items {
+            if is_reserved_id(&item.id) && item.id != gallery {
+                tracing::warn!(item_id = %item.id, "skipping an item whose id is reserved for local rows");
+                if !changes.rejected.iter().any(|r| r.item_id == item.id) {
+                    changes.rejected.push(RejectedItem {
+                        item_id: item.id.clone(),
+                        reason: RejectReason::ReservedId,
+                        removed_ino: None,
+                    });
+                }
+                continue;
+            }
             if latest.insert(item.id.as_str(), item).is_none() {
                 order.push(item.id.as_str());
             }
@@ -266,7 +289,7 @@ impl<'a, 't> Applier<'a, 't> {
             unplaced: HashSet::new(),
             removals: Vec::new(),
             removal_inos: HashSet::new(),
-            changes: AppliedChanges::default(),
+            changes,
         }
     }
 
@@ -366,6 +389,9 @@ impl<'a, 't> Applier<'a, 't> {
         let Some(parent_id) = item.parent_id() else {
             return Ok(Resolution::Out);
         };
+        if is_reserved_id(parent_id) && parent_id != self.gallery {
+            return Ok(Resolution::Rejected(RejectReason::ParentRejected));
+        }
         let (parent, parent_is_folder) = if parent_id == self.gallery {
             (Resolution::In(0), true)
         } else if let Some((&pid, &parent_item)) = self.latest.get_key_value(parent_id) {
