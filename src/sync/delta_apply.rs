@@ -27,7 +27,7 @@
 //! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
 
 use crate::remote::models::DriveItem;
-use crate::store::{ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
+use crate::store::{name_key, ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use thiserror::Error;
 
@@ -254,6 +254,8 @@ struct Applier<'a, 't> {
     /// Rows to remove after the upserts.
     removals: Vec<ItemRow>,
     removal_inos: HashSet<u64>,
+    /// First ` (n)` suffix worth trying per (folder, case-folded name): keeps many clashing names linear.
+    next_suffix: HashMap<(u64, String), u32>,
     changes: AppliedChanges,
 }
 
@@ -289,6 +291,7 @@ impl<'a, 't> Applier<'a, 't> {
             unplaced: HashSet::new(),
             removals: Vec::new(),
             removal_inos: HashSet::new(),
+            next_suffix: HashMap::new(),
             changes,
         }
     }
@@ -370,15 +373,54 @@ impl<'a, 't> Applier<'a, 't> {
         Ok(())
     }
 
-    /// Where item `id` (mentioned in the round) ends up.
+    /// Where item `id` (mentioned in the round) ends up. Iterative: the unresolved items above it are collected
+    /// first and resolved top down, so a hostile chain of thousands of nested folders cannot overflow the stack.
     fn resolve(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
         if let Some(r) = self.memo.get(id) {
             return Ok(*r);
         }
         self.memo.insert(id, Resolution::Visiting);
-        let r = self.resolve_uncached(id)?;
-        self.memo.insert(id, r);
-        Ok(r)
+        let mut chain = vec![id];
+        while let Some(next) = self.unresolved_ancestor(chain[chain.len() - 1])? {
+            self.memo.insert(next, Resolution::Visiting);
+            chain.push(next);
+        }
+        for &cid in chain.iter().rev() {
+            let r = self.resolve_uncached(cid)?;
+            self.memo.insert(cid, r);
+        }
+        Ok(self.memo[id])
+    }
+
+    /// The nearest item of the round above `id` (its parent, or reached through store rows) not resolved yet.
+    fn unresolved_ancestor(&self, id: &str) -> Result<Option<&'a str>, StoreError> {
+        let item = self.latest[id];
+        if item.is_deleted() {
+            return Ok(None);
+        }
+        let Some(parent_id) = item.parent_id() else {
+            return Ok(None);
+        };
+        if parent_id == self.gallery || is_reserved_id(parent_id) {
+            return Ok(None);
+        }
+        let mut found = self.latest.get_key_value(parent_id).map(|(&pid, _)| pid);
+        if found.is_none() {
+            let mut row = self.tx.get_by_item_id(parent_id)?;
+            let mut steps = 0u32;
+            while let Some(r) = row.filter(|r| r.ino != ROOT_INO && steps <= 10_000) {
+                if let Some((&cid, _)) = self.latest.get_key_value(r.item_id.as_str()) {
+                    found = Some(cid);
+                    break;
+                }
+                row = match r.parent_ino {
+                    Some(p) => self.tx.get(p)?,
+                    None => None,
+                };
+                steps += 1;
+            }
+        }
+        Ok(found.filter(|cid| !self.memo.contains_key(cid)))
     }
 
     fn resolve_uncached(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
@@ -488,17 +530,28 @@ impl<'a, 't> Applier<'a, 't> {
             } else {
                 suffixed_name(desired, n)
             };
-            match self.tx.lookup(parent, &candidate)? {
-                None => return Ok(candidate),
-                Some(occupant) if Some(occupant.ino) == ino => return Ok(candidate),
+            let free = match self.tx.lookup(parent, &candidate)? {
+                None => true,
+                Some(occupant) if Some(occupant.ino) == ino => true,
                 Some(occupant) => {
-                    if self.can_evict(&occupant)? {
+                    let evict = self.can_evict(&occupant)?;
+                    if evict {
                         self.tx.detach(occupant.ino)?;
-                        return Ok(candidate);
                     }
+                    evict
                 }
+            };
+            if free {
+                if n > 1 {
+                    self.next_suffix.insert((parent, name_key(desired)), n + 1);
+                }
+                return Ok(candidate);
             }
-            n += 1;
+            n = if n == 1 {
+                self.next_suffix.get(&(parent, name_key(desired))).copied().unwrap_or(2)
+            } else {
+                n + 1
+            };
         }
     }
 
