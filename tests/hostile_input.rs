@@ -332,7 +332,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------------------------
 // Regressions and named hostile cases
 
-
 #[test]
 fn names_that_would_escape_or_clash_are_handled_visibly() {
     use galleryfs::store::{Store, ROOT_INO};
@@ -442,6 +441,21 @@ fn random_inputs_for_every_target() {
             } else {
                 seeds[rng.random_range(0..seeds.len())].clone()
             };
+            // JSON seeds: mostly structure-aware mutation (byte flips rarely leave valid JSON).
+            if let (Ok(mut value), true) = (serde_json::from_slice::<Value>(&data), rng.random_ratio(4, 5)) {
+                let rate = rng.random_range(0.02..0.3);
+                mutate_value(&mut value, &mut rng, rate);
+                data = serde_json::to_vec(&value).unwrap();
+                if rng.random_ratio(1, 2) {
+                    if let Err(panic) = std::panic::catch_unwind(|| run(&data)) {
+                        let out = std::env::temp_dir().join(format!("galleryfs-crash-{target}-{done}"));
+                        std::fs::write(&out, &data).unwrap();
+                        std::panic::resume_unwind(panic);
+                    }
+                    done += 1;
+                    continue;
+                }
+            }
             for _ in 0..rng.random_range(1..6) {
                 let n = data.len();
                 match rng.random_range(0..5) {
@@ -641,4 +655,70 @@ fn many_clashing_names_apply_in_reasonable_time() {
     assert_eq!(changes.renamed_for_clash.len(), n - 1);
     assert_eq!(store.item_count().unwrap(), n as u64);
     assert!(took < Duration::from_secs(5), "{n} clashing names took {took:?}");
+}
+
+/// Mutates a JSON value in place: each node has probability `rate` of being replaced, dropped, duplicated or
+/// given a hostile value from the pools above.
+fn mutate_value(value: &mut Value, rng: &mut rand::rngs::StdRng, rate: f64) {
+    use rand::Rng;
+    if rng.random_bool(rate) {
+        *value = match rng.random_range(0..7) {
+            0 => json!(NAMES[rng.random_range(0..NAMES.len())]),
+            1 => json!(IDS[rng.random_range(0..IDS.len())]),
+            2 => json!([i64::MIN, -1, 0, 1, 255, 256, i64::MAX][rng.random_range(0..7)]),
+            3 => Value::Null,
+            4 => json!({}),
+            5 => json!({ "id": IDS[rng.random_range(0..IDS.len())] }),
+            _ => json!(["2024-03-15T14:22:33Z", "9999-12-31T23:59:59Z", "c1", "c2"][rng.random_range(0..4)]),
+        };
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            if !items.is_empty() && rng.random_bool(rate) {
+                let i = rng.random_range(0..items.len());
+                match rng.random_range(0..3) {
+                    0 => drop(items.remove(i)),
+                    1 => {
+                        let copy = items[i].clone();
+                        items.insert(rng.random_range(0..=items.len()), copy);
+                    }
+                    _ => {
+                        let j = rng.random_range(0..items.len());
+                        items.swap(i, j);
+                    }
+                }
+            }
+            for item in items {
+                mutate_value(item, rng, rate);
+            }
+        }
+        Value::Object(map) => {
+            if !map.is_empty() && rng.random_bool(rate) {
+                let key = map
+                    .keys()
+                    .nth(rng.random_range(0..map.len()))
+                    .cloned()
+                    .unwrap_or_default();
+                map.remove(&key);
+            }
+            if rng.random_bool(rate) {
+                let key = [
+                    "file",
+                    "folder",
+                    "deleted",
+                    "root",
+                    "package",
+                    "name",
+                    "size",
+                    "parentReference",
+                ][rng.random_range(0..8)];
+                map.insert(key.to_string(), json!({}));
+            }
+            for (_, v) in map.iter_mut() {
+                mutate_value(v, rng, rate);
+            }
+        }
+        _ => {}
+    }
 }
