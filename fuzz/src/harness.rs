@@ -336,9 +336,39 @@ fn check_round(store: &Store, items: &[DriveItem], changes: &AppliedChanges, ful
                     return Err(format!("item {id:?} size {} instead of {size}", row.size));
                 }
             }
+        } else if let Some(row) = row.filter(|r| !r.remote_removed && !r.local_only) {
+            // Anywhere else in the gallery: where the round says, under its name (or a reported clash name).
+            let parent_ino = match item.parent_id() {
+                Some(GALLERY_ID) => Some(ROOT_INO),
+                Some(pid) => store.get_by_item_id(pid).map_err(|e| e.to_string())?.map(|r| r.ino),
+                None => None,
+            };
+            if parent_ino.is_none() || row.parent_ino != parent_ino {
+                return Err(format!(
+                    "item {id:?} is under {:?}, the round says {:?}",
+                    row.parent_ino,
+                    item.parent_id()
+                ));
+            }
+            let name = item.name.as_deref().unwrap_or_default();
+            if row.name != name && !changes.renamed_for_clash.contains(&row.ino) {
+                return Err(format!(
+                    "item {id:?} shown as {:?}, not {name:?}, and not reported",
+                    row.name
+                ));
+            }
         }
     }
-    let _ = full;
+    if full {
+        // A full enumeration leaves nothing it did not mention, except rows kept for local changes.
+        let rows = store.read(|t| t.all_item_ids()).map_err(|e| e.to_string())?;
+        for (ino, item_id) in rows {
+            let mentioned = last.get(item_id.as_str()).is_some_and(|i| !i.is_deleted());
+            if !mentioned && !protected_below(store, ino)? {
+                return Err(format!("full round left unmentioned item {item_id:?} (inode {ino})"));
+            }
+        }
+    }
     Ok(())
 }
 
