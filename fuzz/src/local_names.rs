@@ -14,12 +14,21 @@ pub fn local_names(data: &[u8]) {
         return;
     };
     assert_eq!(accepted.as_bytes(), data);
-    assert!(check_name(accepted).is_ok(), "accepted locally but not storable: {accepted:?}");
-    assert!(!accepted.contains(['/', '\\', '*', '<', '>', '?', ':', '|', '"']), "{accepted:?}");
+    assert!(
+        check_name(accepted).is_ok(),
+        "accepted locally but not storable: {accepted:?}"
+    );
+    assert!(
+        !accepted.contains(['/', '\\', '*', '<', '>', '?', ':', '|', '"']),
+        "{accepted:?}"
+    );
     assert!(!accepted.chars().any(char::is_control), "{accepted:?}");
     assert!(!accepted.ends_with('.') && accepted.trim() == accepted, "{accepted:?}");
     let lower = accepted.to_ascii_lowercase();
-    assert!(lower != "desktop.ini" && lower != ".lock" && !lower.contains("_vti_"), "{accepted:?}");
+    assert!(
+        lower != "desktop.ini" && lower != ".lock" && !lower.contains("_vti_"),
+        "{accepted:?}"
+    );
     let stem = lower.split('.').next().unwrap_or_default();
     assert!(!["con", "prn", "aux", "nul"].contains(&stem), "{accepted:?}");
 }
