@@ -207,7 +207,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -276,6 +276,10 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mountinfo(r"/home/a\040b/Gallery"), "/home/a b/Gallery");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        // An escape at the very end (a mount point whose name ends with a space) was left escaped.
+        assert_eq!(unescape_mountinfo(r"/mnt/Gallery\040"), "/mnt/Gallery ");
+        assert_eq!(unescape_mountinfo(r"/mnt/x\04"), r"/mnt/x\04");
+        assert_eq!(unescape_mountinfo(r"\777\"), "?\\");
     }
 
     #[test]

@@ -74,6 +74,10 @@ impl RetryPolicy {
     }
 }
 
+/// The longest the gate stays closed for one throttling answer: `Instant + Duration` and `DateTime + TimeDelta`
+/// panic on overflow, and a `Retry-After` of 10^13 seconds is hostile, not advice.
+pub const MAX_GATE_PAUSE: Duration = Duration::from_secs(24 * 3600);
+
 /// Closed while the service has asked us to back off; every request waits on it.
 #[derive(Debug, Default)]
 pub struct ThrottleGate {
@@ -81,8 +85,10 @@ pub struct ThrottleGate {
 }
 
 impl ThrottleGate {
-    /// Closes the gate for at least `wait` from now (never shortens an existing pause).
+    /// Closes the gate for at least `wait` from now (never shortens an existing pause). A longer wait than
+    /// [`MAX_GATE_PAUSE`] (a hostile `Retry-After`) is cut to it.
     pub fn pause_for(&self, wait: Duration) {
+        let wait = wait.min(MAX_GATE_PAUSE);
         let at = Instant::now() + wait;
         let wall = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
         let mut g = self.until.lock();

@@ -22,11 +22,12 @@
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
 //! `rejected`; its descendants in the round are skipped too. Items that are neither file nor folder (OneNote
-//! packages) are rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
+//! packages), items whose parent is a file, and items whose id looks like one of galleryfs's own (`local:…`) are
+//! rejected the same way. A name case-equal to a sibling with another id is shown with a suffix,
 //! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
 
 use crate::remote::models::DriveItem;
-use crate::store::{ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
+use crate::store::{name_key, ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use thiserror::Error;
 
@@ -52,6 +53,18 @@ pub enum RejectReason {
     UnsupportedKind,
     /// Its parent folder was rejected.
     ParentRejected,
+    /// Its parent is a file (an inconsistent or hostile round): there is nowhere to put it.
+    ParentNotFolder,
+    /// Its id has a prefix galleryfs keeps for its own rows (`local:`, `galleryfs:`); OneDrive never sends one.
+    ReservedId,
+}
+
+/// Id prefixes of rows that are not OneDrive items (local placeholders, the root before its id is known). A server
+/// item with such an id would be taken for a local one (never uploaded, or merged into a local row).
+const RESERVED_ID_PREFIXES: &[&str] = &["local:", "galleryfs:"];
+
+fn is_reserved_id(id: &str) -> bool {
+    RESERVED_ID_PREFIXES.iter().any(|p| id.starts_with(p))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,6 +254,8 @@ struct Applier<'a, 't> {
     /// Rows to remove after the upserts.
     removals: Vec<ItemRow>,
     removal_inos: HashSet<u64>,
+    /// First ` (n)` suffix worth trying per (folder, case-folded name): keeps many clashing names linear.
+    next_suffix: HashMap<(u64, String), u32>,
     changes: AppliedChanges,
 }
 
@@ -248,7 +263,19 @@ impl<'a, 't> Applier<'a, 't> {
     fn new(tx: &'a StoreTx<'t>, gallery: &'a str, items: &'a [DriveItem], kind: RoundKind) -> Self {
         let mut latest = HashMap::new();
         let mut order = Vec::new();
+        let mut changes = AppliedChanges::default();
         for item in items {
+            if is_reserved_id(&item.id) && item.id != gallery {
+                tracing::warn!(item_id = %item.id, "skipping an item whose id is reserved for local rows");
+                if !changes.rejected.iter().any(|r| r.item_id == item.id) {
+                    changes.rejected.push(RejectedItem {
+                        item_id: item.id.clone(),
+                        reason: RejectReason::ReservedId,
+                        removed_ino: None,
+                    });
+                }
+                continue;
+            }
             if latest.insert(item.id.as_str(), item).is_none() {
                 order.push(item.id.as_str());
             }
@@ -264,7 +291,8 @@ impl<'a, 't> Applier<'a, 't> {
             unplaced: HashSet::new(),
             removals: Vec::new(),
             removal_inos: HashSet::new(),
-            changes: AppliedChanges::default(),
+            next_suffix: HashMap::new(),
+            changes,
         }
     }
 
@@ -345,15 +373,54 @@ impl<'a, 't> Applier<'a, 't> {
         Ok(())
     }
 
-    /// Where item `id` (mentioned in the round) ends up.
+    /// Where item `id` (mentioned in the round) ends up. Iterative: the unresolved items above it are collected
+    /// first and resolved top down, so a hostile chain of thousands of nested folders cannot overflow the stack.
     fn resolve(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
         if let Some(r) = self.memo.get(id) {
             return Ok(*r);
         }
         self.memo.insert(id, Resolution::Visiting);
-        let r = self.resolve_uncached(id)?;
-        self.memo.insert(id, r);
-        Ok(r)
+        let mut chain = vec![id];
+        while let Some(next) = self.unresolved_ancestor(chain[chain.len() - 1])? {
+            self.memo.insert(next, Resolution::Visiting);
+            chain.push(next);
+        }
+        for &cid in chain.iter().rev() {
+            let r = self.resolve_uncached(cid)?;
+            self.memo.insert(cid, r);
+        }
+        Ok(self.memo[id])
+    }
+
+    /// The nearest item of the round above `id` (its parent, or reached through store rows) not resolved yet.
+    fn unresolved_ancestor(&self, id: &str) -> Result<Option<&'a str>, StoreError> {
+        let item = self.latest[id];
+        if item.is_deleted() {
+            return Ok(None);
+        }
+        let Some(parent_id) = item.parent_id() else {
+            return Ok(None);
+        };
+        if parent_id == self.gallery || is_reserved_id(parent_id) {
+            return Ok(None);
+        }
+        let mut found = self.latest.get_key_value(parent_id).map(|(&pid, _)| pid);
+        if found.is_none() {
+            let mut row = self.tx.get_by_item_id(parent_id)?;
+            let mut steps = 0u32;
+            while let Some(r) = row.filter(|r| r.ino != ROOT_INO && steps <= 10_000) {
+                if let Some((&cid, _)) = self.latest.get_key_value(r.item_id.as_str()) {
+                    found = Some(cid);
+                    break;
+                }
+                row = match r.parent_ino {
+                    Some(p) => self.tx.get(p)?,
+                    None => None,
+                };
+                steps += 1;
+            }
+        }
+        Ok(found.filter(|cid| !self.memo.contains_key(cid)))
     }
 
     fn resolve_uncached(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
@@ -364,20 +431,27 @@ impl<'a, 't> Applier<'a, 't> {
         let Some(parent_id) = item.parent_id() else {
             return Ok(Resolution::Out);
         };
-        let parent = if parent_id == self.gallery {
-            Resolution::In(0)
-        } else if let Some((&pid, _)) = self.latest.get_key_value(parent_id) {
-            self.resolve(pid)?
+        if is_reserved_id(parent_id) && parent_id != self.gallery {
+            return Ok(Resolution::Rejected(RejectReason::ParentRejected));
+        }
+        let (parent, parent_is_folder) = if parent_id == self.gallery {
+            (Resolution::In(0), true)
+        } else if let Some((&pid, &parent_item)) = self.latest.get_key_value(parent_id) {
+            (self.resolve(pid)?, parent_item.is_folder())
         } else if let Some(row) = self.tx.get_by_item_id(parent_id)? {
-            self.resolve_store_chain(row)?
+            let is_dir = row.is_dir();
+            (self.resolve_store_chain(row)?, is_dir)
         } else {
-            Resolution::Out
+            (Resolution::Out, true)
         };
         let parent_depth = match parent {
             Resolution::In(depth) => depth,
             Resolution::Rejected(_) => return Ok(Resolution::Rejected(RejectReason::ParentRejected)),
             _ => return Ok(Resolution::Out),
         };
+        if !parent_is_folder {
+            return Ok(Resolution::Rejected(RejectReason::ParentNotFolder));
+        }
         let Some(name) = item.name.as_deref() else {
             return Ok(Resolution::Rejected(RejectReason::NoName));
         };
@@ -456,17 +530,28 @@ impl<'a, 't> Applier<'a, 't> {
             } else {
                 suffixed_name(desired, n)
             };
-            match self.tx.lookup(parent, &candidate)? {
-                None => return Ok(candidate),
-                Some(occupant) if Some(occupant.ino) == ino => return Ok(candidate),
+            let free = match self.tx.lookup(parent, &candidate)? {
+                None => true,
+                Some(occupant) if Some(occupant.ino) == ino => true,
                 Some(occupant) => {
-                    if self.can_evict(&occupant)? {
+                    let evict = self.can_evict(&occupant)?;
+                    if evict {
                         self.tx.detach(occupant.ino)?;
-                        return Ok(candidate);
                     }
+                    evict
                 }
+            };
+            if free {
+                if n > 1 {
+                    self.next_suffix.insert((parent, name_key(desired)), n + 1);
+                }
+                return Ok(candidate);
             }
-            n += 1;
+            n = if n == 1 {
+                self.next_suffix.get(&(parent, name_key(desired))).copied().unwrap_or(2)
+            } else {
+                n + 1
+            };
         }
     }
 

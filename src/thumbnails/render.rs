@@ -21,8 +21,12 @@ use super::{ThumbError, ThumbSize};
 /// Value of the `Software` key.
 pub const SOFTWARE: &str = "galleryfs";
 
-/// Largest source (either edge) accepted for decoding; OneDrive thumbnails are at most a few thousand pixels.
-const MAX_SOURCE_EDGE: u32 = 16_384;
+/// Largest source (either edge) accepted for decoding. OneDrive thumbnails are at most 800 px (`large`) or the
+/// custom size asked for; a header claiming more is hostile (a 458-byte JPEG claiming 16000×16000 took 21 s and
+/// most of a GiB to decode under the old 16384 limit).
+const MAX_SOURCE_EDGE: u32 = 4_096;
+/// Most memory the decoder may allocate for one source (a 4096×4096 RGBA image).
+const MAX_SOURCE_ALLOC: u64 = 64 * 1024 * 1024;
 
 /// What is known about the original beyond its URI and mtime. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,6 +121,7 @@ fn decode_upright(source: &[u8], explicit: Option<u16>) -> Result<DynamicImage, 
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SOURCE_EDGE);
     limits.max_image_height = Some(MAX_SOURCE_EDGE);
+    limits.max_alloc = Some(MAX_SOURCE_ALLOC);
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(ThumbError::Decode)?;
     let embedded = decoder.orientation().unwrap_or(Orientation::NoTransforms);
