@@ -2,7 +2,9 @@
 //! with the Microsoft identity platform. Nothing here knows of FUSE, SQLite or the cache.
 
 pub mod auth;
+pub mod drive_api;
 pub mod endpoints;
+pub mod mock_drive;
 pub mod models;
 pub mod quickxor;
 
