@@ -24,7 +24,7 @@ mod thumbs;
 mod trash;
 
 pub use blocks::EvictionCandidate;
-pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs, ROOT_INO};
+pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs, LOCAL_ID_PREFIX, ROOT_INO};
 pub use meta::keys as meta_keys;
 pub use outbox::{OutboxCounts, OutboxEntry, OutboxOp};
 pub use thumbs::{ThumbCounts, ThumbRow, ThumbSize, ThumbState};

@@ -2,5 +2,7 @@
 //! (Built by the browse and edits issues.)
 //!
 //! - [`delta_apply`]: one round of delta items (or a full enumeration) → store changes, in one transaction.
+//! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
 
 pub mod delta_apply;
+pub mod outbox_replay;
