@@ -24,8 +24,8 @@ use super::drive_api::{
     UploadTarget,
 };
 use super::models::{
-    DeletedFacet, Drive, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ImageFacet, ItemReference,
-    Quota, SpecialFolder, Thumbnail, ThumbnailSet,
+    DeletedFacet, Drive, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ImageFacet, ItemReference, Quota,
+    SpecialFolder, Thumbnail, ThumbnailSet,
 };
 use super::QuickXorHash;
 
@@ -347,7 +347,9 @@ impl MockDrive {
 }
 
 fn base_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 3, 15, 14, 22, 33).single().expect("valid time")
+    Utc.with_ymd_and_hms(2024, 3, 15, 14, 22, 33)
+        .single()
+        .expect("valid time")
 }
 
 fn mime_for(name: &str) -> Option<&'static str> {
@@ -594,11 +596,7 @@ impl State {
                 continue;
             }
             // The ancestor chain below the scope first (as the service sends it), then the item.
-            let mut chain: Vec<String> = self
-                .ancestors(id)
-                .into_iter()
-                .take_while(|a| a != scope)
-                .collect();
+            let mut chain: Vec<String> = self.ancestors(id).into_iter().take_while(|a| a != scope).collect();
             chain.reverse();
             for a in chain {
                 if emitted.insert(a.clone()) {
@@ -800,9 +798,8 @@ fn thumbnail_jpeg(size: &str) -> Option<Bytes> {
             .iter()
             .map(|&(name, edge)| {
                 let (w, h) = (edge, edge * 3 / 4);
-                let img = image::RgbImage::from_fn(w, h, |x, y| {
-                    image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
-                });
+                let img =
+                    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]));
                 let mut out = Vec::new();
                 image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
                     .encode_image(&img)
@@ -830,7 +827,11 @@ impl DriveApi for MockDrive {
     async fn item(&self, id: &str) -> Result<DriveItem, DriveError> {
         self.enter(MockOp::Item).await;
         let s = self.state.lock();
-        let id = if id == "root" { s.root_id.clone() } else { id.to_string() };
+        let id = if id == "root" {
+            s.root_id.clone()
+        } else {
+            id.to_string()
+        };
         s.require_live(&id).map(|n| s.to_item(n))
     }
 
@@ -982,8 +983,15 @@ impl DriveApi for MockDrive {
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.enter(MockOp::Restore).await;
         let mut s = self.state.lock();
-        let node = s.nodes.get(id).filter(|n| n.deleted).ok_or_else(|| not_found("deleted item"))?;
-        let parent = parent_id.map(str::to_string).or(node.parent.clone()).unwrap_or_default();
+        let node = s
+            .nodes
+            .get(id)
+            .filter(|n| n.deleted)
+            .ok_or_else(|| not_found("deleted item"))?;
+        let parent = parent_id
+            .map(str::to_string)
+            .or(node.parent.clone())
+            .unwrap_or_default();
         s.require_folder(&parent)?;
         let name = name.map(str::to_string).unwrap_or(node.name.clone());
         if s.child_by_name(&parent, &name).is_some() {

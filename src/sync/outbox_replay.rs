@@ -17,8 +17,11 @@
 
 use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
 use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
-use crate::remote::drive_api::{ConflictBehavior, DriveApi, DriveError, MoveRequest, UploadRequest, UploadSource, UploadTarget};
+use crate::remote::drive_api::{
+    ConflictBehavior, DriveApi, DriveError, MoveRequest, UploadRequest, UploadSource, UploadTarget,
+};
 use crate::remote::models::DriveItem;
+use crate::remote::QuickXorHash;
 use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
@@ -291,7 +294,10 @@ impl OutboxReplayer {
                 self.config.big_delete_window.as_secs()
             ))
         } else if report.quota_exceeded {
-            Some("OneDrive is full: changed files stay on this device (state dirty) until space is freed on OneDrive".into())
+            Some(
+                "OneDrive is full: changed files stay on this device (state dirty) until space is freed on OneDrive"
+                    .into(),
+            )
         } else {
             None
         };
@@ -346,7 +352,10 @@ impl OutboxReplayer {
         } else if row.size == 0 {
             UploadSource::Bytes(bytes::Bytes::new())
         } else {
-            tracing::error!(ino, "the staged content of a changed file is missing; the change cannot be sent");
+            tracing::error!(
+                ino,
+                "the staged content of a changed file is missing; the change cannot be sent"
+            );
             return self.complete(entry.seq).map(|_| Step::Done);
         };
         let modified = Utc.timestamp_opt(row.mtime, 0).single();
@@ -372,13 +381,23 @@ impl OutboxReplayer {
         let result = match existing {
             None => {
                 // New here, or deleted on OneDrive while edited: created (anew), never lost.
-                match self.drive.upload(new_here(row.name.clone(), ConflictBehavior::Fail)).await {
+                match self
+                    .drive
+                    .upload(new_here(row.name.clone(), ConflictBehavior::Fail))
+                    .await
+                {
                     Err(DriveError::Conflict(_)) => {
-                        // The name was taken on OneDrive meanwhile: ours goes beside it.
-                        report.conflicts += 1;
-                        self.drive
-                            .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
-                            .await?
+                        match self.own_earlier_upload(&parent_id, &row.name, &source).await? {
+                            // Uploaded before a crash that came ahead of the journal's completion: the same bytes.
+                            Some(item) => item,
+                            None => {
+                                // The name was taken on OneDrive meanwhile: ours goes beside it.
+                                report.conflicts += 1;
+                                self.drive
+                                    .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                                    .await?
+                            }
+                        }
                     }
                     other => other?,
                 }
@@ -427,6 +446,39 @@ impl OutboxReplayer {
         self.quota_ok()?;
         tracing::info!(ino, size = row.size, "upload done");
         Ok(Step::Done)
+    }
+
+    /// The file named `name` in `parent_id` when it holds exactly the staged bytes of `source`.
+    async fn own_earlier_upload(
+        &self,
+        parent_id: &str,
+        name: &str,
+        source: &UploadSource,
+    ) -> Result<Option<DriveItem>, Failure> {
+        let key = name_key(name);
+        let Some(existing) = self
+            .drive
+            .children(parent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
+        else {
+            return Ok(None);
+        };
+        let Some(theirs) = existing.quick_xor_hash().map(str::to_string) else {
+            return Ok(None);
+        };
+        let ours = match source {
+            UploadSource::Bytes(b) => QuickXorHash::of(b),
+            UploadSource::File(path) => match hash_file(path) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hash a staged file");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok((ours == theirs && self.store.get_by_item_id(&existing.id)?.is_none()).then_some(existing))
     }
 
     fn quota_ok(&self) -> Result<(), Failure> {
@@ -529,15 +581,17 @@ impl OutboxReplayer {
             Err(DriveError::Conflict(_)) => {
                 // Created on OneDrive meanwhile (another device): use that folder.
                 let key = name_key(&row.name);
-                let existing = self
-                    .drive
-                    .children(&parent_id)
-                    .await?
-                    .into_iter()
-                    .find(|c| c.folder.is_some() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()));
+                let existing =
+                    self.drive.children(&parent_id).await?.into_iter().find(|c| {
+                        c.folder.is_some() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str())
+                    });
                 match existing {
                     Some(item) if self.store.get_by_item_id(&item.id)?.is_none() => item,
-                    _ => return Err(DriveError::Conflict(format!("a folder named {:?} cannot be created", row.name)).into()),
+                    _ => {
+                        return Err(
+                            DriveError::Conflict(format!("a folder named {:?} cannot be created", row.name)).into(),
+                        )
+                    }
                 }
             }
             Err(e) => return Err(e.into()),
@@ -552,6 +606,20 @@ impl OutboxReplayer {
             }
         })?;
         Ok(Step::Done)
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = QuickXorHash::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hash.finish_base64());
+        }
+        hash.update(&buf[..n]);
     }
 }
 
