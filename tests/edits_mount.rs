@@ -1,0 +1,296 @@
+//! Edits through a real FUSE mount with real tools (cp, mv, rm, rsync -a, sed -i, the write-then-rename save,
+//! truncate, touch -d, mkdir, rmdir), then the outbox replayed to a mock OneDrive and the remote state checked:
+//! content hashes, item ids kept, the recycle bin. Also remote edits and deletes showing in the mount, conflict
+//! copies, and what OneDrive cannot store.
+
+mod common;
+mod edits_support;
+
+use edits_support::{quick_config, Synced};
+use galleryfs::fs::FsCore;
+use galleryfs::remote::mock_drive::MockDrive;
+use galleryfs::remote::QuickXorHash;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Mounted {
+    rt: tokio::runtime::Runtime,
+    s: Synced,
+    mounted: Option<galleryfs::fuse::MountedFs>,
+    mnt: tempfile::TempDir,
+    m: String,
+}
+
+impl Mounted {
+    fn new() -> Mounted {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mock = Arc::new(MockDrive::new());
+        let s = rt.block_on(Synced::new(mock.clone(), mock, Duration::ZERO, quick_config()));
+        let mnt = tempfile::tempdir().unwrap();
+        let m = std::fs::canonicalize(mnt.path()).unwrap().display().to_string();
+        let config =
+            galleryfs::fuse::fuser_config(&galleryfs::mount_options::MountOptions::default(), "galleryfs:edits");
+        let core: Arc<dyn FsCore> = s.fs.clone();
+        let mounted = galleryfs::fuse::mount(core, rt.handle().clone(), mnt.path(), &config).expect("mount");
+        s.fs.set_invalidator(mounted.invalidator());
+        Mounted {
+            rt,
+            s,
+            mounted: Some(mounted),
+            mnt,
+            m,
+        }
+    }
+
+    /// Replays the outbox until it is empty (or fails the test).
+    fn replay(&self) {
+        for _ in 0..20 {
+            let report = self.rt.block_on(self.s.replayer.replay_once()).unwrap();
+            assert_eq!(report.failed, 0, "{report:?}");
+            if self.s.store.pending().unwrap().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("outbox not drained: {:?}", self.s.store.pending().unwrap());
+    }
+
+    fn sync(&self) {
+        self.rt.block_on(self.s.sync());
+    }
+
+    fn remote_hash(&self, path: &str) -> Option<String> {
+        self.s.remote(path).and_then(|i| i.quick_xor_hash().map(str::to_string))
+    }
+
+    fn sh(&self, cmd: &str) -> String {
+        common::sh_ok(&format!("cd '{}' && {cmd}", self.m))
+    }
+
+    fn sh_err(&self, cmd: &str) -> String {
+        common::sh_err(&format!("cd '{}' && {cmd}", self.m))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            let _ = m.unmount();
+        }
+        let _ = &self.mnt;
+    }
+}
+
+fn sample_bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[test]
+fn real_tools_edit_the_gallery_and_onedrive_follows() {
+    require_fuse!();
+    let t = Mounted::new();
+    let src = tempfile::tempdir().unwrap();
+    let big = sample_bytes(5 << 20, 1); // above the 4 MiB simple-upload limit
+    std::fs::write(src.path().join("big.jpg"), &big).unwrap();
+    std::fs::write(src.path().join("small.jpg"), b"small photo").unwrap();
+    let sp = src.path().display();
+
+    // cp, mkdir, mv, rsync -a
+    t.sh(&format!(
+        "mkdir Album && cp '{sp}/big.jpg' Album/ && cp '{sp}/small.jpg' ."
+    ));
+    t.sh(&format!(
+        "mkdir -p '{sp}/tree/sub' && echo one > '{sp}/tree/a.txt' && echo two > '{sp}/tree/sub/b.txt'"
+    ));
+    t.sh(&format!(
+        "touch -d '2021-06-01 12:00:00 UTC' '{sp}/tree/a.txt' && rsync -a '{sp}/tree/' Synced/"
+    ));
+    t.replay();
+    assert_eq!(t.remote_hash("Album/big.jpg").unwrap(), QuickXorHash::of(&big));
+    assert_eq!(t.s.remote_content("small.jpg").unwrap(), &b"small photo"[..]);
+    assert_eq!(t.s.remote_content("Synced/sub/b.txt").unwrap(), &b"two\n"[..]);
+    let a = t.s.remote("Synced/a.txt").unwrap();
+    assert_eq!(
+        a.modified().unwrap().timestamp(),
+        1_622_548_800,
+        "rsync -a kept the mtime"
+    );
+    assert!(t.s.remote("Synced/.a.txt.XXXXXX").is_none());
+    let small_id = t.s.remote("small.jpg").unwrap().id;
+
+    // mv within the gallery keeps the item; sed -i (write X.tmp, rename over X) keeps the id
+    t.sh("mv small.jpg Album/renamed.jpg");
+    t.sh("printf 'hello world\\n' > note.txt");
+    t.replay();
+    let note_id = t.s.remote("note.txt").unwrap().id;
+    t.sh("sed -i 's/world/gallery/' note.txt");
+    t.sh("printf 'saved' > note.txt.tmp && mv note.txt.tmp Album/renamed.jpg");
+    t.replay();
+    assert_eq!(
+        t.s.remote("Album/renamed.jpg").unwrap().id,
+        small_id,
+        "mv and the atomic save keep the id"
+    );
+    assert_eq!(t.s.remote_content("Album/renamed.jpg").unwrap(), &b"saved"[..]);
+    assert_eq!(t.s.remote("note.txt").unwrap().id, note_id, "sed -i keeps the id");
+    assert_eq!(t.s.remote_content("note.txt").unwrap(), &b"hello gallery\n"[..]);
+    assert!(t.s.remote("small.jpg").is_none());
+
+    // truncate and touch -d
+    t.sh("truncate -s 5 note.txt && touch -d '2020-01-02 03:04:05 UTC' note.txt");
+    assert_eq!(t.sh("stat -c '%s %Y' note.txt").trim(), "5 1577934245");
+    t.replay();
+    let note = t.s.remote("note.txt").unwrap();
+    assert_eq!(t.s.mock.content(&note.id).unwrap(), &b"hello"[..]);
+    assert_eq!(note.modified().unwrap().timestamp(), 1_577_934_245);
+
+    // rm goes to the recycle bin; rmdir of an empty folder too; a temp file never reaches OneDrive
+    t.sh("rm Album/renamed.jpg && rm -r Synced");
+    t.sh("echo scratch > scratch.tmp && rm scratch.tmp");
+    t.replay();
+    assert!(t.s.mock.get(&small_id).unwrap().deleted.is_some());
+    assert!(t.s.remote("Synced").is_none());
+    assert!(t.s.remote("scratch.tmp").is_none());
+    assert!(t.s.mock.id_by_path("/Pictures/Samsung Gallery/scratch.tmp").is_none());
+    let listing = t.sh("ls -a");
+    assert!(
+        !listing.contains("scratch.tmp") && listing.contains("Album"),
+        "{listing}"
+    );
+
+    // cp -a works (chmod/chown accepted without effect)
+    t.sh(&format!(
+        "cp -a '{sp}/small.jpg' kept.jpg && chmod 600 kept.jpg && chown 0:0 kept.jpg"
+    ));
+    assert_eq!(t.sh("stat -c %a kept.jpg").trim(), "644");
+    t.replay();
+    assert_eq!(t.s.remote_content("kept.jpg").unwrap(), &b"small photo"[..]);
+}
+
+#[test]
+fn what_onedrive_cannot_store_is_refused() {
+    require_fuse!();
+    let t = Mounted::new();
+    for name in [
+        "'a:b.jpg'",
+        "'CON.txt'",
+        "'trailing.'",
+        "'desktop.ini'",
+        "'~$lock.docx'",
+    ] {
+        let err = t.sh_err(&format!("touch {name}"));
+        assert!(err.contains("Invalid argument"), "{name}: {err}");
+    }
+    let long = "x".repeat(256);
+    assert!(t.sh_err(&format!("touch {long}")).contains("File name too long"));
+    t.sh("echo x > ok.txt");
+    assert!(t.sh_err("ln -s ok.txt link").contains("Operation not permitted"));
+    assert!(t.sh_err("ln ok.txt hard").contains("Operation not permitted"));
+    assert!(t.sh_err("mkfifo fifo").contains("Operation not permitted"));
+    assert!(t
+        .sh_err("mkdir full && touch full/x && rmdir full")
+        .contains("Directory not empty"));
+    assert_eq!(
+        t.sh("ls").split_whitespace().collect::<Vec<_>>(),
+        vec!["full", "ok.txt"]
+    );
+}
+
+#[test]
+fn remote_changes_show_and_conflicts_keep_both() {
+    require_fuse!();
+    let t = Mounted::new();
+    let id = t.s.mock.add_file(&t.s.gallery_id, "IMG_1.jpg", &b"v1"[..]);
+    let gone = t.s.mock.add_file(&t.s.gallery_id, "gone.jpg", &b"bye"[..]);
+    t.sync();
+    assert_eq!(t.sh("cat IMG_1.jpg"), "v1");
+    // A remote edit and a remote delete show in the mount.
+    t.s.mock.edit_file(&id, &b"v2 remote"[..]);
+    t.s.mock.delete_item(&gone);
+    t.sync();
+    assert_eq!(t.sh("cat IMG_1.jpg"), "v2 remote");
+    assert!(!t.sh("ls").contains("gone.jpg"));
+    // Both sides change: OneDrive's version keeps the name, ours is beside it.
+    t.sh("printf 'local v3' > IMG_1.jpg");
+    assert_eq!(
+        t.sh("getfattr --only-values -n user.galleryfs.state IMG_1.jpg"),
+        "dirty",
+        "a pending edit shows as dirty"
+    );
+    t.s.mock.edit_file(&id, &b"remote v3"[..]);
+    t.sync();
+    assert_eq!(
+        t.sh("cat IMG_1.jpg"),
+        "local v3",
+        "a dirty file is never overwritten by a delta"
+    );
+    t.replay();
+    let today = chrono::Local::now().date_naive().format("%Y-%m-%d").to_string();
+    let copy = format!("IMG_1 (conflict {today} testhost).jpg");
+    assert_eq!(t.sh("cat IMG_1.jpg"), "remote v3");
+    assert_eq!(t.sh(&format!("cat '{copy}'")), "local v3");
+    assert_eq!(t.s.remote_content(&copy).unwrap(), &b"local v3"[..]);
+    assert_eq!(t.s.mock.content(&id).unwrap(), &b"remote v3"[..]);
+}
+
+#[test]
+fn offline_edits_queue_and_replay() {
+    require_fuse!();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = Arc::new(MockDrive::new());
+    let failing = Arc::new(galleryfs::remote::mock_drive::FailingDrive::new(mock.clone()));
+    let s = rt.block_on(Synced::new(
+        mock.clone(),
+        failing.clone(),
+        Duration::ZERO,
+        quick_config(),
+    ));
+    let mnt = tempfile::tempdir().unwrap();
+    let config = galleryfs::fuse::fuser_config(&galleryfs::mount_options::MountOptions::default(), "galleryfs:edits");
+    let core: Arc<dyn FsCore> = s.fs.clone();
+    let mounted = galleryfs::fuse::mount(core, rt.handle().clone(), mnt.path(), &config).expect("mount");
+    let m = mnt.path().display().to_string();
+    failing.fail_fraction(
+        1.0,
+        galleryfs::remote::drive_api::DriveError::Offline("network unreachable".into()),
+    );
+    let task = rt.spawn(s.replayer.clone().run(s.fs.outbox_wake()));
+    common::sh_ok(&format!(
+        "cd '{m}' && mkdir Trip && echo day1 > Trip/day1.txt && echo x > x.txt && rm x.txt"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.store.pending().unwrap().is_empty());
+    assert_eq!(common::sh_ok(&format!("cat '{m}/Trip/day1.txt'")), "day1\n");
+    assert_eq!(
+        common::sh_ok(&format!(
+            "getfattr --only-values -n user.galleryfs.state '{m}/Trip/day1.txt'"
+        )),
+        "dirty"
+    );
+    failing.heal();
+    s.fs.outbox_wake().notify_one();
+    for _ in 0..100 {
+        if s.store.pending().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        s.fs.outbox_wake().notify_one();
+    }
+    task.abort();
+    assert!(
+        s.store.pending().unwrap().is_empty(),
+        "{:?}",
+        s.store.pending().unwrap()
+    );
+    assert_eq!(s.remote_content("Trip/day1.txt").unwrap(), &b"day1\n"[..]);
+    assert!(s.remote("x.txt").is_none());
+    mounted.unmount().unwrap();
+}
