@@ -8,8 +8,14 @@ use std::sync::Mutex;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
+/// HTTP libraries log request URLs at debug level, and pre-authenticated download and upload URLs carry their
+/// credentials in the query: keep them at `warn` whatever the user asks for.
+const QUIET_HTTP: &str = "reqwest=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,oauth2=warn";
+
 fn filter(default: &str) -> EnvFilter {
-    EnvFilter::try_from_env("GALLERYFS_LOG").unwrap_or_else(|_| EnvFilter::new(default))
+    let user = std::env::var("GALLERYFS_LOG").ok().filter(|v| !v.trim().is_empty());
+    let directives = format!("{},{QUIET_HTTP}", user.as_deref().unwrap_or(default));
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(format!("{default},{QUIET_HTTP}")))
 }
 
 /// For short commands: warnings and errors to stderr.

@@ -424,6 +424,51 @@ impl GraphErrorBody {
     }
 }
 
+/// `@microsoft.graph.conflictBehavior`: what the service does when the name is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictBehavior {
+    Fail,
+    Replace,
+    Rename,
+}
+
+impl ConflictBehavior {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictBehavior::Fail => "fail",
+            ConflictBehavior::Replace => "replace",
+            ConflictBehavior::Rename => "rename",
+        }
+    }
+}
+
+/// A rename / move / timestamp change (`PATCH /items/{id}`); `None` fields are left alone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ItemPatch {
+    pub name: Option<String>,
+    /// Move under this folder (a real id, never the alias `root`).
+    pub parent_id: Option<String>,
+    pub file_system_info: Option<FileSystemInfo>,
+}
+
+impl ItemPatch {
+    /// The JSON body Graph expects.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut body = serde_json::Map::new();
+        if let Some(name) = &self.name {
+            body.insert("name".into(), name.clone().into());
+        }
+        if let Some(parent) = &self.parent_id {
+            body.insert("parentReference".into(), serde_json::json!({ "id": parent }));
+        }
+        if let Some(fsi) = &self.file_system_info {
+            body.insert("fileSystemInfo".into(), serde_json::to_value(fsi).unwrap_or_default());
+        }
+        serde_json::Value::Object(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
