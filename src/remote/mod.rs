@@ -16,7 +16,7 @@ pub mod quickxor;
 pub mod upload;
 // Adapters to other layers' traits, wired in once those branches are merged (they need `drive_api.rs` from
 // sync-engine and `cache/range_source.rs` from content-cache):
-// pub mod graph_drive_api;
+pub mod graph_drive_api;
 // pub mod graph_range_source;
 
 pub use delta::{DeltaRound, DeltaStart};

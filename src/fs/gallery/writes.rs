@@ -610,7 +610,7 @@ impl GalleryFs {
                 if adopt.is_some() {
                     // The upload of the adopted content now goes to the adopted item; make sure one is queued.
                     if !t.has_op(source.ino, "upload")?
-                        && !self.local.lock().get(&source.ino).is_some_and(|e| e.writers > 0)
+                        && self.local.lock().get(&source.ino).is_none_or(|e| e.writers == 0)
                     {
                         let row = t.get(source.ino)?.ok_or(StoreError::NoSuchInode(source.ino))?;
                         let staged_path = self.staging.as_ref().map(|s| s.path(source.ino)).unwrap_or_default();
