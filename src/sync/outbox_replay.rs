@@ -538,12 +538,26 @@ impl OutboxReplayer {
             // Never uploaded: its upload or creation uses the current place.
             return self.complete(entry.seq).map(|_| Step::Done);
         };
-        let Some(parent_id) = self.parent_id(&row)? else {
-            return Ok(Step::Wait(None));
+        let OutboxOp::Move {
+            new_parent_id, new_name, ..
+        } = &entry.op
+        else {
+            unreachable!("move step of another op")
+        };
+        // The journalled target, not the row's current place: a delta round that reported a remote edit of the
+        // item before this move ran has put the row back under its old name (the next round fixes that).
+        let journalled_parent = Some(new_parent_id.clone())
+            .filter(|id| !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:"));
+        let parent_id = match journalled_parent {
+            Some(id) => id,
+            None => match self.parent_id(&row)? {
+                Some(id) => id,
+                None => return Ok(Step::Wait(None)),
+            },
         };
         let request = MoveRequest {
             new_parent_id: Some(parent_id),
-            new_name: Some(row.name.clone()),
+            new_name: Some(new_name.clone()),
             if_match: None,
         };
         match self.drive.move_item(&item_id, &request).await {
