@@ -85,7 +85,11 @@ impl Model {
     }
     /// Files OneDrive and the store agree on (not touched since the last replay).
     fn stable(&self) -> Vec<String> {
-        self.files.keys().filter(|p| !self.touched.contains(*p)).cloned().collect()
+        self.files
+            .keys()
+            .filter(|p| !self.touched.contains(*p))
+            .cloned()
+            .collect()
     }
 }
 
@@ -107,7 +111,10 @@ fn leaf(path: &str) -> &str {
 
 async fn ino_of(s: &Synced, path: &str) -> Option<u64> {
     let parent = parent_ino(s, path)?;
-    s.fs.lookup(C, parent, OsStr::new(leaf(path))).await.ok().map(|e| e.attr.ino)
+    s.fs.lookup(C, parent, OsStr::new(leaf(path)))
+        .await
+        .ok()
+        .map(|e| e.attr.ino)
 }
 
 impl Harness {
@@ -141,10 +148,12 @@ impl Harness {
                 fs.release(ino, o.fh).await.unwrap();
                 let content = m.files.get_mut(&path).expect("model has the file");
                 let end = offset as usize + data.len();
-                if content.len() < end {
+                if content.len() < end && !data.is_empty() {
                     content.resize(end, 0);
                 }
-                content[offset as usize..end].copy_from_slice(&data);
+                if !data.is_empty() {
+                    content[offset as usize..end].copy_from_slice(&data);
+                }
                 m.touched.insert(path);
             }
             Op::Truncate { file, size } => {
@@ -243,7 +252,11 @@ impl Harness {
                         break;
                     }
                 }
-                assert!(self.s.store.pending().unwrap().is_empty(), "{:?}", self.s.store.pending());
+                assert!(
+                    self.s.store.pending().unwrap().is_empty(),
+                    "{:?}",
+                    self.s.store.pending()
+                );
                 self.s.sync().await;
                 m.touched.clear();
                 self.check_remote().await;
@@ -290,18 +303,27 @@ impl Harness {
             if c.folder.is_some() {
                 dir = true;
                 for f in self.s.drive.children(&c.id).await.unwrap() {
-                    files.insert(format!("{name}/{}", f.name.unwrap()), self.s.mock.content(&f.id).unwrap().to_vec());
+                    files.insert(
+                        format!("{name}/{}", f.name.unwrap()),
+                        self.s.mock.content(&f.id).unwrap().to_vec(),
+                    );
                 }
             } else {
                 files.insert(name, self.s.mock.content(&c.id).unwrap().to_vec());
             }
         }
-        assert_eq!(files, self.model.files, "OneDrive's files differ from the model after a replay");
+        assert_eq!(
+            files, self.model.files,
+            "OneDrive's files differ from the model after a replay"
+        );
         assert_eq!(dir, self.model.dir, "folder d on OneDrive");
         // Every row has its real OneDrive id.
         for (path, _) in &self.model.files {
             let id = self.s.remote(path).unwrap().id;
-            assert!(self.s.store.get_by_item_id(&id).unwrap().is_some(), "{path} known by id");
+            assert!(
+                self.s.store.get_by_item_id(&id).unwrap().is_some(),
+                "{path} known by id"
+            );
         }
     }
 }
@@ -309,7 +331,10 @@ impl Harness {
 async fn run(ops: Vec<Op>) {
     let mock = Arc::new(MockDrive::new());
     let s = Synced::new(mock.clone(), mock, Duration::ZERO, quick_config()).await;
-    let mut h = Harness { s, model: Model::default() };
+    let mut h = Harness {
+        s,
+        model: Model::default(),
+    };
     for op in &ops {
         h.apply(op).await;
         h.check_local().await;
@@ -318,8 +343,16 @@ async fn run(ops: Vec<Op>) {
     h.check_local().await;
 }
 
+/// 48 cases by default; `EDITS_MODEL_CASES=N` runs more.
+fn cases() -> u32 {
+    std::env::var("EDITS_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn local_and_remote_edits_match_the_model(ops in proptest::collection::vec(op(), 1..40)) {
@@ -332,17 +365,46 @@ proptest! {
 #[tokio::test]
 async fn a_known_tricky_sequence() {
     run(vec![
-        Op::Write { file: 0, data: b"a1".to_vec() },
+        Op::Write {
+            file: 0,
+            data: b"a1".to_vec(),
+        },
         Op::Mkdir,
-        Op::Write { file: 4, data: b"db".to_vec() },
+        Op::Write {
+            file: 4,
+            data: b"db".to_vec(),
+        },
         Op::Replay,
-        Op::Write { file: 2, data: b"tmp".to_vec() },
+        Op::Write {
+            file: 2,
+            data: b"tmp".to_vec(),
+        },
         Op::Rename { from: 2, to: 0 },
-        Op::RemoteEdit { pick: 1, data: b"remote".to_vec() },
+        Op::RemoteEdit {
+            pick: 1,
+            data: b"remote".to_vec(),
+        },
         Op::Rename { from: 4, to: 1 },
         Op::Rmdir,
-        Op::PWrite { file: 1, offset: 4, data: b"zz".to_vec() },
+        Op::PWrite {
+            file: 1,
+            offset: 4,
+            data: b"zz".to_vec(),
+        },
         Op::Replay,
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_file_takes_a_name_freed_by_an_earlier_move() {
+    run(vec![
+        Op::Mkdir,
+        Op::Write { file: 2, data: vec![] },
+        Op::Replay,
+        Op::Rename { from: 2, to: 3 },
+        Op::Write { file: 2, data: vec![] },
+        Op::Rename { from: 3, to: 0 },
     ])
     .await;
 }

@@ -539,7 +539,9 @@ impl OutboxReplayer {
             return self.complete(entry.seq).map(|_| Step::Done);
         };
         let OutboxOp::Move {
-            new_parent_id, new_name, ..
+            new_parent_id,
+            new_name,
+            ..
         } = &entry.op
         else {
             unreachable!("move step of another op")

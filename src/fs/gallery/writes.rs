@@ -296,6 +296,9 @@ impl GalleryFs {
             return Err(FsError::BadHandle);
         };
         self.check_quota()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
         file.write_all_at(data, offset).map_err(staging_err)?;
         let end = offset + data.len() as u64;
         let size = self.local.lock().get(&ino).map(|e| e.size.max(end)).unwrap_or(end);
@@ -622,7 +625,6 @@ impl GalleryFs {
                         })?;
                     }
                 } else if !source.local_only {
-                    t.drop_ops(source.ino, &["move"])?;
                     t.enqueue(&OutboxOp::Move {
                         ino: source.ino,
                         item_id: source.item_id.clone(),
