@@ -749,3 +749,86 @@ async fn a_restart_replays_what_the_dead_process_journalled() {
     assert_eq!(s.mock.content(&id).unwrap(), &b"after"[..]);
     assert_eq!(s.remote_content("fresh.jpg").unwrap(), &b"fresh bytes"[..]);
 }
+
+#[tokio::test]
+async fn the_gallery_deleted_on_onedrive_keeps_every_pending_change() {
+    let s = synced(Duration::ZERO).await;
+    let f = s.write_file(ROOT_INO, "kept.jpg", b"precious").await;
+    s.mock.delete_item(&s.gallery_id);
+    let report = s.replayer.replay_once().await.unwrap();
+    assert!(report.gallery_missing, "{report:?}");
+    let message = s.store.meta(outbox_replay::meta_keys::OUTBOX_MESSAGE).unwrap().unwrap();
+    assert!(message.contains("gallery folder"), "{message}");
+    assert_eq!(s.store.pending().unwrap().len(), 1);
+    assert!(s.store.get(f).unwrap().unwrap().is_dirty());
+    assert_eq!(read_whole(&s.fs, f).await, b"precious");
+    // The folder comes back (restored from the recycle bin): the change goes out.
+    s.mock.restore(&s.gallery_id, None, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    s.store
+        .write(|t| {
+            for e in t.pending()? {
+                t.fail(e.seq, "test: retry now", chrono::Utc::now())?;
+            }
+            Ok::<_, galleryfs::store::StoreError>(())
+        })
+        .unwrap();
+    let report = s.replayer.replay_once().await.unwrap();
+    assert!(!report.gallery_missing && report.failed == 0, "{report:?}");
+    assert_eq!(s.remote_content("kept.jpg").unwrap(), &b"precious"[..]);
+}
+
+#[tokio::test]
+async fn a_file_never_closed_before_a_crash_is_journalled_at_the_next_start() {
+    let mock = Arc::new(MockDrive::new());
+    let s = Synced::new(mock.clone(), mock.clone(), Duration::ZERO, quick_config()).await;
+    let (e, o) =
+        s.fs.create(
+            C,
+            ROOT_INO,
+            OsStr::new("unclosed.jpg"),
+            OpenMode {
+                write: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.fs.write(e.attr.ino, o.fh, 0, b"written, never closed").await.unwrap();
+    std::fs::write(s.staging.join("999999"), b"orphan").unwrap();
+    assert!(s.store.pending().unwrap().is_empty());
+    let Synced { dir, .. } = s;
+    let s = Synced::open(dir, mock.clone(), mock, Duration::ZERO, quick_config()).await;
+    assert_eq!(s.fs.journal_leftovers().unwrap(), 1);
+    assert!(
+        !s.staging.join("999999").exists(),
+        "staged files nothing refers to are removed"
+    );
+    s.replayer.replay_once().await.unwrap();
+    assert_eq!(s.remote_content("unclosed.jpg").unwrap(), &b"written, never closed"[..]);
+}
+
+#[tokio::test]
+async fn an_upload_killed_midway_completes_after_the_restart() {
+    let mock = Arc::new(MockDrive::new());
+    let s = Synced::new(mock.clone(), mock.clone(), Duration::ZERO, quick_config()).await;
+    let big: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 251) as u8).collect();
+    s.write_file(ROOT_INO, "video.mp4", &big).await;
+    // The replayer dies while its upload request is in flight (the task is cancelled at that await point).
+    mock.set_latency(Duration::from_millis(300));
+    let task = tokio::spawn(s.replayer.clone().run(s.fs.outbox_wake()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    task.abort();
+    let _ = task.await;
+    mock.set_latency(Duration::ZERO);
+    assert!(s.remote("video.mp4").is_none());
+    let Synced { dir, .. } = s;
+    let s = Synced::open(dir, mock.clone(), mock, Duration::ZERO, quick_config()).await;
+    assert_eq!(s.store.pending().unwrap().len(), 1, "the journal entry survived");
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(
+        s.remote("video.mp4").unwrap().quick_xor_hash(),
+        Some(QuickXorHash::of(&big).as_str())
+    );
+}

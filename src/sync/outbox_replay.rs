@@ -88,6 +88,9 @@ pub struct ReplayReport {
     pub offline: bool,
     pub throttled_until: Option<DateTime<Utc>>,
     pub quota_exceeded: bool,
+    /// The gallery folder itself is gone on OneDrive (deleted or moved away): nothing can be sent, nothing is
+    /// dropped.
+    pub gallery_missing: bool,
     /// When another pass is worth making (none: only when woken).
     pub next_wake: Option<Duration>,
 }
@@ -227,7 +230,7 @@ impl OutboxReplayer {
                 }
                 Err(Failure::Store(e)) => return Err(e.into()),
                 Err(Failure::Drive(e)) => {
-                    let stop = self.failed(&entry, &e, &mut report)?;
+                    let stop = self.failed(&entry, &e, &mut report).await?;
                     waiting.insert(ino);
                     if stop {
                         break;
@@ -240,7 +243,12 @@ impl OutboxReplayer {
     }
 
     /// Records a failed attempt; returns whether the pass should end (the network or the service is down).
-    fn failed(&self, entry: &OutboxEntry, e: &DriveError, report: &mut ReplayReport) -> Result<bool, ReplayError> {
+    async fn failed(
+        &self,
+        entry: &OutboxEntry,
+        e: &DriveError,
+        report: &mut ReplayReport,
+    ) -> Result<bool, ReplayError> {
         let attempts = entry.attempts + 1;
         let now = Utc::now();
         let (retry_in, stop) = match e {
@@ -258,6 +266,10 @@ impl OutboxReplayer {
                 (self.backoff(attempts).max(Duration::from_secs(60)), false)
             }
             DriveError::Unauthorized { .. } => (self.backoff(attempts).max(Duration::from_secs(60)), true),
+            DriveError::NotFound(_) if self.gallery_missing().await? => {
+                report.gallery_missing = true;
+                (self.backoff(attempts).max(Duration::from_secs(60)), true)
+            }
             e if e.is_retryable() => {
                 report.offline = true;
                 (self.backoff(attempts), true)
@@ -283,8 +295,24 @@ impl OutboxReplayer {
         Ok(stop)
     }
 
+    /// Whether the gallery folder (the root's item) no longer exists on OneDrive.
+    async fn gallery_missing(&self) -> Result<bool, ReplayError> {
+        let root = self.store.root()?;
+        let Some(id) = real_id(&root) else {
+            return Ok(false);
+        };
+        let answer = self.drive.item(&id).await;
+        Ok(matches!(answer, Err(DriveError::NotFound(_))) || answer.is_ok_and(|i| i.deleted.is_some()))
+    }
+
     fn update_message(&self, report: &ReplayReport) -> Result<(), ReplayError> {
-        let message = if report.deletes_held > 0 {
+        let message = if report.gallery_missing {
+            Some(
+                "the gallery folder was deleted or moved away on OneDrive: galleryfs keeps every pending change \
+                 on this device; restore the folder (or mount another) to send them"
+                    .to_string(),
+            )
+        } else if report.deletes_held > 0 {
             Some(format!(
                 "{} deletes are held: more than {} items were deleted within {} s. Run `galleryfs trash \
                  confirm-deletes` to send them to OneDrive's recycle bin, or `galleryfs trash cancel-deletes` to \

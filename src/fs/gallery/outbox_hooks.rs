@@ -162,6 +162,63 @@ impl GalleryFs {
     }
 }
 
+impl GalleryFs {
+    /// After a restart: journals an upload for every changed file whose change never reached the journal (the
+    /// process died between its first write and its close), and removes staged files nothing refers to. Call
+    /// once before serving. Returns how many uploads were journalled.
+    pub fn journal_leftovers(&self) -> Result<usize, StoreError> {
+        let Some(staging) = &self.staging else {
+            return Ok(0);
+        };
+        let dirty = self.store.read(|t| t.dirty_items())?;
+        let mut journalled = 0;
+        for row in &dirty {
+            if self.store.read(|t| t.has_op(row.ino, "upload"))? {
+                continue;
+            }
+            let size = match staging.len(row.ino) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    if let Err(e) = staging.create_empty(row.ino) {
+                        tracing::warn!(ino = row.ino, error = %e, "cannot recreate a staged file");
+                        continue;
+                    }
+                    0
+                }
+                Err(e) => {
+                    tracing::warn!(ino = row.ino, error = %e, "cannot read a staged file");
+                    continue;
+                }
+            };
+            let _ = staging.sync(row.ino);
+            self.store.write_durable(|t| {
+                t.update_local_content(row.ino, size, row.mtime)?;
+                t.enqueue(&crate::store::OutboxOp::Upload {
+                    ino: row.ino,
+                    staged_path: staging.path(row.ino),
+                    size,
+                    mtime: row.mtime,
+                })
+            })?;
+            journalled += 1;
+        }
+        let keep: std::collections::HashSet<u64> = dirty.iter().map(|r| r.ino).collect();
+        for ino in staging.staged_inodes().unwrap_or_default() {
+            if !keep.contains(&ino) {
+                staging.remove(ino);
+            }
+        }
+        if journalled > 0 {
+            tracing::info!(
+                journalled,
+                "changes interrupted by the last shutdown are journalled for upload"
+            );
+            self.outbox_wake.notify_one();
+        }
+        Ok(journalled)
+    }
+}
+
 impl LocalEdits for GalleryFs {
     fn upload_hold(&self, ino: u64) -> UploadHold {
         let local = self.local.lock();
