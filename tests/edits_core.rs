@@ -832,3 +832,18 @@ async fn an_upload_killed_midway_completes_after_the_restart() {
         Some(QuickXorHash::of(&big).as_str())
     );
 }
+
+#[tokio::test]
+async fn a_file_unlinked_while_open_keeps_working_for_its_writer() {
+    let g = Gallery::new(Duration::from_secs(2));
+    let (e, o) = g.fs.create(C, ROOT_INO, OsStr::new("open.jpg"), rw()).await.unwrap();
+    let ino = e.attr.ino;
+    g.fs.write(ino, o.fh, 0, b"abc").await.unwrap();
+    g.fs.unlink(C, ROOT_INO, OsStr::new("open.jpg")).await.unwrap();
+    g.fs.write(ino, o.fh, 3, b"def").await.unwrap();
+    assert_eq!(&g.fs.read(ino, o.fh, 0, 10).await.unwrap()[..], b"abcdef");
+    g.fs.flush(ino, o.fh).await.unwrap();
+    g.fs.release(ino, o.fh).await.unwrap();
+    assert!(g.ops().is_empty(), "{:?}", g.ops());
+    assert!(!g.staging.join(ino.to_string()).exists());
+}

@@ -333,8 +333,9 @@ impl GalleryFs {
             if e.writers == 0 {
                 e.last_close = Some(Instant::now());
             }
-            // Opened for writing but never changed: the copy-up is not needed.
-            let discard = e.writers == 0 && !e.dirty_marked;
+            // Opened for writing but never changed (the copy-up is not needed), or removed while open.
+            let removed = e.writers == 0 && e.dirty_marked && matches!(self.store.get(ino), Ok(None));
+            let discard = e.writers == 0 && (!e.dirty_marked || removed);
             if discard {
                 local.remove(&ino);
             }
@@ -508,8 +509,15 @@ impl GalleryFs {
         Ok(())
     }
 
+    /// Forgets the staged content of a removed item. A writer that still has it open keeps writing to the
+    /// unlinked file (POSIX), and nothing is journalled for it any more.
     fn forget_staged(&self, ino: Ino) {
-        self.local.lock().remove(&ino);
+        {
+            let mut local = self.local.lock();
+            if local.get(&ino).is_none_or(|e| e.writers == 0) {
+                local.remove(&ino);
+            }
+        }
         if let Some(s) = &self.staging {
             s.remove(ino);
         }
