@@ -294,3 +294,90 @@ fn offline_edits_queue_and_replay() {
     assert!(s.remote("x.txt").is_none());
     mounted.unmount().unwrap();
 }
+
+// ---- third-party POSIX suites (tests/pjdfstest/run.sh installs the tools) ----
+
+/// The path of an installed tool (in PATH or ~/.cargo/bin).
+fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn suite_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest")
+}
+
+/// A mount whose outbox replays in the background, as in real use.
+fn mounted_with_replayer() -> (Mounted, tokio::task::JoinHandle<()>) {
+    let t = Mounted::new();
+    let task = t.rt.spawn(t.s.replayer.clone().run(t.s.fs.outbox_wake()));
+    (t, task)
+}
+
+#[test]
+fn posix_pjdfstest_groups() {
+    require_fuse!();
+    let Some(pjdfstest) = tool("pjdfstest") else {
+        eprintln!("SKIPPED: pjdfstest is not installed (tests/pjdfstest/run.sh --install)");
+        return;
+    };
+    if !common::sh("getent passwd tests").status.success() {
+        eprintln!("SKIPPED: pjdfstest needs a user named `tests` (tests/pjdfstest/run.sh --install adds it)");
+        return;
+    }
+    let (t, task) = mounted_with_replayer();
+    t.sh("mkdir scratch");
+    let groups = "mkdir rmdir open rename unlink truncate ftruncate utimensat";
+    let out = common::sh(&format!(
+        "'{}' -c '{}' -p '{}/scratch' {groups} 2>&1",
+        pjdfstest.display(),
+        suite_dir().join("galleryfs.toml").display(),
+        t.m
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
+    task.abort();
+    assert!(
+        out.status.success(),
+        "pjdfstest reported unexpected failures:\n{}\n--- full output ---\n{text}",
+        failed.join("\n")
+    );
+    eprintln!("{}", text.lines().last().unwrap_or_default());
+}
+
+#[test]
+fn posix_fsx_with_frequent_close_and_reopen() {
+    require_fuse!();
+    let Some(fsx) = tool("fsx") else {
+        eprintln!("SKIPPED: fsx is not installed (tests/pjdfstest/run.sh --install)");
+        return;
+    };
+    let (t, task) = mounted_with_replayer();
+    let artifacts = tempfile::tempdir().unwrap();
+    let out = common::sh(&format!(
+        "'{}' -N 3000 -S 11 -f '{}' -P '{}' '{}/fsx.bin' 2>&1",
+        fsx.display(),
+        suite_dir().join("fsx.toml").display(),
+        artifacts.path().display(),
+        t.m
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "fsx failed:\n{text}");
+    // Everything fsx left reaches OneDrive byte for byte.
+    let local = std::fs::read(format!("{}/fsx.bin", t.m)).unwrap();
+    for _ in 0..100 {
+        if t.s.store.pending().unwrap().is_empty() {
+            break;
+        }
+        t.s.fs.outbox_wake().notify_one();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    task.abort();
+    assert!(t.s.store.pending().unwrap().is_empty());
+    assert_eq!(t.remote_hash("fsx.bin").unwrap(), QuickXorHash::of(&local));
+}

@@ -457,7 +457,27 @@ impl FsCore for GalleryFs {
         if let Some(node) = self.virtuals.node(ino) {
             return Ok((self.virtual_getattr(ino, node)?, self.config.attr_ttl));
         }
-        Ok((self.attr_of(&self.item(ino)?), self.config.attr_ttl))
+        match self.item(ino) {
+            Ok(item) => Ok((self.attr_of(&item), self.config.attr_ttl)),
+            // Unlinked while a writer still has it open: fstat goes on working (POSIX).
+            Err(FsError::NotFound) => {
+                let open = self.local.lock().get(&ino).map(|l| (l.size, l.mtime));
+                let (size, mtime) = open.ok_or(FsError::NotFound)?;
+                let attr = Attr {
+                    ino,
+                    kind: FileKind::File,
+                    size,
+                    mtime: secs(mtime),
+                    ctime: secs(mtime),
+                    perm: self.config.file_perm,
+                    nlink: 0,
+                    uid: self.config.uid,
+                    gid: self.config.gid,
+                };
+                Ok((attr, Duration::ZERO))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn setattr(&self, _caller: Caller, ino: Ino, set: SetAttr) -> FsResult<(Attr, Duration)> {
