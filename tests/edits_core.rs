@@ -847,3 +847,28 @@ async fn a_file_unlinked_while_open_keeps_working_for_its_writer() {
     assert!(g.ops().is_empty(), "{:?}", g.ops());
     assert!(!g.staging.join(ino.to_string()).exists());
 }
+
+#[tokio::test]
+async fn a_delta_round_between_upload_and_commit_leaves_one_row() {
+    let s = synced(Duration::ZERO).await;
+    let f = s.write_file(ROOT_INO, "raced.jpg", b"race").await;
+    let d = s.fs.mkdir(C, ROOT_INO, OsStr::new("Raced")).await.unwrap().attr.ino;
+    // The items reach OneDrive and a delta round lists them before the replayer commits (simulated by
+    // creating them remotely first: the replayer then finds its own bytes / folder under the name).
+    s.mock.add_file(&s.gallery_id, "raced.jpg", &b"race"[..]);
+    s.mock.add_folder(&s.gallery_id, "Raced");
+    let changes = s.sync().await;
+    assert!(!changes.inserted.is_empty() || s.store.item_count().unwrap() >= 2);
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!((report.failed, report.conflicts), (0, 0), "{report:?}");
+    s.sync().await;
+    let names: Vec<String> = s
+        .store
+        .children(ROOT_INO)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(s.store.get(f).unwrap().is_some() && s.store.get(d).unwrap().is_some());
+}

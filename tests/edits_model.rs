@@ -318,7 +318,7 @@ impl Harness {
         );
         assert_eq!(dir, self.model.dir, "folder d on OneDrive");
         // Every row has its real OneDrive id.
-        for (path, _) in &self.model.files {
+        for path in self.model.files.keys() {
             let id = self.s.remote(path).unwrap().id;
             assert!(
                 self.s.store.get_by_item_id(&id).unwrap().is_some(),

@@ -506,7 +506,16 @@ impl OutboxReplayer {
                 }
             },
         };
-        Ok((ours == theirs && self.store.get_by_item_id(&existing.id)?.is_none()).then_some(existing))
+        Ok((ours == theirs && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+    }
+
+    /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
+    /// added for an item this replayer created (the commit replaces that row).
+    fn is_free_or_duplicate(&self, id: &str) -> Result<bool, Failure> {
+        Ok(match self.store.get_by_item_id(id)? {
+            None => true,
+            Some(row) => !row.is_dirty() && !row.local_only && self.store.child_count(row.ino)? == 0,
+        })
     }
 
     fn quota_ok(&self) -> Result<(), Failure> {
@@ -630,7 +639,7 @@ impl OutboxReplayer {
                         c.folder.is_some() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str())
                     });
                 match existing {
-                    Some(item) if self.store.get_by_item_id(&item.id)?.is_none() => item,
+                    Some(item) if self.is_free_or_duplicate(&item.id)? => item,
                     _ => {
                         return Err(
                             DriveError::Conflict(format!("a folder named {:?} cannot be created", row.name)).into(),
@@ -642,6 +651,7 @@ impl OutboxReplayer {
         };
         let attrs = remote_attrs(&item);
         self.store.write_durable(|t| {
+            crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
             t.update_remote(ino, &attrs)?;
             match t.complete(entry.seq) {

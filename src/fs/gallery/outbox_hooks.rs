@@ -69,6 +69,7 @@ fn commit_upload_in(
         return Ok(false);
     };
     let keep_dirty = keep_dirty || t.has_later_op(ino, "upload", seq)?;
+    drop_delta_duplicate(t, ino, &r.item_id)?;
     if row.item_id != r.item_id {
         t.set_item_id(ino, &r.item_id)?;
     }
@@ -89,6 +90,17 @@ fn commit_upload_in(
     }
     done(t)?;
     Ok(true)
+}
+
+/// A delta round that ran between an upload (or folder creation) and its commit may have listed the new item as
+/// a row of its own: that row is this one, so it goes (when it holds nothing local).
+pub(crate) fn drop_delta_duplicate(t: &StoreTx<'_>, ino: u64, item_id: &str) -> Result<(), StoreError> {
+    if let Some(other) = t.get_by_item_id(item_id)? {
+        if other.ino != ino && !other.is_dirty() && t.child_count(other.ino)? == 0 {
+            t.remove(other.ino)?;
+        }
+    }
+    Ok(())
 }
 
 fn commit_conflict_in(
