@@ -20,6 +20,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
+pub mod mount;
 pub mod mount_options;
 pub mod remote;
 pub mod store;

@@ -1,2 +1,27 @@
 //! On-disk caches: original content (sparse files, block map, byte budget, LRU) and thumbnails.
-//! (Built by the browse issue.)
+//!
+//! The content cache fetches originals on demand and keeps them under `<cache dir>/content/`:
+//! - [`range_source`]: the [`RangeSource`] trait (ranged reads pinned to a cTag) and its test doubles.
+//! - [`content_store`]: [`ContentStore`], the sparse files, the block map (in the metadata store), the byte budget
+//!   and LRU eviction; a version becomes `Cached` only after its quickXorHash matched.
+//! - [`reader`]: [`ContentReader`], the per-open-handle prefetcher, and [`ContentCache`], which opens readers and
+//!   downloads whole items for pinning.
+//! - [`verify`]: quickXorHash of a cached file.
+//! - [`graph_source`]: [`RangeSource`] over the Graph client (the real OneDrive).
+//!
+//! Concurrency: handles on the same item share its cache file; per-item locking is described in
+//! [`content_store`]. A [`ContentReader`] is used by one handle at a time (`&mut self`); its fetches run as tokio
+//! tasks and are aborted when it is dropped. SQLite and file I/O run on `spawn_blocking`.
+//!
+//! No FUSE here, and HTTP only through `graph_source`'s use of the Graph client; the filesystem maps [`ReadError`] to an
+//! errno with [`ReadError::errno`].
+
+pub mod content_store;
+pub mod graph_source;
+pub mod range_source;
+pub mod reader;
+pub mod verify;
+
+pub use content_store::{CacheError, CacheUsage, Commit, ContentStore, InFlight, ItemVersion, ItemWatch, OpenGuard};
+pub use range_source::{ByteStream, FailingSource, Failure, MockSource, RangeSource, RequestRecord, SourceError};
+pub use reader::{ContentCache, ContentReader, ReadError, ReaderConfig};

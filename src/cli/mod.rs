@@ -7,6 +7,8 @@
 mod emulator_cmd;
 mod files_cmd;
 mod login_cmd;
+mod mount_cmd;
+mod status_cmd;
 mod trash_cmd;
 
 use crate::error::{exit, CliError};
@@ -200,10 +202,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login(args) => login_cmd::login(args),
         Command::Logout(args) => login_cmd::logout(args),
         Command::Emulator(args) => emulator_cmd::emulator(args),
-        Command::Mount(_) => not_built("mount"),
+        Command::Mount(args) => mount_cmd::mount(args),
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint).map_err(CliError::failure),
         Command::Status { json, paths, .. } if !paths.is_empty() => files_cmd::status_paths(&paths, json),
-        Command::Status { .. } => not_built("status"),
+        Command::Status { account, json, .. } => status_cmd::status(&account.account, json),
         Command::Pin { paths } => files_cmd::pin(paths),
         Command::Unpin { paths } => files_cmd::unpin(paths),
         Command::Free { paths } => files_cmd::free(paths),

@@ -7,12 +7,34 @@
 //! URLs, so a client that leaks its bearer token to those hosts is caught.
 //!
 //! Parts: [`identity`] (sign-in endpoints and tokens), [`media`] (seed gallery and deterministic content,
-//! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent).
+//! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] (the
+//! model), [`names`], [`blob`], [`render`], [`errors`], the handlers `api_*`, [`control`] (test controls),
+//! [`persist`] (state file) and [`server`] (assembly, [`start`] and [`EmulatorHandle`]).
 
 pub mod faults;
 pub mod identity;
 pub mod media;
 pub mod request_log;
+
+pub mod api_content;
+pub mod api_delta;
+pub mod api_items;
+pub mod api_router;
+pub mod api_thumbnails;
+pub mod api_upload;
+pub mod blob;
+pub mod control;
+pub mod drive;
+pub mod drive_ops;
+pub mod errors;
+pub mod facets;
+pub mod names;
+pub mod persist;
+pub mod render;
+pub mod server;
+
+pub use control::{RecycleEntry, StateEntry};
+pub use server::{start, EmulatorHandle, EmulatorState};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

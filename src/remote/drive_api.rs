@@ -15,12 +15,18 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use thiserror::Error;
 
-use super::models::{Drive, DriveItem, ThumbnailSet};
+use super::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 
 /// Files up to this size go in one simple `PUT`; larger ones through an upload session (graph-api.md §8).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
 /// Why a remote operation failed, sorted by what the caller should do about it.
+///
+/// Mapping from HTTP (for implementations): 404 → `NotFound`; 410 on delta → `ResyncRequired` with the
+/// `Location` header; connection errors, timeouts and 5xx after retries → `Offline`; 429/503/509 after retries →
+/// `Throttled` (from `Retry-After`); 401 after one refresh, or a token source that needs a new sign-in →
+/// `Unauthorized`; 507 → `QuotaExceeded`; 501 or the code `notSupported` → `NotSupported`; 409 → `Conflict`;
+/// 412 → `PreconditionFailed`; anything else → `Other` with the status.
 #[derive(Clone, Debug, Error, PartialEq)]
 pub enum DriveError {
     /// 404 `itemNotFound` (or a path that does not exist).
@@ -187,7 +193,14 @@ pub trait DriveApi: Send + Sync {
     }
     /// `GET /me/drive/items/{id}/thumbnails`; empty when OneDrive has none.
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError>;
-    /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`].
+    /// A custom-size thumbnail (`GET …/thumbnails?select=c256x256`: fits inside the box, aspect kept); `None`
+    /// when OneDrive has no thumbnail for the item, or (this default) when the implementation does not offer
+    /// custom sizes: callers then use the named sizes of [`DriveApi::thumbnails`].
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        let _ = (id, size);
+        Ok(None)
+    }
+    /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`] or [`DriveApi::thumbnail_custom`].
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError>;
     /// `len` bytes of the original content of file `id` from `offset` (fewer at the end of the file).
     async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError>;
@@ -227,6 +240,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError> {
         (**self).thumbnails(id).await
+    }
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        (**self).thumbnail_custom(id, size).await
     }
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
         (**self).download_thumbnail(url).await

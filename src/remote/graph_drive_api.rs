@@ -21,7 +21,7 @@ use super::drive_api::{
 };
 use super::error::GraphError;
 use super::graph::{GraphClient, ThumbnailRef};
-use super::models::{ConflictBehavior, Drive, DriveItem, FileSystemInfo, ItemPatch, ThumbnailSet};
+use super::models::{ConflictBehavior, Drive, DriveItem, FileSystemInfo, ItemPatch, Thumbnail, ThumbnailSet};
 use super::upload::{FileSource, UploadJob, UploadOptions, UploadSource, UploadTarget};
 
 /// How long a download URL is reused. The service documents "a few minutes"; a stale one is replaced anyway.
@@ -188,6 +188,10 @@ impl DriveApi for GraphDrive {
 
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError> {
         self.client.thumbnails(id).await.map_err(drive_error)
+    }
+
+    async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
+        self.client.thumbnail_custom(id, size).await.map_err(drive_error)
     }
 
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {

@@ -1,5 +1,10 @@
 //! The OneDrive side: the Microsoft Graph client (HTTP + JSON, one retry policy for every request) and sign-in
 //! with the Microsoft identity platform. Nothing here knows of FUSE, SQLite or the cache.
+//!
+//! - [`graph`], [`delta`], [`download`], [`upload`], [`http`], [`error`]: the Graph client ([`GraphClient`]).
+//! - [`drive_api`]: [`drive_api::DriveApi`], the operations the sync engine needs; implemented over the real client
+//!   by [`graph_drive_api::GraphDrive`] and in memory by [`mock_drive::MockDrive`] (with a failure injector).
+//! - [`auth`]: sign-in and tokens. [`endpoints`]: base URLs. [`models`]: the Graph resources.
 
 pub mod auth;
 pub mod delta;
@@ -8,16 +13,13 @@ pub mod drive_api;
 pub mod endpoints;
 pub mod error;
 pub mod graph;
+pub mod graph_drive_api;
 pub mod http;
 pub mod mock_drive;
 pub mod models;
 pub mod paths;
 pub mod quickxor;
 pub mod upload;
-// Adapters to other layers' traits, wired in once those branches are merged (they need `drive_api.rs` from
-// sync-engine and `cache/range_source.rs` from content-cache):
-pub mod graph_drive_api;
-// pub mod graph_range_source;
 
 pub use delta::{DeltaRound, DeltaStart};
 pub use download::DownloadUrl;

@@ -2,7 +2,15 @@
 //! (Built by the browse and edits issues.)
 //!
 //! - [`delta_apply`]: one round of delta items (or a full enumeration) → store changes, in one transaction.
+//! - [`gallery_locator`]: finding the gallery folder at mount.
+//! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
+//! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
+//! - [`status`]: the shared status behind `galleryfs status`.
 //! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
 
 pub mod delta_apply;
+pub mod gallery_locator;
 pub mod outbox_replay;
+pub mod poller;
+pub mod status;
+pub mod thumbnail_fetcher;

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Why FUSE tests cannot run here, if they cannot (no /dev/fuse, or not root and no fusermount3).
+pub mod e2e;
+
 pub fn fuse_unavailable() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {
         return Some("/dev/fuse is missing".into());

@@ -2,9 +2,6 @@
 //! the cTag seen at open: the item's metadata (one `GET /items/{id}`, which also carries the pre-authenticated
 //! `@microsoft.graph.downloadUrl`) is checked before a download URL is used, and the URL is kept per
 //! (item, cTag) for a short while so a run of reads costs one metadata call.
-//!
-//! NOTE for merging: this module needs `cache/range_source.rs` from the content-cache branch; add
-//! `pub mod graph_range_source;` to `remote/mod.rs` once both branches are in.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,10 +10,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
-use super::download::DownloadUrl;
-use super::error::GraphError;
-use super::graph::GraphClient;
-use crate::cache::range_source::{ByteStream, RangeSource, SourceError};
+use super::range_source::{ByteStream, RangeSource, SourceError};
+use crate::remote::download::DownloadUrl;
+use crate::remote::error::GraphError;
+use crate::remote::graph::GraphClient;
 
 /// How long a download URL is reused for the same (item, cTag).
 const URL_TTL: Duration = Duration::from_secs(120);

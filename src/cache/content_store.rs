@@ -1,0 +1,909 @@
+//! The on-disk content cache `<cache dir>/content/`: one sparse file per item content version, the block map in
+//! the metadata store, the byte budget with LRU eviction, and whole-file verification when the last missing range
+//! of a version arrives.
+//!
+//! Layout: `content/<h(item id)>/<h(cTag)>` where `h` is the first 32 hex digits of SHA-256, so names are safe and
+//! fixed-length whatever OneDrive's ids and tags look like. When a new version of an item is first written, the
+//! files of its other versions are deleted.
+//!
+//! Truth: a byte is cached only when the store's block map says so (`mark_present` after the bytes are written);
+//! bytes in a file that the map does not cover are ignored. The last range of a version is marked only after the
+//! whole file matched the item's quickXorHash, so an item never becomes `Cached` unverified.
+//!
+//! Locking (per item, a `parking_lot::RwLock` holding the item's *generation*):
+//! - `read_at` and the data half of `write_at` take the read lock: any number of readers and writers of the same
+//!   item run in parallel. Two fetches writing the same range write the same bytes of the same version, which is
+//!   harmless.
+//! - committing a range (the completeness check, verification and `mark_present`), eviction and stale-version
+//!   removal take the write lock, so two fetches finishing complementary halves cannot both skip verification.
+//! - eviction bumps the generation; a write that began under an older generation is not marked present (its file
+//!   may have been deleted underneath it).
+//!
+//! Shared fetches: readers claim the ranges they fetch ([`ContentStore::claim_fetch`], atomic under the item's
+//! in-flight list) and wait on the item's [`ItemWatch`] for ranges another reader has claimed; every commit and
+//! every end of a fetch (also an aborted one: the claim is a guard) wakes the item's waiters. Readers pinned to
+//! different cTags never share.
+//!
+//! Budget: only bytes that may be evicted count (the store's eviction candidates: not pinned, not dirty). Items
+//! with an open reader are not evicted while open. All methods block (file I/O and SQLite): call them from
+//! `spawn_blocking` in async code.
+
+use super::verify;
+use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How often reads of one item refresh its LRU position at most.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Eviction candidates fetched per round.
+const EVICTION_BATCH: usize = 64;
+/// Lock slots kept before unused ones are forgotten.
+const SLOT_PRUNE_THRESHOLD: usize = 4096;
+/// Enough rows to sum every evictable item.
+const ALL_ROWS: usize = 10_000_000;
+
+/// Errors of the content cache.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("no item with inode {0}")]
+    NoSuchItem(u64),
+    #[error("inode {0} is not a file with content on OneDrive")]
+    NotRemoteFile(u64),
+    #[error("inode {0} has local changes not yet uploaded; its content is not in the download cache")]
+    Dirty(u64),
+    #[error("the downloaded content of {item} does not match its quickXorHash")]
+    HashMismatch { item: String },
+    #[error("{item} changed on OneDrive (new content version) while it was being read")]
+    VersionChanged { item: String },
+    #[error("content cache file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One content version of one item, as seen when a file was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemVersion {
+    pub ino: u64,
+    pub item_id: String,
+    /// The item's name, for log lines.
+    pub name: String,
+    pub ctag: String,
+    pub size: u64,
+    /// The expected quickXorHash (base64), when OneDrive gave one.
+    pub quick_xor_hash: Option<String>,
+}
+
+impl ItemVersion {
+    /// The current content version of a stored item.
+    pub fn of(row: &ItemRow) -> Result<ItemVersion, CacheError> {
+        if row.kind != ItemKind::File || row.local_only {
+            return Err(CacheError::NotRemoteFile(row.ino));
+        }
+        if row.is_dirty() {
+            return Err(CacheError::Dirty(row.ino));
+        }
+        let ctag = row.ctag.clone().ok_or(CacheError::NotRemoteFile(row.ino))?;
+        Ok(ItemVersion {
+            ino: row.ino,
+            item_id: row.item_id.clone(),
+            name: row.name.clone(),
+            ctag,
+            size: row.size,
+            quick_xor_hash: row.quick_xor_hash.clone(),
+        })
+    }
+}
+
+/// What committing a written range did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// Marked present; the version is still incomplete.
+    Partial,
+    /// The version is now complete and verified (`ContentState::Cached`).
+    Complete,
+    /// Not marked: the item's cache was evicted or reset while the bytes were being written.
+    Discarded,
+}
+
+/// Cache usage for `galleryfs status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheUsage {
+    /// Bytes counted against the budget (cached originals that are neither pinned nor dirty).
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+#[derive(Default)]
+struct ItemSlot {
+    generation: RwLock<u64>,
+    open_readers: AtomicUsize,
+    /// Hash mismatches seen on this item (bumped before the bad blocks are dropped).
+    mismatches: AtomicU64,
+    /// Ranges being fetched by any reader of the item: (fetch id, cTag, start, end).
+    in_flight: Mutex<Vec<(u64, String, u64, u64)>>,
+    /// Woken after every commit to the item and whenever a fetch ends.
+    changed: tokio::sync::Notify,
+    last_touch: Mutex<Option<Instant>>,
+}
+
+/// The content cache of one account.
+pub struct ContentStore {
+    dir: PathBuf,
+    store: Arc<Store>,
+    budget: AtomicU64,
+    slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
+    enforcing: Mutex<()>,
+}
+
+impl std::fmt::Debug for ContentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentStore")
+            .field("dir", &self.dir)
+            .field("budget", &self.budget.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps an item from being evicted while a reader has it open; see [`ContentStore::register_reader`].
+pub struct OpenGuard {
+    slot: Arc<ItemSlot>,
+    mismatches_at_open: u64,
+}
+
+impl OpenGuard {
+    /// Whether a download of this item failed verification since the guard was taken. A reader checks this after
+    /// finding bytes missing, so that it reports the mismatch instead of refetching the dropped blocks.
+    pub fn mismatch_since_open(&self) -> bool {
+        self.slot.mismatches.load(Ordering::SeqCst) != self.mismatches_at_open
+    }
+}
+
+impl OpenGuard {
+    /// A handle to wait for changes to the item's cache.
+    pub fn watch(&self) -> ItemWatch {
+        ItemWatch(self.slot.clone())
+    }
+}
+
+/// Waits for changes to one item's cache.
+#[derive(Clone)]
+pub struct ItemWatch(Arc<ItemSlot>);
+
+impl ItemWatch {
+    /// Resolves at the next commit to the item or the end of any fetch of it. Create and `enable` it before
+    /// looking at the block map to miss no change.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.changed.notified()
+    }
+}
+
+/// A range being fetched; other readers of the item wait for it instead of fetching it again. Dropping it (the
+/// fetch ended or was aborted) wakes them.
+pub struct InFlight {
+    slot: Arc<ItemSlot>,
+    id: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.slot.in_flight.lock().retain(|e| e.0 != self.id);
+        self.slot.changed.notify_waiters();
+    }
+}
+
+static NEXT_FETCH_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.slot.open_readers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn hashed(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ContentStore {
+    /// Opens (creating) `<cache_dir>/content/` with a budget of `budget_bytes`.
+    pub fn open(cache_dir: &Path, store: Arc<Store>, budget_bytes: u64) -> Result<ContentStore, CacheError> {
+        let dir = cache_dir.join("content");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(ContentStore {
+            dir,
+            store,
+            budget: AtomicU64::new(budget_bytes),
+            slots: Mutex::new(HashMap::new()),
+            enforcing: Mutex::new(()),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    pub fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The current content version of inode `ino`.
+    pub fn version(&self, ino: u64) -> Result<ItemVersion, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        ItemVersion::of(&row)
+    }
+
+    /// The directory holding every version of an item.
+    pub fn item_dir(&self, item_id: &str) -> PathBuf {
+        self.dir.join(hashed(item_id))
+    }
+
+    /// The sparse file of one content version.
+    pub fn path_of(&self, v: &ItemVersion) -> PathBuf {
+        self.item_dir(&v.item_id).join(hashed(&v.ctag))
+    }
+
+    fn slot(&self, ino: u64) -> Arc<ItemSlot> {
+        self.slots.lock().entry(ino).or_default().clone()
+    }
+
+    /// Marks the item as open by a reader until the guard is dropped (such items are not evicted for budget).
+    pub fn register_reader(&self, ino: u64) -> OpenGuard {
+        let slot = self.slot(ino);
+        slot.open_readers.fetch_add(1, Ordering::AcqRel);
+        let mismatches_at_open = slot.mismatches.load(Ordering::SeqCst);
+        OpenGuard {
+            slot,
+            mismatches_at_open,
+        }
+    }
+
+    fn is_open(&self, ino: u64) -> bool {
+        self.slots
+            .lock()
+            .get(&ino)
+            .is_some_and(|s| s.open_readers.load(Ordering::Acquire) > 0)
+    }
+
+    /// Claims the parts of `[start, end)` of version `v` that no reader is fetching: each returned range is
+    /// registered until its guard is dropped. Checking and registering is atomic, so two readers never claim the
+    /// same bytes.
+    pub fn claim_fetch(&self, v: &ItemVersion, start: u64, end: u64) -> Vec<(u64, u64, InFlight)> {
+        let slot = self.slot(v.ino);
+        let mut in_flight = slot.in_flight.lock();
+        let mut busy: Vec<(u64, u64)> = in_flight
+            .iter()
+            .filter(|e| e.1 == v.ctag && e.2 < end && start < e.3)
+            .map(|e| (e.2, e.3))
+            .collect();
+        busy.sort_unstable();
+        let mut free = Vec::new();
+        let mut cursor = start;
+        for (lo, hi) in busy {
+            if lo > cursor {
+                free.push((cursor, lo));
+            }
+            cursor = cursor.max(hi);
+        }
+        if cursor < end {
+            free.push((cursor, end));
+        }
+        free.into_iter()
+            .map(|(lo, hi)| {
+                let id = NEXT_FETCH_ID.fetch_add(1, Ordering::Relaxed);
+                in_flight.push((id, v.ctag.clone(), lo, hi));
+                let guard = InFlight { slot: slot.clone(), id };
+                (lo, hi, guard)
+            })
+            .collect()
+    }
+
+    /// The ranges of version `v` being fetched by any reader.
+    pub fn fetches_in_flight(&self, v: &ItemVersion) -> Vec<(u64, u64)> {
+        let slot = self.slot(v.ino);
+        let in_flight = slot.in_flight.lock();
+        in_flight.iter().filter(|e| e.1 == v.ctag).map(|e| (e.2, e.3)).collect()
+    }
+
+    /// The sub-ranges of `[start, end)` of version `v` that are not cached.
+    pub fn missing_ranges(&self, v: &ItemVersion, start: u64, end: u64) -> Result<Vec<(u64, u64)>, CacheError> {
+        Ok(self.store.missing_ranges(v.ino, &v.ctag, start, end.min(v.size))?)
+    }
+
+    /// Bytes `[offset, offset + len)` (clipped to the item size) of version `v`, or `None` when not all of them
+    /// are cached.
+    pub fn read_at(&self, v: &ItemVersion, offset: u64, len: u64) -> Result<Option<Vec<u8>>, CacheError> {
+        let end = offset.saturating_add(len).min(v.size);
+        if offset >= end {
+            return Ok(Some(Vec::new()));
+        }
+        let slot = self.slot(v.ino);
+        let path = self.path_of(v);
+        let mut buf = vec![0u8; (end - offset) as usize];
+        {
+            let _shared = slot.generation.read();
+            if !self.missing_ranges(v, offset, end)?.is_empty() {
+                return Ok(None);
+            }
+            let outcome = File::open(&path).and_then(|file| file.read_exact_at(&mut buf, offset));
+            match outcome {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => {
+                    drop(_shared);
+                    // The block map promises bytes the file does not have (deleted or cut by hand): forget them
+                    // so that they are fetched again.
+                    tracing::warn!(ino = v.ino, item = %v.name, error = %e, "cache file lost bytes; refetching");
+                    let mut generation = slot.generation.write();
+                    *generation += 1;
+                    self.store.drop_blocks(v.ino)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        let due = {
+            let mut last = slot.last_touch.lock();
+            let due = last.is_none_or(|t| t.elapsed() >= TOUCH_INTERVAL);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.store.touch(v.ino)?;
+        }
+        Ok(Some(buf))
+    }
+
+    /// Writes `bytes` at `offset` into the cache file of version `v`, then commits the range: marks it present,
+    /// or — when it completes the version — verifies the whole file first. Afterwards the budget is enforced.
+    pub fn write_at(&self, v: &ItemVersion, offset: u64, bytes: &[u8]) -> Result<Commit, CacheError> {
+        let end = (offset + bytes.len() as u64).min(v.size);
+        if offset >= end {
+            return Ok(Commit::Discarded);
+        }
+        let bytes = &bytes[..(end - offset) as usize];
+        let slot = self.slot(v.ino);
+        let path = self.path_of(v);
+        if !path.exists() {
+            let _exclusive = slot.generation.write();
+            self.create_version_file(v, &path)?;
+        }
+        let generation = {
+            let generation = slot.generation.read();
+            let file = match OpenOptions::new().write(true).open(&path) {
+                Ok(f) => f,
+                // Evicted between creation and now.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Commit::Discarded),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            file.write_all_at(bytes, offset).map_err(io_err(&path))?;
+            *generation
+        };
+        let commit = self.commit(v, &slot, generation, offset, end);
+        slot.changed.notify_waiters();
+        let commit = commit?;
+        if commit != Commit::Discarded {
+            self.enforce_budget()?;
+        }
+        Ok(commit)
+    }
+
+    /// Creates the (empty, sparse) file of a version and deletes the item's other versions. Call with the item's
+    /// write lock held.
+    fn create_version_file(&self, v: &ItemVersion, path: &Path) -> Result<(), CacheError> {
+        if path.exists() {
+            return Ok(());
+        }
+        // A reader still pinned to an older version must not replace the current version's file.
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if row.ctag.as_deref() != Some(v.ctag.as_str()) {
+            return Err(CacheError::VersionChanged { item: v.name.clone() });
+        }
+        let dir = self.item_dir(&v.item_id);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        remove_other_versions(&dir, path);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        Ok(())
+    }
+
+    fn commit(
+        &self,
+        v: &ItemVersion,
+        slot: &ItemSlot,
+        generation: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Commit, CacheError> {
+        let mut current = slot.generation.write();
+        if *current != generation {
+            return Ok(Commit::Discarded);
+        }
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if row.ctag.as_deref() != Some(v.ctag.as_str()) || row.is_dirty() {
+            return Err(CacheError::VersionChanged { item: v.name.clone() });
+        }
+        let missing = self.store.missing_ranges(v.ino, &v.ctag, 0, v.size)?;
+        let completes = !missing.is_empty() && missing.iter().all(|&(lo, hi)| lo >= start && hi <= end);
+        if !completes {
+            self.store.mark_present(v.ino, &v.ctag, start, end)?;
+            return Ok(if missing.is_empty() {
+                Commit::Complete
+            } else {
+                Commit::Partial
+            });
+        }
+        let path = self.path_of(v);
+        let verdict = match &v.quick_xor_hash {
+            Some(expected) => match verify::quick_xor_of_file(&path, v.size) {
+                Ok(actual) if verify::hashes_match(expected, &actual) => Ok(()),
+                Ok(actual) => Err(format!("expected {expected}, got {actual}")),
+                Err(e) => Err(format!("cannot read the cache file back: {e}")),
+            },
+            None => {
+                tracing::debug!(ino = v.ino, item = %v.name, "no quickXorHash to verify the download against");
+                Ok(())
+            }
+        };
+        match verdict {
+            Ok(()) => {
+                self.store.mark_present(v.ino, &v.ctag, start, end)?;
+                tracing::debug!(ino = v.ino, item = %v.name, size = v.size, "content cached and verified");
+                Ok(Commit::Complete)
+            }
+            Err(why) => {
+                tracing::warn!(ino = v.ino, item = %v.name, size = v.size, %why,
+                    "downloaded content does not match its quickXorHash; discarded");
+                *current += 1;
+                slot.mismatches.fetch_add(1, Ordering::SeqCst);
+                let _ = fs::remove_file(&path);
+                self.store.drop_blocks(v.ino)?;
+                Err(CacheError::HashMismatch { item: v.name.clone() })
+            }
+        }
+    }
+
+    /// Evicts an item's cached content (`galleryfs free`, or the budget): deletes its files, forgets its blocks,
+    /// and sets it to `ContentState::Cloud`. Returns the bytes freed. A dirty item is refused.
+    pub fn evict(&self, ino: u64) -> Result<u64, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        if row.is_dirty() {
+            return Err(CacheError::Dirty(ino));
+        }
+        let slot = self.slot(ino);
+        let mut generation = slot.generation.write();
+        *generation += 1;
+        let freed = self.store.present_bytes(ino)?;
+        let dir = self.item_dir(&row.item_id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        self.store.drop_blocks(ino)?;
+        tracing::debug!(ino, item = %row.name, freed, "content evicted");
+        Ok(freed)
+    }
+
+    /// After the item's cTag changed (delta): deletes the files of other versions and forgets blocks that belong
+    /// to an older version.
+    pub fn forget_stale(&self, ino: u64) -> Result<(), CacheError> {
+        let Some(row) = self.store.get(ino)? else {
+            return Ok(());
+        };
+        let slot = self.slot(ino);
+        let mut generation = slot.generation.write();
+        let Some(ctag) = row.ctag.as_deref() else {
+            return Ok(());
+        };
+        let dir = self.item_dir(&row.item_id);
+        let current = dir.join(hashed(ctag));
+        remove_other_versions(&dir, &current);
+        let present = self.store.present_bytes(ino)?;
+        let none_current = row.size > 0 && self.store.missing_ranges(ino, ctag, 0, row.size)? == [(0, row.size)];
+        if present > 0 && none_current && !row.is_dirty() {
+            *generation += 1;
+            self.store.drop_blocks(ino)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the cached files of an item removed from the store (its blocks went with its row).
+    pub fn remove_item_files(&self, item_id: &str) -> Result<(), CacheError> {
+        let dir = self.item_dir(item_id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes counted against the budget and the budget.
+    pub fn usage(&self) -> Result<CacheUsage, CacheError> {
+        let used = self.evictable_bytes()?;
+        Ok(CacheUsage {
+            used_bytes: used,
+            budget_bytes: self.budget(),
+        })
+    }
+
+    fn evictable_bytes(&self) -> Result<u64, CacheError> {
+        Ok(self
+            .store
+            .eviction_candidates(ALL_ROWS)?
+            .iter()
+            .map(|c| c.cached_bytes)
+            .sum())
+    }
+
+    /// Evicts least-recently-used items (never pinned, dirty or open ones) until the evictable bytes fit the
+    /// budget. Returns the bytes freed.
+    pub fn enforce_budget(&self) -> Result<u64, CacheError> {
+        let budget = self.budget();
+        self.prune_slots();
+        // All cached bytes bound the evictable ones from above: a cheap aggregate first.
+        if self.store.total_cached_bytes()? <= budget {
+            return Ok(0);
+        }
+        // One enforcer at a time, or two would both count the same bytes as still to free.
+        let _enforcing = self.enforcing.lock();
+        let mut used = self.evictable_bytes()?;
+        let mut freed = 0;
+        if used <= budget {
+            return Ok(0);
+        }
+        let mut skipped = std::collections::HashSet::new();
+        while used > budget {
+            let candidates = self.store.eviction_candidates(EVICTION_BATCH + skipped.len())?;
+            let mut progressed = false;
+            for c in candidates {
+                if used <= budget {
+                    break;
+                }
+                if skipped.contains(&c.ino) {
+                    continue;
+                }
+                if self.is_open(c.ino) {
+                    skipped.insert(c.ino);
+                    continue;
+                }
+                let n = self.evict(c.ino)?;
+                used = used.saturating_sub(n);
+                freed += n;
+                progressed = true;
+            }
+            if !progressed {
+                tracing::debug!(
+                    used,
+                    budget,
+                    "content cache over budget; the rest is open, pinned or dirty"
+                );
+                break;
+            }
+        }
+        tracing::debug!(freed, used, budget, "content cache budget enforced");
+        Ok(freed)
+    }
+
+    /// Forgets the lock slots nobody holds (keeps the map small on large galleries). A slot still referenced by a
+    /// write in progress or an open reader is kept, so a generation check never compares against a fresh slot.
+    fn prune_slots(&self) {
+        let mut slots = self.slots.lock();
+        if slots.len() > SLOT_PRUNE_THRESHOLD {
+            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.open_readers.load(Ordering::Acquire) > 0);
+        }
+    }
+
+    /// Deletes cache directories of items no longer in the store and files of versions other than each item's
+    /// current cTag (run at mount, before readers exist). Returns how many files and directories were removed.
+    pub fn sweep_orphans(&self) -> Result<usize, CacheError> {
+        let items = self.store.read(|t| t.all_item_ids())?;
+        let mut keep: HashMap<String, Option<String>> = HashMap::with_capacity(items.len());
+        for (ino, item_id) in items {
+            let current = self.store.get(ino)?.and_then(|r| r.ctag).map(|c| hashed(&c));
+            keep.insert(hashed(&item_id), current);
+        }
+        let mut removed = 0;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            match keep.get(&name) {
+                None => {
+                    let gone = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    removed += gone.is_ok() as usize;
+                }
+                Some(current) => {
+                    for file in fs::read_dir(&path).into_iter().flatten().flatten() {
+                        if current.as_deref() != Some(file.file_name().to_string_lossy().as_ref()) {
+                            removed += fs::remove_file(file.path()).is_ok() as usize;
+                        }
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed orphaned content cache files");
+        }
+        Ok(removed)
+    }
+
+    /// Marks a zero-length version cached (there is nothing to download) after checking its hash.
+    pub fn complete_empty(&self, v: &ItemVersion) -> Result<(), CacheError> {
+        if let Some(expected) = &v.quick_xor_hash {
+            let actual = crate::remote::QuickXorHash::of(&[]);
+            if !verify::hashes_match(expected, &actual) {
+                tracing::warn!(ino = v.ino, item = %v.name, "an empty file's quickXorHash does not match");
+                return Err(CacheError::HashMismatch { item: v.name.clone() });
+            }
+        }
+        let row = self.store.get(v.ino)?.ok_or(CacheError::NoSuchItem(v.ino))?;
+        if !row.is_dirty() && row.content_state != ContentState::Cached {
+            self.store.set_content_state(v.ino, ContentState::Cached)?;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes every file in `dir` except `keep`.
+fn remove_other_versions(dir: &Path, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path != keep {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove a stale cache file");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::QuickXorHash;
+    use crate::store::{NewItem, ROOT_INO};
+
+    fn setup(budget: u64) -> (tempfile::TempDir, Arc<Store>, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let content = ContentStore::open(dir.path(), store.clone(), budget).unwrap();
+        (dir, store, content)
+    }
+
+    fn add(store: &Store, id: &str, data: &[u8], hash: Option<String>) -> u64 {
+        store
+            .insert(&NewItem {
+                item_id: id.into(),
+                parent_ino: ROOT_INO,
+                name: format!("{id}.jpg"),
+                kind: ItemKind::File,
+                size: data.len() as u64,
+                etag: None,
+                ctag: Some("c1".into()),
+                quick_xor_hash: hash,
+                mtime: 0,
+                mime_type: None,
+                is_media: true,
+                content_state: ContentState::Cloud,
+                local_only: false,
+            })
+            .unwrap()
+    }
+
+    fn state(store: &Store, ino: u64) -> ContentState {
+        store.get(ino).unwrap().unwrap().content_state
+    }
+
+    #[test]
+    fn ranges_commit_and_the_last_one_verifies() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let ino = add(&store, "A", &data, Some(QuickXorHash::of(&data)));
+        let v = content.version(ino).unwrap();
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        // Bytes past the size are never written nor returned.
+        let past_end = [&data[5000..], &[9u8; 50][..]].concat();
+        assert_eq!(content.write_at(&v, 5000, &past_end).unwrap(), Commit::Partial);
+        assert_eq!(state(&store, ino), ContentState::Partial);
+        assert_eq!(content.read_at(&v, 6000, 100).unwrap().unwrap(), &data[6000..6100]);
+        assert_eq!(content.read_at(&v, 4000, 2000).unwrap(), None, "partly missing");
+        assert_eq!(content.write_at(&v, 0, &data[..5000]).unwrap(), Commit::Complete);
+        assert_eq!(state(&store, ino), ContentState::Cached);
+        assert_eq!(content.read_at(&v, 9990, 100).unwrap().unwrap(), &data[9990..]);
+        assert_eq!(std::fs::metadata(content.path_of(&v)).unwrap().len(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_mismatching_last_range_drops_everything() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![3u8; 4096];
+        let ino = add(&store, "M", &data, Some(QuickXorHash::of(b"something else")));
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data[..2048]).unwrap();
+        let err = content.write_at(&v, 2048, &data[2048..]).unwrap_err();
+        assert!(matches!(err, CacheError::HashMismatch { .. }), "{err:?}");
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        assert!(!content.path_of(&v).exists());
+    }
+
+    #[test]
+    fn writes_begun_before_an_eviction_are_not_marked() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![1u8; 1000];
+        let ino = add(&store, "G", &data, None);
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data[..100]).unwrap();
+        let slot = content.slot(ino);
+        let generation = *slot.generation.read();
+        content.evict(ino).unwrap();
+        assert_eq!(
+            content.commit(&v, &slot, generation, 100, 200).unwrap(),
+            Commit::Discarded
+        );
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        // A version change makes commits fail instead.
+        store.set_baseline(ino, Some("c1"), None, 1000).unwrap();
+        let row = store.get(ino).unwrap().unwrap();
+        store
+            .update_remote(
+                ino,
+                &crate::store::RemoteAttrs {
+                    etag: None,
+                    ctag: Some("c2".into()),
+                    size: row.size,
+                    quick_xor_hash: None,
+                    mtime: 0,
+                    mime_type: None,
+                    is_media: true,
+                },
+            )
+            .unwrap();
+        assert!(matches!(
+            content.write_at(&v, 0, &data[..10]),
+            Err(CacheError::VersionChanged { .. })
+        ));
+    }
+
+    #[test]
+    fn an_old_version_writer_does_not_clobber_the_current_file() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![4u8; 500];
+        let ino = add(&store, "W", &data, None);
+        let old = content.version(ino).unwrap();
+        store
+            .update_remote(
+                ino,
+                &crate::store::RemoteAttrs {
+                    etag: None,
+                    ctag: Some("c2".into()),
+                    size: 500,
+                    quick_xor_hash: None,
+                    mtime: 0,
+                    mime_type: None,
+                    is_media: true,
+                },
+            )
+            .unwrap();
+        let new = content.version(ino).unwrap();
+        content.write_at(&new, 0, &data[..100]).unwrap();
+        assert!(matches!(
+            content.write_at(&old, 0, &data[..10]),
+            Err(CacheError::VersionChanged { .. })
+        ));
+        assert!(content.path_of(&new).exists() && !content.path_of(&old).exists());
+        assert_eq!(content.read_at(&new, 0, 100).unwrap().unwrap(), &data[..100]);
+    }
+
+    #[test]
+    fn claims_never_overlap_and_end_with_their_guard() {
+        let (_d, store, content) = setup(u64::MAX);
+        let ino = add(&store, "Q", &[0u8; 1000], None);
+        let v = content.version(ino).unwrap();
+        let first = content.claim_fetch(&v, 0, 100);
+        assert_eq!(first.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(0, 100)]);
+        let second = content.claim_fetch(&v, 50, 300);
+        assert_eq!(second.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(), vec![(100, 300)]);
+        assert!(content.claim_fetch(&v, 20, 250).is_empty());
+        let mut other = v.clone();
+        other.ctag = "c9".into();
+        assert_eq!(
+            content.claim_fetch(&other, 0, 10).len(),
+            1,
+            "other versions do not share"
+        );
+        drop(first);
+        let again = content.claim_fetch(&v, 0, 400);
+        assert_eq!(
+            again.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>(),
+            vec![(0, 100), (300, 400)]
+        );
+        drop((second, again));
+        assert!(content.fetches_in_flight(&v).is_empty());
+    }
+
+    #[test]
+    fn lost_cache_files_are_forgotten_not_served() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![5u8; 3000];
+        let ino = add(&store, "L", &data, Some(QuickXorHash::of(&data)));
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data).unwrap();
+        assert_eq!(state(&store, ino), ContentState::Cached);
+        std::fs::remove_file(content.path_of(&v)).unwrap();
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        assert_eq!(store.present_bytes(ino).unwrap(), 0);
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+    }
+
+    #[test]
+    fn sweep_removes_orphans_and_stale_versions() {
+        let (_d, store, content) = setup(u64::MAX);
+        let data = vec![5u8; 300];
+        let ino = add(&store, "K", &data, None);
+        let v = content.version(ino).unwrap();
+        content.write_at(&v, 0, &data).unwrap();
+        let stale = content.item_dir("K").join(hashed("c0"));
+        std::fs::write(&stale, b"old").unwrap();
+        let orphan = content.item_dir("gone");
+        std::fs::create_dir_all(&orphan).unwrap();
+        std::fs::write(orphan.join("x"), b"x").unwrap();
+        assert_eq!(content.sweep_orphans().unwrap(), 2);
+        assert!(!stale.exists() && !orphan.exists());
+        assert!(content.path_of(&v).exists());
+        assert_eq!(content.read_at(&v, 0, 300).unwrap().unwrap(), data);
+    }
+
+    #[test]
+    fn local_dirty_and_folder_items_have_no_version() {
+        let (_d, store, content) = setup(u64::MAX);
+        let ino = add(&store, "X", b"abc", None);
+        store.set_content_state(ino, ContentState::Dirty).unwrap();
+        assert!(matches!(content.version(ino), Err(CacheError::Dirty(_))));
+        assert!(matches!(content.version(ROOT_INO), Err(CacheError::NotRemoteFile(_))));
+        assert!(matches!(content.version(999), Err(CacheError::NoSuchItem(999))));
+    }
+}

@@ -1,0 +1,600 @@
+//! The on-demand reader: one [`ContentReader`] per open file handle serves reads from the content cache and
+//! fetches what is missing by ranged requests on a [`RangeSource`], pinned to the content version (cTag) seen at
+//! open, with read-ahead.
+//!
+//! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
+//! `initial_window` (1 MiB + 128 KiB, Linux readahead's extra 128 KiB included). Each time a sequential reader has
+//! used half of what is requested ahead of it, the window doubles (up to `max_window`) and is topped up. Ranges are
+//! fetched as parts of at most `part_size`, at most `max_parts_in_flight` ahead-of-reader parts at a time (parts the
+//! reader is waiting for always start). A forward seek that lands within `seek_tolerance` of the requested region
+//! waits for it; a backward seek of more than `backward_tolerance` or a far forward seek resets the window and
+//! cancels read-ahead parts outside the new position.
+//!
+//! Handles on the same item share their fetches: a range another handle is fetching is waited for, not fetched
+//! again (see [`ContentStore::claim_fetch`]).
+//!
+//! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
+//! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
+//!
+//! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
+//! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
+//! (see [`ContentStore`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
+//! read of the handle too. Dropping the reader aborts its fetches.
+
+use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
+use super::range_source::{RangeSource, SourceError};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Tuning of the read-ahead.
+#[derive(Clone, Debug)]
+pub struct ReaderConfig {
+    pub initial_window: u64,
+    pub max_window: u64,
+    pub part_size: u64,
+    pub max_parts_in_flight: usize,
+    pub seek_tolerance: u64,
+    pub backward_tolerance: u64,
+    /// Requests per part before a short body or retryable error fails the read.
+    pub max_attempts: u32,
+    /// Wait before the n-th retry: n × this.
+    pub retry_backoff: Duration,
+    /// A part writes to the cache (and readers see its bytes) first after this many bytes, the threshold then
+    /// doubling up to `flush_max`.
+    pub flush_min: usize,
+    pub flush_max: usize,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            initial_window: MIB + 128 * 1024,
+            max_window: 64 * MIB,
+            part_size: 8 * MIB,
+            max_parts_in_flight: 4,
+            seek_tolerance: 16 * MIB,
+            backward_tolerance: MIB,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(200),
+            flush_min: 128 * 1024,
+            flush_max: MIB as usize,
+        }
+    }
+}
+
+/// Why a read failed. Every variant is `EIO` for the filesystem except [`ReadError::errno`]'s exceptions.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error("cannot download {item}: {source}")]
+    Source {
+        item: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error("{item} changed on OneDrive since it was opened")]
+    VersionChanged { item: String },
+    #[error("the downloaded content of {item} does not match its quickXorHash")]
+    HashMismatch { item: String },
+    #[error("the download of {item} stopped at byte {at} of the range ending at {wanted}, {attempts} times")]
+    ShortBody {
+        item: String,
+        at: u64,
+        wanted: u64,
+        attempts: u32,
+    },
+    #[error("the cached bytes of {item} kept disappearing under the read (eviction racing it)")]
+    Unstable { item: String },
+    #[error("download task ended abnormally: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Cache(CacheError),
+}
+
+impl From<CacheError> for ReadError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::HashMismatch { item } => ReadError::HashMismatch { item },
+            CacheError::VersionChanged { item } => ReadError::VersionChanged { item },
+            other => ReadError::Cache(other),
+        }
+    }
+}
+
+impl ReadError {
+    /// The errno for the filesystem layer.
+    pub fn errno(&self) -> i32 {
+        match self {
+            ReadError::Cache(CacheError::NoSuchItem(_)) => libc::ENOENT,
+            _ => libc::EIO,
+        }
+    }
+}
+
+/// A failure that ends every later read of a handle.
+#[derive(Clone, Copy, Debug)]
+enum Poison {
+    HashMismatch,
+    VersionChanged,
+}
+
+/// Opens readers and downloads whole items, over one content store and one source.
+#[derive(Clone)]
+pub struct ContentCache {
+    content: Arc<ContentStore>,
+    source: Arc<dyn RangeSource>,
+    config: ReaderConfig,
+}
+
+impl ContentCache {
+    pub fn new(content: Arc<ContentStore>, source: Arc<dyn RangeSource>) -> Self {
+        ContentCache {
+            content,
+            source,
+            config: ReaderConfig::default(),
+        }
+    }
+
+    pub fn with_config(mut self, config: ReaderConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    pub fn content(&self) -> &Arc<ContentStore> {
+        &self.content
+    }
+
+    /// A reader of the item's current content version (blocks briefly on the store).
+    pub fn open(&self, ino: u64) -> Result<ContentReader, ReadError> {
+        let version = self.content.version(ino)?;
+        Ok(ContentReader::new(
+            self.content.clone(),
+            self.source.clone(),
+            version,
+            self.config.clone(),
+        ))
+    }
+
+    /// Downloads whatever of the item is not cached yet, verified (for pinning). `progress(done, total)` is called
+    /// after every part with the cached byte count.
+    pub async fn fetch_whole(&self, ino: u64, mut progress: impl FnMut(u64, u64) + Send) -> Result<(), ReadError> {
+        let mut reader = self.open(ino)?;
+        let v = reader.version().clone();
+        if v.size == 0 {
+            let content = self.content.clone();
+            blocking(move || content.complete_empty(&v)).await?;
+            progress(0, 0);
+            return Ok(());
+        }
+        let mut offset = 0;
+        while offset < v.size {
+            let end = (offset + self.config.part_size).min(v.size);
+            reader.ensure_present(offset, end).await?;
+            offset = end;
+            let store = self.content.store().clone();
+            let done = blocking(move || Ok(store.present_bytes(ino)?)).await?;
+            progress(done.min(v.size), v.size);
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    content: Arc<ContentStore>,
+    source: Arc<dyn RangeSource>,
+    version: ItemVersion,
+    config: ReaderConfig,
+}
+
+type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
+
+struct Part {
+    start: u64,
+    end: u64,
+    outcome: PartOutcome,
+    task: JoinHandle<()>,
+}
+
+/// The reader of one open file handle. Not shared: the filesystem serialises reads of one handle.
+pub struct ContentReader {
+    shared: Arc<Shared>,
+    parts: Vec<Part>,
+    window: u64,
+    /// End of the furthest sequential read so far.
+    read_pos: Option<u64>,
+    /// End of the region requested ahead of the reader.
+    ahead_end: u64,
+    poisoned: Option<Poison>,
+    open: OpenGuard,
+}
+
+impl Drop for ContentReader {
+    fn drop(&mut self) {
+        for part in &self.parts {
+            part.task.abort();
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, ReadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReadError::Task(e.to_string()))?
+        .map_err(ReadError::from)
+}
+
+fn overlaps(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo < end && start < hi)
+}
+
+impl ContentReader {
+    pub fn new(
+        content: Arc<ContentStore>,
+        source: Arc<dyn RangeSource>,
+        version: ItemVersion,
+        config: ReaderConfig,
+    ) -> ContentReader {
+        let open = content.register_reader(version.ino);
+        ContentReader {
+            window: config.initial_window,
+            shared: Arc::new(Shared {
+                content,
+                source,
+                version,
+                config,
+            }),
+            parts: Vec::new(),
+            read_pos: None,
+            ahead_end: 0,
+            poisoned: None,
+            open,
+        }
+    }
+
+    /// The content version this reader is pinned to.
+    pub fn version(&self) -> &ItemVersion {
+        &self.shared.version
+    }
+
+    /// The current read-ahead window in bytes.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Up to `len` bytes at `offset`; fewer only at the end of the content, none at or past it. A failure is
+    /// logged (once per handle for failures that end the handle) with the reason.
+    pub async fn read(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        let was_poisoned = self.poisoned.is_some();
+        let outcome = self.read_inner(offset, len).await;
+        if let Err(e) = &outcome {
+            if !was_poisoned {
+                let v = &self.shared.version;
+                tracing::warn!(ino = v.ino, item = %v.name, offset, len, error = %e, "read of a cloud file failed");
+            }
+        }
+        outcome
+    }
+
+    async fn read_inner(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
+        let size = self.shared.version.size;
+        let end = offset.saturating_add(len as u64).min(size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        for _ in 0..3 {
+            self.ensure_present(offset, end).await?;
+            let content = self.shared.content.clone();
+            let v = self.shared.version.clone();
+            if let Some(data) = blocking(move || content.read_at(&v, offset, end - offset)).await? {
+                return Ok(Bytes::from(data));
+            }
+        }
+        Err(ReadError::Unstable {
+            item: self.shared.version.name.clone(),
+        })
+    }
+
+    fn poison_error(&self) -> Option<ReadError> {
+        let item = self.shared.version.name.clone();
+        self.poisoned.map(|p| match p {
+            Poison::HashMismatch => ReadError::HashMismatch { item },
+            Poison::VersionChanged => ReadError::VersionChanged { item },
+        })
+    }
+
+    /// Waits until `[start, end)` is cached, fetching what is missing and reading ahead.
+    pub async fn ensure_present(&mut self, start: u64, end: u64) -> Result<(), ReadError> {
+        let end = end.min(self.shared.version.size);
+        if let Some(e) = self.poison_error() {
+            return Err(e);
+        }
+        if start >= end {
+            return Ok(());
+        }
+        let ahead_end = self.observe(start, end);
+        let mut started_for_read = 0usize;
+        loop {
+            let content = self.shared.content.clone();
+            let v = self.shared.version.clone();
+            let watch = self.open.watch();
+            let notified = watch.changed();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Reap before looking at the block map: a part that finished has committed everything it fetched, and
+            // a part still listed covers its range, so nothing is fetched twice.
+            let failed = self.reap()?;
+            // Likewise for other readers' fetches: one listed now has either committed before the block map is
+            // read, or will wake us when it ends.
+            let busy = content.fetches_in_flight(&v);
+            let scan_end = ahead_end.max(end);
+            let missing = blocking(move || content.missing_ranges(&v, start, scan_end)).await?;
+            let needed: Vec<(u64, u64)> = missing
+                .iter()
+                .filter(|&&(lo, _)| lo < end)
+                .map(|&(lo, hi)| (lo, hi.min(end)))
+                .collect();
+            let ino = self.shared.version.ino;
+            for (part_start, part_end, error) in failed {
+                if overlaps(&needed, part_start, part_end) {
+                    return Err(error);
+                }
+                tracing::debug!(ino, start = part_start, end = part_end, %error,
+                    "read-ahead part failed");
+            }
+            if !needed.is_empty() && self.open.mismatch_since_open() {
+                self.poisoned = Some(Poison::HashMismatch);
+                return Err(ReadError::HashMismatch {
+                    item: self.shared.version.name.clone(),
+                });
+            }
+            started_for_read += self.schedule(&missing, end, &busy);
+            if needed.is_empty() {
+                return Ok(());
+            }
+            if started_for_read > 2 * self.shared.config.max_attempts as usize + needed.len() {
+                return Err(ReadError::Unstable {
+                    item: self.shared.version.name.clone(),
+                });
+            }
+            notified.await;
+        }
+    }
+
+    /// Updates the window for a read of `[start, end)`; returns the end of the region to have requested.
+    fn observe(&mut self, start: u64, end: u64) -> u64 {
+        let c = &self.shared.config;
+        let size = self.shared.version.size;
+        let sequential = self.read_pos.is_some_and(|pos| {
+            start + c.backward_tolerance >= pos && start <= self.ahead_end.max(pos) + c.seek_tolerance
+        });
+        if sequential {
+            if self.ahead_end < end + self.window / 2 {
+                self.window = (self.window * 2).min(c.max_window);
+                self.ahead_end = (end + self.window).min(size);
+            }
+            self.read_pos = self.read_pos.max(Some(end));
+        } else {
+            if let Some(pos) = self.read_pos {
+                tracing::trace!(
+                    ino = self.shared.version.ino,
+                    from = pos,
+                    to = start,
+                    "seek: read-ahead reset"
+                );
+            }
+            self.window = c.initial_window;
+            let keep_end = (start + self.window).max(end);
+            self.parts.retain(|p| {
+                let keep = p.start < keep_end && start < p.end;
+                if !keep {
+                    p.task.abort();
+                }
+                keep
+            });
+            self.ahead_end = keep_end.min(size);
+            self.read_pos = Some(end);
+        }
+        self.ahead_end
+    }
+
+    /// Removes finished parts. Fails at once with an error that poisons the handle; returns the others' failures
+    /// (range and error) for the caller to judge against the bytes it still needs.
+    #[allow(clippy::type_complexity)]
+    fn reap(&mut self) -> Result<Vec<(u64, u64, ReadError)>, ReadError> {
+        let mut failed = Vec::new();
+        let mut fatal: Option<ReadError> = None;
+        self.parts.retain(|p| {
+            let Some(outcome) = p.outcome.lock().take() else {
+                return true;
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(e @ (ReadError::HashMismatch { .. } | ReadError::VersionChanged { .. })) => {
+                    fatal.get_or_insert(e);
+                }
+                Err(e) => failed.push((p.start, p.end, e)),
+            }
+            false
+        });
+        match fatal {
+            Some(e) => {
+                self.poisoned = Some(match e {
+                    ReadError::HashMismatch { .. } => Poison::HashMismatch,
+                    _ => Poison::VersionChanged,
+                });
+                Err(e)
+            }
+            None => Ok(failed),
+        }
+    }
+
+    /// Starts parts for the missing ranges not covered by running parts (this reader's, or `busy`: any reader's): always those before `needed_end`, the
+    /// rest while fewer than `max_parts_in_flight` parts run. Returns how many parts for the read were started.
+    fn schedule(&mut self, missing: &[(u64, u64)], needed_end: u64, busy: &[(u64, u64)]) -> usize {
+        let (part_size, max_parts) = (self.shared.config.part_size, self.shared.config.max_parts_in_flight);
+        let mut started = 0;
+        for &(lo, hi) in missing {
+            for (a, b) in self.uncovered(lo, hi, busy) {
+                let mut pos = a;
+                while pos < b {
+                    let for_read = pos < needed_end;
+                    if !for_read && self.parts.len() >= max_parts {
+                        return started;
+                    }
+                    let part_end = (pos + part_size).min(b);
+                    let claims = self.shared.content.claim_fetch(&self.shared.version, pos, part_end);
+                    for (lo, hi, in_flight) in claims {
+                        self.start_part(lo, hi, in_flight);
+                        started += (lo < needed_end) as usize;
+                    }
+                    pos = part_end;
+                }
+            }
+        }
+        started
+    }
+
+    /// The sub-ranges of `[lo, hi)` that no fetch of this or another reader of the item covers.
+    fn uncovered(&self, lo: u64, hi: u64, busy: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        let mut covered: Vec<(u64, u64)> = busy
+            .iter()
+            .copied()
+            .chain(self.parts.iter().map(|p| (p.start, p.end)))
+            .filter(|&(s, e)| s < hi && lo < e)
+            .collect();
+        covered.sort_unstable();
+        let mut out = Vec::new();
+        let mut cursor = lo;
+        for (s, e) in covered {
+            if s > cursor {
+                out.push((cursor, s.min(hi)));
+            }
+            cursor = cursor.max(e);
+        }
+        if cursor < hi {
+            out.push((cursor, hi));
+        }
+        out
+    }
+
+    fn start_part(&mut self, start: u64, end: u64, in_flight: InFlight) {
+        let outcome: PartOutcome = Arc::new(Mutex::new(None));
+        let shared = self.shared.clone();
+        let slot = outcome.clone();
+        let task = tokio::spawn(async move {
+            let result = run_part(&shared, start, end).await;
+            *slot.lock() = Some(result);
+            // Unregisters the range and wakes every reader of the item (also when the task is aborted).
+            drop(in_flight);
+        });
+        self.parts.push(Part {
+            start,
+            end,
+            outcome,
+            task,
+        });
+    }
+}
+
+/// Downloads `[start, end)` into the cache, retrying short bodies and retryable errors from where they stopped.
+async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), ReadError> {
+    let v = &shared.version;
+    let c = &shared.config;
+    let mut pos = start;
+    let mut attempts = 0u32;
+    let mut last_error: Option<SourceError> = None;
+    while pos < end {
+        if attempts >= c.max_attempts {
+            return Err(match last_error {
+                Some(source) => ReadError::Source {
+                    item: v.name.clone(),
+                    source,
+                },
+                None => ReadError::ShortBody {
+                    item: v.name.clone(),
+                    at: pos,
+                    wanted: end,
+                    attempts,
+                },
+            });
+        }
+        if attempts > 0 {
+            tracing::debug!(ino = v.ino, at = pos, end, attempts, "retrying an interrupted download");
+            tokio::time::sleep(c.retry_backoff * attempts).await;
+        }
+        attempts += 1;
+        let mut body = match shared.source.fetch(&v.item_id, &v.ctag, pos, end).await {
+            Ok(body) => body,
+            Err(e) => {
+                last_error = Some(check_source_error(v, e)?);
+                continue;
+            }
+        };
+        let mut buffer = BytesMut::new();
+        let mut flush_at = c.flush_min;
+        last_error = None;
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    let room = (end - pos - buffer.len() as u64) as usize;
+                    buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    let done = pos + buffer.len() as u64 >= end;
+                    if buffer.len() >= flush_at || done {
+                        pos = flush(shared, pos, buffer.split().freeze()).await?;
+                        flush_at = (flush_at * 2).min(c.flush_max);
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    last_error = Some(check_source_error(v, e)?);
+                    break;
+                }
+                None => {
+                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turns a non-retryable source error into the read's error; returns a retryable one.
+fn check_source_error(v: &ItemVersion, e: SourceError) -> Result<SourceError, ReadError> {
+    match e {
+        SourceError::VersionChanged => Err(ReadError::VersionChanged { item: v.name.clone() }),
+        e if e.is_retryable() => Ok(e),
+        source => Err(ReadError::Source {
+            item: v.name.clone(),
+            source,
+        }),
+    }
+}
+
+/// Writes and commits `data` at `offset`, wakes the reader; returns the offset after it.
+async fn flush(shared: &Arc<Shared>, offset: u64, data: Bytes) -> Result<u64, ReadError> {
+    if data.is_empty() {
+        return Ok(offset);
+    }
+    let end = offset + data.len() as u64;
+    let content = shared.content.clone();
+    let v = shared.version.clone();
+    // `write_at` wakes the item's readers after committing.
+    let commit = blocking(move || content.write_at(&v, offset, &data)).await?;
+    match commit {
+        Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
+        Commit::Partial | Commit::Complete => {}
+    }
+    Ok(end)
+}

@@ -1,0 +1,95 @@
+//! Adapters between layers that do not know each other: the filesystem core's [`ContentAccess`] over the content
+//! cache, its [`ThumbnailJpegs`] over the thumbnail fetcher's files, and pin requests that download in the
+//! background.
+
+use crate::cache::content_store::ContentStore;
+use crate::cache::reader::{ContentCache, ContentReader};
+use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::fs::gallery::PinRequests;
+use crate::fs::{FsError, Ino};
+use crate::store::ItemRow;
+use crate::sync::thumbnail_fetcher::thumbnail_file;
+use crate::thumbnails::ThumbSize;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Originals through the content cache (ranged fetches pinned to the cTag, verified, budgeted).
+pub struct CachedContent {
+    pub cache: Arc<ContentCache>,
+    pub content: Arc<ContentStore>,
+}
+
+struct CachedReader(tokio::sync::Mutex<ContentReader>);
+
+fn read_err(e: crate::cache::reader::ReadError) -> FsError {
+    if e.errno() == libc::ENOENT {
+        FsError::NotFound
+    } else {
+        // The cache already logged the details; the errno tells the app, the reason goes to our log.
+        FsError::io(e.to_string())
+    }
+}
+
+#[async_trait]
+impl ContentRead for CachedReader {
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
+        self.0.lock().await.read(offset, len as usize).await.map_err(read_err)
+    }
+}
+
+#[async_trait]
+impl ContentAccess for CachedContent {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+        let reader = self.cache.open(item.ino).map_err(read_err)?;
+        Ok(Box::new(CachedReader(tokio::sync::Mutex::new(reader))))
+    }
+
+    async fn evict(&self, item: &ItemRow) -> Result<(), FsError> {
+        let content = self.content.clone();
+        let ino = item.ino;
+        tokio::task::spawn_blocking(move || content.evict(ino))
+            .await
+            .map_err(|e| FsError::io(e.to_string()))?
+            .map(|_| ())
+            .map_err(|e| FsError::io(e.to_string()))
+    }
+}
+
+/// OneDrive's thumbnails as the fetcher keeps them on disk.
+pub struct ThumbnailFiles {
+    pub dir: PathBuf,
+}
+
+impl ThumbnailJpegs for ThumbnailFiles {
+    fn thumbnail(&self, item_id: &str, size: ThumbSize) -> Option<Vec<u8>> {
+        let size = match size {
+            ThumbSize::Normal => crate::store::ThumbSize::Normal,
+            ThumbSize::Large => crate::store::ThumbSize::Large,
+            _ => return None,
+        };
+        std::fs::read(thumbnail_file(&self.dir, item_id, size)).ok()
+    }
+}
+
+/// Pinning downloads the whole original in the background (verified), so it stays on this device.
+pub struct PinDownloader {
+    pub cache: Arc<ContentCache>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl PinRequests for PinDownloader {
+    fn pin_changed(&self, ino: Ino, pinned: bool) {
+        if !pinned {
+            return;
+        }
+        let cache = self.cache.clone();
+        self.runtime.spawn(async move {
+            match cache.fetch_whole(ino, |_, _| {}).await {
+                Ok(()) => tracing::info!(ino, "pinned file is on this device"),
+                Err(e) => tracing::warn!(ino, error = %e, "cannot download a pinned file yet; it stays pinned and is retried at the next mount"),
+            }
+        });
+    }
+}

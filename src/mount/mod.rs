@@ -1,0 +1,264 @@
+//! A mount, assembled: account settings and sign-in, the Graph client, the metadata store, the sync engine, the
+//! content cache, thumbnails, the gallery filesystem and its FUSE session; then serving until unmounted
+//! (`umount`, `fusermount3 -u`, `galleryfs unmount`) or signalled (SIGTERM, SIGINT), and a clean stop.
+//! Pending local changes stay journalled in the store across stops.
+//!
+//! The foreground process does all of this; `galleryfs mount` without `-f` runs it in the background and waits
+//! on the readiness pipe ([`crate::daemon`]).
+
+pub mod glue;
+
+use crate::cache::content_store::ContentStore;
+use crate::cache::graph_source::GraphRangeSource;
+use crate::cache::reader::ContentCache;
+use crate::config::{AccountPaths, AccountSettings};
+use crate::daemon::ReadyReporter;
+use crate::fs::gallery::{GalleryConfig, GalleryFs, QuotaFigures};
+use crate::mount_options::MountOptions;
+use crate::remote::auth::session::RefreshingTokenSource;
+use crate::remote::drive_api::DriveApi;
+use crate::remote::graph_drive_api::GraphDrive;
+use crate::remote::{GraphClient, RetryPolicy};
+use crate::store::Store;
+use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
+use crate::sync::status::SyncStatus;
+use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
+use crate::thumbnails::PersonalCache;
+use glue::{CachedContent, PinDownloader, ThumbnailFiles};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a running mount records in `<cache>/<account>/mount.json` (for `galleryfs status`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub pid: u32,
+    pub mountpoint: String,
+    pub folder: Option<String>,
+    pub cache_budget: u64,
+}
+
+impl MountRecord {
+    pub fn path(paths: &AccountPaths) -> PathBuf {
+        paths.cache_dir.join("mount.json")
+    }
+
+    /// The record of a mount whose process is still alive.
+    pub fn load_live(paths: &AccountPaths) -> Option<MountRecord> {
+        let rec: MountRecord = serde_json::from_slice(&std::fs::read(Self::path(paths)).ok()?).ok()?;
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), None).is_ok();
+        alive.then_some(rec)
+    }
+}
+
+/// What to mount.
+pub struct MountRequest {
+    pub account: String,
+    /// Canonical path of the mount point.
+    pub mountpoint: PathBuf,
+    pub options: MountOptions,
+}
+
+/// Runs a mount in this process until it is unmounted or signalled. Reports readiness (or the one-line reason it
+/// could not start) through `reporter`.
+pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("galleryfs")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let paths = AccountPaths::new(&req.account);
+    let settings = AccountSettings::load(&paths.settings_file)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "account {0} is not signed in: run galleryfs login --account {0}",
+                req.account
+            )
+        })?;
+    let endpoints = settings.endpoints.clone().validated().map_err(|e| e.to_string())?;
+    let folder = req.options.folder.clone().or(settings.folder.clone());
+    let tokens = RefreshingTokenSource::for_account(&paths, &endpoints).map_err(|e| e.to_string())?;
+    let client = GraphClient::new(endpoints, Arc::new(tokens), RetryPolicy::default()).map_err(|e| e.to_string())?;
+    let drive: Arc<dyn DriveApi> = Arc::new(GraphDrive::new(client.clone()));
+    std::fs::create_dir_all(&paths.cache_dir).map_err(|e| format!("{}: {e}", paths.cache_dir.display()))?;
+    let store = Arc::new(Store::open(paths.cache_dir.join("meta.db")).map_err(|e| e.to_string())?);
+    let status = Arc::new(SyncStatus::persisted_to(paths.cache_dir.join("status.json")));
+
+    let mut sync_settings = SyncSettings::new(&req.account);
+    sync_settings.folder = folder.clone();
+    sync_settings.poll_interval = req.options.poll_interval;
+    let engine = Arc::new(SyncEngine::with_status(
+        store.clone(),
+        drive.clone(),
+        sync_settings,
+        status.clone(),
+    ));
+    let initial = runtime.block_on(engine.initial_sync()).map_err(|e| e.to_string())?;
+    match initial {
+        InitialSync::FromStore => tracing::info!(account = %req.account, "listing from the metadata store"),
+        InitialSync::Enumerated { items } => tracing::info!(account = %req.account, items, "gallery enumerated"),
+    }
+
+    let content = Arc::new(
+        ContentStore::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?,
+    );
+    if let Err(e) = content.sweep_orphans() {
+        tracing::warn!(error = %e, "could not clean the content cache");
+    }
+    let cache = Arc::new(ContentCache::new(
+        content.clone(),
+        Arc::new(GraphRangeSource::new(client.clone())),
+    ));
+    let thumbnail_dir = paths.cache_dir.join("thumbnails");
+    let config = GalleryConfig {
+        uid: req.options.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
+        gid: req.options.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
+        file_perm: req.options.file_perm(),
+        dir_perm: req.options.dir_perm(),
+        read_only: req.options.read_only,
+        thumbnails: req.options.thumbnails,
+        ..GalleryConfig::default()
+    };
+    let fs = Arc::new(GalleryFs::new(
+        store.clone(),
+        Arc::new(CachedContent {
+            cache: cache.clone(),
+            content: content.clone(),
+        }),
+        Arc::new(ThumbnailFiles {
+            dir: thumbnail_dir.clone(),
+        }),
+        config,
+    ));
+    fs.set_pin_requests(Arc::new(PinDownloader {
+        cache: cache.clone(),
+        runtime: runtime.handle().clone(),
+    }));
+    set_quota(&fs, &status);
+
+    let fuse_config = crate::fuse::fuser_config(&req.options, &format!("galleryfs:{}", req.account));
+    let mounted = crate::fuse::mount(fs.clone(), runtime.handle().clone(), &req.mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount at {}: {e}", req.mountpoint.display()))?;
+    fs.set_invalidator(mounted.invalidator());
+    {
+        let (fs, content) = (fs.clone(), content.clone());
+        engine.on_changes(Arc::new(move |changes| {
+            for ino in &changes.content_changed {
+                let _ = content.forget_stale(*ino);
+            }
+            fs.remote_changes_applied(changes);
+        }));
+    }
+    let fetcher = req.options.thumbnails.then(|| {
+        let mut ts = ThumbnailSettings::new(&thumbnail_dir);
+        ts.mountpoint = Some(req.mountpoint.clone());
+        ts.personal_cache = PersonalCache::from_env().ok();
+        let f = Arc::new(ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone()));
+        engine.set_thumbnail_waker(f.waker());
+        engine.on_changes(f.changes_hook());
+        runtime.spawn(f.clone().run());
+        f
+    });
+    runtime.spawn(engine.clone().run());
+    {
+        let (fs, status, content) = (fs.clone(), status.clone(), content.clone());
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                set_quota(&fs, &status);
+                let c = content.clone();
+                let _ = tokio::task::spawn_blocking(move || c.enforce_budget()).await;
+            }
+        });
+    }
+
+    answer_check(&req.mountpoint)?;
+    let record = MountRecord {
+        pid: std::process::id(),
+        mountpoint: req.mountpoint.display().to_string(),
+        folder,
+        cache_budget: req.options.cache_size,
+    };
+    let _ = crate::config::write_private_atomic(
+        &MountRecord::path(&paths),
+        &serde_json::to_vec(&record).expect("record serializes"),
+    );
+    tracing::info!(mountpoint = %req.mountpoint.display(), account = %req.account, "mounted");
+    reporter.ready();
+
+    let ended = wait_for_end(&runtime, mounted, &req.mountpoint);
+    engine.stop();
+    if let Some(f) = fetcher {
+        f.stop();
+    }
+    let _ = std::fs::remove_file(MountRecord::path(&paths));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    tracing::info!(mountpoint = %req.mountpoint.display(), "unmounted; pending changes stay journalled");
+    ended
+}
+
+fn set_quota(fs: &GalleryFs, status: &SyncStatus) {
+    if let Some(q) = status.snapshot().quota {
+        if let (Some(total), Some(used)) = (q.total, q.used) {
+            let total = total.max(0) as u64;
+            fs.set_quota(Some(QuotaFigures {
+                total,
+                remaining: total.saturating_sub(used.max(0) as u64),
+            }));
+        }
+    }
+}
+
+/// The mount must answer before we say it is ready: stat its root from another thread, with a deadline.
+fn answer_check(mountpoint: &Path) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mp = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&mp).map(|m| m.is_dir()));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(format!("{} is not a directory after mounting", mountpoint.display())),
+        Ok(Err(e)) => Err(format!("the mount at {} does not answer: {e}", mountpoint.display())),
+        Err(_) => Err(format!(
+            "the mount at {} did not answer within 20 s",
+            mountpoint.display()
+        )),
+    }
+}
+
+/// Serves until the filesystem is unmounted from outside, or SIGTERM/SIGINT arrive (then unmounts it).
+fn wait_for_end(
+    runtime: &tokio::runtime::Runtime,
+    mounted: crate::fuse::MountedFs,
+    mountpoint: &Path,
+) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("galleryfs-session".into())
+        .spawn(move || {
+            let _ = tx.send(mounted.join());
+        })
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut rx = rx;
+        tokio::select! {
+            r = &mut rx => return r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+            _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
+        }
+        if let Err(e) = crate::daemon::unmount(mountpoint) {
+            tracing::warn!(error = %e, "unmount refused; detaching the mount lazily");
+            let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    })
+}

@@ -1,0 +1,623 @@
+//! [`SyncEngine`]: keeps the store in step with the gallery folder on OneDrive.
+//!
+//! - [`SyncEngine::initial_sync`] at mount: with a delta link in the store the mount lists from the store at once
+//!   and catches up in the background ([`SyncEngine::run`] re-locates the gallery, then polls). Otherwise it finds
+//!   the gallery ([`locate_gallery`]), enumerates it by delta — folder-scoped first, the drive root (filtered by the
+//!   applier) when the service refuses that — applying every page as it arrives so a big first listing shows
+//!   progressively, then re-applies the whole enumeration as one full round together with its delta link (which
+//!   places items whose parent came in a later page and removes rows OneDrive no longer has).
+//! - [`SyncEngine::poll_once`]: one delta round from the stored link. `410` → full resync from the service's
+//!   `Location`; folders new to the store → listed with `children()`; the gallery deleted → status `missing`,
+//!   nothing local thrown away (the round is not applied and the link not advanced).
+//! - Failures keep the store serving: offline → `online: false` and retries with backoff; `401` → "sign in
+//!   again"; throttled → wait until the service's time.
+//! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
+//!   the thumbnail fetcher is woken.
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use super::delta_apply::{apply_delta_round, apply_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind};
+use super::gallery_locator::{locate_gallery, LocateError};
+use super::status::{GalleryState, QuotaStatus, SyncStatus};
+use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
+use crate::remote::models::DriveItem;
+use crate::store::{meta_keys, Store, StoreError};
+
+/// How often the quota is read again.
+const QUOTA_REFRESH: Duration = Duration::from_secs(300);
+
+/// How the engine polls.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// The account name (for the "sign in again" message).
+    pub account: String,
+    /// `--folder` / `folder=`.
+    pub folder: Option<String>,
+    /// `poll_interval=` (default 30 s).
+    pub poll_interval: Duration,
+    /// First retry delay after a failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl SyncSettings {
+    pub fn new(account: &str) -> SyncSettings {
+        SyncSettings {
+            account: account.to_string(),
+            folder: None,
+            poll_interval: Duration::from_secs(30),
+            min_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Apply(#[from] DeltaApplyError),
+    #[error(transparent)]
+    Locate(#[from] LocateError),
+}
+
+impl SyncError {
+    fn drive_error(&self) -> Option<&DriveError> {
+        match self {
+            SyncError::Drive(e) | SyncError::Locate(LocateError::Drive(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How [`SyncEngine::initial_sync`] got the listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitialSync {
+    /// From the store of an earlier mount; catching up happens in [`SyncEngine::run`].
+    FromStore,
+    /// A full enumeration; `items` rows are in the store.
+    Enumerated { items: u64 },
+}
+
+/// What one [`SyncEngine::poll_once`] did.
+#[derive(Clone, Debug, Default)]
+pub struct PollOutcome {
+    pub changes: AppliedChanges,
+    /// The round was a full resync after `410 Gone`.
+    pub resynced: bool,
+    /// The gallery folder is gone from OneDrive; nothing was applied.
+    pub gallery_missing: bool,
+    /// Folders listed with `children()` because delta does not repeat a moved-in folder's content.
+    pub listed_folders: usize,
+}
+
+/// Called after each applied round.
+pub type ChangesHook = Arc<dyn Fn(&AppliedChanges) + Send + Sync>;
+/// Called during a full enumeration with the number of items in the store so far.
+pub type ProgressHook = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// The poller (see the module note). Share it as `Arc<SyncEngine>`.
+pub struct SyncEngine {
+    store: Arc<Store>,
+    drive: Arc<dyn DriveApi>,
+    settings: SyncSettings,
+    status: Arc<SyncStatus>,
+    gallery_id: RwLock<Option<String>>,
+    hooks: RwLock<Vec<ChangesHook>>,
+    progress: RwLock<Option<ProgressHook>>,
+    thumbnail_waker: RwLock<Option<Arc<Notify>>>,
+    wake: Notify,
+    stop: Notify,
+    stopped: AtomicBool,
+    /// The gallery has not been looked up on OneDrive during this mount yet.
+    needs_catch_up: AtomicBool,
+    quota_read: Mutex<Option<Instant>>,
+}
+
+impl SyncEngine {
+    pub fn new(store: Arc<Store>, drive: Arc<dyn DriveApi>, settings: SyncSettings) -> SyncEngine {
+        SyncEngine::with_status(store, drive, settings, Arc::new(SyncStatus::new()))
+    }
+
+    pub fn with_status(
+        store: Arc<Store>,
+        drive: Arc<dyn DriveApi>,
+        settings: SyncSettings,
+        status: Arc<SyncStatus>,
+    ) -> SyncEngine {
+        SyncEngine {
+            store,
+            drive,
+            settings,
+            status,
+            gallery_id: RwLock::new(None),
+            hooks: RwLock::new(Vec::new()),
+            progress: RwLock::new(None),
+            thumbnail_waker: RwLock::new(None),
+            wake: Notify::new(),
+            stop: Notify::new(),
+            stopped: AtomicBool::new(false),
+            needs_catch_up: AtomicBool::new(false),
+            quota_read: Mutex::new(None),
+        }
+    }
+
+    pub fn status(&self) -> Arc<SyncStatus> {
+        self.status.clone()
+    }
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+    /// The gallery folder's OneDrive id, once known.
+    pub fn gallery_id(&self) -> Option<String> {
+        self.gallery_id.read().clone()
+    }
+    /// Adds a hook run after every applied round.
+    pub fn on_changes(&self, hook: ChangesHook) {
+        self.hooks.write().push(hook);
+    }
+    /// Sets the progress hook of full enumerations.
+    pub fn on_progress(&self, hook: ProgressHook) {
+        *self.progress.write() = Some(hook);
+    }
+    /// The thumbnail fetcher's wake-up (see `ThumbnailFetcher::waker`).
+    pub fn set_thumbnail_waker(&self, waker: Arc<Notify>) {
+        *self.thumbnail_waker.write() = Some(waker);
+    }
+    /// Polls now instead of at the next interval (push notifications, `fsync`-style nudges).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+    /// Ends [`SyncEngine::run`] at its next wait.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.stop.notify_one();
+    }
+
+    /// The listing at mount (see the module note).
+    pub async fn initial_sync(&self) -> Result<InitialSync, SyncError> {
+        let stored_gallery = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
+        if let (Some(gallery), Some(_)) = (stored_gallery, self.store.delta_link()?) {
+            *self.gallery_id.write() = Some(gallery);
+            self.needs_catch_up.store(true, Ordering::SeqCst);
+            tracing::info!("listing from the store; catching up with OneDrive in the background");
+            return Ok(InitialSync::FromStore);
+        }
+        let (gallery, changed) = self.locate_and_record().await?;
+        self.refresh_quota(true).await;
+        self.enumerate(&gallery, None, !changed).await?;
+        self.note_success();
+        let items = self.store.item_count()?;
+        tracing::info!(items, "gallery listed");
+        Ok(InitialSync::Enumerated { items })
+    }
+
+    /// Looks the gallery up again (first poll of a mount that listed from the store), then polls.
+    pub async fn catch_up(&self) -> Result<PollOutcome, SyncError> {
+        let current = self.gallery_id();
+        match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
+            Ok(located) if Some(&located.item.id) == current.as_ref() => {}
+            Ok(located) => {
+                tracing::info!(location = ?located.location, "the gallery folder is another folder now; listing it");
+                let gallery = self.record_gallery(&located.item.id, current.as_deref())?;
+                self.needs_catch_up.store(false, Ordering::SeqCst);
+                let changes = self.enumerate(&gallery, None, false).await?;
+                self.note_success();
+                return Ok(PollOutcome {
+                    changes,
+                    resynced: true,
+                    ..PollOutcome::default()
+                });
+            }
+            Err(LocateError::Drive(e)) => {
+                self.note_error(&e);
+                return Err(e.into());
+            }
+            // Not found by name: keep following the known folder by id (an ancestor may have been renamed).
+            Err(e) => tracing::info!(reason = %e, "gallery not found by name; following it by id"),
+        }
+        self.needs_catch_up.store(false, Ordering::SeqCst);
+        self.poll_once().await
+    }
+
+    /// One delta round (see the module note).
+    pub async fn poll_once(&self) -> Result<PollOutcome, SyncError> {
+        let outcome = self.poll_inner().await;
+        match &outcome {
+            Ok(o) => {
+                if !o.gallery_missing {
+                    self.note_success();
+                }
+                if !o.resynced {
+                    // A resync's enumeration has run the hooks page by page already.
+                    self.after_round(&o.changes);
+                }
+            }
+            Err(e) => {
+                if let Some(d) = e.drive_error() {
+                    self.note_error(d);
+                }
+                tracing::warn!(error = %e, "delta poll failed; serving from the store");
+            }
+        }
+        outcome
+    }
+
+    async fn poll_inner(&self) -> Result<PollOutcome, SyncError> {
+        let gallery = match self.gallery_id() {
+            Some(g) => g,
+            None => {
+                let (g, _) = self.locate_and_record().await?;
+                g
+            }
+        };
+        self.refresh_quota(false).await;
+        let Some(link) = self.store.delta_link()? else {
+            let changes = self.enumerate(&gallery, None, true).await?;
+            return Ok(PollOutcome {
+                changes,
+                resynced: true,
+                ..PollOutcome::default()
+            });
+        };
+        let round = match self.drive.delta(DeltaRequest::Link(link)).await {
+            Ok(round) => round,
+            Err(DriveError::ResyncRequired { location }) => {
+                tracing::info!("OneDrive asked for a delta resync; enumerating the gallery again");
+                let changes = self.enumerate(&gallery, location, true).await?;
+                return Ok(PollOutcome {
+                    changes,
+                    resynced: true,
+                    ..PollOutcome::default()
+                });
+            }
+            Err(DriveError::NotFound(_)) => {
+                // A folder-scoped link of a deleted folder, or a link the service forgot.
+                return match self.drive.item(&gallery).await {
+                    Ok(item) if !item.is_deleted() => {
+                        let changes = self.enumerate(&gallery, None, true).await?;
+                        Ok(PollOutcome {
+                            changes,
+                            resynced: true,
+                            ..PollOutcome::default()
+                        })
+                    }
+                    Ok(_) | Err(DriveError::NotFound(_)) => Ok(self.gallery_missing()),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if gallery_deleted_in(&round.items, &gallery) {
+            return Ok(self.gallery_missing());
+        }
+        let mut changes = apply_delta_round_with_link(
+            &self.store,
+            &gallery,
+            &round.items,
+            RoundKind::Incremental,
+            &round.delta_link,
+        )?;
+        if changes.gallery_deleted {
+            self.status.update(|s| s.gallery = GalleryState::Missing);
+        }
+        let listed_folders = changes.needs_listing.len();
+        if listed_folders > 0 {
+            let listed = self.list_new_folders(&gallery, &changes.needs_listing).await?;
+            merge_changes(&mut changes, listed);
+        }
+        Ok(PollOutcome {
+            changes,
+            listed_folders,
+            ..PollOutcome::default()
+        })
+    }
+
+    /// Polls every `poll_interval` (sooner when woken) until stopped; after failures retries with backoff, and
+    /// when throttled not before the service's time.
+    pub async fn run(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        let mut immediate = self.needs_catch_up.load(Ordering::SeqCst);
+        while !self.stopped.load(Ordering::SeqCst) {
+            if !immediate {
+                let delay = self.next_delay(failures);
+                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                self.status.update(|s| s.next_sync = Some(next));
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.wake.notified() => {}
+                    _ = self.stop.notified() => break,
+                }
+                if self.stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            immediate = false;
+            let result = if self.needs_catch_up.load(Ordering::SeqCst) {
+                self.catch_up().await
+            } else {
+                self.poll_once().await
+            };
+            match result {
+                Ok(_) => failures = 0,
+                Err(_) => failures = failures.saturating_add(1),
+            }
+        }
+        tracing::debug!("sync loop stopped");
+    }
+
+    fn next_delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return self.settings.poll_interval;
+        }
+        let backoff = self
+            .settings
+            .min_backoff
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(self.settings.max_backoff);
+        let throttle = self
+            .status
+            .snapshot()
+            .throttled_until
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        backoff.max(throttle)
+    }
+
+    /// Finds the gallery on OneDrive and records it; returns its id and whether it differs from the stored one.
+    async fn locate_and_record(&self) -> Result<(String, bool), SyncError> {
+        let located = match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
+            Ok(l) => l,
+            Err(e) => {
+                if let LocateError::Drive(d) = &e {
+                    self.note_error(d);
+                }
+                return Err(e.into());
+            }
+        };
+        tracing::info!(location = ?located.location, "gallery folder found");
+        let stored = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
+        let changed = stored.as_deref().is_some_and(|s| s != located.item.id);
+        let id = self.record_gallery(&located.item.id, stored.as_deref())?;
+        Ok((id, changed))
+    }
+
+    fn record_gallery(&self, id: &str, previous: Option<&str>) -> Result<String, SyncError> {
+        if previous.is_some_and(|p| p != id) {
+            // Another folder: its delta link means nothing for the new one.
+            self.store.delete_meta(meta_keys::DELTA_LINK)?;
+        }
+        self.store.set_root_item(id)?;
+        self.store.set_meta(meta_keys::GALLERY_ITEM_ID, id)?;
+        *self.gallery_id.write() = Some(id.to_string());
+        self.status.update(|s| s.gallery = GalleryState::Ok);
+        Ok(id.to_string())
+    }
+
+    /// A full enumeration from `start` (a resync `Location`) or from scratch; pages are applied as they arrive
+    /// when `progressive`, then everything once more as one full round with the delta link.
+    async fn enumerate(
+        &self,
+        gallery: &str,
+        start: Option<String>,
+        progressive: bool,
+    ) -> Result<AppliedChanges, SyncError> {
+        let mut request = match start {
+            Some(location) => DeltaRequest::Link(location),
+            None => DeltaRequest::Full {
+                folder_id: Some(gallery.to_string()),
+            },
+        };
+        let mut all: Vec<DriveItem> = Vec::new();
+        let mut first_page = true;
+        loop {
+            let page = match self.drive.delta_page(&request).await {
+                Ok(page) => page,
+                Err(e) if first_page && e.is_not_supported() && matches!(request, DeltaRequest::Full { .. }) => {
+                    tracing::info!("folder-scoped delta refused; enumerating from the drive root");
+                    request = DeltaRequest::Full { folder_id: None };
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            first_page = false;
+            if progressive && !page.items.is_empty() {
+                let changes = apply_delta_round(&self.store, gallery, &page.items)?;
+                self.after_round(&changes);
+                if let Some(progress) = self.progress.read().clone() {
+                    progress(self.store.item_count()?);
+                }
+            }
+            all.extend(page.items);
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) => request = DeltaRequest::Link(next),
+                (None, Some(delta_link)) => {
+                    if gallery_deleted_in(&all, gallery) {
+                        self.gallery_missing();
+                        return Ok(AppliedChanges::default());
+                    }
+                    let changes =
+                        apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
+                    self.after_round(&changes);
+                    if let Some(progress) = self.progress.read().clone() {
+                        progress(self.store.item_count()?);
+                    }
+                    return Ok(changes);
+                }
+                (None, None) => {
+                    return Err(DriveError::Other {
+                        status: None,
+                        message: "delta page has neither a nextLink nor a deltaLink".into(),
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content.
+    async fn list_new_folders(&self, gallery: &str, inos: &[u64]) -> Result<AppliedChanges, SyncError> {
+        let mut queue: VecDeque<String> = VecDeque::new();
+        for &ino in inos {
+            if let Some(row) = self.store.get(ino)? {
+                queue.push_back(row.item_id);
+            }
+        }
+        let mut listed = HashSet::new();
+        let mut items = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            if !listed.insert(id.clone()) {
+                continue;
+            }
+            for child in self.drive.children(&id).await? {
+                if child.is_folder() {
+                    queue.push_back(child.id.clone());
+                }
+                items.push(child);
+            }
+        }
+        if items.is_empty() {
+            return Ok(AppliedChanges::default());
+        }
+        let mut changes = apply_delta_round(&self.store, gallery, &items)?;
+        changes.needs_listing.clear();
+        Ok(changes)
+    }
+
+    fn gallery_missing(&self) -> PollOutcome {
+        tracing::warn!("the gallery folder is missing on OneDrive; keeping the local view");
+        self.status.update(|s| {
+            s.gallery = GalleryState::Missing;
+            s.online = true;
+        });
+        PollOutcome {
+            gallery_missing: true,
+            ..PollOutcome::default()
+        }
+    }
+
+    fn after_round(&self, changes: &AppliedChanges) {
+        if changes.is_empty() && changes.parents_changed.is_empty() {
+            return;
+        }
+        for hook in self.hooks.read().iter() {
+            hook(changes);
+        }
+        if let Some(waker) = self.thumbnail_waker.read().as_ref() {
+            waker.notify_one();
+        }
+    }
+
+    fn note_success(&self) {
+        self.status.update(|s| {
+            s.online = true;
+            s.signed_in = true;
+            s.gallery = GalleryState::Ok;
+            s.throttled_until = None;
+            s.message = None;
+            s.last_sync = Some(Utc::now());
+        });
+    }
+
+    fn note_error(&self, e: &DriveError) {
+        let account = self.settings.account.clone();
+        self.status.update(|s| match e {
+            DriveError::Offline(_) => s.online = false,
+            DriveError::Throttled { until } => {
+                s.throttled_until = Some(until.unwrap_or_else(|| Utc::now() + chrono::Duration::seconds(60)));
+            }
+            DriveError::Unauthorized { .. } => {
+                s.signed_in = false;
+                s.message = Some(format!("sign in again: galleryfs login --account {account}"));
+            }
+            _ => {}
+        });
+    }
+
+    async fn refresh_quota(&self, force: bool) {
+        {
+            let last = self.quota_read.lock();
+            if !force && last.is_some_and(|t| t.elapsed() < QUOTA_REFRESH) {
+                return;
+            }
+        }
+        match self.drive.drive().await {
+            Ok(drive) => {
+                *self.quota_read.lock() = Some(Instant::now());
+                if let Some(q) = drive.quota {
+                    self.status.update(|s| {
+                        s.quota = Some(QuotaStatus {
+                            total: q.total,
+                            used: q.used,
+                            state: q.state.clone(),
+                        })
+                    });
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the quota"),
+        }
+    }
+}
+
+/// Whether the last occurrence of the gallery folder in a round says it was deleted.
+fn gallery_deleted_in(items: &[DriveItem], gallery: &str) -> bool {
+    items
+        .iter()
+        .rev()
+        .find(|i| i.id == gallery)
+        .is_some_and(|i| i.is_deleted())
+}
+
+/// Adds `more` to `into` (both from consecutive applications).
+pub fn merge_changes(into: &mut AppliedChanges, more: AppliedChanges) {
+    into.inserted.extend(more.inserted);
+    into.updated.extend(more.updated);
+    into.removed.extend(more.removed);
+    into.parents_changed.extend(more.parents_changed);
+    into.stale_entries.extend(more.stale_entries);
+    into.content_changed.extend(more.content_changed);
+    into.needs_listing.extend(more.needs_listing);
+    into.conflicts.extend(more.conflicts);
+    into.rejected.extend(more.rejected);
+    into.renamed_for_clash.extend(more.renamed_for_clash);
+    into.root_updated |= more.root_updated;
+    into.gallery_deleted |= more.gallery_deleted;
+    into.ignored += more.ignored;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::mock_drive::MockDrive;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_waits_out_throttling() {
+        let mut settings = SyncSettings::new("a");
+        settings.poll_interval = Duration::from_secs(30);
+        settings.min_backoff = Duration::from_secs(2);
+        settings.max_backoff = Duration::from_secs(60);
+        let engine = SyncEngine::new(
+            Arc::new(Store::open_in_memory().unwrap()),
+            Arc::new(MockDrive::new()),
+            settings,
+        );
+        assert_eq!(engine.next_delay(0), Duration::from_secs(30));
+        assert_eq!(engine.next_delay(1), Duration::from_secs(2));
+        assert_eq!(engine.next_delay(3), Duration::from_secs(8));
+        assert_eq!(engine.next_delay(40), Duration::from_secs(60));
+        engine.note_error(&DriveError::Throttled {
+            until: Some(Utc::now() + chrono::Duration::seconds(600)),
+        });
+        assert!(engine.next_delay(1) > Duration::from_secs(590));
+    }
+}

@@ -1,0 +1,222 @@
+//! Browsing through a real mount of the emulator's Samsung Gallery, with the real binary and real tools: the
+//! listing matches OneDrive, originals read back identical (quickXorHash), thumbnails are seeded for every photo
+//! and video, remote changes show within poll_interval + 5 s, `status --json` tells the truth, and a second mount
+//! lists from the store even with OneDrive gone.
+
+mod common;
+
+use common::e2e::{wait_until, Env};
+use galleryfs::emulator::media::Content;
+use galleryfs::remote::QuickXorHash;
+use galleryfs::thumbnails::{self, render::read_text};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Relative path → (size, quickXorHash) of every file under the gallery, as OneDrive (the emulator) has them.
+fn remote_files(env: &Env) -> BTreeMap<String, (u64, Option<String>)> {
+    let prefix = format!("{}/", env.gallery_root());
+    env.emu()
+        .state
+        .state_dump()
+        .into_iter()
+        .filter(|e| e.kind == "file")
+        .filter_map(|e| {
+            e.path
+                .strip_prefix(&prefix)
+                .map(|p| (p.to_string(), (e.size, e.quick_xor_hash.clone())))
+        })
+        .collect()
+}
+
+fn local_files(root: &std::path::Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, m.len());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn browse_a_gallery_through_a_real_mount() {
+    require_fuse!();
+    let env = Env::start(60);
+    assert!(
+        env.rt.block_on(env.emu().wait_for_hashes(Duration::from_secs(60))),
+        "emulator hashes ready"
+    );
+    env.login();
+    env.mount("poll_interval=2");
+
+    // The listing is OneDrive's, names and sizes exact, `.sh_thumbnails` never listed.
+    let remote = remote_files(&env);
+    let local = local_files(&env.mnt);
+    assert_eq!(local.keys().collect::<Vec<_>>(), remote.keys().collect::<Vec<_>>());
+    for (path, size) in &local {
+        assert_eq!(*size, remote[path].0, "size of {path}");
+    }
+    assert!(!local.keys().any(|p| p.contains(".sh_thumbnails")));
+
+    // Originals read back identical: a few photos in full (and the hash attribute agrees).
+    let photos: Vec<&String> = remote.keys().filter(|p| p.ends_with(".jpg")).take(4).collect();
+    assert!(!photos.is_empty());
+    for p in &photos {
+        let bytes = std::fs::read(env.mnt.join(p)).unwrap();
+        assert_eq!(Some(QuickXorHash::of(&bytes)), remote[*p].1, "content of {p}");
+        let state = common::sh_ok(&format!(
+            "getfattr --only-values -n user.galleryfs.state '{}'",
+            env.mnt.join(p).display()
+        ));
+        assert_eq!(state, "cached", "{p} is verified and cached after a full read");
+    }
+    // mtime is fileSystemInfo.lastModifiedDateTime in whole seconds, atime = mtime.
+    let first = photos[0];
+    let id = common::sh_ok(&format!(
+        "getfattr --only-values -n user.galleryfs.id '{}'",
+        env.mnt.join(first).display()
+    ));
+    let item = env.emu().state.item_json(&id).unwrap();
+    let fsi = item["fileSystemInfo"]["lastModifiedDateTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let want = chrono::DateTime::parse_from_rfc3339(&fsi).unwrap().timestamp();
+    let st = common::sh_ok(&format!("stat -c '%Y %X' '{}'", env.mnt.join(first).display()));
+    assert_eq!(st.trim(), format!("{want} {want}"));
+
+    // Thumbnails: every photo and video gets both sizes in the personal cache, labelled for its mount path.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = wait_until(Duration::from_secs(60), || {
+        let s = env.status_json();
+        let t = &s["thumbnails"];
+        t["total"].as_u64().unwrap_or(0) > 0 && t["ready"] == t["total"]
+    });
+    assert!(
+        done,
+        "thumbnails ready within 60 s: {}",
+        env.status_json()["thumbnails"]
+    );
+    assert!(Instant::now() <= deadline);
+    let uri = thumbnails::file_uri(&env.mnt.join(first));
+    for size in ["normal", "large"] {
+        let png = std::fs::read(
+            env.xdg_cache()
+                .join("thumbnails")
+                .join(size)
+                .join(thumbnails::thumbnail_name(&uri)),
+        )
+        .unwrap_or_else(|e| panic!("{size} thumbnail of {first}: {e}"));
+        assert_eq!(read_text(&png, "Thumb::URI").as_deref(), Some(uri.as_str()));
+        assert_eq!(read_text(&png, "Thumb::MTime"), Some(want.to_string()));
+    }
+    // ... and the shared repository answers by path in the file's directory.
+    let (dir, name) = first.rsplit_once('/').unwrap();
+    let md5 = thumbnails::md5_of_name(std::ffi::OsStr::new(name));
+    let shared = std::fs::read(
+        env.mnt
+            .join(dir)
+            .join(".sh_thumbnails/normal")
+            .join(format!("{md5}.png")),
+    )
+    .unwrap();
+    assert_eq!(read_text(&shared, "Thumb::URI"), Some(format!("./{name}")));
+
+    // Remote changes (as the phone or the web makes them) show within poll_interval + 5 s.
+    let new_path = format!("{}/DCIM/Camera/20991231_235959.jpg", env.gallery_root());
+    env.emu()
+        .state
+        .add_file(&new_path, Content::Bytes(b"a new photo from the phone".to_vec().into()))
+        .unwrap();
+    let new_local = env.mnt.join("DCIM/Camera/20991231_235959.jpg");
+    assert!(
+        wait_until(Duration::from_secs(7), || new_local.exists()),
+        "remote add shows up"
+    );
+    assert_eq!(std::fs::read(&new_local).unwrap(), b"a new photo from the phone");
+    env.emu().state.rename_item(&new_path, "renamed.jpg").unwrap();
+    let renamed = env.mnt.join("DCIM/Camera/renamed.jpg");
+    assert!(
+        wait_until(Duration::from_secs(7), || renamed.exists() && !new_local.exists()),
+        "remote rename shows up"
+    );
+    env.emu()
+        .state
+        .delete_item(&format!("{}/DCIM/Camera/renamed.jpg", env.gallery_root()))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(7), || !renamed.exists()),
+        "remote delete shows up"
+    );
+
+    // status --json carries the contract's fields.
+    let s = env.status_json();
+    for key in [
+        "account",
+        "mountpoint",
+        "folder",
+        "gallery",
+        "online",
+        "signed_in",
+        "message",
+        "quota",
+        "outbox",
+        "cache",
+        "thumbnails",
+        "last_sync",
+        "next_sync",
+        "throttled_until",
+    ] {
+        assert!(s.get(key).is_some(), "status --json lacks {key}: {s}");
+    }
+    assert_eq!(s["mountpoint"], env.mnt.display().to_string());
+    assert_eq!(
+        (s["gallery"].as_str(), s["online"].as_bool(), s["signed_in"].as_bool()),
+        (Some("ok"), Some(true), Some(true))
+    );
+    assert!(s["cache"]["used_bytes"].as_u64().unwrap() > 0);
+    env.unmount();
+    assert_eq!(env.status_json()["mountpoint"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_second_mount_lists_from_the_store_with_onedrive_gone() {
+    require_fuse!();
+    let mut env = Env::start(30);
+    env.login();
+    env.mount("thumbnails=off");
+    let listing = local_files(&env.mnt);
+    let photo = listing.keys().find(|p| p.ends_with(".jpg")).unwrap().clone();
+    let cached = std::fs::read(env.mnt.join(&photo)).unwrap();
+    let video = listing.keys().find(|p| p.ends_with(".mp4")).cloned();
+    env.unmount();
+
+    // OneDrive is unreachable now.
+    let emu = env.emu.take().unwrap();
+    env.rt.block_on(emu.shutdown()).unwrap();
+    env.mount("thumbnails=off");
+    assert_eq!(local_files(&env.mnt), listing, "the same listing, from the store");
+    assert_eq!(
+        std::fs::read(env.mnt.join(&photo)).unwrap(),
+        cached,
+        "a cached original reads offline"
+    );
+    if let Some(v) = video {
+        let err = std::fs::read(env.mnt.join(&v)).unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EIO),
+            "an original that cannot be fetched is EIO"
+        );
+    }
+    assert_eq!(env.status_json()["online"], false);
+    env.unmount();
+}
