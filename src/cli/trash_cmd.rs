@@ -15,7 +15,7 @@ pub const TRASH_DAYS: i64 = 30;
 
 /// The metadata store of an account.
 pub fn store_path(paths: &AccountPaths) -> PathBuf {
-    paths.cache_dir.join("metadata.db")
+    paths.cache_dir.join("meta.db")
 }
 
 fn open_store(account: &str) -> Result<Option<Store>, CliError> {

@@ -694,6 +694,23 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// Starts replaying the outbox of a mounted gallery: journals what the last run left unjournalled, then runs an
+/// [`OutboxReplayer`] on `runtime` woken by the filesystem. Abort the returned task (or drop the runtime) to stop;
+/// nothing is lost by stopping at any point.
+pub fn spawn_replayer(
+    runtime: &tokio::runtime::Handle,
+    store: Arc<Store>,
+    drive: Arc<dyn DriveApi>,
+    fs: Arc<crate::fs::gallery::GalleryFs>,
+    config: ReplayConfig,
+) -> Result<(Arc<OutboxReplayer>, tokio::task::JoinHandle<()>), StoreError> {
+    fs.journal_leftovers()?;
+    let wake = fs.outbox_wake();
+    let replayer = Arc::new(OutboxReplayer::new(store, drive, fs, config));
+    let task = runtime.spawn(replayer.clone().run(wake));
+    Ok((replayer, task))
+}
+
 /// Lifts the big-delete guard for [`DELETE_CONFIRMATION`] (what `galleryfs trash confirm-deletes` does).
 pub fn confirm_deletes(store: &Store) -> Result<(), StoreError> {
     let until = Utc::now() + chrono::Duration::from_std(DELETE_CONFIRMATION).unwrap_or_default();
