@@ -381,3 +381,140 @@ fn posix_fsx_with_frequent_close_and_reopen() {
     assert!(t.s.store.pending().unwrap().is_empty());
     assert_eq!(t.remote_hash("fsx.bin").unwrap(), QuickXorHash::of(&local));
 }
+
+// ---- the real binary, mounted over the in-process emulator ----
+
+mod e2e_edits {
+    use super::common;
+    use crate::require_fuse;
+    use common::e2e::{is_mounted, wait_until, Env};
+    use galleryfs::emulator::faults::{FaultKind, FaultRule};
+    use galleryfs::remote::QuickXorHash;
+    use std::time::Duration;
+
+    /// (id, size, quickXorHash) of the emulator's file at `rel` below the gallery.
+    fn remote(env: &Env, rel: &str) -> Option<(String, u64, Option<String>)> {
+        let path = format!("{}/{rel}", env.gallery_root());
+        env.emu()
+            .state
+            .state_dump()
+            .into_iter()
+            .find(|e| e.path == path)
+            .map(|e| (e.id, e.size, e.quick_xor_hash))
+    }
+
+    fn daemon_pid(env: &Env) -> i32 {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.cache_dir().join("default/mount.json")).unwrap()).unwrap();
+        rec["pid"].as_i64().unwrap() as i32
+    }
+
+    /// kill -9 of the mount's own process (by the pid it recorded), then the dead mount detached.
+    fn kill_daemon(env: &Env) {
+        let pid = daemon_pid(env);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(wait_until(Duration::from_secs(10), || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+        }));
+        let _ = std::process::Command::new("umount").arg("-l").arg(&env.mnt).status();
+        assert!(wait_until(Duration::from_secs(10), || !is_mounted(&env.mnt)));
+    }
+
+    #[test]
+    fn edits_through_the_real_mount_reach_onedrive() {
+        require_fuse!();
+        let env = Env::start(3);
+        env.login();
+        env.mount("poll_interval=2,write_back=0");
+        let m = env.mnt.display().to_string();
+        let camera = format!("{m}/DCIM/Camera");
+        assert!(std::path::Path::new(&camera).is_dir());
+        let photo: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("new.jpg"), &photo).unwrap();
+        common::sh_ok(&format!(
+            "cp '{}/new.jpg' '{camera}/' && mkdir '{m}/Album'",
+            src.path().display()
+        ));
+        assert!(wait_until(Duration::from_secs(20), || remote(
+            &env,
+            "DCIM/Camera/new.jpg"
+        )
+        .is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&photo).as_str()))));
+        let (id, _, _) = remote(&env, "DCIM/Camera/new.jpg").unwrap();
+        common::sh_ok(&format!("mv '{camera}/new.jpg' '{m}/Album/moved.jpg'"));
+        assert!(wait_until(Duration::from_secs(20), || remote(&env, "Album/moved.jpg")
+            .is_some_and(|r| r.0 == id)));
+        common::sh_ok(&format!("rm '{m}/Album/moved.jpg'"));
+        assert!(wait_until(Duration::from_secs(20), || env
+            .emu()
+            .state
+            .recycle_bin_dump()
+            .iter()
+            .any(|e| e.id == id)));
+        let listed = env.galleryfs_ok(&["trash", "list"]);
+        assert!(listed.contains("/Album/moved.jpg") && listed.contains(&id), "{listed}");
+        env.galleryfs_ok(&["trash", "restore", &id]);
+        assert!(
+            remote(&env, "Album/moved.jpg").is_some_and(|r| r.0 == id),
+            "restored from the recycle bin"
+        );
+        assert!(wait_until(Duration::from_secs(20), || std::path::Path::new(&format!(
+            "{m}/Album/moved.jpg"
+        ))
+        .exists()));
+        let status = env.status_json();
+        assert_eq!(status["outbox"]["pending"], 0, "{status}");
+        env.unmount();
+    }
+
+    #[test]
+    fn kill_9_before_and_during_an_upload_loses_nothing() {
+        require_fuse!();
+        let env = Env::start(1);
+        env.login();
+        let m = env.mnt.display().to_string();
+        let small = b"journalled, not yet sent".to_vec();
+        let big: Vec<u8> = (0..(12u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("small.jpg"), &small).unwrap();
+        std::fs::write(src.path().join("big.mp4"), &big).unwrap();
+
+        // 1. Killed after close, before the upload started (a long write-back delay holds it).
+        env.mount("poll_interval=2,write_back=600");
+        common::sh_ok(&format!("cp '{}/small.jpg' '{m}/'", src.path().display()));
+        kill_daemon(&env);
+        assert!(remote(&env, "small.jpg").is_none());
+
+        // 2. Killed while the upload of a 12 MiB file (an upload session) is in flight.
+        env.mount("poll_interval=2,write_back=0");
+        let slow = env
+            .emu()
+            .state
+            .faults
+            .add_rule(FaultRule::new(FaultKind::Latency { ms: 1500 }).method("PUT"));
+        common::sh_ok(&format!("cp '{}/big.mp4' '{m}/'", src.path().display()));
+        std::thread::sleep(Duration::from_millis(2500));
+        kill_daemon(&env);
+        env.emu().state.faults.remove_rule(slow);
+        assert!(remote(&env, "big.mp4").is_none_or(|r| r.2.as_deref() != Some(QuickXorHash::of(&big).as_str())));
+
+        // 3. The next mount sends both, byte for byte.
+        env.mount("poll_interval=2,write_back=0");
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                remote(&env, "small.jpg").is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&small).as_str()))
+                    && remote(&env, "big.mp4").is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&big).as_str()))
+            }),
+            "uploads completed after the restart; status: {}",
+            env.status_json()
+        );
+        assert_eq!(std::fs::read(format!("{m}/big.mp4")).unwrap(), big);
+        assert!(wait_until(Duration::from_secs(10), || env.status_json()["outbox"]
+            ["pending"]
+            == 0));
+        env.unmount();
+    }
+}
