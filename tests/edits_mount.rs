@@ -501,7 +501,18 @@ mod e2e_edits {
         env.emu().state.faults.remove_rule(slow);
         assert!(remote(&env, "big.mp4").is_none_or(|r| r.2.as_deref() != Some(QuickXorHash::of(&big).as_str())));
 
-        // 3. The next mount sends both, byte for byte.
+        // 3. The next mount sends both, byte for byte, resuming the journalled upload session.
+        let sessions = |since: u64| {
+            env.emu()
+                .state
+                .log
+                .entries_since(since)
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.contains("createUploadSession"))
+                .count()
+        };
+        assert_eq!(sessions(0), 1, "the killed upload had started its session");
+        let restart = env.emu().state.log.next_seq();
         env.mount("poll_interval=2,write_back=0");
         assert!(
             wait_until(Duration::from_secs(60), || {
@@ -510,6 +521,11 @@ mod e2e_edits {
             }),
             "uploads completed after the restart; status: {}",
             env.status_json()
+        );
+        assert_eq!(
+            sessions(restart),
+            0,
+            "the upload resumed its session instead of starting over"
         );
         assert_eq!(std::fs::read(format!("{m}/big.mp4")).unwrap(), big);
         assert!(wait_until(Duration::from_secs(10), || env.status_json()["outbox"]

@@ -12,13 +12,14 @@
 //!   quota is exceeded (new writes get `ENOSPC`) and retries later; other refusals back off per entry.
 //! - Big-delete guard: more than `big_delete_limit` deletes within `big_delete_window` holds further deletes
 //!   until the user runs `galleryfs trash confirm-deletes` (or `cancel-deletes`); the status message says so.
-//! - Upload sessions are driven inside [`DriveApi::upload`]; an upload interrupted by a crash starts over from
-//!   its staged file on the next run (the staged bytes and the journal entry survive; nothing is lost).
+//! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
+//!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
+//!   session gone or expired starts over from the staged file; nothing is lost either way).
 
 use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
 use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
 use crate::remote::drive_api::{
-    ConflictBehavior, DriveApi, DriveError, MoveRequest, UploadRequest, UploadSource, UploadTarget,
+    ConflictBehavior, DriveApi, DriveError, MoveRequest, SessionJournal, UploadRequest, UploadSource, UploadTarget,
 };
 use crate::remote::models::DriveItem;
 use crate::remote::QuickXorHash;
@@ -387,6 +388,19 @@ impl OutboxReplayer {
             return self.complete(entry.seq).map(|_| Step::Done);
         };
         let modified = Utc.timestamp_opt(row.mtime, 0).single();
+        // A session an earlier (crashed) attempt started is resumed; new sessions are journalled at once.
+        let resume_url = entry
+            .upload_url
+            .clone()
+            .filter(|_| entry.upload_expires.is_none_or(|t| t > Utc::now()));
+        let journal = {
+            let (store, seq) = (self.store.clone(), entry.seq);
+            SessionJournal(Arc::new(move |url: &str, expires| {
+                if let Err(e) = store.set_upload_session(seq, url, expires) {
+                    tracing::warn!(seq, error = %e, "cannot journal an upload session; a crash would restart it");
+                }
+            }))
+        };
         let new_here = |name: String, conflict| UploadRequest {
             target: UploadTarget::New {
                 parent_id: parent_id.clone(),
@@ -395,6 +409,8 @@ impl OutboxReplayer {
             source: source.clone(),
             modified,
             conflict,
+            resume_url: resume_url.clone(),
+            session_journal: Some(journal.clone()),
         };
         let today = chrono::Local::now().date_naive();
         let conflict_copy_name = conflict_name(&row.name, today, &self.host);
@@ -460,6 +476,8 @@ impl OutboxReplayer {
                         source: source.clone(),
                         modified,
                         conflict: ConflictBehavior::Replace,
+                        resume_url: resume_url.clone(),
+                        session_journal: Some(journal.clone()),
                     })
                     .await?
             }
