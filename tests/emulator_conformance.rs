@@ -1064,8 +1064,15 @@ async fn state_file_round_trip() {
     e.h.state.delete_item(&gone).unwrap();
     let before = e.h.state.state_dump();
     let drive_id = e.h.drive_id();
+    let old_token = e.token.clone();
     e.h.shutdown().await.unwrap();
-    let e = Emu::with(config).await;
+    let mut e = Emu::with(config).await;
+    // The identity part of the state file: a token issued before the restart is still accepted.
+    e.token = old_token;
+    assert_eq!(e.get("/me/drive").await.status, 200);
+    e.token = "not-a-token".into();
+    assert_eq!(e.get("/me/drive").await.status, StatusCode::UNAUTHORIZED);
+    e.token = e.h.test_token();
     assert_eq!(e.h.drive_id(), drive_id);
     assert_eq!(e.h.state.state_dump(), before);
     assert_eq!(e.h.state.recycle_bin_dump()[0].id, gone);
@@ -1372,4 +1379,35 @@ async fn folder_scoped_delta_moves_and_subtree_deletes() {
         changes.iter().all(|c| c["name"] != "Documents"),
         "nothing outside the scope"
     );
+}
+
+// graph-api.md §2 (OneDrive/onedrive-api-docs#800): with post-processing on, a fresh upload has no thumbnails
+// yet and its eTag changes once more shortly after, so If-Match with the upload's eTag then fails.
+#[tokio::test]
+async fn post_processing_changes_etag_after_upload() {
+    let e = Emu::start().await;
+    e.h.state.set_post_processing(Some(Duration::from_millis(200)));
+    let r = e.put_bytes("/me/drive/root:/pp.txt:/content", b"x".to_vec(), &[]).await;
+    let (id, etag, ctag) = (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["eTag"].as_str().unwrap().to_string(),
+        r.body["cTag"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        e.get(&format!("/me/drive/items/{id}/thumbnails")).await.body["value"],
+        json!([])
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let now = e.get(&format!("/me/drive/items/{id}")).await.body;
+    assert_ne!(now["eTag"], etag.as_str());
+    assert_eq!(now["cTag"], ctag.as_str());
+    let r = e
+        .send(
+            Method::PATCH,
+            &format!("/me/drive/items/{id}"),
+            Some(json!({"name": "pp2.txt"})),
+            &[("If-Match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
 }

@@ -46,6 +46,47 @@ fn local_files(root: &std::path::Path) -> BTreeMap<String, u64> {
     out
 }
 
+/// GETs of original content on the emulator's content host (thumbnails excluded).
+fn original_downloads(env: &Env) -> usize {
+    env.emu()
+        .state
+        .log
+        .entries()
+        .iter()
+        .filter(|e| e.host == "content" && e.path.starts_with("/download/"))
+        .count()
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// The bytes OneDrive serves for a gallery file, fetched directly (not through the mount).
+fn direct_download(env: &Env, rel: &str) -> Vec<u8> {
+    direct_range(env, rel, 0, u64::MAX)
+}
+
+fn direct_range(env: &Env, rel: &str, start: u64, len: u64) -> Vec<u8> {
+    let url = format!(
+        "{}/me/drive/root:{}/{}:/content",
+        env.emu().graph_url(),
+        env.gallery_root(),
+        rel
+    );
+    let token = env.emu().test_token();
+    env.rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.get(url).bearer_auth(token);
+        if len != u64::MAX {
+            req = req.header("Range", format!("bytes={}-{}", start, start + len - 1));
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "direct GET: {}", resp.status());
+        resp.bytes().await.unwrap().to_vec()
+    })
+}
+
 #[test]
 fn browse_a_gallery_through_a_real_mount() {
     require_fuse!();
@@ -66,6 +107,25 @@ fn browse_a_gallery_through_a_real_mount() {
     }
     assert!(!local.keys().any(|p| p.contains(".sh_thumbnails")));
 
+    // Listing everything and seeding every thumbnail fetched zero bytes of originals (the emulator's request log).
+    let downloads_before = original_downloads(&env);
+    assert_eq!(downloads_before, 0, "listing must not download originals");
+    common::sh_ok(&format!("find '{}' -type f | wc -l", env.mnt.display()));
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let t = &env.status_json()["thumbnails"];
+            t["total"].as_u64().unwrap_or(0) > 0 && t["ready"] == t["total"]
+        }),
+        "thumbnails ready within 60 s"
+    );
+    assert_eq!(original_downloads(&env), 0, "thumbnails must not download originals");
+    let found = common::sh_ok(&format!("find '{}' -type f", env.mnt.display()));
+    assert_eq!(
+        found.lines().count(),
+        remote.len(),
+        "find sees every file, and no .sh_thumbnails"
+    );
+
     // Originals read back identical: a few photos in full (and the hash attribute agrees).
     let photos: Vec<&String> = remote.keys().filter(|p| p.ends_with(".jpg")).take(4).collect();
     assert!(!photos.is_empty());
@@ -78,6 +138,46 @@ fn browse_a_gallery_through_a_real_mount() {
         ));
         assert_eq!(state, "cached", "{p} is verified and cached after a full read");
     }
+    // sha1sum/cmp against the bytes OneDrive serves, a decodable JPEG, and random-offset reads of a large video.
+    let direct = direct_download(&env, photos[1]);
+    let mounted = env.mnt.join(photos[1]);
+    assert_eq!(
+        common::sh_ok(&format!("sha1sum < '{}'", mounted.display())),
+        common::sh_ok(&format!("printf '%s' '{}' | base64 -d | sha1sum", base64_of(&direct)))
+    );
+    let copy = env.dir.path().join("direct.jpg");
+    std::fs::write(&copy, &direct).unwrap();
+    common::sh_ok(&format!("cmp '{}' '{}'", mounted.display(), copy.display()));
+    image::load_from_memory(&std::fs::read(&mounted).unwrap()).expect("the fetched JPEG decodes");
+    if let Some(video) = remote
+        .iter()
+        .filter(|(p, _)| p.ends_with(".mp4"))
+        .max_by_key(|(_, v)| v.0)
+        .map(|(p, _)| p.clone())
+    {
+        let whole_size = remote[&video].0;
+        let direct = direct_range(&env, &video, whole_size / 3, 65536);
+        let skip = whole_size / 3 / 4096;
+        let out = std::process::Command::new("dd")
+            .args([
+                format!("if={}", env.mnt.join(&video).display()),
+                "bs=4096".into(),
+                format!("skip={skip}"),
+                "count=16".into(),
+                "status=none".into(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let offset_in = (whole_size / 3 - skip * 4096) as usize;
+        assert_eq!(
+            &out.stdout[..],
+            &direct_range(&env, &video, skip * 4096, 65536)[..],
+            "dd at a random offset"
+        );
+        assert_eq!(&out.stdout[offset_in..offset_in + 100], &direct[..100]);
+    }
+
     // mtime is fileSystemInfo.lastModifiedDateTime in whole seconds, atime = mtime.
     let first = photos[0];
     let id = common::sh_ok(&format!(

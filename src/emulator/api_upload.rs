@@ -175,9 +175,28 @@ pub async fn simple_upload(
             (no, false)
         }
     };
+    schedule_post_processing(state, &mut d, no);
     let v = item_json(state, &d, d.live(no)?, &RenderOpts::default());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
+}
+
+/// When post-processing is on: no thumbnails until it is done, then one more eTag change (a client's `If-Match`
+/// with the eTag it got from the upload then fails with 412, as on the real service).
+fn schedule_post_processing(state: &Arc<EmulatorState>, d: &mut Drive, no: ItemNo) {
+    let Some(delay) = state.settings.lock().post_processing else {
+        return;
+    };
+    let Some(item) = d.item_mut(no) else { return };
+    item.no_thumbnail = true;
+    let ver = item.ctag_ver;
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Some(state) = weak.upgrade() {
+            state.drive.lock().finish_processing(no, ver, Utc::now());
+        }
+    });
 }
 
 /// `POST …/createUploadSession` by parent path or by item id.
@@ -448,6 +467,7 @@ fn commit(
         };
         d.update(no, &p, now)?;
     }
+    schedule_post_processing(state, &mut d, no);
     let v = item_json(state, &d, d.live(no)?, &RenderOpts::default());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())

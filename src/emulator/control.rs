@@ -235,6 +235,11 @@ impl EmulatorState {
         self.settings.lock().download_url_lifetime = lifetime;
     }
 
+    /// Post-processing of uploads: for `delay` after an upload no thumbnails, then one more eTag change.
+    pub fn set_post_processing(&self, delay: Option<Duration>) {
+        self.settings.lock().post_processing = delay;
+    }
+
     /// The driveItem JSON of an item (path or id), as `GET /items/{id}` renders it.
     pub fn item_json(&self, item: &str) -> GraphResult<Value> {
         let d = self.drive.lock();

@@ -353,12 +353,6 @@ impl Drive {
         if self.child_by_name(target, &name).is_some() {
             return Err(GraphError::name_exists(&name));
         }
-        let size = self
-            .subtree(no)
-            .iter()
-            .filter_map(|n| self.items.get(n)?.file().map(|f| f.blob.len() as i64))
-            .sum::<i64>();
-        let _ = size; // recycle-bin bytes already count in `used`
         let old_parent = item.parent;
         if no != top {
             if let Some(op) = old_parent {
@@ -508,6 +502,20 @@ impl Drive {
             .values()
             .filter(|i| i.is_live() && i.file().is_some_and(|f| f.hash.is_none()))
             .count()
+    }
+
+    /// Server post-processing of an upload finished: thumbnails appear and the eTag changes (not the cTag).
+    pub fn finish_processing(&mut self, no: ItemNo, ctag_ver: u64, now: DateTime<Utc>) {
+        let current = self
+            .items
+            .get(&no)
+            .is_some_and(|i| i.is_live() && i.ctag_ver == ctag_ver);
+        if current {
+            if let Some(i) = self.items.get_mut(&no) {
+                i.no_thumbnail = false;
+            }
+            self.touch(no, false, now);
+        }
     }
 
     /// Stores a hash computed in the background, if the item still has that content version.

@@ -7,9 +7,11 @@
 //! URLs, so a client that leaks its bearer token to those hosts is caught.
 //!
 //! Parts: [`identity`] (sign-in endpoints and tokens), [`media`] (seed gallery and deterministic content,
-//! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] (the
-//! model), [`names`], [`blob`], [`render`], [`errors`], the handlers `api_*`, [`control`] (test controls),
-//! [`persist`] (state file) and [`server`] (assembly, [`start`] and [`EmulatorHandle`]).
+//! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] and
+//! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`facets`]
+//! (image/photo facets of uploads), [`render`] (JSON), [`errors`], the handlers `api_*` ([`api_router`] parses
+//! addresses), [`control`] (test controls), [`persist`] (state file) and [`server`] (assembly, [`start`] and
+//! [`EmulatorHandle`]).
 
 pub mod faults;
 pub mod identity;

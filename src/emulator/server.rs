@@ -34,6 +34,9 @@ pub struct Settings {
     pub simple_upload_max: u64,
     /// Lifetime of upload sessions.
     pub upload_session_lifetime: Duration,
+    /// Server post-processing of uploads (graph-api.md §2): for this long after an upload the item has no
+    /// thumbnails, then its eTag changes once more. `None`: uploads are final at once.
+    pub post_processing: Option<Duration>,
 }
 
 /// Simple-upload limit of the current Graph documentation (250 MB).
@@ -47,6 +50,7 @@ impl Default for Settings {
             download_url_lifetime: Duration::from_secs(300),
             simple_upload_max: SIMPLE_UPLOAD_MAX,
             upload_session_lifetime: Duration::from_secs(24 * 3600),
+            post_processing: None,
         }
     }
 }
@@ -317,17 +321,18 @@ fn serve(
     })
 }
 
-/// The identity platform's part of the state file, so signed-in clients stay signed in across restarts.
-/// Wire on merge with the identity work: `serde_json::to_value(identity.snapshot()).ok()`.
+/// The identity platform's part of the state file (tokens, clients), so signed-in clients stay signed in across
+/// restarts. Holds secrets: it only goes into the emulator's own state file.
 pub(crate) fn identity_snapshot(identity: &Identity) -> Option<serde_json::Value> {
-    let _ = identity;
-    None
+    serde_json::to_value(identity.snapshot()).ok()
 }
 
-/// Takes back [`identity_snapshot`]'s value at start. Wire on merge with the identity work:
-/// `if let Ok(s) = serde_json::from_value(snapshot) { identity.restore(s) }`.
+/// Takes back [`identity_snapshot`]'s value at start.
 pub(crate) fn identity_restore(identity: &Identity, snapshot: serde_json::Value) {
-    let _ = (identity, snapshot);
+    match serde_json::from_value(snapshot) {
+        Ok(s) => identity.restore(s),
+        Err(e) => tracing::warn!(error = %e, "the state file's identity part is unreadable; tokens start afresh"),
+    }
 }
 
 /// Generated content up to this size is hashed at once; larger content in the background (its `hashes` appear

@@ -16,6 +16,7 @@ use crate::daemon::ReadyReporter;
 use crate::fs::gallery::{GalleryConfig, GalleryFs, QuotaFigures};
 use crate::mount_options::MountOptions;
 use crate::remote::auth::session::RefreshingTokenSource;
+use crate::remote::auth::TokenStore;
 use crate::remote::drive_api::DriveApi;
 use crate::remote::graph_drive_api::GraphDrive;
 use crate::remote::{GraphClient, RetryPolicy};
@@ -80,6 +81,19 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         })?;
     let endpoints = settings.endpoints.clone().validated().map_err(|e| e.to_string())?;
     let folder = req.options.folder.clone().or(settings.folder.clone());
+    // Signed out (`galleryfs logout`) is not the same as a revoked sign-in: without a token file there is no account
+    // to mount. A revoked one still mounts and serves from the store, and says "sign in again".
+    let not_signed_in = || {
+        format!(
+            "account {0} is not signed in: run galleryfs login --account {0}",
+            req.account
+        )
+    };
+    match TokenStore::new(paths.token_file.clone()).load() {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(not_signed_in()),
+        Err(e) => return Err(e.to_string()),
+    }
     let tokens = RefreshingTokenSource::for_account(&paths, &endpoints).map_err(|e| e.to_string())?;
     let client = GraphClient::new(endpoints, Arc::new(tokens), RetryPolicy::default()).map_err(|e| e.to_string())?;
     let drive: Arc<dyn DriveApi> = Arc::new(GraphDrive::new(client.clone()));

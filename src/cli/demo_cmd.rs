@@ -1,0 +1,99 @@
+//! `galleryfs demo MOUNTPOINT`: try galleryfs without a Microsoft account. Starts the bundled Graph emulator with
+//! a sample Samsung Gallery (viewable photos with EXIF and thumbnails, a playable video), signs in to it by device
+//! code (the emulator approves the code itself), mounts it in the foreground as account `demo`, and unmounts on
+//! Ctrl-C or SIGTERM.
+
+use crate::config::{AccountPaths, AccountSettings};
+use crate::daemon::{self, ReadyReporter};
+use crate::emulator::{self, EmulatorConfig};
+use crate::error::CliError;
+use crate::mount::{serve, MountRequest};
+use crate::mount_options::MountOptions;
+use crate::remote::auth::{http_client, sign_in_with_device_code, TokenStore};
+use crate::remote::Endpoints;
+use std::path::Path;
+
+pub const DEMO_ACCOUNT: &str = "demo";
+const DEMO_ITEMS: usize = 120;
+
+pub fn demo(mountpoint: &Path) -> Result<(), CliError> {
+    daemon::check_fuse_available().map_err(CliError::failure)?;
+    let mountpoint = daemon::check_mountpoint(mountpoint).map_err(CliError::failure)?;
+    let paths = AccountPaths::new(DEMO_ACCOUNT);
+    // Each demo is a fresh emulator: yesterday's metadata would describe another drive.
+    if paths.cache_dir.exists() {
+        std::fs::remove_dir_all(&paths.cache_dir)
+            .map_err(|e| CliError::failure(format!("{}: {e}", paths.cache_dir.display())))?;
+    }
+    crate::logging::init_for_mount(&paths.log_file(), true).map_err(|e| CliError::failure(e.to_string()))?;
+
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("galleryfs-emulator")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    let emu = emu_rt
+        .block_on(emulator::start(EmulatorConfig {
+            seed_gallery: DEMO_ITEMS,
+            auto_approve: true,
+            ..Default::default()
+        }))
+        .map_err(|e| CliError::failure(format!("cannot start the emulator: {e}")))?;
+    emu.state.identity.set_poll_interval(1);
+    let endpoints = Endpoints {
+        graph_url: emu.graph_url(),
+        login_url: emu.login_url(),
+        ..Endpoints::default()
+    };
+
+    eprintln!(
+        "galleryfs demo: a sample OneDrive runs at {} (no account needed)",
+        emu.graph_url()
+    );
+    let tokens = emu_rt
+        .block_on(async {
+            let http = http_client()?;
+            sign_in_with_device_code(&endpoints, &http, |prompt| {
+                eprintln!(
+                    "galleryfs demo: signing in by device code {} (approved by the emulator)",
+                    prompt.user_code
+                );
+            })
+            .await
+        })
+        .map_err(|e| CliError::failure(format!("demo sign-in failed: {e}")))?;
+    TokenStore::new(paths.token_file.clone())
+        .save(&tokens)
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    AccountSettings {
+        endpoints,
+        folder: None,
+    }
+    .save(&paths.settings_file)
+    .map_err(|e| CliError::failure(e.to_string()))?;
+
+    eprintln!(
+        "galleryfs demo: mounting {DEMO_ITEMS} sample photos and videos at {}; press Ctrl-C to stop",
+        mountpoint.display()
+    );
+    eprintln!(
+        "  try: ls -l {0}/DCIM/Camera; galleryfs status --account demo",
+        mountpoint.display()
+    );
+    let mut reporter = ReadyReporter::from_env();
+    let options = MountOptions {
+        poll_interval: std::time::Duration::from_secs(5),
+        ..MountOptions::default()
+    };
+    let result = serve(
+        MountRequest {
+            account: DEMO_ACCOUNT.into(),
+            mountpoint,
+            options,
+        },
+        &mut reporter,
+    );
+    let _ = emu_rt.block_on(emu.shutdown());
+    result.map_err(CliError::failure)
+}
