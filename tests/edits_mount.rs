@@ -228,6 +228,11 @@ fn remote_changes_show_and_conflicts_keep_both() {
         "local v3",
         "a dirty file is never overwritten by a delta"
     );
+    assert_eq!(
+        t.sh("getfattr --only-values -n user.galleryfs.state IMG_1.jpg"),
+        "conflict",
+        "both sides changed it: the state says so until the conflict copy is made"
+    );
     t.replay();
     let today = chrono::Local::now().date_naive().format("%Y-%m-%d").to_string();
     let copy = format!("IMG_1 (conflict {today} testhost).jpg");

@@ -129,6 +129,8 @@ pub struct GalleryFs {
     quota_exceeded: AtomicBool,
     /// Woken when the outbox has new work (a journalled change, an fsync).
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// Dirty files OneDrive changed meanwhile (state `conflict` until their upload makes a conflict copy).
+    conflicted: Mutex<std::collections::HashSet<Ino>>,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -207,6 +209,7 @@ impl GalleryFs {
             stage_lock: tokio::sync::Mutex::new(()),
             quota_exceeded: AtomicBool::new(false),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            conflicted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -229,6 +232,13 @@ impl GalleryFs {
 
     /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
+        self.conflicted.lock().extend(
+            changes
+                .conflicts
+                .iter()
+                .filter(|c| c.kind == crate::sync::delta_apply::ConflictKind::RemoteContentChanged)
+                .map(|c| c.ino),
+        );
         let inv = self.invalidator.read().clone();
         for (parent, name) in &changes.stale_entries {
             inv.entry(*parent, OsStr::new(name));
@@ -665,7 +675,10 @@ impl FsCore for GalleryFs {
         }
         let item = self.item(ino)?;
         let value = match name.as_bytes() {
-            n if n == XATTR_STATE.as_bytes() && item.kind == ItemKind::File => item_state(&item).to_string(),
+            n if n == XATTR_STATE.as_bytes() && item.kind == ItemKind::File => {
+                let conflicted = item.is_dirty() && self.conflicted.lock().contains(&ino);
+                if conflicted { "conflict" } else { item_state(&item) }.to_string()
+            }
             n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
             n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
             n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),

@@ -156,6 +156,7 @@ impl GalleryFs {
     }
 
     fn after_commit(&self, ino: Ino, still_there: bool) {
+        self.conflicted.lock().remove(&ino);
         if !still_there {
             return;
         }
