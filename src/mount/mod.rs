@@ -70,6 +70,10 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // Signals are caught from the start: a SIGTERM right after readiness must unmount cleanly, not kill us.
+    let signals = runtime
+        .block_on(async { Signals::install() })
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let paths = AccountPaths::new(&req.account);
     let settings = AccountSettings::load(&paths.settings_file)
         .map_err(|e| e.to_string())?
@@ -216,7 +220,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     tracing::info!(mountpoint = %req.mountpoint.display(), account = %req.account, "mounted");
     reporter.ready();
 
-    let ended = wait_for_end(&runtime, mounted, &req.mountpoint);
+    let ended = wait_for_end(&runtime, mounted, &req.mountpoint, signals);
     engine.stop();
     if let Some(f) = fetcher {
         f.stop();
@@ -260,11 +264,28 @@ fn answer_check(mountpoint: &Path) -> Result<(), String> {
     }
 }
 
+/// SIGTERM and SIGINT, caught.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Serves until the filesystem is unmounted from outside, or SIGTERM/SIGINT arrive (then unmounts it).
 fn wait_for_end(
     runtime: &tokio::runtime::Runtime,
     mounted: crate::fuse::MountedFs,
     mountpoint: &Path,
+    mut signals: Signals,
 ) -> Result<(), String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -274,13 +295,11 @@ fn wait_for_end(
         })
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut rx = rx;
         tokio::select! {
             r = &mut rx => return r.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
-            _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
+            _ = signals.term.recv() => tracing::info!("SIGTERM: unmounting"),
+            _ = signals.int.recv() => tracing::info!("SIGINT: unmounting"),
         }
         if let Err(e) = crate::daemon::unmount(mountpoint) {
             tracing::warn!(error = %e, "unmount refused; detaching the mount lazily");
