@@ -51,6 +51,13 @@ fn build_report(paths: &AccountPaths) -> Result<StatusReport, CliError> {
     }
     let (outbox, used) = match open_store(paths) {
         Some(store) => {
+            if sync.message.is_none() {
+                // What the outbox needs from the user (held deletes, OneDrive full, gallery folder gone).
+                sync.message = store
+                    .meta(crate::sync::outbox_replay::meta_keys::OUTBOX_MESSAGE)
+                    .ok()
+                    .flatten();
+            }
             let c = store.outbox_counts().unwrap_or_default();
             let used = store.total_cached_bytes().unwrap_or(0);
             (

@@ -138,6 +138,8 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         dir_perm: req.options.dir_perm(),
         read_only: req.options.read_only,
         thumbnails: req.options.thumbnails,
+        staging_dir: Some(paths.cache_dir.join("staging")),
+        write_back: req.options.write_back,
         ..GalleryConfig::default()
     };
     let fs = Arc::new(GalleryFs::new(
@@ -181,6 +183,17 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         f
     });
     runtime.spawn(engine.clone().run());
+    if !req.options.read_only {
+        // Local edits: journalled changes (also those of an earlier run) go to OneDrive in order.
+        crate::sync::outbox_replay::spawn_replayer(
+            runtime.handle(),
+            store.clone(),
+            drive.clone(),
+            fs.clone(),
+            crate::sync::outbox_replay::ReplayConfig::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
     {
         let (fs, status, content) = (fs.clone(), status.clone(), content.clone());
         runtime.spawn(async move {
@@ -220,6 +233,9 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
 
 fn set_quota(fs: &GalleryFs, status: &SyncStatus) {
     if let Some(q) = status.snapshot().quota {
+        if let Some(state) = q.state.as_deref() {
+            fs.set_quota_exceeded(state == "exceeded");
+        }
         if let (Some(total), Some(used)) = (q.total, q.used) {
             let total = total.max(0) as u64;
             fs.set_quota(Some(QuotaFigures {

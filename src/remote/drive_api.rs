@@ -147,7 +147,39 @@ pub struct UploadRequest {
     /// `fileSystemInfo.lastModifiedDateTime` to record (the local mtime).
     pub modified: Option<DateTime<Utc>>,
     pub conflict: ConflictBehavior,
+    /// The pre-authenticated URL of a session an earlier attempt started (journalled through `session_journal`):
+    /// a session upload resumes it from `nextExpectedRanges` when it is still alive, else starts anew. Secret.
+    pub resume_url: Option<String>,
+    /// Told when a session upload has a session (new or resumed), so a crash can resume it.
+    pub session_journal: Option<SessionJournal>,
 }
+
+/// Called with an upload session's URL and expiry when it exists.
+pub type SessionStarted = dyn Fn(&str, Option<DateTime<Utc>>) + Send + Sync;
+
+/// Where an upload session's URL is journalled (the outbox). Compared by identity.
+#[derive(Clone)]
+pub struct SessionJournal(pub std::sync::Arc<SessionStarted>);
+
+impl SessionJournal {
+    pub fn started(&self, url: &str, expires: Option<DateTime<Utc>>) {
+        (self.0)(url, expires)
+    }
+}
+
+impl std::fmt::Debug for SessionJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionJournal")
+    }
+}
+
+impl PartialEq for SessionJournal {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionJournal {}
 
 /// A rename and/or move (`PATCH` with `name` and/or `parentReference.id`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

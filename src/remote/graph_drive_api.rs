@@ -21,7 +21,9 @@ use super::drive_api::{
 };
 use super::error::GraphError;
 use super::graph::{GraphClient, ThumbnailRef};
-use super::models::{ConflictBehavior, Drive, DriveItem, FileSystemInfo, ItemPatch, Thumbnail, ThumbnailSet};
+use super::models::{
+    ConflictBehavior, Drive, DriveItem, FileSystemInfo, ItemPatch, Thumbnail, ThumbnailSet, UploadSession,
+};
 use super::upload::{FileSource, UploadJob, UploadOptions, UploadSource, UploadTarget};
 
 /// How long a download URL is reused. The service documents "a few minutes"; a stale one is replaced anyway.
@@ -105,9 +107,19 @@ impl GraphDrive {
                 ApiConflict::Rename => ConflictBehavior::Rename,
             },
             if_match,
-            resume_from: None,
+            resume_from: request.resume_url.as_ref().map(|url| UploadSession {
+                upload_url: Some(url.clone()),
+                ..Default::default()
+            }),
         };
-        let mut ignore = |_: super::upload::UploadEvent<'_>| {};
+        let journal = request.session_journal.clone();
+        let mut ignore = move |event: super::upload::UploadEvent<'_>| {
+            if let (super::upload::UploadEvent::SessionStarted(session), Some(journal)) = (event, &journal) {
+                if let Some(url) = &session.upload_url {
+                    journal.started(url, session.expiration_date_time);
+                }
+            }
+        };
         match &request.source {
             ApiSource::Bytes(bytes) => {
                 self.client

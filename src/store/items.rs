@@ -548,6 +548,43 @@ impl StoreTx<'_> {
         self.changed(ino, n)
     }
 
+    /// Gives `ino` the OneDrive identity of `from` (item id, tags, hash, baseline, `local_only`,
+    /// `remote_removed`): an editor's save renamed a new file over `from`, so the new content must reach `from`'s
+    /// item and keep its id and version history. `from`'s row must be removed first (item ids are unique).
+    pub fn adopt_identity(&self, ino: u64, from: &ItemRow) -> Result<()> {
+        if let Some(other) = self.get_by_item_id(&from.item_id)? {
+            if other.ino != ino {
+                return Err(StoreError::DuplicateItemId);
+            }
+        }
+        let n = self.conn.execute(
+            "UPDATE items SET item_id = ?2, etag = ?3, ctag = ?4, quick_xor_hash = ?5, local_only = ?6, \
+             base_ctag = ?7, base_hash = ?8, base_size = ?9, remote_removed = ?10, pinned = ?11 WHERE ino = ?1",
+            params![
+                ino as i64,
+                from.item_id,
+                from.etag,
+                from.ctag,
+                from.quick_xor_hash,
+                from.local_only,
+                from.base_ctag,
+                from.base_hash,
+                from.base_size.map(|s| s as i64),
+                from.remote_removed,
+                from.pinned,
+            ],
+        )?;
+        self.changed(ino, n)
+    }
+
+    /// Files with local changes not yet uploaded.
+    pub fn dirty_items(&self) -> Result<Vec<ItemRow>> {
+        self.query_items(
+            &format!("SELECT {COLUMNS} FROM items WHERE content_state = 3 ORDER BY ino"),
+            [],
+        )
+    }
+
     /// Items other than the root.
     pub fn item_count(&self) -> Result<u64> {
         let n: i64 = self
@@ -656,6 +693,34 @@ mod tests {
         assert_eq!(removed, vec![f, d]);
         assert!(s.get(f).unwrap().is_none());
         assert_eq!(s.item_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn adopt_identity_takes_over_id_and_baseline() {
+        let s = Store::open_in_memory().unwrap();
+        let x = s.insert(&remote_file(ROOT_INO, "X!1", "x.jpg")).unwrap();
+        let tmp = s
+            .insert(&NewItem::local(ROOT_INO, "x.jpg.tmp", ItemKind::File, 1))
+            .unwrap();
+        let target = s.get(x).unwrap().unwrap();
+        assert!(matches!(
+            s.write(|t| t.adopt_identity(tmp, &target)),
+            Err(StoreError::DuplicateItemId)
+        ));
+        s.write(|t| {
+            t.remove(x)?;
+            t.adopt_identity(tmp, &target)?;
+            t.rename(tmp, ROOT_INO, "x.jpg")
+        })
+        .unwrap();
+        let row = s.lookup(ROOT_INO, "x.jpg").unwrap().unwrap();
+        assert_eq!(row.ino, tmp);
+        assert_eq!(row.item_id, "X!1");
+        assert!(!row.local_only);
+        assert_eq!(row.base_ctag.as_deref(), Some("c1"));
+        assert_eq!(row.base_size, Some(10));
+        assert!(row.is_dirty());
+        assert_eq!(s.read(|t| t.dirty_items()).unwrap().len(), 1);
     }
 
     #[test]

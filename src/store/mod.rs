@@ -1,6 +1,7 @@
 //! The metadata store (SQLite, WAL): the gallery's items with stable inode numbers (row id = inode, never
 //! reused, root = 1), small key-value metadata (delta link, drive id, last sync), the content cache's block map
-//! with LRU bookkeeping, thumbnail states, and the durable outbox of pending local operations. Knows rows,
+//! with LRU bookkeeping, thumbnail states, the durable outbox of pending local operations, and the record of deletes
+//! made through galleryfs (trash). Knows rows,
 //! nothing of HTTP or FUSE; no rusqlite type crosses this module's public API.
 //!
 //! Concurrency: one writer connection behind a `parking_lot::Mutex`, plus (for a file-backed store) a small pool
@@ -20,12 +21,14 @@ mod meta;
 mod outbox;
 mod schema;
 mod thumbs;
+mod trash;
 
 pub use blocks::EvictionCandidate;
-pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs, ROOT_INO};
+pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs, LOCAL_ID_PREFIX, ROOT_INO};
 pub use meta::keys as meta_keys;
 pub use outbox::{OutboxCounts, OutboxEntry, OutboxOp};
 pub use thumbs::{ThumbCounts, ThumbRow, ThumbSize, ThumbState};
+pub use trash::TrashRow;
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};

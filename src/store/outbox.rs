@@ -201,6 +201,39 @@ impl StoreTx<'_> {
         self.outbox_changed(seq, n)
     }
 
+    /// Drops the pending entries of `ino` whose kind is in `kinds` (e.g. the uploads of a file deleted before
+    /// they ran); returns how many.
+    pub fn drop_ops(&self, ino: u64, kinds: &[&str]) -> Result<usize> {
+        let mut n = 0;
+        for kind in kinds {
+            n += self.conn.execute(
+                "DELETE FROM outbox WHERE ino = ?1 AND kind = ?2",
+                params![ino as i64, kind],
+            )?;
+        }
+        Ok(n)
+    }
+
+    /// Whether `ino` has a pending entry of `kind`.
+    pub fn has_op(&self, ino: u64, kind: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = ?2",
+            params![ino as i64, kind],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Whether an entry of `kind` for `ino` comes after `seq` (a later upload supersedes an earlier one).
+    pub fn has_later_op(&self, ino: u64, kind: &str, seq: i64) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = ?2 AND seq > ?3",
+            params![ino as i64, kind, seq],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
         let mut counts = OutboxCounts::default();
         let mut stmt = self
@@ -265,8 +298,13 @@ mod tests {
             (counts.pending, counts.uploads, counts.deletes, counts.failing),
             (2, 1, 1, 1)
         );
+        assert!(s.read(|t| t.has_op(7, "upload")).unwrap());
+        assert!(!s.read(|t| t.has_later_op(7, "upload", up)).unwrap());
         s.complete(up).unwrap();
         assert!(matches!(s.complete(up), Err(StoreError::NoSuchOutboxEntry(_))));
         assert_eq!(s.pending().unwrap()[0].seq, del);
+        assert_eq!(s.write(|t| t.drop_ops(8, &["upload"])).unwrap(), 0);
+        assert_eq!(s.write(|t| t.drop_ops(8, &["upload", "delete"])).unwrap(), 1);
+        assert!(s.pending().unwrap().is_empty());
     }
 }

@@ -79,6 +79,20 @@ const MIGRATIONS: &[&str] = &[
         created_at     TEXT    NOT NULL
     );
     "#,
+    // 2: deletes made through galleryfs (OneDrive Personal has no recycle-bin listing API).
+    r#"
+    CREATE TABLE trash (
+        item_id    TEXT    PRIMARY KEY,
+        name       TEXT    NOT NULL,
+        path       TEXT    NOT NULL,            -- below the gallery root, at the time of the delete
+        parent_id  TEXT,                        -- the OneDrive id of the folder it was in
+        is_dir     INTEGER NOT NULL DEFAULT 0,
+        size       INTEGER NOT NULL DEFAULT 0,
+        deleted_at TEXT    NOT NULL,            -- RFC 3339
+        state      INTEGER NOT NULL DEFAULT 0   -- 0 delete pending, 1 in the recycle bin
+    ) WITHOUT ROWID;
+    CREATE INDEX trash_deleted_at ON trash(deleted_at);
+    "#,
 ];
 
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

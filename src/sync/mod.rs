@@ -6,9 +6,11 @@
 //! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
 //! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
 //! - [`status`]: the shared status behind `galleryfs status`.
+//! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
 
 pub mod delta_apply;
 pub mod gallery_locator;
+pub mod outbox_replay;
 pub mod poller;
 pub mod status;
 pub mod thumbnail_fetcher;

@@ -6,8 +6,20 @@
 //!
 //! Names: OneDrive is case-insensitive and case-preserving, so lookups fold case (the store's name key) while
 //! listings show names as OneDrive spells them.
+//!
+//! Edits: [`writes`] answers the write syscalls by staging content ([`staging`]) and journalling every change in
+//! the store's durable outbox before replying; [`outbox_hooks`] is what the outbox replayer asks of and tells the
+//! filesystem (debounce, upload results, conflict copies); [`names`] refuses names OneDrive would reject;
+//! [`conflicts`] names conflict copies.
 
+pub mod conflicts;
+pub mod names;
+pub mod outbox_hooks;
+pub mod staging;
 mod writes;
+
+pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
+pub use staging::Staging;
 
 use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
@@ -23,7 +35,8 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -48,6 +61,11 @@ pub struct GalleryConfig {
     pub thumbnails: bool,
     pub attr_ttl: Duration,
     pub entry_ttl: Duration,
+    /// Where changed files are staged until uploaded (`<cache dir>/<account>/staging`). Without one the mount
+    /// refuses writes with `EROFS`.
+    pub staging_dir: Option<PathBuf>,
+    /// Delay after the last close of a changed file before its upload starts (`write_back`, default 2 s).
+    pub write_back: Duration,
 }
 
 impl Default for GalleryConfig {
@@ -61,6 +79,8 @@ impl Default for GalleryConfig {
             thumbnails: true,
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
+            staging_dir: None,
+            write_back: Duration::from_secs(2),
         }
     }
 }
@@ -82,6 +102,11 @@ enum Handle {
         item: Box<ItemRow>,
         reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
     },
+    /// A file whose content lives in staging (changed locally, or opened for writing).
+    Staged {
+        file: Arc<std::fs::File>,
+        writable: bool,
+    },
     Bytes(Bytes),
 }
 
@@ -96,6 +121,16 @@ pub struct GalleryFs {
     quota: RwLock<Option<QuotaFigures>>,
     invalidator: RwLock<Arc<dyn Invalidator>>,
     pins: RwLock<Option<Arc<dyn PinRequests>>>,
+    staging: Option<Staging>,
+    /// Files whose content is staged, with their in-memory write state.
+    local: Mutex<HashMap<Ino, writes::LocalFile>>,
+    /// Serializes setting up staged copies (a copy-up fetches the whole original once).
+    stage_lock: tokio::sync::Mutex<()>,
+    quota_exceeded: AtomicBool,
+    /// Woken when the outbox has new work (a journalled change, an fsync).
+    outbox_wake: Arc<tokio::sync::Notify>,
+    /// Dirty files OneDrive changed meanwhile (state `conflict` until their upload makes a conflict copy).
+    conflicted: Mutex<std::collections::HashSet<Ino>>,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -105,6 +140,22 @@ fn store_err(e: StoreError) -> FsError {
         StoreError::NotADirectory(_) => FsError::NotDir,
         other => FsError::io(format!("metadata store: {other}")),
     }
+}
+
+fn read_file_at(file: &std::fs::File, offset: u64, size: u32) -> FsResult<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(writes::staging_err(e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(Bytes::from(buf))
 }
 
 fn secs(t: i64) -> SystemTime {
@@ -132,6 +183,16 @@ impl GalleryFs {
         thumbs: Arc<dyn ThumbnailJpegs>,
         config: GalleryConfig,
     ) -> Self {
+        let staging = match (&config.staging_dir, config.read_only) {
+            (Some(dir), false) => match Staging::open(dir) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot use the staging directory: writes are refused");
+                    None
+                }
+            },
+            _ => None,
+        };
         Self {
             store,
             content,
@@ -143,6 +204,12 @@ impl GalleryFs {
             quota: RwLock::new(None),
             invalidator: RwLock::new(Arc::new(NoInvalidator)),
             pins: RwLock::new(None),
+            staging,
+            local: Mutex::new(HashMap::new()),
+            stage_lock: tokio::sync::Mutex::new(()),
+            quota_exceeded: AtomicBool::new(false),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            conflicted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -165,6 +232,13 @@ impl GalleryFs {
 
     /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
+        self.conflicted.lock().extend(
+            changes
+                .conflicts
+                .iter()
+                .filter(|c| c.kind == crate::sync::delta_apply::ConflictKind::RemoteContentChanged)
+                .map(|c| c.ino),
+        );
         let inv = self.invalidator.read().clone();
         for (parent, name) in &changes.stale_entries {
             inv.entry(*parent, OsStr::new(name));
@@ -191,12 +265,16 @@ impl GalleryFs {
 
     fn attr_of(&self, item: &ItemRow) -> Attr {
         let dir = item.kind == ItemKind::Dir;
+        let (size, mtime) = match self.local.lock().get(&item.ino) {
+            Some(l) => (l.size, l.mtime),
+            None => (item.size, item.mtime),
+        };
         Attr {
             ino: item.ino,
             kind: if dir { FileKind::Directory } else { FileKind::File },
-            size: if dir { 0 } else { item.size },
-            mtime: secs(item.mtime),
-            ctime: secs(item.mtime),
+            size: if dir { 0 } else { size },
+            mtime: secs(mtime),
+            ctime: secs(mtime),
             perm: if dir {
                 self.config.dir_perm
             } else {
@@ -389,13 +467,32 @@ impl FsCore for GalleryFs {
         if let Some(node) = self.virtuals.node(ino) {
             return Ok((self.virtual_getattr(ino, node)?, self.config.attr_ttl));
         }
-        Ok((self.attr_of(&self.item(ino)?), self.config.attr_ttl))
+        match self.item(ino) {
+            Ok(item) => Ok((self.attr_of(&item), self.config.attr_ttl)),
+            // Unlinked while a writer still has it open: fstat goes on working (POSIX).
+            Err(FsError::NotFound) => {
+                let open = self.local.lock().get(&ino).map(|l| (l.size, l.mtime));
+                let (size, mtime) = open.ok_or(FsError::NotFound)?;
+                let attr = Attr {
+                    ino,
+                    kind: FileKind::File,
+                    size,
+                    mtime: secs(mtime),
+                    ctime: secs(mtime),
+                    perm: self.config.file_perm,
+                    nlink: 0,
+                    uid: self.config.uid,
+                    gid: self.config.gid,
+                };
+                Ok((attr, Duration::ZERO))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn setattr(&self, _caller: Caller, ino: Ino, set: SetAttr) -> FsResult<(Attr, Duration)> {
-        if set.size.is_some() || set.mtime.is_some() {
-            // Changing content or times is an edit: built by the edits issue.
-            return Err(FsError::ReadOnly);
+        if (set.size.is_some() || set.mtime.is_some()) && !VirtualInodes::is_virtual(ino) {
+            self.set_content_attrs(ino, &set).await?;
         }
         // chmod/chown succeed without effect (contract): modes come from umask, owner from uid/gid.
         self.getattr(ino).await
@@ -466,8 +563,8 @@ impl FsCore for GalleryFs {
         if item.kind == ItemKind::Dir {
             return Err(FsError::IsDir);
         }
-        if mode.write || mode.truncate {
-            return Err(FsError::ReadOnly);
+        if mode.write || mode.truncate || item.is_dirty() || self.local.lock().contains_key(&ino) {
+            return self.open_staged(item, mode).await;
         }
         let fh = self.add_handle(Handle::File {
             item: Box::new(item),
@@ -489,6 +586,12 @@ impl FsCore for GalleryFs {
                 let end = (start + size as usize).min(b.len());
                 Ok(b.slice(start..end))
             }
+            Handle::Staged { file, .. } => read_file_at(file, offset, size),
+            Handle::File { item, .. } if self.local.lock().contains_key(&item.ino) => {
+                // Changed here since this handle opened: readers see the writes at once.
+                let file = self.staging()?.open_file(item.ino).map_err(writes::staging_err)?;
+                read_file_at(&file, offset, size)
+            }
             Handle::File { item, reader } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
@@ -499,9 +602,18 @@ impl FsCore for GalleryFs {
         }
     }
 
-    async fn release(&self, _ino: Ino, fh: u64) -> FsResult<()> {
-        self.handles.lock().remove(&fh);
+    async fn release(&self, ino: Ino, fh: u64) -> FsResult<()> {
+        let handle = self.handles.lock().remove(&fh);
+        if let Some(handle) = handle {
+            if let Handle::Staged { writable: true, .. } = &*handle {
+                self.writer_closed(ino).await?;
+            }
+        }
         Ok(())
+    }
+
+    async fn flush(&self, ino: Ino, fh: u64) -> FsResult<()> {
+        self.flush_handle(ino, fh).await
     }
 
     async fn write(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
@@ -563,7 +675,10 @@ impl FsCore for GalleryFs {
         }
         let item = self.item(ino)?;
         let value = match name.as_bytes() {
-            n if n == XATTR_STATE.as_bytes() && item.kind == ItemKind::File => item_state(&item).to_string(),
+            n if n == XATTR_STATE.as_bytes() && item.kind == ItemKind::File => {
+                let conflicted = item.is_dirty() && self.conflicted.lock().contains(&ino);
+                if conflicted { "conflict" } else { item_state(&item) }.to_string()
+            }
             n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
             n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
             n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),

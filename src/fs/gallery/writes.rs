@@ -1,52 +1,652 @@
-//! The write side of [`GalleryFs`]: create, write, truncate, mkdir, unlink, rmdir, rename. (Being built by the
-//! edits issue; until then the gallery is read-only and these answer `EROFS`.)
+//! The write side of [`GalleryFs`]: create, open for writing, write, truncate/utimens, flush/fsync/release,
+//! mkdir, unlink, rmdir, rename. Content goes to the staging area ([`super::staging`]); every change that must
+//! reach OneDrive is journalled in the store's outbox with `write_durable` before the syscall that completes it
+//! returns:
+//!
+//! - a changed file → an `Upload` entry at each close (flush) or fsync, after its staged bytes are synced to disk
+//!   (the replayer coalesces a burst: only the last upload of an inode runs);
+//! - unlink/rmdir → a `Delete` entry (to OneDrive's recycle bin) and a trash record, or, for an item never
+//!   uploaded, nothing at all: its row, staged bytes and pending entries are dropped;
+//! - mkdir → a local folder row and a `Mkdir` entry; rename → a `Move` entry (PATCH keeps the item id);
+//! - a new file renamed over an existing one (an editor's atomic save) takes over the existing item's identity,
+//!   so its content is uploaded to that item (same id, OneDrive keeps the version history).
+//!
+//! Items never uploaded (`local_only`) need no `Move`: their upload or folder creation uses the row's current
+//! name and folder when it runs.
 
-use super::GalleryFs;
+use super::names::check_local_name;
+use super::{GalleryFs, Handle};
 use crate::fs::core::FsResult;
 use crate::fs::error::FsError;
 use crate::fs::types::*;
+use crate::store::{ContentState, ItemKind, ItemRow, NewItem, OutboxOp, StoreError, TrashRow};
+use crate::thumbnails::SHARED_REPO_DIR;
 use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Copy-up reads the original in pieces of this size.
+const COPY_UP_CHUNK: u32 = 1 << 20;
+
+/// The in-memory write state of a file whose content is staged.
+#[derive(Clone, Debug)]
+pub(crate) struct LocalFile {
+    /// Open handles that may write.
+    pub writers: u32,
+    pub size: u64,
+    /// Local mtime, whole Unix seconds.
+    pub mtime: i64,
+    /// Changed since the last journalled upload.
+    pub modified: bool,
+    /// The row is marked `Dirty` in the store.
+    pub dirty_marked: bool,
+    /// When the last writer closed (the write-back delay counts from here).
+    pub last_close: Option<Instant>,
+    /// fsync asked for the upload now: no write-back delay, no hold while open.
+    pub forced: bool,
+}
+
+/// A staging I/O failure as the syscall sees it (a full local disk is `ENOSPC`).
+pub(crate) fn staging_err(e: std::io::Error) -> FsError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        FsError::NoSpace {
+            reason: "the local disk holding galleryfs' staging area is full".into(),
+        }
+    } else {
+        FsError::io(format!("staging area: {e}"))
+    }
+}
+
+fn store_err(e: StoreError) -> FsError {
+    super::store_err(e)
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
 
 impl GalleryFs {
-    pub(super) async fn write_at(&self, _ino: Ino, _fh: u64, _offset: u64, _data: &[u8]) -> FsResult<u32> {
-        Err(FsError::ReadOnly)
+    /// The staging area, or `EROFS` when this mount cannot write.
+    pub(super) fn staging(&self) -> FsResult<&super::Staging> {
+        if self.config.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        self.staging.as_ref().ok_or(FsError::ReadOnly)
     }
 
-    pub(super) async fn sync_file(&self, _ino: Ino, _fh: u64, _datasync: bool) -> FsResult<()> {
+    fn check_quota(&self) -> FsResult<()> {
+        if self.quota_exceeded.load(Ordering::Relaxed) {
+            return Err(FsError::NoSpace {
+                reason: "OneDrive reports its quota exceeded".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// OneDrive's quota state: while exceeded, create, mkdir and write fail with `ENOSPC` (reads go on).
+    pub fn set_quota_exceeded(&self, exceeded: bool) {
+        let was = self.quota_exceeded.swap(exceeded, Ordering::Relaxed);
+        if was != exceeded {
+            tracing::warn!(
+                exceeded,
+                "OneDrive quota state changed: new writes are {}",
+                if exceeded { "refused (ENOSPC)" } else { "accepted again" }
+            );
+        }
+    }
+
+    pub fn quota_exceeded(&self) -> bool {
+        self.quota_exceeded.load(Ordering::Relaxed)
+    }
+
+    /// Woken whenever a change is journalled; the outbox replayer waits on it.
+    pub fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_wake.clone()
+    }
+
+    fn parent_dir(&self, parent: Ino) -> FsResult<ItemRow> {
+        if crate::fs::virtual_nodes::VirtualInodes::is_virtual(parent) {
+            return Err(FsError::NotPermitted {
+                what: "changes to the thumbnail repository",
+            });
+        }
+        let dir = self.item(parent)?;
+        if dir.kind != ItemKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(dir)
+    }
+
+    fn checked_name<'a>(&self, name: &'a OsStr) -> FsResult<&'a str> {
+        let checked = check_local_name(name).inspect_err(|e| {
+            tracing::info!(name = %name.to_string_lossy(), rule = %e, "name refused: OneDrive would not accept it");
+        })?;
+        if self.config.thumbnails && name == SHARED_REPO_DIR {
+            return Err(FsError::Exists);
+        }
+        Ok(checked)
+    }
+
+    /// Makes sure `item`'s content is staged (copying the original up unless `truncate` or empty) and has a
+    /// [`LocalFile`] entry, counting one more writer when `writer`.
+    async fn stage(&self, item: &ItemRow, truncate: bool, writer: bool) -> FsResult<()> {
+        let staging = self.staging()?;
+        let _guard = self.stage_lock.lock().await;
+        if let Some(e) = self.local.lock().get_mut(&item.ino) {
+            e.writers += writer as u32;
+            return Ok(());
+        }
+        let reuse = item.is_dirty() && staging.exists(item.ino);
+        if !reuse {
+            if truncate || item.size == 0 || item.is_dirty() {
+                if item.is_dirty() && !truncate && item.size > 0 {
+                    tracing::error!(
+                        ino = item.ino,
+                        "staged content of a changed file is missing; it starts empty"
+                    );
+                }
+                staging.create_empty(item.ino).map_err(staging_err)?;
+            } else {
+                self.copy_up(item).await?;
+            }
+        }
+        let size = staging.len(item.ino).map_err(staging_err)?.unwrap_or(0);
+        self.local.lock().insert(
+            item.ino,
+            LocalFile {
+                writers: writer as u32,
+                size,
+                mtime: item.mtime,
+                modified: false,
+                dirty_marked: item.is_dirty(),
+                last_close: None,
+                forced: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Fetches the whole original of `item` into staging (before a first write that keeps its content).
+    async fn copy_up(&self, item: &ItemRow) -> FsResult<()> {
+        let staging = self.staging()?;
+        let reader = self.content.open_reader(item).await?;
+        let part = staging.create_part(item.ino).map_err(staging_err)?;
+        let mut offset = 0u64;
+        while offset < item.size {
+            let want = (item.size - offset).min(COPY_UP_CHUNK as u64) as u32;
+            let chunk = reader.read(offset, want).await?;
+            if chunk.is_empty() {
+                return Err(FsError::io("the original ended early while copying it for an edit"));
+            }
+            part.write_all_at(&chunk, offset).map_err(staging_err)?;
+            offset += chunk.len() as u64;
+        }
+        drop(part);
+        staging.install_part(item.ino).map_err(staging_err)?;
+        tracing::debug!(ino = item.ino, bytes = offset, "original copied up for an edit");
+        Ok(())
+    }
+
+    /// Records a content change of `ino` in memory (size, mtime) and marks its row dirty once.
+    fn note_change(&self, ino: Ino, size: Option<u64>, mtime: i64) -> FsResult<()> {
+        let mark = {
+            let mut local = self.local.lock();
+            let entry = local.get_mut(&ino).ok_or(FsError::BadHandle)?;
+            if let Some(size) = size {
+                entry.size = size;
+            }
+            entry.mtime = mtime;
+            entry.modified = true;
+            entry.forced = false;
+            !std::mem::replace(&mut entry.dirty_marked, true)
+        };
+        if mark {
+            match self.store.set_content_state(ino, ContentState::Dirty) {
+                Ok(()) | Err(StoreError::NoSuchInode(_)) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals the staged content of `ino` for upload: staged bytes synced, then row and `Upload` entry in one
+    /// durable transaction. Nothing to do when unchanged since the last journal (unless `force`).
+    async fn journal_upload(&self, ino: Ino, force: bool) -> FsResult<()> {
+        let (size, mtime) = {
+            let local = self.local.lock();
+            match local.get(&ino) {
+                Some(e) if e.modified || force => (e.size, e.mtime),
+                _ => return Ok(()),
+            }
+        };
+        let staging = self.staging()?;
+        staging.sync(ino).map_err(staging_err)?;
+        let staged_path = staging.path(ino);
+        let outcome = self.store.write_durable(|t| {
+            t.update_local_content(ino, size, mtime)?;
+            t.set_content_state(ino, ContentState::Dirty)?;
+            t.enqueue(&OutboxOp::Upload {
+                ino,
+                staged_path,
+                size,
+                mtime,
+            })
+        });
+        match outcome {
+            Ok(seq) => tracing::debug!(ino, seq, size, "upload journalled"),
+            // Unlinked while open: nothing to upload.
+            Err(StoreError::NoSuchInode(_)) => return Ok(()),
+            Err(e) => return Err(store_err(e)),
+        }
+        if let Some(e) = self.local.lock().get_mut(&ino) {
+            e.modified = false;
+            e.dirty_marked = true;
+            e.forced |= force;
+            if e.writers == 0 || force {
+                e.last_close = Some(Instant::now());
+            }
+        }
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    pub(super) async fn open_staged(&self, item: ItemRow, mode: OpenMode) -> FsResult<Opened> {
+        let ino = item.ino;
+        if mode.write || mode.truncate {
+            self.staging()?;
+        } else if self.staging.is_none() {
+            return Err(FsError::io("this file's local changes cannot be read: no staging area"));
+        }
+        self.stage(&item, mode.truncate, mode.write).await?;
+        let staging = self.staging.as_ref().ok_or(FsError::ReadOnly)?;
+        let file = staging.open_file(ino).map_err(staging_err)?;
+        if mode.truncate {
+            file.set_len(0).map_err(staging_err)?;
+            self.note_change(ino, Some(0), now_secs())?;
+        }
+        if mode.truncate && !mode.write {
+            self.journal_upload(ino, false).await?;
+        }
+        let fh = self.add_handle(Handle::Staged {
+            file: Arc::new(file),
+            writable: mode.write,
+        });
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+        })
+    }
+
+    pub(super) async fn write_at(&self, ino: Ino, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
+        let Handle::Staged {
+            file, writable: true, ..
+        } = &*handle
+        else {
+            return Err(FsError::BadHandle);
+        };
+        self.check_quota()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        file.write_all_at(data, offset).map_err(staging_err)?;
+        let end = offset + data.len() as u64;
+        let size = self.local.lock().get(&ino).map(|e| e.size.max(end)).unwrap_or(end);
+        self.note_change(ino, Some(size), now_secs())?;
+        Ok(data.len() as u32)
+    }
+
+    /// close(2) of a handle: a changed file is journalled for upload now, so nothing is lost after close returns.
+    pub(super) async fn flush_handle(&self, ino: Ino, fh: u64) -> FsResult<()> {
+        let writable = matches!(
+            self.handles
+                .lock()
+                .get(&fh)
+                .map(|h| matches!(&**h, Handle::Staged { writable: true, .. })),
+            Some(true)
+        );
+        if writable {
+            self.journal_upload(ino, false).await?;
+        }
+        Ok(())
+    }
+
+    /// The last reference to a writable handle went away.
+    pub(super) async fn writer_closed(&self, ino: Ino) -> FsResult<()> {
+        self.journal_upload(ino, false).await?;
+        let discard = {
+            let mut local = self.local.lock();
+            let Some(e) = local.get_mut(&ino) else {
+                return Ok(());
+            };
+            e.writers = e.writers.saturating_sub(1);
+            if e.writers == 0 {
+                e.last_close = Some(Instant::now());
+            }
+            // Opened for writing but never changed (the copy-up is not needed), or removed while open.
+            let removed = e.writers == 0 && e.dirty_marked && matches!(self.store.get(ino), Ok(None));
+            let discard = e.writers == 0 && (!e.dirty_marked || removed);
+            if discard {
+                local.remove(&ino);
+            }
+            discard
+        };
+        if discard {
+            if let Some(s) = &self.staging {
+                s.remove(ino);
+            }
+        } else {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn sync_file(&self, ino: Ino, _fh: u64, _datasync: bool) -> FsResult<()> {
+        let staged = self.local.lock().get(&ino).map(|e| e.dirty_marked);
+        if staged == Some(true) {
+            self.journal_upload(ino, true).await?;
+        }
+        Ok(())
+    }
+
+    /// truncate(2)/ftruncate and utimensat on a file: staged like a write and journalled at once when no writer
+    /// has the file open. Folders accept times without effect.
+    pub(super) async fn set_content_attrs(&self, ino: Ino, set: &SetAttr) -> FsResult<()> {
+        let item = self.item(ino)?;
+        if item.kind == ItemKind::Dir {
+            return if set.size.is_some() {
+                Err(FsError::IsDir)
+            } else {
+                Ok(())
+            };
+        }
+        self.staging()?;
+        if set.size.is_some_and(|s| s > item.size) {
+            self.check_quota()?;
+        }
+        self.stage(&item, set.size == Some(0), false).await?;
+        if let Some(size) = set.size {
+            let file = self.staging()?.open_file(ino).map_err(staging_err)?;
+            file.set_len(size).map_err(staging_err)?;
+        }
+        let mtime = match set.mtime {
+            Some(SetTime::At(t)) => unix_secs(t),
+            Some(SetTime::Now) => now_secs(),
+            None => now_secs(),
+        };
+        self.note_change(ino, set.size, mtime)?;
+        let open = self.local.lock().get(&ino).is_some_and(|e| e.writers > 0);
+        if !open {
+            self.journal_upload(ino, false).await?;
+        }
         Ok(())
     }
 
     pub(super) async fn create_file(
         &self,
-        _caller: Caller,
-        _parent: Ino,
-        _name: &OsStr,
-        _mode: OpenMode,
+        caller: Caller,
+        parent: Ino,
+        name: &OsStr,
+        mode: OpenMode,
     ) -> FsResult<(Entry, Opened)> {
-        Err(FsError::ReadOnly)
+        self.staging()?;
+        let dir = self.parent_dir(parent)?;
+        let checked = self.checked_name(name)?;
+        if let Some(existing) = self.store.lookup(dir.ino, checked).map_err(store_err)? {
+            if mode.exclusive {
+                return Err(FsError::Exists);
+            }
+            let opened = crate::fs::core::FsCore::open(self, caller, existing.ino, mode).await?;
+            return Ok((self.entry_of(self.attr_of(&self.item(existing.ino)?)), opened));
+        }
+        self.check_quota()?;
+        let now = now_secs();
+        let ino = self
+            .store
+            .write_durable(|t| t.insert(&NewItem::local(dir.ino, checked, ItemKind::File, now)))
+            .map_err(store_err)?;
+        let item = self.item(ino)?;
+        let opened = self
+            .open_staged(
+                item,
+                OpenMode {
+                    write: true,
+                    truncate: true,
+                    ..mode
+                },
+            )
+            .await?;
+        let entry = self.entry_of(self.attr_of(&self.item(ino)?));
+        tracing::debug!(ino, parent, "file created");
+        Ok((entry, opened))
     }
 
-    pub(super) async fn make_dir(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<Entry> {
-        Err(FsError::ReadOnly)
+    pub(super) async fn make_dir(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        self.staging()?;
+        let dir = self.parent_dir(parent)?;
+        let checked = self.checked_name(name)?;
+        if self.store.lookup(dir.ino, checked).map_err(store_err)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        self.check_quota()?;
+        let now = now_secs();
+        let ino = self
+            .store
+            .write_durable(|t| {
+                let ino = t.insert(&NewItem::local(dir.ino, checked, ItemKind::Dir, now))?;
+                t.enqueue(&OutboxOp::Mkdir {
+                    ino,
+                    parent: dir.ino,
+                    name: checked.to_string(),
+                })?;
+                Ok::<_, StoreError>(ino)
+            })
+            .map_err(store_err)?;
+        self.outbox_wake.notify_one();
+        Ok(self.entry_of(self.attr_of(&self.item(ino)?)))
     }
 
-    pub(super) async fn remove_file(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<()> {
-        Err(FsError::ReadOnly)
+    fn existing_child(&self, parent: Ino, name: &OsStr) -> FsResult<ItemRow> {
+        if crate::fs::virtual_nodes::VirtualInodes::is_virtual(parent) || name == SHARED_REPO_DIR {
+            return Err(FsError::NotPermitted {
+                what: "changes to the thumbnail repository",
+            });
+        }
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        self.store
+            .lookup(parent, name)
+            .map_err(store_err)?
+            .ok_or(FsError::NotFound)
     }
 
-    pub(super) async fn remove_dir(&self, _caller: Caller, _parent: Ino, _name: &OsStr) -> FsResult<()> {
-        Err(FsError::ReadOnly)
+    /// The trash record of a delete about to be journalled.
+    fn trash_record(&self, item: &ItemRow) -> FsResult<TrashRow> {
+        let path = self.store.item_path(item.ino).map_err(store_err)?;
+        let parent_id = match item.parent_ino {
+            Some(p) => Some(self.item(p)?.item_id),
+            None => None,
+        };
+        Ok(TrashRow {
+            item_id: item.item_id.clone(),
+            name: item.name.clone(),
+            path,
+            parent_id,
+            is_dir: item.is_dir(),
+            size: item.size,
+            deleted_at: chrono::Utc::now(),
+            in_recycle_bin: false,
+        })
+    }
+
+    /// Removes `item`'s row with what depends on it, journalling a `Delete` unless it never reached OneDrive.
+    fn remove_item(
+        &self,
+        t: &crate::store::StoreTx<'_>,
+        item: &ItemRow,
+        trash: Option<&TrashRow>,
+    ) -> crate::store::Result<()> {
+        t.drop_ops(item.ino, &["upload", "move", "mkdir"])?;
+        t.remove(item.ino)?;
+        if !item.local_only {
+            t.enqueue(&OutboxOp::Delete {
+                ino: item.ino,
+                item_id: item.item_id.clone(),
+            })?;
+            if let Some(trash) = trash {
+                t.record_trash(trash)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the staged content of a removed item. A writer that still has it open keeps writing to the
+    /// unlinked file (POSIX), and nothing is journalled for it any more.
+    fn forget_staged(&self, ino: Ino) {
+        {
+            let mut local = self.local.lock();
+            if local.get(&ino).is_none_or(|e| e.writers == 0) {
+                local.remove(&ino);
+            }
+        }
+        if let Some(s) = &self.staging {
+            s.remove(ino);
+        }
+    }
+
+    pub(super) async fn remove_file(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.staging()?;
+        let item = self.existing_child(parent, name)?;
+        if item.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        let trash = (!item.local_only).then(|| self.trash_record(&item)).transpose()?;
+        self.store
+            .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
+            .map_err(store_err)?;
+        self.forget_staged(item.ino);
+        if !item.local_only {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn remove_dir(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.staging()?;
+        let item = self.existing_child(parent, name)?;
+        if !item.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        if self.store.child_count(item.ino).map_err(store_err)? > 0 {
+            return Err(FsError::NotEmpty);
+        }
+        let trash = (!item.local_only).then(|| self.trash_record(&item)).transpose()?;
+        self.store
+            .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
+            .map_err(store_err)?;
+        self.outbox_wake.notify_one();
+        Ok(())
     }
 
     pub(super) async fn move_entry(
         &self,
         _caller: Caller,
-        _parent: Ino,
-        _name: &OsStr,
-        _new_parent: Ino,
-        _new_name: &OsStr,
-        _noreplace: bool,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        noreplace: bool,
     ) -> FsResult<()> {
-        Err(FsError::ReadOnly)
+        self.staging()?;
+        let source = self.existing_child(parent, name)?;
+        let dir = self.parent_dir(new_parent)?;
+        let checked = self.checked_name(new_name)?;
+        if source.is_dir()
+            && self
+                .store
+                .read(|t| t.is_within(dir.ino, source.ino))
+                .map_err(store_err)?
+        {
+            return Err(FsError::InvalidArgument("a folder cannot move inside itself".into()));
+        }
+        let target = self
+            .store
+            .lookup(dir.ino, checked)
+            .map_err(store_err)?
+            .filter(|t| t.ino != source.ino);
+        if let Some(target) = &target {
+            if noreplace {
+                return Err(FsError::Exists);
+            }
+            match (source.is_dir(), target.is_dir()) {
+                (false, true) => return Err(FsError::IsDir),
+                (true, false) => return Err(FsError::NotDir),
+                (true, true) if self.store.child_count(target.ino).map_err(store_err)? > 0 => {
+                    return Err(FsError::NotEmpty)
+                }
+                _ => {}
+            }
+        }
+        if target.is_none() && source.parent_ino == Some(dir.ino) && source.name == checked {
+            return Ok(());
+        }
+        // An editor's save: a new file renamed over an existing one takes over its OneDrive item.
+        let adopt = target
+            .as_ref()
+            .filter(|t| !source.is_dir() && source.local_only && !t.local_only && !t.is_dir())
+            .cloned();
+        let trash = match (&target, &adopt) {
+            (Some(t), None) if !t.local_only => Some(self.trash_record(t)?),
+            _ => None,
+        };
+        self.store
+            .write_durable(|t| {
+                if let Some(old) = &adopt {
+                    t.drop_ops(old.ino, &["upload"])?;
+                    t.remove(old.ino)?;
+                    t.adopt_identity(source.ino, old)?;
+                } else if let Some(old) = &target {
+                    self.remove_item(t, old, trash.as_ref())?;
+                }
+                t.rename(source.ino, dir.ino, checked)?;
+                if adopt.is_some() {
+                    // The upload of the adopted content now goes to the adopted item; make sure one is queued.
+                    if !t.has_op(source.ino, "upload")?
+                        && self.local.lock().get(&source.ino).is_none_or(|e| e.writers == 0)
+                    {
+                        let row = t.get(source.ino)?.ok_or(StoreError::NoSuchInode(source.ino))?;
+                        let staged_path = self.staging.as_ref().map(|s| s.path(source.ino)).unwrap_or_default();
+                        t.enqueue(&OutboxOp::Upload {
+                            ino: source.ino,
+                            staged_path,
+                            size: row.size,
+                            mtime: row.mtime,
+                        })?;
+                    }
+                } else if !source.local_only {
+                    t.enqueue(&OutboxOp::Move {
+                        ino: source.ino,
+                        item_id: source.item_id.clone(),
+                        new_parent_id: dir.item_id.clone(),
+                        new_name: checked.to_string(),
+                    })?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(store_err)?;
+        if let Some(old) = &target {
+            self.forget_staged(old.ino);
+        }
+        self.outbox_wake.notify_one();
+        Ok(())
     }
 }

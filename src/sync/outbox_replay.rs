@@ -1,0 +1,758 @@
+//! [`OutboxReplayer`]: sends the journalled local changes (the store's outbox) to OneDrive through [`DriveApi`],
+//! in journal order, and records each result in the store before the entry is completed.
+//!
+//! - Order: entries run in sequence order; an entry that must wait (write-back delay, file open for writing, a
+//!   parent folder not created yet, a retry time not reached) holds back the later entries of the same inode
+//!   only. A burst of writes journals several uploads of one inode; only the last one runs.
+//! - Uploads of existing items first compare OneDrive's version with the baseline the edit started from
+//!   (cTag, then quickXorHash and size): when OneDrive moved on, the local version is uploaded beside it as a
+//!   conflict copy and both survive. Items never uploaded, or deleted on OneDrive meanwhile, are created anew.
+//! - Failures: offline and 5xx back off exponentially and end the round (nothing is lost: the entry stays);
+//!   throttling pauses every request until `Retry-After`; 507 keeps the file dirty, tells the filesystem the
+//!   quota is exceeded (new writes get `ENOSPC`) and retries later; other refusals back off per entry.
+//! - Big-delete guard: more than `big_delete_limit` deletes within `big_delete_window` holds further deletes
+//!   until the user runs `galleryfs trash confirm-deletes` (or `cancel-deletes`); the status message says so.
+//! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
+//!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
+//!   session gone or expired starts over from the staged file; nothing is lost either way).
+
+use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
+use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
+use crate::remote::drive_api::{
+    ConflictBehavior, DriveApi, DriveError, MoveRequest, SessionJournal, UploadRequest, UploadSource, UploadTarget,
+};
+use crate::remote::models::DriveItem;
+use crate::remote::QuickXorHash;
+use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store, StoreError};
+use chrono::{DateTime, TimeZone, Utc};
+use parking_lot::Mutex;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Meta keys the replayer keeps for `galleryfs status` and the trash commands.
+pub mod meta_keys {
+    /// What the user must do about the outbox (held deletes, quota), or absent.
+    pub const OUTBOX_MESSAGE: &str = "outbox_message";
+    /// RFC 3339 time until which the big-delete guard is lifted (`galleryfs trash confirm-deletes`).
+    pub const DELETES_CONFIRMED_UNTIL: &str = "deletes_confirmed_until";
+    /// Present while OneDrive refuses uploads for lack of space (`1`).
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+}
+
+/// How long a confirmation of held deletes lasts.
+pub const DELETE_CONFIRMATION: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// More deletes than this within `big_delete_window` hold further deletes (default 50).
+    pub big_delete_limit: usize,
+    pub big_delete_window: Duration,
+    /// First retry delay; doubles per failed attempt up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long to sleep with nothing to do (a journalled change wakes the replayer earlier).
+    pub idle_poll: Duration,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            big_delete_limit: 50,
+            big_delete_window: Duration::from_secs(60),
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(15 * 60),
+            idle_poll: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one pass over the outbox did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplayReport {
+    /// Entries completed (including superseded and no-longer-needed ones).
+    pub done: usize,
+    /// Uploads that became conflict copies.
+    pub conflicts: usize,
+    /// Entries waiting for the write-back delay, a close, a parent, or a retry time.
+    pub waiting: usize,
+    /// Entries that failed this pass and will be retried.
+    pub failed: usize,
+    pub deletes_held: usize,
+    pub offline: bool,
+    pub throttled_until: Option<DateTime<Utc>>,
+    pub quota_exceeded: bool,
+    /// The gallery folder itself is gone on OneDrive (deleted or moved away): nothing can be sent, nothing is
+    /// dropped.
+    pub gallery_missing: bool,
+    /// When another pass is worth making (none: only when woken).
+    pub next_wake: Option<Duration>,
+}
+
+impl ReplayReport {
+    fn wake_in(&mut self, d: Duration) {
+        self.next_wake = Some(self.next_wake.map_or(d, |w| w.min(d)));
+    }
+}
+
+enum Step {
+    Done,
+    Conflict,
+    Wait(Option<Duration>),
+    DeleteHeld,
+}
+
+pub struct OutboxReplayer {
+    store: Arc<Store>,
+    drive: Arc<dyn DriveApi>,
+    local: Arc<dyn LocalEdits>,
+    config: ReplayConfig,
+    host: String,
+    recent_deletes: Mutex<VecDeque<Instant>>,
+    /// One pass at a time.
+    pass: tokio::sync::Mutex<()>,
+}
+
+fn remote_result(item: &DriveItem) -> RemoteResult {
+    RemoteResult {
+        item_id: item.id.clone(),
+        name: item.name.clone().unwrap_or_default(),
+        attrs: remote_attrs(item),
+    }
+}
+
+fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
+    RemoteAttrs {
+        etag: item.e_tag.clone(),
+        ctag: item.c_tag.clone(),
+        size: item.size.unwrap_or(0).max(0) as u64,
+        quick_xor_hash: item.quick_xor_hash().map(str::to_string),
+        mtime: item.modified().map(|t| t.timestamp()).unwrap_or(0),
+        mime_type: item.file.as_ref().and_then(|f| f.mime_type.clone()),
+        is_media: item.is_file() && item.is_media(),
+    }
+}
+
+/// The OneDrive id of a row, when it has one (not a local placeholder, not the unlocated root).
+fn real_id(row: &ItemRow) -> Option<String> {
+    let id = &row.item_id;
+    (!row.local_only && !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:"))
+        .then(|| id.clone())
+}
+
+impl OutboxReplayer {
+    pub fn new(store: Arc<Store>, drive: Arc<dyn DriveApi>, local: Arc<dyn LocalEdits>, config: ReplayConfig) -> Self {
+        Self {
+            store,
+            drive,
+            local,
+            config,
+            host: local_host_name(),
+            recent_deletes: Mutex::new(VecDeque::new()),
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Uses `host` in conflict-copy names instead of this machine's name (tests).
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = host.to_string();
+        self
+    }
+
+    /// Replays until the task is dropped or aborted: a pass, then sleep until woken or until the report asks.
+    pub async fn run(self: Arc<Self>, wake: Arc<tokio::sync::Notify>) {
+        loop {
+            let wait = match self.replay_once().await {
+                Ok(r) => r.next_wake.unwrap_or(self.config.idle_poll),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox replay failed; retrying");
+                    self.config.base_backoff
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(20))) => {}
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32 << attempts.saturating_sub(1).min(16);
+        (self.config.base_backoff * factor).min(self.config.max_backoff)
+    }
+
+    /// One pass over the outbox.
+    pub async fn replay_once(&self) -> Result<ReplayReport, ReplayError> {
+        let _pass = self.pass.lock().await;
+        let mut report = ReplayReport::default();
+        let mut waiting: HashSet<u64> = HashSet::new();
+        let entries = self.store.pending()?;
+        for entry in entries {
+            let ino = entry.op.ino();
+            if waiting.contains(&ino) {
+                continue;
+            }
+            let now = Utc::now();
+            if let Some(at) = entry.retry_at.filter(|at| *at > now) {
+                waiting.insert(ino);
+                report.waiting += 1;
+                report.wake_in((at - now).to_std().unwrap_or_default());
+                continue;
+            }
+            let step = match &entry.op {
+                OutboxOp::Upload { .. } => self.upload(&entry, &mut report).await,
+                OutboxOp::Delete { item_id, .. } => self.delete(&entry, item_id).await,
+                OutboxOp::Move { .. } => self.move_item(&entry).await,
+                OutboxOp::Mkdir { .. } => self.mkdir(&entry).await,
+            };
+            match step {
+                Ok(Step::Done) => report.done += 1,
+                Ok(Step::Conflict) => {
+                    report.done += 1;
+                    report.conflicts += 1;
+                }
+                Ok(Step::Wait(d)) => {
+                    waiting.insert(ino);
+                    report.waiting += 1;
+                    if let Some(d) = d {
+                        report.wake_in(d);
+                    }
+                }
+                Ok(Step::DeleteHeld) => {
+                    waiting.insert(ino);
+                    report.deletes_held += 1;
+                }
+                Err(Failure::Store(e)) => return Err(e.into()),
+                Err(Failure::Drive(e)) => {
+                    let stop = self.failed(&entry, &e, &mut report).await?;
+                    waiting.insert(ino);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        self.update_message(&report)?;
+        Ok(report)
+    }
+
+    /// Records a failed attempt; returns whether the pass should end (the network or the service is down).
+    async fn failed(
+        &self,
+        entry: &OutboxEntry,
+        e: &DriveError,
+        report: &mut ReplayReport,
+    ) -> Result<bool, ReplayError> {
+        let attempts = entry.attempts + 1;
+        let now = Utc::now();
+        let (retry_in, stop) = match e {
+            DriveError::Throttled { until } => {
+                let wait = until
+                    .and_then(|u| (u - now).to_std().ok())
+                    .unwrap_or_else(|| self.backoff(attempts));
+                report.throttled_until = Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                (wait, true)
+            }
+            DriveError::QuotaExceeded => {
+                report.quota_exceeded = true;
+                self.local.set_quota_exceeded(true);
+                self.store.set_meta(meta_keys::QUOTA_EXCEEDED, "1")?;
+                (self.backoff(attempts).max(Duration::from_secs(60)), false)
+            }
+            DriveError::Unauthorized { .. } => (self.backoff(attempts).max(Duration::from_secs(60)), true),
+            DriveError::NotFound(_) if self.gallery_missing().await? => {
+                report.gallery_missing = true;
+                (self.backoff(attempts).max(Duration::from_secs(60)), true)
+            }
+            e if e.is_retryable() => {
+                report.offline = true;
+                (self.backoff(attempts), true)
+            }
+            _ => (self.backoff(attempts), false),
+        };
+        report.failed += 1;
+        report.wake_in(retry_in);
+        let retry_at = now + chrono::Duration::from_std(retry_in).unwrap_or_default();
+        tracing::warn!(
+            seq = entry.seq,
+            op = entry.op.kind(),
+            ino = entry.op.ino(),
+            attempts,
+            error = %e,
+            retry_in_s = retry_in.as_secs(),
+            "outbox entry failed; kept for a retry"
+        );
+        match self.store.fail(entry.seq, &e.to_string(), retry_at) {
+            Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(stop)
+    }
+
+    /// Whether the gallery folder (the root's item) no longer exists on OneDrive.
+    async fn gallery_missing(&self) -> Result<bool, ReplayError> {
+        let root = self.store.root()?;
+        let Some(id) = real_id(&root) else {
+            return Ok(false);
+        };
+        let answer = self.drive.item(&id).await;
+        Ok(matches!(answer, Err(DriveError::NotFound(_))) || answer.is_ok_and(|i| i.deleted.is_some()))
+    }
+
+    fn update_message(&self, report: &ReplayReport) -> Result<(), ReplayError> {
+        let message = if report.gallery_missing {
+            Some(
+                "the gallery folder was deleted or moved away on OneDrive: galleryfs keeps every pending change \
+                 on this device; restore the folder (or mount another) to send them"
+                    .to_string(),
+            )
+        } else if report.deletes_held > 0 {
+            Some(format!(
+                "{} deletes are held: more than {} items were deleted within {} s. Run `galleryfs trash \
+                 confirm-deletes` to send them to OneDrive's recycle bin, or `galleryfs trash cancel-deletes` to \
+                 keep them on OneDrive (they reappear at the next sync).",
+                report.deletes_held,
+                self.config.big_delete_limit,
+                self.config.big_delete_window.as_secs()
+            ))
+        } else if report.quota_exceeded {
+            Some(
+                "OneDrive is full: changed files stay on this device (state dirty) until space is freed on OneDrive"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        match message {
+            Some(m) => {
+                if self.store.meta(meta_keys::OUTBOX_MESSAGE)?.as_deref() != Some(m.as_str()) {
+                    tracing::warn!(message = %m, "outbox needs the user");
+                    self.store.set_meta(meta_keys::OUTBOX_MESSAGE, &m)?;
+                }
+            }
+            None => self.store.delete_meta(meta_keys::OUTBOX_MESSAGE)?,
+        }
+        Ok(())
+    }
+
+    fn complete(&self, seq: i64) -> Result<(), Failure> {
+        match self.store.complete(seq) {
+            Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The OneDrive id of the folder `row` is in, if it exists on OneDrive yet.
+    fn parent_id(&self, row: &ItemRow) -> Result<Option<String>, Failure> {
+        let Some(p) = row.parent_ino else { return Ok(None) };
+        Ok(self.store.get(p)?.as_ref().and_then(real_id))
+    }
+
+    async fn upload(&self, entry: &OutboxEntry, report: &mut ReplayReport) -> Result<Step, Failure> {
+        let OutboxOp::Upload { ino, staged_path, .. } = &entry.op else {
+            unreachable!("upload step of another op")
+        };
+        let ino = *ino;
+        let Some(row) = self.store.get(ino)? else {
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        if self.store.read(|t| t.has_later_op(ino, "upload", entry.seq))? {
+            // Superseded by a later journal entry of the same file: one upload for a burst of writes.
+            return self.complete(entry.seq).map(|_| Step::Done);
+        }
+        match self.local.upload_hold(ino) {
+            UploadHold::Ready => {}
+            UploadHold::Wait(d) => return Ok(Step::Wait(Some(d))),
+            UploadHold::OpenForWriting => return Ok(Step::Wait(None)),
+        }
+        let Some(parent_id) = self.parent_id(&row)? else {
+            return Ok(Step::Wait(None));
+        };
+        let path = self.local.staged_path(ino).unwrap_or_else(|| staged_path.clone());
+        let source = if path.is_file() {
+            UploadSource::File(path)
+        } else if row.size == 0 {
+            UploadSource::Bytes(bytes::Bytes::new())
+        } else {
+            tracing::error!(
+                ino,
+                "the staged content of a changed file is missing; the change cannot be sent"
+            );
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        let modified = Utc.timestamp_opt(row.mtime, 0).single();
+        // A session an earlier (crashed) attempt started is resumed; new sessions are journalled at once.
+        let resume_url = entry
+            .upload_url
+            .clone()
+            .filter(|_| entry.upload_expires.is_none_or(|t| t > Utc::now()));
+        let journal = {
+            let (store, seq) = (self.store.clone(), entry.seq);
+            SessionJournal(Arc::new(move |url: &str, expires| {
+                if let Err(e) = store.set_upload_session(seq, url, expires) {
+                    tracing::warn!(seq, error = %e, "cannot journal an upload session; a crash would restart it");
+                }
+            }))
+        };
+        let new_here = |name: String, conflict| UploadRequest {
+            target: UploadTarget::New {
+                parent_id: parent_id.clone(),
+                name,
+            },
+            source: source.clone(),
+            modified,
+            conflict,
+            resume_url: resume_url.clone(),
+            session_journal: Some(journal.clone()),
+        };
+        let today = chrono::Local::now().date_naive();
+        let conflict_copy_name = conflict_name(&row.name, today, &self.host);
+        let existing = match real_id(&row).filter(|_| !row.remote_removed) {
+            Some(id) => match self.drive.item(&id).await {
+                Ok(item) if item.deleted.is_none() => Some(item),
+                Ok(_) | Err(DriveError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let result = match existing {
+            None => {
+                // New here, or deleted on OneDrive while edited: created (anew), never lost.
+                match self
+                    .drive
+                    .upload(new_here(row.name.clone(), ConflictBehavior::Fail))
+                    .await
+                {
+                    Err(DriveError::Conflict(_)) => {
+                        match self.own_earlier_upload(&parent_id, &row.name, &source).await? {
+                            // Uploaded before a crash that came ahead of the journal's completion: the same bytes.
+                            Some(item) => item,
+                            None => {
+                                // The name was taken on OneDrive meanwhile: ours goes beside it.
+                                report.conflicts += 1;
+                                self.drive
+                                    .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                                    .await?
+                            }
+                        }
+                    }
+                    other => other?,
+                }
+            }
+            Some(remote) => {
+                let version = RemoteVersion {
+                    ctag: remote.c_tag.clone(),
+                    hash: remote.quick_xor_hash().map(str::to_string),
+                    size: remote.size.unwrap_or(0).max(0) as u64,
+                };
+                if remote_moved_on(&row, &version) {
+                    let copy = self
+                        .drive
+                        .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                        .await?;
+                    tracing::warn!(
+                        ino,
+                        copy = copy.name.as_deref().unwrap_or_default(),
+                        "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
+                    );
+                    self.local
+                        .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
+                    self.quota_ok()?;
+                    return Ok(Step::Conflict);
+                }
+                self.drive
+                    .upload(UploadRequest {
+                        target: UploadTarget::Replace {
+                            item_id: remote.id.clone(),
+                            if_match: None,
+                        },
+                        source: source.clone(),
+                        modified,
+                        conflict: ConflictBehavior::Replace,
+                        resume_url: resume_url.clone(),
+                        session_journal: Some(journal.clone()),
+                    })
+                    .await?
+            }
+        };
+        let still_there = self.local.upload_committed(ino, entry.seq, &remote_result(&result))?;
+        if !still_there && real_id(&row).is_none() {
+            // Deleted locally while its first upload ran: take the new item back off OneDrive.
+            if let Err(e) = self.drive.delete(&result.id, None).await {
+                tracing::warn!(ino, error = %e, "could not remove an upload of a file deleted meanwhile");
+            }
+        }
+        self.quota_ok()?;
+        tracing::info!(ino, size = row.size, "upload done");
+        Ok(Step::Done)
+    }
+
+    /// The file named `name` in `parent_id` when it holds exactly the staged bytes of `source`.
+    async fn own_earlier_upload(
+        &self,
+        parent_id: &str,
+        name: &str,
+        source: &UploadSource,
+    ) -> Result<Option<DriveItem>, Failure> {
+        let key = name_key(name);
+        let Some(existing) = self
+            .drive
+            .children(parent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
+        else {
+            return Ok(None);
+        };
+        let Some(theirs) = existing.quick_xor_hash().map(str::to_string) else {
+            return Ok(None);
+        };
+        let ours = match source {
+            UploadSource::Bytes(b) => QuickXorHash::of(b),
+            UploadSource::File(path) => match hash_file(path) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hash a staged file");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok((ours == theirs && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+    }
+
+    /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
+    /// added for an item this replayer created (the commit replaces that row).
+    fn is_free_or_duplicate(&self, id: &str) -> Result<bool, Failure> {
+        Ok(match self.store.get_by_item_id(id)? {
+            None => true,
+            Some(row) => !row.is_dirty() && !row.local_only && self.store.child_count(row.ino)? == 0,
+        })
+    }
+
+    fn quota_ok(&self) -> Result<(), Failure> {
+        if self.store.meta(meta_keys::QUOTA_EXCEEDED)?.is_some() {
+            self.store.delete_meta(meta_keys::QUOTA_EXCEEDED)?;
+            self.local.set_quota_exceeded(false);
+        }
+        Ok(())
+    }
+
+    fn deletes_confirmed(&self) -> Result<bool, Failure> {
+        let Some(until) = self.store.meta(meta_keys::DELETES_CONFIRMED_UNTIL)? else {
+            return Ok(false);
+        };
+        let until = DateTime::parse_from_rfc3339(&until).map(|t| t.with_timezone(&Utc));
+        Ok(until.is_ok_and(|t| t > Utc::now()))
+    }
+
+    async fn delete(&self, entry: &OutboxEntry, item_id: &str) -> Result<Step, Failure> {
+        {
+            let mut recent = self.recent_deletes.lock();
+            while recent
+                .front()
+                .is_some_and(|t| t.elapsed() > self.config.big_delete_window)
+            {
+                recent.pop_front();
+            }
+            if recent.len() >= self.config.big_delete_limit {
+                drop(recent);
+                if !self.deletes_confirmed()? {
+                    return Ok(Step::DeleteHeld);
+                }
+            }
+        }
+        match self.drive.delete(item_id, None).await {
+            Ok(()) | Err(DriveError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.recent_deletes.lock().push_back(Instant::now());
+        self.store.write_durable(|t| {
+            t.trash_delete_done(item_id)?;
+            match t.complete(entry.seq) {
+                Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })?;
+        tracing::info!(ino = entry.op.ino(), "deleted on OneDrive (recycle bin)");
+        Ok(Step::Done)
+    }
+
+    async fn move_item(&self, entry: &OutboxEntry) -> Result<Step, Failure> {
+        let ino = entry.op.ino();
+        let Some(row) = self.store.get(ino)? else {
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        let Some(item_id) = real_id(&row) else {
+            // Never uploaded: its upload or creation uses the current place.
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        let OutboxOp::Move {
+            new_parent_id,
+            new_name,
+            ..
+        } = &entry.op
+        else {
+            unreachable!("move step of another op")
+        };
+        // The journalled target, not the row's current place: a delta round that reported a remote edit of the
+        // item before this move ran has put the row back under its old name (the next round fixes that).
+        let journalled_parent = Some(new_parent_id.clone())
+            .filter(|id| !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:"));
+        let parent_id = match journalled_parent {
+            Some(id) => id,
+            None => match self.parent_id(&row)? {
+                Some(id) => id,
+                None => return Ok(Step::Wait(None)),
+            },
+        };
+        let request = MoveRequest {
+            new_parent_id: Some(parent_id),
+            new_name: Some(new_name.clone()),
+            if_match: None,
+        };
+        match self.drive.move_item(&item_id, &request).await {
+            Ok(item) => {
+                self.store.write_durable(|t| {
+                    t.set_etag(ino, item.e_tag.as_deref())?;
+                    match t.complete(entry.seq) {
+                        Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })?;
+                Ok(Step::Done)
+            }
+            Err(DriveError::NotFound(_)) => {
+                tracing::warn!(ino, "moved here but gone on OneDrive; the next sync settles it");
+                self.complete(entry.seq).map(|_| Step::Done)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn mkdir(&self, entry: &OutboxEntry) -> Result<Step, Failure> {
+        let ino = entry.op.ino();
+        let Some(row) = self.store.get(ino)? else {
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        if real_id(&row).is_some() {
+            return self.complete(entry.seq).map(|_| Step::Done);
+        }
+        let Some(parent_id) = self.parent_id(&row)? else {
+            return Ok(Step::Wait(None));
+        };
+        let item = match self.drive.create_folder(&parent_id, &row.name).await {
+            Ok(item) => item,
+            Err(DriveError::Conflict(_)) => {
+                // Created on OneDrive meanwhile (another device): use that folder.
+                let key = name_key(&row.name);
+                let existing =
+                    self.drive.children(&parent_id).await?.into_iter().find(|c| {
+                        c.folder.is_some() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str())
+                    });
+                match existing {
+                    Some(item) if self.is_free_or_duplicate(&item.id)? => item,
+                    _ => {
+                        return Err(
+                            DriveError::Conflict(format!("a folder named {:?} cannot be created", row.name)).into(),
+                        )
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let attrs = remote_attrs(&item);
+        self.store.write_durable(|t| {
+            crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
+            t.set_item_id(ino, &item.id)?;
+            t.update_remote(ino, &attrs)?;
+            match t.complete(entry.seq) {
+                Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok(Step::Done)
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = QuickXorHash::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hash.finish_base64());
+        }
+        hash.update(&buf[..n]);
+    }
+}
+
+enum Failure {
+    Drive(DriveError),
+    Store(StoreError),
+}
+
+impl From<DriveError> for Failure {
+    fn from(e: DriveError) -> Self {
+        Failure::Drive(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// Starts replaying the outbox of a mounted gallery: journals what the last run left unjournalled, then runs an
+/// [`OutboxReplayer`] on `runtime` woken by the filesystem. Abort the returned task (or drop the runtime) to stop;
+/// nothing is lost by stopping at any point.
+pub fn spawn_replayer(
+    runtime: &tokio::runtime::Handle,
+    store: Arc<Store>,
+    drive: Arc<dyn DriveApi>,
+    fs: Arc<crate::fs::gallery::GalleryFs>,
+    config: ReplayConfig,
+) -> Result<(Arc<OutboxReplayer>, tokio::task::JoinHandle<()>), StoreError> {
+    fs.journal_leftovers()?;
+    let wake = fs.outbox_wake();
+    let replayer = Arc::new(OutboxReplayer::new(store, drive, fs, config));
+    let task = runtime.spawn(replayer.clone().run(wake));
+    Ok((replayer, task))
+}
+
+/// Lifts the big-delete guard for [`DELETE_CONFIRMATION`] (what `galleryfs trash confirm-deletes` does).
+pub fn confirm_deletes(store: &Store) -> Result<(), StoreError> {
+    let until = Utc::now() + chrono::Duration::from_std(DELETE_CONFIRMATION).unwrap_or_default();
+    store.set_meta(meta_keys::DELETES_CONFIRMED_UNTIL, &until.to_rfc3339())
+}
+
+/// Drops every pending delete (what `galleryfs trash cancel-deletes` does): the items stay on OneDrive, their
+/// trash records are forgotten, and the delta link is dropped so the next sync enumerates the gallery again and
+/// lists them once more. Returns how many deletes were dropped.
+pub fn cancel_deletes(store: &Store) -> Result<usize, StoreError> {
+    let pending = store.pending()?;
+    store.write_durable(|t| {
+        let mut n = 0;
+        for e in &pending {
+            if let OutboxOp::Delete { item_id, .. } = &e.op {
+                t.complete(e.seq)?;
+                t.forget_trash(item_id)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            t.delete_meta(crate::store::meta_keys::DELTA_LINK)?;
+            t.delete_meta(meta_keys::OUTBOX_MESSAGE)?;
+        }
+        Ok(n)
+    })
+}

@@ -1,0 +1,541 @@
+//! Edits through a real FUSE mount with real tools (cp, mv, rm, rsync -a, sed -i, the write-then-rename save,
+//! truncate, touch -d, mkdir, rmdir), then the outbox replayed to a mock OneDrive and the remote state checked:
+//! content hashes, item ids kept, the recycle bin. Also remote edits and deletes showing in the mount, conflict
+//! copies, and what OneDrive cannot store.
+
+mod common;
+mod edits_support;
+
+use edits_support::{quick_config, Synced};
+use galleryfs::fs::FsCore;
+use galleryfs::remote::mock_drive::MockDrive;
+use galleryfs::remote::QuickXorHash;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Mounted {
+    rt: tokio::runtime::Runtime,
+    s: Synced,
+    mounted: Option<galleryfs::fuse::MountedFs>,
+    mnt: tempfile::TempDir,
+    m: String,
+}
+
+impl Mounted {
+    fn new() -> Mounted {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mock = Arc::new(MockDrive::new());
+        let s = rt.block_on(Synced::new(mock.clone(), mock, Duration::ZERO, quick_config()));
+        let mnt = tempfile::tempdir().unwrap();
+        let m = std::fs::canonicalize(mnt.path()).unwrap().display().to_string();
+        let config =
+            galleryfs::fuse::fuser_config(&galleryfs::mount_options::MountOptions::default(), "galleryfs:edits");
+        let core: Arc<dyn FsCore> = s.fs.clone();
+        let mounted = galleryfs::fuse::mount(core, rt.handle().clone(), mnt.path(), &config).expect("mount");
+        s.fs.set_invalidator(mounted.invalidator());
+        Mounted {
+            rt,
+            s,
+            mounted: Some(mounted),
+            mnt,
+            m,
+        }
+    }
+
+    /// Replays the outbox until it is empty (or fails the test).
+    fn replay(&self) {
+        for _ in 0..20 {
+            let report = self.rt.block_on(self.s.replayer.replay_once()).unwrap();
+            assert_eq!(report.failed, 0, "{report:?}");
+            if self.s.store.pending().unwrap().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("outbox not drained: {:?}", self.s.store.pending().unwrap());
+    }
+
+    fn sync(&self) {
+        self.rt.block_on(self.s.sync());
+    }
+
+    fn remote_hash(&self, path: &str) -> Option<String> {
+        self.s.remote(path).and_then(|i| i.quick_xor_hash().map(str::to_string))
+    }
+
+    fn sh(&self, cmd: &str) -> String {
+        common::sh_ok(&format!("cd '{}' && {cmd}", self.m))
+    }
+
+    fn sh_err(&self, cmd: &str) -> String {
+        common::sh_err(&format!("cd '{}' && {cmd}", self.m))
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(m) = self.mounted.take() {
+            let _ = m.unmount();
+        }
+        let _ = &self.mnt;
+    }
+}
+
+fn sample_bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[test]
+fn real_tools_edit_the_gallery_and_onedrive_follows() {
+    require_fuse!();
+    let t = Mounted::new();
+    let src = tempfile::tempdir().unwrap();
+    let big = sample_bytes(5 << 20, 1); // above the 4 MiB simple-upload limit
+    std::fs::write(src.path().join("big.jpg"), &big).unwrap();
+    std::fs::write(src.path().join("small.jpg"), b"small photo").unwrap();
+    let sp = src.path().display();
+
+    // cp, mkdir, mv, rsync -a
+    t.sh(&format!(
+        "mkdir Album && cp '{sp}/big.jpg' Album/ && cp '{sp}/small.jpg' ."
+    ));
+    t.sh(&format!(
+        "mkdir -p '{sp}/tree/sub' && echo one > '{sp}/tree/a.txt' && echo two > '{sp}/tree/sub/b.txt'"
+    ));
+    t.sh(&format!(
+        "touch -d '2021-06-01 12:00:00 UTC' '{sp}/tree/a.txt' && rsync -a '{sp}/tree/' Synced/"
+    ));
+    t.replay();
+    assert_eq!(t.remote_hash("Album/big.jpg").unwrap(), QuickXorHash::of(&big));
+    assert_eq!(t.s.remote_content("small.jpg").unwrap(), &b"small photo"[..]);
+    assert_eq!(t.s.remote_content("Synced/sub/b.txt").unwrap(), &b"two\n"[..]);
+    let a = t.s.remote("Synced/a.txt").unwrap();
+    assert_eq!(
+        a.modified().unwrap().timestamp(),
+        1_622_548_800,
+        "rsync -a kept the mtime"
+    );
+    assert!(t.s.remote("Synced/.a.txt.XXXXXX").is_none());
+    let small_id = t.s.remote("small.jpg").unwrap().id;
+
+    // mv within the gallery keeps the item; sed -i (write X.tmp, rename over X) keeps the id
+    t.sh("mv small.jpg Album/renamed.jpg");
+    t.sh("printf 'hello world\\n' > note.txt");
+    t.replay();
+    let note_id = t.s.remote("note.txt").unwrap().id;
+    t.sh("sed -i 's/world/gallery/' note.txt");
+    t.sh("printf 'saved' > note.txt.tmp && mv note.txt.tmp Album/renamed.jpg");
+    t.replay();
+    assert_eq!(
+        t.s.remote("Album/renamed.jpg").unwrap().id,
+        small_id,
+        "mv and the atomic save keep the id"
+    );
+    assert_eq!(t.s.remote_content("Album/renamed.jpg").unwrap(), &b"saved"[..]);
+    assert_eq!(t.s.remote("note.txt").unwrap().id, note_id, "sed -i keeps the id");
+    assert_eq!(t.s.remote_content("note.txt").unwrap(), &b"hello gallery\n"[..]);
+    assert!(t.s.remote("small.jpg").is_none());
+
+    // truncate and touch -d
+    t.sh("truncate -s 5 note.txt && touch -d '2020-01-02 03:04:05 UTC' note.txt");
+    assert_eq!(t.sh("stat -c '%s %Y' note.txt").trim(), "5 1577934245");
+    t.replay();
+    let note = t.s.remote("note.txt").unwrap();
+    assert_eq!(t.s.mock.content(&note.id).unwrap(), &b"hello"[..]);
+    assert_eq!(note.modified().unwrap().timestamp(), 1_577_934_245);
+
+    // rm goes to the recycle bin; rmdir of an empty folder too; a temp file never reaches OneDrive
+    t.sh("rm Album/renamed.jpg && rm -r Synced");
+    t.sh("echo scratch > scratch.tmp && rm scratch.tmp");
+    t.replay();
+    assert!(t.s.mock.get(&small_id).unwrap().deleted.is_some());
+    assert!(t.s.remote("Synced").is_none());
+    assert!(t.s.remote("scratch.tmp").is_none());
+    assert!(t.s.mock.id_by_path("/Pictures/Samsung Gallery/scratch.tmp").is_none());
+    let listing = t.sh("ls -a");
+    assert!(
+        !listing.contains("scratch.tmp") && listing.contains("Album"),
+        "{listing}"
+    );
+
+    // cp -a works (chmod/chown accepted without effect)
+    t.sh(&format!(
+        "cp -a '{sp}/small.jpg' kept.jpg && chmod 600 kept.jpg && chown 0:0 kept.jpg"
+    ));
+    assert_eq!(t.sh("stat -c %a kept.jpg").trim(), "644");
+    t.replay();
+    assert_eq!(t.s.remote_content("kept.jpg").unwrap(), &b"small photo"[..]);
+}
+
+#[test]
+fn what_onedrive_cannot_store_is_refused() {
+    require_fuse!();
+    let t = Mounted::new();
+    for name in [
+        "'a:b.jpg'",
+        "'CON.txt'",
+        "'trailing.'",
+        "'desktop.ini'",
+        "'~$lock.docx'",
+    ] {
+        let err = t.sh_err(&format!("touch {name}"));
+        assert!(err.contains("Invalid argument"), "{name}: {err}");
+    }
+    let long = "x".repeat(256);
+    assert!(t.sh_err(&format!("touch {long}")).contains("File name too long"));
+    t.sh("echo x > ok.txt");
+    assert!(t.sh_err("ln -s ok.txt link").contains("Operation not permitted"));
+    assert!(t.sh_err("ln ok.txt hard").contains("Operation not permitted"));
+    assert!(t.sh_err("mkfifo fifo").contains("Operation not permitted"));
+    assert!(t
+        .sh_err("mkdir full && touch full/x && rmdir full")
+        .contains("Directory not empty"));
+    assert_eq!(
+        t.sh("ls").split_whitespace().collect::<Vec<_>>(),
+        vec!["full", "ok.txt"]
+    );
+}
+
+#[test]
+fn remote_changes_show_and_conflicts_keep_both() {
+    require_fuse!();
+    let t = Mounted::new();
+    let id = t.s.mock.add_file(&t.s.gallery_id, "IMG_1.jpg", &b"v1"[..]);
+    let gone = t.s.mock.add_file(&t.s.gallery_id, "gone.jpg", &b"bye"[..]);
+    t.sync();
+    assert_eq!(t.sh("cat IMG_1.jpg"), "v1");
+    // A remote edit and a remote delete show in the mount.
+    t.s.mock.edit_file(&id, &b"v2 remote"[..]);
+    t.s.mock.delete_item(&gone);
+    t.sync();
+    assert_eq!(t.sh("cat IMG_1.jpg"), "v2 remote");
+    assert!(!t.sh("ls").contains("gone.jpg"));
+    // Both sides change: OneDrive's version keeps the name, ours is beside it.
+    t.sh("printf 'local v3' > IMG_1.jpg");
+    assert_eq!(
+        t.sh("getfattr --only-values -n user.galleryfs.state IMG_1.jpg"),
+        "dirty",
+        "a pending edit shows as dirty"
+    );
+    t.s.mock.edit_file(&id, &b"remote v3"[..]);
+    t.sync();
+    assert_eq!(
+        t.sh("cat IMG_1.jpg"),
+        "local v3",
+        "a dirty file is never overwritten by a delta"
+    );
+    assert_eq!(
+        t.sh("getfattr --only-values -n user.galleryfs.state IMG_1.jpg"),
+        "conflict",
+        "both sides changed it: the state says so until the conflict copy is made"
+    );
+    t.replay();
+    let today = chrono::Local::now().date_naive().format("%Y-%m-%d").to_string();
+    let copy = format!("IMG_1 (conflict {today} testhost).jpg");
+    assert_eq!(t.sh("cat IMG_1.jpg"), "remote v3");
+    assert_eq!(t.sh(&format!("cat '{copy}'")), "local v3");
+    assert_eq!(t.s.remote_content(&copy).unwrap(), &b"local v3"[..]);
+    assert_eq!(t.s.mock.content(&id).unwrap(), &b"remote v3"[..]);
+}
+
+#[test]
+fn offline_edits_queue_and_replay() {
+    require_fuse!();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mock = Arc::new(MockDrive::new());
+    let failing = Arc::new(galleryfs::remote::mock_drive::FailingDrive::new(mock.clone()));
+    let s = rt.block_on(Synced::new(
+        mock.clone(),
+        failing.clone(),
+        Duration::ZERO,
+        quick_config(),
+    ));
+    let mnt = tempfile::tempdir().unwrap();
+    let config = galleryfs::fuse::fuser_config(&galleryfs::mount_options::MountOptions::default(), "galleryfs:edits");
+    let core: Arc<dyn FsCore> = s.fs.clone();
+    let mounted = galleryfs::fuse::mount(core, rt.handle().clone(), mnt.path(), &config).expect("mount");
+    let m = mnt.path().display().to_string();
+    failing.fail_fraction(
+        1.0,
+        galleryfs::remote::drive_api::DriveError::Offline("network unreachable".into()),
+    );
+    let task = rt.spawn(s.replayer.clone().run(s.fs.outbox_wake()));
+    common::sh_ok(&format!(
+        "cd '{m}' && mkdir Trip && echo day1 > Trip/day1.txt && echo x > x.txt && rm x.txt"
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.store.pending().unwrap().is_empty());
+    assert_eq!(common::sh_ok(&format!("cat '{m}/Trip/day1.txt'")), "day1\n");
+    assert_eq!(
+        common::sh_ok(&format!(
+            "getfattr --only-values -n user.galleryfs.state '{m}/Trip/day1.txt'"
+        )),
+        "dirty"
+    );
+    failing.heal();
+    s.fs.outbox_wake().notify_one();
+    for _ in 0..100 {
+        if s.store.pending().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        s.fs.outbox_wake().notify_one();
+    }
+    task.abort();
+    assert!(
+        s.store.pending().unwrap().is_empty(),
+        "{:?}",
+        s.store.pending().unwrap()
+    );
+    assert_eq!(s.remote_content("Trip/day1.txt").unwrap(), &b"day1\n"[..]);
+    assert!(s.remote("x.txt").is_none());
+    mounted.unmount().unwrap();
+}
+
+// ---- third-party POSIX suites (tests/pjdfstest/run.sh installs the tools) ----
+
+/// The path of an installed tool (in PATH or ~/.cargo/bin).
+fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn suite_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pjdfstest")
+}
+
+/// A mount whose outbox replays in the background, as in real use.
+fn mounted_with_replayer() -> (Mounted, tokio::task::JoinHandle<()>) {
+    let t = Mounted::new();
+    let task = t.rt.spawn(t.s.replayer.clone().run(t.s.fs.outbox_wake()));
+    (t, task)
+}
+
+#[test]
+fn posix_pjdfstest_groups() {
+    require_fuse!();
+    let Some(pjdfstest) = tool("pjdfstest") else {
+        eprintln!("SKIPPED: pjdfstest is not installed (tests/pjdfstest/run.sh --install)");
+        return;
+    };
+    if !common::sh("getent passwd tests").status.success() {
+        eprintln!("SKIPPED: pjdfstest needs a user named `tests` (tests/pjdfstest/run.sh --install adds it)");
+        return;
+    }
+    let (t, task) = mounted_with_replayer();
+    t.sh("mkdir scratch");
+    let groups = "mkdir rmdir open rename unlink truncate ftruncate utimensat";
+    let out = common::sh(&format!(
+        "'{}' -c '{}' -p '{}/scratch' {groups} 2>&1",
+        pjdfstest.display(),
+        suite_dir().join("galleryfs.toml").display(),
+        t.m
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = text.lines().filter(|l| l.contains("FAILED")).collect();
+    task.abort();
+    assert!(
+        out.status.success(),
+        "pjdfstest reported unexpected failures:\n{}\n--- full output ---\n{text}",
+        failed.join("\n")
+    );
+    eprintln!("{}", text.lines().last().unwrap_or_default());
+}
+
+#[test]
+fn posix_fsx_with_frequent_close_and_reopen() {
+    require_fuse!();
+    let Some(fsx) = tool("fsx") else {
+        eprintln!("SKIPPED: fsx is not installed (tests/pjdfstest/run.sh --install)");
+        return;
+    };
+    let (t, task) = mounted_with_replayer();
+    let artifacts = tempfile::tempdir().unwrap();
+    let out = common::sh(&format!(
+        "'{}' -N 3000 -S 11 -f '{}' -P '{}' '{}/fsx.bin' 2>&1",
+        fsx.display(),
+        suite_dir().join("fsx.toml").display(),
+        artifacts.path().display(),
+        t.m
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "fsx failed:\n{text}");
+    // Everything fsx left reaches OneDrive byte for byte.
+    let local = std::fs::read(format!("{}/fsx.bin", t.m)).unwrap();
+    for _ in 0..100 {
+        if t.s.store.pending().unwrap().is_empty() {
+            break;
+        }
+        t.s.fs.outbox_wake().notify_one();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    task.abort();
+    assert!(t.s.store.pending().unwrap().is_empty());
+    assert_eq!(t.remote_hash("fsx.bin").unwrap(), QuickXorHash::of(&local));
+}
+
+// ---- the real binary, mounted over the in-process emulator ----
+
+mod e2e_edits {
+    use super::common;
+    use crate::require_fuse;
+    use common::e2e::{is_mounted, wait_until, Env};
+    use galleryfs::emulator::faults::{FaultKind, FaultRule};
+    use galleryfs::remote::QuickXorHash;
+    use std::time::Duration;
+
+    /// (id, size, quickXorHash) of the emulator's file at `rel` below the gallery.
+    fn remote(env: &Env, rel: &str) -> Option<(String, u64, Option<String>)> {
+        let path = format!("{}/{rel}", env.gallery_root());
+        env.emu()
+            .state
+            .state_dump()
+            .into_iter()
+            .find(|e| e.path == path)
+            .map(|e| (e.id, e.size, e.quick_xor_hash))
+    }
+
+    fn daemon_pid(env: &Env) -> i32 {
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.cache_dir().join("default/mount.json")).unwrap()).unwrap();
+        rec["pid"].as_i64().unwrap() as i32
+    }
+
+    /// kill -9 of the mount's own process (by the pid it recorded), then the dead mount detached.
+    fn kill_daemon(env: &Env) {
+        let pid = daemon_pid(env);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(wait_until(Duration::from_secs(10), || {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+        }));
+        let _ = std::process::Command::new("umount").arg("-l").arg(&env.mnt).status();
+        assert!(wait_until(Duration::from_secs(10), || !is_mounted(&env.mnt)));
+    }
+
+    #[test]
+    fn edits_through_the_real_mount_reach_onedrive() {
+        require_fuse!();
+        let env = Env::start(3);
+        env.login();
+        env.mount("poll_interval=2,write_back=0");
+        let m = env.mnt.display().to_string();
+        let camera = format!("{m}/DCIM/Camera");
+        assert!(std::path::Path::new(&camera).is_dir());
+        let photo: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("new.jpg"), &photo).unwrap();
+        common::sh_ok(&format!(
+            "cp '{}/new.jpg' '{camera}/' && mkdir '{m}/Album'",
+            src.path().display()
+        ));
+        assert!(wait_until(Duration::from_secs(20), || remote(
+            &env,
+            "DCIM/Camera/new.jpg"
+        )
+        .is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&photo).as_str()))));
+        let (id, _, _) = remote(&env, "DCIM/Camera/new.jpg").unwrap();
+        common::sh_ok(&format!("mv '{camera}/new.jpg' '{m}/Album/moved.jpg'"));
+        assert!(wait_until(Duration::from_secs(20), || remote(&env, "Album/moved.jpg")
+            .is_some_and(|r| r.0 == id)));
+        common::sh_ok(&format!("rm '{m}/Album/moved.jpg'"));
+        assert!(wait_until(Duration::from_secs(20), || env
+            .emu()
+            .state
+            .recycle_bin_dump()
+            .iter()
+            .any(|e| e.id == id)));
+        let listed = env.galleryfs_ok(&["trash", "list"]);
+        assert!(listed.contains("/Album/moved.jpg") && listed.contains(&id), "{listed}");
+        env.galleryfs_ok(&["trash", "restore", &id]);
+        assert!(
+            remote(&env, "Album/moved.jpg").is_some_and(|r| r.0 == id),
+            "restored from the recycle bin"
+        );
+        assert!(wait_until(Duration::from_secs(20), || std::path::Path::new(&format!(
+            "{m}/Album/moved.jpg"
+        ))
+        .exists()));
+        let status = env.status_json();
+        assert_eq!(status["outbox"]["pending"], 0, "{status}");
+        env.unmount();
+    }
+
+    #[test]
+    fn kill_9_before_and_during_an_upload_loses_nothing() {
+        require_fuse!();
+        let env = Env::start(1);
+        env.login();
+        let m = env.mnt.display().to_string();
+        let small = b"journalled, not yet sent".to_vec();
+        let big: Vec<u8> = (0..(12u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("small.jpg"), &small).unwrap();
+        std::fs::write(src.path().join("big.mp4"), &big).unwrap();
+
+        // 1. Killed after close, before the upload started (a long write-back delay holds it).
+        env.mount("poll_interval=2,write_back=600");
+        common::sh_ok(&format!("cp '{}/small.jpg' '{m}/'", src.path().display()));
+        kill_daemon(&env);
+        assert!(remote(&env, "small.jpg").is_none());
+
+        // 2. Killed while the upload of a 12 MiB file (an upload session) is in flight.
+        env.mount("poll_interval=2,write_back=0");
+        let slow = env
+            .emu()
+            .state
+            .faults
+            .add_rule(FaultRule::new(FaultKind::Latency { ms: 1500 }).method("PUT"));
+        common::sh_ok(&format!("cp '{}/big.mp4' '{m}/'", src.path().display()));
+        std::thread::sleep(Duration::from_millis(2500));
+        kill_daemon(&env);
+        env.emu().state.faults.remove_rule(slow);
+        assert!(remote(&env, "big.mp4").is_none_or(|r| r.2.as_deref() != Some(QuickXorHash::of(&big).as_str())));
+
+        // 3. The next mount sends both, byte for byte, resuming the journalled upload session.
+        let sessions = |since: u64| {
+            env.emu()
+                .state
+                .log
+                .entries_since(since)
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.contains("createUploadSession"))
+                .count()
+        };
+        assert_eq!(sessions(0), 1, "the killed upload had started its session");
+        let restart = env.emu().state.log.next_seq();
+        env.mount("poll_interval=2,write_back=0");
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                remote(&env, "small.jpg").is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&small).as_str()))
+                    && remote(&env, "big.mp4").is_some_and(|r| r.2.as_deref() == Some(QuickXorHash::of(&big).as_str()))
+            }),
+            "uploads completed after the restart; status: {}",
+            env.status_json()
+        );
+        assert_eq!(
+            sessions(restart),
+            0,
+            "the upload resumed its session instead of starting over"
+        );
+        assert_eq!(std::fs::read(format!("{m}/big.mp4")).unwrap(), big);
+        assert!(wait_until(Duration::from_secs(10), || env.status_json()["outbox"]
+            ["pending"]
+            == 0));
+        env.unmount();
+    }
+}
