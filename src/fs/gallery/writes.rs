@@ -145,6 +145,10 @@ impl GalleryFs {
             e.writers += writer as u32;
             return Ok(());
         }
+        // The caller's row may predate an upload that committed meanwhile (clean again, staging dropped): decide
+        // from the row as it is now.
+        let fresh = self.item(item.ino)?;
+        let item = &fresh;
         let reuse = item.is_dirty() && staging.exists(item.ino);
         if !reuse {
             if truncate || item.size == 0 || item.is_dirty() {
@@ -374,18 +378,29 @@ impl GalleryFs {
         if set.size.is_some_and(|s| s > item.size) {
             self.check_quota()?;
         }
-        self.stage(&item, set.size == Some(0), false).await?;
-        if let Some(size) = set.size {
-            let file = self.staging()?.open_file(ino).map_err(staging_err)?;
-            file.set_len(size).map_err(staging_err)?;
-        }
-        let mtime = match set.mtime {
-            Some(SetTime::At(t)) => unix_secs(t),
-            Some(SetTime::Now) => now_secs(),
-            None => now_secs(),
+        // A writer for the duration of the change: an upload committing meanwhile then keeps the file dirty and
+        // its staged bytes, instead of marking it clean under our feet (the change would be lost).
+        self.stage(&item, set.size == Some(0), true).await?;
+        let changed = (|| {
+            if let Some(size) = set.size {
+                let file = self.staging()?.open_file(ino).map_err(staging_err)?;
+                file.set_len(size).map_err(staging_err)?;
+            }
+            let mtime = match set.mtime {
+                Some(SetTime::At(t)) => unix_secs(t),
+                Some(SetTime::Now) => now_secs(),
+                None => now_secs(),
+            };
+            self.note_change(ino, set.size, mtime)
+        })();
+        let open = match self.local.lock().get_mut(&ino) {
+            Some(e) => {
+                e.writers = e.writers.saturating_sub(1);
+                e.writers > 0
+            }
+            None => false,
         };
-        self.note_change(ino, set.size, mtime)?;
-        let open = self.local.lock().get(&ino).is_some_and(|e| e.writers > 0);
+        changed?;
         if !open {
             self.journal_upload(ino, false).await?;
         }
