@@ -220,10 +220,22 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// Checks the run-time needs of FUSE: `/dev/fuse`, and `fusermount3` for a non-root user.
 pub fn check_fuse_available() -> Result<(), String> {
-    if !Path::new("/dev/fuse").exists() {
-        return Err("/dev/fuse is missing: load the fuse module (sudo modprobe fuse) or, in a container, pass --device /dev/fuse".into());
+    fuse_requirements(
+        Path::new("/dev/fuse"),
+        nix::unistd::geteuid().is_root(),
+        which("fusermount3").is_some(),
+    )
+}
+
+/// The run-time needs of FUSE, decided from what is present: one line with the fix when something is missing.
+pub fn fuse_requirements(dev_fuse: &Path, is_root: bool, has_fusermount3: bool) -> Result<(), String> {
+    if !dev_fuse.exists() {
+        return Err(format!(
+            "{} is missing: load the fuse module (sudo modprobe fuse) or, in a container, pass --device /dev/fuse",
+            dev_fuse.display()
+        ));
     }
-    if !nix::unistd::geteuid().is_root() && which("fusermount3").is_none() {
+    if !is_root && !has_fusermount3 {
         return Err("fusermount3 is missing: install the fuse3 package (e.g. sudo apt install fuse3)".into());
     }
     Ok(())
@@ -286,6 +298,26 @@ mod tests {
     fn missing_mountpoint_message_has_the_fix() {
         let e = check_mountpoint(Path::new("/nonexistent/galleryfs-x")).unwrap_err();
         assert!(e.contains("mkdir -p /nonexistent/galleryfs-x"), "{e}");
+    }
+
+    #[test]
+    fn fuse_requirement_messages_name_the_fix() {
+        let e = fuse_requirements(Path::new("/nonexistent/fuse"), true, true).unwrap_err();
+        assert!(
+            e.contains("/nonexistent/fuse is missing") && e.contains("modprobe fuse"),
+            "{e}"
+        );
+        let dev = tempfile::NamedTempFile::new().unwrap();
+        let e = fuse_requirements(dev.path(), false, false).unwrap_err();
+        assert!(
+            e.contains("fusermount3 is missing") && e.contains("apt install fuse3"),
+            "{e}"
+        );
+        assert!(
+            fuse_requirements(dev.path(), true, false).is_ok(),
+            "root mounts without fusermount3"
+        );
+        assert!(fuse_requirements(dev.path(), false, true).is_ok());
     }
 
     #[test]

@@ -6,6 +6,8 @@ use thiserror::Error;
 
 /// Default byte budget of cached originals (pinned and not-yet-uploaded files are not counted).
 pub const DEFAULT_CACHE_SIZE: u64 = 10 * 1024 * 1024 * 1024;
+/// Deletes allowed within a minute before further deletes wait for confirmation.
+pub const DEFAULT_DELETE_GUARD: usize = 50;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MountOptions {
@@ -27,6 +29,8 @@ pub struct MountOptions {
     pub poll_interval: Duration,
     pub write_back: Duration,
     pub thumbnails: bool,
+    /// More deletes than this within a minute are held until confirmed (`galleryfs trash confirm-deletes`).
+    pub delete_guard: usize,
     /// Options accepted for fstab/systemd and ignored (kept to log them once).
     pub ignored: Vec<String>,
 }
@@ -52,6 +56,7 @@ impl Default for MountOptions {
             poll_interval: Duration::from_secs(30),
             write_back: Duration::from_secs(2),
             thumbnails: true,
+            delete_guard: DEFAULT_DELETE_GUARD,
             ignored: Vec::new(),
         }
     }
@@ -163,6 +168,13 @@ impl MountOptions {
                 self.poll_interval = d;
             }
             "write_back" => self.write_back = parse_secs(name, need(name, value)?)?,
+            "delete_guard" => {
+                let v = need(name, value)?;
+                self.delete_guard = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(name, format!("{v:?} is not a number of deletes")))?;
+            }
             "thumbnails" => {
                 self.thumbnails = match need(name, value)? {
                     "on" | "yes" | "true" | "1" => true,
@@ -209,6 +221,7 @@ mod tests {
         let o = MountOptions::parse(&[
             "rw,_netdev,noauto,user,x-systemd.automount,x-systemd.idle-timeout=60,comment=x,nofail,defaults",
             "allow_other,uid=1000,gid=100,umask=027,cache_size=20G,poll_interval=10,write_back=0,thumbnails=off",
+            "delete_guard=500",
             "account=work,folder=/Pictures/Samsung Gallery,fsname=galleryfs:work,noatime,nodev,nosuid,noexec",
         ])
         .unwrap();
@@ -217,6 +230,7 @@ mod tests {
         assert_eq!(o.cache_size, 20 << 30);
         assert_eq!(o.poll_interval, Duration::from_secs(10));
         assert_eq!(o.write_back, Duration::ZERO);
+        assert_eq!(o.delete_guard, 500);
         assert_eq!(o.folder.as_deref(), Some("/Pictures/Samsung Gallery"));
         assert_eq!(o.account.as_deref(), Some("work"));
         assert_eq!(o.file_perm(), 0o640);

@@ -190,7 +190,10 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             store.clone(),
             drive.clone(),
             fs.clone(),
-            crate::sync::outbox_replay::ReplayConfig::default(),
+            crate::sync::outbox_replay::ReplayConfig {
+                big_delete_limit: req.options.delete_guard,
+                ..Default::default()
+            },
         )
         .map_err(|e| e.to_string())?;
     }
