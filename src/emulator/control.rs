@@ -222,6 +222,12 @@ impl EmulatorState {
     }
 
     /// Strict mode: simple uploads above 4 MiB answer 413 (the older OneDrive documentation's limit).
+    /// The next incremental delta round leaves out its first deletion (as a deletion delta reported once and the
+    /// client missed).
+    pub fn drop_next_delta_deletion(&self) {
+        self.settings.lock().drop_next_delta_deletion = true;
+    }
+
     pub fn set_strict_simple_upload(&self, strict: bool) {
         self.settings.lock().simple_upload_max = if strict {
             STRICT_SIMPLE_UPLOAD_MAX
@@ -455,6 +461,13 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             "/_emulator/invalidate-delta-tokens",
             post(|State(s): S| async move {
                 s.invalidate_delta_tokens();
+                reply(ok())
+            }),
+        )
+        .route(
+            "/_emulator/drop-next-delta-deletion",
+            post(|State(s): S| async move {
+                s.drop_next_delta_deletion();
                 reply(ok())
             }),
         )
