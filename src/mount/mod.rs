@@ -19,8 +19,10 @@ use crate::remote::auth::session::RefreshingTokenSource;
 use crate::remote::auth::TokenStore;
 use crate::remote::drive_api::DriveApi;
 use crate::remote::graph_drive_api::GraphDrive;
+use crate::remote::notifications::{ChannelSettings, NotificationChannel};
 use crate::remote::{GraphClient, RetryPolicy};
 use crate::store::Store;
+use crate::sync::notification_listener::NotificationListener;
 use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
@@ -177,6 +179,12 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         f
     });
     runtime.spawn(engine.clone().run());
+    // Socket.IO change notifications wake the engine; without the channel, polling alone goes on.
+    let listener = {
+        let _runtime = runtime.enter();
+        let channel = NotificationChannel::new(Arc::new(client.clone()), ChannelSettings::default());
+        NotificationListener::start(channel, engine.clone())
+    };
     {
         let (fs, status, content) = (fs.clone(), status.clone(), content.clone());
         runtime.spawn(async move {
@@ -205,6 +213,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
 
     let ended = wait_for_end(&runtime, mounted, &req.mountpoint);
     engine.stop();
+    listener.stop();
     if let Some(f) = fetcher {
         f.stop();
     }
