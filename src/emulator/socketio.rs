@@ -176,6 +176,9 @@ pub fn spawn_change_watcher(
     state: &Arc<EmulatorState>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    // Start from the current state: only later changes are notified.
+    let seq = state.drive.lock().current_seq();
+    state.socketio.changes.send_replace(seq);
     let weak: Weak<EmulatorState> = Arc::downgrade(state);
     tokio::spawn(async move {
         loop {
