@@ -1,8 +1,8 @@
 //! The socket.io change-notification channel of OneDrive (graph-api.md §13): `GET /me/drive/root/subscriptions/
 //! socketIo` gives `{id, notificationUrl, expirationDateTime}`; [`NotificationChannel::run`] connects a websocket
 //! to `{scheme}://{host}/socket.io/?EIO=4&transport=websocket&{query of notificationUrl}` (AB's raw recipe of the
-//! documented "split at `/callback?`"), joins the default namespace and the URL's path as namespace (`40`,
-//! `40/notifications,`), answers Engine.IO pings (`2` → `3`) and reports every `notification` event. It fetches a
+//! documented "split at `/callback?`"), joins the default namespace, the URL's path as namespace and
+//! `/notifications` (`40`, `40/notifications,`), answers Engine.IO pings (`2` → `3`) and reports every `notification` event. It fetches a
 //! fresh endpoint [`ChannelSettings::renew_before`] ahead of `expirationDateTime` and reconnects, reconnects with
 //! backoff when the socket closes or stays silent for `pingInterval + pingTimeout`, and reports
 //! [`ChannelEvent::Unavailable`] (then retries rarely) when the service does not offer the channel.
@@ -27,6 +27,9 @@ use super::endpoints::is_loopback_url;
 use super::error::GraphError;
 use super::graph::GraphClient;
 use super::http::{redact, UrlKind};
+
+/// The namespace AB's recipe joins (graph-api.md §13).
+pub const DEFAULT_NAMESPACE: &str = "/notifications";
 
 /// What `GET …/root/subscriptions/socketIo` answers. `Debug` hides the URL's query.
 #[derive(Clone, Deserialize)]
@@ -383,9 +386,14 @@ impl NotificationChannel {
             None => return Err(NotifyError::Handshake("closed before the open packet".into())),
         };
         let silence = ping_interval + ping_timeout;
+        // The default namespace, the URL's path as the documented socket.io client would, and `/notifications`
+        // as AB's recipe does (a namespace the service does not have is refused with `44`, which is harmless).
         let mut joins = vec!["40".to_string()];
-        if let Some(ns) = &target.namespace {
-            joins.push(format!("40{ns},"));
+        for ns in target.namespace.iter().map(String::as_str).chain([DEFAULT_NAMESPACE]) {
+            let join = format!("40{ns},");
+            if !joins.contains(&join) {
+                joins.push(join);
+            }
         }
         for j in joins {
             ws.send(Message::Text(j.into()))
