@@ -64,18 +64,7 @@ impl NotificationListener {
             })
         };
         let channel_task = tokio::spawn(async move { channel.run(hook).await });
-        let wake_task = {
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                loop {
-                    pending.notified().await;
-                    stats.wakes.fetch_add(1, Ordering::SeqCst);
-                    wake();
-                    // Events during this pause leave one permit: one trailing wake for the whole burst.
-                    tokio::time::sleep(debounce).await;
-                }
-            })
-        };
+        let wake_task = spawn_throttled_waker(pending, wake, debounce, stats.clone());
         NotificationListener {
             channel_task,
             wake_task,
@@ -100,6 +89,24 @@ impl Drop for NotificationListener {
     }
 }
 
+/// Calls `wake` at once for the first `pending` signal, then at most once per `debounce` (see the module note).
+fn spawn_throttled_waker(
+    pending: Arc<Notify>,
+    wake: Wake,
+    debounce: Duration,
+    stats: Arc<ListenerStats>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            pending.notified().await;
+            stats.wakes.fetch_add(1, Ordering::SeqCst);
+            wake();
+            // Signals during this pause leave one permit: one trailing wake for the whole burst.
+            tokio::time::sleep(debounce).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +124,40 @@ mod tests {
                 message: "no".into(),
             })
         }
+    }
+
+    #[tokio::test]
+    async fn a_burst_wakes_at_once_and_once_more_at_the_end() {
+        let wakes = Arc::new(AtomicU64::new(0));
+        let w = wakes.clone();
+        let pending = Arc::new(Notify::new());
+        let stats = Arc::new(ListenerStats::default());
+        let task = spawn_throttled_waker(
+            pending.clone(),
+            Arc::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }),
+            Duration::from_millis(200),
+            stats.clone(),
+        );
+        pending.notify_one();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(wakes.load(Ordering::SeqCst), 1, "the first signal wakes at once");
+        for _ in 0..10 {
+            pending.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            wakes.load(Ordering::SeqCst),
+            1,
+            "the burst waits for the throttle period"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(wakes.load(Ordering::SeqCst), 2, "one trailing wake for the whole burst");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(wakes.load(Ordering::SeqCst), 2, "quiet afterwards");
+        assert_eq!(stats.wakes.load(Ordering::SeqCst), 2);
+        task.abort();
     }
 
     #[tokio::test]
