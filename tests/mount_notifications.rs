@@ -60,7 +60,10 @@ fn mounted_env(options: &str, before_mount: impl FnOnce(&Env)) -> Env {
 #[test]
 fn push_notifications_bring_remote_changes_within_5_s_despite_a_300_s_poll() {
     require_fuse!();
+    // Everything the daemon can log, to show the channel's credential (the notificationUrl's query) never is.
+    std::env::set_var("GALLERYFS_LOG", "trace");
     let env = mounted_env("poll_interval=300", |_| {});
+    std::env::remove_var("GALLERYFS_LOG");
     assert!(
         wait_until(Duration::from_secs(10), || env.emu().state.socketio.connections() == 1),
         "the mount connects to the notification channel"
@@ -73,6 +76,12 @@ fn push_notifications_bring_remote_changes_within_5_s_despite_a_300_s_poll() {
         wait_until(Duration::from_secs(5), || env.emu().state.socketio.connections() == 0),
         "unmounting closes the channel"
     );
+    let log = std::fs::read_to_string(env.cache_dir().join("default/galleryfs.log")).unwrap();
+    assert!(
+        log.contains("notification channel connected"),
+        "the log tells about the channel"
+    );
+    assert!(!log.contains("snthgk"), "the notificationUrl's query is never logged");
 }
 
 #[test]
