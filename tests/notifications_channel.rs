@@ -418,7 +418,8 @@ async fn notifications_wake_the_engine_and_the_full_relist_repairs_a_missed_dele
     let local = store
         .insert(&NewItem::local(ROOT_INO, "local-only.jpg", ItemKind::File, 0))
         .unwrap();
-    emu.state.drop_next_delta_deletion();
+    let ok = control(&emu, "/drop-next-delta-deletion", serde_json::json!({})).await;
+    assert_eq!(ok["ok"], true);
     emu.state.delete_item(&id).unwrap();
     let polled = stats.wakes.load(std::sync::atomic::Ordering::SeqCst);
     assert!(

@@ -1,5 +1,6 @@
 //! Test controls: remote changes as a phone or the web would make them (add, edit, rename, move, delete,
-//! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, missing
+//! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, leaving the next
+//! deletion out of delta (`drop-next-delta-deletion`; the socket.io controls are in `socketio.rs`), missing
 //! thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
 //! [`EmulatorState`] and over HTTP under `/_emulator/...` (JSON; no bearer token needed).
 
