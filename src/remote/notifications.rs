@@ -570,6 +570,22 @@ mod tests {
         assert!(!is_not_offered(&GraphError::Network("down".into())));
     }
 
+    #[tokio::test]
+    async fn wss_goes_through_rustls_and_fails_cleanly_on_a_non_tls_peer() {
+        // A peer that accepts and hangs up: the TLS client is built (ring provider, native roots) and the
+        // handshake fails as an error, not a panic.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let url = format!("wss://localhost:{port}/socket.io/?EIO=4&transport=websocket");
+        let err = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        assert!(!describe_ws_error(&err).contains("EIO"), "errors never carry the URL");
+    }
+
     struct NoSource;
     #[async_trait]
     impl EndpointSource for NoSource {
