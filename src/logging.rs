@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 /// HTTP libraries log request URLs at debug level, and pre-authenticated download and upload URLs carry their
 /// credentials in the query: keep them at `warn` whatever the user asks for.
-const QUIET_HTTP: &str = "reqwest=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,oauth2=warn,fuser=error";
+const QUIET_HTTP: &str = "reqwest=warn,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,oauth2=warn,fuser=error,\
+tungstenite=warn,tokio_tungstenite=warn";
 
 fn filter(default: &str) -> EnvFilter {
     let user = std::env::var("GALLERYFS_LOG").ok().filter(|v| !v.trim().is_empty());

@@ -97,7 +97,9 @@ pub fn delta(state: &Arc<EmulatorState>, req: &GraphRequest, target: &Target) ->
             if epoch != d.epoch || seq > d.current_seq() {
                 return Err(GraphError::resync(restart));
             }
-            (None, new_cursor(&d, scope, Some(seq)), 0)
+            let mut cursor = new_cursor(&d, scope, Some(seq));
+            drop_deletion_if_asked(state, &mut cursor);
+            (None, cursor, 0)
         }
         Token::Page { epoch, cursor, offset } => {
             let found = state.delta_cursors.lock().get(&cursor).cloned();
@@ -143,6 +145,20 @@ fn new_cursor(d: &super::drive::Drive, scope: ItemNo, since: Option<u64>) -> Del
         epoch: d.epoch,
         scope,
         created: Instant::now(),
+    }
+}
+
+/// The `drop_next_delta_deletion` control: leaves the round's first deletion out (once).
+fn drop_deletion_if_asked(state: &EmulatorState, cursor: &mut DeltaCursor) {
+    let Some(pos) = cursor.entries.iter().position(|e| e.deleted) else {
+        return;
+    };
+    let mut settings = state.settings.lock();
+    if std::mem::take(&mut settings.drop_next_delta_deletion) {
+        let mut entries = (*cursor.entries).clone();
+        entries.remove(pos);
+        cursor.entries = Arc::new(entries);
+        tracing::debug!("delta round: one deletion left out, as asked");
     }
 }
 

@@ -156,6 +156,9 @@ async fn dispatch(state: &Arc<EmulatorState>, mut req: GraphRequest, body: Body)
                 (&Method::GET, ["delta"]) => api_delta::delta(state, &req, &target),
                 (&Method::GET, ["thumbnails", more @ ..]) => api_thumbnails::get(state, &req, &target, more).await,
                 (&Method::POST, ["restore"]) => api_items::restore_item(state, &target, body).await,
+                (&Method::GET, ["subscriptions", "socketIo"]) if target.base == Base::Root && target.path.is_none() => {
+                    super::socketio::get_endpoint(state)
+                }
                 (&Method::POST, ["copy"]) => api_items::copy_item(state, &req, &target, body).await,
                 (&Method::POST, ["permanentDelete" | "invite" | "createLink" | "checkin" | "checkout"])
                 | (_, ["versions" | "permissions" | "preview" | "subscriptions", ..]) => Err(

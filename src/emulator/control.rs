@@ -1,5 +1,6 @@
 //! Test controls: remote changes as a phone or the web would make them (add, edit, rename, move, delete,
-//! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, missing
+//! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, leaving the next
+//! deletion out of delta (`drop-next-delta-deletion`; the socket.io controls are in `socketio.rs`), missing
 //! thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
 //! [`EmulatorState`] and over HTTP under `/_emulator/...` (JSON; no bearer token needed).
 
@@ -222,6 +223,12 @@ impl EmulatorState {
     }
 
     /// Strict mode: simple uploads above 4 MiB answer 413 (the older OneDrive documentation's limit).
+    /// The next incremental delta round leaves out its first deletion (as a deletion delta reported once and the
+    /// client missed).
+    pub fn drop_next_delta_deletion(&self) {
+        self.settings.lock().drop_next_delta_deletion = true;
+    }
+
     pub fn set_strict_simple_upload(&self, strict: bool) {
         self.settings.lock().simple_upload_max = if strict {
             STRICT_SIMPLE_UPLOAD_MAX
@@ -455,6 +462,13 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             "/_emulator/invalidate-delta-tokens",
             post(|State(s): S| async move {
                 s.invalidate_delta_tokens();
+                reply(ok())
+            }),
+        )
+        .route(
+            "/_emulator/drop-next-delta-deletion",
+            post(|State(s): S| async move {
+                s.drop_next_delta_deletion();
                 reply(ok())
             }),
         )

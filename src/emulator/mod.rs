@@ -10,7 +10,7 @@
 //! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] and
 //! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`facets`]
 //! (image/photo facets of uploads), [`render`] (JSON), [`errors`], the handlers `api_*` ([`api_router`] parses
-//! addresses), [`control`] (test controls), [`persist`] (state file) and [`server`] (assembly, [`start`] and
+//! addresses), [`control`] (test controls), [`socketio`] (the socket.io notification channel), [`persist`] (state file) and [`server`] (assembly, [`start`] and
 //! [`EmulatorHandle`]).
 
 pub mod faults;
@@ -34,6 +34,7 @@ pub mod names;
 pub mod persist;
 pub mod render;
 pub mod server;
+pub mod socketio;
 
 pub use control::{RecycleEntry, StateEntry};
 pub use server::{start, EmulatorHandle, EmulatorState};

@@ -37,6 +37,9 @@ pub struct Settings {
     /// Server post-processing of uploads (graph-api.md §2): for this long after an upload the item has no
     /// thumbnails, then its eTag changes once more. `None`: uploads are final at once.
     pub post_processing: Option<Duration>,
+    /// The next incremental delta round leaves out its first deleted item (a deletion "missed" by delta, which
+    /// only the periodic full re-list repairs); cleared once used.
+    pub drop_next_delta_deletion: bool,
 }
 
 /// Simple-upload limit of the current Graph documentation (250 MB).
@@ -51,6 +54,7 @@ impl Default for Settings {
             simple_upload_max: SIMPLE_UPLOAD_MAX,
             upload_session_lifetime: Duration::from_secs(24 * 3600),
             post_processing: None,
+            drop_next_delta_deletion: false,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct EmulatorState {
     /// Copy monitors: token → id of the copy.
     pub(crate) monitors: Mutex<HashMap<String, String>>,
     pub(crate) thumbs: ThumbCache,
+    /// The socket.io notification channel.
+    pub socketio: super::socketio::SocketIoHub,
     /// `http://127.0.0.1:P/v1.0`.
     pub graph_url: String,
     /// `http://127.0.0.1:P` of the API host.
@@ -252,6 +258,7 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         delta_cursors: Mutex::new(HashMap::new()),
         monitors: Mutex::new(HashMap::new()),
         thumbs: ThumbCache::default(),
+        socketio: Default::default(),
         graph_url: format!("http://{api_addr}/v1.0"),
         login_url: format!("http://{api_addr}"),
         content_url: format!("http://{content_addr}"),
@@ -277,7 +284,8 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         .nest("/_emulator/identity", state.identity.control_router())
         .nest("/_emulator/faults", faults::control_router(state.faults.clone()))
         .nest("/_emulator/log", request_log::control_router(state.log.clone()))
-        .merge(control::router(state.clone()));
+        .merge(control::router(state.clone()))
+        .merge(super::socketio::router(state.clone()));
     let api_app = graph
         .merge(controls)
         .fallback(|| async { super::errors::GraphError::invalid("Resource not found").into_response() });
@@ -292,7 +300,8 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tasks = vec![
         serve(api_listener, api_app, rx.clone()),
-        serve(content_listener, content_app, rx),
+        serve(content_listener, content_app, rx.clone()),
+        super::socketio::spawn_change_watcher(&state, rx),
     ];
     tracing::info!(graph = %state.graph_url, content = %state.content_url, "emulator listening");
     Ok(EmulatorHandle {

@@ -19,8 +19,10 @@ use crate::remote::auth::session::RefreshingTokenSource;
 use crate::remote::auth::TokenStore;
 use crate::remote::drive_api::DriveApi;
 use crate::remote::graph_drive_api::GraphDrive;
+use crate::remote::notifications::{ChannelSettings, NotificationChannel};
 use crate::remote::{GraphClient, RetryPolicy};
 use crate::store::Store;
+use crate::sync::notification_listener::NotificationListener;
 use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
@@ -197,6 +199,12 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         )
         .map_err(|e| e.to_string())?;
     }
+    // Socket.IO change notifications wake the engine; without the channel, polling alone goes on.
+    let listener = {
+        let _runtime = runtime.enter();
+        let channel = NotificationChannel::new(Arc::new(client.clone()), ChannelSettings::default());
+        NotificationListener::start(channel, engine.clone())
+    };
     {
         let (fs, status, content) = (fs.clone(), status.clone(), content.clone());
         runtime.spawn(async move {
@@ -225,6 +233,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
 
     let ended = wait_for_end(&runtime, mounted, &req.mountpoint, signals);
     engine.stop();
+    listener.stop();
     if let Some(f) = fetcher {
         f.stop();
     }

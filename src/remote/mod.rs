@@ -4,6 +4,7 @@
 //! - [`graph`], [`delta`], [`download`], [`upload`], [`http`], [`error`]: the Graph client ([`GraphClient`]).
 //! - [`drive_api`]: [`drive_api::DriveApi`], the operations the sync engine needs; implemented over the real client
 //!   by [`graph_drive_api::GraphDrive`] and in memory by [`mock_drive::MockDrive`] (with a failure injector).
+//! - [`notifications`]: the socket.io change-notification channel (a wake-up for delta).
 //! - [`auth`]: sign-in and tokens. [`endpoints`]: base URLs. [`models`]: the Graph resources.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod graph_drive_api;
 pub mod http;
 pub mod mock_drive;
 pub mod models;
+pub mod notifications;
 pub mod paths;
 pub mod quickxor;
 pub mod upload;

@@ -4,6 +4,7 @@
 //! - [`delta_apply`]: one round of delta items (or a full enumeration) → store changes, in one transaction.
 //! - [`gallery_locator`]: finding the gallery folder at mount.
 //! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
+//! - [`notification_listener`]: socket.io change notifications → [`poller::SyncEngine::wake`].
 //! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
 //! - [`status`]: the shared status behind `galleryfs status`.
 //! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
@@ -11,6 +12,7 @@
 pub mod delta_apply;
 pub mod gallery_locator;
 pub mod outbox_replay;
+pub mod notification_listener;
 pub mod poller;
 pub mod status;
 pub mod thumbnail_fetcher;

@@ -9,6 +9,10 @@
 //! - [`SyncEngine::poll_once`]: one delta round from the stored link. `410` → full resync from the service's
 //!   `Location`; folders new to the store → listed with `children()`; the gallery deleted → status `missing`,
 //!   nothing local thrown away (the round is not applied and the link not advanced).
+//! - Periodic full re-list ([`SyncEngine::run`]): delta reports a deletion only once, so a missed one would stay
+//!   in the mount for ever. Every `full_relist_polls` poll intervals (default 12, so 6 min at the default 30 s)
+//!   or `full_relist_max_interval` (default 6 h), whichever is sooner, the gallery is enumerated again and applied
+//!   as a full round (rows OneDrive no longer has go; local-only and dirty rows are protected by the applier).
 //! - Failures keep the store serving: offline → `online: false` and retries with backoff; `401` → "sign in
 //!   again"; throttled → wait until the service's time.
 //! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
@@ -45,6 +49,10 @@ pub struct SyncSettings {
     /// First retry delay after a failure; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// A full re-list every this many poll intervals (0: never) …
+    pub full_relist_polls: u32,
+    /// … or after this long, whichever is sooner.
+    pub full_relist_max_interval: Duration,
 }
 
 impl SyncSettings {
@@ -55,9 +63,25 @@ impl SyncSettings {
             poll_interval: Duration::from_secs(30),
             min_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
+            full_relist_polls: DEFAULT_FULL_RELIST_POLLS,
+            full_relist_max_interval: DEFAULT_FULL_RELIST_MAX_INTERVAL,
         }
     }
+
+    /// How long after a full listing the next one is due; `None` when disabled.
+    pub fn full_relist_interval(&self) -> Option<Duration> {
+        (self.full_relist_polls > 0).then(|| {
+            self.poll_interval
+                .saturating_mul(self.full_relist_polls)
+                .min(self.full_relist_max_interval)
+        })
+    }
 }
+
+/// Default of [`SyncSettings::full_relist_polls`] (abraunegg's "true-up" every 12 cycles).
+pub const DEFAULT_FULL_RELIST_POLLS: u32 = 12;
+/// Default of [`SyncSettings::full_relist_max_interval`].
+pub const DEFAULT_FULL_RELIST_MAX_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -122,6 +146,8 @@ pub struct SyncEngine {
     /// The gallery has not been looked up on OneDrive during this mount yet.
     needs_catch_up: AtomicBool,
     quota_read: Mutex<Option<Instant>>,
+    /// When the gallery was last enumerated in full (or the engine made).
+    last_full_listing: Mutex<Instant>,
 }
 
 impl SyncEngine {
@@ -149,6 +175,7 @@ impl SyncEngine {
             stopped: AtomicBool::new(false),
             needs_catch_up: AtomicBool::new(false),
             quota_read: Mutex::new(None),
+            last_full_listing: Mutex::new(Instant::now()),
         }
     }
 
@@ -323,6 +350,48 @@ impl SyncEngine {
         })
     }
 
+    /// Enumerates the gallery again and applies it as a full round (see the module note).
+    pub async fn full_relist(&self) -> Result<PollOutcome, SyncError> {
+        let outcome = async {
+            let gallery = match self.gallery_id() {
+                Some(g) => g,
+                None => self.locate_and_record().await?.0,
+            };
+            tracing::info!("periodic full re-list of the gallery");
+            let changes = self.enumerate(&gallery, None, false).await?;
+            Ok::<_, SyncError>(PollOutcome {
+                changes,
+                resynced: true,
+                ..PollOutcome::default()
+            })
+        }
+        .await;
+        match &outcome {
+            Ok(o) => {
+                if !o.changes.removed.is_empty() {
+                    tracing::info!(
+                        removed = o.changes.removed.len(),
+                        "full re-list removed items delta had missed"
+                    );
+                }
+                self.note_success();
+            }
+            Err(e) => {
+                if let Some(d) = e.drive_error() {
+                    self.note_error(d);
+                }
+                tracing::warn!(error = %e, "full re-list failed; serving from the store");
+            }
+        }
+        outcome
+    }
+
+    fn full_relist_due(&self) -> bool {
+        self.settings
+            .full_relist_interval()
+            .is_some_and(|every| self.last_full_listing.lock().elapsed() >= every)
+    }
+
     /// Polls every `poll_interval` (sooner when woken) until stopped; after failures retries with backoff, and
     /// when throttled not before the service's time.
     pub async fn run(self: Arc<Self>) {
@@ -345,6 +414,8 @@ impl SyncEngine {
             immediate = false;
             let result = if self.needs_catch_up.load(Ordering::SeqCst) {
                 self.catch_up().await
+            } else if self.full_relist_due() {
+                self.full_relist().await
             } else {
                 self.poll_once().await
             };
@@ -448,6 +519,7 @@ impl SyncEngine {
                     }
                     let changes =
                         apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
+                    *self.last_full_listing.lock() = Instant::now();
                     self.after_round(&changes);
                     if let Some(progress) = self.progress.read().clone() {
                         progress(self.store.item_count()?);
