@@ -760,6 +760,15 @@ fn row_cold_mount<'a>(b: &'a Bench, mount_out: &mut Option<GalleryMount<'a>>) ->
             Figure::Time(reference),
             target,
         );
+        let rss = mount_out
+            .as_ref()
+            .and_then(|m| m.pid().ok())
+            .and_then(|pid| memory_of(pid).ok())
+            .map(|(rss, _)| rss as f64 / MIB as f64);
+        row.note = Some(match rss {
+            Some(rss) => format!("daemon VmRSS after the listing: {rss:.1} MiB"),
+            None => "daemon VmRSS unknown".into(),
+        });
         if listed != direct_items {
             row.note = Some(format!("mount listed {listed} entries, direct paging {direct_items}"));
         }
