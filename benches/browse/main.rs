@@ -1,0 +1,161 @@
+//! The browse benchmark (not a test): galleryfs against references measured in the same run, printed as ratios.
+//!
+//! The emulator runs as its own process (`galleryfs emulator`), the mount as the real daemon (`galleryfs mount`);
+//! this process is only the client (reads, `ls -l`, direct HTTP) and hosts the passthrough FUSE reference. One
+//! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
+//! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only).
+//! See `docs/benchmarks.md` for what each row measures and what limits it.
+
+mod env;
+mod report;
+mod rows;
+
+use anyhow::Result;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use env::*;
+use report::*;
+use rows::*;
+
+/// How big this run is.
+pub struct Plan {
+    pub quick: bool,
+    pub big_len: u64,
+    pub items: usize,
+    pub photos: usize,
+    pub ls_runs: usize,
+    pub latencies: Vec<u64>,
+    /// Items indexed for the memory row (at least the gallery's; 0: row skipped).
+    pub memory_items: usize,
+}
+
+impl Plan {
+    pub fn from_env() -> Plan {
+        let quick = std::env::var("GALLERYFS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        if quick {
+            Plan {
+                quick,
+                big_len: 64 * MIB,
+                items: 1_000,
+                photos: 6,
+                ls_runs: 3,
+                latencies: vec![0],
+                memory_items: 1_000,
+            }
+        } else {
+            Plan {
+                quick,
+                big_len: 1024 * MIB,
+                items: 10_000,
+                photos: 15,
+                ls_runs: 5,
+                latencies: vec![0, 20],
+                memory_items: 100_000,
+            }
+        }
+    }
+
+    pub fn big_label(&self) -> String {
+        if self.big_len >= 1024 * MIB {
+            format!("{} GiB", self.big_len / (1024 * MIB))
+        } else {
+            format!("{} MiB", self.big_len / MIB)
+        }
+    }
+}
+
+/// Context for reading the table: how fast this machine computes a quickXorHash (the mount verifies every
+/// completed download with it, after the last byte arrives) and how loaded it is.
+fn print_context() {
+    let data = vec![0x5Au8; 64 * MIB as usize];
+    let start = Instant::now();
+    let mut h = galleryfs::remote::QuickXorHash::new();
+    h.update(&data);
+    let hash_rate = data.len() as f64 / start.elapsed().as_secs_f64() / MIB as f64;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!(
+        "context: quickXorHash {hash_rate:.0} MiB/s in one thread; {cpus} CPUs; load average {}",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+}
+
+fn fuse_unavailable() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    let root = nix::unistd::geteuid().is_root();
+    if !root && Command::new("fusermount3").arg("--version").output().is_err() {
+        return Some("not root and fusermount3 is not installed".into());
+    }
+    None
+}
+
+fn run_latency(b: &Bench, latency: u64, passthrough: &Path, local_copy: &Path) -> Result<Vec<Row>> {
+    b.set_latency(latency)?;
+    let mut rows = Vec::new();
+    let mut mount = None;
+    rows.push(row_cold_mount(b, &mut mount));
+    let Some(m) = mount else {
+        return Ok(rows);
+    };
+    rows.push(row_sequential_read(b, &m));
+    rows.push(row_cached_read(b, &m, local_copy, false));
+    let mut m = m;
+    match m.remount() {
+        Ok(()) => rows.push(row_cached_read(b, &m, local_copy, true)),
+        Err(e) => {
+            rows.push(Row::failed("remount".into(), Target::AtLeast(0.9), &e));
+            return Ok(rows);
+        }
+    }
+    rows.push(row_first_byte(b, &m));
+    rows.push(row_warm_ls(b, &m, passthrough));
+    rows.push(row_copy_in(&m));
+    m.unmount()?;
+    Ok(rows)
+}
+
+fn main() -> Result<()> {
+    if let Some(why) = fuse_unavailable() {
+        println!("SKIPPED: the browse benchmark needs FUSE: {why}");
+        return Ok(());
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; figures are meaningless (run `cargo bench --bench browse`)");
+    }
+    let plan = Plan::from_env();
+    let started = Instant::now();
+    print_context();
+    let mut b = Bench::start(plan)?;
+    eprintln!(
+        "emulator pid {} at {}; scratch {}",
+        b.emu.pid(),
+        b.emu.graph,
+        b.dir.path().display()
+    );
+    b.seed()?;
+    b.login()?;
+    let local_copy = b.dir.path().join("local-big.mp4");
+    write_local_copy(&local_copy, b.plan.big_len)?;
+    let (pt_mount, pt_dir) = passthrough_reference(&b)?;
+
+    for &latency in &b.plan.latencies.clone() {
+        let rows = run_latency(&b, latency, &pt_dir, &local_copy)?;
+        print_table(&format!("latency {latency} ms"), &rows);
+    }
+    pt_mount.unmount()?;
+    b.set_latency(0)?;
+    if b.plan.memory_items > 0 {
+        let rows = rows_memory(&b);
+        print_table("memory (latency 0 ms)", &rows);
+    }
+    eprintln!(
+        "\n{} mode, {:.0} s in all",
+        if b.plan.quick { "quick" } else { "full" },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
