@@ -11,8 +11,8 @@
 
 pub mod delta_apply;
 pub mod gallery_locator;
-pub mod outbox_replay;
 pub mod notification_listener;
+pub mod outbox_replay;
 pub mod poller;
 pub mod status;
 pub mod thumbnail_fetcher;

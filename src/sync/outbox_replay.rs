@@ -125,6 +125,7 @@ fn remote_result(item: &DriveItem) -> RemoteResult {
         item_id: item.id.clone(),
         name: item.name.clone().unwrap_or_default(),
         attrs: remote_attrs(item),
+        requested: None,
     }
 }
 
@@ -482,7 +483,15 @@ impl OutboxReplayer {
                     .await?
             }
         };
-        let still_there = self.local.upload_committed(ino, entry.seq, &remote_result(&result))?;
+        // A first upload created the item where the row was when it started; the row may have moved since.
+        let requested = real_id(&row)
+            .is_none()
+            .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()));
+        let committed = RemoteResult {
+            requested,
+            ..remote_result(&result)
+        };
+        let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
             if let Err(e) = self.drive.delete(&result.id, None).await {

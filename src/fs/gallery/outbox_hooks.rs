@@ -5,6 +5,7 @@
 
 use super::GalleryFs;
 use crate::fs::types::Ino;
+use crate::store::OutboxOp;
 use crate::store::{ContentState, ItemKind, NewItem, RemoteAttrs, Store, StoreError, StoreTx};
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct RemoteResult {
     pub item_id: String,
     pub name: String,
     pub attrs: RemoteAttrs,
+    /// The place (parent inode, name) the upload asked for, when it created the item: if the row has been moved
+    /// or renamed since (rsync's `.name.XXXXXX` → `name`), the local place is newer and wins.
+    pub requested: Option<(u64, String)>,
 }
 
 /// The filesystem side of the outbox replay.
@@ -69,11 +73,48 @@ fn commit_upload_in(
         return Ok(false);
     };
     let keep_dirty = keep_dirty || t.has_later_op(ino, "upload", seq)?;
+    if r.requested.is_some() && !row.local_only && row.item_id != r.item_id {
+        // While this first upload created a new item, the row took over an existing one (an editor's save:
+        // `sed -i`, write-then-rename). The new item is a stray: remove it; the content goes to the adopted item.
+        t.enqueue(&OutboxOp::Delete {
+            ino,
+            item_id: r.item_id.clone(),
+        })?;
+        if !t.has_later_op(ino, "upload", seq)? {
+            t.enqueue(&OutboxOp::Upload {
+                ino,
+                staged_path: PathBuf::new(),
+                size: row.size,
+                mtime: row.mtime,
+            })?;
+        }
+        done(t)?;
+        return Ok(true);
+    }
     drop_delta_duplicate(t, ino, &r.item_id)?;
     if row.item_id != r.item_id {
         t.set_item_id(ino, &r.item_id)?;
     }
-    if row.name != r.name {
+    let moved_locally = r
+        .requested
+        .as_ref()
+        .is_some_and(|(parent, name)| row.parent_ino != Some(*parent) || row.name != *name);
+    if moved_locally {
+        // Renamed or moved while its first upload ran: the local place is newer. OneDrive gets it by a move,
+        // journalled with this commit (no move was journalled before: the item had no OneDrive id yet).
+        if !t.has_later_op(ino, "move", seq)? {
+            let parent_id = match row.parent_ino {
+                Some(p) => t.get(p)?.map(|p| p.item_id).unwrap_or_default(),
+                None => String::new(),
+            };
+            t.enqueue(&OutboxOp::Move {
+                ino,
+                item_id: r.item_id.clone(),
+                new_parent_id: parent_id,
+                new_name: row.name.clone(),
+            })?;
+        }
+    } else if row.name != r.name {
         if let Some(parent) = row.parent_ino {
             if t.lookup(parent, &r.name)?.is_none_or(|o| o.ino == ino) {
                 t.rename(ino, parent, &r.name)?;
