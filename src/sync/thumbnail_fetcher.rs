@@ -34,7 +34,7 @@ use super::poller::ChangesHook;
 use super::status::{SyncStatus, ThumbnailProgress};
 use crate::remote::drive_api::{DriveApi, DriveError};
 use crate::remote::models::{Thumbnail, ThumbnailSet};
-use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState, ROOT_INO};
+use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState};
 use crate::thumbnails::{self, file_uri, render_png, PersonalCache, ThumbExtra};
 
 /// Characters kept as they are in a thumbnail file name made from an item id.
@@ -590,23 +590,12 @@ fn recently_modified(row: &ItemRow) -> bool {
 
 /// The item's path below the gallery root, or `None` when it is not attached to the tree.
 pub fn relative_path(store: &Store, row: &ItemRow) -> Result<Option<PathBuf>, StoreError> {
-    let mut names = vec![row.name.clone()];
-    let mut parent = row.parent_ino;
-    let mut steps = 0;
-    while let Some(p) = parent {
-        if p == ROOT_INO {
-            names.reverse();
-            return Ok(Some(names.iter().collect()));
-        }
-        let Some(r) = store.get(p)? else { return Ok(None) };
-        names.push(r.name);
-        parent = r.parent_ino;
-        steps += 1;
-        if steps > 10_000 {
-            break;
-        }
+    match store.item_path(row.ino) {
+        Ok(path) => Ok(Some(PathBuf::from(path.trim_start_matches('/')))),
+        // Gone meanwhile, or no longer below the gallery: nothing to label.
+        Err(StoreError::NoSuchInode(_)) | Err(StoreError::Corrupt(_)) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(None)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
