@@ -872,3 +872,153 @@ async fn a_delta_round_between_upload_and_commit_leaves_one_row() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(s.store.get(f).unwrap().is_some() && s.store.get(d).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_save_renamed_over_a_file_after_its_own_upload_still_keeps_the_id() {
+    let s = synced(Duration::ZERO).await;
+    let photo_id = s.mock.add_file(&s.gallery_id, "photo.jpg", &b"original"[..]);
+    s.sync().await;
+    // The temporary file's first upload finishes before the rename (write_back=0): it is an item of its own...
+    let tmp = s.write_file(ROOT_INO, "photo.jpg.tmp", b"first draft").await;
+    s.replayer.replay_once().await.unwrap();
+    let tmp_id = s.remote("photo.jpg.tmp").expect("the temporary file was uploaded").id;
+    // ...then is written again (its upload queued) and renamed over the photo.
+    s.write_file(ROOT_INO, "photo.jpg.tmp", b"final edit").await;
+    s.fs.rename(
+        C,
+        ROOT_INO,
+        OsStr::new("photo.jpg.tmp"),
+        ROOT_INO,
+        OsStr::new("photo.jpg"),
+        false,
+    )
+    .await
+    .unwrap();
+    let row = s.store.get(tmp).unwrap().unwrap();
+    assert_eq!(
+        (row.item_id.as_str(), row.name.as_str()),
+        (photo_id.as_str(), "photo.jpg")
+    );
+    // A delta round listed before the journal drains changes nothing local.
+    s.sync().await;
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!((report.failed, report.conflicts), (0, 0), "{report:?}");
+    assert!(
+        s.store.pending().unwrap().is_empty(),
+        "{:?}",
+        s.store.pending().unwrap()
+    );
+    let photo = s.remote("photo.jpg").unwrap();
+    assert_eq!(photo.id, photo_id, "the save kept the photo's id (its version history)");
+    assert_eq!(s.mock.content(&photo_id).unwrap(), &b"final edit"[..]);
+    assert!(
+        s.remote("photo.jpg.tmp").is_none(),
+        "the temporary item went to the recycle bin"
+    );
+    assert!(s.mock.get(&tmp_id).unwrap().deleted.is_some());
+    s.sync().await;
+    let names: Vec<String> = s
+        .store
+        .children(ROOT_INO)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["photo.jpg"]);
+}
+
+#[tokio::test]
+async fn an_upload_that_finishes_after_its_file_took_over_another_item_leaves_no_stray() {
+    use galleryfs::fs::gallery::RemoteResult;
+    use galleryfs::store::RemoteAttrs;
+    let s = synced(Duration::ZERO).await;
+    let photo_id = s.mock.add_file(&s.gallery_id, "photo.jpg", &b"original"[..]);
+    s.sync().await;
+    let tmp = s.write_file(ROOT_INO, "photo.jpg.tmp", b"draft").await;
+    s.replayer.replay_once().await.unwrap();
+    let tmp_id = s.remote("photo.jpg.tmp").unwrap().id;
+    s.write_file(ROOT_INO, "photo.jpg.tmp", b"edit").await;
+    let upload_seq = s.store.pending().unwrap()[0].seq;
+    s.fs.rename(
+        C,
+        ROOT_INO,
+        OsStr::new("photo.jpg.tmp"),
+        ROOT_INO,
+        OsStr::new("photo.jpg"),
+        false,
+    )
+    .await
+    .unwrap();
+    // The upload that was running when the rename came answers now, for the temporary item.
+    let finished = RemoteResult {
+        item_id: tmp_id.clone(),
+        name: "photo.jpg.tmp".into(),
+        attrs: RemoteAttrs {
+            ctag: Some("late".into()),
+            size: 4,
+            ..Default::default()
+        },
+        requested: None,
+    };
+    assert!(s.fs.upload_committed(tmp, upload_seq, &finished).unwrap());
+    let row = s.store.get(tmp).unwrap().unwrap();
+    assert_eq!(row.item_id, photo_id, "the late answer does not take the identity back");
+    let ops = s.store.pending().unwrap();
+    let deletes = ops
+        .iter()
+        .filter(|e| matches!(&e.op, OutboxOp::Delete { item_id, .. } if *item_id == tmp_id))
+        .count();
+    assert_eq!(deletes, 1, "one delete of the stray: {ops:?}");
+    assert!(ops.iter().any(|e| matches!(e.op, OutboxOp::Upload { .. })), "{ops:?}");
+    s.replayer.replay_once().await.unwrap();
+    assert!(s.store.pending().unwrap().is_empty());
+    assert_eq!(s.mock.content(&photo_id).unwrap(), &b"edit"[..]);
+    assert!(s.mock.get(&tmp_id).unwrap().deleted.is_some());
+}
+
+#[tokio::test]
+async fn a_relisting_before_the_journal_drains_does_not_undo_local_deletes_and_moves() {
+    let s = synced(Duration::ZERO).await;
+    let gone_id = s.mock.add_file(&s.gallery_id, "gone.jpg", &b"x"[..]);
+    let moved_id = s.mock.add_file(&s.gallery_id, "before.jpg", &b"y"[..]);
+    let album_id = s.mock.add_folder(&s.gallery_id, "Album");
+    s.sync().await;
+    let album = s.store.get_by_item_id(&album_id).unwrap().unwrap().ino;
+    s.fs.unlink(C, ROOT_INO, OsStr::new("gone.jpg")).await.unwrap();
+    s.fs.rename(
+        C,
+        ROOT_INO,
+        OsStr::new("before.jpg"),
+        album,
+        OsStr::new("after.jpg"),
+        false,
+    )
+    .await
+    .unwrap();
+    // A full re-list (the periodic one, or a resync) runs before the outbox sends anything.
+    s.store.delete_meta("delta_link").unwrap();
+    assert!(
+        s.store.delta_link().unwrap().is_none(),
+        "the key of the delta link changed"
+    );
+    s.sync().await;
+    assert!(
+        s.store.lookup(ROOT_INO, "gone.jpg").unwrap().is_none(),
+        "a deleted file came back"
+    );
+    assert!(
+        s.store.lookup(ROOT_INO, "before.jpg").unwrap().is_none(),
+        "a move was undone"
+    );
+    let moved = s
+        .store
+        .lookup(album, "after.jpg")
+        .unwrap()
+        .expect("the moved file kept its place");
+    assert_eq!(moved.item_id, moved_id);
+    s.replayer.replay_once().await.unwrap();
+    assert!(s.mock.get(&gone_id).unwrap().deleted.is_some());
+    assert!(s.remote("Album/after.jpg").is_some());
+    s.sync().await;
+    assert_eq!(s.store.lookup(album, "after.jpg").unwrap().unwrap().ino, moved.ino);
+}

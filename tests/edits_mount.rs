@@ -473,6 +473,74 @@ mod e2e_edits {
         env.unmount();
     }
 
+    /// With write_back=0 an editor's temporary file is on OneDrive before the editor renames it over its target.
+    /// The save still keeps the target's id (version history), the temporary item goes to the recycle bin, and a
+    /// file just uploaded reads back from the cache without a download.
+    #[test]
+    fn a_save_whose_temp_file_was_already_uploaded_keeps_the_id() {
+        require_fuse!();
+        let env = Env::start(1);
+        env.login();
+        env.mount("poll_interval=2,write_back=0,thumbnails=off");
+        let m = env.mnt.display().to_string();
+        let has = |rel: &str, bytes: &[u8]| {
+            let want = QuickXorHash::of(bytes);
+            wait_until(Duration::from_secs(30), || {
+                remote(&env, rel).is_some_and(|r| r.2.as_deref() == Some(want.as_str()))
+            })
+        };
+        let original: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(format!("{m}/photo.jpg"), &original).unwrap();
+        assert!(has("photo.jpg", &original));
+        let photo_id = remote(&env, "photo.jpg").unwrap().0;
+        let edited: Vec<u8> = (0..150_000u32).map(|i| (i % 239) as u8).collect();
+        std::fs::write(format!("{m}/photo.jpg.tmp"), &edited).unwrap();
+        assert!(has("photo.jpg.tmp", &edited), "the temporary file was uploaded first");
+        let tmp_id = remote(&env, "photo.jpg.tmp").unwrap().0;
+        assert!(wait_until(Duration::from_secs(20), || env.status_json()["outbox"]
+            ["pending"]
+            == 0));
+        // Read back right after its upload: from the cache, no download of its content.
+        let since = env.emu().state.log.next_seq();
+        assert_eq!(std::fs::read(format!("{m}/photo.jpg.tmp")).unwrap(), edited);
+        let downloads: Vec<_> = env
+            .emu()
+            .state
+            .log
+            .entries_since(since)
+            .into_iter()
+            .filter(|e| e.host == "content" && e.method == "GET")
+            .collect();
+        assert!(
+            downloads.is_empty(),
+            "a file just uploaded was downloaded again: {downloads:?}"
+        );
+        let state = common::sh_ok(&format!(
+            "getfattr --only-values -n user.galleryfs.state '{m}/photo.jpg.tmp'"
+        ));
+        assert_eq!(state, "cached");
+        common::sh_ok(&format!("mv '{m}/photo.jpg.tmp' '{m}/photo.jpg'"));
+        assert!(has("photo.jpg", &edited), "the save reached OneDrive");
+        assert_eq!(
+            remote(&env, "photo.jpg").unwrap().0,
+            photo_id,
+            "the save kept the item id"
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || remote(&env, "photo.jpg.tmp").is_none()),
+            "the temporary item is gone"
+        );
+        assert!(env.emu().state.recycle_bin_dump().iter().any(|e| e.id == tmp_id));
+        assert!(wait_until(Duration::from_secs(20), || env.status_json()["outbox"]
+            ["pending"]
+            == 0));
+        std::thread::sleep(Duration::from_secs(3));
+        let listed = common::sh_ok(&format!("ls '{m}'"));
+        assert!(!listed.contains("photo.jpg.tmp"), "{listed}");
+        assert_eq!(std::fs::read(format!("{m}/photo.jpg")).unwrap(), edited);
+        env.unmount();
+    }
+
     /// The issue's real tools against the emulator: rsync -a, sed -i, an editor's temp-then-rename save,
     /// truncate, touch -d; then an outage (every request hangs) during which edits queue, and the replay after it.
     #[test]
@@ -480,8 +548,8 @@ mod e2e_edits {
         require_fuse!();
         let env = Env::start(4);
         env.login();
-        // The default write_back (2 s). With write_back=0 a temp file can finish uploading before the editor
-        // renames it over its target, which is still mishandled (noted in the edits issue).
+        // The default write_back (2 s): temporary files never reach OneDrive. (write_back=0, where they do, is
+        // `a_save_whose_temp_file_was_already_uploaded_keeps_the_id`.)
         env.mount("poll_interval=2,thumbnails=off");
         let m = env.mnt.display().to_string();
         let src = tempfile::tempdir().unwrap();

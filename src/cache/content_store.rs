@@ -683,6 +683,84 @@ impl ContentStore {
         }
         Ok(())
     }
+
+    /// Keeps a file just uploaded as the cached original of the item's current version, so reading it back needs
+    /// no download: `staged` (on the same filesystem as the cache) is moved into place when its length and
+    /// quickXorHash are those OneDrive recorded for the version. Returns whether it was kept; when not, `staged`
+    /// is left where it was.
+    pub fn adopt_uploaded_file(&self, ino: u64, staged: &Path) -> Result<bool, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        let Ok(v) = ItemVersion::of(&row) else {
+            return Ok(false);
+        };
+        let len = fs::metadata(staged).map_err(io_err(staged))?.len();
+        if len != v.size {
+            return Ok(false);
+        }
+        if let Some(expected) = &v.quick_xor_hash {
+            let actual = verify::quick_xor_of_file(staged, v.size).map_err(io_err(staged))?;
+            if !verify::hashes_match(expected, &actual) {
+                tracing::warn!(ino, item = %v.name, "an uploaded file's bytes differ from what OneDrive recorded; \
+                    it will be downloaded when read");
+                return Ok(false);
+            }
+        }
+        let slot = self.slot(ino);
+        {
+            let mut generation = slot.generation.write();
+            let now = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+            if now.ctag != row.ctag || now.is_dirty() {
+                return Ok(false);
+            }
+            *generation += 1;
+            let dir = self.item_dir(&v.item_id);
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let path = self.path_of(&v);
+            if let Err(e) = fs::rename(staged, &path) {
+                tracing::debug!(ino, error = %e, "cannot move an uploaded file into the content cache");
+                return Ok(false);
+            }
+            remove_other_versions(&dir, &path);
+            self.store.drop_blocks(ino)?;
+            if v.size == 0 {
+                self.store.set_content_state(ino, ContentState::Cached)?;
+            } else {
+                self.store.mark_present(ino, &v.ctag, 0, v.size)?;
+            }
+        }
+        slot.changed.notify_waiters();
+        tracing::debug!(ino, item = %v.name, size = v.size, "uploaded content kept as the cached original");
+        self.enforce_budget()?;
+        Ok(true)
+    }
+
+    /// Copies the complete cached original of `ino`'s current version to `to`. Returns false (and copies
+    /// nothing) when the version is not complete in the cache.
+    pub fn copy_complete_to(&self, ino: u64, to: &Path) -> Result<bool, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        let Ok(v) = ItemVersion::of(&row) else {
+            return Ok(false);
+        };
+        let slot = self.slot(ino);
+        let _generation = slot.generation.read();
+        if v.size > 0 && !self.store.missing_ranges(ino, &v.ctag, 0, v.size)?.is_empty() {
+            return Ok(false);
+        }
+        if v.size == 0 {
+            File::create(to).map_err(io_err(to))?;
+            return Ok(true);
+        }
+        let path = self.path_of(&v);
+        match fs::copy(&path, to) {
+            Ok(n) if n == v.size => Ok(true),
+            Ok(_) => {
+                let _ = fs::remove_file(to);
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(to)(e)),
+        }
+    }
 }
 
 /// Deletes every file in `dir` except `keep`.
@@ -768,6 +846,34 @@ mod tests {
         assert_eq!(state(&store, ino), ContentState::Cloud);
         assert_eq!(store.present_bytes(ino).unwrap(), 0);
         assert!(!content.path_of(&v).exists());
+    }
+
+    #[test]
+    fn an_uploaded_file_becomes_the_cached_original_only_when_it_matches() {
+        let (d, store, content) = setup(u64::MAX);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+        let ino = add(&store, "U", &data, Some(QuickXorHash::of(&data)));
+        let staged = d.path().join("staged");
+        // Bytes that are not OneDrive's version stay where they are.
+        std::fs::write(&staged, b"other bytes").unwrap();
+        assert!(!content.adopt_uploaded_file(ino, &staged).unwrap());
+        std::fs::write(&staged, [&data[..4999], &[0u8][..]].concat()).unwrap();
+        assert!(!content.adopt_uploaded_file(ino, &staged).unwrap());
+        assert!(staged.exists() && state(&store, ino) == ContentState::Cloud);
+        // The right bytes are moved in and read back without a download.
+        std::fs::write(&staged, &data).unwrap();
+        assert!(content.adopt_uploaded_file(ino, &staged).unwrap());
+        assert!(!staged.exists());
+        assert_eq!(state(&store, ino), ContentState::Cached);
+        let v = content.version(ino).unwrap();
+        assert_eq!(content.read_at(&v, 0, 5000).unwrap().unwrap(), data);
+        // And copied out again, complete.
+        let copy = d.path().join("copy");
+        assert!(content.copy_complete_to(ino, &copy).unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), data);
+        content.evict(ino).unwrap();
+        assert!(!content.copy_complete_to(ino, &d.path().join("copy2")).unwrap());
+        assert!(!d.path().join("copy2").exists());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::store::ItemRow;
 use crate::thumbnails::ThumbSize;
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::path::Path;
 
 /// Reads one open file's original content, pinned to the version (cTag) seen at open.
 #[async_trait]
@@ -24,6 +25,17 @@ pub trait ContentAccess: Send + Sync {
     /// Gives the cached original's space back ("free up space"). Never called for dirty items.
     async fn evict(&self, _item: &ItemRow) -> Result<(), FsError> {
         Err(FsError::Unsupported("freeing cached originals"))
+    }
+
+    /// Keeps the bytes of a file just uploaded (moved from `staged`) as the cached original of `item`'s current
+    /// version. Returns whether it did; when not, `staged` is untouched and the original is downloaded on read.
+    fn keep_uploaded(&self, _item: &ItemRow, _staged: &Path) -> bool {
+        false
+    }
+
+    /// Copies `item`'s original to `to` when it is complete in the cache. Returns whether it did.
+    fn copy_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
+        false
     }
 }
 

@@ -12,7 +12,7 @@ use crate::sync::thumbnail_fetcher::thumbnail_file;
 use crate::thumbnails::ThumbSize;
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Originals through the content cache (ranged fetches pinned to the cTag, verified, budgeted).
@@ -54,6 +54,26 @@ impl ContentAccess for CachedContent {
             .map_err(|e| FsError::io(e.to_string()))?
             .map(|_| ())
             .map_err(|e| FsError::io(e.to_string()))
+    }
+
+    fn keep_uploaded(&self, item: &ItemRow, staged: &Path) -> bool {
+        match self.content.adopt_uploaded_file(item.ino, staged) {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::debug!(ino = item.ino, error = %e, "uploaded content not kept in the cache");
+                false
+            }
+        }
+    }
+
+    fn copy_cached(&self, item: &ItemRow, to: &Path) -> bool {
+        match self.content.copy_complete_to(item.ino, to) {
+            Ok(copied) => copied,
+            Err(e) => {
+                tracing::warn!(ino = item.ino, error = %e, "cannot copy a cached original");
+                false
+            }
+        }
     }
 }
 

@@ -234,6 +234,48 @@ impl StoreTx<'_> {
         Ok(n > 0)
     }
 
+    /// Whether a delete of OneDrive item `item_id` for `ino` is journalled after `seq`.
+    pub fn has_later_delete(&self, ino: u64, item_id: &str, seq: i64) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = 'delete' AND seq > ?3 \
+             AND json_extract(op, '$.item_id') = ?2",
+            params![ino as i64, item_id, seq],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The OneDrive ids with a delete journalled and not yet done, and the inodes with a move journalled and not
+    /// yet done: what a delta round must not undo (the local side is newer).
+    pub fn pending_deletes_and_moves(
+        &self,
+    ) -> Result<(std::collections::HashSet<String>, std::collections::HashSet<u64>)> {
+        let mut deletes = std::collections::HashSet::new();
+        let mut moves = std::collections::HashSet::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, ino, json_extract(op, '$.item_id') FROM outbox WHERE kind IN ('delete', 'move')",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, ino, item_id) = row?;
+            match kind.as_str() {
+                "delete" => {
+                    deletes.extend(item_id);
+                }
+                _ => {
+                    moves.insert(ino as u64);
+                }
+            }
+        }
+        Ok((deletes, moves))
+    }
+
     pub fn outbox_counts(&self) -> Result<OutboxCounts> {
         let mut counts = OutboxCounts::default();
         let mut stmt = self

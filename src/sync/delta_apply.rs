@@ -15,6 +15,9 @@
 //!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
 //!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
 //!   are flagged `remote_removed` (an upload must create them anew).
+//! - The journal (outbox) is newer than any round: an item whose delete is journalled and not yet done is not
+//!   brought back, and a row whose move is journalled keeps its local place (a round, above all a full re-list,
+//!   may have been listed before the operation reached OneDrive).
 //! - A folder that appears in an incremental round without being in the store is reported in `needs_listing`:
 //!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder. So is a
 //!   folder that was kept for local changes (`remote_removed`) and comes back.
@@ -256,6 +259,10 @@ struct Applier<'a, 't> {
     removal_inos: HashSet<u64>,
     /// First ` (n)` suffix worth trying per (folder, case-folded name): keeps many clashing names linear.
     next_suffix: HashMap<(u64, String), u32>,
+    /// Ids with a local delete journalled and not yet done: the round must not bring them back.
+    pending_deletes: HashSet<String>,
+    /// Rows with a local move journalled and not yet done: they keep their local place.
+    pending_moves: HashSet<u64>,
     changes: AppliedChanges,
 }
 
@@ -292,12 +299,15 @@ impl<'a, 't> Applier<'a, 't> {
             removals: Vec::new(),
             removal_inos: HashSet::new(),
             next_suffix: HashMap::new(),
+            pending_deletes: HashSet::new(),
+            pending_moves: HashSet::new(),
             changes,
         }
     }
 
     fn run(&mut self) -> Result<(), StoreError> {
         self.tx.set_root_item(self.gallery)?;
+        (self.pending_deletes, self.pending_moves) = self.tx.pending_deletes_and_moves()?;
         if let Some(item) = self.latest.get(self.gallery).copied() {
             self.apply_root(item)?;
         }
@@ -425,7 +435,8 @@ impl<'a, 't> Applier<'a, 't> {
 
     fn resolve_uncached(&mut self, id: &'a str) -> Result<Resolution, StoreError> {
         let item = self.latest[id];
-        if item.is_deleted() {
+        if item.is_deleted() || self.pending_deletes.contains(id) {
+            // Deleted here and journalled: the round may predate the delete reaching OneDrive.
             return Ok(Resolution::Deleted);
         }
         let Some(parent_id) = item.parent_id() else {
@@ -624,6 +635,12 @@ impl<'a, 't> Applier<'a, 't> {
         mut attrs: RemoteAttrs,
     ) -> Result<(), StoreError> {
         let mut updated = false;
+        // Moved here and journalled: the local place is newer than the round's (the move may not have reached
+        // OneDrive when the round was listed).
+        let (parent, name) = match row.parent_ino {
+            Some(local_parent) if self.pending_moves.contains(&row.ino) => (local_parent, row.name.as_str()),
+            _ => (parent, name),
+        };
         // A detached row (name freed for another item) must be re-attached even if its place is unchanged.
         let current = self.tx.get(row.ino)?.ok_or(StoreError::NoSuchInode(row.ino))?;
         let final_name = self.free_name(parent, name, Some(row.ino))?;

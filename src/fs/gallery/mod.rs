@@ -131,6 +131,9 @@ pub struct GalleryFs {
     outbox_wake: Arc<tokio::sync::Notify>,
     /// Dirty files OneDrive changed meanwhile (state `conflict` until their upload makes a conflict copy).
     conflicted: Mutex<std::collections::HashSet<Ino>>,
+    /// Files created through this mount, with when: a recent one renamed over an existing file is an editor's
+    /// save even when its own upload already finished (see `writes::BORN_HERE_WINDOW`).
+    born_here: Mutex<HashMap<Ino, std::time::Instant>>,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -210,6 +213,7 @@ impl GalleryFs {
             quota_exceeded: AtomicBool::new(false),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             conflicted: Mutex::new(std::collections::HashSet::new()),
+            born_here: Mutex::new(HashMap::new()),
         }
     }
 

@@ -73,13 +73,16 @@ fn commit_upload_in(
         return Ok(false);
     };
     let keep_dirty = keep_dirty || t.has_later_op(ino, "upload", seq)?;
-    if r.requested.is_some() && !row.local_only && row.item_id != r.item_id {
-        // While this first upload created a new item, the row took over an existing one (an editor's save:
-        // `sed -i`, write-then-rename). The new item is a stray: remove it; the content goes to the adopted item.
-        t.enqueue(&OutboxOp::Delete {
-            ino,
-            item_id: r.item_id.clone(),
-        })?;
+    if !row.local_only && row.item_id != r.item_id {
+        // While this upload ran, the row took over another item (an editor's save: `sed -i`, write-then-rename).
+        // The item uploaded to is a stray: remove it (unless the takeover already journalled that); the content
+        // goes to the adopted item.
+        if !t.has_later_delete(ino, &r.item_id, seq)? {
+            t.enqueue(&OutboxOp::Delete {
+                ino,
+                item_id: r.item_id.clone(),
+            })?;
+        }
         if !t.has_later_op(ino, "upload", seq)? {
             t.enqueue(&OutboxOp::Upload {
                 ino,
@@ -201,14 +204,21 @@ impl GalleryFs {
         if !still_there {
             return;
         }
-        let clean = matches!(self.store.get(ino), Ok(Some(row)) if !row.is_dirty());
-        if clean {
+        let clean = match self.store.get(ino) {
+            Ok(Some(row)) if !row.is_dirty() => Some(row),
+            _ => None,
+        };
+        if let Some(row) = clean {
             let mut local = self.local.lock();
-            if local.get(&ino).is_some_and(|e| !e.modified && e.writers == 0) {
+            if local.get(&ino).is_none_or(|e| !e.modified && e.writers == 0) {
                 local.remove(&ino);
                 drop(local);
                 if let Some(s) = &self.staging {
-                    s.remove(ino);
+                    // What was just uploaded is OneDrive's current version: keep it as the cached original.
+                    let staged = s.path(ino);
+                    if !(staged.exists() && self.content.keep_uploaded(&row, &staged)) {
+                        s.remove(ino);
+                    }
                 }
             }
         }

@@ -48,6 +48,11 @@ pub(crate) struct LocalFile {
     pub forced: bool,
 }
 
+/// How long after its creation through this mount a file renamed over another counts as an editor's save.
+pub(crate) const BORN_HERE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// Entries of the born-here map before old ones are pruned.
+const BORN_HERE_LIMIT: usize = 4096;
+
 /// A staging I/O failure as the syscall sees it (a full local disk is `ENOSPC`).
 pub(crate) fn staging_err(e: std::io::Error) -> FsError {
     if e.raw_os_error() == Some(libc::ENOSPC) {
@@ -430,6 +435,7 @@ impl GalleryFs {
             .store
             .write_durable(|t| t.insert(&NewItem::local(dir.ino, checked, ItemKind::File, now)))
             .map_err(store_err)?;
+        self.note_born_here(ino);
         let item = self.item(ino)?;
         let opened = self
             .open_staged(
@@ -524,6 +530,31 @@ impl GalleryFs {
         Ok(())
     }
 
+    /// Remembers that `ino` was created through this mount now.
+    pub(super) fn note_born_here(&self, ino: Ino) {
+        let mut born = self.born_here.lock();
+        if born.len() >= BORN_HERE_LIMIT {
+            born.retain(|_, at| at.elapsed() < BORN_HERE_WINDOW);
+        }
+        born.insert(ino, Instant::now());
+    }
+
+    /// Whether `ino` was created through this mount within [`BORN_HERE_WINDOW`].
+    fn born_here_recently(&self, ino: Ino) -> bool {
+        self.born_here
+            .lock()
+            .get(&ino)
+            .is_some_and(|at| at.elapsed() < BORN_HERE_WINDOW)
+    }
+
+    /// Stages the complete cached original of a clean file so it can be uploaded again (to another item).
+    fn stage_from_cache(&self, item: &ItemRow) -> bool {
+        let Some(staging) = &self.staging else {
+            return false;
+        };
+        item.kind == ItemKind::File && !item.is_dirty() && self.content.copy_cached(item, &staging.path(item.ino))
+    }
+
     /// Forgets the staged content of a removed item. A writer that still has it open keeps writing to the
     /// unlinked file (POSIX), and nothing is journalled for it any more.
     fn forget_staged(&self, ino: Ino) {
@@ -614,10 +645,18 @@ impl GalleryFs {
         if target.is_none() && source.parent_ino == Some(dir.ino) && source.name == checked {
             return Ok(());
         }
-        // An editor's save: a new file renamed over an existing one takes over its OneDrive item.
+        // An editor's save: a new file renamed over an existing one takes over its OneDrive item (same id, so
+        // OneDrive keeps the version history). "New" is a file not uploaded yet, or one created through this mount
+        // a moment ago whose upload already finished (its own item is then a stray, deleted below); the latter
+        // needs its bytes here (staged, or complete in the cache), else it is a plain replace.
+        let replaces_file = target.as_ref().is_some_and(|t| !t.local_only && !t.is_dir()) && !source.is_dir();
+        let recent_upload = replaces_file
+            && !source.local_only
+            && self.born_here_recently(source.ino)
+            && (source.is_dirty() || self.stage_from_cache(&source));
         let adopt = target
             .as_ref()
-            .filter(|t| !source.is_dir() && source.local_only && !t.local_only && !t.is_dir())
+            .filter(|_| replaces_file && (source.local_only || recent_upload))
             .cloned();
         let trash = match (&target, &adopt) {
             (Some(t), None) if !t.local_only => Some(self.trash_record(t)?),
@@ -628,6 +667,19 @@ impl GalleryFs {
                 if let Some(old) = &adopt {
                     t.drop_ops(old.ino, &["upload"])?;
                     t.remove(old.ino)?;
+                    if recent_upload {
+                        // The source's own item goes (an upload of it still running finds the row moved on and
+                        // leaves this delete to do the same); its bytes become the adopted item's next version.
+                        t.enqueue(&OutboxOp::Delete {
+                            ino: source.ino,
+                            item_id: source.item_id.clone(),
+                        })?;
+                        if !source.is_dirty() {
+                            // Staged from the cache above: the file is a local change again.
+                            t.drop_blocks(source.ino)?;
+                            t.set_content_state(source.ino, ContentState::Dirty)?;
+                        }
+                    }
                     t.adopt_identity(source.ino, old)?;
                 } else if let Some(old) = &target {
                     self.remove_item(t, old, trash.as_ref())?;
