@@ -317,3 +317,76 @@ fn demo_mounts_a_sample_gallery_until_interrupted() {
     assert!(status.success(), "demo exits 0 after Ctrl-C");
     assert!(!is_mounted(&mnt));
 }
+
+/// Samsung's help page: OneDrive full, and the gallery folder gone. Writes fail with ENOSPC while reads go on;
+/// a deleted gallery keeps the local view and every pending change; `status` says why each time.
+#[test]
+fn a_full_onedrive_and_a_deleted_gallery_keep_what_is_local() {
+    require_fuse!();
+    let env = Env::start(3);
+    env.login();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    let m = env.mnt.display().to_string();
+    let first = std::fs::read_dir(env.mnt.join("DCIM/Camera"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let cached = std::fs::read(&first).unwrap();
+
+    // Full: the next upload is refused with 507, and from then on writes fail with ENOSPC.
+    let used = env.emu().state.quota().used;
+    env.emu().state.set_quota(Some(used + 10), Some(used + 10));
+    std::fs::write(format!("{m}/big.jpg"), vec![7u8; 100_000]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || env.status_json()["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("OneDrive is full"))),
+        "status says OneDrive is full: {}",
+        env.status_json()
+    );
+    let err = std::fs::write(format!("{m}/more.jpg"), b"more").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(std::fs::read(&first).unwrap(), cached, "reads go on");
+    let state = common::sh_ok(&format!("getfattr --only-values -n user.galleryfs.state '{m}/big.jpg'"));
+    assert_eq!(state, "dirty", "the refused upload stays on this device");
+    // Space again: the kept upload goes through and writes are accepted.
+    env.emu().state.set_quota(Some(used + 1_000_000_000), Some(used));
+    assert!(
+        wait_until(Duration::from_secs(90), || env.status_json()["outbox"]["pending"] == 0),
+        "the kept upload went through once OneDrive had space: {}",
+        env.status_json()
+    );
+    std::fs::write(format!("{m}/more.jpg"), b"more").unwrap();
+
+    // The gallery folder deleted on OneDrive (from the web): the mount keeps its view and says so.
+    assert!(wait_until(Duration::from_secs(20), || env.status_json()["outbox"]
+        ["pending"]
+        == 0));
+    env.emu().state.delete_gallery().unwrap();
+    std::fs::write(format!("{m}/after.jpg"), b"made after the folder went").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || env.status_json()["gallery"] == "missing"),
+        "status --json: {}",
+        env.status_json()
+    );
+    let text = env.galleryfs_ok(&["status"]);
+    assert!(
+        text.to_lowercase().contains("missing") || text.contains("deleted"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&first).unwrap(), cached, "cached originals stay readable");
+    assert_eq!(
+        std::fs::read(format!("{m}/after.jpg")).unwrap(),
+        b"made after the folder went"
+    );
+    assert!(env.mnt.join("DCIM/Camera").is_dir(), "the local view is kept");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        env.status_json()["outbox"]["pending"].as_u64().unwrap() >= 1,
+        "the pending change is kept: {}",
+        env.status_json()
+    );
+    env.unmount();
+}
