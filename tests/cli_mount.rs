@@ -241,6 +241,50 @@ fn one_line_failure_messages() {
         err.contains("does not exist") && err.contains("mkdir -p /nonexistent/galleryfs/mp"),
         "{err}"
     );
+    // No /dev/fuse (a container without --device /dev/fuse), and no fusermount3 for a non-root user: run in a
+    // private mount namespace that hides them (needs root, unshare(1) and the `tests` user; said when skipped).
+    let bin = env!("CARGO_BIN_EXE_galleryfs");
+    let has = |tool: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if nix::unistd::geteuid().is_root()
+        && has("unshare")
+        && has("runuser")
+        && nix::unistd::User::from_name("tests").ok().flatten().is_some()
+    {
+        let hidden = |script: &str| {
+            let out = Command::new("unshare")
+                .args(["-m", "sh", "-c", script])
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            )
+        };
+        let (code, err) = hidden(&format!("mount -t tmpfs tmpfs /dev && '{bin}' mount '{m}'"));
+        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains("/dev/fuse is missing") && err.contains("modprobe fuse"),
+            "{err}"
+        );
+        let fusermount = common::sh_ok("command -v fusermount3").trim().to_string();
+        if !fusermount.is_empty() {
+            let (code, err) = hidden(&format!(
+                "mount --bind /dev/null '{fusermount}' && runuser -u tests -- env HOME=/tmp '{bin}' mount /tmp"
+            ));
+            assert_eq!(code, Some(1), "{err}");
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            assert!(err.contains("fusermount3 is missing") && err.contains("fuse3"), "{err}");
+        }
+    } else {
+        eprintln!("SKIPPED: /dev/fuse and fusermount3 missing (needs root, unshare, runuser and a `tests` user)");
+    }
     // Bad option: usage error.
     let out = env.galleryfs(&["mount", &m, "-o", "cache_size=lots"]);
     assert_eq!(out.status.code(), Some(2));
