@@ -434,3 +434,34 @@ fn a_full_onedrive_and_a_deleted_gallery_keep_what_is_local() {
     );
     env.unmount();
 }
+
+/// The user unit parses cleanly for systemd (`systemd-analyze verify`, with ExecStart pointing at this build).
+/// Readiness (`Type=notify`) is covered by cli_files' NOTIFY_SOCKET test; SIGTERM by the unmounting tests.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    assert!(out.status.success());
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/mount-helpers/galleryfs@.service")).unwrap();
+    assert!(unit.contains("Type=notify") && unit.contains("ExecStart=/usr/local/bin/galleryfs mount --account %i -f"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("galleryfs@test.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/galleryfs", env!("CARGO_BIN_EXE_galleryfs")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+}
