@@ -2,6 +2,7 @@
 //! (Built by the browse and edits issues.)
 //!
 //! - [`delta_apply`]: one round of delta items (or a full enumeration) → store changes, in one transaction.
+//! - [`server_names`]: what a server name must be to be shown, and the suffix for case clashes.
 //! - [`gallery_locator`]: finding the gallery folder at mount.
 //! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
 //! - [`notification_listener`]: socket.io change notifications → [`poller::SyncEngine::wake`].
@@ -14,5 +15,6 @@ pub mod gallery_locator;
 pub mod notification_listener;
 pub mod outbox_replay;
 pub mod poller;
+pub mod server_names;
 pub mod status;
 pub mod thumbnail_fetcher;
