@@ -57,7 +57,16 @@ impl ContentAccess for CachedContent {
     }
 
     fn keep_uploaded(&self, item: &ItemRow, staged: &Path) -> bool {
-        match self.content.adopt_uploaded_file(item.ino, staged) {
+        // Hashes the file once more: long for a video, so let the runtime move other tasks off this worker.
+        let adopt = || self.content.adopt_uploaded_file(item.ino, staged);
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let kept = if multi_thread {
+            tokio::task::block_in_place(adopt)
+        } else {
+            adopt()
+        };
+        match kept {
             Ok(kept) => kept,
             Err(e) => {
                 tracing::debug!(ino = item.ino, error = %e, "uploaded content not kept in the cache");
