@@ -320,3 +320,64 @@ fn a_second_mount_lists_from_the_store_with_onedrive_gone() {
     assert_eq!(env.status_json()["online"], false);
     env.unmount();
 }
+
+/// A photo viewer's "next": opening the photos of a folder one after the other fetches the next few in the
+/// background, so they open from the cache; a single open fetches nothing ahead.
+#[test]
+fn viewing_photos_in_order_fetches_the_next_ones_ahead() {
+    require_fuse!();
+    let env = Env::start(40);
+    env.login();
+    env.mount("thumbnails=off");
+    let camera = env.mnt.join("DCIM/Camera");
+    // The folder in the mount's order (case-folded names), photos only.
+    let mut photos: Vec<String> = std::fs::read_dir(&camera)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.to_lowercase().ends_with(".jpg"))
+        .collect();
+    photos.sort_by_key(|n| n.to_lowercase());
+    assert!(photos.len() >= 6, "{photos:?}");
+    let state = |name: &str| {
+        common::sh_ok(&format!(
+            "getfattr --only-values -n user.galleryfs.state '{}'",
+            camera.join(name).display()
+        ))
+    };
+    std::fs::read(camera.join(&photos[0])).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&photos[1]), "cloud", "one open fetches nothing ahead");
+    std::fs::read(camera.join(&photos[1])).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || state(&photos[2]) == "cached"),
+        "the next photo was fetched ahead: {}",
+        state(&photos[2])
+    );
+    // Opening it now reads from the cache: no request about it reaches OneDrive.
+    let id = common::sh_ok(&format!(
+        "getfattr --only-values -n user.galleryfs.id '{}'",
+        camera.join(&photos[2]).display()
+    ));
+    let since = env.emu().state.log.next_seq();
+    let bytes = std::fs::read(camera.join(&photos[2])).unwrap();
+    assert_eq!(
+        QuickXorHash::of(&bytes),
+        remote_files(&env)[&format!("DCIM/Camera/{}", photos[2])]
+            .1
+            .clone()
+            .unwrap()
+    );
+    let about_it: Vec<_> = env
+        .emu()
+        .state
+        .log
+        .entries_since(since)
+        .into_iter()
+        .filter(|e| e.path.contains(id.as_str()))
+        .collect();
+    assert!(
+        about_it.is_empty(),
+        "a photo fetched ahead was requested again: {about_it:?}"
+    );
+    env.unmount();
+}

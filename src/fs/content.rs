@@ -33,6 +33,10 @@ pub trait ContentAccess: Send + Sync {
         false
     }
 
+    /// Starts fetching `item`'s whole original in the background (read-ahead), when a fetch slot is free. Never
+    /// waits; a read of the item meanwhile shares the fetch.
+    fn prefetch(&self, _item: &ItemRow) {}
+
     /// Copies `item`'s original to `to` when it is complete in the cache. Returns whether it did.
     fn copy_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
         false

@@ -19,7 +19,12 @@ use std::sync::Arc;
 pub struct CachedContent {
     pub cache: Arc<ContentCache>,
     pub content: Arc<ContentStore>,
+    /// Read-ahead fetches running at once at most.
+    pub prefetch_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Read-ahead fetches of whole photos at once (each is itself a few ranged GETs in flight).
+pub const PREFETCH_SLOTS: usize = 2;
 
 struct CachedReader(tokio::sync::Mutex<ContentReader>);
 
@@ -73,6 +78,22 @@ impl ContentAccess for CachedContent {
                 false
             }
         }
+    }
+
+    fn prefetch(&self, item: &ItemRow) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let Ok(permit) = self.prefetch_slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let (cache, ino) = (self.cache.clone(), item.ino);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = cache.fetch_whole(ino, |_, _| {}).await {
+                tracing::debug!(ino, error = %e, "read-ahead fetch ended early");
+            }
+        });
     }
 
     fn copy_cached(&self, item: &ItemRow, to: &Path) -> bool {

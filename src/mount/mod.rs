@@ -149,6 +149,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         Arc::new(CachedContent {
             cache: cache.clone(),
             content: content.clone(),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(glue::PREFETCH_SLOTS)),
         }),
         Arc::new(ThumbnailFiles {
             dir: thumbnail_dir.clone(),

@@ -11,11 +11,14 @@
 //! the store's durable outbox before replying; [`outbox_hooks`] is what the outbox replayer asks of and tells the
 //! filesystem (debounce, upload results, conflict copies); [`names`] refuses names OneDrive would reject;
 //! [`conflicts`] names conflict copies.
+//!
+//! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 
 pub mod conflicts;
 pub mod names;
 pub mod outbox_hooks;
 pub mod staging;
+pub mod viewer_readahead;
 mod writes;
 
 pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
@@ -134,6 +137,8 @@ pub struct GalleryFs {
     /// Files created through this mount, with when: a recent one renamed over an existing file is an editor's
     /// save even when its own upload already finished (see `writes::BORN_HERE_WINDOW`).
     born_here: Mutex<HashMap<Ino, std::time::Instant>>,
+    /// The last file opened per folder, for the read-ahead of a viewer's "next".
+    viewer: viewer_readahead::ViewerTracker,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -214,6 +219,7 @@ impl GalleryFs {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             conflicted: Mutex::new(std::collections::HashSet::new()),
             born_here: Mutex::new(HashMap::new()),
+            viewer: Default::default(),
         }
     }
 
@@ -570,6 +576,7 @@ impl FsCore for GalleryFs {
         if mode.write || mode.truncate || item.is_dirty() || self.local.lock().contains_key(&ino) {
             return self.open_staged(item, mode).await;
         }
+        self.viewer_opened(&item);
         let fh = self.add_handle(Handle::File {
             item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
