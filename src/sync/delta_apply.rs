@@ -350,6 +350,7 @@ impl<'a, 't> Applier<'a, 't> {
         upserts.sort();
         for &(_, _, id) in &upserts {
             self.upsert(id)?;
+            crate::crash_points::crash_point("delta.row_applied");
         }
         self.remove_scheduled()?;
         let mut seen = HashSet::new();

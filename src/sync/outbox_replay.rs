@@ -415,6 +415,7 @@ impl OutboxReplayer {
         };
         let today = chrono::Local::now().date_naive();
         let conflict_copy_name = conflict_name(&row.name, today, &self.host);
+        crate::crash_points::crash_point("replay.upload_start");
         let existing = match real_id(&row).filter(|_| !row.remote_removed) {
             Some(id) => match self.drive.item(&id).await {
                 Ok(item) if item.deleted.is_none() => Some(item),
@@ -491,6 +492,7 @@ impl OutboxReplayer {
             requested,
             ..remote_result(&result)
         };
+        crate::crash_points::crash_point("replay.upload_done");
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
@@ -581,6 +583,7 @@ impl OutboxReplayer {
             Ok(()) | Err(DriveError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        crate::crash_points::crash_point("replay.delete_sent");
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -628,6 +631,7 @@ impl OutboxReplayer {
         };
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
+                crate::crash_points::crash_point("replay.move_sent");
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -677,6 +681,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         };
         let attrs = remote_attrs(&item);
+        crate::crash_points::crash_point("replay.mkdir_sent");
         self.store.write_durable(|t| {
             crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
