@@ -12,6 +12,7 @@
 mod common;
 
 use common::e2e::{is_mounted, wait_until, Env};
+use galleryfs::emulator::faults::{FaultKind, FaultRule};
 use galleryfs::emulator::media::Content;
 use galleryfs::remote::QuickXorHash;
 use rand::{Rng, SeedableRng};
@@ -425,6 +426,10 @@ fn run_kill_point(k: &KillPoint) {
     std::fs::write(src.path().join("big.mp4"), &big).unwrap();
     std::fs::write(src.path().join("edited.jpg"), &edited).unwrap();
     let sp = src.path().display().to_string();
+    let renamed_remotely = match seeded.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/renamed remotely.jpg"),
+        None => "renamed remotely.jpg".to_string(),
+    };
 
     let pid = match k.scenario {
         Scenario::RemoteDelta => {
@@ -442,6 +447,7 @@ fn run_kill_point(k: &KillPoint) {
                     .unwrap();
             }
             env.emu().state.rename_item(&seeded_id, "renamed remotely.jpg").unwrap();
+            assert!(remote_tree(&env).contains_key(&renamed_remotely));
             let (_, other) = remote_tree(&env)
                 .into_iter()
                 .find(|(k, v)| v.1 == "file" && v.0 != seeded_id && !k.starts_with("Remote/"))
@@ -452,6 +458,13 @@ fn run_kill_point(k: &KillPoint) {
         _ => {
             let pid = mount_armed(&env, OPTIONS, k.point);
             assert!(pid.is_some(), "the armed mount came up");
+            // The folder's creation is slowed so the copy into it returns before the daemon dies.
+            let slow = matches!(k.scenario, Scenario::Mkdir).then(|| {
+                env.emu()
+                    .state
+                    .faults
+                    .add_rule(FaultRule::new(FaultKind::Latency { ms: 1500 }).method("POST"))
+            });
             let cmd = match k.scenario {
                 Scenario::NewSmall => format!("cp '{sp}/new.jpg' '{m}/new.jpg'"),
                 Scenario::NewBig => format!("cp '{sp}/big.mp4' '{m}/big.mp4'"),
@@ -462,6 +475,10 @@ fn run_kill_point(k: &KillPoint) {
                 Scenario::RemoteDelta => unreachable!(),
             };
             common::sh_ok(&cmd);
+            wait_crashed(&env, pid, k.point);
+            if let Some(rule) = slow {
+                env.emu().state.faults.remove_rule(rule);
+            }
             pid
         }
     };
@@ -536,7 +553,7 @@ fn run_kill_point(k: &KillPoint) {
         Scenario::RemoteDelta => {
             let listed = wait_until(Duration::from_secs(30), || {
                 std::fs::read_dir(format!("{m}/Remote")).is_ok_and(|d| d.count() == 5)
-                    && Path::new(&format!("{m}/renamed remotely.jpg")).exists()
+                    && Path::new(&format!("{m}/{}", renamed_remotely)).exists()
             });
             assert!(listed, "remote changes listed after the restart: {:?}", mount_tree(&env.mnt));
         }

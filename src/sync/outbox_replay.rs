@@ -454,7 +454,12 @@ impl OutboxReplayer {
                     hash: remote.quick_xor_hash().map(str::to_string),
                     size: remote.size.unwrap_or(0).max(0) as u64,
                 };
-                if remote_moved_on(&row, &version) {
+                if remote_moved_on(&row, &version) && same_bytes(&remote, &source) {
+                    // Our own upload, sent before a crash that came ahead of its journal entry (or the same
+                    // bytes written elsewhere): nothing to send and nothing to keep apart.
+                    tracing::info!(ino, "OneDrive already holds this version of the file; not sending it again");
+                    remote
+                } else if remote_moved_on(&row, &version) {
                     let copy = self
                         .drive
                         .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
@@ -468,20 +473,21 @@ impl OutboxReplayer {
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.quota_ok()?;
                     return Ok(Step::Conflict);
+                } else {
+                    self.drive
+                        .upload(UploadRequest {
+                            target: UploadTarget::Replace {
+                                item_id: remote.id.clone(),
+                                if_match: None,
+                            },
+                            source: source.clone(),
+                            modified,
+                            conflict: ConflictBehavior::Replace,
+                            resume_url: resume_url.clone(),
+                            session_journal: Some(journal.clone()),
+                        })
+                        .await?
                 }
-                self.drive
-                    .upload(UploadRequest {
-                        target: UploadTarget::Replace {
-                            item_id: remote.id.clone(),
-                            if_match: None,
-                        },
-                        source: source.clone(),
-                        modified,
-                        conflict: ConflictBehavior::Replace,
-                        resume_url: resume_url.clone(),
-                        session_journal: Some(journal.clone()),
-                    })
-                    .await?
             }
         };
         // A first upload created the item where the row was when it started; the row may have moved since.
@@ -522,20 +528,7 @@ impl OutboxReplayer {
         else {
             return Ok(None);
         };
-        let Some(theirs) = existing.quick_xor_hash().map(str::to_string) else {
-            return Ok(None);
-        };
-        let ours = match source {
-            UploadSource::Bytes(b) => QuickXorHash::of(b),
-            UploadSource::File(path) => match hash_file(path) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot hash a staged file");
-                    return Ok(None);
-                }
-            },
-        };
-        Ok((ours == theirs && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+        Ok((same_bytes(&existing, source) && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
     }
 
     /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
@@ -693,6 +686,24 @@ impl OutboxReplayer {
         })?;
         Ok(Step::Done)
     }
+}
+
+/// Whether OneDrive's `item` holds exactly the bytes of `source` (by quickXorHash; false when it has no hash yet).
+fn same_bytes(item: &DriveItem, source: &UploadSource) -> bool {
+    let Some(theirs) = item.quick_xor_hash() else {
+        return false;
+    };
+    let ours = match source {
+        UploadSource::Bytes(b) => QuickXorHash::of(b),
+        UploadSource::File(path) => match hash_file(path) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hash a staged file");
+                return false;
+            }
+        },
+    };
+    ours == theirs
 }
 
 fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
