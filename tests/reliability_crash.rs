@@ -4,324 +4,23 @@
 //! cache (which must detect and recover the stale mount the crash left) sends it, and then:
 //! - OneDrive holds it exactly once: no duplicate item, no conflict copy of our own upload, the right content
 //!   hash, ids kept where an edit or a move keeps them, deletes in the recycle bin once;
-//! - the SQLite store is consistent (see [`check_store`]) and mirrors OneDrive;
+//! - the SQLite store is consistent (see `reliability_support::check_store`) and mirrors OneDrive;
 //! - the mount lists what OneDrive holds.
 //!
 //! Long variants (more random bursts) run with `GALLERYFS_RELIABILITY_LONG=1`.
 
 mod common;
+mod reliability_support;
 
 use common::e2e::{is_mounted, wait_until, Env};
 use galleryfs::emulator::faults::{FaultKind, FaultRule};
 use galleryfs::emulator::media::Content;
 use galleryfs::remote::QuickXorHash;
 use rand::{Rng, SeedableRng};
+use reliability_support::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::Duration;
-
-const CRASH_ENV: &str = "GALLERYFS_CRASH_AT";
-
-// ---------------------------------------------------------------------------------------------------------------
-// Driving the daemon
-
-/// `galleryfs` with the environment's directories and, when given, a crash point armed in the daemon.
-fn galleryfs_crashing(env: &Env, args: &[&str], crash_at: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_galleryfs"));
-    cmd.args(args)
-        .env("GALLERYFS_CONFIG_DIR", env.dir.path().join("config"))
-        .env("GALLERYFS_CACHE_DIR", env.cache_dir())
-        .env("XDG_CACHE_HOME", env.xdg_cache())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove(CRASH_ENV);
-    if let Some(point) = crash_at {
-        cmd.env(CRASH_ENV, point);
-    }
-    cmd.output().expect("run galleryfs")
-}
-
-fn log_text(env: &Env) -> String {
-    std::fs::read_to_string(env.cache_dir().join("default/galleryfs.log")).unwrap_or_default()
-}
-
-fn daemon_pid(env: &Env) -> Option<i32> {
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.cache_dir().join("default/mount.json")).ok()?).ok()?;
-    rec["pid"].as_i64().map(|p| p as i32)
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie (the test is not its parent, so it is reaped by init) counts as dead: check /proc state too.
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-        .unwrap_or(false)
-}
-
-/// Mounts with `point` armed; the daemon may die before it reports ready (a crash in the first listing).
-fn mount_armed(env: &Env, options: &str, point: &str) -> Option<i32> {
-    let m = env.mnt.display().to_string();
-    let out = galleryfs_crashing(env, &["mount", &m, "-o", options], Some(point));
-    out.status.success().then(|| daemon_pid(env)).flatten()
-}
-
-/// Mounts (no crash point) and returns the `mount` command's stderr.
-fn mount_clean(env: &Env, options: &str) -> String {
-    let m = env.mnt.display().to_string();
-    let out = galleryfs_crashing(env, &["mount", &m, "-o", options], None);
-    assert!(
-        out.status.success(),
-        "mount after the crash failed ({}):\nstderr: {}\nlog tail: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        tail(&log_text(env), 30)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Waits until the daemon that recorded `pid` has died at its crash point (and says so in the log).
-fn wait_crashed(env: &Env, pid: Option<i32>, point: &str) {
-    let name = point.split(':').next().unwrap();
-    let crashed = wait_until(Duration::from_secs(60), || {
-        pid.is_none_or(|p| !alive(p))
-            && log_text(env)
-                .lines()
-                .any(|l| l.contains("crash point reached") && l.contains(name))
-    });
-    assert!(
-        crashed,
-        "the daemon did not reach crash point {point}; log tail:\n{}",
-        tail(&log_text(env), 30)
-    );
-}
-
-fn wait_drained(env: &Env) {
-    let drained = wait_until(Duration::from_secs(90), || {
-        env.status_json()["outbox"]["pending"].as_u64() == Some(0)
-    });
-    assert!(
-        drained,
-        "outbox not drained after the restart: {}\nlog tail:\n{}",
-        env.status_json(),
-        tail(&log_text(env), 40)
-    );
-}
-
-fn unmount(env: &Env) {
-    let m = env.mnt.display().to_string();
-    let out = env.galleryfs(&["unmount", &m]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(wait_until(Duration::from_secs(20), || !is_mounted(&env.mnt)));
-    // The daemon leaves after the session ends: let it close the store.
-    if let Some(pid) = daemon_pid(env) {
-        wait_until(Duration::from_secs(20), || !alive(pid));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// OneDrive's side
-
-/// The emulator's live items below the gallery: relative path → (id, kind, size, hash).
-fn remote_tree(env: &Env) -> BTreeMap<String, (String, String, u64, Option<String>)> {
-    let prefix = format!("{}/", env.gallery_root());
-    env.emu()
-        .state
-        .state_dump()
-        .into_iter()
-        .filter_map(|e| {
-            let rel = e.path.strip_prefix(&prefix)?.to_string();
-            Some((rel, (e.id, e.kind, e.size, e.quick_xor_hash)))
-        })
-        .collect()
-}
-
-fn remote_hash(env: &Env, rel: &str) -> Option<String> {
-    remote_tree(env).get(rel).and_then(|r| r.3.clone())
-}
-
-fn remote_id(env: &Env, rel: &str) -> Option<String> {
-    remote_tree(env).get(rel).map(|r| r.0.clone())
-}
-
-/// Names in the gallery that look like conflict copies (`… (conflict YYYY-MM-DD host).ext`).
-fn conflict_copies(env: &Env) -> Vec<String> {
-    remote_tree(env).into_keys().filter(|k| k.contains("(conflict ")).collect()
-}
-
-/// The first seeded photo: (relative path, id).
-fn a_seeded_file(env: &Env) -> (String, String) {
-    remote_tree(env)
-        .into_iter()
-        .find(|(_, v)| v.1 == "file")
-        .map(|(k, v)| (k, v.0))
-        .expect("a seeded file")
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The mount's side
-
-/// Everything the mount lists, recursively: relative path → Some(size) for files, None for folders.
-fn mount_tree(root: &Path) -> BTreeMap<String, Option<u64>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<u64>>) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display())) {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.is_dir() {
-                out.insert(rel, None);
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, Some(meta.len()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// The mount lists exactly what OneDrive holds below the gallery (names, kinds, sizes); waits for a poll.
-fn assert_mount_matches_remote(env: &Env) {
-    let want = || -> BTreeMap<String, Option<u64>> {
-        remote_tree(env)
-            .into_iter()
-            .map(|(k, v)| (k, (v.1 == "file").then_some(v.2)))
-            .collect()
-    };
-    let same = wait_until(Duration::from_secs(30), || mount_tree(&env.mnt) == want());
-    assert!(
-        same,
-        "the mount does not list what OneDrive holds:\nmount:    {:?}\nOneDrive: {:?}",
-        mount_tree(&env.mnt),
-        want()
-    );
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The store's invariants
-
-/// Opens the unmounted store and checks it: SQLite integrity and foreign keys; every row's parent exists and is a
-/// folder; no cycle; no duplicate inode, item id or (parent, name); no placeholder id left once the outbox is
-/// empty; cached-content rows only for files. Then, when `remote` is given, that the store mirrors OneDrive:
-/// every row's item id is live there at the row's path, and every remote item has a row.
-fn check_store(db: &Path, remote: Option<&BTreeMap<String, (String, String, u64, Option<String>)>>) {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(ok, "ok", "SQLite integrity");
-    let fk: Vec<String> = conn
-        .prepare("PRAGMA foreign_key_check")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert!(fk.is_empty(), "foreign key violations in {fk:?}");
-    struct Row {
-        ino: i64,
-        item_id: String,
-        parent: Option<i64>,
-        name: String,
-        name_key: String,
-        kind: i64,
-    }
-    let rows: Vec<Row> = conn
-        .prepare("SELECT ino, item_id, parent_ino, name, name_key, kind FROM items")
-        .unwrap()
-        .query_map([], |r| {
-            Ok(Row {
-                ino: r.get(0)?,
-                item_id: r.get(1)?,
-                parent: r.get(2)?,
-                name: r.get(3)?,
-                name_key: r.get(4)?,
-                kind: r.get(5)?,
-            })
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let by_ino: BTreeMap<i64, &Row> = rows.iter().map(|r| (r.ino, r)).collect();
-    assert_eq!(by_ino.len(), rows.len(), "duplicate inode");
-    let ids: BTreeSet<&str> = rows.iter().map(|r| r.item_id.as_str()).collect();
-    assert_eq!(ids.len(), rows.len(), "duplicate item_id");
-    let names: BTreeSet<(Option<i64>, &str)> = rows.iter().map(|r| (r.parent, r.name_key.as_str())).collect();
-    assert_eq!(names.len(), rows.len(), "two rows with one (parent, name)");
-    let outbox: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
-    let mut paths: BTreeMap<String, &Row> = BTreeMap::new();
-    for r in &rows {
-        if r.ino == 1 {
-            assert!(r.parent.is_none(), "the root has a parent");
-            continue;
-        }
-        let mut path = vec![r.name.clone()];
-        let mut at = r.parent;
-        let mut depth = 0;
-        while let Some(p) = at {
-            let parent = by_ino
-                .get(&p)
-                .unwrap_or_else(|| panic!("orphan: row {} ({:?}) has a missing parent {p}", r.ino, r.name));
-            assert_eq!(parent.kind, 1, "row {} ({:?}) is inside a file", r.ino, r.name);
-            if parent.ino != 1 {
-                path.push(parent.name.clone());
-            }
-            at = parent.parent;
-            depth += 1;
-            assert!(depth < 100, "a cycle through row {}", r.ino);
-        }
-        assert!(
-            outbox > 0 || !r.item_id.starts_with("local:"),
-            "row {} ({:?}) still has a placeholder id with an empty outbox",
-            r.ino,
-            r.name
-        );
-        path.reverse();
-        paths.insert(path.join("/"), r);
-    }
-    let bad_content: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM content c JOIN items i ON i.ino = c.ino WHERE i.kind = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(bad_content, 0, "cached content recorded for a folder");
-    if let Some(remote) = remote {
-        assert_eq!(outbox, 0, "outbox not empty");
-        for (path, row) in &paths {
-            let r = remote
-                .get(path)
-                .unwrap_or_else(|| panic!("the store has {path:?} ({}), OneDrive does not", row.item_id));
-            assert_eq!(r.0, row.item_id, "{path}: the store's item id is not OneDrive's");
-        }
-        for path in remote.keys() {
-            assert!(paths.contains_key(path), "OneDrive has {path:?}, the store does not");
-        }
-    }
-}
-
-fn db_path(env: &Env) -> PathBuf {
-    env.cache_dir().join("default/meta.db")
-}
-
-/// Unmounts, checks the store against OneDrive, mounts again and checks the listing.
-fn final_checks(env: &Env, options: &str) {
-    // Let a poll bring our own changes back from delta (the store then mirrors OneDrive exactly).
-    std::thread::sleep(Duration::from_millis(2500));
-    unmount(env);
-    check_store(&db_path(env), Some(&remote_tree(env)));
-    mount_clean(env, options);
-    assert_mount_matches_remote(env);
-    unmount(env);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The matrix
@@ -342,6 +41,8 @@ enum Scenario {
     Mkdir,
     /// Remote changes (adds, a rename, a delete) applied by an incremental delta round.
     RemoteDelta,
+    /// The first listing of a gallery of two delta pages (the first page applied, no delta link yet).
+    FirstListing,
 }
 
 struct KillPoint {
@@ -401,19 +102,24 @@ const MATRIX: &[KillPoint] = &[
         scenario: Scenario::RemoteDelta,
         what: "during delta apply, after 2 rows, before the delta link is saved",
     },
+    KillPoint {
+        point: "poller.page_applied",
+        scenario: Scenario::FirstListing,
+        what: "first listing: page 1 of 2 applied, no delta link saved",
+    },
+    KillPoint {
+        point: "delta.row_applied:230",
+        scenario: Scenario::FirstListing,
+        what: "first listing: a page's transaction half applied, no delta link saved",
+    },
 ];
-
-fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 24) as u8)
-        .collect()
-}
 
 const OPTIONS: &str = "poll_interval=1,write_back=0,thumbnails=off";
 
 fn run_kill_point(k: &KillPoint) {
     eprintln!("kill point {} ({:?}): {}", k.point, k.scenario, k.what);
-    let env = Env::start(3);
+    // Delta pages hold 200 items: a gallery of 250 lists in two.
+    let env = Env::start(if matches!(k.scenario, Scenario::FirstListing) { 250 } else { 3 });
     env.login();
     let m = env.mnt.display().to_string();
     let src = tempfile::tempdir().unwrap();
@@ -455,6 +161,11 @@ fn run_kill_point(k: &KillPoint) {
             env.emu().state.delete_item(&other.0).unwrap();
             mount_armed(&env, OPTIONS, k.point)
         }
+        Scenario::FirstListing => {
+            let pid = mount_armed(&env, OPTIONS, k.point);
+            assert!(pid.is_none(), "the mount reported ready although its first listing crashed");
+            pid
+        }
         _ => {
             let pid = mount_armed(&env, OPTIONS, k.point);
             assert!(pid.is_some(), "the armed mount came up");
@@ -472,7 +183,7 @@ fn run_kill_point(k: &KillPoint) {
                 Scenario::Delete => format!("rm '{m}/{seeded}'"),
                 Scenario::Rename => format!("mkdir '{m}/Moved' && mv '{m}/{seeded}' '{m}/Moved/renamed.jpg'"),
                 Scenario::Mkdir => format!("mkdir '{m}/Album' && cp '{sp}/new.jpg' '{m}/Album/in album.jpg'"),
-                Scenario::RemoteDelta => unreachable!(),
+                Scenario::RemoteDelta | Scenario::FirstListing => unreachable!(),
             };
             common::sh_ok(&cmd);
             wait_crashed(&env, pid, k.point);
@@ -557,6 +268,7 @@ fn run_kill_point(k: &KillPoint) {
             });
             assert!(listed, "remote changes listed after the restart: {:?}", mount_tree(&env.mnt));
         }
+        Scenario::FirstListing => assert_eq!(after(), before, "a listing changes nothing on OneDrive"),
     }
     assert!(conflict_copies(&env).is_empty(), "no conflict copy: {:?}", conflict_copies(&env));
     final_checks(&env, OPTIONS);
@@ -583,6 +295,8 @@ kill_point_tests! {
     crash_mid_rename_and_move => 7,
     crash_mid_mkdir => 8,
     crash_during_delta_apply_before_the_link_is_saved => 9,
+    crash_during_a_first_listing_between_pages => 10,
+    crash_during_a_first_listing_mid_round => 11,
 }
 
 #[test]
@@ -595,5 +309,201 @@ fn the_matrix_names_real_crash_points() {
     for k in MATRIX {
         let name = k.point.split(':').next().unwrap();
         assert!(src.contains(&format!("crash_point(\"{name}\")")), "{name} is not a crash point");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A stale mount
+
+fn mountinfo_count(path: &Path) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == path.to_str())
+        .count()
+}
+
+#[test]
+fn a_stale_mount_left_by_kill_9_is_detected_and_recovered() {
+    require_fuse!();
+    let env = Env::start(3);
+    env.login();
+    mount_clean(&env, OPTIONS);
+    let pid = daemon_pid(&env).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+    // Left as it is: still mounted, and every access says the daemon is gone.
+    assert!(is_mounted(&env.mnt), "the dead daemon's mount is left behind");
+    let err = std::fs::read_dir(&env.mnt).map(|_| ()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+
+    let stderr = mount_clean(&env, OPTIONS);
+    let said: Vec<&str> = stderr.lines().filter(|l| l.contains("stale mount")).collect();
+    assert_eq!(said.len(), 1, "one line about the stale mount: {stderr}");
+    assert!(said[0].contains(&env.mnt.display().to_string()), "{}", said[0]);
+    assert_eq!(mountinfo_count(&env.mnt), 1, "the stale mount was detached, one mount is there");
+    assert_mount_matches_remote(&env);
+    unmount(&env);
+    assert_eq!(mountinfo_count(&env.mnt), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// kill -9 at a random moment of a burst of mixed edits
+
+/// What the burst's folder should hold: relative path below `Burst/` → content (None for a folder).
+type Model = BTreeMap<String, Option<Vec<u8>>>;
+
+/// Runs random edits in `Burst/` until one fails (the daemon is gone) or `max_ops` are done. Returns the model of
+/// what returned success, and the paths the failed edit touched (their outcome is unknown).
+fn burst(
+    root: &Path,
+    rng: &mut rand::rngs::StdRng,
+    max_ops: usize,
+    killed: &std::sync::atomic::AtomicBool,
+    journal: &mut Vec<String>,
+) -> (Model, BTreeSet<String>, usize) {
+    let mut model = Model::new();
+    let mut next = 0;
+    for op in 0..max_ops {
+        let files: Vec<String> = model.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
+        let dirs: Vec<String> = model.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
+        let in_some_dir = |rng: &mut rand::rngs::StdRng, name: String| -> String {
+            if !dirs.is_empty() && rng.random_bool(0.4) {
+                format!("{}/{name}", dirs[rng.random_range(0..dirs.len())])
+            } else {
+                name
+            }
+        };
+        next += 1;
+        let choice = if files.is_empty() { 0 } else { rng.random_range(0..10) };
+        let (touched, result, apply): (Vec<String>, std::io::Result<()>, Box<dyn FnOnce(&mut Model)>) = match choice {
+            // A new photo (sometimes above the simple-upload limit: an upload session).
+            0..=3 => {
+                let rel = in_some_dir(rng, format!("p{next}.jpg"));
+                let size = if rng.random_bool(0.1) { 4_500_000 } else { rng.random_range(1..150_000) };
+                let data = bytes(size, rng.random());
+                let r = write_file(&root.join(&rel), &data);
+                (vec![rel.clone()], r, Box::new(move |m| drop(m.insert(rel, Some(data)))))
+            }
+            // An edit of an existing one.
+            4 | 5 => {
+                let rel = files[rng.random_range(0..files.len())].clone();
+                let data = bytes(rng.random_range(1..120_000), rng.random());
+                let r = write_file(&root.join(&rel), &data);
+                (vec![rel.clone()], r, Box::new(move |m| drop(m.insert(rel, Some(data)))))
+            }
+            // A rename (maybe into a folder).
+            6 | 7 => {
+                let from = files[rng.random_range(0..files.len())].clone();
+                let to = in_some_dir(rng, format!("r{next}.jpg"));
+                let r = std::fs::rename(root.join(&from), root.join(&to));
+                (
+                    vec![from.clone(), to.clone()],
+                    r,
+                    Box::new(move |m| {
+                        let v = m.remove(&from).unwrap();
+                        m.insert(to, v);
+                    }),
+                )
+            }
+            // A delete.
+            8 => {
+                let rel = files[rng.random_range(0..files.len())].clone();
+                let r = std::fs::remove_file(root.join(&rel));
+                (vec![rel.clone()], r, Box::new(move |m| drop(m.remove(&rel))))
+            }
+            // A folder.
+            _ => {
+                let rel = format!("d{next}");
+                let r = std::fs::create_dir(root.join(&rel));
+                (vec![rel.clone()], r, Box::new(move |m| drop(m.insert(rel, None))))
+            }
+        };
+        let kind = ["new", "new", "new", "new", "edit", "edit", "rename", "rename", "delete", "mkdir"][choice];
+        journal.push(format!("{op}: {kind} {touched:?} -> {result:?}"));
+        match result {
+            Ok(()) => apply(&mut model),
+            Err(e) => {
+                assert!(
+                    killed.load(std::sync::atomic::Ordering::SeqCst),
+                    "edit {op} ({kind} {touched:?}) failed while the daemon was alive: {e}\n{}",
+                    journal.join("\n")
+                );
+                return (model, touched.into_iter().collect(), op);
+            }
+        }
+    }
+    (model, BTreeSet::new(), max_ops)
+}
+
+fn run_random_kill(seed: u64) {
+    eprintln!("random kill, seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let env = Env::start(2);
+    env.login();
+    mount_clean(&env, OPTIONS);
+    let root = env.mnt.join("Burst");
+    std::fs::create_dir(&root).unwrap();
+    let pid = daemon_pid(&env).unwrap();
+    let delay = Duration::from_millis(rng.random_range(300..4000));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let killed = killed.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            killed.store(true, std::sync::atomic::Ordering::SeqCst);
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        })
+    };
+    let mut journal = Vec::new();
+    let (model, unknown, done) = burst(&root, &mut rng, 400, &killed, &mut journal);
+    killer.join().unwrap();
+    eprintln!("seed {seed}: killed after {delay:?}; {done} edits returned success; unknown: {unknown:?}");
+    assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
+
+    mount_clean(&env, OPTIONS);
+    wait_drained(&env);
+    let burst_remote = || -> BTreeMap<String, Option<String>> {
+        remote_tree(&env)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rel = k.strip_prefix("Burst/")?.to_string();
+                Some((rel, (v.1 == "file").then_some(v.3).flatten().or((v.1 == "folder").then(String::new))))
+            })
+            .filter(|(k, _)| !unknown.contains(k))
+            .collect()
+    };
+    let want: BTreeMap<String, Option<String>> = model
+        .iter()
+        .filter(|(k, _)| !unknown.contains(*k))
+        .map(|(k, v)| (k.clone(), Some(v.as_ref().map(|d| QuickXorHash::of(d)).unwrap_or_default())))
+        .collect();
+    // Large uploads are hashed by the emulator a moment later: wait for the hashes.
+    let same = wait_until(Duration::from_secs(60), || burst_remote() == want);
+    if !same {
+        let keep = std::env::temp_dir().join(format!("galleryfs-burst-{seed}.log"));
+        let _ = std::fs::write(&keep, format!("{}\n--- edits ---\n{}", log_text(&env), journal.join("\n")));
+        eprintln!("the daemon's log is kept in {}", keep.display());
+    }
+    assert!(
+        same,
+        "seed {seed}: OneDrive does not hold exactly what returned success\nwant:     {want:?}\nOneDrive: {:?}\nedits:\n{}\nlog tail:\n{}",
+        burst_remote(),
+        journal.join("\n"),
+        tail(&log_text(&env), 40)
+    );
+    assert!(conflict_copies(&env).is_empty(), "seed {seed}: conflict copies {:?}", conflict_copies(&env));
+    final_checks(&env, OPTIONS);
+}
+
+#[test]
+fn kill_9_at_random_moments_of_a_burst_of_edits() {
+    require_fuse!();
+    let runs: u64 = if std::env::var_os("GALLERYFS_RELIABILITY_LONG").is_some() { 12 } else { 3 };
+    if let Some(seed) = std::env::var("GALLERYFS_BURST_SEED").ok().and_then(|s| s.parse().ok()) {
+        return run_random_kill(seed);
+    }
+    for seed in 0..runs {
+        run_random_kill(0x5eed_0000 + seed);
     }
 }

@@ -366,6 +366,9 @@ impl OutboxReplayer {
         };
         if self.store.read(|t| t.has_later_op(ino, "upload", entry.seq))? {
             // Superseded by a later journal entry of the same file: one upload for a burst of writes.
+            if entry.upload_url.is_some() {
+                self.pass_session_on(ino, entry.seq)?;
+            }
             return self.complete(entry.seq).map(|_| Step::Done);
         }
         match self.local.upload_hold(ino) {
@@ -436,6 +439,33 @@ impl OutboxReplayer {
                         match self.own_earlier_upload(&parent_id, &row.name, &source).await? {
                             // Uploaded before a crash that came ahead of the journal's completion: the same bytes.
                             Some(item) => item,
+                            None if entry.upload_url.is_some() && real_id(&row).is_none() => {
+                                match self.earlier_session_item(&parent_id, &row.name).await? {
+                                    // A session of an earlier version completed before a crash that came ahead
+                                    // of its journal: that item is ours, it gets this version.
+                                    Some(item) => {
+                                        self.drive
+                                            .upload(UploadRequest {
+                                                target: UploadTarget::Replace {
+                                                    item_id: item.id.clone(),
+                                                    if_match: None,
+                                                },
+                                                source: source.clone(),
+                                                modified,
+                                                conflict: ConflictBehavior::Replace,
+                                                resume_url: None,
+                                                session_journal: Some(journal.clone()),
+                                            })
+                                            .await?
+                                    }
+                                    None => {
+                                        report.conflicts += 1;
+                                        self.drive
+                                            .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                                            .await?
+                                    }
+                                }
+                            }
                             None => {
                                 // The name was taken on OneDrive meanwhile: ours goes beside it.
                                 report.conflicts += 1;
@@ -529,6 +559,36 @@ impl OutboxReplayer {
             return Ok(None);
         };
         Ok((same_bytes(&existing, source) && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+    }
+
+    /// A superseded upload had started a session (which may have completed before a crash, its item never
+    /// journalled): the next upload of the file inherits the URL as an expired marker (never resumed: its bytes
+    /// differ) so a name clash with that item is recognised as our own.
+    fn pass_session_on(&self, ino: u64, seq: i64) -> Result<(), Failure> {
+        let later = self.store.pending()?.into_iter().find(|e| {
+            e.seq > seq && e.upload_url.is_none() && matches!(&e.op, OutboxOp::Upload { ino: i, .. } if *i == ino)
+        });
+        if let Some(later) = later {
+            let url = "galleryfs:superseded-session";
+            self.store.set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
+        }
+        Ok(())
+    }
+
+    /// The file named `name` in `parent_id`, when the store does not know it (an upload session of ours that
+    /// completed before a crash).
+    async fn earlier_session_item(&self, parent_id: &str, name: &str) -> Result<Option<DriveItem>, Failure> {
+        let key = name_key(name);
+        let Some(existing) = self
+            .drive
+            .children(parent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
+        else {
+            return Ok(None);
+        };
+        Ok(self.is_free_or_duplicate(&existing.id)?.then_some(existing))
     }
 
     /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
