@@ -147,7 +147,6 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
         Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
             // A FUSE daemon died and left its mount behind ("transport endpoint is not connected").
-            tracing::warn!(mountpoint = %path.display(), "stale mount left by a crashed daemon; detaching it");
             detach_stale(path)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -160,6 +159,11 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
         Err(e) => return Err(format!("mount point {}: {e}", path.display())),
     }
     let canonical = std::fs::canonicalize(path).map_err(|e| format!("mount point {}: {e}", path.display()))?;
+    if is_mounted(&canonical) && answers_enotconn(&canonical) {
+        // The kernel may still answer `stat` from its attribute cache after the daemon died; `statfs` always
+        // asks the daemon.
+        detach_stale(&canonical)?;
+    }
     if is_mounted(&canonical) {
         return Err(format!(
             "mount point {} is busy: something is already mounted there (unmount it first: galleryfs unmount {})",
@@ -170,8 +174,21 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
+/// Whether the filesystem mounted at `path` answers "transport endpoint is not connected" (its daemon is gone).
+fn answers_enotconn(path: &Path) -> bool {
+    matches!(nix::sys::statfs::statfs(path), Err(nix::errno::Errno::ENOTCONN))
+}
+
+/// Lazily detaches the stale mount at `path` and says so in one line (the log when one is set up, and stderr:
+/// `galleryfs mount` checks the mount point before any log exists).
 fn detach_stale(path: &Path) -> Result<(), String> {
+    let said = format!(
+        "stale mount at {} left by a crashed daemon (transport endpoint is not connected): detached, mounting again",
+        path.display()
+    );
+    tracing::warn!(mountpoint = %path.display(), "{said}");
     if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        eprintln!("galleryfs: {said}");
         return Ok(());
     }
     let ok = Command::new("fusermount3")
@@ -181,6 +198,7 @@ fn detach_stale(path: &Path) -> Result<(), String> {
         .map(|s| s.success())
         .unwrap_or(false);
     if ok {
+        eprintln!("galleryfs: {said}");
         Ok(())
     } else {
         Err(format!(

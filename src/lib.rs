@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod crash_points;
 pub mod daemon;
 pub mod emulator;
 pub mod error;

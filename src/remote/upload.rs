@@ -354,6 +354,7 @@ impl GraphClient {
                     return Ok(*item);
                 }
                 Ok(FragmentOutcome::Accepted(status)) => {
+                    crate::crash_points::crash_point("upload.fragment_sent");
                     let next = status.next_expected_offset().unwrap_or(offset + len as u64);
                     if next > offset {
                         failures = 0;
@@ -416,6 +417,7 @@ impl GraphClient {
             }
             UploadTarget::Existing { item_id } => self.replace_small(item_id, bytes, job.if_match.as_deref()).await?,
         };
+        crate::crash_points::crash_point("upload.simple_sent");
         on_event(UploadEvent::Progress { sent: total, total });
         if let Some(sent) = &sent_hash {
             verify_uploaded(&item, sent)?;

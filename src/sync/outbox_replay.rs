@@ -366,6 +366,9 @@ impl OutboxReplayer {
         };
         if self.store.read(|t| t.has_later_op(ino, "upload", entry.seq))? {
             // Superseded by a later journal entry of the same file: one upload for a burst of writes.
+            if entry.upload_url.is_some() {
+                self.pass_session_on(ino, entry.seq)?;
+            }
             return self.complete(entry.seq).map(|_| Step::Done);
         }
         match self.local.upload_hold(ino) {
@@ -415,6 +418,7 @@ impl OutboxReplayer {
         };
         let today = chrono::Local::now().date_naive();
         let conflict_copy_name = conflict_name(&row.name, today, &self.host);
+        crate::crash_points::crash_point("replay.upload_start");
         let existing = match real_id(&row).filter(|_| !row.remote_removed) {
             Some(id) => match self.drive.item(&id).await {
                 Ok(item) if item.deleted.is_none() => Some(item),
@@ -435,6 +439,33 @@ impl OutboxReplayer {
                         match self.own_earlier_upload(&parent_id, &row.name, &source).await? {
                             // Uploaded before a crash that came ahead of the journal's completion: the same bytes.
                             Some(item) => item,
+                            None if entry.upload_url.is_some() && real_id(&row).is_none() => {
+                                match self.earlier_session_item(&parent_id, &row.name).await? {
+                                    // A session of an earlier version completed before a crash that came ahead
+                                    // of its journal: that item is ours, it gets this version.
+                                    Some(item) => {
+                                        self.drive
+                                            .upload(UploadRequest {
+                                                target: UploadTarget::Replace {
+                                                    item_id: item.id.clone(),
+                                                    if_match: None,
+                                                },
+                                                source: source.clone(),
+                                                modified,
+                                                conflict: ConflictBehavior::Replace,
+                                                resume_url: None,
+                                                session_journal: Some(journal.clone()),
+                                            })
+                                            .await?
+                                    }
+                                    None => {
+                                        report.conflicts += 1;
+                                        self.drive
+                                            .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                                            .await?
+                                    }
+                                }
+                            }
                             None => {
                                 // The name was taken on OneDrive meanwhile: ours goes beside it.
                                 report.conflicts += 1;
@@ -453,7 +484,12 @@ impl OutboxReplayer {
                     hash: remote.quick_xor_hash().map(str::to_string),
                     size: remote.size.unwrap_or(0).max(0) as u64,
                 };
-                if remote_moved_on(&row, &version) {
+                if remote_moved_on(&row, &version) && same_bytes(&remote, &source) {
+                    // Our own upload, sent before a crash that came ahead of its journal entry (or the same
+                    // bytes written elsewhere): nothing to send and nothing to keep apart.
+                    tracing::info!(ino, "OneDrive already holds this version of the file; not sending it again");
+                    remote
+                } else if remote_moved_on(&row, &version) {
                     let copy = self
                         .drive
                         .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
@@ -467,20 +503,21 @@ impl OutboxReplayer {
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.quota_ok()?;
                     return Ok(Step::Conflict);
+                } else {
+                    self.drive
+                        .upload(UploadRequest {
+                            target: UploadTarget::Replace {
+                                item_id: remote.id.clone(),
+                                if_match: None,
+                            },
+                            source: source.clone(),
+                            modified,
+                            conflict: ConflictBehavior::Replace,
+                            resume_url: resume_url.clone(),
+                            session_journal: Some(journal.clone()),
+                        })
+                        .await?
                 }
-                self.drive
-                    .upload(UploadRequest {
-                        target: UploadTarget::Replace {
-                            item_id: remote.id.clone(),
-                            if_match: None,
-                        },
-                        source: source.clone(),
-                        modified,
-                        conflict: ConflictBehavior::Replace,
-                        resume_url: resume_url.clone(),
-                        session_journal: Some(journal.clone()),
-                    })
-                    .await?
             }
         };
         // A first upload created the item where the row was when it started; the row may have moved since.
@@ -491,6 +528,7 @@ impl OutboxReplayer {
             requested,
             ..remote_result(&result)
         };
+        crate::crash_points::crash_point("replay.upload_done");
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
@@ -520,20 +558,37 @@ impl OutboxReplayer {
         else {
             return Ok(None);
         };
-        let Some(theirs) = existing.quick_xor_hash().map(str::to_string) else {
+        Ok((same_bytes(&existing, source) && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+    }
+
+    /// A superseded upload had started a session (which may have completed before a crash, its item never
+    /// journalled): the next upload of the file inherits the URL as an expired marker (never resumed: its bytes
+    /// differ) so a name clash with that item is recognised as our own.
+    fn pass_session_on(&self, ino: u64, seq: i64) -> Result<(), Failure> {
+        let later = self.store.pending()?.into_iter().find(|e| {
+            e.seq > seq && e.upload_url.is_none() && matches!(&e.op, OutboxOp::Upload { ino: i, .. } if *i == ino)
+        });
+        if let Some(later) = later {
+            let url = "galleryfs:superseded-session";
+            self.store.set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
+        }
+        Ok(())
+    }
+
+    /// The file named `name` in `parent_id`, when the store does not know it (an upload session of ours that
+    /// completed before a crash).
+    async fn earlier_session_item(&self, parent_id: &str, name: &str) -> Result<Option<DriveItem>, Failure> {
+        let key = name_key(name);
+        let Some(existing) = self
+            .drive
+            .children(parent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
+        else {
             return Ok(None);
         };
-        let ours = match source {
-            UploadSource::Bytes(b) => QuickXorHash::of(b),
-            UploadSource::File(path) => match hash_file(path) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot hash a staged file");
-                    return Ok(None);
-                }
-            },
-        };
-        Ok((ours == theirs && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+        Ok(self.is_free_or_duplicate(&existing.id)?.then_some(existing))
     }
 
     /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
@@ -581,6 +636,7 @@ impl OutboxReplayer {
             Ok(()) | Err(DriveError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        crate::crash_points::crash_point("replay.delete_sent");
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -628,6 +684,7 @@ impl OutboxReplayer {
         };
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
+                crate::crash_points::crash_point("replay.move_sent");
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -677,6 +734,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         };
         let attrs = remote_attrs(&item);
+        crate::crash_points::crash_point("replay.mkdir_sent");
         self.store.write_durable(|t| {
             crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
@@ -688,6 +746,24 @@ impl OutboxReplayer {
         })?;
         Ok(Step::Done)
     }
+}
+
+/// Whether OneDrive's `item` holds exactly the bytes of `source` (by quickXorHash; false when it has no hash yet).
+fn same_bytes(item: &DriveItem, source: &UploadSource) -> bool {
+    let Some(theirs) = item.quick_xor_hash() else {
+        return false;
+    };
+    let ours = match source {
+        UploadSource::Bytes(b) => QuickXorHash::of(b),
+        UploadSource::File(path) => match hash_file(path) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hash a staged file");
+                return false;
+            }
+        },
+    };
+    ours == theirs
 }
 
 fn hash_file(path: &std::path::Path) -> std::io::Result<String> {

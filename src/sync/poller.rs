@@ -504,6 +504,7 @@ impl SyncEngine {
             first_page = false;
             if progressive && !page.items.is_empty() {
                 let changes = apply_delta_round(&self.store, gallery, &page.items)?;
+                crate::crash_points::crash_point("poller.page_applied");
                 self.after_round(&changes);
                 if let Some(progress) = self.progress.read().clone() {
                     progress(self.store.item_count()?);

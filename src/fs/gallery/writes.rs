@@ -516,6 +516,10 @@ impl GalleryFs {
         item: &ItemRow,
         trash: Option<&TrashRow>,
     ) -> crate::store::Result<()> {
+        // The row as it is in this transaction: a first upload may have committed since `item` was read, and then
+        // OneDrive has the item and must lose it too.
+        let current = t.get(item.ino)?;
+        let item = current.as_ref().unwrap_or(item);
         t.drop_ops(item.ino, &["upload", "move", "mkdir"])?;
         t.remove(item.ino)?;
         if !item.local_only {
@@ -524,7 +528,10 @@ impl GalleryFs {
                 item_id: item.item_id.clone(),
             })?;
             if let Some(trash) = trash {
-                t.record_trash(trash)?;
+                t.record_trash(&TrashRow {
+                    item_id: item.item_id.clone(),
+                    ..trash.clone()
+                })?;
             }
         }
         Ok(())
@@ -580,9 +587,7 @@ impl GalleryFs {
             .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
             .map_err(store_err)?;
         self.forget_staged(item.ino);
-        if !item.local_only {
-            self.outbox_wake.notify_one();
-        }
+        self.outbox_wake.notify_one();
         Ok(())
     }
 
