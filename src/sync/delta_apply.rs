@@ -586,14 +586,6 @@ impl<'a, 't> Applier<'a, 't> {
         };
         // A detached row (name freed for another item) must be re-attached even if its place is unchanged.
         let current = self.tx.get(row.ino)?.ok_or(StoreError::NoSuchInode(row.ino))?;
-        // A local rename or move not sent yet is newer than OneDrive's place: keep the local one (the outbox
-        // sends it; a later round reports it back).
-        let move_pending = self.tx.has_later_op(row.ino, "move", 0)?;
-        let local_place = current.parent_ino.filter(|_| move_pending);
-        let (parent, name) = match local_place {
-            Some(local_parent) => (local_parent, current.name.as_str()),
-            None => (parent, name),
-        };
         let final_name = self.free_name(parent, name, Some(row.ino))?;
         if current.parent_ino != Some(parent) || current.name != final_name {
             self.tx.rename(row.ino, parent, &final_name)?;
