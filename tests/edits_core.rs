@@ -1022,3 +1022,93 @@ async fn a_relisting_before_the_journal_drains_does_not_undo_local_deletes_and_m
     s.sync().await;
     assert_eq!(s.store.lookup(album, "after.jpg").unwrap().unwrap().ino, moved.ino);
 }
+
+#[tokio::test]
+async fn a_file_unlinked_while_open_reads_whole_and_leaves_onedrive_at_the_last_close() {
+    let s = synced(Duration::ZERO).await;
+    let remote_bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 247) as u8).collect();
+    let photo_id = s.mock.add_file(&s.gallery_id, "photo.jpg", remote_bytes.clone());
+    s.sync().await;
+    let photo = s.store.lookup(ROOT_INO, "photo.jpg").unwrap().unwrap().ino;
+    let read_only = OpenMode {
+        read: true,
+        ..Default::default()
+    };
+    let fh = s.fs.open(C, photo, read_only).await.unwrap().fh;
+    assert_eq!(&s.fs.read(photo, fh, 0, 1000).await.unwrap()[..], &remote_bytes[..1000]);
+    // A new file, open and never sent (a long write-back).
+    let new = s.write_file(ROOT_INO, "new.jpg", b"never sent").await;
+    let new_fh = s.fs.open(C, new, read_only).await.unwrap().fh;
+    s.fs.unlink(C, ROOT_INO, OsStr::new("photo.jpg")).await.unwrap();
+    s.fs.unlink(C, ROOT_INO, OsStr::new("new.jpg")).await.unwrap();
+    assert!(matches!(
+        s.fs.lookup(C, ROOT_INO, OsStr::new("photo.jpg")).await,
+        Err(galleryfs::fs::FsError::NotFound)
+    ));
+    assert!(s.store.children(ROOT_INO).unwrap().is_empty(), "gone from the folder");
+    // The open descriptors still stat and read (what was not read yet comes from OneDrive, which still has it).
+    assert_eq!(s.fs.getattr(photo).await.unwrap().0.size, remote_bytes.len() as u64);
+    s.replayer.replay_once().await.unwrap();
+    assert!(
+        s.mock.get(&photo_id).unwrap().deleted.is_none(),
+        "the delete waits for the last close"
+    );
+    // A full re-list meanwhile neither brings it back nor drops it.
+    s.store.delete_meta("delta_link").unwrap();
+    s.sync().await;
+    assert!(s.store.children(ROOT_INO).unwrap().is_empty());
+    assert_eq!(
+        &s.fs.read(photo, fh, 1000, 60_000).await.unwrap()[..],
+        &remote_bytes[1000..]
+    );
+    assert_eq!(&s.fs.read(new, new_fh, 0, 100).await.unwrap()[..], b"never sent");
+    s.fs.release(photo, fh).await.unwrap();
+    s.fs.release(new, new_fh).await.unwrap();
+    assert!(s.store.get(photo).unwrap().is_none() && s.store.get(new).unwrap().is_none());
+    s.replayer.replay_once().await.unwrap();
+    assert!(
+        s.store.pending().unwrap().is_empty(),
+        "{:?}",
+        s.store.pending().unwrap()
+    );
+    assert!(
+        s.mock.get(&photo_id).unwrap().deleted.is_some(),
+        "deleted on OneDrive after the last close"
+    );
+    assert_eq!(s.mock.count(MockOp::Upload), 0, "the new file never reached OneDrive");
+}
+
+#[test]
+fn files_unlinked_while_open_when_the_process_ended_are_removed_at_the_next_start() {
+    let g = Gallery::new(Duration::from_secs(600));
+    let ino = g.add_remote_file("X!1", ROOT_INO, "open.jpg", b"bytes");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let fh =
+            g.fs.open(
+                C,
+                ino,
+                OpenMode {
+                    read: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .fh;
+        g.fs.unlink(C, ROOT_INO, OsStr::new("open.jpg")).await.unwrap();
+        let _ = fh; // never released: the process "ends" here
+    });
+    assert!(g.store.get(ino).unwrap().is_some(), "kept while open");
+    let again = Gallery::over(g.dir, g.store.clone(), Duration::from_secs(600));
+    again.fs.journal_leftovers().unwrap();
+    assert!(again.store.get(ino).unwrap().is_none());
+    assert!(
+        again
+            .ops()
+            .iter()
+            .any(|op| matches!(op, OutboxOp::Delete { item_id, .. } if item_id == "X!1")),
+        "the delete stays journalled: {:?}",
+        again.ops()
+    );
+}

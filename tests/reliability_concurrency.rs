@@ -130,7 +130,10 @@ fn many_readers_and_writers_on_the_same_and_different_files() {
     let versions: BTreeSet<String> = (0..2u32)
         .flat_map(|w| (0..rounds).map(move |i| QuickXorHash::of(&bytes(50_000 + w as usize, 90_000 + w * 1000 + i))))
         .collect();
-    assert!(versions.contains(&QuickXorHash::of(&both)), "both.jpg is one saved version");
+    assert!(
+        versions.contains(&QuickXorHash::of(&both)),
+        "both.jpg is one saved version"
+    );
     want.insert("Shared/both.jpg".into(), QuickXorHash::of(&both));
     want.insert("Shared/remote.jpg".into(), QuickXorHash::of(&remote_bytes));
     let files = || -> BTreeMap<String, String> {
@@ -154,7 +157,10 @@ fn readdir_while_delta_rounds_apply_remote_changes() {
     require_fuse!();
     let env = Env::start(2);
     env.login();
-    env.emu().state.add_folder(&format!("{}/Live", env.gallery_root())).unwrap();
+    env.emu()
+        .state
+        .add_folder(&format!("{}/Live", env.gallery_root()))
+        .unwrap();
     mount_clean(&env, OPTIONS);
     let dir = env.mnt.join("Live");
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,7 +199,10 @@ fn readdir_while_delta_rounds_apply_remote_changes() {
             }
             if wave > 0 {
                 let renamed = live[(wave * 3) % live.len()].clone();
-                env.emu().state.rename_item(&renamed, &format!("renamed{wave}.jpg")).unwrap();
+                env.emu()
+                    .state
+                    .rename_item(&renamed, &format!("renamed{wave}.jpg"))
+                    .unwrap();
                 let gone = live.remove((wave * 5) % live.len());
                 if gone != renamed {
                     env.emu().state.delete_item(&gone).unwrap();
@@ -219,7 +228,12 @@ fn readdir_while_delta_rounds_apply_remote_changes() {
         let settled = wait_until(Duration::from_secs(30), || listed() == want());
         stop.store(true, Ordering::SeqCst);
         let n = lister.join().unwrap();
-        assert!(settled, "the mount lists OneDrive's folder:\nmount:    {:?}\nOneDrive: {:?}", listed(), want());
+        assert!(
+            settled,
+            "the mount lists OneDrive's folder:\nmount:    {:?}\nOneDrive: {:?}",
+            listed(),
+            want()
+        );
         n
     });
     assert!(listings > 10, "the lister ran during the rounds ({listings} listings)");
@@ -257,7 +271,10 @@ fn an_unlinked_open_file_stays_readable_until_closed() {
     assert_eq!(head, remote_bytes[..1000]);
     std::fs::remove_file(m.join("local.jpg")).unwrap();
     std::fs::remove_file(m.join("remote.jpg")).unwrap();
-    assert!(!m.join("local.jpg").exists() && !m.join("remote.jpg").exists(), "gone from the directory");
+    assert!(
+        !m.join("local.jpg").exists() && !m.join("remote.jpg").exists(),
+        "gone from the directory"
+    );
     // Give the outbox time to send the deletes while the files are still open.
     std::thread::sleep(Duration::from_secs(3));
     let mut got = Vec::new();
@@ -265,13 +282,24 @@ fn an_unlinked_open_file_stays_readable_until_closed() {
     assert_eq!(got, local_bytes, "the unlinked local file reads whole until closed");
     let mut rest = Vec::new();
     remote.read_to_end(&mut rest).unwrap();
-    assert_eq!(rest.len(), remote_bytes.len() - 1000, "the unlinked remote file reads whole until closed");
-    assert!(rest == remote_bytes[1000..], "the unlinked remote file's bytes are OneDrive's");
+    assert_eq!(
+        rest.len(),
+        remote_bytes.len() - 1000,
+        "the unlinked remote file reads whole until closed"
+    );
+    assert!(
+        rest == remote_bytes[1000..],
+        "the unlinked remote file's bytes are OneDrive's"
+    );
     drop(local);
     drop(remote);
     wait_drained(&env);
     let bin: BTreeSet<String> = env.emu().state.recycle_bin_dump().into_iter().map(|e| e.id).collect();
-    assert_eq!(bin, BTreeSet::from([local_id, remote_id]), "both deleted on OneDrive, once");
+    assert_eq!(
+        bin,
+        BTreeSet::from([local_id, remote_id]),
+        "both deleted on OneDrive, once"
+    );
     final_checks(&env, OPTIONS);
 }
 
@@ -486,7 +514,9 @@ mod content_claims_model {
                 return None;
             }
             let f = self.file.lock().unwrap();
-            let file = f.as_ref().expect("the block map promises bytes of a file that does not exist");
+            let file = f
+                .as_ref()
+                .expect("the block map promises bytes of a file that does not exist");
             Some(
                 (0..BLOCKS)
                     .map(|b| file[b].expect("the block map promises a byte the file does not have"))
@@ -500,7 +530,11 @@ mod content_claims_model {
         loop {
             let seen_before = *item.epoch.lock().unwrap();
             if let Some(bytes) = item.read_all() {
-                assert_eq!(bytes, (0..BLOCKS).map(data).collect::<Vec<_>>(), "a reader got wrong bytes");
+                assert_eq!(
+                    bytes,
+                    (0..BLOCKS).map(data).collect::<Vec<_>>(),
+                    "a reader got wrong bytes"
+                );
                 return;
             }
             let missing = item.missing();
@@ -551,12 +585,18 @@ mod content_claims_model {
 
     #[test]
     fn content_claims_model_holds_in_every_explored_schedule() {
-        assert!(holds(AS_BUILT, true), "the protocol as built failed a schedule (see the panic above)");
+        assert!(
+            holds(AS_BUILT, true),
+            "the protocol as built failed a schedule (see the panic above)"
+        );
         let no_hash = Protocol {
             has_hash: false,
             ..AS_BUILT
         };
-        assert!(holds(no_hash, true), "the protocol as built failed a schedule of an item without a hash");
+        assert!(
+            holds(no_hash, true),
+            "the protocol as built failed a schedule of an item without a hash"
+        );
     }
 
     #[test]
@@ -565,7 +605,10 @@ mod content_claims_model {
             atomic_claim: false,
             ..AS_BUILT
         };
-        assert!(!holds(broken, false), "two readers claiming the same bytes went unnoticed");
+        assert!(
+            !holds(broken, false),
+            "two readers claiming the same bytes went unnoticed"
+        );
     }
 
     #[test]
@@ -575,7 +618,10 @@ mod content_claims_model {
             has_hash: false,
             ..AS_BUILT
         };
-        assert!(!holds(broken, true), "a write committed across an eviction went unnoticed");
+        assert!(
+            !holds(broken, true),
+            "a write committed across an eviction went unnoticed"
+        );
     }
 
     #[test]

@@ -494,6 +494,16 @@ impl StoreTx<'_> {
         self.changed(ino, n)
     }
 
+    /// Rows detached from every folder (parent NULL) other than the root: files removed while open whose last
+    /// close never came (the process ended).
+    pub fn detached_items(&self) -> Result<Vec<u64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ino FROM items WHERE parent_ino IS NULL AND ino <> ?1 ORDER BY ino")?;
+        let rows = stmt.query_map([ROOT_INO as i64], |r| r.get::<_, i64>(0))?;
+        rows.map(|r| Ok(r? as u64)).collect()
+    }
+
     /// The inodes of an item's subtree, the item first, parents before children.
     pub fn subtree(&self, ino: u64) -> Result<Vec<u64>> {
         let mut stmt = self.conn.prepare_cached(

@@ -289,6 +289,8 @@ impl<'a, 't> Applier<'a, 't> {
                     }
                 }
                 Resolution::Out | Resolution::Deleted | Resolution::Visiting => match existing {
+                    // Detached: a file removed here while open; the filesystem removes it at its last close.
+                    Some(row) if row.parent_ino.is_none() => {}
                     Some(row) => self.schedule_removal(row),
                     None if resolution == Resolution::Out => self.changes.ignored += 1,
                     None => {}
@@ -653,7 +655,7 @@ impl<'a, 't> Applier<'a, 't> {
         for (ino, item_id) in self.tx.all_item_ids()? {
             if !seen.contains(item_id.as_str()) && !self.removal_inos.contains(&ino) {
                 if let Some(row) = self.tx.get(ino)? {
-                    if !row.local_only && !row.is_dirty() {
+                    if !row.local_only && !row.is_dirty() && row.parent_ino.is_some() {
                         self.schedule_removal(row);
                     }
                 }

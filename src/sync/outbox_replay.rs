@@ -487,7 +487,10 @@ impl OutboxReplayer {
                 if remote_moved_on(&row, &version) && same_bytes(&remote, &source) {
                     // Our own upload, sent before a crash that came ahead of its journal entry (or the same
                     // bytes written elsewhere): nothing to send and nothing to keep apart.
-                    tracing::info!(ino, "OneDrive already holds this version of the file; not sending it again");
+                    tracing::info!(
+                        ino,
+                        "OneDrive already holds this version of the file; not sending it again"
+                    );
                     remote
                 } else if remote_moved_on(&row, &version) {
                     let copy = self
@@ -570,7 +573,8 @@ impl OutboxReplayer {
         });
         if let Some(later) = later {
             let url = "galleryfs:superseded-session";
-            self.store.set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
+            self.store
+                .set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
         }
         Ok(())
     }
@@ -617,6 +621,10 @@ impl OutboxReplayer {
     }
 
     async fn delete(&self, entry: &OutboxEntry, item_id: &str) -> Result<Step, Failure> {
+        if self.local.held_open(entry.op.ino()) {
+            // Unlinked while open: OneDrive keeps the item until the last close (the filesystem wakes us).
+            return Ok(Step::Wait(None));
+        }
         {
             let mut recent = self.recent_deletes.lock();
             while recent

@@ -139,6 +139,11 @@ pub struct GalleryFs {
     born_here: Mutex<HashMap<Ino, std::time::Instant>>,
     /// The last file opened per folder, for the read-ahead of a viewer's "next".
     viewer: viewer_readahead::ViewerTracker,
+    /// Open file handles per inode (originals and staged files).
+    open_files: Mutex<HashMap<Ino, u32>>,
+    /// Files removed (unlink, rename over) while open: their rows stay, detached from any folder, so the open
+    /// descriptors keep reading them (POSIX), until the last close (see `writes::file_closed`).
+    orphans: Mutex<std::collections::HashSet<Ino>>,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -220,6 +225,8 @@ impl GalleryFs {
             conflicted: Mutex::new(std::collections::HashSet::new()),
             born_here: Mutex::new(HashMap::new()),
             viewer: Default::default(),
+            open_files: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -581,6 +588,7 @@ impl FsCore for GalleryFs {
             item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
         });
+        self.file_opened(ino);
         // The kernel may keep pages of an unchanged version: remote changes invalidate them explicitly.
         Ok(Opened {
             fh,
@@ -616,9 +624,15 @@ impl FsCore for GalleryFs {
     async fn release(&self, ino: Ino, fh: u64) -> FsResult<()> {
         let handle = self.handles.lock().remove(&fh);
         if let Some(handle) = handle {
-            if let Handle::Staged { writable: true, .. } = &*handle {
-                self.writer_closed(ino).await?;
+            let written = if let Handle::Staged { writable: true, .. } = &*handle {
+                self.writer_closed(ino).await
+            } else {
+                Ok(())
+            };
+            if !matches!(&*handle, Handle::Bytes(_)) {
+                self.file_closed(ino);
             }
+            written?;
         }
         Ok(())
     }

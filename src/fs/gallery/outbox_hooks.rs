@@ -52,6 +52,11 @@ pub trait LocalEdits: Send + Sync {
         original: &RemoteAttrs,
     ) -> Result<bool, StoreError>;
     fn set_quota_exceeded(&self, exceeded: bool);
+    /// Whether `ino` is open (a file removed while open keeps its OneDrive item until the last close, so the
+    /// open descriptors can still read what is not cached).
+    fn held_open(&self, _ino: u64) -> bool {
+        false
+    }
     /// The store changed behind the kernel's back (names, ids): forget the cached entries and attributes.
     fn invalidate(&self, parent: Ino, names: &[&str], inos: &[Ino]);
 }
@@ -231,6 +236,21 @@ impl GalleryFs {
     /// process died between its first write and its close), and removes staged files nothing refers to. Call
     /// once before serving. Returns how many uploads were journalled.
     pub fn journal_leftovers(&self) -> Result<usize, StoreError> {
+        // Files removed while open when the last process ended: their last close never came.
+        let orphans = self.store.write_durable(|t| {
+            let detached = t.detached_items()?;
+            for ino in &detached {
+                t.drop_ops(*ino, &["upload", "move", "mkdir"])?;
+                t.remove(*ino)?;
+            }
+            Ok::<_, StoreError>(detached.len())
+        })?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "removed files that were unlinked while open when galleryfs last stopped"
+            );
+        }
         let Some(staging) = &self.staging else {
             return Ok(0);
         };
@@ -345,6 +365,10 @@ impl LocalEdits for GalleryFs {
 
     fn set_quota_exceeded(&self, exceeded: bool) {
         GalleryFs::set_quota_exceeded(self, exceeded);
+    }
+
+    fn held_open(&self, ino: u64) -> bool {
+        self.is_open(ino)
     }
 
     fn invalidate(&self, parent: Ino, names: &[&str], inos: &[Ino]) {

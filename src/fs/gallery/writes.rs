@@ -48,6 +48,9 @@ pub(crate) struct LocalFile {
     pub forced: bool,
 }
 
+/// Item id given to the row of a file replaced by an editor's save while open (see `move_entry`).
+const LOCAL_ORPHAN_PREFIX: &str = "local:replaced-";
+
 /// How long after its creation through this mount a file renamed over another counts as an editor's save.
 pub(crate) const BORN_HERE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// Entries of the born-here map before old ones are pruned.
@@ -230,6 +233,10 @@ impl GalleryFs {
     /// Journals the staged content of `ino` for upload: staged bytes synced, then row and `Upload` entry in one
     /// durable transaction. Nothing to do when unchanged since the last journal (unless `force`).
     async fn journal_upload(&self, ino: Ino, force: bool) -> FsResult<()> {
+        if self.orphans.lock().contains(&ino) {
+            // Unlinked while open: nothing to upload.
+            return Ok(());
+        }
         let (size, mtime) = {
             let local = self.local.lock();
             match local.get(&ino) {
@@ -289,6 +296,7 @@ impl GalleryFs {
             file: Arc::new(file),
             writable: mode.write,
         });
+        self.file_opened(ino);
         Ok(Opened {
             fh,
             keep_cache: false,
@@ -343,7 +351,9 @@ impl GalleryFs {
                 e.last_close = Some(Instant::now());
             }
             // Opened for writing but never changed (the copy-up is not needed), or removed while open.
-            let removed = e.writers == 0 && e.dirty_marked && matches!(self.store.get(ino), Ok(None));
+            let removed = e.writers == 0
+                && e.dirty_marked
+                && (self.orphans.lock().contains(&ino) || matches!(self.store.get(ino), Ok(None)));
             let discard = e.writers == 0 && (!e.dirty_marked || removed);
             if discard {
                 local.remove(&ino);
@@ -521,7 +531,13 @@ impl GalleryFs {
         let current = t.get(item.ino)?;
         let item = current.as_ref().unwrap_or(item);
         t.drop_ops(item.ino, &["upload", "move", "mkdir"])?;
-        t.remove(item.ino)?;
+        if self.is_open(item.ino) {
+            // Open: the row stays, detached, for the open descriptors; the last close removes it.
+            t.detach(item.ino)?;
+            self.orphans.lock().insert(item.ino);
+        } else {
+            t.remove(item.ino)?;
+        }
         if !item.local_only {
             t.enqueue(&OutboxOp::Delete {
                 ino: item.ino,
@@ -535,6 +551,46 @@ impl GalleryFs {
             }
         }
         Ok(())
+    }
+
+    /// A file handle of `ino` was opened.
+    pub(super) fn file_opened(&self, ino: Ino) {
+        *self.open_files.lock().entry(ino).or_insert(0) += 1;
+    }
+
+    /// Whether `ino` has open file handles.
+    pub(super) fn is_open(&self, ino: Ino) -> bool {
+        self.open_files.lock().get(&ino).is_some_and(|n| *n > 0)
+    }
+
+    /// A file handle of `ino` was released: the last one of a file removed while open takes its row away.
+    pub(super) fn file_closed(&self, ino: Ino) {
+        {
+            let mut open = self.open_files.lock();
+            match open.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    return;
+                }
+                Some(_) => {
+                    open.remove(&ino);
+                }
+                None => return,
+            }
+        }
+        if !self.orphans.lock().remove(&ino) {
+            return;
+        }
+        let removed = self.store.write_durable(|t| match t.get(ino)? {
+            Some(row) if row.parent_ino.is_none() => t.remove(ino).map(|_| ()),
+            _ => Ok(()),
+        });
+        if let Err(e) = removed {
+            tracing::warn!(ino, error = %e, "cannot remove a file unlinked while open; the next start does");
+        }
+        self.forget_staged(ino);
+        // Its delete waited for this close.
+        self.outbox_wake.notify_one();
     }
 
     /// Remembers that `ino` was created through this mount now.
@@ -671,7 +727,16 @@ impl GalleryFs {
             .write_durable(|t| {
                 if let Some(old) = &adopt {
                     t.drop_ops(old.ino, &["upload"])?;
-                    t.remove(old.ino)?;
+                    if self.is_open(old.ino) {
+                        // Open (a viewer showing the photo being saved): the old row stays, detached, under a
+                        // local id (the OneDrive id goes to the new content) until its last close. What of it is
+                        // not read or cached yet cannot be fetched any more: reads of it fail with EIO.
+                        t.detach(old.ino)?;
+                        t.set_item_id(old.ino, &format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino))?;
+                        self.orphans.lock().insert(old.ino);
+                    } else {
+                        t.remove(old.ino)?;
+                    }
                     if recent_upload {
                         // The source's own item goes (an upload of it still running finds the row moved on and
                         // leaves this delete to do the same); its bytes become the adopted item's next version.
