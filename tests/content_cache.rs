@@ -138,6 +138,11 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
     assert_eq!(f.mock.bytes_served(), data.len() as u64, "every byte fetched once");
     assert_eq!(f.state(ino), ContentState::Cached);
     assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
+    assert_eq!(
+        f.content.hash_reread_bytes().1,
+        0,
+        "the bytes were hashed as they streamed in: the verification read nothing back"
+    );
 
     f.mock.reset_counters();
     let again = read_all(&cache, ino, 100_000).await.unwrap();
@@ -255,6 +260,61 @@ async fn hash_mismatch_fails_the_read_and_caches_nothing() {
     let pinned = cache.fetch_whole(ino, |_, _| {}).await;
     assert!(matches!(pinned, Err(ReadError::HashMismatch { .. })), "{pinned:?}");
     assert_ne!(f.state(ino), ContentState::Cached);
+}
+
+/// Flips one bit of the byte at `at` in whatever body covers it (a corrupting network or server).
+struct CorruptingSource {
+    inner: Arc<MockSource>,
+    at: u64,
+}
+
+#[async_trait::async_trait]
+impl RangeSource for CorruptingSource {
+    async fn fetch(
+        &self,
+        item_id: &str,
+        ctag: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<galleryfs::cache::ByteStream, SourceError> {
+        use futures::StreamExt;
+        let body = self.inner.fetch(item_id, ctag, start, end).await?;
+        let at = self.at;
+        let corrupted = body.scan(start, move |pos, chunk| {
+            let out = chunk.map(|bytes| {
+                let chunk_start = *pos;
+                *pos += bytes.len() as u64;
+                if (chunk_start..*pos).contains(&at) {
+                    let mut v = bytes.to_vec();
+                    v[(at - chunk_start) as usize] ^= 0x10;
+                    bytes::Bytes::from(v)
+                } else {
+                    bytes
+                }
+            });
+            futures::future::ready(Some(out))
+        });
+        Ok(corrupted.boxed())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_bytes_hashed_while_streaming_fail_the_read() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(20 * MIB, 9);
+    let ino = f.add("X", &data);
+    let cache = f.cache_over(Arc::new(CorruptingSource {
+        inner: f.mock.clone(),
+        at: 13 * MIB as u64 + 5,
+    }));
+    let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
+    assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_ne!(f.state(ino), ContentState::Cached);
+    assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "blocks dropped");
+    assert_eq!(f.files_of("X"), 0, "the bad file is deleted");
+    // A clean source afterwards gives the right bytes.
+    assert!(read_all(&f.cache(), ino, MIB).await.unwrap() == data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@
 //! with an open reader are not evicted while open. All methods block (file I/O and SQLite): call them from
 //! `spawn_blocking` in async code.
 
+use super::stream_hash::{HashCounters, StreamHasher};
 use super::verify;
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
 use parking_lot::{Mutex, RwLock};
@@ -138,6 +139,8 @@ struct ItemSlot {
     /// Woken after every commit to the item and whenever a fetch ends.
     changed: tokio::sync::Notify,
     last_touch: Mutex<Option<Instant>>,
+    /// The quickXorHash of the bytes written so far, in offset order (see [`super::stream_hash`]).
+    stream_hash: StreamHasher,
 }
 
 /// The content cache of one account.
@@ -147,6 +150,7 @@ pub struct ContentStore {
     budget: AtomicU64,
     slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
     enforcing: Mutex<()>,
+    hash_counters: HashCounters,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -236,6 +240,7 @@ impl ContentStore {
             budget: AtomicU64::new(budget_bytes),
             slots: Mutex::new(HashMap::new()),
             enforcing: Mutex::new(()),
+            hash_counters: HashCounters::default(),
         })
     }
 
@@ -253,6 +258,15 @@ impl ContentStore {
 
     pub fn set_budget(&self, bytes: u64) {
         self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes read back from cache files to hash them: `(while downloading, at verification)`. A download whose
+    /// bytes arrive in order reads back nothing (see [`super::stream_hash`]).
+    pub fn hash_reread_bytes(&self) -> (u64, u64) {
+        (
+            self.hash_counters.caught_up.load(Ordering::Relaxed),
+            self.hash_counters.reread.load(Ordering::Relaxed),
+        )
     }
 
     /// The current content version of inode `ino`.
@@ -399,13 +413,15 @@ impl ContentStore {
         }
         let generation = {
             let generation = slot.generation.read();
-            let file = match OpenOptions::new().write(true).open(&path) {
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
                 Ok(f) => f,
                 // Evicted between creation and now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Commit::Discarded),
                 Err(e) => return Err(io_err(&path)(e)),
             };
             file.write_all_at(bytes, offset).map_err(io_err(&path))?;
+            slot.stream_hash
+                .feed(&v.ctag, *generation, &file, offset, bytes, &self.hash_counters);
             *generation
         };
         let commit = self.commit(v, &slot, generation, offset, end);
@@ -468,7 +484,10 @@ impl ContentStore {
         }
         let path = self.path_of(v);
         let verdict = match &v.quick_xor_hash {
-            Some(expected) => match verify::quick_xor_of_file(&path, v.size) {
+            Some(expected) => match slot
+                .stream_hash
+                .finish(&v.ctag, generation, &path, v.size, &self.hash_counters)
+            {
                 Ok(actual) if verify::hashes_match(expected, &actual) => Ok(()),
                 Ok(actual) => Err(format!("expected {expected}, got {actual}")),
                 Err(e) => Err(format!("cannot read the cache file back: {e}")),
@@ -506,6 +525,7 @@ impl ContentStore {
         let slot = self.slot(ino);
         let mut generation = slot.generation.write();
         *generation += 1;
+        slot.stream_hash.reset();
         let freed = self.store.present_bytes(ino)?;
         let dir = self.item_dir(&row.item_id);
         match fs::remove_dir_all(&dir) {
