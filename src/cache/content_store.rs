@@ -397,6 +397,32 @@ impl ContentStore {
         Ok(Some(buf))
     }
 
+    /// The cache file of version `v`, opened for reading, when the version is complete (verified) in the cache;
+    /// `None` otherwise. The open file keeps the version's bytes readable even if the item is evicted or replaced
+    /// by a newer version afterwards (the file is then only unlinked), so reads through it need no block-map check:
+    /// they are the bytes of the version pinned at open. Refreshes the item's LRU position.
+    pub fn open_complete(&self, v: &ItemVersion) -> Result<Option<File>, CacheError> {
+        let slot = self.slot(v.ino);
+        let path = self.path_of(v);
+        let file = {
+            let _shared = slot.generation.read();
+            if v.size == 0 || !self.missing_ranges(v, 0, v.size)?.is_empty() {
+                return Ok(None);
+            }
+            match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        };
+        // A file cut short by hand is not served from (the reader's path notices and refetches).
+        if file.metadata().map_err(io_err(&path))?.len() < v.size {
+            return Ok(None);
+        }
+        self.store.touch(v.ino)?;
+        Ok(Some(file))
+    }
+
     /// Writes `bytes` at `offset` into the cache file of version `v`, then commits the range: marks it present,
     /// or — when it completes the version — verifies the whole file first. Afterwards the budget is enforced.
     pub fn write_at(&self, v: &ItemVersion, offset: u64, bytes: &[u8]) -> Result<Commit, CacheError> {

@@ -118,7 +118,11 @@ pub struct MountedFs {
 
 /// Mounts `core` at `mountpoint`; returns once the kernel handshake is done.
 pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Config) -> std::io::Result<MountedFs> {
-    let adapter = FuseAdapter::new(core, rt);
+    // FUSE passthrough only where nothing can be opened for writing: the kernel fails (EIO) every open of an
+    // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
+    // reader has open would fail (see the adapter's note).
+    let read_only = config.mount_options.contains(&MountOption::RO);
+    let adapter = FuseAdapter::new(core, rt).with_passthrough(read_only);
     let session = fuser::Session::new(adapter, mountpoint, config)?;
     let invalidator = KernelInvalidator::start(session.notifier());
     let session = session.spawn()?;
