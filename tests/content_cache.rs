@@ -571,10 +571,12 @@ async fn dropping_the_reader_cancels_its_fetches() {
     );
     drop(reader);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        f.mock.bytes_served(),
-        INITIAL_WINDOW,
-        "only the first request's bytes were streamed; the aborted read-ahead streamed nothing"
+    // The first request may itself be cut short by the drop (its last flush racing it); the read-ahead request,
+    // which waits out the latency, must not have streamed a byte.
+    let served = f.mock.bytes_served();
+    assert!(
+        (5 * 128 * KIB as u64..=INITIAL_WINDOW).contains(&served),
+        "only the first request's bytes were streamed ({served}); the aborted read-ahead streamed nothing"
     );
     assert_eq!(f.state(ino), ContentState::Partial);
 }

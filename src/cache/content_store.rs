@@ -361,15 +361,15 @@ impl ContentStore {
         }
         let slot = self.slot(v.ino);
         let path = self.path_of(v);
-        let mut buf = vec![0u8; (end - offset) as usize];
-        {
+        let buf = {
             let _shared = slot.generation.read();
             if !self.missing_ranges(v, offset, end)?.is_empty() {
                 return Ok(None);
             }
-            let outcome = File::open(&path).and_then(|file| file.read_exact_at(&mut buf, offset));
+            let outcome =
+                File::open(&path).and_then(|file| read_exact_unzeroed(&file, offset, (end - offset) as usize));
             match outcome {
-                Ok(()) => {}
+                Ok(buf) => buf,
                 Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => {
                     drop(_shared);
                     // The block map promises bytes the file does not have (deleted or cut by hand): forget them
@@ -382,7 +382,7 @@ impl ContentStore {
                 }
                 Err(e) => return Err(io_err(&path)(e)),
             }
-        }
+        };
         let due = {
             let mut last = slot.last_touch.lock();
             let due = last.is_none_or(|t| t.elapsed() >= TOUCH_INTERVAL);
@@ -729,6 +729,44 @@ impl ContentStore {
         }
         Ok(())
     }
+}
+
+/// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
+/// is not zeroed first.
+fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the destination is the vector's spare capacity after the `done` bytes already read, `len - done`
+        // bytes long; pread writes at most that many bytes there.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast::<libc::c_void>(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "cache file shorter than expected",
+                ))
+            }
+            n if n > 0 => done += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised the first `len` bytes.
+    unsafe { buf.set_len(len) };
+    Ok(buf)
 }
 
 /// Deletes every file in `dir` except `keep`.

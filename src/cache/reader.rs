@@ -4,8 +4,10 @@
 //!
 //! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
 //! `initial_window` (1 MiB + 128 KiB, Linux readahead's extra 128 KiB included). Each time a sequential reader has
-//! used half of what is requested ahead of it, the window doubles (up to `max_window`) and is topped up. Ranges are
-//! fetched as parts of at most `part_size`, at most `max_parts_in_flight` ahead-of-reader parts at a time (parts the
+//! used half of what is requested ahead of it, the window doubles (up to the larger of `max_window` and the parts in
+//! flight times `part_size`) and is topped up. Ranges are fetched as parts of at most `part_size`; the number of
+//! ahead-of-reader parts in flight follows the measured link ([`LinkStats`]: enough parts to hide a request's
+//! latency behind the transfer of the others), between `max_parts_in_flight` and `max_parts_cap` (parts the
 //! reader is waiting for always start). A forward seek that lands within `seek_tolerance` of the requested region
 //! waits for it; a backward seek of more than `backward_tolerance` or a far forward seek resets the window and
 //! cancels read-ahead parts outside the new position.
@@ -22,12 +24,13 @@
 //! read of the handle too. Dropping the reader aborts its fetches.
 
 use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
+use super::link_stats::LinkStats;
 use super::range_source::{RangeSource, SourceError};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
@@ -39,7 +42,10 @@ pub struct ReaderConfig {
     pub initial_window: u64,
     pub max_window: u64,
     pub part_size: u64,
+    /// Ahead-of-reader parts in flight before the link is measured, and at least afterwards.
     pub max_parts_in_flight: usize,
+    /// At most this many ahead-of-reader parts in flight, whatever the link.
+    pub max_parts_cap: usize,
     pub seek_tolerance: u64,
     pub backward_tolerance: u64,
     /// Requests per part before a short body or retryable error fails the read.
@@ -59,6 +65,7 @@ impl Default for ReaderConfig {
             max_window: 64 * MIB,
             part_size: 8 * MIB,
             max_parts_in_flight: 4,
+            max_parts_cap: 16,
             seek_tolerance: 16 * MIB,
             backward_tolerance: MIB,
             max_attempts: 3,
@@ -130,6 +137,7 @@ pub struct ContentCache {
     content: Arc<ContentStore>,
     source: Arc<dyn RangeSource>,
     config: ReaderConfig,
+    link: Arc<LinkStats>,
 }
 
 impl ContentCache {
@@ -138,6 +146,7 @@ impl ContentCache {
             content,
             source,
             config: ReaderConfig::default(),
+            link: Arc::new(LinkStats::default()),
         }
     }
 
@@ -150,6 +159,11 @@ impl ContentCache {
         &self.content
     }
 
+    /// What the readers measured of the link (latency, rate).
+    pub fn link_stats(&self) -> &Arc<LinkStats> {
+        &self.link
+    }
+
     /// A reader of the item's current content version (blocks briefly on the store).
     pub fn open(&self, ino: u64) -> Result<ContentReader, ReadError> {
         let version = self.content.version(ino)?;
@@ -158,6 +172,7 @@ impl ContentCache {
             self.source.clone(),
             version,
             self.config.clone(),
+            self.link.clone(),
         ))
     }
 
@@ -190,6 +205,7 @@ struct Shared {
     source: Arc<dyn RangeSource>,
     version: ItemVersion,
     config: ReaderConfig,
+    link: Arc<LinkStats>,
 }
 
 type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
@@ -241,6 +257,7 @@ impl ContentReader {
         source: Arc<dyn RangeSource>,
         version: ItemVersion,
         config: ReaderConfig,
+        link: Arc<LinkStats>,
     ) -> ContentReader {
         let open = content.register_reader(version.ino);
         ContentReader {
@@ -250,6 +267,7 @@ impl ContentReader {
                 source,
                 version,
                 config,
+                link,
             }),
             parts: Vec::new(),
             read_pos: None,
@@ -377,7 +395,8 @@ impl ContentReader {
         });
         if sequential {
             if self.ahead_end < end + self.window / 2 {
-                self.window = (self.window * 2).min(c.max_window);
+                let parts = self.parts_allowed() as u64;
+                self.window = (self.window * 2).min(c.max_window.max(parts * c.part_size));
                 self.ahead_end = (end + self.window).min(size);
             }
             self.read_pos = self.read_pos.max(Some(end));
@@ -439,7 +458,7 @@ impl ContentReader {
     /// Starts parts for the missing ranges not covered by running parts (this reader's, or `busy`: any reader's): always those before `needed_end`, the
     /// rest while fewer than `max_parts_in_flight` parts run. Returns how many parts for the read were started.
     fn schedule(&mut self, missing: &[(u64, u64)], needed_end: u64, busy: &[(u64, u64)]) -> usize {
-        let (part_size, max_parts) = (self.shared.config.part_size, self.shared.config.max_parts_in_flight);
+        let (part_size, max_parts) = (self.shared.config.part_size, self.parts_allowed());
         let mut started = 0;
         for &(lo, hi) in missing {
             for (a, b) in self.uncovered(lo, hi, busy) {
@@ -460,6 +479,14 @@ impl ContentReader {
             }
         }
         started
+    }
+
+    /// Ahead-of-reader parts to keep in flight, from the measured link.
+    fn parts_allowed(&self) -> usize {
+        let c = &self.shared.config;
+        self.shared
+            .link
+            .parts_in_flight(c.part_size, c.max_parts_in_flight, c.max_parts_cap)
     }
 
     /// The sub-ranges of `[lo, hi)` that no fetch of this or another reader of the item covers.
@@ -531,6 +558,8 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
             tokio::time::sleep(c.retry_backoff * attempts).await;
         }
         attempts += 1;
+        let requested = Instant::now();
+        let mut first_byte: Option<(Instant, u64)> = None;
         let mut body = match shared.source.fetch(&v.item_id, &v.ctag, pos, end).await {
             Ok(body) => body,
             Err(e) => {
@@ -544,6 +573,10 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
         loop {
             match body.next().await {
                 Some(Ok(chunk)) => {
+                    if first_byte.is_none() {
+                        shared.link.record_latency(requested.elapsed());
+                        first_byte = Some((Instant::now(), pos + buffer.len() as u64));
+                    }
                     let room = (end - pos - buffer.len() as u64) as usize;
                     buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
                     let done = pos + buffer.len() as u64 >= end;
@@ -552,6 +585,9 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                         flush_at = (flush_at * 2).min(c.flush_max);
                     }
                     if done {
+                        if let Some((at, from)) = first_byte {
+                            shared.link.record_transfer(pos - from, at.elapsed());
+                        }
                         break;
                     }
                 }

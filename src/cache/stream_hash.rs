@@ -56,10 +56,6 @@ impl StreamHasher {
             .as_ref()
             .is_some_and(|s| s.ctag == ctag && s.generation == generation);
         if !current {
-            if offset != 0 {
-                *guard = None;
-                return;
-            }
             *guard = Some(State {
                 ctag: ctag.to_string(),
                 generation,
