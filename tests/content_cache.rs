@@ -718,3 +718,26 @@ async fn throughput_reader_vs_raw_stream() {
         reader_rate / raw_rate
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_known_present_survive_eviction_under_an_open_reader() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(6 * MIB, 21);
+    let ino = f.add("E", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 * MIB {
+        got.extend_from_slice(&reader.read(got.len() as u64, 256 * KIB).await.unwrap());
+    }
+    // "Free up space" while the handle is open: the bytes the reader knew present are gone from the cache.
+    f.content.evict(ino).unwrap();
+    assert_eq!(f.store.present_bytes(ino).unwrap(), 0);
+    // Earlier offsets again (known present before the eviction) and the rest: all correct, refetched.
+    let again = reader.read(MIB as u64, 256 * KIB).await.unwrap();
+    assert!(again[..] == data[MIB..MIB + 256 * KIB], "re-read after eviction");
+    while got.len() < data.len() {
+        got.extend_from_slice(&reader.read(got.len() as u64, 256 * KIB).await.unwrap());
+    }
+    assert!(got == data, "whole read across an eviction");
+}

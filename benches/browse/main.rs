@@ -29,6 +29,8 @@ pub struct Plan {
     pub latencies: Vec<u64>,
     /// Items indexed for the memory row (at least the gallery's; 0: row skipped).
     pub memory_items: usize,
+    /// Bytes copied into the mount by the `cp` row.
+    pub copy_len: u64,
 }
 
 impl Plan {
@@ -43,6 +45,7 @@ impl Plan {
                 ls_runs: 3,
                 latencies: vec![0],
                 memory_items: 1_000,
+                copy_len: 32 * MIB,
             }
         } else {
             Plan {
@@ -53,7 +56,16 @@ impl Plan {
                 ls_runs: 5,
                 latencies: vec![0, 20],
                 memory_items: 100_000,
+                copy_len: 200_000_000,
             }
+        }
+    }
+
+    pub fn copy_label(&self) -> String {
+        if self.copy_len % MIB == 0 {
+            format!("{} MiB", self.copy_len / MIB)
+        } else {
+            format!("{} MB", self.copy_len / 1_000_000)
         }
     }
 
@@ -113,7 +125,12 @@ fn run_latency(b: &Bench, latency: u64, passthrough: &Path, local_copy: &Path) -
     }
     rows.push(row_first_byte(b, &m));
     rows.push(row_warm_ls(b, &m, passthrough));
-    rows.push(row_copy_in(&m));
+    rows.push(row_copy_in(b, &m));
+    // A read-only mount of the same cache: complete originals go through FUSE passthrough where the kernel allows.
+    match m.remount_with(&format!("{MOUNT_OPTIONS},ro")) {
+        Ok(()) => rows.push(row_cached_read_ro(b, &m, local_copy)),
+        Err(e) => rows.push(Row::failed("read-only remount".into(), Target::AtLeast(0.9), &e)),
+    }
     m.unmount()?;
     Ok(rows)
 }

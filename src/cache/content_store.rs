@@ -177,6 +177,18 @@ impl OpenGuard {
 }
 
 impl OpenGuard {
+    /// The item's cache generation now (bumped by eviction, a hash mismatch or a lost file: bytes known present
+    /// under an older generation may be gone).
+    pub fn generation(&self) -> u64 {
+        *self.slot.generation.read()
+    }
+
+    /// Runs `f` holding the item's generation (shared, so no eviction runs meanwhile) if it is still `generation`.
+    pub fn while_generation<R>(&self, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let current = self.slot.generation.read();
+        (*current == generation).then(f)
+    }
+
     /// A handle to wait for changes to the item's cache.
     pub fn watch(&self) -> ItemWatch {
         ItemWatch(self.slot.clone())
@@ -733,7 +745,7 @@ impl ContentStore {
 
 /// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
 /// is not zeroed first.
-fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut buf: Vec<u8> = Vec::with_capacity(len);
     let mut done = 0usize;

@@ -217,6 +217,16 @@ struct Part {
     task: JoinHandle<()>,
 }
 
+/// Bytes of the version known to be in the cache file, from the last block-map query: valid while the item's
+/// cache generation is unchanged (see [`OpenGuard::generation`]).
+struct Known {
+    generation: u64,
+    lo: u64,
+    hi: u64,
+    /// The cache file, opened on first use under this generation.
+    file: Option<std::fs::File>,
+}
+
 /// The reader of one open file handle. Not shared: the filesystem serialises reads of one handle.
 pub struct ContentReader {
     shared: Arc<Shared>,
@@ -228,6 +238,8 @@ pub struct ContentReader {
     ahead_end: u64,
     poisoned: Option<Poison>,
     open: OpenGuard,
+    /// Lets sequential reads of bytes already known present skip the block map (one query per run of reads).
+    known: Option<Known>,
 }
 
 impl Drop for ContentReader {
@@ -274,6 +286,7 @@ impl ContentReader {
             ahead_end: 0,
             poisoned: None,
             open,
+            known: None,
         }
     }
 
@@ -309,6 +322,9 @@ impl ContentReader {
         }
         for _ in 0..3 {
             self.ensure_present(offset, end).await?;
+            if let Some(data) = self.read_known(offset, end) {
+                return Ok(data);
+            }
             let content = self.shared.content.clone();
             let v = self.shared.version.clone();
             if let Some(data) = blocking(move || content.read_at(&v, offset, end - offset)).await? {
@@ -318,6 +334,65 @@ impl ContentReader {
         Err(ReadError::Unstable {
             item: self.shared.version.name.clone(),
         })
+    }
+
+    fn known_covers(&self, start: u64, end: u64) -> bool {
+        self.known.as_ref().is_some_and(|k| k.lo <= start && end <= k.hi)
+    }
+
+    /// `[start, end)` read straight from the cache file when the block map said it is there and the item's
+    /// generation has not changed since; `None` sends the read the long way (the knowledge is dropped).
+    fn read_known(&mut self, start: u64, end: u64) -> Option<Bytes> {
+        if !self.known_covers(start, end) {
+            return None;
+        }
+        let known = self.known.as_mut()?;
+        if known.file.is_none() {
+            match std::fs::File::open(self.shared.content.path_of(&self.shared.version)) {
+                Ok(f) => known.file = Some(f),
+                Err(_) => {
+                    self.known = None;
+                    return None;
+                }
+            }
+        }
+        let file = known.file.as_ref()?;
+        let read = self.open.while_generation(known.generation, || {
+            super::content_store::read_exact_unzeroed(file, start, (end - start) as usize)
+        });
+        match read {
+            Some(Ok(data)) => Some(Bytes::from(data)),
+            _ => {
+                self.known = None;
+                None
+            }
+        }
+    }
+
+    /// Records what a block-map query of `[start, scan_end)` under `generation` found present from `start`.
+    fn learn(&mut self, generation: u64, start: u64, scan_end: u64, missing: &[(u64, u64)]) {
+        let present_end = missing.first().map_or(scan_end, |m| m.0);
+        if present_end <= start {
+            return;
+        }
+        let file = match self.known.take() {
+            Some(k) if k.generation == generation => k.file,
+            _ => None,
+        };
+        self.known = Some(Known {
+            generation,
+            lo: start,
+            hi: present_end,
+            file,
+        });
+    }
+
+    /// Whether read-ahead should be topped up: the requested region reaches past what is known present and
+    /// being fetched, and more parts may run.
+    fn wants_more_parts(&self, ahead_end: u64) -> bool {
+        let known_end = self.known.as_ref().map_or(0, |k| k.hi);
+        let requested = self.parts.iter().map(|p| p.end).max().unwrap_or(0).max(known_end);
+        ahead_end > requested && self.parts.len() < self.parts_allowed()
     }
 
     fn poison_error(&self) -> Option<ReadError> {
@@ -338,6 +413,16 @@ impl ContentReader {
             return Ok(());
         }
         let ahead_end = self.observe(start, end);
+        if self.known_covers(start, end) {
+            // Present already: only look for finished parts and whether read-ahead needs topping up.
+            for (part_start, part_end, error) in self.reap()? {
+                tracing::debug!(ino = self.shared.version.ino, start = part_start, end = part_end, %error,
+                    "read-ahead part failed");
+            }
+            if !self.wants_more_parts(ahead_end) {
+                return Ok(());
+            }
+        }
         let mut started_for_read = 0usize;
         loop {
             let content = self.shared.content.clone();
@@ -353,7 +438,9 @@ impl ContentReader {
             // read, or will wake us when it ends.
             let busy = content.fetches_in_flight(&v);
             let scan_end = ahead_end.max(end);
+            let generation = self.open.generation();
             let missing = blocking(move || content.missing_ranges(&v, start, scan_end)).await?;
+            self.learn(generation, start, scan_end, &missing);
             let needed: Vec<(u64, u64)> = missing
                 .iter()
                 .filter(|&&(lo, _)| lo < end)
