@@ -35,6 +35,15 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_env() -> Plan {
+        let mut plan = Self::sized_from_env();
+        // `GALLERYFS_BENCH_LATENCIES=0,20` (or `none`: only the memory rows) for a focused run.
+        if let Ok(list) = std::env::var("GALLERYFS_BENCH_LATENCIES") {
+            plan.latencies = list.split(',').filter_map(|ms| ms.trim().parse().ok()).collect();
+        }
+        plan
+    }
+
+    fn sized_from_env() -> Plan {
         let quick = std::env::var("GALLERYFS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         if quick {
             Plan {
@@ -158,7 +167,6 @@ fn main() -> Result<()> {
     let local_copy = b.dir.path().join("local-big.mp4");
     write_local_copy(&local_copy, b.plan.big_len)?;
     let (pt_mount, pt_dir) = passthrough_reference(&b)?;
-
     for &latency in &b.plan.latencies.clone() {
         let rows = run_latency(&b, latency, &pt_dir, &local_copy)?;
         print_table(&format!("latency {latency} ms"), &rows);
