@@ -438,11 +438,17 @@ impl ContentStore {
     /// Writes `bytes` at `offset` into the cache file of version `v`, then commits the range: marks it present,
     /// or — when it completes the version — verifies the whole file first. Afterwards the budget is enforced.
     pub fn write_at(&self, v: &ItemVersion, offset: u64, bytes: &[u8]) -> Result<Commit, CacheError> {
-        let end = (offset + bytes.len() as u64).min(v.size);
+        self.write_slices_at(v, offset, &[bytes])
+    }
+
+    /// [`ContentStore::write_at`] for bytes that arrived in pieces (a download's chunks): written one after the
+    /// other from `offset` without gathering them into one buffer first.
+    pub fn write_slices_at(&self, v: &ItemVersion, offset: u64, slices: &[&[u8]]) -> Result<Commit, CacheError> {
+        let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        let end = (offset + total).min(v.size);
         if offset >= end {
             return Ok(Commit::Discarded);
         }
-        let bytes = &bytes[..(end - offset) as usize];
         let slot = self.slot(v.ino);
         let path = self.path_of(v);
         if !path.exists() {
@@ -457,9 +463,18 @@ impl ContentStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Commit::Discarded),
                 Err(e) => return Err(io_err(&path)(e)),
             };
-            file.write_all_at(bytes, offset).map_err(io_err(&path))?;
-            slot.stream_hash
-                .feed(&v.ctag, *generation, &file, offset, bytes, &self.hash_counters);
+            // Bytes past the version's size are never written.
+            let mut at = offset;
+            for slice in slices {
+                if at >= end {
+                    break;
+                }
+                let slice = &slice[..(end - at).min(slice.len() as u64) as usize];
+                file.write_all_at(slice, at).map_err(io_err(&path))?;
+                slot.stream_hash
+                    .feed(&v.ctag, *generation, &file, at, slice, &self.hash_counters);
+                at += slice.len() as u64;
+            }
             *generation
         };
         let commit = self.commit(v, &slot, generation, offset, end);

@@ -26,7 +26,7 @@
 use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::LinkStats;
 use super::range_source::{RangeSource, SourceError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -654,7 +654,7 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                 continue;
             }
         };
-        let mut buffer = BytesMut::new();
+        let mut buffer = Pending::default();
         let mut flush_at = c.flush_min;
         last_error = None;
         loop {
@@ -665,10 +665,10 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                         first_byte = Some((Instant::now(), pos + buffer.len() as u64));
                     }
                     let room = (end - pos - buffer.len() as u64) as usize;
-                    buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    buffer.push(chunk.slice(..chunk.len().min(room)));
                     let done = pos + buffer.len() as u64 >= end;
                     if buffer.len() >= flush_at || done {
-                        pos = flush(shared, pos, buffer.split().freeze()).await?;
+                        pos = flush(shared, pos, buffer.take()).await?;
                         flush_at = (flush_at * 2).min(c.flush_max);
                     }
                     if done {
@@ -679,12 +679,12 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                     }
                 }
                 Some(Err(e)) => {
-                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    pos = flush(shared, pos, buffer.take()).await?;
                     last_error = Some(check_source_error(v, e)?);
                     break;
                 }
                 None => {
-                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    pos = flush(shared, pos, buffer.take()).await?;
                     break;
                 }
             }
@@ -705,16 +705,44 @@ fn check_source_error(v: &ItemVersion, e: SourceError) -> Result<SourceError, Re
     }
 }
 
-/// Writes and commits `data` at `offset`, wakes the reader; returns the offset after it.
-async fn flush(shared: &Arc<Shared>, offset: u64, data: Bytes) -> Result<u64, ReadError> {
-    if data.is_empty() {
+/// Body chunks received and not yet written (kept as they came: no copy into one buffer).
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn take(&mut self) -> Vec<Bytes> {
+        self.len = 0;
+        std::mem::take(&mut self.chunks)
+    }
+}
+
+/// Writes and commits `chunks` from `offset`, wakes the reader; returns the offset after them.
+async fn flush(shared: &Arc<Shared>, offset: u64, chunks: Vec<Bytes>) -> Result<u64, ReadError> {
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    if len == 0 {
         return Ok(offset);
     }
-    let end = offset + data.len() as u64;
+    let end = offset + len;
     let content = shared.content.clone();
     let v = shared.version.clone();
-    // `write_at` wakes the item's readers after committing.
-    let commit = blocking(move || content.write_at(&v, offset, &data)).await?;
+    // `write_slices_at` wakes the item's readers after committing.
+    let commit = blocking(move || {
+        let slices: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        content.write_slices_at(&v, offset, &slices)
+    })
+    .await?;
     match commit {
         Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
         Commit::Partial | Commit::Complete => {}
