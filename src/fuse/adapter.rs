@@ -117,19 +117,21 @@ fn reply_open(
 ) {
     let mut modes = modes.lock();
     let mut flags = fopen_flags(o);
-    if let Some(file) = file.filter(|_| !o.direct_io) {
-        let id = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+    let offered = file
+        .filter(|_| !o.direct_io)
+        .and_then(|f| f.metadata().ok().map(|m| ((m.dev(), m.ino()), f)));
+    if let Some((id, file)) = offered {
         let refused = modes.backing_refused;
         let io = modes.inodes.entry(ino).or_default();
         let same_file = match &io.backing {
-            Some((_, existing)) => Some(*existing) == id,
+            Some((_, existing)) => *existing == id,
             None => true,
         };
-        if io.cached == 0 && same_file && id.is_some() && !refused {
+        if io.cached == 0 && same_file && !refused {
             if io.backing.is_none() {
                 match reply.open_backing(&*file) {
                     Ok(backing) => {
-                        io.backing = Some((backing, id.expect("checked")));
+                        io.backing = Some((backing, id));
                         if !modes.passthrough_used {
                             modes.passthrough_used = true;
                             tracing::info!("cached originals are read by the kernel (FUSE passthrough)");
