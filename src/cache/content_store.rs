@@ -272,13 +272,10 @@ impl ContentStore {
         self.budget.store(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes read back from cache files to hash them: `(while downloading, at verification)`. A download whose
-    /// bytes arrive in order reads back nothing (see [`super::stream_hash`]).
-    pub fn hash_reread_bytes(&self) -> (u64, u64) {
-        (
-            self.hash_counters.caught_up.load(Ordering::Relaxed),
-            self.hash_counters.reread.load(Ordering::Relaxed),
-        )
+    /// Bytes read back from cache files to verify them. A version downloaded by this process reads back nothing,
+    /// in whatever order its parts arrived (see [`super::stream_hash`]).
+    pub fn hash_reread_bytes(&self) -> u64 {
+        self.hash_counters.reread.load(Ordering::Relaxed)
     }
 
     /// The current content version of inode `ino`.
@@ -471,8 +468,7 @@ impl ContentStore {
                 }
                 let slice = &slice[..(end - at).min(slice.len() as u64) as usize];
                 file.write_all_at(slice, at).map_err(io_err(&path))?;
-                slot.stream_hash
-                    .feed(&v.ctag, *generation, &file, at, slice, &self.hash_counters);
+                slot.stream_hash.feed(&v.ctag, *generation, at, slice);
                 at += slice.len() as u64;
             }
             *generation

@@ -1,18 +1,16 @@
 //! Hash while streaming: the quickXorHash of one content version's bytes, fed as they are written to the version's
 //! cache file, so that the verification after the last byte does not read the whole file back.
 //!
-//! quickXorHash is sequential (each byte's rotation depends on its absolute offset, and the state only moves
-//! forward), so the hash follows the written bytes in offset order: a write at the hash's end is hashed from memory;
-//! a write beyond it is remembered as *pending* and hashed from the cache file (just written, so in the page cache)
-//! once the bytes before it have been; a write over bytes already hashed makes the hash unusable (it no longer
-//! vouches for the file), and so does a generation change (eviction, mismatch). When the version completes,
-//! [`StreamHasher::finish`] uses the hash if it covers the whole file and otherwise continues it (or starts over)
-//! by reading the file — the fallback for random-access fills and for versions partly cached before a restart.
+//! quickXorHash XORs each byte in at a rotation fixed by its absolute offset, so the written pieces are hashed in
+//! whatever order they arrive ([`QuickXorHash::update_at`]: parallel download parts, a reader that seeks) and the
+//! ranges hashed are remembered. A write over bytes already hashed makes the hash unusable (it no longer vouches
+//! for the file: the earlier bytes are XORed in and unknown), and so does a generation change (eviction,
+//! mismatch). When the version completes, [`StreamHasher::finish`] reads from the file only the ranges not hashed
+//! on the way in (none for a download that ran in this process) — or the whole file when the hash is unusable.
 //!
 //! One [`StreamHasher`] per item (in the content store's item slot). Callers hold the item's generation lock
 //! (shared for `feed`, exclusive for `finish`), so the generation they pass is current.
 
-use super::verify;
 use crate::remote::QuickXorHash;
 use parking_lot::Mutex;
 use std::fs::File;
@@ -21,17 +19,15 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Pending ranges kept before giving up on the streamed hash (random access); the fallback reads the file.
-const MAX_PENDING: usize = 256;
-/// Buffer for hashing pending ranges from the file.
-const CATCH_UP_BUFFER: usize = 1024 * 1024;
+/// Separate hashed ranges kept before giving up on the streamed hash (random access); the fallback reads the file.
+const MAX_RANGES: usize = 256;
+/// Buffer for hashing the ranges not hashed on the way in.
+const READ_BUFFER: usize = 1024 * 1024;
 
 /// Bytes read back from cache files to hash them, for tests and the benchmark.
 #[derive(Debug, Default)]
 pub struct HashCounters {
-    /// Pending ranges hashed from the file while the download ran (page-cache reads).
-    pub caught_up: AtomicU64,
-    /// Bytes read back by the verification when the version completed (the fallback).
+    /// Bytes read back by the verification when a version completed (the fallback).
     pub reread: AtomicU64,
 }
 
@@ -39,8 +35,8 @@ struct State {
     ctag: String,
     generation: u64,
     hash: QuickXorHash,
-    /// Written ranges beyond `hash.len()`: sorted, disjoint, not touching.
-    pending: Vec<(u64, u64)>,
+    /// The ranges hashed: sorted, disjoint, not touching.
+    hashed: Vec<(u64, u64)>,
 }
 
 /// The streamed hash of one item (see the module note).
@@ -48,9 +44,11 @@ struct State {
 pub struct StreamHasher(Mutex<Option<State>>);
 
 impl StreamHasher {
-    /// Records that `bytes` were written at `offset` of the version `ctag` (under `generation`) in `file`, which
-    /// must be readable (pending ranges are hashed from it).
-    pub fn feed(&self, ctag: &str, generation: u64, file: &File, offset: u64, bytes: &[u8], counters: &HashCounters) {
+    /// Records that `bytes` were written at `offset` of the version `ctag` (under `generation`).
+    pub fn feed(&self, ctag: &str, generation: u64, offset: u64, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let mut guard = self.0.lock();
         let current = guard
             .as_ref()
@@ -60,26 +58,19 @@ impl StreamHasher {
                 ctag: ctag.to_string(),
                 generation,
                 hash: QuickXorHash::new(),
-                pending: Vec::new(),
+                hashed: Vec::new(),
             });
         }
         let state = guard.as_mut().expect("state set above");
         let end = offset + bytes.len() as u64;
-        let pos = state.hash.len();
-        if offset < pos {
+        if state.hashed.iter().any(|&(lo, hi)| lo < end && offset < hi) {
             // Bytes already hashed were written again: the hash no longer vouches for the file.
             *guard = None;
             return;
         }
-        if offset > pos {
-            add_range(&mut state.pending, offset, end);
-            if state.pending.len() > MAX_PENDING {
-                *guard = None;
-            }
-            return;
-        }
-        state.hash.update(bytes);
-        if catch_up(state, file, counters).is_err() {
+        state.hash.update_at(offset, bytes);
+        add_range(&mut state.hashed, offset, end);
+        if state.hashed.len() > MAX_RANGES {
             *guard = None;
         }
     }
@@ -89,8 +80,8 @@ impl StreamHasher {
         *self.0.lock() = None;
     }
 
-    /// The quickXorHash (base64) of the first `size` bytes of the version's file at `path`: the streamed hash when
-    /// it covers them, otherwise the streamed hash continued over the rest of the file, or the whole file read.
+    /// The quickXorHash (base64) of the first `size` bytes of the version's file at `path`: the streamed hash,
+    /// completed with the ranges it lacks read from the file (all of it when the hash is unusable).
     pub fn finish(
         &self,
         ctag: &str,
@@ -100,16 +91,31 @@ impl StreamHasher {
         counters: &HashCounters,
     ) -> io::Result<String> {
         let state = self.0.lock().take();
-        let start = match state {
-            Some(s) if s.ctag == ctag && s.generation == generation && s.hash.len() <= size => s.hash,
-            _ => QuickXorHash::new(),
+        let (mut hash, hashed) = match state {
+            Some(s) if s.ctag == ctag && s.generation == generation && s.hashed.last().is_none_or(|r| r.1 <= size) => {
+                (s.hash, s.hashed)
+            }
+            _ => (QuickXorHash::new(), Vec::new()),
         };
-        if start.len() == size {
-            return Ok(start.finish_base64());
+        let gaps = gaps(&hashed, size);
+        if !gaps.is_empty() {
+            let file = File::open(path)?;
+            let mut buf = Vec::new();
+            for (lo, hi) in gaps {
+                counters.reread.fetch_add(hi - lo, Ordering::Relaxed);
+                let mut at = lo;
+                while at < hi {
+                    let n = ((hi - at) as usize).min(READ_BUFFER);
+                    buf.resize(n, 0);
+                    file.read_exact_at(&mut buf, at)?;
+                    hash.update_at(at, &buf);
+                    at += n as u64;
+                }
+            }
+            tracing::debug!(size, "verified a cache file partly or wholly read back");
         }
-        counters.reread.fetch_add(size - start.len(), Ordering::Relaxed);
-        tracing::debug!(hashed = start.len(), size, "verifying a cache file by reading it back");
-        verify::quick_xor_continue(path, start, size)
+        hash.set_len(size);
+        Ok(hash.finish_base64())
     }
 }
 
@@ -129,26 +135,20 @@ fn add_range(ranges: &mut Vec<(u64, u64)>, lo: u64, hi: u64) {
     ranges.insert(at, (lo, hi));
 }
 
-/// Hashes the pending ranges that the hash has reached, reading them from the file.
-fn catch_up(state: &mut State, file: &File, counters: &HashCounters) -> io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(&(lo, hi)) = state.pending.first() {
-        let pos = state.hash.len();
-        if lo > pos {
-            break;
+/// The parts of `[0, size)` not in the sorted, disjoint `ranges`.
+fn gaps(ranges: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut cursor = 0;
+    for &(lo, hi) in ranges {
+        if lo > cursor {
+            out.push((cursor, lo.min(size)));
         }
-        state.pending.remove(0);
-        let mut at = pos;
-        while at < hi {
-            let n = ((hi - at) as usize).min(CATCH_UP_BUFFER);
-            buf.resize(n, 0);
-            file.read_exact_at(&mut buf, at)?;
-            state.hash.update(&buf);
-            at += n as u64;
-        }
-        counters.caught_up.fetch_add(hi.saturating_sub(pos), Ordering::Relaxed);
+        cursor = cursor.max(hi);
     }
-    Ok(())
+    if cursor < size {
+        out.push((cursor, size));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -156,76 +156,78 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn setup(data: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, File) {
+    fn setup(data: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         File::create(&path).unwrap().write_all(data).unwrap();
-        let file = File::open(&path).unwrap();
-        (dir, path, file)
+        (dir, path)
     }
 
     #[test]
     fn in_order_writes_need_no_reread() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
-        let (_d, path, file) = setup(&data);
+        let (_d, path) = setup(&data);
         let (h, c) = (StreamHasher::default(), HashCounters::default());
         for (i, chunk) in data.chunks(7_000).enumerate() {
-            h.feed("c1", 0, &file, (i * 7_000) as u64, chunk, &c);
+            h.feed("c1", 0, (i * 7_000) as u64, chunk);
         }
         let got = h.finish("c1", 0, &path, data.len() as u64, &c).unwrap();
         assert_eq!(got, QuickXorHash::of(&data));
         assert_eq!(c.reread.load(Ordering::Relaxed), 0);
-        assert_eq!(c.caught_up.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn out_of_order_writes_catch_up_from_the_file() {
+    fn out_of_order_writes_need_no_reread_either() {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
-        let (_d, path, file) = setup(&data);
+        let (_d, path) = setup(&data);
         let (h, c) = (StreamHasher::default(), HashCounters::default());
-        // Parts 2 and 3 arrive before part 1 ends, as parallel parts do.
-        h.feed("c1", 3, &file, 20_000, &data[20_000..30_000], &c);
-        h.feed("c1", 3, &file, 30_000, &data[30_000..50_000], &c);
-        h.feed("c1", 3, &file, 0, &data[..10_000], &c);
-        h.feed("c1", 3, &file, 10_000, &data[10_000..20_000], &c);
-        assert_eq!(c.caught_up.load(Ordering::Relaxed), 30_000);
+        // Parts 2 and 3 arrive before part 1, as parallel parts do.
+        h.feed("c1", 3, 20_001, &data[20_001..30_000]);
+        h.feed("c1", 3, 30_000, &data[30_000..50_000]);
+        h.feed("c1", 3, 0, &data[..10_000]);
+        h.feed("c1", 3, 10_000, &data[10_000..20_001]);
         let got = h.finish("c1", 3, &path, 50_000, &c).unwrap();
         assert_eq!(got, QuickXorHash::of(&data));
         assert_eq!(c.reread.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn rewrites_generation_changes_and_late_starts_fall_back_to_reading() {
+    fn rewrites_generation_changes_and_gaps_fall_back_to_reading() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
-        let (_d, path, file) = setup(&data);
+        let (_d, path) = setup(&data);
         let c = HashCounters::default();
-        // Hashed bytes written again (possibly with other bytes): the hash is dropped.
+        // Hashed bytes written again (possibly with other bytes): the hash is dropped; what is written afterwards
+        // is hashed anew, the rest read from the file.
         let h = StreamHasher::default();
-        h.feed("c1", 0, &file, 0, &[0u8; 5_000], &c);
-        h.feed("c1", 0, &file, 0, &data[..5_000], &c);
-        h.feed("c1", 0, &file, 5_000, &data[5_000..], &c);
+        h.feed("c1", 0, 0, &[0u8; 5_000]);
+        h.feed("c1", 0, 0, &data[..5_000]);
+        h.feed("c1", 0, 5_000, &data[5_000..]);
         assert_eq!(h.finish("c1", 0, &path, 10_000, &c).unwrap(), QuickXorHash::of(&data));
-        assert_eq!(c.reread.swap(0, Ordering::Relaxed), 10_000);
+        assert_eq!(c.reread.swap(0, Ordering::Relaxed), 5_000);
         // Another generation: the earlier hash is not used.
-        h.feed("c1", 0, &file, 0, &[9u8; 4_000], &c);
+        h.feed("c1", 0, 0, &[9u8; 4_000]);
         assert_eq!(h.finish("c1", 1, &path, 10_000, &c).unwrap(), QuickXorHash::of(&data));
         assert_eq!(c.reread.swap(0, Ordering::Relaxed), 10_000);
-        // Hashed up to 4,000 only: the rest is read from the file.
-        h.feed("c1", 2, &file, 0, &data[..4_000], &c);
+        // Two ranges hashed: only the gaps between and after them are read.
+        h.feed("c1", 2, 0, &data[..4_000]);
+        h.feed("c1", 2, 6_000, &data[6_000..9_000]);
         assert_eq!(h.finish("c1", 2, &path, 10_000, &c).unwrap(), QuickXorHash::of(&data));
-        assert_eq!(c.reread.load(Ordering::Relaxed), 6_000);
+        assert_eq!(c.reread.load(Ordering::Relaxed), 3_000);
     }
 
     #[test]
-    fn ranges_merge() {
+    fn ranges_merge_and_gaps_are_the_rest() {
         let mut r = Vec::new();
         add_range(&mut r, 10, 20);
         add_range(&mut r, 30, 40);
         add_range(&mut r, 0, 5);
         assert_eq!(r, vec![(0, 5), (10, 20), (30, 40)]);
+        assert_eq!(gaps(&r, 50), vec![(5, 10), (20, 30), (40, 50)]);
         add_range(&mut r, 20, 30);
         assert_eq!(r, vec![(0, 5), (10, 40)]);
         add_range(&mut r, 3, 12);
         assert_eq!(r, vec![(0, 40)]);
+        assert_eq!(gaps(&r, 40), vec![]);
+        assert_eq!(gaps(&[], 7), vec![(0, 7)]);
     }
 }

@@ -7,7 +7,8 @@
 //! Speed: since `gcd(11, 160) = 1` and the rotation of offset `i` depends only on `i mod 160`, bytes whose offsets
 //! are congruent mod 160 land at the same rotation and XOR together first. `update` therefore XORs whole 160-byte
 //! stripes into a 160-byte accumulator eight bytes at a time (memory speed), and only [`QuickXorHash::digest`]
-//! folds the accumulator's 160 bytes into the 160-bit register, each at its rotation.
+//! folds the accumulator's 160 bytes into the 160-bit register, each at its rotation. The same linearity lets a
+//! stream be hashed in pieces in any order ([`QuickXorHash::update_at`]), as parallel downloads deliver it.
 
 use base64::Engine;
 
@@ -42,8 +43,15 @@ impl QuickXorHash {
 
     /// Feeds the next bytes of the stream.
     pub fn update(&mut self, data: &[u8]) {
-        let mut pos = (self.length % STRIPE as u64) as usize;
+        self.update_at(self.length, data);
         self.length = self.length.wrapping_add(data.len() as u64);
+    }
+
+    /// Feeds `data` as the bytes at absolute offset `offset` of the stream, leaving [`QuickXorHash::len`] as it
+    /// is. The hash is a XOR of every byte at its offset's rotation, so a stream may be hashed in pieces fed in
+    /// any order, each byte exactly once; then [`QuickXorHash::set_len`] gives it the stream's length.
+    pub fn update_at(&mut self, offset: u64, data: &[u8]) {
+        let mut pos = (offset % STRIPE as u64) as usize;
         let mut rest = data;
         // Bytes up to the next stripe boundary, one at a time.
         if pos != 0 {
@@ -68,6 +76,11 @@ impl QuickXorHash {
         for (j, &b) in chunks.remainder().iter().enumerate() {
             self.stripe[j / 8] ^= (b as u64) << (8 * (j % 8));
         }
+    }
+
+    /// Sets the stream length the digest includes (after feeding pieces with [`QuickXorHash::update_at`]).
+    pub fn set_len(&mut self, len: u64) {
+        self.length = len;
     }
 
     /// Number of bytes fed so far.
@@ -198,6 +211,34 @@ mod tests {
             }
             h.update(&data[from..]);
             proptest::prop_assert_eq!(h.len(), data.len() as u64);
+            proptest::prop_assert_eq!(h.finish_base64(), reference(&data));
+        }
+
+        /// Pieces fed at their offsets in any order give the same digest.
+        #[test]
+        fn pieces_in_any_order_match_the_reference(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            splits in proptest::collection::vec(0usize..2000, 0..8),
+            order_seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut cuts: Vec<usize> = splits.into_iter().map(|s| s.min(data.len())).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let mut pieces: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+            // A reproducible shuffle.
+            let mut x = order_seed | 1;
+            for i in (1..pieces.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                pieces.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let mut h = QuickXorHash::new();
+            for (a, b) in pieces {
+                h.update_at(a as u64, &data[a..b]);
+            }
+            h.set_len(data.len() as u64);
             proptest::prop_assert_eq!(h.finish_base64(), reference(&data));
         }
     }
