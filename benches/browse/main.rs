@@ -87,8 +87,8 @@ impl Plan {
     }
 }
 
-/// Context for reading the table: how fast this machine computes a quickXorHash (the mount verifies every
-/// completed download with it, after the last byte arrives) and how loaded it is.
+/// Context for reading the table: how fast this machine computes a quickXorHash (the mount hashes every
+/// downloaded byte with it as the byte is written to the cache) and how loaded it is.
 fn print_context() {
     let data = vec![0x5Au8; 64 * MIB as usize];
     let start = Instant::now();
