@@ -326,9 +326,14 @@ impl GalleryMount<'_> {
     /// Unmounts and mounts again on the same cache directory: the kernel's page cache of the mount is gone, the
     /// daemon's content cache stays.
     pub fn remount(&mut self) -> Result<()> {
+        self.remount_with(MOUNT_OPTIONS)
+    }
+
+    /// [`GalleryMount::remount`] with other mount options.
+    pub fn remount_with(&mut self, options: &str) -> Result<()> {
         self.stop()?;
         let m = self.mnt.display().to_string();
-        self.bench.galleryfs(&self.cache, &["mount", &m, "-o", MOUNT_OPTIONS])?;
+        self.bench.galleryfs(&self.cache, &["mount", &m, "-o", options])?;
         self.mounted = true;
         Ok(())
     }
@@ -485,6 +490,69 @@ impl Bench {
                 }
             }
         })
+    }
+
+    /// Uploads `data` to `rel` (under the gallery) by an upload session, fragments of `fragment` bytes sent one
+    /// after the other as the rules require; the time until the last fragment's answer.
+    pub fn direct_upload(&self, rel: &str, data: &[u8], fragment: u64) -> Result<Duration> {
+        self.rt.block_on(async {
+            let start = Instant::now();
+            let path = format!("{GALLERY}/{rel}");
+            let url = format!(
+                "{}/me/drive/root:{}:/createUploadSession",
+                self.emu.graph,
+                percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    .replace("%2F", "/")
+            );
+            let session: Value = self
+                .auth(self.http.post(&url))
+                .json(&json!({ "item": { "@microsoft.graph.conflictBehavior": "replace" } }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let upload_url = session["uploadUrl"]
+                .as_str()
+                .ok_or_else(|| anyhow!("upload session without uploadUrl"))?
+                .to_string();
+            let total = data.len();
+            let mut offset = 0usize;
+            while offset < total {
+                let end = (offset + fragment as usize).min(total);
+                self.http
+                    .put(&upload_url)
+                    .header("Content-Range", format!("bytes {offset}-{}/{total}", end - 1))
+                    .body(bytes::Bytes::copy_from_slice(&data[offset..end]))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                offset = end;
+            }
+            Ok(start.elapsed())
+        })
+    }
+
+    /// Waits until the emulator's state has `rel` (under the gallery) with this size and quickXorHash.
+    pub fn wait_durable(&self, rel: &str, size: u64, hash: &str, limit: Duration) -> Result<()> {
+        let path = format!("{GALLERY}/{rel}");
+        let deadline = Instant::now() + limit;
+        loop {
+            let state = self.control_get("state")?;
+            let done = state.as_array().into_iter().flatten().any(|e| {
+                e["path"].as_str() == Some(path.as_str())
+                    && e["size"].as_u64() == Some(size)
+                    && e["quickXorHash"].as_str() == Some(hash)
+            });
+            if done {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{rel} did not reach OneDrive with size {size} and its hash within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Pages every folder of the gallery with `$top=1000` on a new connection; (items, elapsed).

@@ -28,6 +28,7 @@
 //! with an open reader are not evicted while open. All methods block (file I/O and SQLite): call them from
 //! `spawn_blocking` in async code.
 
+use super::stream_hash::{HashCounters, StreamHasher};
 use super::verify;
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
 use parking_lot::{Mutex, RwLock};
@@ -138,6 +139,8 @@ struct ItemSlot {
     /// Woken after every commit to the item and whenever a fetch ends.
     changed: tokio::sync::Notify,
     last_touch: Mutex<Option<Instant>>,
+    /// The quickXorHash of the bytes written so far, in offset order (see [`super::stream_hash`]).
+    stream_hash: StreamHasher,
 }
 
 /// The content cache of one account.
@@ -147,6 +150,7 @@ pub struct ContentStore {
     budget: AtomicU64,
     slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
     enforcing: Mutex<()>,
+    hash_counters: HashCounters,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -173,6 +177,18 @@ impl OpenGuard {
 }
 
 impl OpenGuard {
+    /// The item's cache generation now (bumped by eviction, a hash mismatch or a lost file: bytes known present
+    /// under an older generation may be gone).
+    pub fn generation(&self) -> u64 {
+        *self.slot.generation.read()
+    }
+
+    /// Runs `f` holding the item's generation (shared, so no eviction runs meanwhile) if it is still `generation`.
+    pub fn while_generation<R>(&self, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
+        let current = self.slot.generation.read();
+        (*current == generation).then(f)
+    }
+
     /// A handle to wait for changes to the item's cache.
     pub fn watch(&self) -> ItemWatch {
         ItemWatch(self.slot.clone())
@@ -236,6 +252,7 @@ impl ContentStore {
             budget: AtomicU64::new(budget_bytes),
             slots: Mutex::new(HashMap::new()),
             enforcing: Mutex::new(()),
+            hash_counters: HashCounters::default(),
         })
     }
 
@@ -253,6 +270,12 @@ impl ContentStore {
 
     pub fn set_budget(&self, bytes: u64) {
         self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes read back from cache files to verify them. A version downloaded by this process reads back nothing,
+    /// in whatever order its parts arrived (see [`super::stream_hash`]).
+    pub fn hash_reread_bytes(&self) -> u64 {
+        self.hash_counters.reread.load(Ordering::Relaxed)
     }
 
     /// The current content version of inode `ino`.
@@ -347,15 +370,15 @@ impl ContentStore {
         }
         let slot = self.slot(v.ino);
         let path = self.path_of(v);
-        let mut buf = vec![0u8; (end - offset) as usize];
-        {
+        let buf = {
             let _shared = slot.generation.read();
             if !self.missing_ranges(v, offset, end)?.is_empty() {
                 return Ok(None);
             }
-            let outcome = File::open(&path).and_then(|file| file.read_exact_at(&mut buf, offset));
+            let outcome =
+                File::open(&path).and_then(|file| read_exact_unzeroed(&file, offset, (end - offset) as usize));
             match outcome {
-                Ok(()) => {}
+                Ok(buf) => buf,
                 Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => {
                     drop(_shared);
                     // The block map promises bytes the file does not have (deleted or cut by hand): forget them
@@ -368,7 +391,7 @@ impl ContentStore {
                 }
                 Err(e) => return Err(io_err(&path)(e)),
             }
-        }
+        };
         let due = {
             let mut last = slot.last_touch.lock();
             let due = last.is_none_or(|t| t.elapsed() >= TOUCH_INTERVAL);
@@ -383,14 +406,46 @@ impl ContentStore {
         Ok(Some(buf))
     }
 
+    /// The cache file of version `v`, opened for reading, when the version is complete (verified) in the cache;
+    /// `None` otherwise. The open file keeps the version's bytes readable even if the item is evicted or replaced
+    /// by a newer version afterwards (the file is then only unlinked), so reads through it need no block-map check:
+    /// they are the bytes of the version pinned at open. Refreshes the item's LRU position.
+    pub fn open_complete(&self, v: &ItemVersion) -> Result<Option<File>, CacheError> {
+        let slot = self.slot(v.ino);
+        let path = self.path_of(v);
+        let file = {
+            let _shared = slot.generation.read();
+            if v.size == 0 || !self.missing_ranges(v, 0, v.size)?.is_empty() {
+                return Ok(None);
+            }
+            match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        };
+        // A file cut short by hand is not served from (the reader's path notices and refetches).
+        if file.metadata().map_err(io_err(&path))?.len() < v.size {
+            return Ok(None);
+        }
+        self.store.touch(v.ino)?;
+        Ok(Some(file))
+    }
+
     /// Writes `bytes` at `offset` into the cache file of version `v`, then commits the range: marks it present,
     /// or — when it completes the version — verifies the whole file first. Afterwards the budget is enforced.
     pub fn write_at(&self, v: &ItemVersion, offset: u64, bytes: &[u8]) -> Result<Commit, CacheError> {
-        let end = (offset + bytes.len() as u64).min(v.size);
+        self.write_slices_at(v, offset, &[bytes])
+    }
+
+    /// [`ContentStore::write_at`] for bytes that arrived in pieces (a download's chunks): written one after the
+    /// other from `offset` without gathering them into one buffer first.
+    pub fn write_slices_at(&self, v: &ItemVersion, offset: u64, slices: &[&[u8]]) -> Result<Commit, CacheError> {
+        let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        let end = (offset + total).min(v.size);
         if offset >= end {
             return Ok(Commit::Discarded);
         }
-        let bytes = &bytes[..(end - offset) as usize];
         let slot = self.slot(v.ino);
         let path = self.path_of(v);
         if !path.exists() {
@@ -399,13 +454,23 @@ impl ContentStore {
         }
         let generation = {
             let generation = slot.generation.read();
-            let file = match OpenOptions::new().write(true).open(&path) {
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
                 Ok(f) => f,
                 // Evicted between creation and now.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Commit::Discarded),
                 Err(e) => return Err(io_err(&path)(e)),
             };
-            file.write_all_at(bytes, offset).map_err(io_err(&path))?;
+            // Bytes past the version's size are never written.
+            let mut at = offset;
+            for slice in slices {
+                if at >= end {
+                    break;
+                }
+                let slice = &slice[..(end - at).min(slice.len() as u64) as usize];
+                file.write_all_at(slice, at).map_err(io_err(&path))?;
+                slot.stream_hash.feed(&v.ctag, *generation, at, slice);
+                at += slice.len() as u64;
+            }
             *generation
         };
         let commit = self.commit(v, &slot, generation, offset, end);
@@ -468,7 +533,10 @@ impl ContentStore {
         }
         let path = self.path_of(v);
         let verdict = match &v.quick_xor_hash {
-            Some(expected) => match verify::quick_xor_of_file(&path, v.size) {
+            Some(expected) => match slot
+                .stream_hash
+                .finish(&v.ctag, generation, &path, v.size, &self.hash_counters)
+            {
                 Ok(actual) if verify::hashes_match(expected, &actual) => Ok(()),
                 Ok(actual) => Err(format!("expected {expected}, got {actual}")),
                 Err(e) => Err(format!("cannot read the cache file back: {e}")),
@@ -506,6 +574,7 @@ impl ContentStore {
         let slot = self.slot(ino);
         let mut generation = slot.generation.write();
         *generation += 1;
+        slot.stream_hash.reset();
         let freed = self.store.present_bytes(ino)?;
         let dir = self.item_dir(&row.item_id);
         match fs::remove_dir_all(&dir) {
@@ -761,6 +830,44 @@ impl ContentStore {
             Err(e) => Err(io_err(to)(e)),
         }
     }
+}
+
+/// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
+/// is not zeroed first.
+pub(crate) fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the destination is the vector's spare capacity after the `done` bytes already read, `len - done`
+        // bytes long; pread writes at most that many bytes there.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast::<libc::c_void>(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "cache file shorter than expected",
+                ))
+            }
+            n if n > 0 => done += n as usize,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised the first `len` bytes.
+    unsafe { buf.set_len(len) };
+    Ok(buf)
 }
 
 /// Deletes every file in `dir` except `keep`.

@@ -6,8 +6,9 @@
 //!   and LRU eviction; a version becomes `Cached` only after its quickXorHash matched.
 //! - [`reader`]: [`ContentReader`], the per-open-handle prefetcher, and [`ContentCache`], which opens readers and
 //!   downloads whole items for pinning.
-//! - [`verify`]: quickXorHash of a cached file.
+//! - [`verify`]: quickXorHash of a cached file; [`stream_hash`]: the hash fed while a download streams in.
 //! - [`graph_source`]: [`RangeSource`] over the Graph client (the real OneDrive).
+//! - [`link_stats`]: the measured latency and rate of ranged requests, which size the prefetcher's parts in flight.
 //!
 //! Concurrency: handles on the same item share its cache file; per-item locking is described in
 //! [`content_store`]. A [`ContentReader`] is used by one handle at a time (`&mut self`); its fetches run as tokio
@@ -18,8 +19,10 @@
 
 pub mod content_store;
 pub mod graph_source;
+pub mod link_stats;
 pub mod range_source;
 pub mod reader;
+pub mod stream_hash;
 pub mod verify;
 
 pub use content_store::{CacheError, CacheUsage, Commit, ContentStore, InFlight, ItemVersion, ItemWatch, OpenGuard};

@@ -4,8 +4,10 @@
 //!
 //! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
 //! `initial_window` (1 MiB + 128 KiB, Linux readahead's extra 128 KiB included). Each time a sequential reader has
-//! used half of what is requested ahead of it, the window doubles (up to `max_window`) and is topped up. Ranges are
-//! fetched as parts of at most `part_size`, at most `max_parts_in_flight` ahead-of-reader parts at a time (parts the
+//! used half of what is requested ahead of it, the window doubles (up to the larger of `max_window` and the parts in
+//! flight times `part_size`) and is topped up. Ranges are fetched as parts of at most `part_size`; the number of
+//! ahead-of-reader parts in flight follows the measured link ([`LinkStats`]: enough parts to hide a request's
+//! latency behind the transfer of the others), between `max_parts_in_flight` and `max_parts_cap` (parts the
 //! reader is waiting for always start). A forward seek that lands within `seek_tolerance` of the requested region
 //! waits for it; a backward seek of more than `backward_tolerance` or a far forward seek resets the window and
 //! cancels read-ahead parts outside the new position.
@@ -22,12 +24,13 @@
 //! read of the handle too. Dropping the reader aborts its fetches.
 
 use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
+use super::link_stats::LinkStats;
 use super::range_source::{RangeSource, SourceError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
@@ -39,7 +42,10 @@ pub struct ReaderConfig {
     pub initial_window: u64,
     pub max_window: u64,
     pub part_size: u64,
+    /// Ahead-of-reader parts in flight before the link is measured, and at least afterwards.
     pub max_parts_in_flight: usize,
+    /// At most this many ahead-of-reader parts in flight, whatever the link.
+    pub max_parts_cap: usize,
     pub seek_tolerance: u64,
     pub backward_tolerance: u64,
     /// Requests per part before a short body or retryable error fails the read.
@@ -59,6 +65,7 @@ impl Default for ReaderConfig {
             max_window: 64 * MIB,
             part_size: 8 * MIB,
             max_parts_in_flight: 4,
+            max_parts_cap: 16,
             seek_tolerance: 16 * MIB,
             backward_tolerance: MIB,
             max_attempts: 3,
@@ -130,6 +137,7 @@ pub struct ContentCache {
     content: Arc<ContentStore>,
     source: Arc<dyn RangeSource>,
     config: ReaderConfig,
+    link: Arc<LinkStats>,
 }
 
 impl ContentCache {
@@ -138,6 +146,7 @@ impl ContentCache {
             content,
             source,
             config: ReaderConfig::default(),
+            link: Arc::new(LinkStats::default()),
         }
     }
 
@@ -150,6 +159,11 @@ impl ContentCache {
         &self.content
     }
 
+    /// What the readers measured of the link (latency, rate).
+    pub fn link_stats(&self) -> &Arc<LinkStats> {
+        &self.link
+    }
+
     /// A reader of the item's current content version (blocks briefly on the store).
     pub fn open(&self, ino: u64) -> Result<ContentReader, ReadError> {
         let version = self.content.version(ino)?;
@@ -158,6 +172,7 @@ impl ContentCache {
             self.source.clone(),
             version,
             self.config.clone(),
+            self.link.clone(),
         ))
     }
 
@@ -190,6 +205,7 @@ struct Shared {
     source: Arc<dyn RangeSource>,
     version: ItemVersion,
     config: ReaderConfig,
+    link: Arc<LinkStats>,
 }
 
 type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
@@ -199,6 +215,16 @@ struct Part {
     end: u64,
     outcome: PartOutcome,
     task: JoinHandle<()>,
+}
+
+/// Bytes of the version known to be in the cache file, from the last block-map query: valid while the item's
+/// cache generation is unchanged (see [`OpenGuard::generation`]).
+struct Known {
+    generation: u64,
+    lo: u64,
+    hi: u64,
+    /// The cache file, opened on first use under this generation.
+    file: Option<std::fs::File>,
 }
 
 /// The reader of one open file handle. Not shared: the filesystem serialises reads of one handle.
@@ -212,6 +238,8 @@ pub struct ContentReader {
     ahead_end: u64,
     poisoned: Option<Poison>,
     open: OpenGuard,
+    /// Lets sequential reads of bytes already known present skip the block map (one query per run of reads).
+    known: Option<Known>,
 }
 
 impl Drop for ContentReader {
@@ -241,6 +269,7 @@ impl ContentReader {
         source: Arc<dyn RangeSource>,
         version: ItemVersion,
         config: ReaderConfig,
+        link: Arc<LinkStats>,
     ) -> ContentReader {
         let open = content.register_reader(version.ino);
         ContentReader {
@@ -250,12 +279,14 @@ impl ContentReader {
                 source,
                 version,
                 config,
+                link,
             }),
             parts: Vec::new(),
             read_pos: None,
             ahead_end: 0,
             poisoned: None,
             open,
+            known: None,
         }
     }
 
@@ -291,6 +322,9 @@ impl ContentReader {
         }
         for _ in 0..3 {
             self.ensure_present(offset, end).await?;
+            if let Some(data) = self.read_known(offset, end) {
+                return Ok(data);
+            }
             let content = self.shared.content.clone();
             let v = self.shared.version.clone();
             if let Some(data) = blocking(move || content.read_at(&v, offset, end - offset)).await? {
@@ -300,6 +334,65 @@ impl ContentReader {
         Err(ReadError::Unstable {
             item: self.shared.version.name.clone(),
         })
+    }
+
+    fn known_covers(&self, start: u64, end: u64) -> bool {
+        self.known.as_ref().is_some_and(|k| k.lo <= start && end <= k.hi)
+    }
+
+    /// `[start, end)` read straight from the cache file when the block map said it is there and the item's
+    /// generation has not changed since; `None` sends the read the long way (the knowledge is dropped).
+    fn read_known(&mut self, start: u64, end: u64) -> Option<Bytes> {
+        if !self.known_covers(start, end) {
+            return None;
+        }
+        let known = self.known.as_mut()?;
+        if known.file.is_none() {
+            match std::fs::File::open(self.shared.content.path_of(&self.shared.version)) {
+                Ok(f) => known.file = Some(f),
+                Err(_) => {
+                    self.known = None;
+                    return None;
+                }
+            }
+        }
+        let file = known.file.as_ref()?;
+        let read = self.open.while_generation(known.generation, || {
+            super::content_store::read_exact_unzeroed(file, start, (end - start) as usize)
+        });
+        match read {
+            Some(Ok(data)) => Some(Bytes::from(data)),
+            _ => {
+                self.known = None;
+                None
+            }
+        }
+    }
+
+    /// Records what a block-map query of `[start, scan_end)` under `generation` found present from `start`.
+    fn learn(&mut self, generation: u64, start: u64, scan_end: u64, missing: &[(u64, u64)]) {
+        let present_end = missing.first().map_or(scan_end, |m| m.0);
+        if present_end <= start {
+            return;
+        }
+        let file = match self.known.take() {
+            Some(k) if k.generation == generation => k.file,
+            _ => None,
+        };
+        self.known = Some(Known {
+            generation,
+            lo: start,
+            hi: present_end,
+            file,
+        });
+    }
+
+    /// Whether read-ahead should be topped up: the requested region reaches past what is known present and
+    /// being fetched, and more parts may run.
+    fn wants_more_parts(&self, ahead_end: u64) -> bool {
+        let known_end = self.known.as_ref().map_or(0, |k| k.hi);
+        let requested = self.parts.iter().map(|p| p.end).max().unwrap_or(0).max(known_end);
+        ahead_end > requested && self.parts.len() < self.parts_allowed()
     }
 
     fn poison_error(&self) -> Option<ReadError> {
@@ -320,6 +413,16 @@ impl ContentReader {
             return Ok(());
         }
         let ahead_end = self.observe(start, end);
+        if self.known_covers(start, end) {
+            // Present already: only look for finished parts and whether read-ahead needs topping up.
+            for (part_start, part_end, error) in self.reap()? {
+                tracing::debug!(ino = self.shared.version.ino, start = part_start, end = part_end, %error,
+                    "read-ahead part failed");
+            }
+            if !self.wants_more_parts(ahead_end) {
+                return Ok(());
+            }
+        }
         let mut started_for_read = 0usize;
         loop {
             let content = self.shared.content.clone();
@@ -335,7 +438,9 @@ impl ContentReader {
             // read, or will wake us when it ends.
             let busy = content.fetches_in_flight(&v);
             let scan_end = ahead_end.max(end);
+            let generation = self.open.generation();
             let missing = blocking(move || content.missing_ranges(&v, start, scan_end)).await?;
+            self.learn(generation, start, scan_end, &missing);
             let needed: Vec<(u64, u64)> = missing
                 .iter()
                 .filter(|&&(lo, _)| lo < end)
@@ -377,7 +482,8 @@ impl ContentReader {
         });
         if sequential {
             if self.ahead_end < end + self.window / 2 {
-                self.window = (self.window * 2).min(c.max_window);
+                let parts = self.parts_allowed() as u64;
+                self.window = (self.window * 2).min(c.max_window.max(parts * c.part_size));
                 self.ahead_end = (end + self.window).min(size);
             }
             self.read_pos = self.read_pos.max(Some(end));
@@ -439,7 +545,7 @@ impl ContentReader {
     /// Starts parts for the missing ranges not covered by running parts (this reader's, or `busy`: any reader's): always those before `needed_end`, the
     /// rest while fewer than `max_parts_in_flight` parts run. Returns how many parts for the read were started.
     fn schedule(&mut self, missing: &[(u64, u64)], needed_end: u64, busy: &[(u64, u64)]) -> usize {
-        let (part_size, max_parts) = (self.shared.config.part_size, self.shared.config.max_parts_in_flight);
+        let (part_size, max_parts) = (self.shared.config.part_size, self.parts_allowed());
         let mut started = 0;
         for &(lo, hi) in missing {
             for (a, b) in self.uncovered(lo, hi, busy) {
@@ -460,6 +566,14 @@ impl ContentReader {
             }
         }
         started
+    }
+
+    /// Ahead-of-reader parts to keep in flight, from the measured link.
+    fn parts_allowed(&self) -> usize {
+        let c = &self.shared.config;
+        self.shared
+            .link
+            .parts_in_flight(c.part_size, c.max_parts_in_flight, c.max_parts_cap)
     }
 
     /// The sub-ranges of `[lo, hi)` that no fetch of this or another reader of the item covers.
@@ -531,6 +645,8 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
             tokio::time::sleep(c.retry_backoff * attempts).await;
         }
         attempts += 1;
+        let requested = Instant::now();
+        let mut first_byte: Option<(Instant, u64)> = None;
         let mut body = match shared.source.fetch(&v.item_id, &v.ctag, pos, end).await {
             Ok(body) => body,
             Err(e) => {
@@ -538,30 +654,37 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                 continue;
             }
         };
-        let mut buffer = BytesMut::new();
+        let mut buffer = Pending::default();
         let mut flush_at = c.flush_min;
         last_error = None;
         loop {
             match body.next().await {
                 Some(Ok(chunk)) => {
+                    if first_byte.is_none() {
+                        shared.link.record_latency(requested.elapsed());
+                        first_byte = Some((Instant::now(), pos + buffer.len() as u64));
+                    }
                     let room = (end - pos - buffer.len() as u64) as usize;
-                    buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    buffer.push(chunk.slice(..chunk.len().min(room)));
                     let done = pos + buffer.len() as u64 >= end;
                     if buffer.len() >= flush_at || done {
-                        pos = flush(shared, pos, buffer.split().freeze()).await?;
+                        pos = flush(shared, pos, buffer.take()).await?;
                         flush_at = (flush_at * 2).min(c.flush_max);
                     }
                     if done {
+                        if let Some((at, from)) = first_byte {
+                            shared.link.record_transfer(pos - from, at.elapsed());
+                        }
                         break;
                     }
                 }
                 Some(Err(e)) => {
-                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    pos = flush(shared, pos, buffer.take()).await?;
                     last_error = Some(check_source_error(v, e)?);
                     break;
                 }
                 None => {
-                    pos = flush(shared, pos, buffer.split().freeze()).await?;
+                    pos = flush(shared, pos, buffer.take()).await?;
                     break;
                 }
             }
@@ -582,16 +705,44 @@ fn check_source_error(v: &ItemVersion, e: SourceError) -> Result<SourceError, Re
     }
 }
 
-/// Writes and commits `data` at `offset`, wakes the reader; returns the offset after it.
-async fn flush(shared: &Arc<Shared>, offset: u64, data: Bytes) -> Result<u64, ReadError> {
-    if data.is_empty() {
+/// Body chunks received and not yet written (kept as they came: no copy into one buffer).
+#[derive(Default)]
+struct Pending {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push(chunk);
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn take(&mut self) -> Vec<Bytes> {
+        self.len = 0;
+        std::mem::take(&mut self.chunks)
+    }
+}
+
+/// Writes and commits `chunks` from `offset`, wakes the reader; returns the offset after them.
+async fn flush(shared: &Arc<Shared>, offset: u64, chunks: Vec<Bytes>) -> Result<u64, ReadError> {
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    if len == 0 {
         return Ok(offset);
     }
-    let end = offset + data.len() as u64;
+    let end = offset + len;
     let content = shared.content.clone();
     let v = shared.version.clone();
-    // `write_at` wakes the item's readers after committing.
-    let commit = blocking(move || content.write_at(&v, offset, &data)).await?;
+    // `write_slices_at` wakes the item's readers after committing.
+    let commit = blocking(move || {
+        let slices: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        content.write_slices_at(&v, offset, &slices)
+    })
+    .await?;
     match commit {
         Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
         Commit::Partial | Commit::Complete => {}

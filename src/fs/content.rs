@@ -22,6 +22,12 @@ pub trait ContentAccess: Send + Sync {
     /// A reader for the current version of `item`. Must not wait for the content: fetching starts on read.
     async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError>;
 
+    /// The original of `item`'s current version opened for reading, when it is complete and verified in the
+    /// cache (reads of it need neither the network nor the block map; FUSE passthrough can serve them).
+    async fn open_complete(&self, _item: &ItemRow) -> Option<std::fs::File> {
+        None
+    }
+
     /// Gives the cached original's space back ("free up space"). Never called for dirty items.
     async fn evict(&self, _item: &ItemRow) -> Result<(), FsError> {
         Err(FsError::Unsupported("freeing cached originals"))

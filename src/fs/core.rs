@@ -58,6 +58,11 @@ pub trait FsCore: Send + Sync + 'static {
         Ok(())
     }
     async fn release(&self, ino: Ino, fh: u64) -> FsResult<()>;
+    /// A file whose bytes are exactly what reads of the open handle `fh` return, for the kernel to read directly
+    /// (FUSE passthrough); `None` when reads must come to [`FsCore::read`]. Asked right after a successful `open`.
+    fn passthrough_file(&self, _ino: Ino, _fh: u64) -> Option<std::sync::Arc<std::fs::File>> {
+        None
+    }
 
     async fn create(&self, _caller: Caller, _parent: Ino, _name: &OsStr, _mode: OpenMode) -> FsResult<(Entry, Opened)> {
         Err(FsError::ReadOnly)

@@ -1,15 +1,32 @@
 //! [`FuseAdapter`]: the `fuser::Filesystem` implementation. Each callback moves its reply into a task on the
 //! tokio runtime, awaits the [`FsCore`] operation, and maps the answer to the reply — or the error to its errno
 //! (through [`FsError::errno`], the one mapping) with a log line. No filesystem logic lives here.
+//!
+//! FUSE passthrough (kernel ≥ 6.9, `FUSE_PASSTHROUGH`, and `CAP_SYS_ADMIN` for the backing-file ioctl), offered on
+//! read-only mounts only ([`FuseAdapter::with_passthrough`]): when the core offers a file for an opened handle
+//! ([`FsCore::passthrough_file`]), the open is answered with a backing id and the kernel reads that file itself;
+//! reads never reach the daemon. The kernel fails (with `EIO` to the application) an open whose I/O mode conflicts
+//! with the inode's other open files: passthrough while page-cache opens exist, a different backing file while
+//! passthrough opens exist, and any non-passthrough open while passthrough opens exist (which is why writable
+//! mounts, where a writer may open a file a reader has open, do not use it). [`IoModes`] tracks, per inode, the
+//! open files of each mode: a handle is passed through only when no page-cache open of the inode exists and any
+//! other passthrough open uses the same file; an open that cannot be passed through while passthrough opens exist
+//! is answered normally with `FOPEN_DIRECT_IO` (the kernel may refuse it). When the kernel or the daemon's
+//! privileges do not allow passthrough, every open is a normal one.
 
 use crate::fs::{Attr, Caller, DirEntry, FileKind, FsCore, FsError, OpenMode, SetAttr, SetTime};
 use fuser::{
-    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
-    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::runtime::Handle;
@@ -17,11 +34,154 @@ use tokio::runtime::Handle;
 pub struct FuseAdapter {
     core: Arc<dyn FsCore>,
     rt: Handle,
+    /// Whether passthrough may be offered to the kernel (read-only mounts).
+    offer_passthrough: bool,
+    /// Whether the kernel agreed to FUSE passthrough at init.
+    passthrough: Arc<AtomicBool>,
+    io_modes: Arc<Mutex<IoModes>>,
+}
+
+/// How the kernel does I/O on one open file (see the module note).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IoMode {
+    /// Through the inode's page cache (a normal open).
+    Cached,
+    /// `FOPEN_DIRECT_IO`: every read and write comes to the daemon.
+    Direct,
+    /// The kernel reads the backing file.
+    Passthrough,
+}
+
+#[derive(Default)]
+struct InodeIo {
+    cached: usize,
+    passthrough: usize,
+    /// The backing file of the passthrough opens: its id and (device, inode) to recognise the same file.
+    backing: Option<(BackingId, (u64, u64))>,
+}
+
+/// Open files per inode and mode, and each handle's mode (to undo at release).
+#[derive(Default)]
+struct IoModes {
+    inodes: HashMap<u64, InodeIo>,
+    handles: HashMap<u64, (u64, IoMode)>,
+    /// The backing-file ioctl failed once (no privilege): not tried again.
+    backing_refused: bool,
+    /// Logged once per session.
+    passthrough_used: bool,
+}
+
+impl IoModes {
+    fn opened(&mut self, ino: u64, fh: u64, mode: IoMode) {
+        let io = self.inodes.entry(ino).or_default();
+        match mode {
+            IoMode::Cached => io.cached += 1,
+            IoMode::Passthrough => io.passthrough += 1,
+            IoMode::Direct => {}
+        }
+        self.handles.insert(fh, (ino, mode));
+    }
+
+    fn released(&mut self, fh: u64) {
+        let Some((ino, mode)) = self.handles.remove(&fh) else {
+            return;
+        };
+        let Some(io) = self.inodes.get_mut(&ino) else {
+            return;
+        };
+        match mode {
+            IoMode::Cached => io.cached = io.cached.saturating_sub(1),
+            IoMode::Passthrough => {
+                io.passthrough = io.passthrough.saturating_sub(1);
+                if io.passthrough == 0 {
+                    // Closes the backing id; the kernel keeps the file while its opens last.
+                    io.backing = None;
+                }
+            }
+            IoMode::Direct => {}
+        }
+        if io.cached == 0 && io.passthrough == 0 {
+            self.inodes.remove(&ino);
+        }
+    }
+}
+
+/// Answers a successful open: through passthrough when `file` is offered and allowed, else normally (with
+/// `FOPEN_DIRECT_IO` when passthrough opens of the inode exist).
+fn reply_open(
+    modes: &Mutex<IoModes>,
+    reply: ReplyOpen,
+    ino: u64,
+    o: &crate::fs::Opened,
+    file: Option<Arc<std::fs::File>>,
+) {
+    let mut modes = modes.lock();
+    let mut flags = fopen_flags(o);
+    let offered = file
+        .filter(|_| !o.direct_io)
+        .and_then(|f| f.metadata().ok().map(|m| ((m.dev(), m.ino()), f)));
+    if let Some((id, file)) = offered {
+        let refused = modes.backing_refused;
+        let io = modes.inodes.entry(ino).or_default();
+        let same_file = match &io.backing {
+            Some((_, existing)) => *existing == id,
+            None => true,
+        };
+        if io.cached == 0 && same_file && !refused {
+            if io.backing.is_none() {
+                match reply.open_backing(&*file) {
+                    Ok(backing) => {
+                        io.backing = Some((backing, id));
+                        if !modes.passthrough_used {
+                            modes.passthrough_used = true;
+                            tracing::info!("cached originals are read by the kernel (FUSE passthrough)");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "FUSE passthrough refused (needs CAP_SYS_ADMIN); cached files are read through the daemon");
+                        modes.backing_refused = true;
+                    }
+                }
+            }
+            let io = modes.inodes.entry(ino).or_default();
+            if let Some((backing, _)) = &io.backing {
+                flags.remove(FopenFlags::FOPEN_KEEP_CACHE);
+                reply.opened_passthrough(FileHandle(o.fh), flags, backing);
+                modes.opened(ino, o.fh, IoMode::Passthrough);
+                return;
+            }
+        }
+    }
+    let passthrough_open = modes.inodes.get(&ino).is_some_and(|io| io.passthrough > 0);
+    let mode = if o.direct_io {
+        IoMode::Direct
+    } else if passthrough_open {
+        flags.remove(FopenFlags::FOPEN_KEEP_CACHE);
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+        IoMode::Direct
+    } else {
+        IoMode::Cached
+    };
+    modes.opened(ino, o.fh, mode);
+    reply.opened(FileHandle(o.fh), flags);
 }
 
 impl FuseAdapter {
     pub fn new(core: Arc<dyn FsCore>, rt: Handle) -> Self {
-        Self { core, rt }
+        Self {
+            core,
+            rt,
+            offer_passthrough: false,
+            passthrough: Arc::new(AtomicBool::new(false)),
+            io_modes: Arc::new(Mutex::new(IoModes::default())),
+        }
+    }
+
+    /// Offers FUSE passthrough to the kernel for files the core can pass through. Only for mounts where no open
+    /// can write: an inode open for passthrough fails every other kind of open with `EIO`.
+    pub fn with_passthrough(mut self, offer: bool) -> Self {
+        self.offer_passthrough = offer;
+        self
     }
 
     /// Runs `op` on the runtime; the reply is answered from the task.
@@ -105,9 +265,15 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 
 impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // 1 MiB requests: fuser sizes max_pages from the larger of these two (256 pages of 4 KiB).
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
         let _ = config.set_max_write(1 << 20);
+        let passthrough = self.offer_passthrough
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        tracing::debug!(passthrough, "FUSE session initialised");
+        self.passthrough.store(passthrough, Ordering::Relaxed);
         Ok(())
     }
 
@@ -287,9 +453,17 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (core, c) = (self.core.clone(), caller(req));
+        let (passthrough, modes) = (self.passthrough.load(Ordering::Relaxed), self.io_modes.clone());
         self.spawn(async move {
             match core.open(c, ino.0, OpenMode::from_flags(flags.0)).await {
-                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
+                Ok(o) => {
+                    let file = if passthrough {
+                        core.passthrough_file(ino.0, o.fh)
+                    } else {
+                        None
+                    };
+                    reply_open(&modes, reply, ino.0, &o, file);
+                }
                 Err(e) => reply.error(errno(&e, "open", ino.0)),
             }
         });
@@ -357,6 +531,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let core = self.core.clone();
+        self.io_modes.lock().released(fh.0);
         self.spawn(async move {
             match core.release(ino.0, fh.0).await {
                 Ok(()) => reply.ok(),
@@ -551,15 +726,20 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        let modes = self.io_modes.clone();
         self.spawn(async move {
             match core.create(c, parent.0, &name, OpenMode::from_flags(flags)).await {
-                Ok((e, o)) => reply.created(
-                    &e.entry_ttl,
-                    &file_attr(&e.attr),
-                    Generation(e.generation),
-                    FileHandle(o.fh),
-                    fopen_flags(&o),
-                ),
+                Ok((e, o)) => {
+                    let mode = if o.direct_io { IoMode::Direct } else { IoMode::Cached };
+                    modes.lock().opened(e.attr.ino, o.fh, mode);
+                    reply.created(
+                        &e.entry_ttl,
+                        &file_attr(&e.attr),
+                        Generation(e.generation),
+                        FileHandle(o.fh),
+                        fopen_flags(&o),
+                    )
+                }
                 Err(e) => reply.error(errno(&e, "create", parent.0)),
             }
         });

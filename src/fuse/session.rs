@@ -109,6 +109,30 @@ impl Invalidator for KernelInvalidator {
     }
 }
 
+/// The kernel's read-ahead for the mount, in KiB: the size of the read requests a sequential reader causes.
+const READ_AHEAD_KB: u32 = 1024;
+
+/// Raises the mount's read-ahead (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to [`READ_AHEAD_KB`]. The kernel
+/// starts a FUSE mount at the block layer's default (128 KiB) whatever `max_readahead` the filesystem asked for at
+/// init, so sequential reads would reach the daemon as 128 KiB requests; 1 MiB requests make cached reads ~1.6×
+/// faster here. Writing the file needs root; otherwise the default stays (logged at debug level).
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot stat the mount to raise its read-ahead");
+            return;
+        }
+    };
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&path, format!("{READ_AHEAD_KB}\n")) {
+        Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "mount read-ahead raised"),
+        Err(e) => tracing::debug!(path, error = %e, "mount read-ahead left at the kernel's default"),
+    }
+}
+
 /// A mounted filesystem served in the background.
 pub struct MountedFs {
     session: Option<BackgroundSession>,
@@ -118,10 +142,15 @@ pub struct MountedFs {
 
 /// Mounts `core` at `mountpoint`; returns once the kernel handshake is done.
 pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Config) -> std::io::Result<MountedFs> {
-    let adapter = FuseAdapter::new(core, rt);
+    // FUSE passthrough only where nothing can be opened for writing: the kernel fails (EIO) every open of an
+    // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
+    // reader has open would fail (see the adapter's note).
+    let read_only = config.mount_options.contains(&MountOption::RO);
+    let adapter = FuseAdapter::new(core, rt).with_passthrough(read_only);
     let session = fuser::Session::new(adapter, mountpoint, config)?;
     let invalidator = KernelInvalidator::start(session.notifier());
     let session = session.spawn()?;
+    raise_readahead(mountpoint);
     Ok(MountedFs {
         session: Some(session),
         invalidator,

@@ -51,6 +51,20 @@ impl ContentAccess for CachedContent {
         Ok(Box::new(CachedReader(tokio::sync::Mutex::new(reader))))
     }
 
+    async fn open_complete(&self, item: &ItemRow) -> Option<std::fs::File> {
+        let version = crate::cache::ItemVersion::of(item).ok()?;
+        let content = self.content.clone();
+        let opened = tokio::task::spawn_blocking(move || content.open_complete(&version)).await;
+        match opened {
+            Ok(Ok(file)) => file,
+            Ok(Err(e)) => {
+                tracing::debug!(ino = item.ino, error = %e, "cannot open the cached original directly");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     async fn evict(&self, item: &ItemRow) -> Result<(), FsError> {
         let content = self.content.clone();
         let ino = item.ino;

@@ -3,9 +3,12 @@
 //! - [`SyncEngine::initial_sync`] at mount: with a delta link in the store the mount lists from the store at once
 //!   and catches up in the background ([`SyncEngine::run`] re-locates the gallery, then polls). Otherwise it finds
 //!   the gallery ([`locate_gallery`]), enumerates it by delta — folder-scoped first, the drive root (filtered by the
-//!   applier) when the service refuses that — applying every page as it arrives so a big first listing shows
-//!   progressively, then re-applies the whole enumeration as one full round together with its delta link (which
-//!   places items whose parent came in a later page and removes rows OneDrive no longer has).
+//!   applier) when the service refuses that — and applies the whole enumeration as one full round together with
+//!   its delta link (the quota is read meanwhile). Nothing is served before it returns, so pages are not applied
+//!   one by one (that doubled the store writes); progress reports the items received. A resync while mounted
+//!   applies every page as it arrives so a big listing shows progressively, then re-applies the whole enumeration
+//!   as one full round (which places items whose parent came in a later page and removes rows OneDrive no longer
+//!   has).
 //! - [`SyncEngine::poll_once`]: one delta round from the stored link. `410` → full resync from the service's
 //!   `Location`; folders new to the store → listed with `children()`; the gallery deleted → status `missing`,
 //!   nothing local thrown away (the round is not applied and the link not advanced).
@@ -220,9 +223,11 @@ impl SyncEngine {
             tracing::info!("listing from the store; catching up with OneDrive in the background");
             return Ok(InitialSync::FromStore);
         }
-        let (gallery, changed) = self.locate_and_record().await?;
-        self.refresh_quota(true).await;
-        self.enumerate(&gallery, None, !changed).await?;
+        let (gallery, _changed) = self.locate_and_record().await?;
+        // The quota read overlaps the enumeration. Pages are not applied one by one: nothing is served before
+        // this returns, so the one full round at the end is enough (progress counts the items received).
+        let (_, listed) = tokio::join!(self.refresh_quota(true), self.enumerate(&gallery, None, false));
+        listed?;
         self.note_success();
         let items = self.store.item_count()?;
         tracing::info!(items, "gallery listed");
@@ -511,6 +516,12 @@ impl SyncEngine {
                 }
             }
             all.extend(page.items);
+            if !progressive && page.next_link.is_some() {
+                // Items received so far (the last report, after the full round, is the store's count).
+                if let Some(progress) = self.progress.read().clone() {
+                    progress(all.len() as u64);
+                }
+            }
             match (page.next_link, page.delta_link) {
                 (Some(next), _) => request = DeltaRequest::Link(next),
                 (None, Some(delta_link)) => {
@@ -520,6 +531,9 @@ impl SyncEngine {
                     }
                     let changes =
                         apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
+                    // The enumeration held every item of the gallery (~1 KiB each); give the freed heap back.
+                    drop(all);
+                    release_freed_memory();
                     *self.last_full_listing.lock() = Instant::now();
                     self.after_round(&changes);
                     if let Some(progress) = self.progress.read().clone() {
@@ -643,6 +657,16 @@ impl SyncEngine {
 }
 
 /// Whether the last occurrence of the gallery folder in a round says it was deleted.
+/// Returns freed heap memory to the system. glibc keeps what a large enumeration freed in its arenas (the
+/// resident size would stay at the enumeration's peak, ~1 KiB per item); `malloc_trim` releases the free pages.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn gallery_deleted_in(items: &[DriveItem], gallery: &str) -> bool {
     items
         .iter()

@@ -104,6 +104,9 @@ enum Handle {
     File {
         item: Box<ItemRow>,
         reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        /// The cached original, when it was complete at open: reads are `pread`s of it (and the kernel may read
+        /// it itself through FUSE passthrough).
+        complete: Option<Arc<std::fs::File>>,
     },
     /// A file whose content lives in staging (changed locally, or opened for writing).
     Staged {
@@ -156,19 +159,39 @@ fn store_err(e: StoreError) -> FsError {
 }
 
 fn read_file_at(file: &std::fs::File, offset: u64, size: u32) -> FsResult<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; size as usize];
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(writes::staging_err(e)),
+    pread_bytes(file, offset, size as usize).map_err(writes::staging_err)
+}
+
+/// Up to `len` bytes of `file` at `offset` (fewer at its end), read into a fresh buffer that is not zeroed first.
+fn pread_bytes(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf = bytes::BytesMut::with_capacity(len);
+    let mut done = 0usize;
+    while done < len {
+        // SAFETY: the destination is the buffer's spare capacity after the `done` bytes already read, `len - done`
+        // bytes long; pread writes at most that many bytes there.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.as_mut_ptr().add(done).cast::<libc::c_void>(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => done += n as usize,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
-    buf.truncate(done);
-    Ok(Bytes::from(buf))
+    // SAFETY: pread initialised the first `done` bytes.
+    unsafe { buf.set_len(done) };
+    Ok(buf.freeze())
 }
 
 fn secs(t: i64) -> SystemTime {
@@ -584,9 +607,14 @@ impl FsCore for GalleryFs {
             return self.open_staged(item, mode).await;
         }
         self.viewer_opened(&item);
+        let complete = match item.content_state {
+            ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
+            _ => None,
+        };
         let fh = self.add_handle(Handle::File {
             item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
+            complete,
         });
         self.file_opened(ino);
         // The kernel may keep pages of an unchanged version: remote changes invalidate them explicitly.
@@ -611,13 +639,44 @@ impl FsCore for GalleryFs {
                 let file = self.staging()?.open_file(item.ino).map_err(writes::staging_err)?;
                 read_file_at(&file, offset, size)
             }
-            Handle::File { item, reader } => {
+            Handle::File {
+                item,
+                complete: Some(file),
+                reader,
+            } => {
+                if offset >= item.size {
+                    return Ok(Bytes::new());
+                }
+                let len = (size as u64).min(item.size - offset) as usize;
+                let bytes = pread_bytes(file, offset, len)
+                    .map_err(|e| FsError::io(format!("reading the cached original of {}: {e}", item.name)))?;
+                if bytes.len() == len {
+                    return Ok(bytes);
+                }
+                // The cache file was cut short under us (by hand): read through the cache, which refetches.
+                tracing::warn!(
+                    ino = item.ino,
+                    offset,
+                    "cached original shorter than expected; refetching"
+                );
+                let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
+                reader.read(offset, size).await
+            }
+            Handle::File { item, reader, .. } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
                 }
                 let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
                 reader.read(offset, size).await
             }
+        }
+    }
+
+    fn passthrough_file(&self, ino: Ino, fh: u64) -> Option<Arc<std::fs::File>> {
+        let handle = self.handles.lock().get(&fh).cloned()?;
+        match &*handle {
+            Handle::File { complete, .. } if !self.local.lock().contains_key(&ino) => complete.clone(),
+            _ => None,
         }
     }
 
