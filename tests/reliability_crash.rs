@@ -119,7 +119,11 @@ const OPTIONS: &str = "poll_interval=1,write_back=0,thumbnails=off";
 fn run_kill_point(k: &KillPoint) {
     eprintln!("kill point {} ({:?}): {}", k.point, k.scenario, k.what);
     // Delta pages hold 200 items: a gallery of 250 lists in two.
-    let env = Env::start(if matches!(k.scenario, Scenario::FirstListing) { 250 } else { 3 });
+    let env = Env::start(if matches!(k.scenario, Scenario::FirstListing) {
+        250
+    } else {
+        3
+    });
     env.login();
     let m = env.mnt.display().to_string();
     let src = tempfile::tempdir().unwrap();
@@ -163,7 +167,10 @@ fn run_kill_point(k: &KillPoint) {
         }
         Scenario::FirstListing => {
             let pid = mount_armed(&env, OPTIONS, k.point);
-            assert!(pid.is_none(), "the mount reported ready although its first listing crashed");
+            assert!(
+                pid.is_none(),
+                "the mount reported ready although its first listing crashed"
+            );
             pid
         }
         _ => {
@@ -230,7 +237,11 @@ fn run_kill_point(k: &KillPoint) {
                     == Some(QuickXorHash::of(&edited))),
                 "the edit reached OneDrive"
             );
-            assert_eq!(remote_id(&env, &seeded).as_deref(), Some(seeded_id.as_str()), "the id is kept");
+            assert_eq!(
+                remote_id(&env, &seeded).as_deref(),
+                Some(seeded_id.as_str()),
+                "the id is kept"
+            );
             assert_eq!(after().len(), before.len(), "nothing added: {:?}", after());
         }
         Scenario::Delete => {
@@ -266,11 +277,19 @@ fn run_kill_point(k: &KillPoint) {
                 std::fs::read_dir(format!("{m}/Remote")).is_ok_and(|d| d.count() == 5)
                     && Path::new(&format!("{m}/{}", renamed_remotely)).exists()
             });
-            assert!(listed, "remote changes listed after the restart: {:?}", mount_tree(&env.mnt));
+            assert!(
+                listed,
+                "remote changes listed after the restart: {:?}",
+                mount_tree(&env.mnt)
+            );
         }
         Scenario::FirstListing => assert_eq!(after(), before, "a listing changes nothing on OneDrive"),
     }
-    assert!(conflict_copies(&env).is_empty(), "no conflict copy: {:?}", conflict_copies(&env));
+    assert!(
+        conflict_copies(&env).is_empty(),
+        "no conflict copy: {:?}",
+        conflict_copies(&env)
+    );
     final_checks(&env, OPTIONS);
 }
 
@@ -302,13 +321,21 @@ kill_point_tests! {
 #[test]
 fn the_matrix_names_real_crash_points() {
     // Every point in the table is one the code defines (a typo would make a test wait for nothing).
-    let src: String = ["src/sync/outbox_replay.rs", "src/remote/upload.rs", "src/sync/delta_apply.rs", "src/sync/poller.rs"]
-        .iter()
-        .map(|p| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap())
-        .collect();
+    let src: String = [
+        "src/sync/outbox_replay.rs",
+        "src/remote/upload.rs",
+        "src/sync/delta_apply.rs",
+        "src/sync/poller.rs",
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap())
+    .collect();
     for k in MATRIX {
         let name = k.point.split(':').next().unwrap();
-        assert!(src.contains(&format!("crash_point(\"{name}\")")), "{name} is not a crash point");
+        assert!(
+            src.contains(&format!("crash_point(\"{name}\")")),
+            "{name} is not a crash point"
+        );
     }
 }
 
@@ -341,7 +368,11 @@ fn a_stale_mount_left_by_kill_9_is_detected_and_recovered() {
     let said: Vec<&str> = stderr.lines().filter(|l| l.contains("stale mount")).collect();
     assert_eq!(said.len(), 1, "one line about the stale mount: {stderr}");
     assert!(said[0].contains(&env.mnt.display().to_string()), "{}", said[0]);
-    assert_eq!(mountinfo_count(&env.mnt), 1, "the stale mount was detached, one mount is there");
+    assert_eq!(
+        mountinfo_count(&env.mnt),
+        1,
+        "the stale mount was detached, one mount is there"
+    );
     assert_mount_matches_remote(&env);
     unmount(&env);
     assert_eq!(mountinfo_count(&env.mnt), 0);
@@ -365,8 +396,16 @@ fn burst(
     let mut model = Model::new();
     let mut next = 0;
     for op in 0..max_ops {
-        let files: Vec<String> = model.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
-        let dirs: Vec<String> = model.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.clone()).collect();
+        let files: Vec<String> = model
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let dirs: Vec<String> = model
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
         let in_some_dir = |rng: &mut rand::rngs::StdRng, name: String| -> String {
             if !dirs.is_empty() && rng.random_bool(0.4) {
                 format!("{}/{name}", dirs[rng.random_range(0..dirs.len())])
@@ -380,7 +419,11 @@ fn burst(
             // A new photo (sometimes above the simple-upload limit: an upload session).
             0..=3 => {
                 let rel = in_some_dir(rng, format!("p{next}.jpg"));
-                let size = if rng.random_bool(0.1) { 4_500_000 } else { rng.random_range(1..150_000) };
+                let size = if rng.random_bool(0.1) {
+                    4_500_000
+                } else {
+                    rng.random_range(1..150_000)
+                };
                 let data = bytes(size, rng.random());
                 let r = write_file(&root.join(&rel), &data);
                 (vec![rel.clone()], r, Box::new(move |m| drop(m.insert(rel, Some(data)))))
@@ -419,7 +462,9 @@ fn burst(
                 (vec![rel.clone()], r, Box::new(move |m| drop(m.insert(rel, None))))
             }
         };
-        let kind = ["new", "new", "new", "new", "edit", "edit", "rename", "rename", "delete", "mkdir"][choice];
+        let kind = [
+            "new", "new", "new", "new", "edit", "edit", "rename", "rename", "delete", "mkdir",
+        ][choice];
         journal.push(format!("{op}: {kind} {touched:?} -> {result:?}"));
         match result {
             Ok(()) => apply(&mut model),
@@ -468,7 +513,13 @@ fn run_random_kill(seed: u64) {
             .into_iter()
             .filter_map(|(k, v)| {
                 let rel = k.strip_prefix("Burst/")?.to_string();
-                Some((rel, (v.1 == "file").then_some(v.3).flatten().or((v.1 == "folder").then(String::new))))
+                Some((
+                    rel,
+                    (v.1 == "file")
+                        .then_some(v.3)
+                        .flatten()
+                        .or((v.1 == "folder").then(String::new)),
+                ))
             })
             .filter(|(k, _)| !unknown.contains(k))
             .collect()
@@ -476,13 +527,21 @@ fn run_random_kill(seed: u64) {
     let want: BTreeMap<String, Option<String>> = model
         .iter()
         .filter(|(k, _)| !unknown.contains(*k))
-        .map(|(k, v)| (k.clone(), Some(v.as_ref().map(|d| QuickXorHash::of(d)).unwrap_or_default())))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Some(v.as_ref().map(|d| QuickXorHash::of(d)).unwrap_or_default()),
+            )
+        })
         .collect();
     // Large uploads are hashed by the emulator a moment later: wait for the hashes.
     let same = wait_until(Duration::from_secs(60), || burst_remote() == want);
     if !same {
         let keep = std::env::temp_dir().join(format!("galleryfs-burst-{seed}.log"));
-        let _ = std::fs::write(&keep, format!("{}\n--- edits ---\n{}", log_text(&env), journal.join("\n")));
+        let _ = std::fs::write(
+            &keep,
+            format!("{}\n--- edits ---\n{}", log_text(&env), journal.join("\n")),
+        );
         eprintln!("the daemon's log is kept in {}", keep.display());
     }
     assert!(
@@ -492,14 +551,22 @@ fn run_random_kill(seed: u64) {
         journal.join("\n"),
         tail(&log_text(&env), 40)
     );
-    assert!(conflict_copies(&env).is_empty(), "seed {seed}: conflict copies {:?}", conflict_copies(&env));
+    assert!(
+        conflict_copies(&env).is_empty(),
+        "seed {seed}: conflict copies {:?}",
+        conflict_copies(&env)
+    );
     final_checks(&env, OPTIONS);
 }
 
 #[test]
 fn kill_9_at_random_moments_of_a_burst_of_edits() {
     require_fuse!();
-    let runs: u64 = if std::env::var_os("GALLERYFS_RELIABILITY_LONG").is_some() { 12 } else { 3 };
+    let runs: u64 = if std::env::var_os("GALLERYFS_RELIABILITY_LONG").is_some() {
+        12
+    } else {
+        3
+    };
     if let Some(seed) = std::env::var("GALLERYFS_BURST_SEED").ok().and_then(|s| s.parse().ok()) {
         return run_random_kill(seed);
     }

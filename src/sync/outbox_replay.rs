@@ -41,6 +41,20 @@ pub mod meta_keys {
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 }
 
+/// Bumped just before the store records a change this process made on OneDrive (an upload, delete, move or
+/// folder). A delta round fetched before such a change can report the item as it was: the poller refetches a
+/// round when this moved while it was fetched (see [`changes_sent`]).
+static CHANGES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many changes sent to OneDrive have been (or are being) recorded so far, process-wide.
+pub fn changes_sent() -> u64 {
+    CHANGES_SENT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn note_change_sent() {
+    CHANGES_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// How long a confirmation of held deletes lasts.
 pub const DELETE_CONFIRMATION: Duration = Duration::from_secs(600);
 
@@ -487,7 +501,10 @@ impl OutboxReplayer {
                 if remote_moved_on(&row, &version) && same_bytes(&remote, &source) {
                     // Our own upload, sent before a crash that came ahead of its journal entry (or the same
                     // bytes written elsewhere): nothing to send and nothing to keep apart.
-                    tracing::info!(ino, "OneDrive already holds this version of the file; not sending it again");
+                    tracing::info!(
+                        ino,
+                        "OneDrive already holds this version of the file; not sending it again"
+                    );
                     remote
                 } else if remote_moved_on(&row, &version) {
                     let copy = self
@@ -499,6 +516,7 @@ impl OutboxReplayer {
                         copy = copy.name.as_deref().unwrap_or_default(),
                         "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
                     );
+                    note_change_sent();
                     self.local
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.quota_ok()?;
@@ -529,6 +547,7 @@ impl OutboxReplayer {
             ..remote_result(&result)
         };
         crate::crash_points::crash_point("replay.upload_done");
+        note_change_sent();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
@@ -570,7 +589,8 @@ impl OutboxReplayer {
         });
         if let Some(later) = later {
             let url = "galleryfs:superseded-session";
-            self.store.set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
+            self.store
+                .set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
         }
         Ok(())
     }
@@ -637,6 +657,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         }
         crate::crash_points::crash_point("replay.delete_sent");
+        note_change_sent();
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -685,6 +706,7 @@ impl OutboxReplayer {
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
                 crate::crash_points::crash_point("replay.move_sent");
+                note_change_sent();
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -735,6 +757,7 @@ impl OutboxReplayer {
         };
         let attrs = remote_attrs(&item);
         crate::crash_points::crash_point("replay.mkdir_sent");
+        note_change_sent();
         self.store.write_durable(|t| {
             crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;

@@ -140,7 +140,10 @@ pub fn remote_id(env: &Env, rel: &str) -> Option<String> {
 
 /// Names in the gallery that look like conflict copies (`… (conflict YYYY-MM-DD host).ext`).
 pub fn conflict_copies(env: &Env) -> Vec<String> {
-    remote_tree(env).into_keys().filter(|k| k.contains("(conflict ")).collect()
+    remote_tree(env)
+        .into_keys()
+        .filter(|k| k.contains("(conflict "))
+        .collect()
 }
 
 /// The first seeded photo: (relative path, id).
