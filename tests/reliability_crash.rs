@@ -392,6 +392,7 @@ fn burst(
     max_ops: usize,
     killed: &std::sync::atomic::AtomicBool,
     journal: &mut Vec<String>,
+    log: &dyn Fn() -> String,
 ) -> (Model, BTreeSet<String>, usize) {
     let mut model = Model::new();
     let mut next = 0;
@@ -469,11 +470,15 @@ fn burst(
         match result {
             Ok(()) => apply(&mut model),
             Err(e) => {
-                assert!(
-                    killed.load(std::sync::atomic::Ordering::SeqCst),
-                    "edit {op} ({kind} {touched:?}) failed while the daemon was alive: {e}\n{}",
-                    journal.join("\n")
-                );
+                if !killed.load(std::sync::atomic::Ordering::SeqCst) {
+                    let keep = std::env::temp_dir().join("galleryfs-burst-alive.log");
+                    let _ = std::fs::write(&keep, format!("{}\n--- edits ---\n{}", log(), journal.join("\n")));
+                    panic!(
+                        "edit {op} ({kind} {touched:?}) failed while the daemon was alive: {e}\n{}\nlog kept in {}",
+                        journal.join("\n"),
+                        keep.display()
+                    );
+                }
                 return (model, touched.into_iter().collect(), op);
             }
         }
@@ -501,7 +506,7 @@ fn run_random_kill(seed: u64) {
         })
     };
     let mut journal = Vec::new();
-    let (model, unknown, done) = burst(&root, &mut rng, 400, &killed, &mut journal);
+    let (model, unknown, done) = burst(&root, &mut rng, 400, &killed, &mut journal, &|| log_text(&env));
     killer.join().unwrap();
     eprintln!("seed {seed}: killed after {delay:?}; {done} edits returned success; unknown: {unknown:?}");
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));
