@@ -384,6 +384,9 @@ fn a_stale_mount_left_by_kill_9_is_detected_and_recovered() {
 /// What the burst's folder should hold: relative path below `Burst/` → content (None for a folder).
 type Model = BTreeMap<String, Option<Vec<u8>>>;
 
+/// How an edit that returned success changes the model.
+type ModelUpdate = Box<dyn FnOnce(&mut Model)>;
+
 /// Runs random edits in `Burst/` until one fails (the daemon is gone) or `max_ops` are done. Returns the model of
 /// what returned success, and the paths the failed edit touched (their outcome is unknown).
 fn burst(
@@ -416,7 +419,7 @@ fn burst(
         };
         next += 1;
         let choice = if files.is_empty() { 0 } else { rng.random_range(0..10) };
-        let (touched, result, apply): (Vec<String>, std::io::Result<()>, Box<dyn FnOnce(&mut Model)>) = match choice {
+        let (touched, result, apply): (Vec<String>, std::io::Result<()>, ModelUpdate) = match choice {
             // A new photo (sometimes above the simple-upload limit: an upload session).
             0..=3 => {
                 let rel = in_some_dir(rng, format!("p{next}.jpg"));
