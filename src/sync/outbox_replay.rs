@@ -51,6 +51,11 @@ pub fn changes_sent() -> u64 {
     CHANGES_SENT.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Meta key of the place (`<parent id>\n<name>`) a first upload of outbox entry `seq` was sent to.
+fn first_upload_key(seq: i64) -> String {
+    format!("first_upload_target:{seq}")
+}
+
 fn note_change_sent() {
     CHANGES_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
@@ -254,6 +259,11 @@ impl OutboxReplayer {
                 }
             }
         }
+        if report.done > 0 {
+            // Commits can journal follow-ups (a move for a file renamed while its first upload ran, the removal of
+            // a stray): another pass picks them up now rather than at the idle poll.
+            report.wake_in(Duration::ZERO);
+        }
         self.update_message(&report)?;
         Ok(report)
     }
@@ -441,8 +451,43 @@ impl OutboxReplayer {
             },
             None => None,
         };
+        // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.
+        let earlier = match real_id(&row) {
+            None => self.earlier_first_upload(entry.seq, &parent_id, &row.name).await?,
+            Some(_) => None,
+        };
+        let mut requested = None;
         let result = match existing {
+            None if earlier.is_some() => {
+                let (item, old_parent, old_name) = earlier.expect("checked");
+                tracing::info!(
+                    ino,
+                    "a first upload sent before a crash is adopted and moved to the file's place"
+                );
+                requested = Some((old_parent, old_name));
+                if same_bytes(&item, &source) {
+                    item
+                } else {
+                    self.drive
+                        .upload(UploadRequest {
+                            target: UploadTarget::Replace {
+                                item_id: item.id.clone(),
+                                if_match: None,
+                            },
+                            source: source.clone(),
+                            modified,
+                            conflict: ConflictBehavior::Replace,
+                            resume_url: None,
+                            session_journal: Some(journal.clone()),
+                        })
+                        .await?
+                }
+            }
             None => {
+                if real_id(&row).is_none() {
+                    self.store
+                        .set_meta(&first_upload_key(entry.seq), &format!("{parent_id}\n{}", row.name))?;
+                }
                 // New here, or deleted on OneDrive while edited: created (anew), never lost.
                 match self
                     .drive
@@ -539,9 +584,11 @@ impl OutboxReplayer {
             }
         };
         // A first upload created the item where the row was when it started; the row may have moved since.
-        let requested = real_id(&row)
-            .is_none()
-            .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()));
+        let requested = requested.or_else(|| {
+            real_id(&row)
+                .is_none()
+                .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()))
+        });
         let committed = RemoteResult {
             requested,
             ..remote_result(&result)
@@ -549,6 +596,7 @@ impl OutboxReplayer {
         crate::crash_points::crash_point("replay.upload_done");
         note_change_sent();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
+        self.store.delete_meta(&first_upload_key(entry.seq))?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
             if let Err(e) = self.drive.delete(&result.id, None).await {
@@ -591,8 +639,53 @@ impl OutboxReplayer {
             let url = "galleryfs:superseded-session";
             self.store
                 .set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
+            if let Some(target) = self.store.meta(&first_upload_key(seq))? {
+                if self.store.meta(&first_upload_key(later.seq))?.is_none() {
+                    self.store.set_meta(&first_upload_key(later.seq), &target)?;
+                }
+            }
         }
+        self.store.delete_meta(&first_upload_key(seq))?;
         Ok(())
+    }
+
+    /// The item a first upload of this entry created before a crash at the place the file had then (journalled
+    /// under [`first_upload_key`]), when the file has moved since and OneDrive holds an item there the store does
+    /// not know: (item, the old parent's inode, the old name).
+    async fn earlier_first_upload(
+        &self,
+        seq: i64,
+        parent_id: &str,
+        name: &str,
+    ) -> Result<Option<(DriveItem, u64, String)>, Failure> {
+        let Some(saved) = self.store.meta(&first_upload_key(seq))? else {
+            return Ok(None);
+        };
+        let Some((old_parent_id, old_name)) = saved.split_once('\n') else {
+            return Ok(None);
+        };
+        if old_parent_id == parent_id && name_key(old_name) == name_key(name) {
+            // Same place: a name clash there is recognised by its bytes (`own_earlier_upload`).
+            return Ok(None);
+        }
+        let Some(old_parent) = self.store.get_by_item_id(old_parent_id)? else {
+            return Ok(None);
+        };
+        let children = match self.drive.children(old_parent_id).await {
+            Ok(c) => c,
+            Err(DriveError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let key = name_key(old_name);
+        let Some(item) = children
+            .into_iter()
+            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .is_free_or_duplicate(&item.id)?
+            .then(|| (item, old_parent.ino, old_name.to_string())))
     }
 
     /// The file named `name` in `parent_id`, when the store does not know it (an upload session of ours that

@@ -91,9 +91,17 @@ pub fn wait_crashed(env: &Env, pid: Option<i32>, point: &str) {
 }
 
 pub fn wait_drained(env: &Env) {
+    let start = std::time::Instant::now();
     let drained = wait_until(Duration::from_secs(90), || {
         env.status_json()["outbox"]["pending"].as_u64() == Some(0)
     });
+    if start.elapsed() > Duration::from_secs(10) {
+        eprintln!(
+            "the outbox took {:?} to drain: {}",
+            start.elapsed(),
+            env.status_json()["outbox"]
+        );
+    }
     assert!(
         drained,
         "outbox not drained after the restart: {}\nlog tail:\n{}",
