@@ -145,7 +145,7 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)) => {
             // A FUSE daemon died and left its mount behind ("transport endpoint is not connected").
             detach_stale(path)?;
         }
@@ -174,9 +174,13 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
-/// Whether the filesystem mounted at `path` answers "transport endpoint is not connected" (its daemon is gone).
+/// Whether the filesystem mounted at `path` answers "transport endpoint is not connected" (its daemon is gone;
+/// a connection aborted with requests in flight answers "software caused connection abort").
 fn answers_enotconn(path: &Path) -> bool {
-    matches!(nix::sys::statfs::statfs(path), Err(nix::errno::Errno::ENOTCONN))
+    matches!(
+        nix::sys::statfs::statfs(path),
+        Err(nix::errno::Errno::ENOTCONN | nix::errno::Errno::ECONNABORTED)
+    )
 }
 
 /// Lazily detaches the stale mount at `path` and says so in one line (the log when one is set up, and stderr:

@@ -139,6 +139,28 @@ pub fn apply_delta_round_with_link(
     })
 }
 
+/// [`apply_delta_round_with_link`], unless `stale()` says (inside the transaction, so no change recorded after
+/// the check can be overwritten) that the round may predate a change this process made: then nothing is applied
+/// and `None` returned, for the caller to fetch the round again.
+pub fn apply_fresh_delta_round_with_link(
+    store: &Store,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+    kind: RoundKind,
+    delta_link: &str,
+    stale: impl FnOnce() -> bool,
+) -> Result<Option<AppliedChanges>, DeltaApplyError> {
+    store.write(|tx| {
+        if stale() {
+            return Ok(None);
+        }
+        let changes = apply_in(tx, gallery_item_id, items, kind)?;
+        tx.set_meta(crate::store::meta_keys::DELTA_LINK, delta_link)?;
+        tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
+        Ok(Some(changes))
+    })
+}
+
 /// Replaces the store's view with a full enumeration: applies it, then removes every row it did not mention
 /// (except local-only and dirty ones and their ancestors).
 pub fn replace_all(

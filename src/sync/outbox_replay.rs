@@ -15,6 +15,8 @@
 //! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
 //!   session gone or expired starts over from the staged file; nothing is lost either way).
+//! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
+//!   and adopted, not duplicated (`outbox_recovery.rs`).
 
 use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
 use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
@@ -22,7 +24,6 @@ use crate::remote::drive_api::{
     ConflictBehavior, DriveApi, DriveError, MoveRequest, SessionJournal, UploadRequest, UploadSource, UploadTarget,
 };
 use crate::remote::models::DriveItem;
-use crate::remote::QuickXorHash;
 use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
@@ -30,6 +31,10 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+
+#[path = "outbox_recovery.rs"]
+mod recovery;
+use recovery::{first_upload_key, same_bytes};
 
 /// Meta keys the replayer keeps for `galleryfs status` and the trash commands.
 pub mod meta_keys {
@@ -39,6 +44,20 @@ pub mod meta_keys {
     pub const DELETES_CONFIRMED_UNTIL: &str = "deletes_confirmed_until";
     /// Present while OneDrive refuses uploads for lack of space (`1`).
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+}
+
+/// Bumped just before the store records a change this process made on OneDrive (an upload, delete, move or
+/// folder). A delta round fetched before such a change can report the item as it was: the poller refetches a
+/// round when this moved while it was fetched (see [`changes_sent`]).
+static CHANGES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many changes sent to OneDrive have been (or are being) recorded so far, process-wide.
+pub fn changes_sent() -> u64 {
+    CHANGES_SENT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn note_change_sent() {
+    CHANGES_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// How long a confirmation of held deletes lasts.
@@ -240,6 +259,11 @@ impl OutboxReplayer {
                 }
             }
         }
+        if report.done > 0 {
+            // Commits can journal follow-ups (a move for a file renamed while its first upload ran, the removal of
+            // a stray): another pass picks them up now rather than at the idle poll.
+            report.wake_in(Duration::ZERO);
+        }
         self.update_message(&report)?;
         Ok(report)
     }
@@ -427,8 +451,43 @@ impl OutboxReplayer {
             },
             None => None,
         };
+        // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.
+        let earlier = match real_id(&row) {
+            None => self.earlier_first_upload(entry.seq, &parent_id, &row.name).await?,
+            Some(_) => None,
+        };
+        let mut requested = None;
         let result = match existing {
+            None if earlier.is_some() => {
+                let (item, old_parent, old_name) = earlier.expect("checked");
+                tracing::info!(
+                    ino,
+                    "a first upload sent before a crash is adopted and moved to the file's place"
+                );
+                requested = Some((old_parent, old_name));
+                if same_bytes(&item, &source) {
+                    item
+                } else {
+                    self.drive
+                        .upload(UploadRequest {
+                            target: UploadTarget::Replace {
+                                item_id: item.id.clone(),
+                                if_match: None,
+                            },
+                            source: source.clone(),
+                            modified,
+                            conflict: ConflictBehavior::Replace,
+                            resume_url: None,
+                            session_journal: Some(journal.clone()),
+                        })
+                        .await?
+                }
+            }
             None => {
+                if real_id(&row).is_none() {
+                    self.store
+                        .set_meta(&first_upload_key(entry.seq), &format!("{parent_id}\n{}", row.name))?;
+                }
                 // New here, or deleted on OneDrive while edited: created (anew), never lost.
                 match self
                     .drive
@@ -502,6 +561,7 @@ impl OutboxReplayer {
                         copy = copy.name.as_deref().unwrap_or_default(),
                         "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
                     );
+                    note_change_sent();
                     self.local
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.quota_ok()?;
@@ -524,15 +584,19 @@ impl OutboxReplayer {
             }
         };
         // A first upload created the item where the row was when it started; the row may have moved since.
-        let requested = real_id(&row)
-            .is_none()
-            .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()));
+        let requested = requested.or_else(|| {
+            real_id(&row)
+                .is_none()
+                .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()))
+        });
         let committed = RemoteResult {
             requested,
             ..remote_result(&result)
         };
         crate::crash_points::crash_point("replay.upload_done");
+        note_change_sent();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
+        self.store.delete_meta(&first_upload_key(entry.seq))?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
             if let Err(e) = self.drive.delete(&result.id, None).await {
@@ -542,66 +606,6 @@ impl OutboxReplayer {
         self.quota_ok()?;
         tracing::info!(ino, size = row.size, "upload done");
         Ok(Step::Done)
-    }
-
-    /// The file named `name` in `parent_id` when it holds exactly the staged bytes of `source`.
-    async fn own_earlier_upload(
-        &self,
-        parent_id: &str,
-        name: &str,
-        source: &UploadSource,
-    ) -> Result<Option<DriveItem>, Failure> {
-        let key = name_key(name);
-        let Some(existing) = self
-            .drive
-            .children(parent_id)
-            .await?
-            .into_iter()
-            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
-        else {
-            return Ok(None);
-        };
-        Ok((same_bytes(&existing, source) && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
-    }
-
-    /// A superseded upload had started a session (which may have completed before a crash, its item never
-    /// journalled): the next upload of the file inherits the URL as an expired marker (never resumed: its bytes
-    /// differ) so a name clash with that item is recognised as our own.
-    fn pass_session_on(&self, ino: u64, seq: i64) -> Result<(), Failure> {
-        let later = self.store.pending()?.into_iter().find(|e| {
-            e.seq > seq && e.upload_url.is_none() && matches!(&e.op, OutboxOp::Upload { ino: i, .. } if *i == ino)
-        });
-        if let Some(later) = later {
-            let url = "galleryfs:superseded-session";
-            self.store
-                .set_upload_session(later.seq, url, Some(DateTime::<Utc>::UNIX_EPOCH))?;
-        }
-        Ok(())
-    }
-
-    /// The file named `name` in `parent_id`, when the store does not know it (an upload session of ours that
-    /// completed before a crash).
-    async fn earlier_session_item(&self, parent_id: &str, name: &str) -> Result<Option<DriveItem>, Failure> {
-        let key = name_key(name);
-        let Some(existing) = self
-            .drive
-            .children(parent_id)
-            .await?
-            .into_iter()
-            .find(|c| c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()))
-        else {
-            return Ok(None);
-        };
-        Ok(self.is_free_or_duplicate(&existing.id)?.then_some(existing))
-    }
-
-    /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
-    /// added for an item this replayer created (the commit replaces that row).
-    fn is_free_or_duplicate(&self, id: &str) -> Result<bool, Failure> {
-        Ok(match self.store.get_by_item_id(id)? {
-            None => true,
-            Some(row) => !row.is_dirty() && !row.local_only && self.store.child_count(row.ino)? == 0,
-        })
     }
 
     fn quota_ok(&self) -> Result<(), Failure> {
@@ -645,6 +649,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         }
         crate::crash_points::crash_point("replay.delete_sent");
+        note_change_sent();
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -693,6 +698,7 @@ impl OutboxReplayer {
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
                 crate::crash_points::crash_point("replay.move_sent");
+                note_change_sent();
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -743,6 +749,7 @@ impl OutboxReplayer {
         };
         let attrs = remote_attrs(&item);
         crate::crash_points::crash_point("replay.mkdir_sent");
+        note_change_sent();
         self.store.write_durable(|t| {
             crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
@@ -753,38 +760,6 @@ impl OutboxReplayer {
             }
         })?;
         Ok(Step::Done)
-    }
-}
-
-/// Whether OneDrive's `item` holds exactly the bytes of `source` (by quickXorHash; false when it has no hash yet).
-fn same_bytes(item: &DriveItem, source: &UploadSource) -> bool {
-    let Some(theirs) = item.quick_xor_hash() else {
-        return false;
-    };
-    let ours = match source {
-        UploadSource::Bytes(b) => QuickXorHash::of(b),
-        UploadSource::File(path) => match hash_file(path) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot hash a staged file");
-                return false;
-            }
-        },
-    };
-    ours == theirs
-}
-
-fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hash = QuickXorHash::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hash.finish_base64());
-        }
-        hash.update(&buf[..n]);
     }
 }
 

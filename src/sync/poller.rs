@@ -30,7 +30,12 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::Notify;
 
-use super::delta_apply::{apply_delta_round, apply_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind};
+use super::delta_apply::{
+    apply_delta_round, apply_fresh_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind,
+};
+
+/// How many times a delta round is fetched again because local changes were sent meanwhile.
+const MAX_REFETCHES: u32 = 3;
 use super::gallery_locator::{locate_gallery, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -302,44 +307,61 @@ impl SyncEngine {
                 ..PollOutcome::default()
             });
         };
-        let round = match self.drive.delta(DeltaRequest::Link(link)).await {
-            Ok(round) => round,
-            Err(DriveError::ResyncRequired { location }) => {
-                tracing::info!("OneDrive asked for a delta resync; enumerating the gallery again");
-                let changes = self.enumerate(&gallery, location, true).await?;
-                return Ok(PollOutcome {
-                    changes,
-                    resynced: true,
-                    ..PollOutcome::default()
-                });
+        let mut refetches = 0;
+        let mut changes = loop {
+            let sent_before = super::outbox_replay::changes_sent();
+            let round = match self.drive.delta(DeltaRequest::Link(link.clone())).await {
+                Ok(round) => round,
+                Err(DriveError::ResyncRequired { location }) => {
+                    tracing::info!("OneDrive asked for a delta resync; enumerating the gallery again");
+                    let changes = self.enumerate(&gallery, location, true).await?;
+                    return Ok(PollOutcome {
+                        changes,
+                        resynced: true,
+                        ..PollOutcome::default()
+                    });
+                }
+                Err(DriveError::NotFound(_)) => {
+                    // A folder-scoped link of a deleted folder, or a link the service forgot.
+                    return match self.drive.item(&gallery).await {
+                        Ok(item) if !item.is_deleted() => {
+                            let changes = self.enumerate(&gallery, None, true).await?;
+                            Ok(PollOutcome {
+                                changes,
+                                resynced: true,
+                                ..PollOutcome::default()
+                            })
+                        }
+                        Ok(_) | Err(DriveError::NotFound(_)) => Ok(self.gallery_missing()),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if gallery_deleted_in(&round.items, &gallery) {
+                return Ok(self.gallery_missing());
             }
-            Err(DriveError::NotFound(_)) => {
-                // A folder-scoped link of a deleted folder, or a link the service forgot.
-                return match self.drive.item(&gallery).await {
-                    Ok(item) if !item.is_deleted() => {
-                        let changes = self.enumerate(&gallery, None, true).await?;
-                        Ok(PollOutcome {
-                            changes,
-                            resynced: true,
-                            ..PollOutcome::default()
-                        })
-                    }
-                    Ok(_) | Err(DriveError::NotFound(_)) => Ok(self.gallery_missing()),
-                    Err(e) => Err(e.into()),
-                };
+            // A change of ours recorded while the round was fetched may be older in the round than in the store
+            // (a rename reverted, an old version shown): fetch the round again (a few times at most).
+            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            match apply_fresh_delta_round_with_link(
+                &self.store,
+                &gallery,
+                &round.items,
+                RoundKind::Incremental,
+                &round.delta_link,
+                stale,
+            )? {
+                Some(changes) => break changes,
+                None => {
+                    refetches += 1;
+                    tracing::debug!(
+                        refetches,
+                        "local changes were sent while a delta round was fetched; fetching it again"
+                    );
+                }
             }
-            Err(e) => return Err(e.into()),
         };
-        if gallery_deleted_in(&round.items, &gallery) {
-            return Ok(self.gallery_missing());
-        }
-        let mut changes = apply_delta_round_with_link(
-            &self.store,
-            &gallery,
-            &round.items,
-            RoundKind::Incremental,
-            &round.delta_link,
-        )?;
         if changes.gallery_deleted {
             self.status.update(|s| s.gallery = GalleryState::Missing);
         }
@@ -488,65 +510,82 @@ impl SyncEngine {
         start: Option<String>,
         progressive: bool,
     ) -> Result<AppliedChanges, SyncError> {
-        let mut request = match start {
-            Some(location) => DeltaRequest::Link(location),
-            None => DeltaRequest::Full {
-                folder_id: Some(gallery.to_string()),
-            },
-        };
-        let mut all: Vec<DriveItem> = Vec::new();
-        let mut first_page = true;
-        loop {
-            let page = match self.drive.delta_page(&request).await {
-                Ok(page) => page,
-                Err(e) if first_page && e.is_not_supported() && matches!(request, DeltaRequest::Full { .. }) => {
-                    tracing::info!("folder-scoped delta refused; enumerating from the drive root");
-                    request = DeltaRequest::Full { folder_id: None };
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+        let mut refetches = 0;
+        'again: loop {
+            let sent_before = super::outbox_replay::changes_sent();
+            let mut request = match start.clone() {
+                Some(location) => DeltaRequest::Link(location),
+                None => DeltaRequest::Full {
+                    folder_id: Some(gallery.to_string()),
+                },
             };
-            first_page = false;
-            if progressive && !page.items.is_empty() {
-                let changes = apply_delta_round(&self.store, gallery, &page.items)?;
-                crate::crash_points::crash_point("poller.page_applied");
-                self.after_round(&changes);
-                if let Some(progress) = self.progress.read().clone() {
-                    progress(self.store.item_count()?);
-                }
-            }
-            all.extend(page.items);
-            if !progressive && page.next_link.is_some() {
-                // Items received so far (the last report, after the full round, is the store's count).
-                if let Some(progress) = self.progress.read().clone() {
-                    progress(all.len() as u64);
-                }
-            }
-            match (page.next_link, page.delta_link) {
-                (Some(next), _) => request = DeltaRequest::Link(next),
-                (None, Some(delta_link)) => {
-                    if gallery_deleted_in(&all, gallery) {
-                        self.gallery_missing();
-                        return Ok(AppliedChanges::default());
+            let mut all: Vec<DriveItem> = Vec::new();
+            let mut first_page = true;
+            loop {
+                let page = match self.drive.delta_page(&request).await {
+                    Ok(page) => page,
+                    Err(e) if first_page && e.is_not_supported() && matches!(request, DeltaRequest::Full { .. }) => {
+                        tracing::info!("folder-scoped delta refused; enumerating from the drive root");
+                        request = DeltaRequest::Full { folder_id: None };
+                        continue;
                     }
-                    let changes =
-                        apply_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, &delta_link)?;
-                    // The enumeration held every item of the gallery (~1 KiB each); give the freed heap back.
-                    drop(all);
-                    release_freed_memory();
-                    *self.last_full_listing.lock() = Instant::now();
+                    Err(e) => return Err(e.into()),
+                };
+                first_page = false;
+                if progressive && !page.items.is_empty() {
+                    let changes = apply_delta_round(&self.store, gallery, &page.items)?;
+                    crate::crash_points::crash_point("poller.page_applied");
                     self.after_round(&changes);
                     if let Some(progress) = self.progress.read().clone() {
                         progress(self.store.item_count()?);
                     }
-                    return Ok(changes);
                 }
-                (None, None) => {
-                    return Err(DriveError::Other {
-                        status: None,
-                        message: "delta page has neither a nextLink nor a deltaLink".into(),
+                all.extend(page.items);
+                if !progressive && page.next_link.is_some() {
+                    // Items received so far (the last report, after the full round, is the store's count).
+                    if let Some(progress) = self.progress.read().clone() {
+                        progress(all.len() as u64);
                     }
-                    .into())
+                }
+                match (page.next_link, page.delta_link) {
+                    (Some(next), _) => request = DeltaRequest::Link(next),
+                    (None, Some(delta_link)) => {
+                        if gallery_deleted_in(&all, gallery) {
+                            self.gallery_missing();
+                            return Ok(AppliedChanges::default());
+                        }
+                        // As in an incremental round: a change of ours sent meanwhile may be older in the listing.
+                        let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+                        let Some(changes) = apply_fresh_delta_round_with_link(
+                            &self.store,
+                            gallery,
+                            &all,
+                            RoundKind::Full,
+                            &delta_link,
+                            stale,
+                        )?
+                        else {
+                            refetches += 1;
+                            tracing::debug!(refetches, "local changes were sent during a listing; listing again");
+                            continue 'again;
+                        };
+                        // The enumeration held every item of the gallery (~1 KiB each); give the freed heap back.
+                        drop(all);
+                        release_freed_memory();
+                        *self.last_full_listing.lock() = Instant::now();
+                        self.after_round(&changes);
+                        if let Some(progress) = self.progress.read().clone() {
+                            progress(self.store.item_count()?);
+                        }
+                        return Ok(changes);
+                    }
+                    (None, None) => {
+                        return Err(DriveError::Other {
+                            status: None,
+                            message: "delta page has neither a nextLink nor a deltaLink".into(),
+                        }
+                        .into())
+                    }
                 }
             }
         }

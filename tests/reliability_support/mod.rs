@@ -91,9 +91,17 @@ pub fn wait_crashed(env: &Env, pid: Option<i32>, point: &str) {
 }
 
 pub fn wait_drained(env: &Env) {
+    let start = std::time::Instant::now();
     let drained = wait_until(Duration::from_secs(90), || {
         env.status_json()["outbox"]["pending"].as_u64() == Some(0)
     });
+    if start.elapsed() > Duration::from_secs(10) {
+        eprintln!(
+            "the outbox took {:?} to drain: {}",
+            start.elapsed(),
+            env.status_json()["outbox"]
+        );
+    }
     assert!(
         drained,
         "outbox not drained after the restart: {}\nlog tail:\n{}",
@@ -117,7 +125,10 @@ pub fn unmount(env: &Env) {
 // OneDrive's side
 
 /// The emulator's live items below the gallery: relative path → (id, kind, size, hash).
-pub fn remote_tree(env: &Env) -> BTreeMap<String, (String, String, u64, Option<String>)> {
+pub type RemoteTree = BTreeMap<String, (String, String, u64, Option<String>)>;
+
+/// The emulator's live items below the gallery.
+pub fn remote_tree(env: &Env) -> RemoteTree {
     let prefix = format!("{}/", env.gallery_root());
     env.emu()
         .state
@@ -203,7 +214,7 @@ pub fn assert_mount_matches_remote(env: &Env) {
 /// folder; no cycle; no duplicate inode, item id or (parent, name); no placeholder id left once the outbox is
 /// empty; cached-content rows only for files. Then, when `remote` is given, that the store mirrors OneDrive:
 /// every row's item id is live there at the row's path, and every remote item has a row.
-pub fn check_store(db: &Path, remote: Option<&BTreeMap<String, (String, String, u64, Option<String>)>>) {
+pub fn check_store(db: &Path, remote: Option<&RemoteTree>) {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok", "SQLite integrity");

@@ -122,7 +122,8 @@ fn commit_upload_in(
                 new_name: row.name.clone(),
             })?;
         }
-    } else if row.name != r.name {
+    } else if row.name != r.name && !t.has_later_op(ino, "move", seq)? {
+        // (A rename journalled while the upload ran is newer than the name OneDrive answered with.)
         if let Some(parent) = row.parent_ino {
             if t.lookup(parent, &r.name)?.is_none_or(|o| o.ino == ino) {
                 t.rename(ino, parent, &r.name)?;

@@ -769,10 +769,12 @@ impl GalleryFs {
                             mtime: row.mtime,
                         })?;
                     }
-                } else if !source.local_only {
+                } else if let Some(now) = t.get(source.ino)?.filter(|now| !now.local_only) {
+                    // `now`, not `source`: a first upload may have committed since `source` was read, and then
+                    // OneDrive has the item at the old place.
                     t.enqueue(&OutboxOp::Move {
                         ino: source.ino,
-                        item_id: source.item_id.clone(),
+                        item_id: now.item_id.clone(),
                         new_parent_id: dir.item_id.clone(),
                         new_name: checked.to_string(),
                     })?;
