@@ -184,11 +184,15 @@ fn concurrent_atomic_saves(options: &str, with_reader: bool) {
     let rounds = if long() { 30 } else { 10 };
     std::thread::scope(|s| {
         for w in 0..2u32 {
-            let root = root.clone();
+            let (root, env) = (root.clone(), &env);
             s.spawn(move || {
                 for i in 0..rounds {
                     let data = bytes(50_000 + w as usize, 90_000 + w * 1000 + i);
-                    save_atomically(&root.join("both.jpg"), &format!("w{w}"), &data).unwrap();
+                    save_atomically(&root.join("both.jpg"), &format!("w{w}"), &data).unwrap_or_else(|e| {
+                        let keep = std::env::temp_dir().join("galleryfs-saves.log");
+                        let _ = std::fs::write(&keep, log_text(env));
+                        panic!("save {i} of writer {w}: {e} (log kept in {})", keep.display())
+                    });
                 }
             });
         }
@@ -248,8 +252,9 @@ fn concurrent_atomic_saves_of_one_file_with_a_reader() {
 
 /// The same with `write_back=0`: a temp file can finish uploading before it is renamed over its target.
 #[test]
-#[ignore = "known bug (edits issue, fs/gallery/outbox_hooks.rs): with write_back=0 concurrent temp-then-rename saves \
-            leave the temp files and conflict copies of our own uploads on OneDrive"]
+#[ignore = "known bug (edits issue): with write_back=0, two editors saving one file at once race the replayer's \
+            commits (a rename adopting an item id a commit is changing fails with EIO; staged files of replaced \
+            temp files are missing for their upload). One editor's quick successive saves work (heir baseline)."]
 fn concurrent_atomic_saves_of_one_file_without_write_back_delay() {
     require_fuse!();
     concurrent_atomic_saves(OPTIONS, false);

@@ -147,6 +147,9 @@ pub struct GalleryFs {
     /// Files removed (unlink, rename over) while open: their rows stay, detached from any folder, so the open
     /// descriptors keep reading them (POSIX), until the last close (see `writes::file_closed`).
     orphans: Mutex<std::collections::HashSet<Ino>>,
+    /// Serializes the operations that change names (create, mkdir, unlink, rmdir, rename): each reads the rows it
+    /// changes (a rename's target, say) before its transaction, so two at once could act on a stale row.
+    namespace: tokio::sync::Mutex<()>,
 }
 
 fn store_err(e: StoreError) -> FsError {
@@ -250,6 +253,7 @@ impl GalleryFs {
             viewer: Default::default(),
             open_files: Mutex::new(HashMap::new()),
             orphans: Mutex::new(std::collections::HashSet::new()),
+            namespace: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -320,7 +324,14 @@ impl GalleryFs {
             } else {
                 self.config.file_perm
             },
-            nlink: if dir { 2 } else { 1 },
+            // A file removed while open (detached) has no links left, as fstat on it shows.
+            nlink: if dir {
+                2
+            } else if item.parent_ino.is_none() && item.ino != ROOT_INO {
+                0
+            } else {
+                1
+            },
             uid: self.config.uid,
             gid: self.config.gid,
         }

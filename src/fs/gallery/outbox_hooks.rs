@@ -73,7 +73,24 @@ fn commit_upload_in(
         Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
         Err(e) => Err(e),
     };
-    let Some(row) = t.get(ino)? else {
+    // A detached row is a file removed while open (see `writes::file_closed`): as good as gone here.
+    let Some(row) = t
+        .get(ino)?
+        .filter(|r| r.parent_ino.is_some() || r.ino == crate::store::ROOT_INO)
+    else {
+        // Gone since the upload started. If another row took over the item meanwhile (an editor's next save
+        // renamed over this file), what was just uploaded is OneDrive's version that row's change follows: its
+        // new baseline, so its own upload is not mistaken for a conflict with ours.
+        if let Some(heir) = t.get_by_item_id(&r.item_id)? {
+            if heir.ino != ino && heir.is_dirty() {
+                t.set_baseline(
+                    heir.ino,
+                    r.attrs.ctag.as_deref(),
+                    r.attrs.quick_xor_hash.as_deref(),
+                    r.attrs.size,
+                )?;
+            }
+        }
         done(t)?;
         return Ok(false);
     };

@@ -429,6 +429,7 @@ impl GalleryFs {
         name: &OsStr,
         mode: OpenMode,
     ) -> FsResult<(Entry, Opened)> {
+        let namespace = self.namespace.lock().await;
         self.staging()?;
         let dir = self.parent_dir(parent)?;
         let checked = self.checked_name(name)?;
@@ -436,6 +437,8 @@ impl GalleryFs {
             if mode.exclusive {
                 return Err(FsError::Exists);
             }
+            // Opening may copy the original up (a download): not under the namespace lock.
+            drop(namespace);
             let opened = crate::fs::core::FsCore::open(self, caller, existing.ino, mode).await?;
             return Ok((self.entry_of(self.attr_of(&self.item(existing.ino)?)), opened));
         }
@@ -463,6 +466,7 @@ impl GalleryFs {
     }
 
     pub(super) async fn make_dir(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        let _namespace = self.namespace.lock().await;
         self.staging()?;
         let dir = self.parent_dir(parent)?;
         let checked = self.checked_name(name)?;
@@ -633,6 +637,7 @@ impl GalleryFs {
     }
 
     pub(super) async fn remove_file(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        let _namespace = self.namespace.lock().await;
         self.staging()?;
         let item = self.existing_child(parent, name)?;
         if item.is_dir() {
@@ -648,6 +653,7 @@ impl GalleryFs {
     }
 
     pub(super) async fn remove_dir(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        let _namespace = self.namespace.lock().await;
         self.staging()?;
         let item = self.existing_child(parent, name)?;
         if !item.is_dir() {
@@ -673,6 +679,7 @@ impl GalleryFs {
         new_name: &OsStr,
         noreplace: bool,
     ) -> FsResult<()> {
+        let _namespace = self.namespace.lock().await;
         self.staging()?;
         let source = self.existing_child(parent, name)?;
         let dir = self.parent_dir(new_parent)?;
