@@ -412,8 +412,9 @@ fn a_full_onedrive_and_a_deleted_gallery_keep_what_is_local() {
     std::fs::write(format!("{m}/after.jpg"), b"made after the folder went").unwrap();
     assert!(
         wait_until(Duration::from_secs(30), || env.status_json()["gallery"] == "missing"),
-        "status --json: {}",
-        env.status_json()
+        "status --json: {}\nlog: {}",
+        env.status_json(),
+        std::fs::read_to_string(env.cache_dir().join("default/galleryfs.log")).unwrap_or_default()
     );
     let text = env.galleryfs_ok(&["status"]);
     assert!(

@@ -385,7 +385,21 @@ impl SyncEngine {
                 None => self.locate_and_record().await?.0,
             };
             tracing::info!("periodic full re-list of the gallery");
-            let changes = self.enumerate(&gallery, None, false).await?;
+            let changes = match self.enumerate(&gallery, None, false).await {
+                Ok(changes) => changes,
+                Err(SyncError::Drive(DriveError::NotFound(_))) => {
+                    // The folder-scoped listing of a folder that is gone: say so, and try again a period later.
+                    *self.last_full_listing.lock() = Instant::now();
+                    return match self.drive.item(&gallery).await {
+                        Ok(item) if !item.is_deleted() => Err(SyncError::Drive(DriveError::NotFound(
+                            "the gallery folder could not be listed".into(),
+                        ))),
+                        Ok(_) | Err(DriveError::NotFound(_)) => Ok(self.gallery_missing()),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                Err(e) => return Err(e),
+            };
             Ok::<_, SyncError>(PollOutcome {
                 changes,
                 resynced: true,
@@ -401,7 +415,9 @@ impl SyncEngine {
                         "full re-list removed items delta had missed"
                     );
                 }
-                self.note_success();
+                if !o.gallery_missing {
+                    self.note_success();
+                }
             }
             Err(e) => {
                 if let Some(d) = e.drive_error() {
