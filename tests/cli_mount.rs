@@ -384,11 +384,12 @@ fn a_full_onedrive_and_a_deleted_gallery_keep_what_is_local() {
     env.emu().state.set_quota(Some(used + 10), Some(used + 10));
     std::fs::write(format!("{m}/big.jpg"), vec![7u8; 100_000]).unwrap();
     assert!(
-        wait_until(Duration::from_secs(30), || env.status_json()["message"]
+        wait_until(Duration::from_secs(60), || env.status_json()["message"]
             .as_str()
             .is_some_and(|s| s.contains("OneDrive is full"))),
-        "status says OneDrive is full: {}",
-        env.status_json()
+        "status says OneDrive is full: {}\nlog: {}",
+        env.status_json(),
+        std::fs::read_to_string(env.cache_dir().join("default/galleryfs.log")).unwrap_or_default()
     );
     let err = std::fs::write(format!("{m}/more.jpg"), b"more").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");

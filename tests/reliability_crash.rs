@@ -315,7 +315,14 @@ fn run_kill_point(k: &KillPoint) {
                 mount_tree(&env.mnt)
             );
         }
-        Scenario::FirstListing => assert_eq!(after(), before, "a listing changes nothing on OneDrive"),
+        Scenario::FirstListing => {
+            // Ids, kinds and sizes (the emulator hashes its large synthetic files in the background, so a hash may
+            // appear between the two snapshots).
+            let shape = |t: &BTreeMap<String, (String, String, u64, Option<String>)>| -> BTreeMap<String, (String, String, u64)> {
+                t.iter().map(|(k, v)| (k.clone(), (v.0.clone(), v.1.clone(), v.2))).collect()
+            };
+            assert_eq!(shape(&after()), shape(&before), "a listing changes nothing on OneDrive")
+        }
     }
     assert!(
         conflict_copies(&env).is_empty(),

@@ -558,6 +558,8 @@ impl SyncEngine {
                 }
                 all.extend(page.items);
                 if !progressive && page.next_link.is_some() {
+                    // Between pages (received, applied only with the whole enumeration).
+                    crate::crash_points::crash_point("poller.page_applied");
                     // Items received so far (the last report, after the full round, is the store's count).
                     if let Some(progress) = self.progress.read().clone() {
                         progress(all.len() as u64);
