@@ -388,6 +388,9 @@ async fn inject(State((faults, host)): State<(Arc<Faults>, &'static str)>, req: 
             retry_after_secs,
         }) => {
             faults.count(&format!("status_{status}"));
+            // The request is read before it is refused, as a service does: answering while a client still sends
+            // an upload fragment makes it see a broken pipe instead of the status (and its Retry-After).
+            let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
             let throttling = status == 429 || status == 503;
             let retry_after = match retry_after_secs {
                 Some(0) => None,

@@ -626,8 +626,15 @@ impl<'a, 't> Applier<'a, 't> {
         let mut updated = false;
         // A detached row (name freed for another item) must be re-attached even if its place is unchanged.
         let current = self.tx.get(row.ino)?.ok_or(StoreError::NoSuchInode(row.ino))?;
-        let final_name = self.free_name(parent, name, Some(row.ino))?;
-        if current.parent_ino != Some(parent) || current.name != final_name {
+        // A local move or rename not sent yet is newer than the place OneDrive reports (above all when it goes
+        // into a folder created since, which the journalled move can only find through this row): keep it.
+        let moving_locally = current.parent_ino.is_some() && self.tx.has_op(row.ino, "move")?;
+        let final_name = if moving_locally {
+            current.name.clone()
+        } else {
+            self.free_name(parent, name, Some(row.ino))?
+        };
+        if !moving_locally && (current.parent_ino != Some(parent) || current.name != final_name) {
             self.tx.rename(row.ino, parent, &final_name)?;
             if row.parent_ino != Some(parent) || row.name != final_name {
                 if let Some(old_parent) = row.parent_ino {
@@ -638,7 +645,7 @@ impl<'a, 't> Applier<'a, 't> {
                 updated = true;
             }
         }
-        if final_name != name {
+        if final_name != name && !moving_locally {
             self.changes.renamed_for_clash.push(row.ino);
         }
         if row.remote_removed {
