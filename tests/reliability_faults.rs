@@ -52,7 +52,10 @@ fn source_files(plan: &Plan) -> BTreeMap<String, Vec<u8>> {
     for i in 0..plan.big {
         // 4 MiB + something: above the simple-upload limit the daemon uses, so upload sessions carry them.
         let len = (4 << 20) + 123_457 + i * 611_953;
-        files.insert(format!("Videos/VID_{i:03}.mp4"), rs::random_bytes(len, 10_000 + i as u64));
+        files.insert(
+            format!("Videos/VID_{i:03}.mp4"),
+            rs::random_bytes(len, 10_000 + i as u64),
+        );
     }
     for (name, bytes) in rs::real_samples() {
         files.insert(format!("Real/{name}"), bytes);
@@ -86,7 +89,9 @@ fn rename_move_delete(m: &str, expected: &mut BTreeMap<String, Vec<u8>>, round: 
             }
             1 => {
                 let to = format!("Moved{round}/{file}");
-                cmds.push(format!("mkdir -p 'Import/Moved{round}' && mv 'Import/{rel}' 'Import/{to}'"));
+                cmds.push(format!(
+                    "mkdir -p 'Import/Moved{round}' && mv 'Import/{rel}' 'Import/{to}'"
+                ));
                 expected.insert(to, bytes);
             }
             _ => cmds.push(format!("rm 'Import/{rel}'")),
@@ -143,7 +148,10 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
     for i in 0..12u64 {
         let bytes = rs::random_bytes(50_000 + (i as usize) * 90_001, 77_000 + i);
         let path = format!("{}/DCIM/Camera/PHONE_{i:02}.jpg", env.gallery_root());
-        env.emu().state.add_file(&path, Content::Bytes(bytes.clone().into())).unwrap();
+        env.emu()
+            .state
+            .add_file(&path, Content::Bytes(bytes.clone().into()))
+            .unwrap();
         phone.insert(format!("DCIM/Camera/PHONE_{i:02}.jpg"), bytes);
     }
     env.login();
@@ -186,7 +194,9 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
     // (a short wait only tells "slow" from "wrong" in the message).
     let diffs = remote_differences(&env, &expected);
     if !diffs.is_empty() {
-        wait_until(Duration::from_secs(20), || remote_differences(&env, &expected).is_empty());
+        wait_until(Duration::from_secs(20), || {
+            remote_differences(&env, &expected).is_empty()
+        });
     }
     let late = remote_differences(&env, &expected);
     assert!(
@@ -208,7 +218,11 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
 
     // 4. Out again: evict the cached originals, then cp -r out of the mount (downloads under faults).
     let freed = env.galleryfs(&["free", &format!("{m}/Import"), &format!("{m}/DCIM")]);
-    assert!(freed.status.success(), "free: {}", String::from_utf8_lossy(&freed.stderr));
+    assert!(
+        freed.status.success(),
+        "free: {}",
+        String::from_utf8_lossy(&freed.stderr)
+    );
     let out = tempfile::tempdir().unwrap();
     common::sh_ok(&format!("cp -r '{m}/Import' '{m}/DCIM' '{}/'", out.path().display()));
     let read_back = rs::local_files(&out.path().join("Import"));
@@ -223,7 +237,10 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
     let phone_back = rs::local_files(&out.path().join("DCIM"));
     for (rel, bytes) in &phone {
         let rel = rel.strip_prefix("DCIM/").unwrap();
-        assert!(phone_back.get(rel) == Some(bytes), "{rel}: a phone photo read back differs");
+        assert!(
+            phone_back.get(rel) == Some(bytes),
+            "{rel}: a phone photo read back differs"
+        );
     }
     eprintln!("read back after {:?}", started.elapsed());
 
@@ -261,7 +278,10 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
         audit.violations.join("\n")
     );
     for kind in ["status_429", "status_503", "status_500", "reset", "truncate", "latency"] {
-        assert!(counts.get(kind).copied().unwrap_or(0) > 0, "no {kind} fault was injected: {counts:?}");
+        assert!(
+            counts.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} fault was injected: {counts:?}"
+        );
     }
     assert!(
         injected as f64 > requests as f64 * FAULT_RATE * 0.5,

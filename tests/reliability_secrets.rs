@@ -183,7 +183,13 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
     emu.state.identity.set_access_token_lifetime(125);
     cap.ok(
         &env,
-        &["login", "--graph-url", &emu.graph_url(), "--login-url", &emu.login_url()],
+        &[
+            "login",
+            "--graph-url",
+            &emu.graph_url(),
+            "--login-url",
+            &emu.login_url(),
+        ],
     );
     let tokens_file = token_file(&env);
     let mode = std::fs::metadata(&tokens_file).unwrap().permissions().mode() & 0o777;
@@ -209,7 +215,15 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
         })
     };
 
-    cap.ok(&env, &["mount", &env.mnt.display().to_string(), "-o", "poll_interval=2,write_back=0"]);
+    cap.ok(
+        &env,
+        &[
+            "mount",
+            &env.mnt.display().to_string(),
+            "-o",
+            "poll_interval=2,write_back=0",
+        ],
+    );
     let m = env.mnt.display().to_string();
     rs::install_random_mix(&emu.state.faults, 0.10, 7);
 
@@ -234,7 +248,8 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
             .is_some_and(|r| r.1.as_deref() == Some(rs::hash(bytes).as_str()))
     };
     assert!(
-        wait_until(Duration::from_secs(120), || uploaded("big.mp4", &big) && uploaded("small.jpg", &small)),
+        wait_until(Duration::from_secs(120), || uploaded("big.mp4", &big)
+            && uploaded("small.jpg", &small)),
         "uploads reached OneDrive; status: {}",
         rs::status_json_lenient(&env)
     );
@@ -255,7 +270,11 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
 
     // Everything the emulator handed out.
     let identity = identity_tokens(&env);
-    assert!(identity.len() >= 3, "the run refreshed its access token: {} tokens issued", identity.len());
+    assert!(
+        identity.len() >= 3,
+        "the run refreshed its access token: {} tokens issued",
+        identity.len()
+    );
     secrets.extend(identity);
     let device_codes = emu.state.identity.issued_device_codes();
     assert!(!device_codes.is_empty(), "a device code was issued");
@@ -270,7 +289,10 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
     secrets.retain(|s| s.len() >= 16);
 
     let log = rs::daemon_log(&env);
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the daemon logged at trace level");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the daemon logged at trace level"
+    );
     assert!(
         log.contains("refresh") || log.contains("401"),
         "the log shows the token refresh happened"
@@ -288,9 +310,19 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
             }
         }
         for p in preauthenticated_paths(text, &emu.content_url()) {
-            hits.push(format!("{name}: a pre-authenticated URL path: {}", &p[..p.len().min(60)]));
+            hits.push(format!(
+                "{name}: a pre-authenticated URL path: {}",
+                &p[..p.len().min(60)]
+            ));
         }
-        for q in ["access_token=", "refresh_token=", "device_code=", "tempauth=", "Bearer ey", "Bearer "] {
+        for q in [
+            "access_token=",
+            "refresh_token=",
+            "device_code=",
+            "tempauth=",
+            "Bearer ey",
+            "Bearer ",
+        ] {
             if text.contains(q) && !text.contains(&format!("{q}[")) {
                 // `Bearer ` followed by something other than a redaction marker.
                 let i = text.find(q).unwrap();
@@ -310,7 +342,12 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
         hits.len()
     );
     let saved = rs::keep_daemon_log(&env, "secrets");
-    assert!(hits.is_empty(), "secrets leaked (log kept at {}):\n{}", saved.display(), hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "secrets leaked (log kept at {}):\n{}",
+        saved.display(),
+        hits.join("\n")
+    );
 }
 
 #[test]
@@ -320,7 +357,10 @@ fn token_file_looser_than_0600_is_refused() {
     env.login();
     let file = token_file(&env);
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    for args in [vec!["status"], vec!["mount", &env.mnt.to_str().unwrap(), "-o", "thumbnails=off"]] {
+    for args in [
+        vec!["status"],
+        vec!["mount", &env.mnt.to_str().unwrap(), "-o", "thumbnails=off"],
+    ] {
         let out = env.galleryfs(&args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -360,9 +400,15 @@ fn the_mount_is_private_unless_allow_other() {
     env.login();
     let m = env.mnt.display().to_string();
     env.mount("thumbnails=off");
-    assert!(std::fs::metadata(format!("{m}/DCIM")).is_ok(), "the owner sees the gallery");
+    assert!(
+        std::fs::metadata(format!("{m}/DCIM")).is_ok(),
+        "the owner sees the gallery"
+    );
     let other = as_tests_user(&format!("stat '{m}/DCIM'")).unwrap();
-    assert!(!other.status.success(), "another uid cannot stat inside a private mount");
+    assert!(
+        !other.status.success(),
+        "another uid cannot stat inside a private mount"
+    );
     let other = as_tests_user(&format!("ls '{m}'")).unwrap();
     assert!(
         !other.status.success() && String::from_utf8_lossy(&other.stderr).contains("ermission denied"),
@@ -393,8 +439,14 @@ fn plain_http_is_refused_for_a_non_loopback_host() {
         let out = env.galleryfs(&["login", "--graph-url", &graph, "--login-url", &login]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{graph} {login}: refused");
-        assert!(err.contains("plain http") && err.contains("https"), "{graph} {login}: {err}");
-        assert!(started.elapsed() < Duration::from_secs(10), "refused before any network access");
+        assert!(
+            err.contains("plain http") && err.contains("https"),
+            "{graph} {login}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "refused before any network access"
+        );
     }
     assert!(
         emu.state.identity.issued_device_codes().is_empty(),

@@ -80,7 +80,9 @@ fn lost(env: &Env, history: &[String], slot: usize, what: &str) -> ! {
     panic!(
         "{what}\nhistory of slot {slot}: {mine:#?}\nthe mount's Local/: {}\nOneDrive's Local/: {:?}\ndaemon log: {}",
         String::from_utf8_lossy(&listing.stdout),
-        rs::remote_files(&env.emu().state, &format!("{}/Local", env.gallery_root())).keys().collect::<Vec<_>>(),
+        rs::remote_files(&env.emu().state, &format!("{}/Local", env.gallery_root()))
+            .keys()
+            .collect::<Vec<_>>(),
         log.display()
     )
 }
@@ -99,7 +101,10 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
         let bytes = rs::random_bytes(30_000 + i * 40_000, 1_000 + i as u64);
         env.emu()
             .state
-            .add_file(&format!("{remote_dir}/P_{i:02}.jpg"), Content::Bytes(bytes.clone().into()))
+            .add_file(
+                &format!("{remote_dir}/P_{i:02}.jpg"),
+                Content::Bytes(bytes.clone().into()),
+            )
             .unwrap();
         remote.insert(i, bytes);
     }
@@ -189,7 +194,10 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
                         let name = format!("L_{slot:02}_{generation}.jpg");
                         std::fs::write(local_dir.join(&name), &bytes)
                             .unwrap_or_else(|e| lost(&env, &history, slot, &format!("create {name}: {e}")));
-                        history.push(format!("{:.1}s slot {slot}: create {name}", start.elapsed().as_secs_f64()));
+                        history.push(format!(
+                            "{:.1}s slot {slot}: create {name}",
+                            start.elapsed().as_secs_f64()
+                        ));
                         local.insert(slot, (name, bytes));
                         "create"
                     }
@@ -197,7 +205,10 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
                         0 => {
                             std::fs::write(local_dir.join(&name), &bytes)
                                 .unwrap_or_else(|e| lost(&env, &history, slot, &format!("overwrite {name}: {e}")));
-                            history.push(format!("{:.1}s slot {slot}: overwrite {name}", start.elapsed().as_secs_f64()));
+                            history.push(format!(
+                                "{:.1}s slot {slot}: overwrite {name}",
+                                start.elapsed().as_secs_f64()
+                            ));
                             local.insert(slot, (name, bytes));
                             "overwrite"
                         }
@@ -205,7 +216,10 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
                             let to = format!("L_{slot:02}_{generation}.jpg");
                             std::fs::rename(local_dir.join(&name), local_dir.join(&to))
                                 .unwrap_or_else(|e| lost(&env, &history, slot, &format!("rename {name} {to}: {e}")));
-                            history.push(format!("{:.1}s slot {slot}: rename {name} -> {to}", start.elapsed().as_secs_f64()));
+                            history.push(format!(
+                                "{:.1}s slot {slot}: rename {name} -> {to}",
+                                start.elapsed().as_secs_f64()
+                            ));
                             let old = local.remove(&slot).unwrap().1;
                             local.insert(slot, (to, old));
                             "rename"
@@ -324,7 +338,11 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
         read_errors.len()
     );
     let log = rs::keep_daemon_log(&env, "soak");
-    assert!(read_errors.is_empty(), "reads failed: {read_errors:?} (daemon log: {})", log.display());
+    assert!(
+        read_errors.is_empty(),
+        "reads failed: {read_errors:?} (daemon log: {})",
+        log.display()
+    );
     assert!(
         rss_last <= rss_first + rss_margin,
         "resident memory grew: {rss_first} KiB → {rss_last} KiB"

@@ -870,7 +870,9 @@ mod tests {
         replace_all(&store, "G", &[camera[0].clone(), camera[1].clone(), photo.clone()]).unwrap();
         let f1 = store.get_by_item_id("F1").unwrap().unwrap().ino;
         // mkdir Album && mv Camera/IMG_1.jpg Album/: the folder is not on OneDrive yet, the move is journalled.
-        let album = store.insert(&NewItem::local(ROOT_INO, "Album", ItemKind::Dir, 0)).unwrap();
+        let album = store
+            .insert(&NewItem::local(ROOT_INO, "Album", ItemKind::Dir, 0))
+            .unwrap();
         let album_id = store.get(album).unwrap().unwrap().item_id;
         store.rename(f1, album, "IMG_1.jpg").unwrap();
         store
@@ -889,7 +891,10 @@ mod tests {
         // Without a pending move, the place OneDrive reports wins as before.
         store.write(|t| t.drop_ops(f1, &["move"])).unwrap();
         apply_delta_round(&store, "G", &[file("F1", "D1", "IMG_1.jpg")]).unwrap();
-        assert_eq!(store.get(f1).unwrap().unwrap().parent_ino, store.get_by_item_id("D1").unwrap().map(|r| r.ino));
+        assert_eq!(
+            store.get(f1).unwrap().unwrap().parent_ino,
+            store.get_by_item_id("D1").unwrap().map(|r| r.ino)
+        );
     }
 
     #[test]

@@ -41,16 +41,56 @@ pub fn install_random_mix(faults: &Faults, rate: f64, seed: u64) -> Vec<u64> {
         retry_after_secs: Some(0),
     };
     let mix = [
-        MixEntry { share: 0.12, kind: throttle(429), host: FaultHost::Any },
-        MixEntry { share: 0.12, kind: throttle(503), host: FaultHost::Any },
-        MixEntry { share: 0.06, kind: plain(500), host: FaultHost::Any },
-        MixEntry { share: 0.06, kind: plain(502), host: FaultHost::Any },
-        MixEntry { share: 0.06, kind: plain(504), host: FaultHost::Any },
-        MixEntry { share: 0.10, kind: FaultKind::Reset { after_bytes: 40 }, host: FaultHost::Any },
-        MixEntry { share: 0.10, kind: FaultKind::Reset { after_bytes: 200_000 }, host: FaultHost::Content },
-        MixEntry { share: 0.08, kind: FaultKind::Truncate { after_bytes: 60 }, host: FaultHost::Any },
-        MixEntry { share: 0.08, kind: FaultKind::Truncate { after_bytes: 300_000 }, host: FaultHost::Content },
-        MixEntry { share: 0.22, kind: FaultKind::Latency { ms: 400 }, host: FaultHost::Any },
+        MixEntry {
+            share: 0.12,
+            kind: throttle(429),
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.12,
+            kind: throttle(503),
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.06,
+            kind: plain(500),
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.06,
+            kind: plain(502),
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.06,
+            kind: plain(504),
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.10,
+            kind: FaultKind::Reset { after_bytes: 40 },
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.10,
+            kind: FaultKind::Reset { after_bytes: 200_000 },
+            host: FaultHost::Content,
+        },
+        MixEntry {
+            share: 0.08,
+            kind: FaultKind::Truncate { after_bytes: 60 },
+            host: FaultHost::Any,
+        },
+        MixEntry {
+            share: 0.08,
+            kind: FaultKind::Truncate { after_bytes: 300_000 },
+            host: FaultHost::Content,
+        },
+        MixEntry {
+            share: 0.22,
+            kind: FaultKind::Latency { ms: 400 },
+            host: FaultHost::Any,
+        },
     ];
     let total: f64 = mix.iter().map(|m| m.share).sum();
     let mut used = 0.0;
@@ -208,7 +248,12 @@ pub fn real_samples() -> Vec<(String, Vec<u8>)> {
             let n = e.file_name().to_string_lossy().to_lowercase();
             [".jpg", ".heic", ".mp4", ".mov", ".3gp"].iter().any(|x| n.ends_with(x))
         })
-        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).ok()?)))
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).ok()?,
+            ))
+        })
         .collect();
     out.sort();
     out
