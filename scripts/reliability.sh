@@ -45,7 +45,7 @@ run() {
         verdict=FAILED
         status=1
     fi
-    grep -E '^(RESULT|SKIPPED|NOTE)|test result:' "$out/$name.txt" | tee -a "$out/summary.txt" || true
+    grep -E 'RESULT|SKIPPED|NOTE|test result:' "$out/$name.txt" | tee -a "$out/summary.txt" || true
     echo "$name: $verdict in $(( $(date +%s) - start )) s (log: $out/$name.txt)" | tee -a "$out/summary.txt"
 }
 for p in $parts; do
