@@ -289,3 +289,90 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
     );
     env.unmount();
 }
+
+/// A local rename never flickers back: a delta answer made before the rename reached OneDrive but delivered after
+/// it (a slow link) must not put the file back under its old name, not even for a moment. Two ways the late
+/// answer mentions the file: its own upload just finished (copy, then rename), or the phone just edited it.
+#[test]
+#[ignore = "known bug (docs/reliability.md): a delta answer made before a move reached OneDrive and applied after \
+            the move's journal entry completed puts the row back for one round; run with --ignored"]
+fn a_rename_is_never_undone_by_a_late_delta_answer() {
+    require_fuse!();
+    use galleryfs::emulator::faults::{FaultKind, FaultRule};
+    let env = Env::start(0);
+    let album = format!("{}/Album", env.gallery_root());
+    for i in 0..3 {
+        env.emu()
+            .state
+            .add_file(
+                &format!("{album}/PHONE_{i}.jpg"),
+                Content::Bytes(rs::random_bytes(20_000, i).into()),
+            )
+            .unwrap();
+    }
+    env.login();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    let m = env.mnt.display().to_string();
+    // Every delta answer arrives 1.5 s after it was made.
+    env.emu()
+        .state
+        .faults
+        .add_rule(FaultRule::new(FaultKind::SlowAnswer { ms: 1500 }).path_contains("/delta"));
+    let mut flickers = Vec::new();
+    let mut renamed = Vec::new();
+    for i in 0..6u64 {
+        let (old, new) = if i % 2 == 0 {
+            // Copy in, and rename as soon as OneDrive has it.
+            let name = format!("NEW_{i}.jpg");
+            std::fs::write(format!("{m}/Album/{name}"), rs::random_bytes(30_000, 100 + i)).unwrap();
+            assert!(wait_until(Duration::from_secs(30), || rs::remote_files(
+                &env.emu().state,
+                &album
+            )
+            .contains_key(&name)));
+            (name, format!("NEW_{i}_renamed.jpg"))
+        } else {
+            // The phone edits it; rename at once.
+            let name = format!("PHONE_{}.jpg", i / 2);
+            let bytes = rs::random_bytes(25_000, 200 + i);
+            env.emu()
+                .state
+                .edit_file(&format!("{album}/{name}"), Content::Bytes(bytes.into()))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            (name, format!("PHONE_{}_renamed.jpg", i / 2))
+        };
+        std::fs::rename(format!("{m}/Album/{old}"), format!("{m}/Album/{new}")).unwrap();
+        renamed.push(new.clone());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let listing: Vec<String> = std::fs::read_dir(format!("{m}/Album"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if listing.contains(&old) || !listing.contains(&new) {
+                flickers.push(format!(
+                    "{:?} after renaming {old} to {new}: {listing:?}",
+                    start.elapsed()
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+    assert!(
+        flickers.is_empty(),
+        "renames undone for a while:\n{}",
+        flickers.join("\n")
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let remote = rs::remote_files(&env.emu().state, &album);
+            renamed.iter().all(|n| remote.contains_key(n)) && remote.len() == renamed.len()
+        }),
+        "OneDrive has the new names: {:?}",
+        rs::remote_files(&env.emu().state, &album).keys().collect::<Vec<_>>()
+    );
+    env.unmount();
+}
