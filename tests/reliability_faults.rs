@@ -376,3 +376,58 @@ fn a_rename_is_never_undone_by_a_late_delta_answer() {
     );
     env.unmount();
 }
+
+/// An edit whose upload reached OneDrive but whose answer was lost every time the client asked (connection reset
+/// mid-answer, retries exhausted) is retried later by the outbox: OneDrive then already holds exactly the edited
+/// bytes, which is the daemon's own upload, not a change made elsewhere — no conflict copy, nothing uploaded twice.
+#[test]
+fn an_edit_whose_answer_was_lost_is_not_a_conflict() {
+    require_fuse!();
+    use galleryfs::emulator::faults::{FaultKind, FaultRule};
+    let env = Env::start(0);
+    let album = format!("{}/Album", env.gallery_root());
+    env.emu()
+        .state
+        .add_file(
+            &format!("{album}/A.jpg"),
+            Content::Bytes(rs::random_bytes(50_000, 1).into()),
+        )
+        .unwrap();
+    env.login();
+    env.mount("poll_interval=2,write_back=0,thumbnails=off");
+    let m = env.mnt.display().to_string();
+    assert!(std::path::Path::new(&format!("{m}/Album/A.jpg")).exists());
+    let faults = &env.emu().state.faults;
+    faults.add_rule(
+        FaultRule::new(FaultKind::Reset { after_bytes: 10 })
+            .method("PUT")
+            .count(5),
+    );
+    let edited = rs::random_bytes(60_000, 2);
+    std::fs::write(format!("{m}/Album/A.jpg"), &edited).unwrap();
+    assert!(
+        rs::wait_outbox_drained(&env, Duration::from_secs(90)),
+        "{}",
+        rs::status_json_lenient(&env)
+    );
+    assert_eq!(
+        faults.counts().get("reset"),
+        Some(&5),
+        "every answer of the first attempt was lost"
+    );
+    let remote = rs::remote_files(&env.emu().state, &album);
+    assert_eq!(
+        remote.keys().collect::<Vec<_>>(),
+        vec!["A.jpg"],
+        "no conflict copy on OneDrive"
+    );
+    assert_eq!(remote["A.jpg"].1.as_deref(), Some(rs::hash(&edited).as_str()));
+    let listing: Vec<String> = std::fs::read_dir(format!("{m}/Album"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listing, vec!["A.jpg"], "no conflict copy in the mount");
+    assert_eq!(std::fs::read(format!("{m}/Album/A.jpg")).unwrap(), edited);
+    env.unmount();
+}

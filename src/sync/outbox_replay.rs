@@ -453,7 +453,10 @@ impl OutboxReplayer {
                     hash: remote.quick_xor_hash().map(str::to_string),
                     size: remote.size.unwrap_or(0).max(0) as u64,
                 };
-                if remote_moved_on(&row, &version) {
+                if self.holds_our_bytes(&remote, &source) {
+                    // Sent already: an earlier attempt landed and only its answer was lost. Not a conflict.
+                    remote
+                } else if remote_moved_on(&row, &version) {
                     let copy = self
                         .drive
                         .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
@@ -467,20 +470,21 @@ impl OutboxReplayer {
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.quota_ok()?;
                     return Ok(Step::Conflict);
+                } else {
+                    self.drive
+                        .upload(UploadRequest {
+                            target: UploadTarget::Replace {
+                                item_id: remote.id.clone(),
+                                if_match: None,
+                            },
+                            source: source.clone(),
+                            modified,
+                            conflict: ConflictBehavior::Replace,
+                            resume_url: resume_url.clone(),
+                            session_journal: Some(journal.clone()),
+                        })
+                        .await?
                 }
-                self.drive
-                    .upload(UploadRequest {
-                        target: UploadTarget::Replace {
-                            item_id: remote.id.clone(),
-                            if_match: None,
-                        },
-                        source: source.clone(),
-                        modified,
-                        conflict: ConflictBehavior::Replace,
-                        resume_url: resume_url.clone(),
-                        session_journal: Some(journal.clone()),
-                    })
-                    .await?
             }
         };
         // A first upload created the item where the row was when it started; the row may have moved since.
@@ -501,6 +505,23 @@ impl OutboxReplayer {
         self.quota_ok()?;
         tracing::info!(ino, size = row.size, "upload done");
         Ok(Step::Done)
+    }
+
+    /// Whether OneDrive's item already holds exactly the bytes we are about to send: our own earlier attempt of
+    /// this upload, whose answer was lost (a reset, a timeout) — not a change made elsewhere, so no conflict copy.
+    fn holds_our_bytes(&self, remote: &DriveItem, source: &UploadSource) -> bool {
+        let Some(theirs) = remote.quick_xor_hash() else {
+            return false;
+        };
+        let ours = match source {
+            UploadSource::Bytes(b) => QuickXorHash::of(b),
+            UploadSource::File(path) => match hash_file(path) {
+                Ok(h) => h,
+                Err(_) => return false,
+            },
+        };
+        // quickXorHash folds the length in: equal hashes mean equal sizes too.
+        ours == theirs
     }
 
     /// The file named `name` in `parent_id` when it holds exactly the staged bytes of `source`.
