@@ -71,13 +71,14 @@ fn max_of(s: &[Sample], f: impl Fn(&Sample) -> u64) -> u64 {
     s.iter().map(f).max().unwrap_or(0)
 }
 
-/// A local file the test made is not where it should be: says what happened to its slot, and keeps the log.
-fn lost(env: &Env, history: &[String], slot: usize, what: &str) -> ! {
+/// A local file the test made is not where it should be: what happened to its slot, both listings (the daemon's
+/// log is kept).
+fn lost(env: &Env, history: &[String], slot: usize, what: &str) -> String {
     let mark = format!("slot {slot}:");
     let mine: Vec<&String> = history.iter().filter(|h| h.contains(&mark)).collect();
     let listing = common::sh(&format!("ls -la '{}/Local'", env.mnt.display()));
     let log = rs::keep_daemon_log(env, "soak");
-    panic!(
+    format!(
         "{what}\nhistory of slot {slot}: {mine:#?}\nthe mount's Local/: {}\nOneDrive's Local/: {:?}\ndaemon log: {}",
         String::from_utf8_lossy(&listing.stdout),
         rs::remote_files(&env.emu().state, &format!("{}/Local", env.gallery_root()))
@@ -148,6 +149,7 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
     let mut history: Vec<String> = Vec::new();
     let mut changed_at: BTreeMap<usize, Instant> = BTreeMap::new();
     let mut raced_reads = 0u64;
+    let mut op_errors: Vec<String> = Vec::new();
     while start.elapsed() < duration {
         generation += 1;
         let what = rng.random_range(0..100);
@@ -192,41 +194,56 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
                 match local.get(&slot).cloned() {
                     None => {
                         let name = format!("L_{slot:02}_{generation}.jpg");
-                        std::fs::write(local_dir.join(&name), &bytes)
-                            .unwrap_or_else(|e| lost(&env, &history, slot, &format!("create {name}: {e}")));
+                        match std::fs::write(local_dir.join(&name), &bytes) {
+                            Ok(()) => {
+                                local.insert(slot, (name.clone(), bytes));
+                            }
+                            Err(e) => op_errors.push(lost(&env, &history, slot, &format!("create {name}: {e}"))),
+                        }
                         history.push(format!(
                             "{:.1}s slot {slot}: create {name}",
                             start.elapsed().as_secs_f64()
                         ));
-                        local.insert(slot, (name, bytes));
                         "create"
                     }
                     Some((name, _)) => match rng.random_range(0..3) {
                         0 => {
-                            std::fs::write(local_dir.join(&name), &bytes)
-                                .unwrap_or_else(|e| lost(&env, &history, slot, &format!("overwrite {name}: {e}")));
+                            match std::fs::write(local_dir.join(&name), &bytes) {
+                                Ok(()) => {
+                                    local.insert(slot, (name.clone(), bytes));
+                                }
+                                Err(e) => {
+                                    op_errors.push(lost(&env, &history, slot, &format!("overwrite {name}: {e}")));
+                                    local.remove(&slot);
+                                }
+                            }
                             history.push(format!(
                                 "{:.1}s slot {slot}: overwrite {name}",
                                 start.elapsed().as_secs_f64()
                             ));
-                            local.insert(slot, (name, bytes));
                             "overwrite"
                         }
                         1 => {
                             let to = format!("L_{slot:02}_{generation}.jpg");
-                            std::fs::rename(local_dir.join(&name), local_dir.join(&to))
-                                .unwrap_or_else(|e| lost(&env, &history, slot, &format!("rename {name} {to}: {e}")));
+                            let old = local.remove(&slot).unwrap().1;
+                            match std::fs::rename(local_dir.join(&name), local_dir.join(&to)) {
+                                Ok(()) => {
+                                    local.insert(slot, (to.clone(), old));
+                                }
+                                Err(e) => {
+                                    op_errors.push(lost(&env, &history, slot, &format!("rename {name} {to}: {e}")))
+                                }
+                            }
                             history.push(format!(
                                 "{:.1}s slot {slot}: rename {name} -> {to}",
                                 start.elapsed().as_secs_f64()
                             ));
-                            let old = local.remove(&slot).unwrap().1;
-                            local.insert(slot, (to, old));
                             "rename"
                         }
                         _ => {
-                            std::fs::remove_file(local_dir.join(&name))
-                                .unwrap_or_else(|e| lost(&env, &history, slot, &format!("rm {name}: {e}")));
+                            if let Err(e) = std::fs::remove_file(local_dir.join(&name)) {
+                                op_errors.push(lost(&env, &history, slot, &format!("rm {name}: {e}")));
+                            }
                             history.push(format!("{:.1}s slot {slot}: rm {name}", start.elapsed().as_secs_f64()));
                             local.remove(&slot);
                             "delete"
@@ -272,30 +289,6 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
     let samples = samples.lock().unwrap().clone();
-    assert!(
-        rs::wait_outbox_drained(&env, Duration::from_secs(180)),
-        "outbox drained: {}",
-        rs::status_json_lenient(&env)
-    );
-    let want: BTreeMap<String, String> = local.values().map(|(n, b)| (n.clone(), rs::hash(b))).collect();
-    let remote_local = || -> BTreeMap<String, String> {
-        rs::remote_files(&env.emu().state, &format!("{root}/Local"))
-            .into_iter()
-            .map(|(k, (_, h))| (k, h.unwrap_or_default()))
-            .collect()
-    };
-    assert!(
-        wait_until(Duration::from_secs(20), || remote_local() == want),
-        "OneDrive's Local/ differs from the mount's:\nwant {want:?}\nhave {:?}",
-        remote_local()
-    );
-    // The phone's changes show in the mount, byte for byte.
-    assert!(
-        wait_until(Duration::from_secs(30), || remote.iter().all(|(i, b)| {
-            std::fs::read(m.join(format!("DCIM/Phone/P_{i:02}.jpg"))).is_ok_and(|r| r == *b)
-        })),
-        "the mount shows the phone's latest photos"
-    );
 
     // The curve.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability");
@@ -327,7 +320,7 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
     eprintln!(
         "RESULT soak: {:?} of work, {} samples; ops {ops:?}; faults {counts:?}; url expiries {}, session drops {}; \
          RSS max first third {:.1} MiB, last third {:.1} MiB (limit +{:.1} MiB); fds max first third {fd_first}, \
-         last third {fd_last} (limit +8); {raced_reads} reads raced a remote change; read errors {}",
+         last third {fd_last} (limit +8); {raced_reads} reads raced a remote change; read errors {}; local operation errors {}",
         worked,
         samples.len(),
         chaos.url_expiries.load(Ordering::Relaxed),
@@ -335,9 +328,48 @@ fn memory_and_file_descriptors_stay_flat_under_mixed_work() {
         rss_first as f64 / 1024.0,
         rss_last as f64 / 1024.0,
         rss_margin as f64 / 1024.0,
-        read_errors.len()
+        read_errors.len(),
+        op_errors.len()
     );
     let log = rs::keep_daemon_log(&env, "soak");
+    assert!(
+        op_errors.is_empty(),
+        "local operations failed:\n{}",
+        op_errors.join("\n\n")
+    );
+    assert!(
+        rs::wait_outbox_drained(&env, Duration::from_secs(180)),
+        "outbox drained: {}",
+        rs::status_json_lenient(&env)
+    );
+    // What the mount holds: the test's model, unless a local operation failed (then the files as they are).
+    let want: BTreeMap<String, String> = if op_errors.is_empty() {
+        local.values().map(|(n, b)| (n.clone(), rs::hash(b))).collect()
+    } else {
+        rs::local_files(&local_dir)
+            .into_iter()
+            .map(|(n, b)| (n, rs::hash(&b)))
+            .collect()
+    };
+    let remote_local = || -> BTreeMap<String, String> {
+        rs::remote_files(&env.emu().state, &format!("{root}/Local"))
+            .into_iter()
+            .map(|(k, (_, h))| (k, h.unwrap_or_default()))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || remote_local() == want),
+        "OneDrive's Local/ differs from the mount's:\nwant {want:?}\nhave {:?}",
+        remote_local()
+    );
+    // The phone's changes show in the mount, byte for byte.
+    assert!(
+        wait_until(Duration::from_secs(30), || remote.iter().all(|(i, b)| {
+            std::fs::read(m.join(format!("DCIM/Phone/P_{i:02}.jpg"))).is_ok_and(|r| r == *b)
+        })),
+        "the mount shows the phone's latest photos"
+    );
+
     assert!(
         read_errors.is_empty(),
         "reads failed: {read_errors:?} (daemon log: {})",
