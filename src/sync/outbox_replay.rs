@@ -453,10 +453,13 @@ impl OutboxReplayer {
                     hash: remote.quick_xor_hash().map(str::to_string),
                     size: remote.size.unwrap_or(0).max(0) as u64,
                 };
-                if self.holds_our_bytes(&remote, &source) {
-                    // Sent already: an earlier attempt landed and only its answer was lost. Not a conflict.
+                // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost:
+                // not a conflict; nothing to send unless the modification time still differs.
+                let ours = self.holds_our_bytes(&remote, &source);
+                let same_time = remote.modified().map(|t| t.timestamp()) == modified.map(|t| t.timestamp());
+                if ours && same_time {
                     remote
-                } else if remote_moved_on(&row, &version) {
+                } else if !ours && remote_moved_on(&row, &version) {
                     let copy = self
                         .drive
                         .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
