@@ -431,3 +431,69 @@ fn an_edit_whose_answer_was_lost_is_not_a_conflict() {
     assert_eq!(std::fs::read(format!("{m}/Album/A.jpg")).unwrap(), edited);
     env.unmount();
 }
+
+/// A download URL fetched for a read can expire before the read gets through (here: a 503 with Retry-After
+/// pauses every request for 1 s, and the URL expires meanwhile): the read fetches a fresh URL once and succeeds,
+/// instead of failing with EIO (seen in the soak as an `open` for an edit failing with 403 "URL has expired").
+#[test]
+fn a_download_url_that_expires_during_a_throttle_pause_is_replaced() {
+    use galleryfs::emulator::faults::{FaultHost, FaultKind, FaultRule};
+    use galleryfs::remote::auth::StaticToken;
+    use galleryfs::remote::{Endpoints, GraphClient, RetryPolicy};
+    use std::sync::Arc;
+    let env = Env::start(0);
+    let h = env.emu();
+    let bytes = rs::random_bytes(300_000, 5);
+    let id = h
+        .state
+        .add_file(
+            &format!("{}/a.jpg", env.gallery_root()),
+            Content::Bytes(bytes.clone().into()),
+        )
+        .unwrap();
+    let endpoints = Endpoints {
+        graph_url: h.graph_url(),
+        login_url: h.login_url(),
+        ..Default::default()
+    };
+    let client = GraphClient::new(endpoints, Arc::new(StaticToken(h.test_token())), RetryPolicy::default()).unwrap();
+    h.state.faults.add_rule(
+        FaultRule::new(FaultKind::Status {
+            status: 503,
+            retry_after_secs: Some(1),
+        })
+        .host(FaultHost::Content)
+        .count(1),
+    );
+    let state = h.state.clone();
+    let expiry = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        state.expire_download_urls();
+    });
+    let got = env.rt.block_on(async {
+        let mut slot = None;
+        let mut stream = client.item_range(&id, &mut slot, 0, bytes.len() as u64).await?;
+        let mut out = Vec::new();
+        use futures::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok::<_, galleryfs::remote::GraphError>(out)
+    });
+    expiry.join().unwrap();
+    let got = got.expect("the read gets through with a fresh URL");
+    assert!(got == bytes, "the bytes read are the file's");
+    let content_gets: Vec<u16> = h
+        .state
+        .log
+        .entries()
+        .iter()
+        .filter(|e| e.host == "content")
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(content_gets.first(), Some(&503), "{content_gets:?}");
+    assert!(
+        content_gets.contains(&403) || content_gets.contains(&410) || content_gets.contains(&404),
+        "{content_gets:?}"
+    );
+}
