@@ -202,6 +202,15 @@ impl EmulatorState {
         api_content::expire_all(self);
     }
 
+    /// The secret tokens of the pre-authenticated URLs on record: every download URL issued (the emulator keeps
+    /// the most recent few thousand) and every live upload session. For tests that scan logs for leaks; never
+    /// log them.
+    pub fn issued_url_tokens(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self.downloads.lock().keys().cloned().collect();
+        tokens.extend(self.uploads.lock().keys().cloned());
+        tokens
+    }
+
     /// Every upload session ends (their URLs answer 404).
     pub fn drop_upload_sessions(&self) {
         api_upload::drop_all(self);

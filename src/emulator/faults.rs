@@ -1,5 +1,6 @@
 //! Emulator fault injection: 429/503 with Retry-After, 500/502/504, connection reset mid-body, truncated bodies,
-//! latency and hangs, chosen by rules that tests set through the control API (or [`Faults`] methods in-process).
+//! latency, answers delivered late, and hangs, chosen by rules that tests set through the control API (or
+//! [`Faults`] methods in-process).
 //!
 //! A rule = kind + how often (`count`: the next N matching requests; `probability`: each matching request with
 //! chance p, from a seeded generator so runs repeat) + filters (method, path substring, host `api`/`content`).
@@ -41,6 +42,9 @@ pub enum FaultKind {
     Truncate { after_bytes: u64 },
     /// Wait `ms` milliseconds, then answer normally.
     Latency { ms: u64 },
+    /// Answer normally, but deliver the answer `ms` milliseconds after it was made (a slow link: what it says
+    /// may be out of date when it arrives).
+    SlowAnswer { ms: u64 },
     /// Never answer until the rules are cleared; then answer normally.
     Hang,
 }
@@ -377,6 +381,12 @@ async fn inject(State((faults, host)): State<(Arc<Faults>, &'static str)>, req: 
             tokio::time::sleep(Duration::from_millis(ms)).await;
             next.run(req).await
         }
+        Some(FaultKind::SlowAnswer { ms }) => {
+            faults.count("slow_answer");
+            let response = next.run(req).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            response
+        }
         Some(FaultKind::Hang) => {
             faults.count("hang");
             tracing::debug!(target: "emulator::faults", %method, host, "request hung");
@@ -388,6 +398,9 @@ async fn inject(State((faults, host)): State<(Arc<Faults>, &'static str)>, req: 
             retry_after_secs,
         }) => {
             faults.count(&format!("status_{status}"));
+            // The request is read before it is refused, as a service does: answering while a client still sends
+            // an upload fragment makes it see a broken pipe instead of the status (and its Retry-After).
+            let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
             let throttling = status == 429 || status == 503;
             let retry_after = match retry_after_secs {
                 Some(0) => None,

@@ -227,6 +227,11 @@ impl Identity {
         self.store.lock().decide_user_code(user_code, false)
     }
 
+    /// Every device code issued so far (secrets: for tests that scan logs for leaks; never log them).
+    pub fn issued_device_codes(&self) -> Vec<String> {
+        self.store.lock().issued_device_codes()
+    }
+
     /// Every device code expires now.
     pub fn expire_device_codes(&self) {
         self.store.lock().expire_device_codes();

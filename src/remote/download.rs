@@ -184,7 +184,7 @@ impl GraphClient {
     }
 
     /// Like [`get_range`](Self::get_range) for an item, keeping its download URL in `slot`: fetched when empty,
-    /// and fetched once more when the stored one has gone stale (401/403/404/410 from the download host).
+    /// and fetched once more when the one used has gone stale (401/403/404/410 from the download host).
     pub async fn item_range(
         &self,
         item_id: &str,
@@ -192,7 +192,6 @@ impl GraphClient {
         start: u64,
         len: u64,
     ) -> Result<ByteStream, GraphError> {
-        let had_url = slot.is_some();
         let url = match slot.take() {
             Some(u) => u,
             None => self.download_url(item_id).await?,
@@ -202,7 +201,8 @@ impl GraphClient {
                 *slot = Some(url);
                 Ok(s)
             }
-            Err(e) if had_url && e.is_stale_url() => {
+            // Even a URL fetched just now: retries and throttle pauses can outlast it.
+            Err(e) if e.is_stale_url() => {
                 tracing::debug!(
                     item = item_id,
                     status = e.status(),

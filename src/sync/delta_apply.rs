@@ -819,6 +819,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pending_local_move_is_not_undone_by_a_round_that_reports_the_old_place() {
+        use crate::remote::models::{FileFacet, FolderFacet, ItemReference};
+        use crate::store::OutboxOp;
+        let at = |id: &str, parent: &str, name: &str| DriveItem {
+            id: id.into(),
+            name: Some(name.into()),
+            c_tag: Some(format!("c-{id}")),
+            parent_reference: Some(ItemReference {
+                id: Some(parent.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let folder = |id: &str, parent: &str, name: &str| DriveItem {
+            folder: Some(FolderFacet::default()),
+            ..at(id, parent, name)
+        };
+        let file = |id: &str, parent: &str, name: &str| DriveItem {
+            file: Some(FileFacet::default()),
+            size: Some(10),
+            ..at(id, parent, name)
+        };
+        let store = Store::open_in_memory().unwrap();
+        let camera = [folder("G", "P", "Samsung Gallery"), folder("D1", "G", "Camera")];
+        let photo = file("F1", "D1", "IMG_1.jpg");
+        replace_all(&store, "G", &[camera[0].clone(), camera[1].clone(), photo.clone()]).unwrap();
+        let f1 = store.get_by_item_id("F1").unwrap().unwrap().ino;
+        // mkdir Album && mv Camera/IMG_1.jpg Album/: the folder is not on OneDrive yet, the move is journalled.
+        let album = store
+            .insert(&NewItem::local(ROOT_INO, "Album", ItemKind::Dir, 0))
+            .unwrap();
+        let album_id = store.get(album).unwrap().unwrap().item_id;
+        store.rename(f1, album, "IMG_1.jpg").unwrap();
+        store
+            .enqueue(&OutboxOp::Move {
+                ino: f1,
+                item_id: "F1".into(),
+                new_parent_id: album_id,
+                new_name: "IMG_1.jpg".into(),
+            })
+            .unwrap();
+        // A round (or a periodic full re-list) reports the photo where OneDrive still has it.
+        apply_delta_round(&store, "G", std::slice::from_ref(&photo)).unwrap();
+        replace_all(&store, "G", &[camera[0].clone(), camera[1].clone(), photo]).unwrap();
+        let row = store.get(f1).unwrap().unwrap();
+        assert_eq!((row.parent_ino, row.name.as_str()), (Some(album), "IMG_1.jpg"));
+        // Without a pending move, the place OneDrive reports wins as before.
+        store.write(|t| t.drop_ops(f1, &["move"])).unwrap();
+        apply_delta_round(&store, "G", &[file("F1", "D1", "IMG_1.jpg")]).unwrap();
+        assert_eq!(
+            store.get(f1).unwrap().unwrap().parent_ino,
+            store.get_by_item_id("D1").unwrap().map(|r| r.ino)
+        );
+    }
+
+    #[test]
     fn content_change_falls_back_from_ctag_to_hash_to_size() {
         let c = |s: &str| Some(s.to_string());
         let attrs = |ctag: Option<String>, hash: Option<String>, size| RemoteAttrs {

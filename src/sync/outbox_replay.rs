@@ -543,15 +543,18 @@ impl OutboxReplayer {
                     hash: remote.quick_xor_hash().map(str::to_string),
                     size: remote.size.unwrap_or(0).max(0) as u64,
                 };
-                if remote_moved_on(&row, &version) && same_bytes(&remote, &source) {
-                    // Our own upload, sent before a crash that came ahead of its journal entry (or the same
-                    // bytes written elsewhere): nothing to send and nothing to keep apart.
+                // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost
+                // (a crash ahead of the journal, a reset): not a conflict; nothing to send unless the modification
+                // time still differs.
+                let ours = same_bytes(&remote, &source);
+                let same_time = remote.modified().map(|t| t.timestamp()) == modified.map(|t| t.timestamp());
+                if ours && same_time {
                     tracing::info!(
                         ino,
                         "OneDrive already holds this version of the file; not sending it again"
                     );
                     remote
-                } else if remote_moved_on(&row, &version) {
+                } else if !ours && remote_moved_on(&row, &version) {
                     let copy = self
                         .drive
                         .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))

@@ -274,6 +274,11 @@ impl IdentityStore {
         (device_code, user_code, lifetime, interval)
     }
 
+    /// Every device code issued so far, redeemed or not (secrets: for tests that scan logs for leaks).
+    pub fn issued_device_codes(&self) -> Vec<String> {
+        self.device_codes.keys().cloned().collect()
+    }
+
     pub fn pending_device_codes(&self) -> Vec<PendingDeviceCode> {
         let now = Instant::now();
         let mut list: Vec<_> = self
