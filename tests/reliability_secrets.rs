@@ -243,6 +243,19 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
     // Access tokens expire mid-run: the next requests get 401 and the daemon refreshes.
     std::thread::sleep(Duration::from_secs(2));
     emu.state.identity.expire_access_tokens();
+    // The next Graph request (a delta poll at the latest) gets 401 and the daemon refreshes.
+    let token_requests = || {
+        emu.state
+            .log
+            .entries()
+            .iter()
+            .filter(|e| e.method == "POST" && e.path.ends_with("/oauth2/v2.0/token"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || token_requests() >= 2),
+        "the daemon refreshed its expired access token"
+    );
     let uploaded = |name: &str, bytes: &[u8]| {
         rs::remote_files(&emu.state, env.gallery_root())
             .get(name)
@@ -271,9 +284,17 @@ fn no_secret_reaches_any_log_or_output_at_trace_level() {
 
     // Everything the emulator handed out.
     let identity = identity_tokens(&env);
+    // The sign-in and at least one refresh (the emulator keeps only live tokens, so count the token requests).
+    let token_requests = emu
+        .state
+        .log
+        .entries()
+        .iter()
+        .filter(|e| e.method == "POST" && e.path.ends_with("/oauth2/v2.0/token"))
+        .count();
     assert!(
-        identity.len() >= 3,
-        "the run refreshed its access token: {} tokens issued",
+        token_requests >= 2,
+        "the run refreshed its access token: {token_requests} token requests, {} live tokens",
         identity.len()
     );
     secrets.extend(identity);
