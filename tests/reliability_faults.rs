@@ -295,8 +295,6 @@ fn copies_renames_and_deletes_survive_a_fifth_of_requests_failing() {
 /// it (a slow link) must not put the file back under its old name, not even for a moment. Two ways the late
 /// answer mentions the file: its own upload just finished (copy, then rename), or the phone just edited it.
 #[test]
-#[ignore = "known bug (docs/reliability.md): a delta answer made before a move reached OneDrive and applied after \
-            the move's journal entry completed puts the row back for one round; run with --ignored"]
 fn a_rename_is_never_undone_by_a_late_delta_answer() {
     require_fuse!();
     use galleryfs::emulator::faults::{FaultKind, FaultRule};
