@@ -440,6 +440,18 @@ impl OutboxReplayer {
             resume_url: resume_url.clone(),
             session_journal: Some(journal.clone()),
         };
+        // This version of the file to an existing item (replacing its content); `resume`: a session to go on with.
+        let to_item = |item_id: &str, resume: Option<String>| UploadRequest {
+            target: UploadTarget::Replace {
+                item_id: item_id.to_string(),
+                if_match: None,
+            },
+            source: source.clone(),
+            modified,
+            conflict: ConflictBehavior::Replace,
+            resume_url: resume,
+            session_journal: Some(journal.clone()),
+        };
         let today = chrono::Local::now().date_naive();
         let conflict_copy_name = conflict_name(&row.name, today, &self.host);
         crate::crash_points::crash_point("replay.upload_start");
@@ -468,19 +480,7 @@ impl OutboxReplayer {
                 if same_bytes(&item, &source) {
                     item
                 } else {
-                    self.drive
-                        .upload(UploadRequest {
-                            target: UploadTarget::Replace {
-                                item_id: item.id.clone(),
-                                if_match: None,
-                            },
-                            source: source.clone(),
-                            modified,
-                            conflict: ConflictBehavior::Replace,
-                            resume_url: None,
-                            session_journal: Some(journal.clone()),
-                        })
-                        .await?
+                    self.drive.upload(to_item(&item.id, None)).await?
                 }
             }
             None => {
@@ -502,21 +502,7 @@ impl OutboxReplayer {
                                 match self.earlier_session_item(&parent_id, &row.name).await? {
                                     // A session of an earlier version completed before a crash that came ahead
                                     // of its journal: that item is ours, it gets this version.
-                                    Some(item) => {
-                                        self.drive
-                                            .upload(UploadRequest {
-                                                target: UploadTarget::Replace {
-                                                    item_id: item.id.clone(),
-                                                    if_match: None,
-                                                },
-                                                source: source.clone(),
-                                                modified,
-                                                conflict: ConflictBehavior::Replace,
-                                                resume_url: None,
-                                                session_journal: Some(journal.clone()),
-                                            })
-                                            .await?
-                                    }
+                                    Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
                                     None => {
                                         report.conflicts += 1;
                                         self.drive
@@ -570,19 +556,7 @@ impl OutboxReplayer {
                     self.quota_ok()?;
                     return Ok(Step::Conflict);
                 } else {
-                    self.drive
-                        .upload(UploadRequest {
-                            target: UploadTarget::Replace {
-                                item_id: remote.id.clone(),
-                                if_match: None,
-                            },
-                            source: source.clone(),
-                            modified,
-                            conflict: ConflictBehavior::Replace,
-                            resume_url: resume_url.clone(),
-                            session_journal: Some(journal.clone()),
-                        })
-                        .await?
+                    self.drive.upload(to_item(&remote.id, resume_url.clone())).await?
                 }
             }
         };
