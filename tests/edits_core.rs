@@ -1112,3 +1112,125 @@ fn files_unlinked_while_open_when_the_process_ended_are_removed_at_the_next_star
         again.ops()
     );
 }
+
+/// An upload that reached OneDrive but whose answer was lost (a connection reset after the service acted), then
+/// a further local change before the retry: OneDrive's newer version is our own, not a change made elsewhere, so
+/// the retry replaces it (no conflict copy, the id kept).
+#[tokio::test]
+async fn an_edit_whose_answer_was_lost_is_not_taken_for_a_remote_edit() {
+    let mock = Arc::new(MockDrive::new());
+    let failing = Arc::new(FailingDrive::new(mock.clone()));
+    let s = Synced::new(mock.clone(), failing.clone(), Duration::ZERO, quick_config()).await;
+    let id = s.mock.add_file(&s.gallery_id, "IMG_1.jpg", &b"v0"[..]);
+    s.sync().await;
+    failing.only_ops(Some(&[MockOp::Upload]));
+    failing.lose_next_answers(1, DriveError::Offline("connection reset".into()));
+    s.write_file(ROOT_INO, "IMG_1.jpg", b"v1").await;
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(s.remote_content("IMG_1.jpg").unwrap(), &b"v1"[..], "OneDrive acted");
+    s.write_file(ROOT_INO, "IMG_1.jpg", b"v2").await;
+    s.sync().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!((report.failed, report.conflicts), (0, 0), "{report:?}");
+    assert!(s.store.pending().unwrap().is_empty());
+    assert_eq!(s.remote_content("IMG_1.jpg").unwrap(), &b"v2"[..]);
+    assert_eq!(s.remote("IMG_1.jpg").unwrap().id, id, "the item kept its id");
+    let names: Vec<String> = s
+        .drive
+        .children(&s.gallery_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["IMG_1.jpg".to_string()], "no conflict copy");
+}
+
+/// The same for a new file: its first upload created the item but the answer was lost; the file changed again.
+#[tokio::test]
+async fn a_first_upload_whose_answer_was_lost_is_adopted_after_a_further_change() {
+    let mock = Arc::new(MockDrive::new());
+    let failing = Arc::new(FailingDrive::new(mock.clone()));
+    let s = Synced::new(mock.clone(), failing.clone(), Duration::ZERO, quick_config()).await;
+    s.sync().await;
+    failing.only_ops(Some(&[MockOp::Upload]));
+    failing.lose_next_answers(1, DriveError::Offline("connection reset".into()));
+    let ino = s.write_file(ROOT_INO, "new.jpg", b"v1").await;
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!(s.remote_content("new.jpg").unwrap(), &b"v1"[..], "OneDrive acted");
+    s.write_file(ROOT_INO, "new.jpg", b"v2").await;
+    s.sync().await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let report = s.replayer.replay_once().await.unwrap();
+    assert_eq!((report.failed, report.conflicts), (0, 0), "{report:?}");
+    assert!(s.store.pending().unwrap().is_empty());
+    assert_eq!(s.remote_content("new.jpg").unwrap(), &b"v2"[..]);
+    assert_eq!(
+        s.store.get(ino).unwrap().unwrap().item_id,
+        s.remote("new.jpg").unwrap().id,
+        "the file holds the item its lost upload created"
+    );
+    assert_eq!(
+        s.drive.children(&s.gallery_id).await.unwrap().len(),
+        1,
+        "no duplicate, no copy"
+    );
+}
+
+/// A new file whose first upload reached OneDrive but whose answer was lost, deleted here before the retry (as
+/// is, or after a rename): the item the lost upload created goes to the recycle bin too, never left behind.
+#[tokio::test]
+async fn a_file_deleted_after_its_first_upload_lost_its_answer_leaves_nothing_behind() {
+    for rename_first in [false, true] {
+        let mock = Arc::new(MockDrive::new());
+        let failing = Arc::new(FailingDrive::new(mock.clone()));
+        let s = Synced::new(mock.clone(), failing.clone(), Duration::ZERO, quick_config()).await;
+        s.mock.add_file(&s.gallery_id, "keep.jpg", &b"kept"[..]);
+        s.sync().await;
+        failing.only_ops(Some(&[MockOp::Upload]));
+        failing.lose_next_answers(1, DriveError::Offline("connection reset".into()));
+        s.write_file(ROOT_INO, "new.jpg", b"v1").await;
+        let report = s.replayer.replay_once().await.unwrap();
+        assert_eq!(report.failed, 1, "{report:?}");
+        let created = s.remote("new.jpg").expect("OneDrive acted").id;
+        let mut name = "new.jpg";
+        if rename_first {
+            s.fs.rename(
+                C,
+                ROOT_INO,
+                OsStr::new(name),
+                ROOT_INO,
+                OsStr::new("renamed.jpg"),
+                false,
+            )
+            .await
+            .unwrap();
+            name = "renamed.jpg";
+        }
+        s.fs.unlink(C, ROOT_INO, OsStr::new(name)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        for _ in 0..3 {
+            let report = s.replayer.replay_once().await.unwrap();
+            assert_eq!(report.failed, 0, "{report:?}");
+        }
+        assert!(s.store.pending().unwrap().is_empty());
+        assert!(
+            s.mock.get(&created).unwrap().deleted.is_some(),
+            "the lost upload's item is in the recycle bin (renamed first: {rename_first})"
+        );
+        let names: Vec<String> = s
+            .drive
+            .children(&s.gallery_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec!["keep.jpg".to_string()]);
+        s.sync().await;
+        assert_eq!(s.store.children(ROOT_INO).unwrap().len(), 1);
+    }
+}

@@ -480,7 +480,8 @@ async fn run_clashes(ops: Vec<Clash>) {
                 assert!(s.store.pending().unwrap().is_empty());
                 for f in files.iter_mut() {
                     if let Some(local) = f.local.take() {
-                        if f.remote != f.base {
+                        // Both sides holding the same bytes is no conflict: nothing of either is lost.
+                        if f.remote != f.base && local != f.remote {
                             copies.push(local); // OneDrive's version keeps the name
                         } else {
                             f.remote = local;
@@ -546,4 +547,64 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run_clashes(ops));
     }
+}
+
+#[tokio::test]
+async fn an_unchanged_truncate_then_two_renames_over_a_synced_file() {
+    run(vec![
+        Op::Write { file: 1, data: vec![] },
+        Op::Mkdir,
+        Op::Write { file: 3, data: vec![] },
+        Op::Replay,
+        Op::Truncate { file: 1, size: 0 },
+        Op::Rename { from: 1, to: 2 },
+        Op::Rename { from: 2, to: 3 },
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_empty_file_where_an_unlinked_empty_file_was() {
+    run(vec![
+        Op::Write { file: 0, data: vec![] },
+        Op::Replay,
+        Op::RemoteAdd { data: vec![] },
+        Op::Rename { from: 0, to: 1 },
+        Op::Write { file: 0, data: vec![] },
+        Op::Unlink { file: 1 },
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_file_saved_over_a_renamed_file_whose_move_is_pending() {
+    run(vec![
+        Op::Mkdir,
+        Op::Write { file: 3, data: vec![] },
+        Op::Replay,
+        Op::Rename { from: 3, to: 4 },
+        Op::Write { file: 3, data: vec![] },
+        Op::Rename { from: 3, to: 4 },
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn a_changed_file_saved_over_a_file_moved_out_of_a_removed_folder() {
+    run(vec![
+        Op::Write { file: 0, data: vec![] },
+        Op::Write { file: 1, data: vec![] },
+        Op::Mkdir,
+        Op::Write { file: 3, data: vec![] },
+        Op::Replay,
+        Op::PWrite {
+            file: 1,
+            offset: 0,
+            data: vec![0],
+        },
+        Op::Rename { from: 3, to: 2 },
+        Op::Rmdir,
+        Op::Rename { from: 1, to: 2 },
+    ])
+    .await;
 }

@@ -35,6 +35,15 @@ impl StoreTx<'_> {
         self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
         Ok(())
     }
+
+    /// Every (key, value) whose key starts with `prefix`, by key.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")?;
+        let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -50,5 +59,16 @@ mod tests {
         assert_eq!(s.delta_link().unwrap().as_deref(), Some("https://x/delta?token=2"));
         s.delete_meta(super::keys::DELTA_LINK).unwrap();
         assert_eq!(s.delta_link().unwrap(), None);
+    }
+
+    #[test]
+    fn lists_by_prefix() {
+        let s = Store::open_in_memory().unwrap();
+        s.set_meta("sent:2", "b").unwrap();
+        s.set_meta("sent:1", "a").unwrap();
+        s.set_meta("sentinel", "x").unwrap();
+        s.set_meta("other", "y").unwrap();
+        let got = s.meta_with_prefix("sent:").unwrap();
+        assert_eq!(got, vec![("sent:1".into(), "a".into()), ("sent:2".into(), "b".into())]);
     }
 }

@@ -297,6 +297,9 @@ impl Store {
     pub fn delete_meta(&self, key: &str) -> Result<()> {
         self.write(|t| t.delete_meta(key))
     }
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        self.read(|t| t.meta_with_prefix(prefix))
+    }
     /// The saved `@odata.deltaLink` (a secret-free URL, but long: do not log it at info level).
     pub fn delta_link(&self) -> Result<Option<String>> {
         self.meta(meta_keys::DELTA_LINK)

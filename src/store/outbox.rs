@@ -214,6 +214,37 @@ impl StoreTx<'_> {
         Ok(n)
     }
 
+    /// Hands `from`'s pending moves to `to` (a file that took over `from`'s OneDrive item), keeping their place
+    /// in the sequence; returns how many.
+    pub fn reassign_moves(&self, from: u64, to: u64) -> Result<usize> {
+        let mut n = 0;
+        for entry in self.pending()? {
+            if let OutboxOp::Move {
+                ino,
+                item_id,
+                new_parent_id,
+                new_name,
+            } = entry.op
+            {
+                if ino != from {
+                    continue;
+                }
+                let op = OutboxOp::Move {
+                    ino: to,
+                    item_id,
+                    new_parent_id,
+                    new_name,
+                };
+                let json = serde_json::to_string(&op).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                n += self.conn.execute(
+                    "UPDATE outbox SET ino = ?1, op = ?2 WHERE seq = ?3",
+                    params![to as i64, json, entry.seq],
+                )?;
+            }
+        }
+        Ok(n)
+    }
+
     /// Whether `ino` has a pending entry of `kind`.
     pub fn has_op(&self, ino: u64, kind: &str) -> Result<bool> {
         let n: i64 = self.conn.query_row(

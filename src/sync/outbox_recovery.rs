@@ -10,18 +10,79 @@ use crate::remote::QuickXorHash;
 use crate::store::{name_key, OutboxOp};
 use chrono::{DateTime, Utc};
 
-/// Meta key of the place (`<parent id>\n<name>`) a first upload of outbox entry `seq` was sent to.
+/// Meta key prefix of [`first_upload_key`].
+const FIRST_UPLOAD_PREFIX: &str = "first_upload_target:";
+
+/// Meta key of the place a first upload of outbox entry `seq` was sent to ([`FirstUploadTarget`]).
 pub(super) fn first_upload_key(seq: i64) -> String {
-    format!("first_upload_target:{seq}")
+    format!("{FIRST_UPLOAD_PREFIX}{seq}")
 }
 
+/// Where a first upload was sent, journalled before it is (`<parent id>\n<name>\n<ino>`).
+pub(super) struct FirstUploadTarget {
+    pub parent_id: String,
+    pub name: String,
+    /// The file's inode (absent in entries journalled by older versions).
+    pub ino: Option<u64>,
+}
+
+impl FirstUploadTarget {
+    pub(super) fn encode(parent_id: &str, name: &str, ino: u64) -> String {
+        format!("{parent_id}\n{name}\n{ino}")
+    }
+    pub(super) fn decode(value: &str) -> Option<FirstUploadTarget> {
+        let mut parts = value.splitn(3, '\n');
+        let parent_id = parts.next()?.to_string();
+        let name = parts.next()?.to_string();
+        let ino = parts.next().and_then(|i| i.parse().ok());
+        Some(FirstUploadTarget { parent_id, name, ino })
+    }
+}
+
+/// Meta key of the versions (quickXorHashes, one per line) of file `ino` sent to OneDrive since its last
+/// recorded upload.
+fn sent_versions_key(ino: u64) -> String {
+    format!("sent_versions:{ino}")
+}
+
+/// How many sent versions of one file are remembered (a file rewritten while each attempt's answer is lost).
+const SENT_VERSIONS_KEPT: usize = 8;
+
 impl OutboxReplayer {
-    /// The file named `name` in `parent_id` when it holds exactly the staged bytes of `source`.
+    /// Journals, before an upload of file `ino` is sent, the hash of the version it sends: should the answer be
+    /// lost (a connection reset after OneDrive acted, a crash) and the file change again before the next attempt,
+    /// OneDrive holding this version is then recognised as our own doing, not a change made elsewhere. Returns
+    /// the versions sent before this attempt (since the file's last recorded upload).
+    pub(super) fn note_sending(&self, ino: u64, hash: Option<&str>) -> Result<Vec<String>, Failure> {
+        let key = sent_versions_key(ino);
+        let before = self.sent_versions(ino)?;
+        let Some(hash) = hash.filter(|h| !before.iter().any(|b| b == h)) else {
+            return Ok(before);
+        };
+        let mut sent = before.clone();
+        sent.push(hash.to_string());
+        let skip = sent.len().saturating_sub(SENT_VERSIONS_KEPT);
+        let value = sent[skip..].join("\n");
+        self.store.write_durable(|t| t.set_meta(&key, &value))?;
+        Ok(before)
+    }
+
+    /// Forgets the sent versions of `ino` once an upload's answer is recorded.
+    pub(super) fn forget_sent(&self, ino: u64) -> Result<(), Failure> {
+        self.store.delete_meta(&sent_versions_key(ino))?;
+        Ok(())
+    }
+
+    /// The file named `name` in `parent_id` when it is an earlier upload of this file whose answer was lost: it
+    /// holds a version sent before this attempt (`sent_before`), or (when `same_bytes_are_ours`) exactly the
+    /// bytes hashed `our_hash`.
     pub(super) async fn own_earlier_upload(
         &self,
         parent_id: &str,
         name: &str,
-        source: &UploadSource,
+        our_hash: Option<&str>,
+        sent_before: &[String],
+        same_bytes_are_ours: bool,
     ) -> Result<Option<DriveItem>, Failure> {
         let key = name_key(name);
         let Some(existing) = self
@@ -33,7 +94,8 @@ impl OutboxReplayer {
         else {
             return Ok(None);
         };
-        Ok((same_bytes(&existing, source) && self.is_free_or_duplicate(&existing.id)?).then_some(existing))
+        let ours = (same_bytes_are_ours && same_bytes(&existing, our_hash)) || sent_earlier(sent_before, &existing);
+        Ok((ours && self.is_free_or_duplicate(&existing)?).then_some(existing))
     }
 
     /// A superseded upload had started a session (which may have completed before a crash, its item never
@@ -69,9 +131,15 @@ impl OutboxReplayer {
         let Some(saved) = self.store.meta(&first_upload_key(seq))? else {
             return Ok(None);
         };
-        let Some((old_parent_id, old_name)) = saved.split_once('\n') else {
+        let Some(FirstUploadTarget {
+            parent_id: old_parent_id,
+            name: old_name,
+            ..
+        }) = FirstUploadTarget::decode(&saved)
+        else {
             return Ok(None);
         };
+        let (old_parent_id, old_name) = (old_parent_id.as_str(), old_name.as_str());
         if old_parent_id == parent_id && name_key(old_name) == name_key(name) {
             // Same place: a name clash there is recognised by its bytes (`own_earlier_upload`).
             return Ok(None);
@@ -92,8 +160,66 @@ impl OutboxReplayer {
             return Ok(None);
         };
         Ok(self
-            .is_free_or_duplicate(&item.id)?
+            .is_free_or_duplicate(&item)?
             .then(|| (item, old_parent.ino, old_name.to_string())))
+    }
+
+    /// First uploads whose outbox entry is gone without their answer recorded (the file was deleted, or replaced
+    /// by a save, after an attempt whose answer was lost): the item such an attempt may have created is taken back
+    /// off OneDrive (to its recycle bin) when it holds a version this replayer sent of that file and the store
+    /// does not know it as a file of its own. Kept for the next pass while OneDrive cannot be asked.
+    pub(super) async fn sweep_abandoned_first_uploads(&self) -> Result<(), Failure> {
+        let journalled = self.store.meta_with_prefix(FIRST_UPLOAD_PREFIX)?;
+        if journalled.is_empty() {
+            return Ok(());
+        }
+        let pending: std::collections::HashSet<i64> = self.store.pending()?.iter().map(|e| e.seq).collect();
+        for (key, value) in journalled {
+            let seq: Option<i64> = key[FIRST_UPLOAD_PREFIX.len()..].parse().ok();
+            if seq.is_some_and(|seq| pending.contains(&seq)) {
+                continue;
+            }
+            if let Some(target) = FirstUploadTarget::decode(&value) {
+                if let Some(ino) = target.ino {
+                    let sent = self.sent_versions(ino)?;
+                    let key_name = name_key(&target.name);
+                    let found = match self.drive.children(&target.parent_id).await {
+                        Ok(children) => children.into_iter().find(|c| {
+                            c.is_file() && c.name.as_deref().map(name_key).as_deref() == Some(key_name.as_str())
+                        }),
+                        Err(DriveError::NotFound(_)) => None,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let still_here = self.store.get(ino)?.is_some_and(|r| r.parent_ino.is_some());
+                    if let Some(item) = found.filter(|i| sent_earlier(&sent, i)) {
+                        if !still_here && self.is_free_or_duplicate(&item)? {
+                            match self.drive.delete(&item.id, None).await {
+                                Ok(()) | Err(DriveError::NotFound(_)) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                            tracing::info!(
+                                ino,
+                                "a file deleted here after an upload whose answer was lost: the item that upload \
+                                 created went to OneDrive's recycle bin"
+                            );
+                        }
+                    }
+                    if !still_here {
+                        self.forget_sent(ino)?;
+                    }
+                }
+            }
+            self.store.delete_meta(&key)?;
+        }
+        Ok(())
+    }
+
+    /// The versions of `ino` sent since its last recorded upload.
+    fn sent_versions(&self, ino: u64) -> Result<Vec<String>, Failure> {
+        Ok(match self.store.meta(&sent_versions_key(ino))? {
+            Some(v) => v.lines().map(str::to_string).collect(),
+            None => Vec::new(),
+        })
     }
 
     /// The file named `name` in `parent_id`, when the store does not know it (an upload session of ours that
@@ -109,35 +235,77 @@ impl OutboxReplayer {
         else {
             return Ok(None);
         };
-        Ok(self.is_free_or_duplicate(&existing.id)?.then_some(existing))
+        Ok(self.is_free_or_duplicate(&existing)?.then_some(existing))
     }
 
-    /// Whether OneDrive item `id` is unknown to the store, or known only as a clean, empty row a delta round
-    /// added for an item this replayer created (the commit replaces that row).
-    pub(super) fn is_free_or_duplicate(&self, id: &str) -> Result<bool, Failure> {
-        Ok(match self.store.get_by_item_id(id)? {
-            None => true,
-            Some(row) => !row.is_dirty() && !row.local_only && self.store.child_count(row.ino)? == 0,
-        })
+    /// Whether OneDrive's `item` is unknown to the store, or known only as a clean, empty row a delta round added
+    /// for an item this replayer created (the commit replaces that row; the round may have put it under a
+    /// disambiguated name beside the local file): never a row with journalled work of its own, nor an item a
+    /// journalled delete or move takes away (an unlinked or renamed file whose change is not sent yet).
+    pub(super) fn is_free_or_duplicate(&self, item: &DriveItem) -> Result<bool, Failure> {
+        if self.leaving(&item.id)? {
+            return Ok(false);
+        }
+        let Some(row) = self.store.get_by_item_id(&item.id)? else {
+            return Ok(true);
+        };
+        if row.is_dirty() || row.local_only || self.store.child_count(row.ino)? > 0 {
+            return Ok(false);
+        }
+        Ok(!self.store.pending()?.iter().any(|e| e.op.ino() == row.ino))
+    }
+
+    /// Whether OneDrive item `id` has journalled work that takes it away from where it is: a delete (its row is
+    /// gone already), a move.
+    pub(super) fn leaving(&self, id: &str) -> Result<bool, Failure> {
+        let row_ino = self.store.get_by_item_id(id)?.map(|r| r.ino);
+        Ok(self.store.pending()?.iter().any(|e| match &e.op {
+            OutboxOp::Delete { item_id, .. } => item_id == id,
+            OutboxOp::Move { ino, item_id, .. } => item_id == id || Some(*ino) == row_ino,
+            _ => false,
+        }))
+    }
+
+    /// Whether the file named `name` in `parent_id` on OneDrive is an item this outbox is about to delete or move
+    /// away (an unlinked or renamed file whose change is journalled after a new file took its name).
+    pub(super) async fn name_being_freed(&self, parent_id: &str, name: &str) -> Result<bool, Failure> {
+        let key = name_key(name);
+        let clash = self
+            .drive
+            .children(parent_id)
+            .await?
+            .into_iter()
+            .find(|c| c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()));
+        match clash {
+            Some(item) => self.leaving(&item.id),
+            None => Ok(false),
+        }
     }
 }
 
-/// Whether OneDrive's `item` holds exactly the bytes of `source` (by quickXorHash; false when it has no hash yet).
-pub(super) fn same_bytes(item: &DriveItem, source: &UploadSource) -> bool {
-    let Some(theirs) = item.quick_xor_hash() else {
-        return false;
-    };
-    let ours = match source {
-        UploadSource::Bytes(b) => QuickXorHash::of(b),
+/// The quickXorHash of what `source` would upload (`None` when the staged file cannot be read).
+pub(super) fn source_hash(source: &UploadSource) -> Option<String> {
+    match source {
+        UploadSource::Bytes(b) => Some(QuickXorHash::of(b)),
         UploadSource::File(path) => match hash_file(path) {
-            Ok(h) => h,
+            Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot hash a staged file");
-                return false;
+                None
             }
         },
-    };
-    ours == theirs
+    }
+}
+
+/// Whether OneDrive's `item` holds one of the versions in `sent` (sent by this replayer, answers never recorded).
+pub(super) fn sent_earlier(sent: &[String], item: &DriveItem) -> bool {
+    item.quick_xor_hash()
+        .is_some_and(|theirs| sent.iter().any(|h| h == theirs))
+}
+
+/// Whether OneDrive's `item` holds exactly the bytes hashed `our_hash` (false when either hash is unknown).
+pub(super) fn same_bytes(item: &DriveItem, our_hash: Option<&str>) -> bool {
+    matches!((item.quick_xor_hash(), our_hash), (Some(theirs), Some(ours)) if theirs == ours)
 }
 
 fn hash_file(path: &std::path::Path) -> std::io::Result<String> {

@@ -34,7 +34,7 @@ use thiserror::Error;
 
 #[path = "outbox_recovery.rs"]
 mod recovery;
-use recovery::{first_upload_key, same_bytes};
+use recovery::{first_upload_key, same_bytes, sent_earlier, source_hash, FirstUploadTarget};
 
 /// Meta keys the replayer keeps for `galleryfs status` and the trash commands.
 pub mod meta_keys {
@@ -162,9 +162,12 @@ fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
 
 /// The OneDrive id of a row, when it has one (not a local placeholder, not the unlocated root).
 fn real_id(row: &ItemRow) -> Option<String> {
-    let id = &row.item_id;
-    (!row.local_only && !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:"))
-        .then(|| id.clone())
+    (!row.local_only && is_real_id(&row.item_id)).then(|| row.item_id.clone())
+}
+
+/// Whether `id` names a OneDrive item (not a placeholder for a file not uploaded yet).
+fn is_real_id(id: &str) -> bool {
+    !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:")
 }
 
 impl OutboxReplayer {
@@ -213,6 +216,12 @@ impl OutboxReplayer {
         let _pass = self.pass.lock().await;
         let mut report = ReplayReport::default();
         let mut waiting: HashSet<u64> = HashSet::new();
+        match self.sweep_abandoned_first_uploads().await {
+            Ok(()) => {}
+            Err(Failure::Store(e)) => return Err(e.into()),
+            // Offline or refused: the journal keeps them for a later pass; the entries below find out the same.
+            Err(Failure::Drive(e)) => tracing::debug!(error = %e, "abandoned first uploads not checked yet"),
+        }
         let entries = self.store.pending()?;
         for entry in entries {
             let ino = entry.op.ino();
@@ -415,6 +424,9 @@ impl OutboxReplayer {
             );
             return self.complete(entry.seq).map(|_| Step::Done);
         };
+        let our_hash = source_hash(&source);
+        let our_hash = our_hash.as_deref();
+        let sent_before = self.note_sending(ino, our_hash)?;
         let modified = Utc.timestamp_opt(row.mtime, 0).single();
         // A session an earlier (crashed) attempt started is resumed; new sessions are journalled at once.
         let resume_url = entry
@@ -477,7 +489,7 @@ impl OutboxReplayer {
                     "a first upload sent before a crash is adopted and moved to the file's place"
                 );
                 requested = Some((old_parent, old_name));
-                if same_bytes(&item, &source) {
+                if same_bytes(&item, our_hash) {
                     item
                 } else {
                     self.drive.upload(to_item(&item.id, None)).await?
@@ -485,8 +497,10 @@ impl OutboxReplayer {
             }
             None => {
                 if real_id(&row).is_none() {
-                    self.store
-                        .set_meta(&first_upload_key(entry.seq), &format!("{parent_id}\n{}", row.name))?;
+                    self.store.set_meta(
+                        &first_upload_key(entry.seq),
+                        &FirstUploadTarget::encode(&parent_id, &row.name, ino),
+                    )?;
                 }
                 // New here, or deleted on OneDrive while edited: created (anew), never lost.
                 match self
@@ -494,10 +508,24 @@ impl OutboxReplayer {
                     .upload(new_here(row.name.clone(), ConflictBehavior::Fail))
                     .await
                 {
+                    Err(DriveError::Conflict(_)) if self.name_being_freed(&parent_id, &row.name).await? => {
+                        // Held by an item whose delete or move away is journalled (and runs in this pass or the
+                        // next): this new file takes the name after that.
+                        tracing::debug!(
+                            ino,
+                            "the name is held on OneDrive by an item leaving it; the upload waits"
+                        );
+                        return Ok(Step::Wait(None));
+                    }
                     Err(DriveError::Conflict(_)) => {
-                        match self.own_earlier_upload(&parent_id, &row.name, &source).await? {
-                            // Uploaded before a crash that came ahead of the journal's completion: the same bytes.
-                            Some(item) => item,
+                        match self
+                            .own_earlier_upload(&parent_id, &row.name, our_hash, &sent_before, true)
+                            .await?
+                        {
+                            // Uploaded before a crash or a lost answer: the same bytes, or an earlier version of
+                            // this file (which this one replaces).
+                            Some(item) if same_bytes(&item, our_hash) => item,
+                            Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
                             None if entry.upload_url.is_some() && real_id(&row).is_none() => {
                                 match self.earlier_session_item(&parent_id, &row.name).await? {
                                     // A session of an earlier version completed before a crash that came ahead
@@ -505,18 +533,39 @@ impl OutboxReplayer {
                                     Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
                                     None => {
                                         report.conflicts += 1;
-                                        self.drive
-                                            .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
-                                            .await?
+                                        let earlier_copy = self
+                                            .own_earlier_upload(
+                                                &parent_id,
+                                                &conflict_copy_name,
+                                                our_hash,
+                                                &sent_before,
+                                                false,
+                                            )
+                                            .await?;
+                                        self.adopt_or_upload(
+                                            earlier_copy,
+                                            our_hash,
+                                            new_here(conflict_copy_name, ConflictBehavior::Rename),
+                                            to_item,
+                                        )
+                                        .await?
                                     }
                                 }
                             }
                             None => {
-                                // The name was taken on OneDrive meanwhile: ours goes beside it.
+                                // The name was taken on OneDrive meanwhile: ours goes beside it (once: a copy an
+                                // earlier attempt made is taken).
                                 report.conflicts += 1;
-                                self.drive
-                                    .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
-                                    .await?
+                                let earlier_copy = self
+                                    .own_earlier_upload(&parent_id, &conflict_copy_name, our_hash, &sent_before, false)
+                                    .await?;
+                                self.adopt_or_upload(
+                                    earlier_copy,
+                                    our_hash,
+                                    new_here(conflict_copy_name, ConflictBehavior::Rename),
+                                    to_item,
+                                )
+                                .await?
                             }
                         }
                     }
@@ -532,18 +581,28 @@ impl OutboxReplayer {
                 // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost
                 // (a crash ahead of the journal, a reset): not a conflict; nothing to send unless the modification
                 // time still differs.
-                let ours = same_bytes(&remote, &source);
+                let ours = same_bytes(&remote, our_hash);
                 let same_time = remote.modified().map(|t| t.timestamp()) == modified.map(|t| t.timestamp());
+                // OneDrive holding an earlier version this replayer sent of the file (its answer lost, the file
+                // changed again since) moved on only by our doing: not a conflict either.
+                let echo = !ours && sent_earlier(&sent_before, &remote);
                 if ours && same_time {
                     tracing::info!(
                         ino,
                         "OneDrive already holds this version of the file; not sending it again"
                     );
                     remote
-                } else if !ours && remote_moved_on(&row, &version) {
+                } else if !ours && !echo && remote_moved_on(&row, &version) {
+                    let earlier_copy = self
+                        .own_earlier_upload(&parent_id, &conflict_copy_name, our_hash, &sent_before, false)
+                        .await?;
                     let copy = self
-                        .drive
-                        .upload(new_here(conflict_copy_name, ConflictBehavior::Rename))
+                        .adopt_or_upload(
+                            earlier_copy,
+                            our_hash,
+                            new_here(conflict_copy_name, ConflictBehavior::Rename),
+                            to_item,
+                        )
                         .await?;
                     tracing::warn!(
                         ino,
@@ -553,6 +612,7 @@ impl OutboxReplayer {
                     note_change_sent();
                     self.local
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
+                    self.forget_sent(ino)?;
                     self.quota_ok()?;
                     return Ok(Step::Conflict);
                 } else {
@@ -574,6 +634,7 @@ impl OutboxReplayer {
         note_change_sent();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         self.store.delete_meta(&first_upload_key(entry.seq))?;
+        self.forget_sent(ino)?;
         if !still_there && real_id(&row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
             if let Err(e) = self.drive.delete(&result.id, None).await {
@@ -583,6 +644,22 @@ impl OutboxReplayer {
         self.quota_ok()?;
         tracing::info!(ino, size = row.size, "upload done");
         Ok(Step::Done)
+    }
+
+    /// `earlier` (an item an earlier attempt of this upload created, its answer lost) brought up to this version,
+    /// or else `new` sent.
+    async fn adopt_or_upload(
+        &self,
+        earlier: Option<DriveItem>,
+        our_hash: Option<&str>,
+        new: UploadRequest,
+        to_item: impl Fn(&str, Option<String>) -> UploadRequest,
+    ) -> Result<DriveItem, Failure> {
+        Ok(match earlier {
+            Some(item) if same_bytes(&item, our_hash) => item,
+            Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
+            None => self.drive.upload(new).await?,
+        })
     }
 
     fn quota_ok(&self) -> Result<(), Failure> {
@@ -649,6 +726,7 @@ impl OutboxReplayer {
             return self.complete(entry.seq).map(|_| Step::Done);
         };
         let OutboxOp::Move {
+            item_id: journalled_id,
             new_parent_id,
             new_name,
             ..
@@ -656,10 +734,15 @@ impl OutboxReplayer {
         else {
             unreachable!("move step of another op")
         };
+        if is_real_id(journalled_id) && *journalled_id != item_id {
+            // The file took over another item since (an editor's save over an existing file): the move was of
+            // its former item, which has a delete of its own queued; moving the item it holds now would be wrong.
+            tracing::debug!(ino, "a move of the file's former item is moot; skipped");
+            return self.complete(entry.seq).map(|_| Step::Done);
+        }
         // The journalled target, not the row's current place: a delta round that reported a remote edit of the
         // item before this move ran has put the row back under its old name (the next round fixes that).
-        let journalled_parent = Some(new_parent_id.clone())
-            .filter(|id| !id.starts_with(crate::store::LOCAL_ID_PREFIX) && !id.starts_with("galleryfs:"));
+        let journalled_parent = Some(new_parent_id.clone()).filter(|id| is_real_id(id));
         let parent_id = match journalled_parent {
             Some(id) => id,
             None => match self.parent_id(&row)? {
@@ -714,7 +797,7 @@ impl OutboxReplayer {
                         c.folder.is_some() && c.name.as_deref().map(name_key).as_deref() == Some(key.as_str())
                     });
                 match existing {
-                    Some(item) if self.is_free_or_duplicate(&item.id)? => item,
+                    Some(item) if self.is_free_or_duplicate(&item)? => item,
                     _ => {
                         return Err(
                             DriveError::Conflict(format!("a folder named {:?} cannot be created", row.name)).into(),

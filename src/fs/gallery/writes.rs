@@ -734,6 +734,15 @@ impl GalleryFs {
             .write_durable(|t| {
                 if let Some(old) = &adopt {
                     t.drop_ops(old.ino, &["upload"])?;
+                    if recent_upload {
+                        // A move of the source's own item still journalled (renamed before this save) is moot: that
+                        // item goes (below).
+                        t.drop_ops(source.ino, &["move"])?;
+                    }
+                    // The adopted item's own moves still journalled (renamed before this save, to the place the
+                    // adopting file now takes) are the adopting file's now, in their place in the sequence: a
+                    // folder removed after its file moved out must still see the move first.
+                    t.reassign_moves(old.ino, source.ino)?;
                     if self.is_open(old.ino) {
                         // Open (a viewer showing the photo being saved): the old row stays, detached, under a
                         // local id (the OneDrive id goes to the new content) until its last close. What of it is

@@ -1,5 +1,7 @@
 //! [`FailingDrive`]: wraps any [`DriveApi`] and fails chosen calls with chosen errors (the next N calls and/or a
-//! seeded random fraction, optionally only some operations), for offline, throttling and retry tests.
+//! seeded random fraction, optionally only some operations), for offline, throttling and retry tests; and loses
+//! the answers of chosen calls (the call reaches the drive, its answer does not come back), as a connection reset
+//! after the service acted does.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +17,8 @@ use crate::remote::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 struct FailurePlan {
     next: u32,
     next_error: Option<DriveError>,
+    lose_next: u32,
+    lose_error: Option<DriveError>,
     fraction: f64,
     fraction_error: Option<DriveError>,
     only: Option<HashSet<MockOp>>,
@@ -36,6 +40,8 @@ impl<D: DriveApi> FailingDrive<D> {
             plan: Mutex::new(FailurePlan {
                 next: 0,
                 next_error: None,
+                lose_next: 0,
+                lose_error: None,
                 fraction: 0.0,
                 fraction_error: None,
                 only: None,
@@ -53,6 +59,12 @@ impl<D: DriveApi> FailingDrive<D> {
         p.next = n;
         p.next_error = Some(error);
     }
+    /// The next `n` calls (of the selected operations) reach the drive, which acts on them, but answer `error`.
+    pub fn lose_next_answers(&self, n: u32, error: DriveError) {
+        let mut p = self.plan.lock();
+        p.lose_next = n;
+        p.lose_error = Some(error);
+    }
     /// Each call (of the selected operations) fails with `error` with probability `fraction`.
     pub fn fail_fraction(&self, fraction: f64, error: DriveError) {
         let mut p = self.plan.lock();
@@ -67,6 +79,7 @@ impl<D: DriveApi> FailingDrive<D> {
     pub fn heal(&self) {
         let mut p = self.plan.lock();
         p.next = 0;
+        p.lose_next = 0;
         p.fraction = 0.0;
     }
     /// Failures injected so far.
@@ -96,6 +109,25 @@ impl<D: DriveApi> FailingDrive<D> {
             }
         }
         Ok(())
+    }
+
+    /// After `op` reached the drive: the error to answer instead of its result, when its answer is to be lost.
+    fn lost(&self, op: MockOp) -> Option<DriveError> {
+        let mut p = self.plan.lock();
+        if p.only.as_ref().is_some_and(|only| !only.contains(&op)) || p.lose_next == 0 {
+            return None;
+        }
+        p.lose_next -= 1;
+        p.injected += 1;
+        p.lose_error.clone()
+    }
+
+    /// `result` of `op`, unless its answer is to be lost.
+    fn answer<T>(&self, op: MockOp, result: Result<T, DriveError>) -> Result<T, DriveError> {
+        match self.lost(op) {
+            Some(e) => Err(e),
+            None => result,
+        }
     }
 }
 
@@ -147,23 +179,23 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
     }
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
         self.check(MockOp::CreateFolder)?;
-        self.inner.create_folder(parent_id, name).await
+        self.answer(MockOp::CreateFolder, self.inner.create_folder(parent_id, name).await)
     }
     async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), DriveError> {
         self.check(MockOp::Delete)?;
-        self.inner.delete(id, if_match).await
+        self.answer(MockOp::Delete, self.inner.delete(id, if_match).await)
     }
     async fn move_item(&self, id: &str, request: &MoveRequest) -> Result<DriveItem, DriveError> {
         self.check(MockOp::Move)?;
-        self.inner.move_item(id, request).await
+        self.answer(MockOp::Move, self.inner.move_item(id, request).await)
     }
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError> {
         self.check(MockOp::Upload)?;
-        self.inner.upload(request).await
+        self.answer(MockOp::Upload, self.inner.upload(request).await)
     }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.check(MockOp::Restore)?;
-        self.inner.restore(id, parent_id, name).await
+        self.answer(MockOp::Restore, self.inner.restore(id, parent_id, name).await)
     }
 }
 
@@ -193,6 +225,13 @@ mod tests {
         assert!((60..=140).contains(&failed), "{failed} of 200");
         drive.heal();
         assert!(drive.item("root").await.is_ok());
+
+        drive.only_ops(None);
+        drive.lose_next_answers(1, DriveError::Offline("reset".into()));
+        let root = drive.inner().root_id();
+        assert!(drive.create_folder(&root, "made").await.is_err(), "the answer is lost");
+        assert!(drive.inner().id_by_path("/made").is_some(), "but the drive acted");
+        assert!(drive.create_folder(&root, "made too").await.is_ok());
         assert_eq!(
             drive.inner().count(MockOp::Item),
             200 - failed + 1,
