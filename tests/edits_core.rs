@@ -848,6 +848,51 @@ async fn a_file_unlinked_while_open_keeps_working_for_its_writer() {
     assert!(!g.staging.join(ino.to_string()).exists());
 }
 
+/// Under a kernel, an `open` that resolved a name just before the file was unlinked or replaced (the kernel
+/// still holds the inode) reaches the old file, readable, until the kernel forgets the inode.
+#[tokio::test]
+async fn a_removed_file_stays_reachable_until_the_kernel_forgets_it() {
+    let g = Gallery::new(Duration::from_secs(2));
+    g.fs.kernel_attached();
+    let old = g.write_file(ROOT_INO, "photo.jpg", b"old version").await;
+    let gone = g.write_file(ROOT_INO, "gone.jpg", b"unlinked").await;
+    let new = g.write_file(ROOT_INO, "photo.jpg.tmp", b"new version").await;
+    g.fs.rename(
+        C,
+        ROOT_INO,
+        OsStr::new("photo.jpg.tmp"),
+        ROOT_INO,
+        OsStr::new("photo.jpg"),
+        false,
+    )
+    .await
+    .unwrap();
+    g.fs.unlink(C, ROOT_INO, OsStr::new("gone.jpg")).await.unwrap();
+    for (ino, want) in [(old, &b"old version"[..]), (gone, &b"unlinked"[..])] {
+        let o =
+            g.fs.open(
+                C,
+                ino,
+                OpenMode {
+                    read: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(&g.fs.read(ino, o.fh, 0, 100).await.unwrap()[..], want);
+        g.fs.release(ino, o.fh).await.unwrap();
+        assert_eq!(g.fs.getattr(ino).await.unwrap().0.nlink, 0, "removed: no link");
+    }
+    assert_eq!(g.read_file(new).await, b"new version");
+    for ino in [old, gone] {
+        g.fs.forget(ino, 1);
+        assert!(g.store.get(ino).unwrap().is_none(), "forgotten: gone");
+        assert!(g.fs.getattr(ino).await.is_err());
+        assert!(!g.staging.join(ino.to_string()).exists());
+    }
+}
+
 #[tokio::test]
 async fn a_delta_round_between_upload_and_commit_leaves_one_row() {
     let s = synced(Duration::ZERO).await;

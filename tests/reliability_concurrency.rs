@@ -240,21 +240,17 @@ fn concurrent_atomic_saves_of_one_file() {
     concurrent_atomic_saves("poll_interval=1,thumbnails=off", false);
 }
 
-/// A reader of the file being saved: an open racing a rename-over reaches the replaced inode, whose row is gone.
+/// A reader of the file being saved: an open racing a rename-over reaches the replaced inode, which stays
+/// readable (detached) until the kernel forgets it.
 #[test]
-#[ignore = "known limit (fs/gallery): a file open at the rename stays readable, but an open racing the rename \
-            (the kernel resolved the name to the old inode just before) finds the old row gone: ENOENT/EIO. Needs \
-            removed inodes kept until the kernel's FORGET (lookup counting), not only until the last close"]
 fn concurrent_atomic_saves_of_one_file_with_a_reader() {
     require_fuse!();
     concurrent_atomic_saves("poll_interval=1,thumbnails=off", true);
 }
 
-/// The same with `write_back=0`: a temp file can finish uploading before it is renamed over its target.
+/// The same with `write_back=0`: a temp file can finish uploading before it is renamed over its target, and
+/// the replayer commits uploads of files the other editor is replacing at that moment.
 #[test]
-#[ignore = "known bug (edits issue): with write_back=0, two editors saving one file at once race the replayer's \
-            commits (a rename adopting an item id a commit is changing fails with EIO; staged files of replaced \
-            temp files are missing for their upload). One editor's quick successive saves work (heir baseline)."]
 fn concurrent_atomic_saves_of_one_file_without_write_back_delay() {
     require_fuse!();
     concurrent_atomic_saves(OPTIONS, false);

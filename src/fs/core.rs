@@ -33,6 +33,9 @@ pub trait FsCore: Send + Sync + 'static {
     async fn lookup(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry>;
     /// The kernel dropped `nlookup` references to `ino`.
     fn forget(&self, _ino: Ino, _nlookup: u64) {}
+    /// A kernel now serves this filesystem (called by the FUSE adapter at `init`): from here on the kernel holds
+    /// references to the inodes it looked up, released by [`FsCore::forget`].
+    fn kernel_attached(&self) {}
     async fn getattr(&self, ino: Ino) -> FsResult<(Attr, std::time::Duration)>;
     async fn setattr(&self, caller: Caller, ino: Ino, set: SetAttr) -> FsResult<(Attr, std::time::Duration)>;
 

@@ -272,6 +272,7 @@ impl fuser::Filesystem for FuseAdapter {
         let passthrough = self.offer_passthrough
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
+        self.core.kernel_attached();
         tracing::debug!(passthrough, "FUSE session initialised");
         self.passthrough.store(passthrough, Ordering::Relaxed);
         Ok(())

@@ -593,6 +593,12 @@ impl OutboxReplayer {
                     );
                     remote
                 } else if !ours && !echo && remote_moved_on(&row, &version) {
+                    tracing::debug!(
+                        ino,
+                        base_ctag = row.base_ctag.as_deref().unwrap_or_default(),
+                        remote_ctag = version.ctag.as_deref().unwrap_or_default(),
+                        "OneDrive's version is not the one this change started from"
+                    );
                     let earlier_copy = self
                         .own_earlier_upload(&parent_id, &conflict_copy_name, our_hash, &sent_before, false)
                         .await?;

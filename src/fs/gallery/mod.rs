@@ -144,9 +144,14 @@ pub struct GalleryFs {
     viewer: viewer_readahead::ViewerTracker,
     /// Open file handles per inode (originals and staged files).
     open_files: Mutex<HashMap<Ino, u32>>,
-    /// Files removed (unlink, rename over) while open: their rows stay, detached from any folder, so the open
-    /// descriptors keep reading them (POSIX), until the last close (see `writes::file_closed`).
+    /// Files removed (unlink, rename over) while open — or, under a kernel, while it may still reach them: their
+    /// rows stay, detached from any folder, so open descriptors keep reading them (POSIX) and an `open` that
+    /// resolved the name just before the removal finds them, until the last close or the kernel's `forget` (see
+    /// `writes::file_closed`, `writes::inode_forgotten`).
     orphans: Mutex<std::collections::HashSet<Ino>>,
+    /// Set once a kernel serves this filesystem ([`FsCore::kernel_attached`]): it holds references to the
+    /// inodes it looked up until it sends `forget`.
+    kernel_refs: std::sync::atomic::AtomicBool,
     /// Serializes the operations that change names (create, mkdir, unlink, rmdir, rename): each reads the rows it
     /// changes (a rename's target, say) before its transaction, so two at once could act on a stale row.
     namespace: tokio::sync::Mutex<()>,
@@ -253,6 +258,7 @@ impl GalleryFs {
             viewer: Default::default(),
             open_files: Mutex::new(HashMap::new()),
             orphans: Mutex::new(std::collections::HashSet::new()),
+            kernel_refs: std::sync::atomic::AtomicBool::new(false),
             namespace: tokio::sync::Mutex::new(()),
         }
     }
@@ -491,6 +497,15 @@ impl GalleryFs {
 
 #[async_trait]
 impl FsCore for GalleryFs {
+    fn kernel_attached(&self) {
+        self.kernel_refs.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn forget(&self, ino: Ino, _nlookup: u64) {
+        // The kernel sends one forget when it drops an inode for good (with every lookup it counted).
+        self.inode_forgotten(ino);
+    }
+
     async fn lookup(&self, _caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
         Self::check_name(name)?;
         if let Some(node) = self.virtuals.node(parent) {

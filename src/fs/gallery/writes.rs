@@ -535,8 +535,9 @@ impl GalleryFs {
         let current = t.get(item.ino)?;
         let item = current.as_ref().unwrap_or(item);
         t.drop_ops(item.ino, &["upload", "move", "mkdir"])?;
-        if self.is_open(item.ino) {
-            // Open: the row stays, detached, for the open descriptors; the last close removes it.
+        if self.keeps_removed(item) {
+            // Open (or reachable by the kernel): the row stays, detached, for the open descriptors and racing
+            // opens; the last close or the kernel's forget removes it.
             t.detach(item.ino)?;
             self.orphans.lock().insert(item.ino);
         } else {
@@ -555,6 +556,41 @@ impl GalleryFs {
             }
         }
         Ok(())
+    }
+
+    /// Whether a file being removed keeps its row (detached, as an orphan): while it is open, and under a kernel
+    /// (which may have resolved its name for an `open` arriving just after the removal) until `forget`.
+    fn keeps_removed(&self, item: &ItemRow) -> bool {
+        self.is_open(item.ino) || (!item.is_dir() && self.kernel_refs.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Forgets the staged content of a removed file unless it stays as an orphan (which forgets it at the end).
+    fn forget_staged_unless_orphan(&self, ino: Ino) {
+        if !self.orphans.lock().contains(&ino) {
+            self.forget_staged(ino);
+        }
+    }
+
+    /// The kernel dropped `ino` for good: an orphan no longer open goes.
+    pub(super) fn inode_forgotten(&self, ino: Ino) {
+        if self.is_open(ino) || !self.orphans.lock().remove(&ino) {
+            return;
+        }
+        self.remove_orphan(ino);
+    }
+
+    /// Removes an orphan's detached row and staged content.
+    fn remove_orphan(&self, ino: Ino) {
+        let removed = self.store.write_durable(|t| match t.get(ino)? {
+            Some(row) if row.parent_ino.is_none() => t.remove(ino).map(|_| ()),
+            _ => Ok(()),
+        });
+        if let Err(e) = removed {
+            tracing::warn!(ino, error = %e, "cannot remove a file unlinked while open; the next start does");
+        }
+        self.forget_staged(ino);
+        // Its delete may have waited for the last close.
+        self.outbox_wake.notify_one();
     }
 
     /// A file handle of `ino` was opened.
@@ -582,19 +618,16 @@ impl GalleryFs {
                 None => return,
             }
         }
-        if !self.orphans.lock().remove(&ino) {
+        if self.kernel_refs.load(std::sync::atomic::Ordering::Relaxed) {
+            // The kernel's forget removes it; its delete, held while it was open, may go now.
+            if self.orphans.lock().contains(&ino) {
+                self.outbox_wake.notify_one();
+            }
             return;
         }
-        let removed = self.store.write_durable(|t| match t.get(ino)? {
-            Some(row) if row.parent_ino.is_none() => t.remove(ino).map(|_| ()),
-            _ => Ok(()),
-        });
-        if let Err(e) = removed {
-            tracing::warn!(ino, error = %e, "cannot remove a file unlinked while open; the next start does");
+        if self.orphans.lock().remove(&ino) {
+            self.remove_orphan(ino);
         }
-        self.forget_staged(ino);
-        // Its delete waited for this close.
-        self.outbox_wake.notify_one();
     }
 
     /// Remembers that `ino` was created through this mount now.
@@ -647,7 +680,7 @@ impl GalleryFs {
         self.store
             .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
             .map_err(store_err)?;
-        self.forget_staged(item.ino);
+        self.forget_staged_unless_orphan(item.ino);
         self.outbox_wake.notify_one();
         Ok(())
     }
@@ -726,6 +759,14 @@ impl GalleryFs {
             .as_ref()
             .filter(|_| replaces_file && (source.local_only || recent_upload))
             .cloned();
+        if let Some(old) = &adopt {
+            tracing::debug!(
+                source = source.ino,
+                target = old.ino,
+                recent_upload,
+                "renamed over an existing file: takes over its OneDrive item"
+            );
+        }
         let trash = match (&target, &adopt) {
             (Some(t), None) if !t.local_only => Some(self.trash_record(t)?),
             _ => None,
@@ -733,6 +774,18 @@ impl GalleryFs {
         self.store
             .write_durable(|t| {
                 if let Some(old) = &adopt {
+                    // Both rows as they are in this transaction: the replayer may have committed an upload of
+                    // either since they were read (a new baseline for the target, a first upload's id for the
+                    // source), and what the source takes over must be current.
+                    let old = &t.get(old.ino)?.unwrap_or_else(|| old.clone());
+                    let fresh_source = t.get(source.ino)?.unwrap_or_else(|| source.clone());
+                    if !recent_upload && !fresh_source.local_only && fresh_source.item_id != old.item_id {
+                        // Its first upload committed meanwhile: that item is a stray now, as below.
+                        t.enqueue(&OutboxOp::Delete {
+                            ino: source.ino,
+                            item_id: fresh_source.item_id.clone(),
+                        })?;
+                    }
                     t.drop_ops(old.ino, &["upload"])?;
                     if recent_upload {
                         // A move of the source's own item still journalled (renamed before this save) is moot: that
@@ -743,10 +796,11 @@ impl GalleryFs {
                     // adopting file now takes) are the adopting file's now, in their place in the sequence: a
                     // folder removed after its file moved out must still see the move first.
                     t.reassign_moves(old.ino, source.ino)?;
-                    if self.is_open(old.ino) {
-                        // Open (a viewer showing the photo being saved): the old row stays, detached, under a
-                        // local id (the OneDrive id goes to the new content) until its last close. What of it is
-                        // not read or cached yet cannot be fetched any more: reads of it fail with EIO.
+                    if self.keeps_removed(old) {
+                        // Open (a viewer showing the photo being saved) or reachable by the kernel: the old row
+                        // stays, detached, under a local id (the OneDrive id goes to the new content) until its
+                        // last close or forget. What of it is not read or cached yet cannot be fetched any more:
+                        // reads of it fail with EIO.
                         t.detach(old.ino)?;
                         t.set_item_id(old.ino, &format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino))?;
                         self.orphans.lock().insert(old.ino);
@@ -799,7 +853,7 @@ impl GalleryFs {
             })
             .map_err(store_err)?;
         if let Some(old) = &target {
-            self.forget_staged(old.ino);
+            self.forget_staged_unless_orphan(old.ino);
         }
         self.outbox_wake.notify_one();
         Ok(())
