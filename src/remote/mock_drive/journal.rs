@@ -409,6 +409,12 @@ impl State {
                 self.check_scope(&scope)?;
                 Ok(self.start_round(scope, None))
             }
+            DeltaRequest::Latest { folder_id } => {
+                let scope = folder_id.clone().unwrap_or_else(|| self.root_id.clone());
+                self.check_scope(&scope)?;
+                let now = self.seq;
+                Ok(self.start_round(scope, Some(now)))
+            }
             DeltaRequest::Link(link) if link.starts_with("mock://delta/next?") => {
                 let p = link_params(link);
                 let cursor = p.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);

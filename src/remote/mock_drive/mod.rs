@@ -32,6 +32,8 @@ pub enum MockOp {
     DeltaFull,
     /// Any other delta page (next pages, incremental rounds).
     DeltaPage,
+    /// A `token=latest` request (no items, a delta link for "from now on").
+    DeltaLatest,
     Thumbnails,
     DownloadThumbnail,
     /// A read of an original's content.
@@ -160,7 +162,7 @@ impl MockDrive {
     }
     /// Every delta request (full first pages and the rest).
     pub fn delta_requests(&self) -> u64 {
-        self.count(MockOp::DeltaFull) + self.count(MockOp::DeltaPage)
+        self.count(MockOp::DeltaFull) + self.count(MockOp::DeltaPage) + self.count(MockOp::DeltaLatest)
     }
     pub fn total_requests(&self) -> u64 {
         self.state.lock().counts.values().sum()
@@ -333,8 +335,12 @@ impl DriveApi for MockDrive {
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let full = matches!(request, DeltaRequest::Full { .. })
             || matches!(request, DeltaRequest::Link(l) if l.starts_with("mock://delta?") && !l.contains("token="));
-        self.enter(if full { MockOp::DeltaFull } else { MockOp::DeltaPage })
-            .await;
+        let op = match request {
+            DeltaRequest::Latest { .. } => MockOp::DeltaLatest,
+            _ if full => MockOp::DeltaFull,
+            _ => MockOp::DeltaPage,
+        };
+        self.enter(op).await;
         self.state.lock().delta_page(request)
     }
 
