@@ -219,8 +219,10 @@ mod tests {
         inner: MockDrive,
         now: AtomicUsize,
         max: AtomicUsize,
-        after_children: Box<dyn Fn(&MockDrive, &str) + Send + Sync>,
+        after_children: AfterChildren,
     }
+
+    type AfterChildren = Box<dyn Fn(&MockDrive, &str) + Send + Sync>;
 
     impl Gauge {
         fn new() -> Gauge {

@@ -70,6 +70,8 @@ pub(super) struct State {
     pub(super) cursors: HashMap<u64, Cursor>,
     pub(super) next_cursor: u64,
     pub(super) page_size: usize,
+    /// Items per `children` page (each page is one counted request); unbounded by default.
+    pub(super) children_page_size: usize,
     pub(super) duplicates: bool,
     pub(super) folder_delta_supported: bool,
     pub(super) latency: Duration,
