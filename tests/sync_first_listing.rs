@@ -10,6 +10,7 @@ use galleryfs::remote::mock_drive::{FailingDrive, MockDrive, MockOp};
 use galleryfs::remote::models::{Drive, DriveItem, ThumbnailSet};
 use galleryfs::store::{ItemRow, Store, ROOT_INO};
 use galleryfs::sync::poller::{InitialSync, SyncEngine, SyncSettings};
+use galleryfs::sync::tree_listing::{list_tree, DEFAULT_FOLDERS_IN_FLIGHT};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -193,6 +194,14 @@ async fn with_20_ms_latency_10000_items_take_a_few_round_trips_instead_of_one_pe
     );
     assert_eq!(store.item_count().unwrap() as usize, direct);
 
+    // The listing alone (no sign-in, gallery lookup or store writes): the deepest chain of pages, not their sum.
+    let started = Instant::now();
+    let listing = list_tree(drive.as_ref(), &gallery, DEFAULT_FOLDERS_IN_FLIGHT, |_| {})
+        .await
+        .unwrap();
+    let listing_alone = started.elapsed();
+    assert_eq!(listing.items.len(), direct + 1);
+
     drive.reset_counts();
     let refused = without_latest(drive.clone(), DriveError::NotSupported("token=latest".into()));
     let (store2, e2) = engine(refused);
@@ -207,7 +216,8 @@ async fn with_20_ms_latency_10000_items_take_a_few_round_trips_instead_of_one_pe
     assert_eq!(snapshot(&store), snapshot(&store2));
     println!(
         "10,016 items at 20 ms: direct paging {reference:?} ({reference_requests} requests); \
-         initial_sync by folders {by_folders:?} ({listing_requests} listing requests); \
+         initial_sync by folders {by_folders:?} ({listing_requests} listing requests; list_tree alone \
+         {listing_alone:?}); \
          initial_sync by delta {by_delta:?} ({} delta requests)",
         drive.delta_requests()
     );
@@ -329,4 +339,122 @@ async fn changes_made_on_onedrive_during_the_listing_show_after_the_next_poll() 
     let (fresh, e2) = engine(refused);
     e2.initial_sync().await.unwrap();
     assert_eq!(snapshot(&store), snapshot(&fresh));
+}
+
+/// Through HTTP: the emulator at 20 ms a request, the real Graph client (`children` with `$top=1000`, 200-item
+/// delta pages). The benchmark's layout: 10,000 photos in one folder, a few more beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_emulator_at_20_ms_10000_items_list_in_about_the_pages_of_the_largest_folder() {
+    use galleryfs::emulator::{self, media::Content, EmulatorConfig};
+    use galleryfs::remote::auth::StaticToken;
+    use galleryfs::remote::graph_drive_api::GraphDrive;
+    use galleryfs::remote::{Endpoints, GraphClient, RetryPolicy};
+
+    const GALLERY: &str = "/Pictures/Samsung Gallery";
+    let h = emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts");
+    for i in 0..10_000u32 {
+        h.state
+            .add_file(
+                &format!("{GALLERY}/Camera/IMG_{i:05}.jpg"),
+                Content::Bytes(Bytes::from(i.to_le_bytes().to_vec())),
+            )
+            .unwrap();
+    }
+    for i in 0..20u32 {
+        h.state
+            .add_file(
+                &format!("{GALLERY}/Photos/P_{i:02}.jpg"),
+                Content::Bytes(Bytes::from(vec![i as u8; 8])),
+            )
+            .unwrap();
+    }
+    let endpoints = Endpoints {
+        graph_url: h.graph_url(),
+        login_url: h.login_url(),
+        ..Default::default()
+    };
+    let client = || {
+        GraphClient::new(
+            endpoints.clone(),
+            Arc::new(StaticToken(h.test_token())),
+            RetryPolicy::default(),
+        )
+        .unwrap()
+    };
+    let graph = Arc::new(GraphDrive::new(client()));
+    h.state.faults.set_global_latency(20);
+    let requests_since = |seq: u64, what: &str| {
+        h.state
+            .log
+            .entries_since(seq)
+            .iter()
+            .filter(|r| r.path.contains(what))
+            .count()
+    };
+
+    // The reference: every folder paged directly, one page after the other.
+    let gallery = graph.item_by_path(GALLERY).await.unwrap().id;
+    let seq = h.state.log.next_seq();
+    let started = Instant::now();
+    let mut direct = 0;
+    let mut queue = vec![gallery.clone()];
+    while let Some(id) = queue.pop() {
+        for child in graph.children(&id).await.unwrap() {
+            direct += 1;
+            if child.is_folder() {
+                queue.push(child.id);
+            }
+        }
+    }
+    let reference = started.elapsed();
+    let reference_pages = requests_since(seq, "/children");
+    assert_eq!(direct, 10_000 + 20 + 2);
+    assert_eq!(reference_pages, 1 + 10 + 1);
+
+    // The listing alone (no gallery lookup, no store writes).
+    let started = Instant::now();
+    let listing = list_tree(graph.as_ref(), &gallery, DEFAULT_FOLDERS_IN_FLIGHT, |_| {})
+        .await
+        .unwrap();
+    let listing_alone = started.elapsed();
+    assert_eq!(listing.items.len(), direct + 1);
+
+    let seq = h.state.log.next_seq();
+    let (store, e) = engine(graph.clone());
+    let started = Instant::now();
+    e.initial_sync().await.unwrap();
+    let by_folders = started.elapsed();
+    assert_eq!(store.item_count().unwrap() as usize, direct);
+    let delta = requests_since(seq, "/delta");
+    assert_eq!(delta, 1, "one token=latest request, no delta page");
+    let pages = requests_since(seq, "/children");
+    assert_eq!(
+        pages,
+        reference_pages + 1,
+        "the reference's pages and the locator's listing of Pictures"
+    );
+
+    let seq = h.state.log.next_seq();
+    let refused = without_latest_graph(graph.clone());
+    let (store2, e2) = engine(refused);
+    let started = Instant::now();
+    e2.initial_sync().await.unwrap();
+    let by_delta = started.elapsed();
+    let delta_pages = requests_since(seq, "/delta");
+    assert!(delta_pages >= 50, "10,023 items in pages of 200: {delta_pages}");
+    assert_eq!(snapshot(&store), snapshot(&store2));
+    println!(
+        "emulator, 20 ms, 10,022 items: direct paging {reference:?} ({reference_pages} pages); list_tree alone \
+         {listing_alone:?}; initial_sync by folders {by_folders:?} ({pages} children pages, 1 token=latest); by \
+         delta {by_delta:?} ({delta_pages} delta pages)"
+    );
+}
+
+fn without_latest_graph<D: DriveApi + 'static>(drive: D) -> Arc<FailingDrive<D>> {
+    let failing = FailingDrive::new(drive);
+    failing.only_ops(Some(&[MockOp::DeltaLatest]));
+    failing.fail_fraction(1.0, DriveError::NotSupported("token=latest".into()));
+    Arc::new(failing)
 }

@@ -284,8 +284,10 @@ impl State {
         while let Some(id) = stack.pop() {
             let Some(node) = self.live(&id) else { continue };
             out.push(self.to_item(node));
-            let kids = self.children_of(&id);
-            stack.extend(kids.iter().rev().map(|n| n.id.clone()));
+            if node.folder {
+                let kids = self.children_of(&id);
+                stack.extend(kids.iter().rev().map(|n| n.id.clone()));
+            }
         }
         out
     }
