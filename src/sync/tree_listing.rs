@@ -88,7 +88,10 @@ pub async fn list_tree(
             (Job::Children(id), Ok(children)) => {
                 folders_listed += 1;
                 for mut child in children {
-                    if child.is_folder() && !child.is_deleted() && queued.insert(child.id.clone()) {
+                    // A shortcut to a folder shared from another drive (`remoteItem`) is not descended into, as
+                    // a folder-scoped delta does not enumerate it either.
+                    let listable = child.is_folder() && !child.is_deleted() && child.remote_item.is_none();
+                    if listable && queued.insert(child.id.clone()) {
                         queue.push_back(Job::Children(child.id.clone()));
                     }
                     if child.parent_id().is_none() {
@@ -252,8 +255,14 @@ mod tests {
         async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
             let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.max.fetch_max(now, Ordering::SeqCst);
-            let out = self.inner.children(id).await;
+            let mut out = self.inner.children(id).await;
             self.now.fetch_sub(1, Ordering::SeqCst);
+            // Folders named `Shared …` are shortcuts to folders of another drive.
+            for item in out.iter_mut().flatten() {
+                if item.name.as_deref().is_some_and(|n| n.starts_with("Shared ")) {
+                    item.remote_item = Some(serde_json::json!({"id": "OTHER!1", "folder": {}}));
+                }
+            }
             (self.after_children)(&self.inner, id);
             out
         }
@@ -303,11 +312,25 @@ mod tests {
         let listing = list_tree(&gauge, &gallery, 4, |_| {}).await.unwrap();
         assert_eq!(listing.items.len(), 1 + 16 + 200);
         let max = gauge.max.load(Ordering::SeqCst);
-        assert!((2..=4).contains(&max), "children requests in flight at once: {max}");
+        assert_eq!(max, 4, "children requests in flight at once: the bound, never more");
+        assert_eq!(gauge.inner.count(MockOp::Children), 17);
+
         let one_at_a_time = Gauge::new();
         let gallery = three_levels(&one_at_a_time.inner, 20);
         list_tree(&one_at_a_time, &gallery, 1, |_| {}).await.unwrap();
         assert_eq!(one_at_a_time.max.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn shortcuts_to_folders_of_other_drives_are_listed_not_descended_into() {
+        let drive = Gauge::new();
+        let gallery = three_levels(&drive.inner, 30);
+        let shortcut = drive.inner.add_folder(&gallery, "Shared album");
+        drive.inner.add_file(&shortcut, "theirs.jpg", "t");
+        let listing = list_tree(&drive, &gallery, 4, |_| {}).await.unwrap();
+        assert!(listing.items.iter().any(|i| i.id == shortcut));
+        assert!(listing.items.iter().all(|i| i.parent_id() != Some(shortcut.as_str())));
+        assert_eq!(listing.folders_listed, 17);
     }
 
     #[tokio::test]
