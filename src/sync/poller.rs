@@ -6,11 +6,13 @@
 //!   `children()`, several at once ([`list_tree`]: far fewer round trips than 200-item delta pages) — or, when the
 //!   service has no such link, enumerates it by delta (folder-scoped first, the drive root filtered by the
 //!   applier when that is refused) — and applies the whole listing as one full round together with its delta
-//!   link (the quota is read meanwhile). Changes made during the listing come with the first incremental round. Nothing is served before it returns, so pages are not applied
-//!   one by one (that doubled the store writes); progress reports the items received. A resync while mounted
-//!   applies every page as it arrives so a big listing shows progressively, then re-applies the whole enumeration
-//!   as one full round (which places items whose parent came in a later page and removes rows OneDrive no longer
-//!   has).
+//!   link (the quota is read meanwhile). Changes made during the listing come with the first incremental round.
+//!   Nothing is served before it returns, so pages are not applied one by one (that doubled the store writes);
+//!   progress reports the items received. A resync while mounted applies every page as it arrives so a big
+//!   listing shows progressively, then re-applies the whole enumeration as one full round (which places items
+//!   whose parent came in a later page and removes rows OneDrive no longer has). Resyncs and the periodic full
+//!   re-list stay on delta: they run while the mount serves, where a consistent enumeration matters more than
+//!   round trips.
 //! - [`SyncEngine::poll_once`]: one delta round from the stored link. `410` → full resync from the service's
 //!   `Location`; folders new to the store → listed with `children()`; the gallery deleted → status `missing`,
 //!   nothing local thrown away (the round is not applied and the link not advanced).
