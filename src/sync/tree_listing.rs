@@ -94,8 +94,12 @@ pub async fn list_tree(
                     if listable && queued.insert(child.id.clone()) {
                         queue.push_back(Job::Children(child.id.clone()));
                     }
-                    if child.parent_id().is_none() {
-                        let reference = child.parent_reference.get_or_insert_with(ItemReference::default);
+                    // The shape of a delta item: no download URL (secret, short-lived, unused: a 100,000-item
+                    // listing held ~15 MB of them until applied) and no parent path (delta never has one).
+                    child.download_url = None;
+                    let reference = child.parent_reference.get_or_insert_with(ItemReference::default);
+                    reference.path = None;
+                    if reference.id.is_none() {
                         reference.id = Some(id.clone());
                     }
                     items.push(child);
@@ -206,6 +210,7 @@ mod tests {
         .unwrap();
         assert_eq!(listing.items[0].id, gallery);
         assert_eq!(listing.items.len(), 1 + 16 + 2_500);
+
         assert_eq!(tree(&listing.items), tree(&enumeration.items));
         assert_eq!(listing.folders_listed, 17);
         assert_eq!(reports.load(Ordering::SeqCst), 17, "one report per folder");
