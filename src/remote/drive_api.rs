@@ -90,6 +90,10 @@ impl DriveError {
 pub enum DeltaRequest {
     /// A full enumeration of `folder_id`'s subtree (`None` = the drive root: `/me/drive/root/delta`).
     Full { folder_id: Option<String> },
+    /// No items, just a delta link for "from now on" (`…/delta?token=latest`; graph-api.md §5) of `folder_id`'s
+    /// subtree (`None` = the drive root). An implementation without it answers
+    /// [`is_not_supported`](DriveError::is_not_supported).
+    Latest { folder_id: Option<String> },
     /// A link the service gave: an `@odata.nextLink`, a stored `@odata.deltaLink` or a resync `Location`.
     Link(String),
 }

@@ -188,6 +188,9 @@ impl DriveApi for GraphDrive {
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let url = match request {
             DeltaRequest::Full { folder_id } => self.client.delta_first_url(folder_id.as_deref()),
+            DeltaRequest::Latest { folder_id } => {
+                format!("{}?token=latest", self.client.delta_first_url(folder_id.as_deref()))
+            }
             DeltaRequest::Link(link) => link.clone(),
         };
         let page = self.client.delta_page(&url).await.map_err(drive_error)?;

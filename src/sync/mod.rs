@@ -5,6 +5,7 @@
 //! - [`server_names`]: what a server name must be to be shown, and the suffix for case clashes.
 //! - [`gallery_locator`]: finding the gallery folder at mount.
 //! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
+//! - [`tree_listing`]: the first listing by folders (`children()`, several at once) after a `token=latest` link.
 //! - [`notification_listener`]: socket.io change notifications → [`poller::SyncEngine::wake`].
 //! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
 //! - [`status`]: the shared status behind `galleryfs status`.
@@ -18,3 +19,4 @@ pub mod poller;
 pub mod server_names;
 pub mod status;
 pub mod thumbnail_fetcher;
+pub mod tree_listing;

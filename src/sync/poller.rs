@@ -2,13 +2,17 @@
 //!
 //! - [`SyncEngine::initial_sync`] at mount: with a delta link in the store the mount lists from the store at once
 //!   and catches up in the background ([`SyncEngine::run`] re-locates the gallery, then polls). Otherwise it finds
-//!   the gallery ([`locate_gallery`]), enumerates it by delta — folder-scoped first, the drive root (filtered by the
-//!   applier) when the service refuses that — and applies the whole enumeration as one full round together with
-//!   its delta link (the quota is read meanwhile). Nothing is served before it returns, so pages are not applied
-//!   one by one (that doubled the store writes); progress reports the items received. A resync while mounted
-//!   applies every page as it arrives so a big listing shows progressively, then re-applies the whole enumeration
-//!   as one full round (which places items whose parent came in a later page and removes rows OneDrive no longer
-//!   has).
+//!   the gallery ([`locate_gallery`]), takes a folder-scoped `token=latest` delta link and lists the folders with
+//!   `children()`, several at once ([`list_tree`]: far fewer round trips than 200-item delta pages) — or, when the
+//!   service has no such link, enumerates it by delta (folder-scoped first, the drive root filtered by the
+//!   applier when that is refused) — and applies the whole listing as one full round together with its delta
+//!   link (the quota is read meanwhile). Changes made during the listing come with the first incremental round.
+//!   Nothing is served before it returns, so pages are not applied one by one (that doubled the store writes);
+//!   progress reports the items received. A resync while mounted applies every page as it arrives so a big
+//!   listing shows progressively, then re-applies the whole enumeration as one full round (which places items
+//!   whose parent came in a later page and removes rows OneDrive no longer has). Resyncs and the periodic full
+//!   re-list stay on delta: they run while the mount serves, where a consistent enumeration matters more than
+//!   round trips.
 //! - [`SyncEngine::poll_once`]: one delta round from the stored link. `410` → full resync from the service's
 //!   `Location`; folders new to the store → listed with `children()`; the gallery deleted → status `missing`,
 //!   nothing local thrown away (the round is not applied and the link not advanced).
@@ -38,6 +42,7 @@ use super::delta_apply::{
 const MAX_REFETCHES: u32 = 3;
 use super::gallery_locator::{locate_gallery, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
+use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
 use crate::remote::models::DriveItem;
 use crate::store::{meta_keys, Store, StoreError};
@@ -231,7 +236,7 @@ impl SyncEngine {
         let (gallery, _changed) = self.locate_and_record().await?;
         // The quota read overlaps the enumeration. Pages are not applied one by one: nothing is served before
         // this returns, so the one full round at the end is enough (progress counts the items received).
-        let (_, listed) = tokio::join!(self.refresh_quota(true), self.enumerate(&gallery, None, false));
+        let (_, listed) = tokio::join!(self.refresh_quota(true), self.list_first(&gallery));
         listed?;
         self.note_success();
         let items = self.store.item_count()?;
@@ -574,27 +579,11 @@ impl SyncEngine {
                         }
                         // As in an incremental round: a change of ours sent meanwhile may be older in the listing.
                         let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
-                        let Some(changes) = apply_fresh_delta_round_with_link(
-                            &self.store,
-                            gallery,
-                            &all,
-                            RoundKind::Full,
-                            &delta_link,
-                            stale,
-                        )?
-                        else {
+                        let Some(changes) = self.apply_full_listing(gallery, all, &delta_link, stale)? else {
                             refetches += 1;
                             tracing::debug!(refetches, "local changes were sent during a listing; listing again");
                             continue 'again;
                         };
-                        // The enumeration held every item of the gallery (~1 KiB each); give the freed heap back.
-                        drop(all);
-                        release_freed_memory();
-                        *self.last_full_listing.lock() = Instant::now();
-                        self.after_round(&changes);
-                        if let Some(progress) = self.progress.read().clone() {
-                            progress(self.store.item_count()?);
-                        }
                         return Ok(changes);
                     }
                     (None, None) => {
@@ -607,6 +596,74 @@ impl SyncEngine {
                 }
             }
         }
+    }
+
+    /// The first listing of an empty store: by folders after a `token=latest` delta link ([`list_tree`]), as one
+    /// full round with that link; by delta ([`Self::enumerate`]) when the service has no such link.
+    async fn list_first(&self, gallery: &str) -> Result<AppliedChanges, SyncError> {
+        let mut refetches = 0;
+        loop {
+            let sent_before = super::outbox_replay::changes_sent();
+            let progress = self.progress.read().clone();
+            let listed = list_tree(self.drive.as_ref(), gallery, DEFAULT_FOLDERS_IN_FLIGHT, |received| {
+                // Between folders (received, applied only with the whole listing).
+                crate::crash_points::crash_point("poller.page_applied");
+                if let Some(progress) = &progress {
+                    progress(received);
+                }
+            })
+            .await;
+            let listing = match listed {
+                Ok(listing) => listing,
+                Err(TreeListingError::LatestRefused(e)) => {
+                    tracing::info!(reason = %e, "no token=latest delta link; enumerating the gallery by delta");
+                    return self.enumerate(gallery, None, false).await;
+                }
+                Err(TreeListingError::Drive(e)) => return Err(e.into()),
+            };
+            tracing::debug!(
+                folders = listing.folders_listed,
+                items = listing.items.len(),
+                "gallery listed by folders"
+            );
+            if gallery_deleted_in(&listing.items, gallery) {
+                self.gallery_missing();
+                return Ok(AppliedChanges::default());
+            }
+            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            match self.apply_full_listing(gallery, listing.items, &listing.delta_link, stale)? {
+                Some(changes) => return Ok(changes),
+                None => {
+                    refetches += 1;
+                    tracing::debug!(refetches, "local changes were sent during a listing; listing again");
+                }
+            }
+        }
+    }
+
+    /// Applies a whole enumeration as one full round with its delta link, unless `stale()` (then `None`: list
+    /// again); then frees its memory, runs the hooks and reports the store's count.
+    fn apply_full_listing(
+        &self,
+        gallery: &str,
+        all: Vec<DriveItem>,
+        delta_link: &str,
+        stale: impl FnOnce() -> bool,
+    ) -> Result<Option<AppliedChanges>, SyncError> {
+        let applied =
+            apply_fresh_delta_round_with_link(&self.store, gallery, &all, RoundKind::Full, delta_link, stale)?;
+        let Some(changes) = applied else {
+            return Ok(None);
+        };
+        // The enumeration held every item of the gallery (~1 KiB each); give the freed heap back.
+        drop(all);
+        release_freed_memory();
+        *self.last_full_listing.lock() = Instant::now();
+        self.after_round(&changes);
+        if let Some(progress) = self.progress.read().clone() {
+            progress(self.store.item_count()?);
+        }
+        Ok(Some(changes))
     }
 
     /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content.

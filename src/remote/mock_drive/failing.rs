@@ -156,6 +156,7 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let op = match request {
             DeltaRequest::Full { .. } => MockOp::DeltaFull,
+            DeltaRequest::Latest { .. } => MockOp::DeltaLatest,
             DeltaRequest::Link(_) => MockOp::DeltaPage,
         };
         self.check(op)?;

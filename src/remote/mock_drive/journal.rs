@@ -70,6 +70,8 @@ pub(super) struct State {
     pub(super) cursors: HashMap<u64, Cursor>,
     pub(super) next_cursor: u64,
     pub(super) page_size: usize,
+    /// Items per `children` page (each page is one counted request); unbounded by default.
+    pub(super) children_page_size: usize,
     pub(super) duplicates: bool,
     pub(super) folder_delta_supported: bool,
     pub(super) latency: Duration,
@@ -282,8 +284,10 @@ impl State {
         while let Some(id) = stack.pop() {
             let Some(node) = self.live(&id) else { continue };
             out.push(self.to_item(node));
-            let kids = self.children_of(&id);
-            stack.extend(kids.iter().rev().map(|n| n.id.clone()));
+            if node.folder {
+                let kids = self.children_of(&id);
+                stack.extend(kids.iter().rev().map(|n| n.id.clone()));
+            }
         }
         out
     }
@@ -408,6 +412,12 @@ impl State {
                 let scope = folder_id.clone().unwrap_or_else(|| self.root_id.clone());
                 self.check_scope(&scope)?;
                 Ok(self.start_round(scope, None))
+            }
+            DeltaRequest::Latest { folder_id } => {
+                let scope = folder_id.clone().unwrap_or_else(|| self.root_id.clone());
+                self.check_scope(&scope)?;
+                let now = self.seq;
+                Ok(self.start_round(scope, Some(now)))
             }
             DeltaRequest::Link(link) if link.starts_with("mock://delta/next?") => {
                 let p = link_params(link);

@@ -4,11 +4,13 @@
 //! `MockDrive` keeps a tree of folders and files with ids (`MOCK!<n>`), eTag/cTag versions, the quickXorHash of
 //! the content, a `photos` special folder (display name chosen by the test: it is localized on OneDrive), and a
 //! change journal that gives real delta semantics: full enumeration (folder-scoped or from the root, parents
-//! before children, paged), incremental rounds since a delta link (the changed items with their ancestor chain,
-//! deletes as `deleted` tombstones, items moved out of a folder scope as deletes), the same item repeated with
-//! older states first when asked (the last occurrence wins), and `410` resync on demand. Thumbnails are tiny real
+//! before children, paged), a `token=latest` link (no items), incremental rounds since a delta link (the changed
+//! items with their ancestor chain, deletes as `deleted` tombstones, items moved out of a folder scope as
+//! deletes), the same item repeated with older states first when asked (the last occurrence wins), and `410`
+//! resync on demand. Thumbnails are tiny real
 //! JPEGs (made with `image`) at OneDrive's named sizes; an item can have none. Every request is counted per
-//! [`MockOp`], and an optional per-request latency simulates the network.
+//! [`MockOp`], and an optional per-request latency simulates the network (`children` pages of a chosen size
+//! cost one request each).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,6 +34,8 @@ pub enum MockOp {
     DeltaFull,
     /// Any other delta page (next pages, incremental rounds).
     DeltaPage,
+    /// A `token=latest` request (no items, a delta link for "from now on").
+    DeltaLatest,
     Thumbnails,
     DownloadThumbnail,
     /// A read of an original's content.
@@ -110,6 +114,7 @@ impl MockDrive {
                 cursors: HashMap::new(),
                 next_cursor: 1,
                 page_size: 200,
+                children_page_size: usize::MAX,
                 duplicates: false,
                 folder_delta_supported: true,
                 latency: Duration::ZERO,
@@ -134,6 +139,11 @@ impl MockDrive {
     /// Items per delta page.
     pub fn set_page_size(&self, n: usize) {
         self.state.lock().page_size = n.max(1);
+    }
+    /// Items per `children` page (as `$top`): a listing of more costs one counted request (and one latency) per
+    /// page. Unbounded by default (one request per listing).
+    pub fn set_children_page_size(&self, n: usize) {
+        self.state.lock().children_page_size = n.max(1);
     }
     /// Incremental rounds repeat changed items with their older states first (the last occurrence wins).
     pub fn set_duplicate_entries(&self, on: bool) {
@@ -160,7 +170,7 @@ impl MockDrive {
     }
     /// Every delta request (full first pages and the rest).
     pub fn delta_requests(&self) -> u64 {
-        self.count(MockOp::DeltaFull) + self.count(MockOp::DeltaPage)
+        self.count(MockOp::DeltaFull) + self.count(MockOp::DeltaPage) + self.count(MockOp::DeltaLatest)
     }
     pub fn total_requests(&self) -> u64 {
         self.state.lock().counts.values().sum()
@@ -325,16 +335,28 @@ impl DriveApi for MockDrive {
 
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
         self.enter(MockOp::Children).await;
-        let s = self.state.lock();
-        s.require_live(id)?;
-        Ok(s.children_of(id).into_iter().map(|n| s.to_item(n)).collect())
+        let (items, page_size) = {
+            let s = self.state.lock();
+            s.require_live(id)?;
+            let items: Vec<DriveItem> = s.children_of(id).into_iter().map(|n| s.to_item(n)).collect();
+            (items, s.children_page_size)
+        };
+        // Each further page is one more request, after the previous one.
+        for _ in 1..items.len().div_ceil(page_size) {
+            self.enter(MockOp::Children).await;
+        }
+        Ok(items)
     }
 
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let full = matches!(request, DeltaRequest::Full { .. })
             || matches!(request, DeltaRequest::Link(l) if l.starts_with("mock://delta?") && !l.contains("token="));
-        self.enter(if full { MockOp::DeltaFull } else { MockOp::DeltaPage })
-            .await;
+        let op = match request {
+            DeltaRequest::Latest { .. } => MockOp::DeltaLatest,
+            _ if full => MockOp::DeltaFull,
+            _ => MockOp::DeltaPage,
+        };
+        self.enter(op).await;
         self.state.lock().delta_page(request)
     }
 
