@@ -43,7 +43,8 @@ enum Scenario {
     RemoteDelta,
     /// `cp` of a new small photo renamed while its PUT is on the way (slowed by the emulator).
     NewSmallRenamedDuringUpload,
-    /// The first listing of a gallery of two delta pages (the first page applied, no delta link yet).
+    /// The first listing of a gallery of two folders (listed folder by folder after a `token=latest` link; one
+    /// folder received, nothing applied, no delta link saved yet).
     FirstListing,
 }
 
@@ -107,12 +108,12 @@ const MATRIX: &[KillPoint] = &[
     KillPoint {
         point: "poller.page_applied",
         scenario: Scenario::FirstListing,
-        what: "first listing: page 1 of 2 applied, no delta link saved",
+        what: "first listing: one folder of two received, no delta link saved",
     },
     KillPoint {
         point: "delta.row_applied:230",
         scenario: Scenario::FirstListing,
-        what: "first listing: a page's transaction half applied, no delta link saved",
+        what: "first listing: its one transaction half applied, no delta link saved",
     },
     KillPoint {
         point: "upload.simple_sent",
