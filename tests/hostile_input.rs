@@ -7,6 +7,8 @@
 
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
+#[path = "../fuzz/src/local_names.rs"]
+mod local_names;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -396,6 +398,7 @@ fn targets() -> Vec<(&'static str, Target)> {
         ("error_body", harness::error_body),
         ("content_range", harness::content_range),
         ("thumbnail_decode", harness::thumbnail_decode),
+        ("local_names", local_names::local_names),
     ]
 }
 

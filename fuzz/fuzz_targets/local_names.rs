@@ -1,4 +1,4 @@
-//! cargo-fuzz target `local_names`: see `galleryfs_fuzz::local_names` (`--features local-names`).
+//! cargo-fuzz target `local_names`: see `galleryfs_fuzz::local_names` .
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

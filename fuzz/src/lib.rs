@@ -1,6 +1,5 @@
-//! The galleryfs fuzz targets' shared code: [`harness`] (also compiled into `tests/hostile_input.rs`), and the
-//! `local_names` target once the local-name validator is in the tree (feature `local-names`).
+//! The galleryfs fuzz targets' shared code: [`harness`] and [`local_names`] (both also compiled into
+//! `tests/hostile_input.rs`).
 
 pub mod harness;
-#[cfg(feature = "local-names")]
 pub mod local_names;

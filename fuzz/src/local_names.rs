@@ -1,5 +1,4 @@
-//! Target `local_names` (feature `local-names`, needs the edits branch's `fs::gallery::names`): any bytes as a
-//! name created locally. What the validator accepts must be a name OneDrive takes and the store can hold; what it
+//! Target `local_names`: any bytes as a name created locally (`fs::gallery::names::check_local_name`). What the validator accepts must be a name OneDrive takes and the store can hold; what it
 //! refuses must be refused with an error, never a panic.
 
 use std::ffi::OsStr;
