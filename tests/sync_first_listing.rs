@@ -419,30 +419,14 @@ async fn through_the_emulator_at_20_ms_10000_items_list_in_about_the_pages_of_th
         .unwrap();
     let listing_alone = started.elapsed();
     assert_eq!(listing.items.len(), direct + 1);
-    // Children listings carry a download URL per file and the parent's path; the listing keeps neither (delta's
-    // shape, and no secrets held until the round is applied).
+    // Children listings carry the parent's path, and no download URL (not selected: none is minted per file);
+    // the listing keeps neither (delta's shape, and no secrets held until the round is applied).
     let raw = graph.children(&gallery).await.unwrap();
     let raw_file = graph
         .children(&raw.iter().find(|i| i.is_folder()).unwrap().id)
         .await
         .unwrap();
-    assert!(raw_file.iter().any(|i| i.download_url.is_some()));
-    assert!(raw
-        .iter()
-        .any(|i| i.parent_reference.as_ref().is_some_and(|r| r.path.is_some())));
-    assert!(listing.items.iter().all(|i| i.download_url.is_none()));
-    assert!(listing.items[1..].iter().all(|i| i
-        .parent_reference
-        .as_ref()
-        .is_some_and(|r| r.path.is_none() && r.id.is_some())));
-    // Children listings carry a download URL per file and the parent's path; the listing keeps neither (delta's
-    // shape, and no secrets held until the round is applied).
-    let raw = graph.children(&gallery).await.unwrap();
-    let raw_file = graph
-        .children(&raw.iter().find(|i| i.is_folder()).unwrap().id)
-        .await
-        .unwrap();
-    assert!(raw_file.iter().any(|i| i.download_url.is_some()));
+    assert!(!raw_file.is_empty() && raw_file.iter().all(|i| i.download_url.is_none()));
     assert!(raw
         .iter()
         .any(|i| i.parent_reference.as_ref().is_some_and(|r| r.path.is_some())));

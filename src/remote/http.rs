@@ -323,6 +323,9 @@ impl Pipeline {
             } else {
                 None
             };
+            // Getting the token may have taken a while (a refresh): a pause that began meanwhile holds this request
+            // too. (What is left is the moment between this check and the bytes leaving.)
+            self.inner.gate.wait().await;
             let sent = self.build(req, bearer.as_deref()).send().await;
             let outcome = match sent {
                 Err(e) => {
