@@ -247,7 +247,15 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
 fn set_quota(fs: &GalleryFs, status: &SyncStatus) {
     if let Some(q) = status.snapshot().quota {
         if let Some(state) = q.state.as_deref() {
-            fs.set_quota_exceeded(state == "exceeded");
+            // The drive's state is read every few minutes; an upload refused with 507 since (journalled by the
+            // outbox until an upload goes through) says more than an older "normal".
+            let refused = fs
+                .store()
+                .meta(crate::sync::outbox_replay::meta_keys::QUOTA_EXCEEDED)
+                .ok()
+                .flatten()
+                .is_some();
+            fs.set_quota_exceeded(state == "exceeded" || refused);
         }
         if let (Some(total), Some(used)) = (q.total, q.used) {
             let total = total.max(0) as u64;
