@@ -13,6 +13,13 @@ use std::time::{Duration, SystemTime};
 
 const C: Caller = Caller { uid: 0, gid: 0, pid: 0 };
 
+fn ro() -> OpenMode {
+    OpenMode {
+        read: true,
+        ..Default::default()
+    }
+}
+
 fn rw() -> OpenMode {
     OpenMode {
         read: true,
@@ -71,17 +78,7 @@ async fn a_partial_overwrite_copies_the_original_up_and_keeps_the_id() {
     let o = g.fs.open(C, ino, rw()).await.unwrap();
     assert_eq!(g.fs.write(ino, o.fh, 2, b"ab").await.unwrap(), 2);
     // Readers see their own writes at once, before any close.
-    let r =
-        g.fs.open(
-            C,
-            ino,
-            OpenMode {
-                read: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let r = g.fs.open(C, ino, ro()).await.unwrap();
     assert_eq!(&g.fs.read(ino, r.fh, 0, 100).await.unwrap()[..], b"01ab456789");
     g.fs.release(ino, r.fh).await.unwrap();
     assert_eq!(g.fs.upload_hold(ino), UploadHold::OpenForWriting);
@@ -869,17 +866,7 @@ async fn a_removed_file_stays_reachable_until_the_kernel_forgets_it() {
     .unwrap();
     g.fs.unlink(C, ROOT_INO, OsStr::new("gone.jpg")).await.unwrap();
     for (ino, want) in [(old, &b"old version"[..]), (gone, &b"unlinked"[..])] {
-        let o =
-            g.fs.open(
-                C,
-                ino,
-                OpenMode {
-                    read: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let o = g.fs.open(C, ino, ro()).await.unwrap();
         assert_eq!(&g.fs.read(ino, o.fh, 0, 100).await.unwrap()[..], want);
         g.fs.release(ino, o.fh).await.unwrap();
         assert_eq!(g.fs.getattr(ino).await.unwrap().0.nlink, 0, "removed: no link");

@@ -81,6 +81,22 @@ fn snapshot(store: &Store) -> BTreeMap<String, ItemRow> {
 }
 
 /// A drive on which `token=latest` is refused (an implementation without it).
+/// The benchmark's reference: every folder below `gallery` paged directly, one request after the other; returns
+/// how many items were listed.
+async fn page_directly(drive: &dyn DriveApi, gallery: &str) -> usize {
+    let mut listed = 0;
+    let mut queue = vec![gallery.to_string()];
+    while let Some(id) = queue.pop() {
+        for child in drive.children(&id).await.unwrap() {
+            listed += 1;
+            if child.is_folder() {
+                queue.push(child.id);
+            }
+        }
+    }
+    listed
+}
+
 fn without_latest(drive: Arc<MockDrive>, error: DriveError) -> Arc<FailingDrive<Arc<MockDrive>>> {
     let failing = FailingDrive::new(drive);
     failing.only_ops(Some(&[MockOp::DeltaLatest]));
@@ -159,16 +175,7 @@ async fn with_20_ms_latency_10000_items_take_a_few_round_trips_instead_of_one_pe
 
     // The reference (the benchmark's): paging every folder directly, one request after the other.
     let started = Instant::now();
-    let mut direct = 0;
-    let mut queue = vec![gallery.clone()];
-    while let Some(id) = queue.pop() {
-        for child in drive.children(&id).await.unwrap() {
-            direct += 1;
-            if child.is_folder() {
-                queue.push(child.id);
-            }
-        }
-    }
+    let direct = page_directly(drive.as_ref(), &gallery).await;
     let reference = started.elapsed();
     let reference_requests = drive.count(MockOp::Children);
     assert_eq!(
@@ -397,16 +404,7 @@ async fn through_the_emulator_at_20_ms_10000_items_list_in_about_the_pages_of_th
     let gallery = graph.item_by_path(GALLERY).await.unwrap().id;
     let seq = h.state.log.next_seq();
     let started = Instant::now();
-    let mut direct = 0;
-    let mut queue = vec![gallery.clone()];
-    while let Some(id) = queue.pop() {
-        for child in graph.children(&id).await.unwrap() {
-            direct += 1;
-            if child.is_folder() {
-                queue.push(child.id);
-            }
-        }
-    }
+    let direct = page_directly(graph.as_ref(), &gallery).await;
     let reference = started.elapsed();
     let reference_pages = requests_since(seq, "/children");
     assert_eq!(direct, 10_000 + 20 + 2);

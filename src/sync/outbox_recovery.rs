@@ -7,7 +7,7 @@ use super::{Failure, OutboxReplayer};
 use crate::remote::drive_api::{DriveError, UploadSource};
 use crate::remote::models::DriveItem;
 use crate::remote::QuickXorHash;
-use crate::store::{name_key, OutboxOp};
+use crate::store::{name_key, OutboxEntry, OutboxOp};
 use chrono::{DateTime, Utc};
 
 /// Meta key prefix of [`first_upload_key`].
@@ -243,27 +243,18 @@ impl OutboxReplayer {
     /// disambiguated name beside the local file): never a row with journalled work of its own, nor an item a
     /// journalled delete or move takes away (an unlinked or renamed file whose change is not sent yet).
     pub(super) fn is_free_or_duplicate(&self, item: &DriveItem) -> Result<bool, Failure> {
-        if self.leaving(&item.id)? {
+        let pending = self.store.pending()?;
+        let row = self.store.get_by_item_id(&item.id)?;
+        if leaving(&pending, &item.id, row.as_ref().map(|r| r.ino)) {
             return Ok(false);
         }
-        let Some(row) = self.store.get_by_item_id(&item.id)? else {
+        let Some(row) = row else {
             return Ok(true);
         };
         if row.is_dirty() || row.local_only || self.store.child_count(row.ino)? > 0 {
             return Ok(false);
         }
-        Ok(!self.store.pending()?.iter().any(|e| e.op.ino() == row.ino))
-    }
-
-    /// Whether OneDrive item `id` has journalled work that takes it away from where it is: a delete (its row is
-    /// gone already), a move.
-    pub(super) fn leaving(&self, id: &str) -> Result<bool, Failure> {
-        let row_ino = self.store.get_by_item_id(id)?.map(|r| r.ino);
-        Ok(self.store.pending()?.iter().any(|e| match &e.op {
-            OutboxOp::Delete { item_id, .. } => item_id == id,
-            OutboxOp::Move { ino, item_id, .. } => item_id == id || Some(*ino) == row_ino,
-            _ => false,
-        }))
+        Ok(!pending.iter().any(|e| e.op.ino() == row.ino))
     }
 
     /// Whether the file named `name` in `parent_id` on OneDrive is an item this outbox is about to delete or move
@@ -276,10 +267,11 @@ impl OutboxReplayer {
             .await?
             .into_iter()
             .find(|c| c.name.as_deref().map(name_key).as_deref() == Some(key.as_str()));
-        match clash {
-            Some(item) => self.leaving(&item.id),
-            None => Ok(false),
-        }
+        let Some(item) = clash else {
+            return Ok(false);
+        };
+        let row_ino = self.store.get_by_item_id(&item.id)?.map(|r| r.ino);
+        Ok(leaving(&self.store.pending()?, &item.id, row_ino))
     }
 }
 
@@ -295,6 +287,16 @@ pub(super) fn source_hash(source: &UploadSource) -> Option<String> {
             }
         },
     }
+}
+
+/// Whether OneDrive item `id` (known as row `row_ino`) has work in `pending` that takes it away from where it is:
+/// a delete (its row is gone already), a move.
+fn leaving(pending: &[OutboxEntry], id: &str, row_ino: Option<u64>) -> bool {
+    pending.iter().any(|e| match &e.op {
+        OutboxOp::Delete { item_id, .. } => item_id == id,
+        OutboxOp::Move { ino, item_id, .. } => item_id == id || Some(*ino) == row_ino,
+        _ => false,
+    })
 }
 
 /// Whether OneDrive's `item` holds one of the versions in `sent` (sent by this replayer, answers never recorded).

@@ -533,18 +533,10 @@ impl OutboxReplayer {
                                     Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
                                     None => {
                                         report.conflicts += 1;
-                                        let earlier_copy = self
-                                            .own_earlier_upload(
-                                                &parent_id,
-                                                &conflict_copy_name,
-                                                our_hash,
-                                                &sent_before,
-                                                false,
-                                            )
-                                            .await?;
-                                        self.adopt_or_upload(
-                                            earlier_copy,
+                                        self.send_conflict_copy(
+                                            &parent_id,
                                             our_hash,
+                                            &sent_before,
                                             new_here(conflict_copy_name, ConflictBehavior::Rename),
                                             to_item,
                                         )
@@ -556,12 +548,10 @@ impl OutboxReplayer {
                                 // The name was taken on OneDrive meanwhile: ours goes beside it (once: a copy an
                                 // earlier attempt made is taken).
                                 report.conflicts += 1;
-                                let earlier_copy = self
-                                    .own_earlier_upload(&parent_id, &conflict_copy_name, our_hash, &sent_before, false)
-                                    .await?;
-                                self.adopt_or_upload(
-                                    earlier_copy,
+                                self.send_conflict_copy(
+                                    &parent_id,
                                     our_hash,
+                                    &sent_before,
                                     new_here(conflict_copy_name, ConflictBehavior::Rename),
                                     to_item,
                                 )
@@ -599,13 +589,11 @@ impl OutboxReplayer {
                         remote_ctag = version.ctag.as_deref().unwrap_or_default(),
                         "OneDrive's version is not the one this change started from"
                     );
-                    let earlier_copy = self
-                        .own_earlier_upload(&parent_id, &conflict_copy_name, our_hash, &sent_before, false)
-                        .await?;
                     let copy = self
-                        .adopt_or_upload(
-                            earlier_copy,
+                        .send_conflict_copy(
+                            &parent_id,
                             our_hash,
+                            &sent_before,
                             new_here(conflict_copy_name, ConflictBehavior::Rename),
                             to_item,
                         )
@@ -652,19 +640,27 @@ impl OutboxReplayer {
         Ok(Step::Done)
     }
 
-    /// `earlier` (an item an earlier attempt of this upload created, its answer lost) brought up to this version,
-    /// or else `new` sent.
-    async fn adopt_or_upload(
+    /// Sends `copy` (a conflict copy: a new item beside OneDrive's version) once: a copy an earlier attempt of
+    /// this upload made (its answer lost; it holds a version in `sent_before`) is brought up to this version
+    /// instead of a second copy being made.
+    async fn send_conflict_copy(
         &self,
-        earlier: Option<DriveItem>,
+        parent_id: &str,
         our_hash: Option<&str>,
-        new: UploadRequest,
+        sent_before: &[String],
+        copy: UploadRequest,
         to_item: impl Fn(&str, Option<String>) -> UploadRequest,
     ) -> Result<DriveItem, Failure> {
+        let UploadTarget::New { name, .. } = &copy.target else {
+            unreachable!("a conflict copy is a new item")
+        };
+        let earlier = self
+            .own_earlier_upload(parent_id, name, our_hash, sent_before, false)
+            .await?;
         Ok(match earlier {
             Some(item) if same_bytes(&item, our_hash) => item,
             Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
-            None => self.drive.upload(new).await?,
+            None => self.drive.upload(copy).await?,
         })
     }
 
