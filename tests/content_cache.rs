@@ -224,6 +224,37 @@ async fn far_and_backward_seeks_reset_the_window() {
     assert_eq!(reader.window(), INITIAL_WINDOW, "a backward seek resets the window");
 }
 
+/// The kernel's read-ahead reaches the daemon as 1 MiB requests answered by several threads, so they arrive out of
+/// order (2 MiB behind the furthest read was measured through a mount). Those are not seeks: before this test, each
+/// one reset the window and cancelled the read-ahead, and a 20 ms link read at half its speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ahead_requests_out_of_order_are_not_seeks() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(48 * MIB, 9);
+    let ino = f.add("O", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+    // 1 MiB reads in the order three threads might answer them: each triple's last request overtakes the others.
+    let mut order = Vec::new();
+    for base in (0..48).step_by(3) {
+        order.extend([base + 2, base, base + 1]);
+    }
+    let mut smallest_window_after_growth = u64::MAX;
+    for (n, i) in order.into_iter().enumerate() {
+        let offset = i * MIB;
+        let got = reader.read(offset as u64, MIB).await.unwrap();
+        assert!(got[..] == data[offset..offset + MIB], "bytes at {offset}");
+        if n >= 6 {
+            smallest_window_after_growth = smallest_window_after_growth.min(reader.window());
+        }
+    }
+    assert!(
+        smallest_window_after_growth > INITIAL_WINDOW,
+        "a read 2 MiB behind the furthest one reset the window"
+    );
+    assert_eq!(f.mock.bytes_served(), data.len() as u64, "every byte fetched once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hash_mismatch_fails_the_read_and_caches_nothing() {
     let f = Fixture::new(u64::MAX);
