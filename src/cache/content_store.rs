@@ -36,7 +36,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -462,12 +461,18 @@ impl ContentStore {
             };
             // Bytes past the version's size are never written.
             let mut at = offset;
+            let mut kept: Vec<&[u8]> = Vec::with_capacity(slices.len());
             for slice in slices {
                 if at >= end {
                     break;
                 }
                 let slice = &slice[..(end - at).min(slice.len() as u64) as usize];
-                file.write_all_at(slice, at).map_err(io_err(&path))?;
+                kept.push(slice);
+                at += slice.len() as u64;
+            }
+            write_all_vectored_at(&file, &kept, offset).map_err(io_err(&path))?;
+            let mut at = offset;
+            for slice in kept {
                 slot.stream_hash.feed(&v.ctag, *generation, at, slice);
                 at += slice.len() as u64;
             }
@@ -834,6 +839,49 @@ impl ContentStore {
 
 /// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
 /// is not zeroed first.
+/// Writes `slices` one after the other from `offset` in as few `pwritev` calls as the kernel allows. One call for
+/// the whole flush lets the page cache use large folios (it sizes them from the bytes left to write), where a
+/// `pwrite` per received chunk (16–64 KiB) spent a third of its time setting up small ones.
+fn write_all_vectored_at(file: &File, slices: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    use std::io::IoSlice;
+    const IOV_MAX: usize = 1024;
+    let mut first = 0usize;
+    let mut skip = 0usize;
+    loop {
+        while first < slices.len() && slices[first].len() == skip {
+            first += 1;
+            skip = 0;
+        }
+        if first == slices.len() {
+            return Ok(());
+        }
+        let batch: Vec<IoSlice<'_>> = slices[first..]
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, s)| IoSlice::new(if i == 0 { &s[skip..] } else { s }))
+            .collect();
+        let written = match nix::sys::uio::pwritev(file, &batch, offset as libc::off_t) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing")),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        let mut left = written;
+        while left > 0 {
+            let rest = slices[first].len() - skip;
+            let step = left.min(rest);
+            skip += step;
+            left -= step;
+            if skip == slices[first].len() {
+                first += 1;
+                skip = 0;
+            }
+        }
+    }
+}
+
 pub(crate) fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut buf: Vec<u8> = Vec::with_capacity(len);
@@ -890,6 +938,29 @@ mod tests {
     use super::*;
     use crate::remote::QuickXorHash;
     use crate::store::{NewItem, ROOT_INO};
+
+    #[test]
+    fn vectored_writes_put_every_slice_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.path().join("f"))
+            .unwrap();
+        // More slices than one pwritev takes, empty ones among them, written from an offset into a sparse file.
+        let owned: Vec<Vec<u8>> = (0..2500usize)
+            .map(|i| (0..(i * 7) % 300).map(|j| (i * 31 + j) as u8).collect())
+            .collect();
+        let slices: Vec<&[u8]> = owned.iter().map(|v| v.as_slice()).collect();
+        write_all_vectored_at(&file, &slices, 12_345).unwrap();
+        let expected = slices.concat();
+        let got = read_exact_unzeroed(&file, 12_345, expected.len()).unwrap();
+        assert!(got == expected, "bytes differ");
+        assert_eq!(file.metadata().unwrap().len(), 12_345 + expected.len() as u64);
+        write_all_vectored_at(&file, &[&[], &[]], 0).unwrap();
+    }
 
     fn setup(budget: u64) -> (tempfile::TempDir, Arc<Store>, ContentStore) {
         let dir = tempfile::tempdir().unwrap();

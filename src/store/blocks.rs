@@ -27,9 +27,7 @@ impl StoreTx<'_> {
 
     /// A strictly increasing access clock: wall-clock milliseconds, bumped past the latest recorded access.
     fn access_clock(&self) -> Result<i64> {
-        let latest: Option<i64> = self
-            .conn
-            .query_row("SELECT MAX(last_access) FROM content", [], |r| r.get(0))?;
+        let latest: Option<i64> = self.one("SELECT MAX(last_access) FROM content", [], |r| r.get(0))?;
         Ok(now_millis().max(latest.unwrap_or(0) + 1))
     }
 
@@ -41,8 +39,8 @@ impl StoreTx<'_> {
         let item = self.get(ino)?.ok_or(super::StoreError::NoSuchInode(ino))?;
         let now = self.access_clock()?;
         if self.content_ctag(ino)?.as_deref() != Some(ctag) {
-            self.conn.execute("DELETE FROM blocks WHERE ino = ?1", [ino as i64])?;
-            self.conn.execute(
+            self.exec("DELETE FROM blocks WHERE ino = ?1", [ino as i64])?;
+            self.exec(
                 "INSERT INTO content (ino, ctag, cached_bytes, last_access) VALUES (?1, ?2, 0, ?3) \
                  ON CONFLICT(ino) DO UPDATE SET ctag = ?2, cached_bytes = 0, last_access = ?3",
                 params![ino as i64, ctag, now],
@@ -62,20 +60,20 @@ impl StoreTx<'_> {
                 hi = hi.max(h);
             }
         }
-        self.conn.execute(
+        self.exec(
             "DELETE FROM blocks WHERE ino = ?1 AND lo >= ?2 AND hi <= ?3",
             params![ino as i64, lo, hi],
         )?;
-        self.conn.execute(
+        self.exec(
             "INSERT INTO blocks (ino, lo, hi) VALUES (?1, ?2, ?3)",
             params![ino as i64, lo, hi],
         )?;
-        let cached: i64 = self.conn.query_row(
+        let cached: i64 = self.one(
             "SELECT COALESCE(SUM(hi - lo), 0) FROM blocks WHERE ino = ?1",
             [ino as i64],
             |r| r.get(0),
         )?;
-        self.conn.execute(
+        self.exec(
             "UPDATE content SET cached_bytes = ?2, last_access = ?3 WHERE ino = ?1",
             params![ino as i64, cached, now],
         )?;
@@ -131,8 +129,8 @@ impl StoreTx<'_> {
 
     /// Forgets all cached ranges of an item (after eviction or a remote content change).
     pub fn drop_blocks(&self, ino: u64) -> Result<()> {
-        self.conn.execute("DELETE FROM content WHERE ino = ?1", [ino as i64])?;
-        self.conn.execute(
+        self.exec("DELETE FROM content WHERE ino = ?1", [ino as i64])?;
+        self.exec(
             "UPDATE items SET content_state = 0 WHERE ino = ?1 AND content_state IN (1, 2)",
             [ino as i64],
         )?;
@@ -142,7 +140,7 @@ impl StoreTx<'_> {
     /// Records an access to the item's cached content (LRU).
     pub fn touch(&self, ino: u64) -> Result<()> {
         let now = self.access_clock()?;
-        self.conn.execute(
+        self.exec(
             "UPDATE content SET last_access = ?2 WHERE ino = ?1",
             params![ino as i64, now],
         )?;
@@ -168,9 +166,7 @@ impl StoreTx<'_> {
 
     /// Bytes cached across all items.
     pub fn total_cached_bytes(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COALESCE(SUM(cached_bytes), 0) FROM content", [], |r| r.get(0))?;
+        let n: i64 = self.one("SELECT COALESCE(SUM(cached_bytes), 0) FROM content", [], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
 }

@@ -277,7 +277,7 @@ impl StoreTx<'_> {
     }
 
     pub fn child_count(&self, parent_ino: u64) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.one(
             "SELECT COUNT(*) FROM items WHERE parent_ino = ?1",
             [parent_ino as i64],
             |r| r.get(0),
@@ -368,15 +368,13 @@ impl StoreTx<'_> {
 
     /// Updates only the eTag (a metadata-only remote change of a locally dirty item).
     pub fn set_etag(&self, ino: u64, etag: Option<&str>) -> Result<()> {
-        let n = self
-            .conn
-            .execute("UPDATE items SET etag = ?2 WHERE ino = ?1", params![ino as i64, etag])?;
+        let n = self.exec("UPDATE items SET etag = ?2 WHERE ino = ?1", params![ino as i64, etag])?;
         self.changed(ino, n)
     }
 
     /// Local content change (write/truncate/utimens): size and mtime only; the caller sets the content state.
     pub fn update_local_content(&self, ino: u64, size: u64, mtime: i64) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET size = ?2, mtime = ?3 WHERE ino = ?1",
             params![ino as i64, size as i64, mtime],
         )?;
@@ -384,7 +382,7 @@ impl StoreTx<'_> {
     }
 
     pub fn set_content_state(&self, ino: u64, state: ContentState) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET content_state = ?2 WHERE ino = ?1",
             params![ino as i64, state.to_db()],
         )?;
@@ -392,7 +390,7 @@ impl StoreTx<'_> {
     }
 
     pub fn set_pinned(&self, ino: u64, pinned: bool) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET pinned = ?2 WHERE ino = ?1",
             params![ino as i64, pinned],
         )?;
@@ -400,7 +398,7 @@ impl StoreTx<'_> {
     }
 
     pub fn set_baseline(&self, ino: u64, ctag: Option<&str>, hash: Option<&str>, size: u64) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET base_ctag = ?2, base_hash = ?3, base_size = ?4 WHERE ino = ?1",
             params![ino as i64, ctag, hash, size as i64],
         )?;
@@ -408,7 +406,7 @@ impl StoreTx<'_> {
     }
 
     pub fn set_remote_removed(&self, ino: u64, removed: bool) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET remote_removed = ?2 WHERE ino = ?1",
             params![ino as i64, removed],
         )?;
@@ -428,8 +426,7 @@ impl StoreTx<'_> {
                 return Err(StoreError::Corrupt("parent chain loops".into()));
             }
             current = self
-                .conn
-                .query_row("SELECT parent_ino FROM items WHERE ino = ?1", [i as i64], |r| {
+                .one("SELECT parent_ino FROM items WHERE ino = ?1", [i as i64], |r| {
                     r.get::<_, Option<i64>>(0)
                 })
                 .optional()?
@@ -475,7 +472,7 @@ impl StoreTx<'_> {
                 });
             }
         }
-        self.conn.execute(
+        self.exec(
             "UPDATE items SET parent_ino = ?2, name = ?3, name_key = ?4 WHERE ino = ?1",
             params![ino as i64, new_parent as i64, new_name, name_key(new_name)],
         )?;
@@ -488,9 +485,7 @@ impl StoreTx<'_> {
         if ino == ROOT_INO {
             return Err(StoreError::WouldCycle(ino));
         }
-        let n = self
-            .conn
-            .execute("UPDATE items SET parent_ino = NULL WHERE ino = ?1", [ino as i64])?;
+        let n = self.exec("UPDATE items SET parent_ino = NULL WHERE ino = ?1", [ino as i64])?;
         self.changed(ino, n)
     }
 
@@ -525,7 +520,7 @@ impl StoreTx<'_> {
         let mut removed = self.subtree(ino)?;
         removed.reverse();
         // ON DELETE CASCADE removes descendants, content, blocks and thumbnail states.
-        self.conn.execute("DELETE FROM items WHERE ino = ?1", [ino as i64])?;
+        self.exec("DELETE FROM items WHERE ino = ?1", [ino as i64])?;
         Ok(removed)
     }
 
@@ -537,7 +532,7 @@ impl StoreTx<'_> {
             }
             return Ok(());
         }
-        self.conn.execute(
+        self.exec(
             "UPDATE items SET item_id = ?1 WHERE ino = ?2",
             params![item_id, ROOT_INO as i64],
         )?;
@@ -551,7 +546,7 @@ impl StoreTx<'_> {
                 return Err(StoreError::DuplicateItemId);
             }
         }
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET item_id = ?2, local_only = 0 WHERE ino = ?1",
             params![ino as i64, real_id],
         )?;
@@ -567,7 +562,7 @@ impl StoreTx<'_> {
                 return Err(StoreError::DuplicateItemId);
             }
         }
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE items SET item_id = ?2, etag = ?3, ctag = ?4, quick_xor_hash = ?5, local_only = ?6, \
              base_ctag = ?7, base_hash = ?8, base_size = ?9, remote_removed = ?10, pinned = ?11 WHERE ino = ?1",
             params![
@@ -597,16 +592,12 @@ impl StoreTx<'_> {
 
     /// Items other than the root.
     pub fn item_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM items WHERE ino <> 1", [], |r| r.get(0))?;
+        let n: i64 = self.one("SELECT COUNT(*) FROM items WHERE ino <> 1", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
     pub fn media_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM items WHERE is_media = 1", [], |r| r.get(0))?;
+        let n: i64 = self.one("SELECT COUNT(*) FROM items WHERE is_media = 1", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 

@@ -32,7 +32,7 @@ impl StoreTx<'_> {
     }
 
     pub fn delete_meta(&self, key: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        self.exec("DELETE FROM meta WHERE key = ?1", [key])?;
         Ok(())
     }
 

@@ -130,7 +130,7 @@ impl StoreTx<'_> {
     /// Appends an operation; returns its sequence number (strictly increasing, never reused).
     pub fn enqueue(&self, op: &OutboxOp) -> Result<i64> {
         let json = serde_json::to_string(op).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn.execute(
+        self.exec(
             "INSERT INTO outbox (kind, ino, op, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![op.kind(), op.ino() as i64, json, Utc::now().to_rfc3339()],
         )?;
@@ -170,7 +170,7 @@ impl StoreTx<'_> {
 
     /// Remembers the upload session of an `Upload` entry so it can resume after a restart.
     pub fn set_upload_session(&self, seq: i64, url: &str, expires: Option<DateTime<Utc>>) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE outbox SET upload_url = ?2, upload_expires = ?3 WHERE seq = ?1",
             params![seq, url, expires.map(|t| t.to_rfc3339())],
         )?;
@@ -179,7 +179,7 @@ impl StoreTx<'_> {
 
     /// Forgets a finished upload session (expired or completed).
     pub fn clear_upload_session(&self, seq: i64) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE outbox SET upload_url = NULL, upload_expires = NULL WHERE seq = ?1",
             [seq],
         )?;
@@ -188,13 +188,13 @@ impl StoreTx<'_> {
 
     /// The operation is done on OneDrive: removes the entry.
     pub fn complete(&self, seq: i64) -> Result<()> {
-        let n = self.conn.execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        let n = self.exec("DELETE FROM outbox WHERE seq = ?1", [seq])?;
         self.outbox_changed(seq, n)
     }
 
     /// Records a failed attempt and when to retry.
     pub fn fail(&self, seq: i64, error: &str, retry_at: DateTime<Utc>) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, retry_at = ?3 WHERE seq = ?1",
             params![seq, error, retry_at.to_rfc3339()],
         )?;
@@ -206,7 +206,7 @@ impl StoreTx<'_> {
     pub fn drop_ops(&self, ino: u64, kinds: &[&str]) -> Result<usize> {
         let mut n = 0;
         for kind in kinds {
-            n += self.conn.execute(
+            n += self.exec(
                 "DELETE FROM outbox WHERE ino = ?1 AND kind = ?2",
                 params![ino as i64, kind],
             )?;
@@ -236,7 +236,7 @@ impl StoreTx<'_> {
                     new_name,
                 };
                 let json = serde_json::to_string(&op).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                n += self.conn.execute(
+                n += self.exec(
                     "UPDATE outbox SET ino = ?1, op = ?2 WHERE seq = ?3",
                     params![to as i64, json, entry.seq],
                 )?;
@@ -247,7 +247,7 @@ impl StoreTx<'_> {
 
     /// Whether `ino` has a pending entry of `kind`.
     pub fn has_op(&self, ino: u64, kind: &str) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.one(
             "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = ?2",
             params![ino as i64, kind],
             |r| r.get(0),
@@ -257,7 +257,7 @@ impl StoreTx<'_> {
 
     /// Whether an entry of `kind` for `ino` comes after `seq` (a later upload supersedes an earlier one).
     pub fn has_later_op(&self, ino: u64, kind: &str, seq: i64) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.one(
             "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = ?2 AND seq > ?3",
             params![ino as i64, kind, seq],
             |r| r.get(0),
@@ -267,7 +267,7 @@ impl StoreTx<'_> {
 
     /// Whether a delete of OneDrive item `item_id` for `ino` is journalled after `seq`.
     pub fn has_later_delete(&self, ino: u64, item_id: &str, seq: i64) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.one(
             "SELECT COUNT(*) FROM outbox WHERE ino = ?1 AND kind = 'delete' AND seq > ?3 \
              AND json_extract(op, '$.item_id') = ?2",
             params![ino as i64, item_id, seq],

@@ -96,7 +96,7 @@ impl StoreTx<'_> {
             (ThumbState::Failed, _) => 1,
             _ => 0,
         };
-        self.conn.execute(
+        self.exec(
             "INSERT INTO thumbs (item_id, size, ctag, state, attempts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT(item_id, size) DO UPDATE SET ctag = ?3, state = ?4, attempts = ?5, updated_at = ?6",
             params![

@@ -25,7 +25,7 @@ type RawTrash = (String, String, String, Option<String>, bool, i64, String, i64)
 
 impl StoreTx<'_> {
     pub fn record_trash(&self, row: &TrashRow) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             "INSERT INTO trash (item_id, name, path, parent_id, is_dir, size, deleted_at, state) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(item_id) DO UPDATE SET name = ?2, path = ?3, \
              parent_id = ?4, is_dir = ?5, size = ?6, deleted_at = ?7, state = ?8",
@@ -45,21 +45,19 @@ impl StoreTx<'_> {
 
     /// OneDrive accepted the delete of `item_id`.
     pub fn trash_delete_done(&self, item_id: &str) -> Result<()> {
-        self.conn
-            .execute("UPDATE trash SET state = 1 WHERE item_id = ?1", [item_id])?;
+        self.exec("UPDATE trash SET state = 1 WHERE item_id = ?1", [item_id])?;
         Ok(())
     }
 
     /// Forgets a trash record (restored, or the delete was cancelled).
     pub fn forget_trash(&self, item_id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM trash WHERE item_id = ?1", [item_id])?;
+        self.exec("DELETE FROM trash WHERE item_id = ?1", [item_id])?;
         Ok(())
     }
 
     pub fn trash_entry(&self, item_id: &str) -> Result<Option<TrashRow>> {
         let raw = self
-            .conn
-            .query_row(
+            .one(
                 "SELECT item_id, name, path, parent_id, is_dir, size, deleted_at, state FROM trash \
                  WHERE item_id = ?1",
                 [item_id],
