@@ -142,6 +142,35 @@ fn fsi(at: &str) -> FileSystemInfo {
 
 // ---------------------------------------------------------------- drive, items, paths, special folders
 
+/// The gallery is found in one request however many photos `Pictures` holds beside it (it used to list all of
+/// `Pictures`: 1 + ⌈n/200⌉ requests), names compared case-insensitively as OneDrive does; a missing one is `None`.
+#[tokio::test]
+async fn the_gallery_is_located_in_one_request_beside_many_photos() {
+    use galleryfs::remote::drive_api::DriveApi;
+    use galleryfs::remote::graph_drive_api::GraphDrive;
+    use galleryfs::sync::gallery_locator::{locate_gallery, GalleryLocation};
+    let e = Env::start(2).await;
+    for i in 0..450 {
+        e.add(&format!("/Pictures/IMG_{i:04}.jpg"), b"x");
+    }
+    let drive = GraphDrive::new(client_with(
+        &e.h,
+        Arc::new(StaticToken(e.h.test_token())),
+        fast_policy(),
+    ));
+    let before = e.seq();
+    let found = locate_gallery(&drive, None).await.unwrap();
+    assert_eq!(found.location, GalleryLocation::PhotosFolder);
+    assert_eq!(found.item.id, e.id_of(GALLERY));
+    let requests = e.log_since(before);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].path.contains("/special/photos:/"), "{requests:?}");
+
+    let lower = drive.special_folder_child("photos", "samsung gallery").await.unwrap();
+    assert_eq!(lower.map(|g| g.id), Some(e.id_of(GALLERY)));
+    assert!(drive.special_folder_child("photos", "Nope").await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn drive_quota_items_by_id_and_path_and_special_folder() {
     let e = Env::start(0).await;

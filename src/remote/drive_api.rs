@@ -206,6 +206,22 @@ pub trait DriveApi: Send + Sync {
     async fn special_folder(&self, name: &str) -> Result<DriveItem, DriveError>;
     /// Every child of folder `id` (all pages).
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError>;
+    /// The child `name` of special folder `special` (names compared case-insensitively, as OneDrive does); `None`
+    /// when either is missing (a missing special folder answers 404, or 403 without write permission). The Graph
+    /// client asks in one request (`GET /me/drive/special/{special}:/{name}:`); this default lists the folder.
+    async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {
+        let folder = match self.special_folder(special).await {
+            Ok(folder) => folder,
+            Err(DriveError::NotFound(_)) | Err(DriveError::Other { status: Some(403), .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let wanted = name.to_lowercase();
+        Ok(self
+            .children(&folder.id)
+            .await?
+            .into_iter()
+            .find(|c| !c.is_deleted() && c.name.as_deref().is_some_and(|n| n.to_lowercase() == wanted)))
+    }
     /// One page of delta.
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError>;
     /// A whole delta round: pages from `request` until the one carrying the `@odata.deltaLink`.
@@ -270,6 +286,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
         (**self).children(id).await
+    }
+    async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {
+        (**self).special_folder_child(special, name).await
     }
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         (**self).delta_page(request).await

@@ -117,6 +117,17 @@ impl GraphClient {
             .await
     }
 
+    /// `GET /me/drive/special/{special}:/{name}:`: the child `name` of a special folder, by path relative to it
+    /// (concepts/addressing-driveitems.md), in one request whatever the folder holds.
+    pub async fn special_folder_child(&self, special: &str, name: &str) -> Result<DriveItem, GraphError> {
+        self.get_json(&format!(
+            "/me/drive/special/{}:/{}:",
+            encode_segment(special),
+            encode_segment(name)
+        ))
+        .await
+    }
+
     /// The child of `parent_id` called `name` (matched case-insensitively by the service); `None` when absent.
     pub async fn child_by_name(&self, parent_id: &str, name: &str) -> Result<Option<DriveItem>, GraphError> {
         match self.get_json(&child_resource(parent_id, name)).await {

@@ -185,6 +185,19 @@ impl DriveApi for GraphDrive {
         self.client.children(id).await.map_err(drive_error)
     }
 
+    async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {
+        match self
+            .client
+            .special_folder_child(special, name)
+            .await
+            .map_err(drive_error)
+        {
+            Ok(item) => Ok(Some(item)),
+            Err(DriveError::NotFound(_)) | Err(DriveError::Other { status: Some(403), .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let url = match request {
             DeltaRequest::Full { folder_id } => self.client.delta_first_url(folder_id.as_deref()),

@@ -84,21 +84,13 @@ pub async fn locate_gallery(drive: &dyn DriveApi, folder: Option<&str>) -> Resul
     }
 }
 
-/// `Samsung Gallery` inside the `photos` special folder, if both exist.
+/// `Samsung Gallery` inside the `photos` special folder, if both exist: one request, however many photos the
+/// folder holds beside it.
 async fn in_photos_folder(drive: &dyn DriveApi) -> Result<Option<DriveItem>, LocateError> {
-    let photos = match drive.special_folder("photos").await {
-        Ok(p) => p,
-        // A missing special folder answers 404, or 403 without write permission (graph-api.md §3).
-        Err(DriveError::NotFound(_)) => return Ok(None),
-        Err(DriveError::Other { status: Some(403), .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let wanted = GALLERY_FOLDER_NAME.to_lowercase();
     Ok(drive
-        .children(&photos.id)
+        .special_folder_child("photos", GALLERY_FOLDER_NAME)
         .await?
-        .into_iter()
-        .find(|c| c.is_folder() && !c.is_deleted() && c.name.as_deref().is_some_and(|n| n.to_lowercase() == wanted)))
+        .filter(|c| c.is_folder() && !c.is_deleted()))
 }
 
 #[cfg(test)]

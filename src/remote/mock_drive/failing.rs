@@ -149,6 +149,10 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.check(MockOp::SpecialFolder)?;
         self.inner.special_folder(name).await
     }
+    async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {
+        self.check(MockOp::SpecialFolder)?;
+        self.inner.special_folder_child(special, name).await
+    }
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
         self.check(MockOp::Children)?;
         self.inner.children(id).await
