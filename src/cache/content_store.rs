@@ -703,19 +703,22 @@ impl ContentStore {
     /// Deletes cache directories of items no longer in the store and files of versions other than each item's
     /// current cTag (run at mount, before readers exist). Returns how many files and directories were removed.
     pub fn sweep_orphans(&self) -> Result<usize, CacheError> {
-        let items = self.store.read(|t| t.all_item_ids())?;
-        let mut keep: HashMap<String, Option<String>> = HashMap::with_capacity(items.len());
-        for (ino, item_id) in items {
-            let current = self.store.get(ino)?.and_then(|r| r.ctag).map(|c| hashed(&c));
-            keep.insert(hashed(&item_id), current);
-        }
-        let mut removed = 0;
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
+        let entries: Vec<fs::DirEntry> = match fs::read_dir(&self.dir) {
+            Ok(e) => e.flatten().collect(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(io_err(&self.dir)(e)),
         };
-        for entry in entries.flatten() {
+        if entries.is_empty() {
+            // A new cache (a first mount of a large gallery): nothing to compare the items with.
+            return Ok(0);
+        }
+        let items = self.store.read(|t| t.all_item_versions())?;
+        let keep: HashMap<String, Option<String>> = items
+            .into_iter()
+            .map(|(item_id, ctag)| (hashed(&item_id), ctag.map(|c| hashed(&c))))
+            .collect();
+        let mut removed = 0;
+        for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             match keep.get(&name) {

@@ -227,6 +227,9 @@ struct Applier<'a, 't> {
     pending_deletes: HashSet<String>,
     /// Rows with a local move journalled and not yet done: they keep their local place.
     pending_moves: HashSet<u64>,
+    /// Inode of each parent folder id looked up this round (most items share a parent); emptied whenever a row
+    /// is removed, the only way an id's inode changes.
+    parent_inos: HashMap<String, u64>,
     changes: AppliedChanges,
 }
 
@@ -265,6 +268,7 @@ impl<'a, 't> Applier<'a, 't> {
             next_suffix: HashMap::new(),
             pending_deletes: HashSet::new(),
             pending_moves: HashSet::new(),
+            parent_inos: HashMap::new(),
             changes,
         }
     }
@@ -533,15 +537,21 @@ impl<'a, 't> Applier<'a, 't> {
         }
     }
 
-    fn parent_ino(&self, item: &DriveItem) -> Result<u64, StoreError> {
+    fn parent_ino(&mut self, item: &DriveItem) -> Result<u64, StoreError> {
         let parent_id = item.parent_id().unwrap_or_default();
         if parent_id == self.gallery {
             return Ok(ROOT_INO);
         }
-        self.tx
+        if let Some(&ino) = self.parent_inos.get(parent_id) {
+            return Ok(ino);
+        }
+        let ino = self
+            .tx
             .get_by_item_id(parent_id)?
             .map(|r| r.ino)
-            .ok_or_else(|| StoreError::Corrupt(format!("delta parent {parent_id:?} not placed")))
+            .ok_or_else(|| StoreError::Corrupt(format!("delta parent {parent_id:?} not placed")))?;
+        self.parent_inos.insert(parent_id.to_string(), ino);
+        Ok(ino)
     }
 
     fn upsert(&mut self, id: &'a str) -> Result<(), StoreError> {
@@ -687,6 +697,7 @@ impl<'a, 't> Applier<'a, 't> {
     }
 
     fn record_removal(&mut self, row: &ItemRow, removed: Vec<u64>) {
+        self.parent_inos.clear();
         if let Some(parent) = row.parent_ino {
             self.changes.parents_changed.insert(parent);
             self.changes.stale_entries.push((parent, row.name.clone()));
