@@ -611,6 +611,15 @@ async fn over_quota_keeps_the_file_dirty_until_space_returns() {
         .meta(outbox_replay::meta_keys::OUTBOX_MESSAGE)
         .unwrap()
         .is_some());
+    // A pass that attempts nothing (the refused upload waits for its retry) keeps telling the user: it used to
+    // clear the message, and `status` lost "OneDrive is full" (cli_mount caught it).
+    let idle = s.replayer.replay_once().await.unwrap();
+    assert!(!idle.quota_exceeded && idle.failed == 0, "{idle:?}");
+    assert!(s
+        .store
+        .meta(outbox_replay::meta_keys::OUTBOX_MESSAGE)
+        .unwrap()
+        .is_some_and(|m| m.contains("OneDrive is full")));
     s.mock.set_quota(Quota {
         state: Some("normal".into()),
         ..Default::default()

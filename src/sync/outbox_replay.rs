@@ -356,7 +356,9 @@ impl OutboxReplayer {
                 self.config.big_delete_limit,
                 self.config.big_delete_window.as_secs()
             ))
-        } else if report.quota_exceeded {
+        } else if report.quota_exceeded || self.store.meta(meta_keys::QUOTA_EXCEEDED)?.is_some() {
+            // A 507 journalled by an earlier pass holds until an upload goes through: a pass that attempted
+            // nothing (the refused upload waits for its retry) must not clear what `status` tells the user.
             Some(
                 "OneDrive is full: changed files stay on this device (state dirty) until space is freed on OneDrive"
                     .into(),
