@@ -840,8 +840,6 @@ impl ContentStore {
     }
 }
 
-/// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
-/// is not zeroed first.
 /// Writes `slices` one after the other from `offset` in as few `pwritev` calls as the kernel allows. One call for
 /// the whole flush lets the page cache use large folios (it sizes them from the bytes left to write), where a
 /// `pwrite` per received chunk (16–64 KiB) spent a third of its time setting up small ones.
@@ -885,6 +883,8 @@ fn write_all_vectored_at(file: &File, slices: &[&[u8]], mut offset: u64) -> io::
     }
 }
 
+/// Exactly `len` bytes of `file` at `offset` (`UnexpectedEof` when the file is shorter), read into a buffer that
+/// is not zeroed first.
 pub(crate) fn read_exact_unzeroed(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut buf: Vec<u8> = Vec::with_capacity(len);
