@@ -476,3 +476,29 @@ async fn confidential_clients_registered_by_control_must_present_their_secret() 
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens["refresh_token"].is_string());
 }
+
+/// The emulator knows galleryfs's app registration by its own constant; it must be the id the client signs in
+/// with by default, or `galleryfs login` without `--client-id` would be refused by the demo.
+#[test]
+fn the_emulator_registers_the_clients_default_app_id() {
+    assert_eq!(
+        galleryfs::emulator::identity::GALLERYFS_APP_ID,
+        galleryfs::remote::endpoints::DEFAULT_CLIENT_ID
+    );
+}
+
+/// The emulator's quickXorHash and the client's are separate implementations of one published algorithm: they
+/// agree on every length around the 160-byte period and on a megabyte.
+#[test]
+fn the_emulators_quickxor_agrees_with_the_clients() {
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    for len in [0, 1, 159, 160, 161, 1000, 1 << 20] {
+        assert_eq!(
+            galleryfs::emulator::quickxor::QuickXor::of(&data[..len]),
+            galleryfs::remote::QuickXorHash::of(&data[..len]),
+            "length {len}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! threshold) while computing their quickXorHash once.
 
 use super::media::Content;
-use crate::remote::QuickXorHash;
+use super::quickxor::QuickXor;
 use bytes::Bytes;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -76,7 +76,7 @@ impl Blob {
 
     /// quickXorHash of the whole content, read in chunks.
     pub fn compute_hash(&self) -> std::io::Result<String> {
-        let mut h = QuickXorHash::new();
+        let mut h = QuickXor::new();
         let len = self.len();
         let mut at = 0;
         while at < len {
@@ -84,7 +84,7 @@ impl Blob {
             h.update(&self.read_range(at, end)?);
             at = end;
         }
-        Ok(h.finish_base64())
+        Ok(h.finish())
     }
 }
 
@@ -95,7 +95,7 @@ pub struct SpoolWriter {
     mem: Vec<u8>,
     file: Option<(File, PathBuf)>,
     len: u64,
-    hasher: QuickXorHash,
+    hasher: QuickXor,
 }
 
 impl SpoolWriter {
@@ -105,7 +105,7 @@ impl SpoolWriter {
             mem: Vec::new(),
             file: None,
             len: 0,
-            hasher: QuickXorHash::new(),
+            hasher: QuickXor::new(),
         }
     }
 
@@ -139,7 +139,7 @@ impl SpoolWriter {
 
     /// The received content and its quickXorHash.
     pub fn finish(mut self) -> std::io::Result<(Blob, String)> {
-        let hash = self.hasher.finish_base64();
+        let hash = self.hasher.finish();
         match self.file.take() {
             Some((mut f, path)) => {
                 f.flush()?;
@@ -173,7 +173,7 @@ mod tests {
         // finish() moves the file out; Drop of the writer must not delete it then.
         let (blob, hash) = w.finish().unwrap();
         assert!(matches!(blob, Blob::Spooled(_)));
-        assert_eq!(hash, QuickXorHash::of(&data));
+        assert_eq!(hash, QuickXor::of(&data));
         assert_eq!(blob.compute_hash().unwrap(), hash);
         assert_eq!(&blob.read_range(10, 20).unwrap()[..], &data[10..20]);
         let path = match &blob {
@@ -192,7 +192,7 @@ mod tests {
         w.write(b"hello").unwrap();
         let (blob, hash) = w.finish().unwrap();
         assert!(matches!(blob, Blob::Media(_)));
-        assert_eq!(hash, QuickXorHash::of(b"hello"));
+        assert_eq!(hash, QuickXor::of(b"hello"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -579,7 +579,10 @@ mod tests {
     }
 
     fn put(d: &mut Drive, parent: ItemNo, name: &str, data: &[u8]) -> ItemNo {
-        let c = NewContent::plain(Blob::bytes(data.to_vec()), Some(crate::remote::QuickXorHash::of(data)));
+        let c = NewContent::plain(
+            Blob::bytes(data.to_vec()),
+            Some(crate::emulator::quickxor::QuickXor::of(data)),
+        );
         d.write_file(parent, name, c, Conflict::Fail, &ItemPatch::default(), now())
             .unwrap()
             .0

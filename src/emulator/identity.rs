@@ -38,8 +38,12 @@ impl Default for IdentityConfig {
     }
 }
 
+/// The application id galleryfs is registered under with the Microsoft identity platform (a public fact about
+/// the app registration, as an Entra tenant would hold it).
+pub const GALLERYFS_APP_ID: &str = "b6d2a1b4-6e54-4c59-9c5e-6a1f0a9f2d31";
+
 /// Client ids registered with the emulated platform from the start: galleryfs's own.
-pub const REGISTERED_CLIENT_IDS: &[&str] = &[crate::remote::endpoints::DEFAULT_CLIENT_ID];
+pub const REGISTERED_CLIENT_IDS: &[&str] = &[GALLERYFS_APP_ID];
 
 /// The documented default polling interval of device codes, seconds.
 pub const DEFAULT_POLL_INTERVAL_SECS: u64 = 5;

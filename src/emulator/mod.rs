@@ -8,7 +8,7 @@
 //!
 //! Parts: [`identity`] (sign-in endpoints and tokens), [`media`] (seed gallery and deterministic content,
 //! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] and
-//! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`facets`]
+//! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`quickxor`] (its own content hash), [`facets`]
 //! (image/photo facets of uploads), [`render`] (JSON), [`errors`], the handlers `api_*` ([`api_router`] parses
 //! addresses), [`control`] (test controls), [`socketio`] (the socket.io notification channel), [`persist`] (state file) and [`server`] (assembly, [`start`] and
 //! [`EmulatorHandle`]).
@@ -32,6 +32,7 @@ pub mod errors;
 pub mod facets;
 pub mod names;
 pub mod persist;
+pub mod quickxor;
 pub mod render;
 pub mod server;
 pub mod socketio;
