@@ -48,13 +48,18 @@ fn pin_free_unpin_and_status_of_a_path() {
         (s["state"].as_str(), s["cached_bytes"].as_u64()),
         (Some("cloud"), Some(0))
     );
+    let after = env.status_json()["cache"]["used_bytes"].as_u64().unwrap();
+    assert_eq!(
+        after + s["size"].as_u64().unwrap(),
+        before,
+        "the cache gives back the freed file's size"
+    );
     assert!(std::fs::read(&photo).unwrap().len() as u64 == s["size"].as_u64().unwrap());
 
     // unpin: still cached, no longer pinned.
     let other = files.iter().find(|p| **p != photo).unwrap();
     env.galleryfs_ok(&["unpin", other.to_str().unwrap()]);
     assert_eq!(file_status(&env, other)["state"], "cached");
-    let _ = before;
 
     // Outside a mount: a clear error.
     let out = env.galleryfs(&["pin", "/tmp"]);

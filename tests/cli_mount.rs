@@ -30,34 +30,47 @@ fn mount_cmd(env: &Env, args: &[&str]) -> std::process::Output {
 }
 
 /// mount(8) runs helpers with a fixed PATH, so fstab mounts need galleryfs where it looks (contract: install it in
-/// /usr/local/bin). Links the test binary there for the test's duration, unless another galleryfs is installed.
-struct InstalledBinary(Option<std::path::PathBuf>);
+/// /usr/local/bin). The calling thread enters a private mount namespace in which a directory holding only a link to
+/// the test binary is bound over /usr/local/bin: mount(8), its helpers and the daemons they start (this thread's
+/// children) find galleryfs there, and nothing outside the test sees it. Needs root.
+struct PrivateBinDir {
+    _dir: tempfile::TempDir,
+}
 
-impl InstalledBinary {
-    fn install() -> Option<InstalledBinary> {
-        let link = std::path::PathBuf::from("/usr/local/bin/galleryfs");
-        match std::fs::symlink_metadata(&link) {
-            Ok(m) if m.file_type().is_symlink() => {
-                // Ours from an earlier run, or someone's development link: replace only a link into a target dir.
-                let to = std::fs::read_link(&link).ok()?;
-                if !to.to_string_lossy().contains("/target/") {
-                    return None;
-                }
-                std::fs::remove_file(&link).ok()?;
-            }
-            Ok(_) => return None,
-            Err(_) => {}
-        }
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_galleryfs"), &link).ok()?;
-        Some(InstalledBinary(Some(link)))
+impl PrivateBinDir {
+    const DIR: &'static str = "/usr/local/bin";
+
+    fn enter() -> PrivateBinDir {
+        use nix::mount::{mount, MsFlags};
+        // SAFETY: unshare(2) with CLONE_NEWNS changes the namespace of the calling thread only.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNS) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNS): {}", std::io::Error::last_os_error());
+        // Nothing mounted from here on propagates to the namespace the thread came from.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make the new mount namespace private");
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_galleryfs"), dir.path().join("galleryfs")).unwrap();
+        mount(
+            Some(dir.path()),
+            Self::DIR,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| panic!("bind-mount over {}: {e}", Self::DIR));
+        PrivateBinDir { _dir: dir }
     }
 }
 
-impl Drop for InstalledBinary {
+impl Drop for PrivateBinDir {
     fn drop(&mut self) {
-        if let Some(l) = self.0.take() {
-            let _ = std::fs::remove_file(l);
-        }
+        let _ = nix::mount::umount2(Self::DIR, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -71,13 +84,9 @@ fn has_mount_fuse3() -> bool {
 fn fstab_forms_and_every_way_of_unmounting() {
     require_fuse!();
     if !nix::unistd::geteuid().is_root() || !has_mount_fuse3() {
-        eprintln!("SKIPPED: needs root and mount.fuse3 (apt-get install fuse3)");
-        return;
+        skip_test!("needs root and mount.fuse3 (apt-get install fuse3)");
     }
-    let Some(_installed) = InstalledBinary::install() else {
-        eprintln!("SKIPPED: another galleryfs is installed in /usr/local/bin; not replacing it");
-        return;
-    };
+    let _installed = PrivateBinDir::enter();
     let env = Env::start(10);
     env.login();
     let m = env.mnt.display().to_string();
@@ -283,7 +292,7 @@ fn one_line_failure_messages() {
             assert!(err.contains("fusermount3 is missing") && err.contains("fuse3"), "{err}");
         }
     } else {
-        eprintln!("SKIPPED: /dev/fuse and fusermount3 missing (needs root, unshare, runuser and a `tests` user)");
+        common::skip("part: /dev/fuse and fusermount3 missing (needs root, unshare, runuser and a `tests` user)");
     }
     // Bad option: usage error.
     let out = env.galleryfs(&["mount", &m, "-o", "cache_size=lots"]);
@@ -442,8 +451,7 @@ fn a_full_onedrive_and_a_deleted_gallery_keep_what_is_local() {
 #[test]
 fn the_systemd_unit_verifies() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("SKIPPED: systemd-analyze is not installed");
-        return;
+        skip_test!("systemd-analyze is not installed (apt-get install systemd)");
     };
     assert!(out.status.success());
     let unit =

@@ -2,6 +2,8 @@
 //! concurrent reads, read-ahead growth and reset, integrity (hash mismatch, short bodies, offline), budget and LRU
 //! eviction, content version changes, cancellation, and an ignored throughput benchmark.
 
+mod common;
+
 use galleryfs::cache::{
     CacheError, ContentCache, ContentStore, FailingSource, Failure, MockSource, RangeSource, ReadError, ReaderConfig,
     SourceError,
@@ -682,25 +684,22 @@ async fn random_failures_never_yield_wrong_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_sample_media_round_trip() {
-    let dir = std::path::Path::new("/work/shared/testdata/photos");
-    if !dir.is_dir() {
-        eprintln!("SKIPPED: sample photos absent at {}", dir.display());
-        return;
+    let names = ["samsung_sm-g935l.jpg", "video_720p_gps.mp4", "apple_iphone6_video.mov"];
+    let mut samples = Vec::new();
+    for name in names {
+        let Some(data) = common::sample(name) else {
+            return;
+        };
+        samples.push((name, data));
     }
     let f = Fixture::new(u64::MAX);
     let cache = f.cache();
-    let mut checked = 0;
-    for name in ["samsung_sm-g935l.jpg", "video_720p_gps.mp4", "apple_iphone6_video.mov"] {
-        let Ok(data) = std::fs::read(dir.join(name)) else {
-            eprintln!("SKIPPED: sample {name} absent");
-            continue;
-        };
-        let ino = f.add(name, &data);
-        assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data, "{name}");
+    for (name, data) in &samples {
+        let ino = f.add(name, data);
+        assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == *data, "{name}");
         assert_eq!(f.state(ino), ContentState::Cached, "{name}");
-        checked += 1;
     }
-    eprintln!("{checked} real samples read through the cache and verified");
+    eprintln!("{} real samples read through the cache and verified", names.len());
 }
 
 /// `cargo test --test content_cache -- --ignored --nocapture throughput`; size from GALLERYFS_BENCH_MIB (1024).

@@ -359,8 +359,7 @@ fn posix_pjdfstest_groups() {
 fn posix_fsx_with_frequent_close_and_reopen() {
     require_fuse!();
     let Some(fsx) = tool("fsx") else {
-        eprintln!("SKIPPED: fsx is not installed (tests/pjdfstest/run.sh --install)");
-        return;
+        skip_test!("fsx is not installed (scripts/test or tests/pjdfstest/run.sh --install installs it)");
     };
     let (t, task) = mounted_with_replayer();
     let artifacts = tempfile::tempdir().unwrap();

@@ -303,7 +303,7 @@ fn through_a_real_mount_with_real_tools() {
         ));
         assert_eq!(id, "A!3");
     } else {
-        eprintln!("SKIPPED part: getfattr/setfattr not installed (apt-get install attr)");
+        common::skip("part: getfattr/setfattr not installed (apt-get install attr)");
     }
     // chmod and chown succeed without effect.
     common::sh_ok(&format!("chmod 600 '{m}/DCIM/Camera/20240315_142233.jpg'"));

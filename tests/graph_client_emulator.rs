@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use galleryfs::emulator::faults::{FaultHost, FaultKind, FaultRule};
@@ -562,10 +564,7 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
 
 #[tokio::test]
 async fn thumbnails_of_a_real_sample_photo() {
-    let dir = std::path::Path::new("/work/shared/testdata/photos");
-    let sample = dir.join("nokia_8.3_5g.jpg");
-    let Ok(bytes) = std::fs::read(&sample) else {
-        eprintln!("SKIPPED: sample photo {} is absent", sample.display());
+    let Some(bytes) = common::sample("nokia_8.3_5g.jpg") else {
         return;
     };
     let e = Env::start(0).await;

@@ -373,10 +373,7 @@ async fn group_readable_token_file_is_refused_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_mount_refreshes_the_expired_token() {
-    if let Some(why) = common::fuse_unavailable() {
-        eprintln!("SKIPPED: FUSE tests need /dev/fuse and root or fusermount3: {why}");
-        return;
-    }
+    require_fuse!();
     let h = start_emulator().await;
     let dirs = Dirs::new();
     let (status, stdout, stderr) = device_login(&h, &dirs).await;

@@ -413,8 +413,7 @@ fn as_tests_user(cmd: &str) -> Option<Output> {
 fn the_mount_is_private_unless_allow_other() {
     require_fuse!();
     if as_tests_user("true").is_none_or(|o| !o.status.success()) {
-        eprintln!("SKIPPED: needs root and a user named `tests` (setpriv) to try the mount as another uid");
-        return;
+        skip_test!("needs root and a user named `tests` (setpriv) to try the mount as another uid");
     }
     let env = Env::start(2);
     // The test's directories are private (0700): let the other user reach the mount point itself.

@@ -1,11 +1,11 @@
 //! The freedesktop thumbnail library end to end on disk: rendering real and synthetic sources, the personal cache
-//! (atomic writes, modes, validity, fail markers, removal), the shared repository's PNGs, and (ignored by default,
-//! needs `gio` from libglib2.0-bin) GLib itself accepting our thumbnail.
+//! (atomic writes, modes, validity, fail markers, removal), the shared repository's PNGs, and GLib itself (`gio`
+//! from libglib2.0-bin) accepting our thumbnail.
 
 use std::ffi::OsStr;
 use std::io::Cursor;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use galleryfs::thumbnails::shared_repo::render_shared_png;
 use galleryfs::thumbnails::{
@@ -13,24 +13,9 @@ use galleryfs::thumbnails::{
 };
 use image::{DynamicImage, GenericImageView, ImageFormat, Rgb, RgbImage};
 
-fn photos_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos")
-}
+mod common;
 
-/// A sample photo, or `None` with a plain message when the shared test data is absent.
-fn sample(name: &str) -> Option<Vec<u8>> {
-    let path = photos_dir().join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(err) => {
-            eprintln!(
-                "SKIPPED: sample photo {} is absent ({err}); this test checked nothing",
-                path.display()
-            );
-            None
-        }
-    }
-}
+use common::sample;
 
 fn synthetic_jpeg(width: u32, height: u32) -> Vec<u8> {
     let image = RgbImage::from_fn(width, height, |x, y| {
@@ -240,11 +225,13 @@ fn shared_repository_png_carries_the_relative_uri() {
     assert_eq!(decoded(&png).dimensions(), (128, 102));
 }
 
-/// GLib's own verdict: `gio info -a 'thumbnail::*' FILE` with XDG_CACHE_HOME pointing at our cache.
-/// Run with `cargo test --test thumbnails_freedesktop -- --ignored` (needs `gio`, package libglib2.0-bin).
+/// GLib's own verdict: `gio info -a 'thumbnail::*' FILE` with XDG_CACHE_HOME pointing at our cache (needs `gio`,
+/// package libglib2.0-bin, which scripts/test installs).
 #[test]
-#[ignore = "needs gio (apt-get install libglib2.0-bin)"]
 fn gio_reports_our_thumbnail_valid() {
+    if common::tool("gio").is_none() {
+        skip_test!("gio is not installed (apt-get install libglib2.0-bin)");
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("Samsung Gallery [2024] #1");
     std::fs::create_dir(&dir).unwrap();
@@ -309,11 +296,13 @@ fn gio_reports_our_thumbnail_valid() {
     );
 }
 
-/// GLib's own URIs for tricky names, compared with [`file_uri`]: `gio info` prints the `uri:` it hashes.
-/// Run with `cargo test --test thumbnails_freedesktop -- --ignored` (needs `gio`, package libglib2.0-bin).
+/// GLib's own URIs for tricky names, compared with [`file_uri`]: `gio info` prints the `uri:` it hashes (needs
+/// `gio`, package libglib2.0-bin).
 #[test]
-#[ignore = "needs gio (apt-get install libglib2.0-bin)"]
 fn file_uri_matches_gio_for_tricky_names() {
+    if common::tool("gio").is_none() {
+        skip_test!("gio is not installed (apt-get install libglib2.0-bin)");
+    }
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
     let names = [

@@ -122,8 +122,9 @@ impl Drop for Env {
     }
 }
 
+/// Whether `path` is a mount point in the calling thread's mount namespace (a test may enter its own).
 pub fn is_mounted(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
         .map(|s| {
             s.lines()
                 .any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap_or("")))

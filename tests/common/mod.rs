@@ -1,12 +1,66 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Why FUSE tests cannot run here, if they cannot (no /dev/fuse, or not root and no fusermount3).
 pub mod e2e;
 
+/// Whether every test must run: `GALLERYFS_REQUIRE_ALL=1` (set by `scripts/test`, which CI runs). Under it a test
+/// that cannot run here (no FUSE, a missing tool, user or sample) fails instead of passing without checking.
+pub fn require_all() -> bool {
+    std::env::var_os("GALLERYFS_REQUIRE_ALL").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Reports that the calling test (or part of it) checks nothing here, and why: a `SKIPPED` line on stderr, or a
+/// panic under `GALLERYFS_REQUIRE_ALL=1`. The caller returns (or leaves the part out) afterwards.
+#[track_caller]
+pub fn skip(why: impl std::fmt::Display) {
+    if require_all() {
+        panic!("GALLERYFS_REQUIRE_ALL=1, and this test cannot run here: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Returns from the calling test after [`skip`]ping it (a failure under `GALLERYFS_REQUIRE_ALL=1`).
+#[macro_export]
+macro_rules! skip_test {
+    ($($why:tt)*) => {{
+        common::skip(format!($($why)*));
+        return;
+    }};
+}
+
+/// The shared sample photos and videos: `../shared/testdata/photos` next to the crate (a checkout beside `shared`).
+pub fn samples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos")
+}
+
+/// The bytes of the sample `name`, or `None` after [`skip`] when it is absent.
+#[track_caller]
+pub fn sample(name: &str) -> Option<Vec<u8>> {
+    let path = samples_dir().join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            skip(format!("sample {} is absent ({err})", path.display()));
+            None
+        }
+    }
+}
+
+/// The path of an installed program (in PATH or ~/.cargo/bin).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Why FUSE tests cannot run here, if they cannot (no /dev/fuse, or not root and no fusermount3).
 pub fn fuse_unavailable() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {
         return Some("/dev/fuse is missing".into());
@@ -18,13 +72,12 @@ pub fn fuse_unavailable() -> Option<String> {
     None
 }
 
-/// Skips the calling test with a plain message when FUSE is unavailable.
+/// Skips the calling test ([`skip`]: a failure under `GALLERYFS_REQUIRE_ALL=1`) when FUSE is unavailable.
 #[macro_export]
 macro_rules! require_fuse {
     () => {
         if let Some(why) = common::fuse_unavailable() {
-            eprintln!("SKIPPED: FUSE tests need /dev/fuse and root or fusermount3: {why}");
-            return;
+            $crate::skip_test!("FUSE tests need /dev/fuse and root or fusermount3: {why}");
         }
     };
 }
