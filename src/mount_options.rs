@@ -62,9 +62,92 @@ impl Default for MountOptions {
     }
 }
 
+/// Every option `-o` takes, one line each: the form and what it does (`galleryfs mount --help` and the message
+/// for an unknown option list them).
+pub const OPTION_HELP: &[(&str, &str)] = &[
+    ("ro, rw", "read-only or read-write (default rw)"),
+    (
+        "allow_other, allow_root",
+        "let other users (or root) use the mount; it is private to you otherwise",
+    ),
+    ("default_permissions", "let the kernel check permissions from the modes"),
+    ("uid=N, gid=N", "owner of every file (chown succeeds without effect)"),
+    (
+        "umask=OCTAL",
+        "modes of every file, e.g. umask=027 (default 022; chmod succeeds without effect)",
+    ),
+    ("noatime, atime", "as for any filesystem"),
+    (
+        "dev, nodev, suid, nosuid",
+        "as for any filesystem (default nodev, nosuid)",
+    ),
+    ("exec, noexec", "as for any filesystem (default exec)"),
+    (
+        "fsname=NAME",
+        "the name df and /proc/mounts show (default galleryfs:ACCOUNT)",
+    ),
+    (
+        "account=NAME",
+        "the account to mount (default: --account, else default)",
+    ),
+    (
+        "folder=PATH",
+        "the gallery folder, a path from the drive root (default: Samsung Gallery in Pictures)",
+    ),
+    (
+        "cache_size=SIZE",
+        "budget of cached originals, binary units: 512M, 20G (default 10G)",
+    ),
+    (
+        "poll_interval=SECONDS",
+        "how often OneDrive is asked for changes (default 30)",
+    ),
+    (
+        "write_back=SECONDS",
+        "delay after the last close before an upload starts (default 2)",
+    ),
+    ("thumbnails=on|off", "pre-seed thumbnails (default on)"),
+    (
+        "delete_guard=N",
+        "more deletes than N within a minute wait for `galleryfs trash confirm-deletes` (default 50)",
+    ),
+    (
+        "_netdev, user, users, nouser, auto, noauto, nofail, defaults, x-*, comment=*",
+        "accepted and ignored, as fstab and systemd expect",
+    ),
+];
+
+/// The option names, for the message about an unknown one.
+fn option_names() -> String {
+    OPTION_HELP
+        .iter()
+        .map(|(forms, _)| *forms)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`OPTION_HELP`] as an aligned list, one option a line.
+pub fn options_help() -> String {
+    let width = OPTION_HELP
+        .iter()
+        .map(|(f, _)| f.len())
+        .filter(|w| *w < 32)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (forms, what) in OPTION_HELP {
+        if forms.len() > width {
+            out.push_str(&format!("  {forms}\n  {:width$}  {what}\n", ""));
+        } else {
+            out.push_str(&format!("  {forms:width$}  {what}\n"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OptionError {
-    #[error("unknown mount option {0:?}")]
+    #[error("unknown mount option {0:?}; valid options: {names}", names = option_names())]
     Unknown(String),
     #[error("mount option {name}: {reason}")]
     BadValue { name: String, reason: String },
@@ -243,6 +326,12 @@ mod tests {
         assert_eq!(
             MountOptions::parse(&["rw,bogus"]),
             Err(OptionError::Unknown("bogus".into()))
+        );
+        let message = OptionError::Unknown("bogus".into()).to_string();
+        assert!(
+            message.starts_with("unknown mount option \"bogus\"; valid options: ro, rw,")
+                && message.contains("cache_size=SIZE"),
+            "{message}"
         );
         assert!(matches!(
             MountOptions::parse(&["uid=abc"]),

@@ -59,6 +59,34 @@ fn not_galleryfs(path: &Path, e: &std::io::Error) -> CliError {
     }
 }
 
+/// The paths of `pin`/`unpin`/`free`, checked against `--account` when given: the account must exist, be
+/// mounted, and hold every path.
+pub fn in_account(args: super::FilesArgs) -> Result<Vec<PathBuf>, CliError> {
+    let Some(account) = &args.account else {
+        return Ok(args.paths);
+    };
+    crate::config::validate_account_name(account).map_err(CliError::usage)?;
+    let paths = crate::config::AccountPaths::new(account);
+    super::status_cmd::require_account(&paths)?;
+    let record = crate::mount::MountRecord::load_live(&paths).ok_or_else(|| {
+        CliError::failure(format!(
+            "account {account} is not mounted (galleryfs mount --account {account} MOUNTPOINT)"
+        ))
+    })?;
+    let mountpoint = PathBuf::from(&record.mountpoint);
+    for p in &args.paths {
+        let full = std::fs::canonicalize(p).map_err(|e| CliError::failure(format!("{}: {e}", p.display())))?;
+        if !full.starts_with(&mountpoint) {
+            return Err(CliError::failure(format!(
+                "{} is not in the mount of account {account} ({})",
+                p.display(),
+                mountpoint.display()
+            )));
+        }
+    }
+    Ok(args.paths)
+}
+
 /// One file of the request, with its size.
 struct FileArg {
     path: PathBuf,
@@ -218,11 +246,11 @@ pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
             println!("{r}");
         } else {
             println!(
-                "{}: {} ({} of {} bytes on this device), id {}",
+                "{}: {} ({} of {} on this device), id {}",
                 r["path"].as_str().unwrap_or(""),
                 r["state"].as_str().unwrap_or(""),
-                r["cached_bytes"],
-                r["size"],
+                super::status_cmd::human_bytes(r["cached_bytes"].as_u64().unwrap_or(0)),
+                super::status_cmd::human_bytes(r["size"].as_u64().unwrap_or(0)),
                 r["id"].as_str().unwrap_or("")
             );
         }

@@ -29,7 +29,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct AccountArg {
-    /// Account name (default: `default`).
+    /// Account name.
     #[arg(long, default_value = "default")]
     pub account: String,
 }
@@ -71,13 +71,41 @@ pub struct LogoutArgs {
 pub struct MountArgs {
     #[command(flatten)]
     pub account: AccountArg,
+    /// An empty directory to show the gallery in (`mkdir -p ~/Gallery`).
     pub mountpoint: PathBuf,
     /// Mount options, comma separated (`-o ro,cache_size=20G`); may be repeated.
-    #[arg(short = 'o', value_name = "OPTIONS")]
+    #[arg(short = 'o', value_name = "OPTIONS", long_help = mount_options_long_help())]
     pub options: Vec<String>,
     /// Stay in the foreground, logging to stderr too.
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
+}
+
+fn mount_options_long_help() -> String {
+    format!(
+        "Mount options, comma separated (`-o ro,cache_size=20G`); may be repeated.\n\n{}",
+        crate::mount_options::options_help().trim_end()
+    )
+}
+
+/// The paths of `pin`, `unpin` and `free`.
+#[derive(Debug, Args, Clone)]
+pub struct FilesArgs {
+    /// Only act on paths in this account's mount (default: whichever mount holds them).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Files or folders inside a galleryfs mount (a folder stands for every file below it).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// An empty directory to show the sample gallery in (`mkdir -p ~/Gallery`).
+    pub mountpoint: PathBuf,
+    /// Also write the log to the terminal (it always goes to the demo account's log file).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -105,28 +133,33 @@ pub enum Command {
     /// Mount the gallery.
     Mount(MountArgs),
     /// Unmount a galleryfs mount.
-    Unmount { mountpoint: PathBuf },
+    Unmount {
+        /// Where the gallery is mounted.
+        mountpoint: PathBuf,
+    },
     /// What galleryfs is doing.
     Status {
         #[command(flatten)]
         account: AccountArg,
+        /// One JSON object with exact figures, for scripts.
         #[arg(long)]
         json: bool,
+        /// Files inside a mount: their state instead of the account's.
         paths: Vec<PathBuf>,
     },
     /// Always keep these files on this device.
-    Pin { paths: Vec<PathBuf> },
+    Pin(FilesArgs),
     /// Let these files be evicted again.
-    Unpin { paths: Vec<PathBuf> },
+    Unpin(FilesArgs),
     /// Give the space of these files back (keep them online only).
-    Free { paths: Vec<PathBuf> },
+    Free(FilesArgs),
     /// OneDrive's recycle bin, for what galleryfs deleted.
     Trash {
         #[command(subcommand)]
         action: TrashAction,
     },
     /// Try galleryfs without an account: the bundled emulator with a sample gallery, mounted.
-    Demo { mountpoint: PathBuf },
+    Demo(DemoArgs),
     /// Run the Graph emulator.
     Emulator(EmulatorArgs),
 }
@@ -193,10 +226,7 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    if !matches!(
-        cli.command,
-        Command::Mount(_) | Command::Emulator(_) | Command::Demo { .. }
-    ) {
+    if !matches!(cli.command, Command::Mount(_) | Command::Emulator(_) | Command::Demo(_)) {
         crate::logging::init_for_command();
     }
     match cli.command {
@@ -207,16 +237,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint).map_err(CliError::failure),
         Command::Status { json, paths, .. } if !paths.is_empty() => files_cmd::status_paths(&paths, json),
         Command::Status { account, json, .. } => status_cmd::status(&account.account, json),
-        Command::Pin { paths } => files_cmd::pin(paths),
-        Command::Unpin { paths } => files_cmd::unpin(paths),
-        Command::Free { paths } => files_cmd::free(paths),
+        Command::Pin(args) => files_cmd::pin(files_cmd::in_account(args)?),
+        Command::Unpin(args) => files_cmd::unpin(files_cmd::in_account(args)?),
+        Command::Free(args) => files_cmd::free(files_cmd::in_account(args)?),
         Command::Trash { action } => match action {
             TrashAction::List { account } => trash_cmd::list(&account.account),
             TrashAction::Restore { account, items } => trash_cmd::restore(&account.account, &items),
             TrashAction::ConfirmDeletes { account } => trash_cmd::confirm_deletes(&account.account),
             TrashAction::CancelDeletes { account } => trash_cmd::cancel_deletes(&account.account),
         },
-        Command::Demo { mountpoint } => demo_cmd::demo(&mountpoint),
+        Command::Demo(args) => demo_cmd::demo(&args.mountpoint, args.verbose),
     }
 }
 

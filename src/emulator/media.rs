@@ -1,24 +1,95 @@
-//! Emulator media: the seed Samsung Gallery (real viewable JPEGs with EXIF, videos, screenshots) and content
-//! that is generated deterministically on the fly (large files are never stored whole), plus thumbnail
-//! rendering (real JPEGs) for the thumbnail endpoints.
+//! Emulator media: the seed Samsung Gallery (real viewable JPEGs with EXIF, real videos, screenshots) and
+//! content that is generated deterministically on the fly or assembled from shared pieces (large files are never
+//! stored whole), plus thumbnail rendering (real JPEGs) for the thumbnail endpoints.
 //!
 //! Parts: [`gallery`] (the seed list and photo pixels), [`exif_writer`] (the APP1 EXIF segment),
-//! [`thumbnail`] (thumbnails and poster frames), [`avi`] (the one real playable video, Motion-JPEG AVI). This file holds the content types and the synthetic stream.
+//! [`thumbnail`] (thumbnails and poster frames), [`avi`] (a Motion-JPEG AVI writer), [`mp4`] (a Motion-JPEG MP4
+//! writer). This file holds the content types and the synthetic stream.
 
 pub mod avi;
 pub mod exif_writer;
 pub mod gallery;
+pub mod mp4;
 pub mod thumbnail;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
-/// The bytes of a file in the emulated drive: stored, or generated deterministically from a seed (so a 4 GiB
-/// video costs no memory and every read of the same range gives the same bytes).
+/// The bytes of a file in the emulated drive: stored, generated deterministically from a seed (so a 4 GiB
+/// file costs no memory and every read of the same range gives the same bytes), or the concatenation of pieces
+/// shared with other files (a video's header and the frames it repeats).
 #[derive(Clone, Debug)]
 pub enum Content {
     Bytes(Bytes),
     Synthetic { seed: u64, len: u64 },
+    Pieces(Arc<Pieces>),
+}
+
+/// A file made of pieces in order, each shared (cloning a [`Bytes`] copies nothing).
+#[derive(Debug)]
+pub struct Pieces {
+    /// How to make the same file again (a state file records this instead of the bytes).
+    pub recipe: Option<Recipe>,
+    parts: Vec<Bytes>,
+    /// Offset of each part in the file.
+    starts: Vec<u64>,
+    len: u64,
+}
+
+/// What a generated file is made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe {
+    /// A seed video ([`gallery::seed_video`]).
+    SeedVideo { seed: u64, taken_unix: i64 },
+}
+
+impl Recipe {
+    pub fn make(self) -> Content {
+        match self {
+            Recipe::SeedVideo { seed, taken_unix } => gallery::seed_video(seed, taken_unix).0,
+        }
+    }
+}
+
+impl Pieces {
+    pub fn new(parts: Vec<Bytes>, recipe: Option<Recipe>) -> Arc<Self> {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut len = 0u64;
+        for p in &parts {
+            starts.push(len);
+            len += p.len() as u64;
+        }
+        Arc::new(Self {
+            recipe,
+            parts,
+            starts,
+            len,
+        })
+    }
+
+    fn read_range(&self, start: u64, end: u64) -> Bytes {
+        // The part holding `start`: the last one starting at or before it.
+        let first = self.starts.partition_point(|s| *s <= start).saturating_sub(1);
+        if let Some(part) = self.parts.get(first) {
+            let from = (start - self.starts[first]) as usize;
+            if end - self.starts[first] <= part.len() as u64 {
+                return part.slice(from..(end - self.starts[first]) as usize);
+            }
+        }
+        let mut out = Vec::with_capacity((end - start) as usize);
+        for (part, at) in self.parts.iter().zip(&self.starts).skip(first) {
+            if *at >= end {
+                break;
+            }
+            let from = start.saturating_sub(*at) as usize;
+            let to = ((end - at) as usize).min(part.len());
+            if from < to {
+                out.extend_from_slice(&part[from..to]);
+            }
+        }
+        Bytes::from(out)
+    }
 }
 
 impl Content {
@@ -26,6 +97,7 @@ impl Content {
         match self {
             Content::Bytes(b) => b.len() as u64,
             Content::Synthetic { len, .. } => *len,
+            Content::Pieces(p) => p.len,
         }
     }
 
@@ -44,6 +116,7 @@ impl Content {
                 fill_synthetic(*seed, start, &mut buf);
                 Bytes::from(buf)
             }
+            Content::Pieces(p) => p.read_range(start, end),
         }
     }
 }
@@ -173,6 +246,23 @@ mod tests {
         assert_ne!(whole.slice(0..8), whole.slice(8..16));
         let zeros = whole.iter().filter(|b| **b == 0).count();
         assert!(zeros < 100, "{zeros} zero bytes in 10 kB");
+    }
+
+    #[test]
+    fn pieces_read_like_their_concatenation() {
+        let parts: Vec<Bytes> = ["abc", "", "defgh", "i", "jklmnop"]
+            .iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
+        let content = Content::Pieces(Pieces::new(parts, None));
+        let whole = b"abcdefghijklmnop";
+        assert_eq!(content.len(), whole.len() as u64);
+        for start in 0..=whole.len() as u64 {
+            for end in start..=whole.len() as u64 + 2 {
+                let want = &whole[start as usize..(end as usize).min(whole.len())];
+                assert_eq!(&content.read_range(start, end)[..], want, "{start}..{end}");
+            }
+        }
     }
 
     #[test]

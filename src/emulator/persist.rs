@@ -4,7 +4,7 @@
 
 use super::blob::{Blob, SpoolFile};
 use super::drive::{Drive, FileData, Item, ItemKind, ItemNo, ItemState};
-use super::media::{Content, MediaKind};
+use super::media::{Content, MediaKind, Recipe};
 use super::server::EmulatorState;
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -79,6 +79,11 @@ enum ContentRecord {
     Synthetic {
         seed: u64,
         len: u64,
+    },
+    /// A seed video, made again from its seed and date.
+    Video {
+        seed: u64,
+        taken_unix: i64,
     },
     /// A file in the blobs directory.
     Blob {
@@ -205,6 +210,11 @@ fn content_record(blob: &Blob, blobs: &Path, item: &Item) -> anyhow::Result<Cont
     if let Blob::Media(Content::Synthetic { seed, len }) = blob {
         return Ok(ContentRecord::Synthetic { seed: *seed, len: *len });
     }
+    if let Blob::Media(Content::Pieces(p)) = blob {
+        if let Some(Recipe::SeedVideo { seed, taken_unix }) = p.recipe {
+            return Ok(ContentRecord::Video { seed, taken_unix });
+        }
+    }
     let len = blob.len();
     if len <= INLINE_MAX {
         let bytes = blob.read_range(0, len)?;
@@ -241,6 +251,9 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<(Drive, Option<serd
                         Blob::bytes(base64::engine::general_purpose::STANDARD.decode(base64)?)
                     }
                     ContentRecord::Synthetic { seed, len } => Blob::Media(Content::Synthetic { seed, len }),
+                    ContentRecord::Video { seed, taken_unix } => {
+                        Blob::Media(Recipe::SeedVideo { seed, taken_unix }.make())
+                    }
                     ContentRecord::Blob { file, len } => {
                         std::fs::create_dir_all(spool_dir)?;
                         let dest = spool_dir.join(format!("loaded-{file}"));

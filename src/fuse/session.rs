@@ -17,7 +17,10 @@ use tokio::runtime::Handle;
 pub fn fuser_config(opts: &MountOptions, fsname: &str) -> Config {
     let mut mo = vec![
         MountOption::FSName(opts.fsname.clone().unwrap_or_else(|| fsname.to_string())),
-        MountOption::Subtype("galleryfs".into()),
+        // `subtype=` as a kernel option: fuser hands `MountOption::Subtype` only to fusermount3, so a mount made
+        // by the mount(2) call itself (as root) would show as plain `fuse` in /proc/mounts. fusermount3 reads
+        // the option the same way, so the type is `fuse.galleryfs` either way.
+        MountOption::CUSTOM("subtype=galleryfs".into()),
         if opts.read_only {
             MountOption::RO
         } else {

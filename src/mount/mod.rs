@@ -239,8 +239,16 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         f.stop();
     }
     let _ = std::fs::remove_file(MountRecord::path(&paths));
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    tracing::info!(mountpoint = %req.mountpoint.display(), "unmounted; pending changes stay journalled");
+    // Async tasks end at once; a blocking store or cache operation in flight gets a moment (each is crash-safe).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match store.outbox_counts().map(|c| c.pending).unwrap_or(0) {
+        0 => tracing::info!(mountpoint = %req.mountpoint.display(), "unmounted"),
+        pending => tracing::info!(
+            mountpoint = %req.mountpoint.display(),
+            pending,
+            "unmounted; {pending} pending changes stay journalled and are sent at the next mount"
+        ),
+    }
     ended
 }
 
@@ -322,11 +330,17 @@ fn wait_for_end(
             _ = signals.term.recv() => tracing::info!("SIGTERM: unmounting"),
             _ = signals.int.recv() => tracing::info!("SIGINT: unmounting"),
         }
-        if let Err(e) = crate::daemon::unmount(mountpoint) {
-            tracing::warn!(error = %e, "unmount refused; detaching the mount lazily");
-            let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
-        }
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        // A clean unmount ends the session at once. A busy mount point (a shell's working directory, an open
+        // file) is detached instead: its session ends only when the last user lets go, which is not waited for.
+        let wait = match crate::daemon::unmount(mountpoint) {
+            Ok(()) => Duration::from_secs(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "unmount refused; detaching the mount lazily");
+                let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+                Duration::from_millis(100)
+            }
+        };
+        match tokio::time::timeout(wait, rx).await {
             Ok(Ok(r)) => r.map_err(|e| e.to_string()),
             _ => Ok(()),
         }

@@ -13,6 +13,8 @@ pub struct ExifFacts {
     pub orientation: u16,
     pub width: u32,
     pub height: u32,
+    /// `ImageUniqueID` (as Samsung cameras write it): tells apart the shots of a burst, taken the same second.
+    pub unique_id: u64,
 }
 
 const ASCII: u16 = 2;
@@ -114,6 +116,7 @@ pub fn tiff_block(facts: &ExifFacts) -> Vec<u8> {
             ascii(0x9004, &date),
             long(0xA002, facts.width),
             long(0xA003, facts.height),
+            ascii(0xA420, &format!("{:032X}", facts.unique_id)),
         ],
     );
     out
@@ -167,6 +170,7 @@ mod tests {
             orientation: 6,
             width: 16,
             height: 8,
+            unique_id: 7,
         };
         let with_exif = insert_exif(&jpeg, &facts);
         let exif = exif::Reader::new()

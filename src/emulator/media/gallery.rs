@@ -4,6 +4,8 @@
 //! Photos are real JPEGs with EXIF. JPEG encoding costs tens of milliseconds per picture, so the pixels come
 //! from a pool of pictures encoded once per process ([`pool`]: 16 photos of three sizes, 6 screenshots); each
 //! file then gets its own EXIF (date, model, orientation) or comment, so no two files have the same bytes.
+//! Videos are real Motion-JPEG MP4s (index in front or at the end) of a few seconds to a minute, made of a
+//! shared loop of frames ([`video_frames`]), plus one Motion-JPEG AVI.
 
 use super::exif_writer::{insert_exif, ExifFacts};
 use super::{Content, MediaKind, SeedFile};
@@ -144,25 +146,9 @@ pub fn samsung_gallery(count: usize, seed: u64) -> Vec<SeedFile> {
     files
 }
 
-/// A camera photo: usually a real JPEG with EXIF; about one in 25 is a large synthetic original (a 50 MP shot)
-/// that is never stored whole. `model` empty means no EXIF at all.
+/// A camera photo: a real JPEG with EXIF (`model` empty means no EXIF at all).
 fn camera_photo(path: String, taken: DateTime<Utc>, model: &str, seed: u64) -> SeedFile {
     let mut rng = SplitMix64::new(seed);
-    if rng.one_in(25) {
-        let len = rng.range(12_000_000, 24_000_000);
-        return SeedFile {
-            path,
-            content: Content::Synthetic { seed, len },
-            mime_type: "image/jpeg".into(),
-            taken,
-            kind: MediaKind::Photo {
-                width: 8160,
-                height: 6120,
-                camera_make: "samsung".into(),
-                camera_model: model.to_string(),
-            },
-        };
-    }
     let base = &pool().photos[(rng.next_u64() % POOL_PHOTOS as u64) as usize];
     let (w, h) = (base.width, base.height);
     // One in five was taken holding the phone upright: landscape pixels, orientation 6 (rotate 90° CW).
@@ -179,6 +165,7 @@ fn camera_photo(path: String, taken: DateTime<Utc>, model: &str, seed: u64) -> S
                 orientation,
                 width: w,
                 height: h,
+                unique_id: seed,
             },
         )
     };
@@ -196,23 +183,77 @@ fn camera_photo(path: String, taken: DateTime<Utc>, model: &str, seed: u64) -> S
     }
 }
 
+/// A video: a real Motion-JPEG MP4 of 3 to 60 seconds at [`VIDEO_FPS`], its index in front for about half of
+/// them (as a "fast start" file) and at the end for the rest (as a phone writes it).
 fn video(path: String, taken: DateTime<Utc>, seed: u64) -> SeedFile {
-    let mut rng = SplitMix64::new(seed);
-    let duration_ms = rng.range(3_000, 180_000);
-    // About 1.6 MB per second of 1080p, clamped to 5..300 MB.
-    let len = (duration_ms * 1_600).clamp(5_000_000, 300_000_000) + rng.range(0, 999_999);
-    let (width, height) = if rng.one_in(6) { (3840, 2160) } else { (1920, 1080) };
+    let (content, seconds) = seed_video(seed, taken.timestamp());
+    let (width, height) = VIDEO_SIZE;
     SeedFile {
         path,
-        content: Content::Synthetic { seed, len },
+        content,
         mime_type: "video/mp4".into(),
         taken,
         kind: MediaKind::Video {
             width,
             height,
-            duration_ms,
+            duration_ms: seconds * 1000,
         },
     }
+}
+
+/// The MP4 of the seed video `seed` taken at `taken_unix`, and its length in seconds.
+pub fn seed_video(seed: u64, taken_unix: i64) -> (Content, u64) {
+    let mut rng = SplitMix64::new(seed);
+    let seconds = rng.range(3, 60) as usize;
+    let moov_first = rng.one_in(2);
+    let frames = video_frames();
+    // The loop plays forwards then backwards, so the motion has no jump.
+    let cycle = 2 * frames.len() - 2;
+    let samples: Vec<Bytes> = (0..seconds * VIDEO_FPS as usize)
+        .map(|i| {
+            let k = i % cycle;
+            frames[if k < frames.len() { k } else { cycle - k }].clone()
+        })
+        .collect();
+    let content = super::mp4::mjpeg_mp4(
+        &samples,
+        (VIDEO_SIZE.0 as u16, VIDEO_SIZE.1 as u16),
+        VIDEO_FPS,
+        moov_first,
+        taken_unix,
+        Some(super::Recipe::SeedVideo { seed, taken_unix }),
+    );
+    (content, seconds as u64)
+}
+
+/// Size and frame rate of the seed MP4 videos.
+pub const VIDEO_SIZE: (u32, u32) = (640, 360);
+pub const VIDEO_FPS: u32 = 24;
+
+/// The frames every seed MP4 plays: a ball crossing a colour field in one second, encoded once per process.
+pub fn video_frames() -> &'static [Bytes] {
+    static FRAMES: std::sync::OnceLock<Vec<Bytes>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let (w, h) = VIDEO_SIZE;
+        let mut rng = SplitMix64::new(0x71DE0);
+        let background = picture(w, h, &mut rng);
+        let n = VIDEO_FPS;
+        let size = h / 5;
+        (0..n)
+            .map(|i| {
+                let mut frame = background.clone();
+                let x = i64::from(i * (w - size) / (n - 1));
+                let y = i64::from(h / 2 - size / 2);
+                imageops::overlay(
+                    &mut frame,
+                    &RgbImage::from_pixel(size, size, Rgb([250, 250, 250])),
+                    x,
+                    y,
+                );
+                Bytes::from(encode_jpeg(&frame, 80))
+            })
+            .collect()
+    })
 }
 
 /// The one real playable video (see [`super::avi::demo_clip`]).
@@ -563,6 +604,61 @@ mod tests {
         let frame = super::super::avi::first_frame(avi).expect("a Motion-JPEG AVI");
         let img = image::load_from_memory_with_format(frame, image::ImageFormat::Jpeg).unwrap();
         assert_eq!((img.width(), img.height()), super::super::avi::CLIP_SIZE);
+    }
+
+    /// Every file of the seed gallery is a real file of its kind: images decode at their stated size, and
+    /// videos are MP4s whose index (in front for some, at the end for others) leads to a decodable first frame.
+    #[test]
+    fn every_seed_file_is_real() {
+        let gallery = samsung_gallery(300, 5);
+        let (mut front, mut end) = (0, 0);
+        for f in &gallery {
+            let bytes = f.content.read_range(0, f.content.len());
+            match (&f.kind, f.mime_type.as_str()) {
+                (MediaKind::Photo { width, height, .. }, _) => {
+                    let img = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.path));
+                    assert_eq!((img.width(), img.height()), (*width, *height), "{}", f.path);
+                }
+                (MediaKind::Video { width, height, .. }, "video/mp4") => {
+                    assert_eq!(&bytes[4..8], b"ftyp", "{}", f.path);
+                    let moov = bytes.windows(4).position(|w| w == b"moov").unwrap();
+                    let mdat = bytes.windows(4).position(|w| w == b"mdat").unwrap();
+                    if moov < mdat {
+                        front += 1
+                    } else {
+                        end += 1
+                    }
+                    let frame = super::super::mp4::first_frame(&f.content).expect("an indexed first frame");
+                    let img = image::load_from_memory(&frame).unwrap();
+                    assert_eq!((img.width(), img.height()), (*width, *height), "{}", f.path);
+                    assert!(
+                        bytes.len() > 1 << 20,
+                        "{}: {} bytes for {:?}",
+                        f.path,
+                        bytes.len(),
+                        f.kind
+                    );
+                }
+                (MediaKind::Video { .. }, "video/x-msvideo") => {
+                    assert!(super::super::avi::first_frame(&bytes).is_some(), "{}", f.path)
+                }
+                (kind, mime) => panic!("{}: {kind:?} {mime}", f.path),
+            }
+        }
+        assert!(
+            front > 0 && end > 0,
+            "{front} videos indexed in front, {end} at the end"
+        );
+        // A state file records a video by its recipe: made again, it has the same bytes.
+        let video = gallery.iter().find(|f| f.mime_type == "video/mp4").unwrap();
+        let Content::Pieces(p) = &video.content else {
+            panic!("a seed video is assembled from pieces")
+        };
+        let again = p.recipe.expect("a recipe").make();
+        assert_eq!(
+            again.read_range(0, again.len()),
+            video.content.read_range(0, video.content.len())
+        );
     }
 
     fn pool_dir() -> std::path::PathBuf {

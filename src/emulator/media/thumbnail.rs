@@ -33,6 +33,10 @@ pub fn render_thumbnail(
         },
         Content::Synthetic { seed, .. } if is_video => poster(16, 9, *seed),
         Content::Synthetic { seed, .. } => poster(4, 3, *seed),
+        Content::Pieces(_) => match super::mp4::first_frame(content).and_then(|f| image::load_from_memory(&f).ok()) {
+            Some(frame) => frame,
+            None => poster(16, 9, content.len()),
+        },
     };
     let thumb = if crop {
         fill_and_crop(&img, width, height)
@@ -146,6 +150,7 @@ mod tests {
             orientation: 6,
             width: 640,
             height: 480,
+            unique_id: 1,
         };
         let content = Content::Bytes(Bytes::from(insert_exif(&jpeg, &facts)));
         let (_, w, h) = render_thumbnail(&content, "image/jpeg", 96, 96, false).unwrap();

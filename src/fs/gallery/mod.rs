@@ -766,13 +766,16 @@ impl FsCore for GalleryFs {
     async fn statfs(&self) -> FsResult<Statfs> {
         const BSIZE: u64 = 4096;
         let q = (*self.quota.read()).unwrap_or_default();
-        let files = self.store.item_count().map_err(store_err)?;
+        // OneDrive has no inode limit: report a total of 2^32 - 1 of which the items in the store are used, so
+        // `df -i` adds up (used = files - ffree).
+        let used = self.store.item_count().map_err(store_err)?;
+        let files = u64::from(u32::MAX).max(used);
         Ok(Statfs {
             blocks: q.total / BSIZE,
             bfree: q.remaining / BSIZE,
             bavail: q.remaining / BSIZE,
             files,
-            ffree: u32::MAX as u64,
+            ffree: files - used,
             bsize: BSIZE as u32,
             namelen: 255,
             frsize: BSIZE as u32,
@@ -857,8 +860,11 @@ impl FsCore for GalleryFs {
         };
         let item = self.item(ino)?;
         self.store.set_pinned(item.ino, pinned).map_err(store_err)?;
-        if let Some(p) = self.pins.read().clone() {
-            p.pin_changed(ino, pinned);
+        // A pinned folder has nothing to download itself (`galleryfs pin` pins the files below it one by one).
+        if item.kind == ItemKind::File {
+            if let Some(p) = self.pins.read().clone() {
+                p.pin_changed(ino, pinned);
+            }
         }
         Ok(())
     }
