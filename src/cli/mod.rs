@@ -4,7 +4,9 @@
 //! Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` is the form `mount.fuse3` uses for fstab
 //! type `fuse.galleryfs`; it is recognised before clap sees the arguments.
 
+mod completions;
 mod demo_cmd;
+mod desktop_cmd;
 mod emulator_cmd;
 mod files_cmd;
 mod login_cmd;
@@ -129,6 +131,35 @@ pub enum Command {
     Demo { mountpoint: PathBuf },
     /// Run the Graph emulator.
     Emulator(EmulatorArgs),
+    /// File-manager actions (Nautilus, Dolphin, Thunar) for the current user.
+    Desktop {
+        #[command(subcommand)]
+        action: DesktopAction,
+    },
+    /// Print a shell completion script (`galleryfs completions bash > /etc/bash_completion.d/galleryfs`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (galleryfs.1 and one per subcommand) into DIR; used when packaging.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DesktopAction {
+    /// Add "Keep on this device", "Free up space" and "Show sync status" to the file managers' context menus,
+    /// and state emblems where the file manager supports them.
+    Install,
+    /// Remove what `desktop install` added (and nothing else).
+    Uninstall,
+    /// Run one action on the selected files and show its outcome in a dialog (what the menus call).
+    #[command(hide = true)]
+    Run {
+        #[arg(value_enum)]
+        action: desktop_cmd::Action,
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,7 +188,21 @@ pub enum TrashAction {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "login", "logout", "mount", "unmount", "status", "pin", "unpin", "free", "trash", "demo", "emulator", "help",
+    "login",
+    "logout",
+    "mount",
+    "unmount",
+    "status",
+    "pin",
+    "unpin",
+    "free",
+    "trash",
+    "demo",
+    "emulator",
+    "desktop",
+    "completions",
+    "manpages",
+    "help",
 ];
 
 /// Rewrites `galleryfs ACCOUNT MOUNTPOINT [-o OPTS]` (mount.fuse3's form) into
@@ -217,6 +262,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             TrashAction::CancelDeletes { account } => trash_cmd::cancel_deletes(&account.account),
         },
         Command::Demo { mountpoint } => demo_cmd::demo(&mountpoint),
+        Command::Desktop { action } => match action {
+            DesktopAction::Install => desktop_cmd::install(),
+            DesktopAction::Uninstall => desktop_cmd::uninstall(),
+            DesktopAction::Run { action, paths } => desktop_cmd::run(action, &paths),
+        },
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Manpages { dir } => completions::manpages(&dir),
     }
 }
 
