@@ -22,7 +22,20 @@ use std::path::PathBuf;
 #[command(
     name = "galleryfs",
     version,
-    about = "Mount the OneDrive Samsung Gallery folder as a local directory"
+    about = "Mount the OneDrive Samsung Gallery folder as a local directory",
+    long_about = "Mount the OneDrive Samsung Gallery folder as a local directory: listings and thumbnails come \
+from a local metadata store, originals are fetched on demand and kept in a size-bounded cache, and edits, deletes \
+and renames go back to OneDrive.\n\n\
+Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` mounts: the form mount(8) uses for an fstab \
+line of type fuse.galleryfs (or type galleryfs, through mount.galleryfs).",
+    after_long_help = "Examples:\n  \
+galleryfs login --client-id APP-ID\n  \
+galleryfs mount ~/Gallery -o cache_size=20G\n  \
+galleryfs pin ~/Gallery/DCIM/Camera\n  \
+fstab: default /home/me/Gallery fuse.galleryfs rw,_netdev,user,uid=1000,gid=1000 0 0\n\n\
+Files: configuration and tokens in $XDG_CONFIG_HOME/galleryfs; the metadata store, caches and the log \
+(ACCOUNT/galleryfs.log) in $XDG_CACHE_HOME/galleryfs. Every file of a mount carries the extended attributes \
+user.galleryfs.state (cloud, cached, pinned, dirty, conflict) and user.galleryfs.id."
 )]
 pub struct Cli {
     #[command(subcommand)]
