@@ -241,7 +241,12 @@ fn installed_actions_change_the_state_and_uninstall_takes_them_back_out() {
     // "Show sync status" (Thunar's) prints the state where there is no display to show it in.
     let line = thunar_command(&uca, "galleryfs-status").replace("%F", &q(&photo));
     let out = home.sh(&line);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(": pinned ("), "{:?}", out);
+    let told = String::from_utf8_lossy(&out.stdout);
+    let name = photo.file_name().unwrap().to_str().unwrap();
+    assert!(
+        told.starts_with(&format!("{name}: always kept on this device; ")),
+        "{told}"
+    );
     // Dolphin's "Free up space" again: back online only.
     home.sh(&dolphin_exec(&menu, "galleryfs_free").replace("%F", &q(&photo)));
     assert_eq!(state(&photo), "cloud");

@@ -539,12 +539,16 @@ pub fn run(action: Action, paths: &[PathBuf]) -> Result<(), CliError> {
         return Err(CliError::usage("usage: galleryfs desktop run pin|free|status PATH..."));
     }
     let exe = std::env::current_exe().map_err(|e| CliError::failure(format!("cannot tell where galleryfs is: {e}")))?;
-    let out = Command::new(&exe)
-        .arg(action.verb())
-        .args(paths)
-        .output()
-        .map_err(|e| failure(&exe, e))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut cmd = Command::new(&exe);
+    cmd.arg(action.verb());
+    if action == Action::Status {
+        cmd.arg("--json");
+    }
+    let out = cmd.args(paths).output().map_err(|e| failure(&exe, e))?;
+    let mut stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if action == Action::Status && out.status.success() {
+        stdout = describe_status(&stdout);
+    }
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     let graphical = std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
     if !graphical {
@@ -578,6 +582,45 @@ pub fn run(action: Action, paths: &[PathBuf]) -> Result<(), CliError> {
             code: out.status.code().unwrap_or(crate::error::exit::FAILURE),
         })
     }
+}
+
+/// `status PATH --json` lines, told for people: one line per file, its state in the words the menus use.
+fn describe_status(json_lines: &str) -> String {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            let path = v["path"].as_str().unwrap_or("");
+            let name = Path::new(path).file_name().map_or(path.into(), |n| n.to_string_lossy());
+            let size = v["size"].as_u64().unwrap_or(0);
+            let here = v["cached_bytes"].as_u64().unwrap_or(0);
+            let state = match v["state"].as_str().unwrap_or("") {
+                "folder" => return format!("{name}: a folder"),
+                "cloud" => "online only",
+                "cached" => "on this device (freed again when space is needed)",
+                "pinned" => "always kept on this device",
+                "dirty" => "changed here, waiting to upload",
+                "conflict" => "in conflict (changed here and on OneDrive)",
+                other => other,
+            };
+            format!("{name}: {state}; {} of {} on this device", bytes(here), bytes(size))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 #[derive(Clone, Copy)]
@@ -667,6 +710,17 @@ mod tests {
         .unwrap();
         assert_eq!(out.matches("<unique-id>galleryfs-").count(), 3, "{out}");
         assert!(merge_uca("no xml here", None).is_err());
+    }
+
+    #[test]
+    fn status_is_told_in_the_menus_words() {
+        let lines = "{\"path\":\"/g/DCIM/a.jpg\",\"id\":\"X!1\",\"state\":\"pinned\",\"size\":17233603,\"cached_bytes\":17233603}\n\
+                     {\"path\":\"/g/DCIM\",\"id\":\"X!2\",\"state\":\"folder\",\"size\":0,\"cached_bytes\":0}";
+        assert_eq!(
+            describe_status(lines),
+            "a.jpg: always kept on this device; 16.4 MiB of 16.4 MiB on this device\nDCIM: a folder"
+        );
+        assert_eq!(bytes(512), "512 bytes");
     }
 
     #[test]
