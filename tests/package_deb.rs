@@ -32,6 +32,8 @@ fn works(cmd: &str, args: &[&str]) -> bool {
 const IN_NAMESPACE: &str = r#"
 set -eu
 deb=$1; scratch=$2; fstab=$3; mnt1=$4; mnt2=$5
+# The overlays' upper layers live on a tmpfs of this namespace (overlayfs wants an upper layer it supports).
+mount -t tmpfs galleryfs-package-test "$scratch"
 for d in usr var sbin; do
   if [ -d "/$d" ] && [ ! -L "/$d" ]; then
     mkdir -p "$scratch/$d.upper" "$scratch/$d.work"
