@@ -70,10 +70,11 @@ class GalleryfsExtension(GObject.GObject, Nautilus.InfoProvider, Nautilus.MenuPr
         if state in LABELS:
             info.add_emblem("galleryfs-" + state)
 
+    # The column's name has no "::": Nautilus 43 hangs loading a list view that shows a column named with one.
     def get_columns(self):
         return [
             Nautilus.Column(
-                name="GalleryfsExtension::state",
+                name="galleryfs_state",
                 attribute="galleryfs_state",
                 label="OneDrive",
                 description="Where the file is kept (galleryfs)",
