@@ -4,7 +4,9 @@
 //! Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` is the form `mount.fuse3` uses for fstab
 //! type `fuse.galleryfs`; it is recognised before clap sees the arguments.
 
+mod completions;
 mod demo_cmd;
+mod desktop_cmd;
 mod emulator_cmd;
 mod files_cmd;
 mod login_cmd;
@@ -20,7 +22,20 @@ use std::path::PathBuf;
 #[command(
     name = "galleryfs",
     version,
-    about = "Mount the OneDrive Samsung Gallery folder as a local directory"
+    about = "Mount the OneDrive Samsung Gallery folder as a local directory",
+    long_about = "Mount the OneDrive Samsung Gallery folder as a local directory: listings and thumbnails come \
+from a local metadata store, originals are fetched on demand and kept in a size-bounded cache, and edits, deletes \
+and renames go back to OneDrive.\n\n\
+Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` mounts: the form mount(8) uses for an fstab \
+line of type fuse.galleryfs (or type galleryfs, through mount.galleryfs).",
+    after_long_help = "Examples:\n  \
+galleryfs login --client-id APP-ID\n  \
+galleryfs mount ~/Gallery -o cache_size=20G\n  \
+galleryfs pin ~/Gallery/DCIM/Camera\n  \
+fstab: default /home/me/Gallery fuse.galleryfs rw,_netdev,user,uid=1000,gid=1000 0 0\n\n\
+Files: configuration and tokens in $XDG_CONFIG_HOME/galleryfs; the metadata store, caches and the log \
+(ACCOUNT/galleryfs.log) in $XDG_CACHE_HOME/galleryfs. Every file of a mount carries the extended attributes \
+user.galleryfs.state (cloud, cached, pinned, dirty, conflict) and user.galleryfs.id."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -162,6 +177,35 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Graph emulator.
     Emulator(EmulatorArgs),
+    /// File-manager actions (Nautilus, Dolphin, Thunar) for the current user.
+    Desktop {
+        #[command(subcommand)]
+        action: DesktopAction,
+    },
+    /// Print a shell completion script (`galleryfs completions bash > /etc/bash_completion.d/galleryfs`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (galleryfs.1 and one per subcommand) into DIR; used when packaging.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DesktopAction {
+    /// Add "Keep on this device", "Free up space" and "Show sync status" to the file managers' context menus,
+    /// and state emblems where the file manager supports them.
+    Install,
+    /// Remove what `desktop install` added (and nothing else).
+    Uninstall,
+    /// Run one action on the selected files and show its outcome in a dialog (what the menus call).
+    #[command(hide = true)]
+    Run {
+        #[arg(value_enum)]
+        action: desktop_cmd::Action,
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,7 +234,21 @@ pub enum TrashAction {
 }
 
 const SUBCOMMANDS: &[&str] = &[
-    "login", "logout", "mount", "unmount", "status", "pin", "unpin", "free", "trash", "demo", "emulator", "help",
+    "login",
+    "logout",
+    "mount",
+    "unmount",
+    "status",
+    "pin",
+    "unpin",
+    "free",
+    "trash",
+    "demo",
+    "emulator",
+    "desktop",
+    "completions",
+    "manpages",
+    "help",
 ];
 
 /// Rewrites `galleryfs ACCOUNT MOUNTPOINT [-o OPTS]` (mount.fuse3's form) into
@@ -247,6 +305,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             TrashAction::CancelDeletes { account } => trash_cmd::cancel_deletes(&account.account),
         },
         Command::Demo(args) => demo_cmd::demo(&args.mountpoint, args.verbose),
+        Command::Desktop { action } => match action {
+            DesktopAction::Install => desktop_cmd::install(),
+            DesktopAction::Uninstall => desktop_cmd::uninstall(),
+            DesktopAction::Run { action, paths } => desktop_cmd::run(action, &paths),
+        },
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Manpages { dir } => completions::manpages(&dir),
     }
 }
 
