@@ -300,6 +300,138 @@ fn offline_edits_queue_and_replay() {
     mounted.unmount().unwrap();
 }
 
+/// (st_mtime, st_ctime, st_nlink) of a path.
+fn stat_times(path: &str) -> (i64, i64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {path}: {e}"));
+    (m.mtime(), m.ctime(), m.nlink())
+}
+
+/// 2001-02-03 04:05:06 UTC: a folder set to it shows any later move at once, without waiting for the clock.
+const OLD_TIME: i64 = 981_173_106;
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[test]
+fn folder_times_move_when_entries_change_here_or_on_onedrive() {
+    require_fuse!();
+    let t = Mounted::new();
+    t.sh("mkdir a b && echo x > a/f && echo y > a/keep");
+    let p = |rel: &str| format!("{}/{rel}", t.m);
+    let set_old = |dirs: &[&str]| {
+        t.sh(&format!("touch -d @{OLD_TIME} {}", dirs.join(" ")));
+        for d in dirs {
+            assert_eq!(stat_times(&p(d)).0, OLD_TIME, "utimensat on folder {d} did not stick");
+        }
+    };
+    let moves = |what: &str, dirs: &[&str], op: &dyn Fn()| {
+        set_old(dirs);
+        let before = unix_now();
+        op();
+        for d in dirs {
+            let (mtime, ctime, _) = stat_times(&p(d));
+            assert!(
+                mtime >= before,
+                "{what}: the mtime of {d} did not move ({mtime} < {before})"
+            );
+            assert!(
+                ctime >= mtime,
+                "{what}: the ctime of {d} did not move ({ctime} < {mtime})"
+            );
+        }
+    };
+    moves("open(O_CREAT)", &["a"], &|| {
+        t.sh("touch a/new");
+    });
+    moves("mkdir", &["a"], &|| {
+        t.sh("mkdir a/sub");
+    });
+    moves("unlink", &["a"], &|| {
+        t.sh("rm a/new");
+    });
+    moves("rmdir", &["a"], &|| {
+        t.sh("rmdir a/sub");
+    });
+    moves("rename in a folder", &["a"], &|| {
+        t.sh("mv a/f a/g");
+    });
+    moves("rename between folders", &["a", "b"], &|| {
+        t.sh("mv a/g b/h");
+    });
+    // Opening, reading and writing an existing file leave its folder alone.
+    set_old(&["a"]);
+    t.sh("cat a/keep >/dev/null && echo more >> a/keep");
+    assert_eq!(stat_times(&p("a")).0, OLD_TIME);
+
+    // The folder's time reaches OneDrive's fileSystemInfo, and OneDrive's own listing of the folder (which still
+    // has that time) does not take the local one back.
+    t.replay();
+    let a = t.s.remote("a").expect("folder a on OneDrive");
+    assert_eq!(a.modified().map(|m| m.timestamp()), Some(OLD_TIME));
+    t.sync();
+    assert_eq!(stat_times(&p("a")).0, OLD_TIME);
+
+    // Changes made on OneDrive move the folder's times too: an entry added, one removed, one moved out.
+    let remote_moves = |what: &str, dirs: &[&str], change: &dyn Fn()| {
+        set_old(dirs);
+        t.replay();
+        t.sync();
+        let before = unix_now();
+        change();
+        t.sync();
+        for d in dirs {
+            let (mtime, ctime, _) = stat_times(&p(d));
+            assert!(
+                mtime >= before,
+                "{what}: the mtime of {d} did not move ({mtime} < {before})"
+            );
+            assert!(ctime >= mtime, "{what}: the ctime of {d} did not move");
+        }
+    };
+    let b_id = t.s.remote("b").unwrap().id;
+    remote_moves("added on OneDrive", &["a"], &|| {
+        t.s.mock.add_file(&a.id, "remote.jpg", &b"remote"[..]);
+    });
+    remote_moves("removed on OneDrive", &["a"], &|| {
+        t.s.mock.delete_item(&t.s.remote("a/remote.jpg").unwrap().id);
+    });
+    remote_moves("moved on OneDrive", &["a", "b"], &|| {
+        let keep = t.s.remote("a/keep").unwrap().id;
+        t.s.mock.move_to(&keep, &b_id);
+    });
+    assert!(std::path::Path::new(&p("b/keep")).exists());
+}
+
+#[test]
+fn a_folder_links_count_its_subfolders() {
+    require_fuse!();
+    let t = Mounted::new();
+    let nlink = |rel: &str| stat_times(&format!("{}/{rel}", t.m)).2;
+    t.sh("mkdir -p p/s1 p/s2 q && touch p/file");
+    assert_eq!((nlink("p"), nlink("q"), nlink("p/s1")), (4, 2, 2));
+    assert_eq!(nlink("."), 4, "the root holds p and q");
+    t.sh("mv p/s2 q/");
+    assert_eq!((nlink("p"), nlink("q")), (3, 3));
+    t.sh("rmdir p/s1 && rmdir q/s2");
+    assert_eq!((nlink("p"), nlink("q")), (2, 2));
+}
+
+#[test]
+fn times_after_2038_round_trip() {
+    require_fuse!();
+    let t = Mounted::new();
+    // 2^31 s is 2038-01-19; 2^32 s is 2106-02-07.
+    t.sh("mkdir d && echo x > d/f && touch -d @2147483648 d/f && touch -d @4294967296 d");
+    assert_eq!(stat_times(&format!("{}/d/f", t.m)).0, 2_147_483_648);
+    assert_eq!(stat_times(&format!("{}/d", t.m)).0, 4_294_967_296);
+    t.replay();
+    let modified = |rel: &str| t.s.remote(rel).and_then(|i| i.modified()).map(|m| m.timestamp());
+    assert_eq!(modified("d/f"), Some(2_147_483_648));
+    assert_eq!(modified("d"), Some(4_294_967_296));
+}
+
 // ---- third-party POSIX suites (tests/pjdfstest/run.sh installs the tools) ----
 
 /// The path of an installed tool (in PATH or ~/.cargo/bin).

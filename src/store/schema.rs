@@ -93,6 +93,14 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX trash_deleted_at ON trash(deleted_at);
     "#,
+    // 3: directory times kept like a local filesystem's, and link counts of folders.
+    r#"
+    ALTER TABLE items ADD COLUMN ctime INTEGER;        -- Unix seconds of the last local change of the row's
+                                                       -- entries or times when later than mtime (NULL: mtime)
+    ALTER TABLE items ADD COLUMN remote_mtime INTEGER; -- a folder's fileSystemInfo time as OneDrive last reported
+                                                       -- it (NULL: not seen yet)
+    CREATE INDEX items_subfolders ON items(parent_ino) WHERE kind = 1;
+    "#,
 ];
 
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -11,6 +11,9 @@
 //!   everything else is applied (so children moved elsewhere in the same round survive).
 //! - Renames and moves keep the inode. A file whose cTag changed is reported in `content_changed` and its cached
 //!   blocks are dropped.
+//! - Folder times behave as a local filesystem's: once the store has completed a round, a folder whose entries a
+//!   round creates, removes or renames gets mtime and ctime = now; a folder's mtime follows OneDrive's
+//!   `fileSystemInfo` only when that changes (it does not when entries change).
 //! - Local state is never overwritten: a locally dirty item keeps its content attributes and baseline (a remote
 //!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
 //!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
@@ -274,6 +277,8 @@ impl<'a, 't> Applier<'a, 't> {
     }
 
     fn run(&mut self) -> Result<(), StoreError> {
+        // Before the first completed round the store is being filled, not changed: folder times stay OneDrive's.
+        let changes_move_folder_times = self.tx.meta(crate::store::meta_keys::LAST_SYNC)?.is_some();
         self.tx.set_root_item(self.gallery)?;
         (self.pending_deletes, self.pending_moves) = self.tx.pending_deletes_and_moves()?;
         if let Some(item) = self.latest.get(self.gallery).copied() {
@@ -333,8 +338,24 @@ impl<'a, 't> Applier<'a, 't> {
             crate::crash_points::crash_point("delta.row_applied");
         }
         self.remove_scheduled()?;
+        if changes_move_folder_times {
+            self.folder_times_follow_entries()?;
+        }
         let mut seen = HashSet::new();
         self.changes.conflicts.retain(|c| seen.insert((c.ino, c.kind)));
+        Ok(())
+    }
+
+    /// Folders whose entries this round created, removed or renamed (and that were in the store before it): their
+    /// mtime and ctime move to now, as a local change's would.
+    fn folder_times_follow_entries(&mut self) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp();
+        let inserted: HashSet<u64> = self.changes.inserted.iter().copied().collect();
+        for &folder in &self.changes.parents_changed {
+            if !inserted.contains(&folder) {
+                self.tx.folder_entries_changed(folder, now)?;
+            }
+        }
         Ok(())
     }
 
@@ -815,12 +836,19 @@ fn content_differs(ctag: Option<&String>, hash: Option<&String>, size: Option<u6
     size.is_some_and(|s| s != attrs.size)
 }
 
+/// Whether the row already holds `a`. A folder's time is compared with OneDrive's as last seen: its local mtime
+/// moves with its entries.
 fn same_attrs(row: &ItemRow, a: &RemoteAttrs) -> bool {
+    let same_time = if row.is_dir() {
+        row.remote_mtime == Some(a.mtime)
+    } else {
+        row.mtime == a.mtime
+    };
     row.etag == a.etag
         && row.ctag == a.ctag
         && row.size == a.size
         && row.quick_xor_hash == a.quick_xor_hash
-        && row.mtime == a.mtime
+        && same_time
         && row.mime_type == a.mime_type
         && row.is_media == a.is_media
 }
