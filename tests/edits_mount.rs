@@ -557,6 +557,92 @@ mod e2e_edits {
         assert!(wait_until(Duration::from_secs(10), || !is_mounted(&env.mnt)));
     }
 
+    /// `fileSystemInfo.lastModifiedDateTime` (Unix seconds) of the emulator's item at `rel` below the gallery.
+    fn remote_mtime(env: &Env, rel: &str) -> Option<i64> {
+        let item = env
+            .emu()
+            .state
+            .item_json(&format!("{}/{rel}", env.gallery_root()))
+            .ok()?;
+        let at = item["fileSystemInfo"]["lastModifiedDateTime"].as_str()?;
+        Some(chrono::DateTime::parse_from_rfc3339(at).ok()?.timestamp())
+    }
+
+    fn mtime(path: &str) -> i64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("stat {path}: {e}"))
+            .mtime()
+    }
+
+    /// utimensat on a folder (and a file) reaches OneDrive's fileSystemInfo, survives a remount and a fresh cache,
+    /// and works after 2038; a file added on OneDrive moves its folder's mtime.
+    #[test]
+    fn folder_times_reach_onedrive_and_come_back() {
+        require_fuse!();
+        // 2040-12-25 and 2^32 s (2106): past the 32-bit limit.
+        const Y2040: i64 = 2_240_000_000;
+        const Y2106: i64 = 4_294_967_296;
+        const OLD: i64 = 981_173_106;
+        let env = Env::start(3);
+        env.login();
+        env.mount("poll_interval=2,write_back=0");
+        let m = env.mnt.display().to_string();
+        common::sh_ok(&format!("mkdir '{m}/Album' && echo hi > '{m}/Album/note.txt'"));
+        assert!(wait_until(Duration::from_secs(20), || remote(&env, "Album/note.txt").is_some()));
+        common::sh_ok(&format!(
+            "touch -d @{Y2040} '{m}/Album' && touch -d @{Y2106} '{m}/Album/note.txt'"
+        ));
+        assert_eq!(
+            (mtime(&format!("{m}/Album")), mtime(&format!("{m}/Album/note.txt"))),
+            (Y2040, Y2106)
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || remote_mtime(&env, "Album") == Some(Y2040)
+                && remote_mtime(&env, "Album/note.txt") == Some(Y2106)),
+            "OneDrive has {:?} and {:?}",
+            remote_mtime(&env, "Album"),
+            remote_mtime(&env, "Album/note.txt")
+        );
+        assert!(wait_until(Duration::from_secs(20), || env.status_json()["outbox"]
+            ["pending"]
+            == 0));
+        // A remount keeps them; so does a fresh cache (they come from OneDrive alone then).
+        env.unmount();
+        env.mount("poll_interval=2,write_back=0");
+        assert_eq!(
+            (mtime(&format!("{m}/Album")), mtime(&format!("{m}/Album/note.txt"))),
+            (Y2040, Y2106)
+        );
+        env.unmount();
+        env.galleryfs_ok(&["logout", "--purge-cache"]);
+        env.login();
+        env.mount("poll_interval=2,write_back=0");
+        assert_eq!(
+            (mtime(&format!("{m}/Album")), mtime(&format!("{m}/Album/note.txt"))),
+            (Y2040, Y2106)
+        );
+        // A file added on OneDrive moves the folder's mtime (from an old time, so the move shows at once).
+        common::sh_ok(&format!("touch -d @{OLD} '{m}/Album'"));
+        assert!(wait_until(Duration::from_secs(20), || remote_mtime(&env, "Album") == Some(OLD)));
+        assert_eq!(mtime(&format!("{m}/Album")), OLD);
+        let before = chrono::Utc::now().timestamp();
+        env.emu()
+            .state
+            .add_file(
+                &format!("{}/Album/remote.jpg", env.gallery_root()),
+                galleryfs::emulator::media::Content::Bytes(bytes::Bytes::from_static(b"from elsewhere")),
+            )
+            .unwrap();
+        assert!(wait_until(Duration::from_secs(20), || std::path::Path::new(&format!(
+            "{m}/Album/remote.jpg"
+        ))
+        .exists()));
+        let after = mtime(&format!("{m}/Album"));
+        assert!(after >= before, "the folder's mtime did not move: {after} < {before}");
+        env.unmount();
+    }
+
     #[test]
     fn edits_through_the_real_mount_reach_onedrive() {
         require_fuse!();
