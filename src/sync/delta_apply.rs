@@ -914,6 +914,67 @@ mod tests {
     }
 
     #[test]
+    fn folder_times_move_with_entries_once_synced_and_follow_onedrive_only_when_it_changes() {
+        use crate::remote::models::{FileFacet, FileSystemInfo, FolderFacet, ItemReference};
+        let at = |id: &str, parent: &str, name: &str, mtime: i64| DriveItem {
+            id: id.into(),
+            name: Some(name.into()),
+            parent_reference: Some(ItemReference {
+                id: Some(parent.into()),
+                ..Default::default()
+            }),
+            file_system_info: Some(FileSystemInfo {
+                last_modified_date_time: chrono::DateTime::from_timestamp(mtime, 0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let folder = |id: &str, parent: &str, name: &str, mtime: i64| DriveItem {
+            folder: Some(FolderFacet::default()),
+            ..at(id, parent, name, mtime)
+        };
+        let file = |id: &str, parent: &str, name: &str| DriveItem {
+            file: Some(FileFacet::default()),
+            size: Some(1),
+            c_tag: Some(format!("c-{id}")),
+            ..at(id, parent, name, 100)
+        };
+        let store = Store::open_in_memory().unwrap();
+        let listing = [
+            folder("G", "P", "Samsung Gallery", 10),
+            folder("A", "G", "Album", 20),
+            file("F1", "A", "1.jpg"),
+        ];
+        // The first listing fills the store: OneDrive's times.
+        apply_delta_round_with_link(&store, "G", &listing, RoundKind::Full, "link1").unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert_eq!((album.mtime, album.ctime, album.remote_mtime), (20, None, Some(20)));
+        assert_eq!(store.root().unwrap().mtime, 10);
+        // A file added on OneDrive: the folder's mtime and ctime move to now; the folder reported again with
+        // OneDrive's unchanged time keeps them.
+        let before = chrono::Utc::now().timestamp();
+        apply_delta_round(&store, "G", &[file("F2", "A", "2.jpg"), listing[1].clone()]).unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert!(album.mtime >= before && album.status_changed() >= before, "{album:?}");
+        assert_eq!(store.root().unwrap().mtime, 10, "the root's entries did not change");
+        let changes = apply_delta_round(&store, "G", &[listing[1].clone()]).unwrap();
+        assert!(changes.updated.is_empty(), "nothing changed: {changes:?}");
+        assert!(store.get_by_item_id("A").unwrap().unwrap().mtime >= before);
+        // OneDrive's own time of the folder changed (set elsewhere): it is taken.
+        apply_delta_round(&store, "G", &[folder("A", "G", "Album", 30)]).unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert_eq!((album.mtime, album.remote_mtime), (30, Some(30)));
+        // A removal and a move out move the folders concerned.
+        let gone = DriveItem {
+            deleted: Some(Default::default()),
+            ..file("F2", "A", "2.jpg")
+        };
+        apply_delta_round(&store, "G", &[gone, file("F1", "G", "1.jpg")]).unwrap();
+        assert!(store.get_by_item_id("A").unwrap().unwrap().mtime >= before);
+        assert!(store.root().unwrap().mtime >= before);
+    }
+
+    #[test]
     fn content_change_falls_back_from_ctag_to_hash_to_size() {
         let c = |s: &str| Some(s.to_string());
         let attrs = |ctag: Option<String>, hash: Option<String>, size| RemoteAttrs {
