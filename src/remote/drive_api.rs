@@ -185,11 +185,14 @@ impl PartialEq for SessionJournal {
 
 impl Eq for SessionJournal {}
 
-/// A rename and/or move (`PATCH` with `name` and/or `parentReference.id`).
+/// A rename, move and/or time change (`PATCH` with `name`, `parentReference.id`, `fileSystemInfo`); `None`
+/// fields are left alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MoveRequest {
     pub new_parent_id: Option<String>,
     pub new_name: Option<String>,
+    /// `fileSystemInfo.lastModifiedDateTime` to record.
+    pub modified: Option<DateTime<Utc>>,
     pub if_match: Option<String>,
 }
 
@@ -261,7 +264,7 @@ pub trait DriveApi: Send + Sync {
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError>;
     /// `DELETE /items/{id}` (to the recycle bin).
     async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), DriveError>;
-    /// `PATCH /items/{id}`: rename and/or move.
+    /// `PATCH /items/{id}`: rename, move and/or set `fileSystemInfo.lastModifiedDateTime`.
     async fn move_item(&self, id: &str, request: &MoveRequest) -> Result<DriveItem, DriveError>;
     /// Creates or replaces a file.
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError>;

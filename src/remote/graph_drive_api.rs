@@ -262,7 +262,10 @@ impl DriveApi for GraphDrive {
         let patch = ItemPatch {
             name: request.new_name.clone(),
             parent_id: request.new_parent_id.clone(),
-            file_system_info: None,
+            file_system_info: request.modified.map(|m| FileSystemInfo {
+                last_modified_date_time: Some(m),
+                ..Default::default()
+            }),
         };
         self.client
             .update(id, &patch, request.if_match.as_deref())

@@ -85,6 +85,13 @@ pub struct ItemRow {
     /// OneDrive deleted the item or moved it out of the gallery, but it is kept because it (or something below
     /// it) has local changes; an upload must create it anew rather than replace it.
     pub remote_removed: bool,
+    /// Whole seconds since the Unix epoch of the last local status change (entries of a folder created, removed
+    /// or renamed; times set; the item renamed), when later than `mtime`: `st_ctime` is the later of the two.
+    pub ctime: Option<i64>,
+    /// `fileSystemInfo.lastModifiedDateTime` as OneDrive last reported it (whole seconds; `None` for items never
+    /// seen there). A folder's `mtime` moves with its entries locally and follows OneDrive's only when OneDrive's
+    /// changes.
+    pub remote_mtime: Option<i64>,
 }
 
 impl ItemRow {
@@ -93,6 +100,10 @@ impl ItemRow {
     }
     pub fn is_dirty(&self) -> bool {
         self.content_state == ContentState::Dirty
+    }
+    /// `st_ctime` in whole Unix seconds: the later of the last local status change and `mtime`.
+    pub fn status_changed(&self) -> i64 {
+        self.ctime.map_or(self.mtime, |c| c.max(self.mtime))
     }
 }
 
@@ -154,7 +165,7 @@ pub struct RemoteAttrs {
 
 const COLUMNS: &str = "ino, item_id, parent_ino, name, name_key, kind, size, etag, ctag, quick_xor_hash, mtime, \
                        mime_type, is_media, pinned, content_state, local_only, base_ctag, base_hash, base_size, \
-                       remote_removed";
+                       remote_removed, ctime, remote_mtime";
 
 /// Reads a row selected with [`COLUMNS`] (optionally table-qualified in the same order).
 pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)> {
@@ -181,6 +192,8 @@ pub(super) fn row_to_item(row: &Row<'_>) -> rusqlite::Result<(ItemRow, i64, i64)
         base_hash: row.get(17)?,
         base_size: row.get::<_, Option<i64>>(18)?.map(|s| s.max(0) as u64),
         remote_removed: row.get(19)?,
+        ctime: row.get(20)?,
+        remote_mtime: row.get(21)?,
     };
     Ok((item, kind, state))
 }
@@ -300,12 +313,14 @@ impl StoreTx<'_> {
         } else {
             (item.ctag.clone(), item.quick_xor_hash.clone(), Some(item.size as i64))
         };
+        let remote_mtime = (!item.local_only).then_some(item.mtime);
         let inserted = self
             .conn
             .prepare_cached(
                 "INSERT INTO items (item_id, parent_ino, name, name_key, kind, size, etag, ctag, quick_xor_hash, \
-                 mtime, mime_type, is_media, content_state, local_only, base_ctag, base_hash, base_size) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 mtime, mime_type, is_media, content_state, local_only, base_ctag, base_hash, base_size, \
+                 remote_mtime) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 item.item_id,
@@ -325,6 +340,7 @@ impl StoreTx<'_> {
                 base_ctag,
                 base_hash,
                 base_size,
+                remote_mtime,
             ]);
         // The unique indexes say whether the name or the id is taken (one statement instead of three lookups:
         // the first listing of a large gallery inserts every row).
@@ -354,13 +370,15 @@ impl StoreTx<'_> {
         }
     }
 
-    /// Writes the remote attributes and records them as the baseline.
+    /// Writes the remote attributes and records them as the baseline. A folder keeps its local mtime unless
+    /// OneDrive's time changed since it was last seen (see [`ItemRow::remote_mtime`]).
     pub fn update_remote(&self, ino: u64, a: &RemoteAttrs) -> Result<()> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE items SET etag = ?2, ctag = ?3, size = ?4, quick_xor_hash = ?5, mtime = ?6, mime_type = ?7, \
-                 is_media = ?8, base_ctag = ?3, base_hash = ?5, base_size = ?4 WHERE ino = ?1",
+                "UPDATE items SET etag = ?2, ctag = ?3, size = ?4, quick_xor_hash = ?5, \
+                 mtime = CASE WHEN kind = 1 AND remote_mtime = ?6 THEN mtime ELSE ?6 END, remote_mtime = ?6, \
+                 mime_type = ?7, is_media = ?8, base_ctag = ?3, base_hash = ?5, base_size = ?4 WHERE ino = ?1",
             )?
             .execute(params![
                 ino as i64,
@@ -420,6 +438,51 @@ impl StoreTx<'_> {
             params![ino as i64, removed],
         )?;
         self.changed(ino, n)
+    }
+
+    /// Entries of folder `ino` were created, removed or renamed: its mtime and ctime move to `now` (whole Unix
+    /// seconds), as a local filesystem's do. Nothing happens for a file or a missing row.
+    pub fn folder_entries_changed(&self, ino: u64, now: i64) -> Result<()> {
+        self.exec(
+            "UPDATE items SET mtime = ?2, ctime = ?2 WHERE ino = ?1 AND kind = 1",
+            params![ino as i64, now],
+        )?;
+        Ok(())
+    }
+
+    /// A folder's times set locally (`utimensat`): mtime as given, ctime `now`.
+    pub fn set_folder_mtime(&self, ino: u64, mtime: i64, now: i64) -> Result<()> {
+        let n = self.exec(
+            "UPDATE items SET mtime = ?2, ctime = ?3 WHERE ino = ?1 AND kind = 1",
+            params![ino as i64, mtime, now],
+        )?;
+        self.changed(ino, n)
+    }
+
+    /// The item's own status changed at `now` (renamed or moved): its ctime moves.
+    pub fn status_changed_at(&self, ino: u64, now: i64) -> Result<()> {
+        self.exec("UPDATE items SET ctime = ?2 WHERE ino = ?1", params![ino as i64, now])?;
+        Ok(())
+    }
+
+    /// Records `mtime` as OneDrive's `fileSystemInfo` time of `ino` without changing the local mtime (a folder
+    /// OneDrive just created, or whose time it just took from us).
+    pub fn set_remote_mtime(&self, ino: u64, mtime: i64) -> Result<()> {
+        self.exec(
+            "UPDATE items SET remote_mtime = ?2 WHERE ino = ?1",
+            params![ino as i64, mtime],
+        )?;
+        Ok(())
+    }
+
+    /// Subfolders of folder `ino` (a folder's `st_nlink` is 2 + this).
+    pub fn subfolder_count(&self, ino: u64) -> Result<u64> {
+        let n: i64 = self.one(
+            "SELECT COUNT(*) FROM items WHERE parent_ino = ?1 AND kind = 1",
+            [ino as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
     }
 
     /// Whether `ino` is `ancestor` or lies below it.

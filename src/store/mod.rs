@@ -264,6 +264,9 @@ impl Store {
     pub fn child_count(&self, parent_ino: u64) -> Result<u64> {
         self.read(|t| t.child_count(parent_ino))
     }
+    pub fn subfolder_count(&self, ino: u64) -> Result<u64> {
+        self.read(|t| t.subfolder_count(ino))
+    }
     pub fn insert(&self, item: &NewItem) -> Result<u64> {
         self.write(|t| t.insert(item))
     }

@@ -31,6 +31,9 @@ pub enum OutboxOp {
     },
     /// Create folder `name` in the folder with inode `parent`.
     Mkdir { ino: u64, parent: u64, name: String },
+    /// Set the folder's `fileSystemInfo.lastModifiedDateTime` to its local mtime (`utimensat` on a folder; a
+    /// file's times travel with its upload).
+    Times { ino: u64 },
 }
 
 impl OutboxOp {
@@ -39,7 +42,8 @@ impl OutboxOp {
             OutboxOp::Upload { ino, .. }
             | OutboxOp::Delete { ino, .. }
             | OutboxOp::Move { ino, .. }
-            | OutboxOp::Mkdir { ino, .. } => *ino,
+            | OutboxOp::Mkdir { ino, .. }
+            | OutboxOp::Times { ino } => *ino,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -48,6 +52,7 @@ impl OutboxOp {
             OutboxOp::Delete { .. } => "delete",
             OutboxOp::Move { .. } => "move",
             OutboxOp::Mkdir { .. } => "mkdir",
+            OutboxOp::Times { .. } => "times",
         }
     }
 }

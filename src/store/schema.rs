@@ -93,6 +93,14 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX trash_deleted_at ON trash(deleted_at);
     "#,
+    // 3: directory times kept like a local filesystem's, and link counts of folders.
+    r#"
+    ALTER TABLE items ADD COLUMN ctime INTEGER;        -- Unix seconds of the last local change of the row's
+                                                       -- entries or times when later than mtime (NULL: mtime)
+    ALTER TABLE items ADD COLUMN remote_mtime INTEGER; -- a folder's fileSystemInfo time as OneDrive last reported
+                                                       -- it (NULL: not seen yet)
+    CREATE INDEX items_subfolders ON items(parent_ino) WHERE kind = 1;
+    "#,
 ];
 
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -133,5 +141,28 @@ mod tests {
         assert_eq!(root, "galleryfs:root");
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         assert!(matches!(migrate(&mut conn), Err(StoreError::SchemaTooNew { .. })));
+    }
+
+    #[test]
+    fn a_version_2_store_upgrades_in_place() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO items (item_id, parent_ino, name, name_key, kind, mtime) VALUES ('D', 1, 'Album', 'album', 1, 7)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (mtime, ctime, remote): (i64, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT mtime, ctime, remote_mtime FROM items WHERE item_id = 'D'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((mtime, ctime, remote), (7, None, None));
     }
 }

@@ -11,6 +11,9 @@
 //!   everything else is applied (so children moved elsewhere in the same round survive).
 //! - Renames and moves keep the inode. A file whose cTag changed is reported in `content_changed` and its cached
 //!   blocks are dropped.
+//! - Folder times behave as a local filesystem's: once the store has completed a round, a folder whose entries a
+//!   round creates, removes or renames gets mtime and ctime = now; a folder's mtime follows OneDrive's
+//!   `fileSystemInfo` only when that changes (it does not when entries change).
 //! - Local state is never overwritten: a locally dirty item keeps its content attributes and baseline (a remote
 //!   content change, delete or move-out is reported in `conflicts`); local-only items are never removed; a
 //!   deleted folder that still holds dirty or local-only descendants is kept with just those, and the kept rows
@@ -274,6 +277,8 @@ impl<'a, 't> Applier<'a, 't> {
     }
 
     fn run(&mut self) -> Result<(), StoreError> {
+        // Before the first completed round the store is being filled, not changed: folder times stay OneDrive's.
+        let changes_move_folder_times = self.tx.meta(crate::store::meta_keys::LAST_SYNC)?.is_some();
         self.tx.set_root_item(self.gallery)?;
         (self.pending_deletes, self.pending_moves) = self.tx.pending_deletes_and_moves()?;
         if let Some(item) = self.latest.get(self.gallery).copied() {
@@ -333,8 +338,24 @@ impl<'a, 't> Applier<'a, 't> {
             crate::crash_points::crash_point("delta.row_applied");
         }
         self.remove_scheduled()?;
+        if changes_move_folder_times {
+            self.folder_times_follow_entries()?;
+        }
         let mut seen = HashSet::new();
         self.changes.conflicts.retain(|c| seen.insert((c.ino, c.kind)));
+        Ok(())
+    }
+
+    /// Folders whose entries this round created, removed or renamed (and that were in the store before it): their
+    /// mtime and ctime move to now, as a local change's would.
+    fn folder_times_follow_entries(&mut self) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp();
+        let inserted: HashSet<u64> = self.changes.inserted.iter().copied().collect();
+        for &folder in &self.changes.parents_changed {
+            if !inserted.contains(&folder) {
+                self.tx.folder_entries_changed(folder, now)?;
+            }
+        }
         Ok(())
     }
 
@@ -815,12 +836,19 @@ fn content_differs(ctag: Option<&String>, hash: Option<&String>, size: Option<u6
     size.is_some_and(|s| s != attrs.size)
 }
 
+/// Whether the row already holds `a`. A folder's time is compared with OneDrive's as last seen: its local mtime
+/// moves with its entries.
 fn same_attrs(row: &ItemRow, a: &RemoteAttrs) -> bool {
+    let same_time = if row.is_dir() {
+        row.remote_mtime == Some(a.mtime)
+    } else {
+        row.mtime == a.mtime
+    };
     row.etag == a.etag
         && row.ctag == a.ctag
         && row.size == a.size
         && row.quick_xor_hash == a.quick_xor_hash
-        && row.mtime == a.mtime
+        && same_time
         && row.mime_type == a.mime_type
         && row.is_media == a.is_media
 }
@@ -883,6 +911,67 @@ mod tests {
             store.get(f1).unwrap().unwrap().parent_ino,
             store.get_by_item_id("D1").unwrap().map(|r| r.ino)
         );
+    }
+
+    #[test]
+    fn folder_times_move_with_entries_once_synced_and_follow_onedrive_only_when_it_changes() {
+        use crate::remote::models::{FileFacet, FileSystemInfo, FolderFacet, ItemReference};
+        let at = |id: &str, parent: &str, name: &str, mtime: i64| DriveItem {
+            id: id.into(),
+            name: Some(name.into()),
+            parent_reference: Some(ItemReference {
+                id: Some(parent.into()),
+                ..Default::default()
+            }),
+            file_system_info: Some(FileSystemInfo {
+                last_modified_date_time: chrono::DateTime::from_timestamp(mtime, 0),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let folder = |id: &str, parent: &str, name: &str, mtime: i64| DriveItem {
+            folder: Some(FolderFacet::default()),
+            ..at(id, parent, name, mtime)
+        };
+        let file = |id: &str, parent: &str, name: &str| DriveItem {
+            file: Some(FileFacet::default()),
+            size: Some(1),
+            c_tag: Some(format!("c-{id}")),
+            ..at(id, parent, name, 100)
+        };
+        let store = Store::open_in_memory().unwrap();
+        let listing = [
+            folder("G", "P", "Samsung Gallery", 10),
+            folder("A", "G", "Album", 20),
+            file("F1", "A", "1.jpg"),
+        ];
+        // The first listing fills the store: OneDrive's times.
+        apply_delta_round_with_link(&store, "G", &listing, RoundKind::Full, "link1").unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert_eq!((album.mtime, album.ctime, album.remote_mtime), (20, None, Some(20)));
+        assert_eq!(store.root().unwrap().mtime, 10);
+        // A file added on OneDrive: the folder's mtime and ctime move to now; the folder reported again with
+        // OneDrive's unchanged time keeps them.
+        let before = chrono::Utc::now().timestamp();
+        apply_delta_round(&store, "G", &[file("F2", "A", "2.jpg"), listing[1].clone()]).unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert!(album.mtime >= before && album.status_changed() >= before, "{album:?}");
+        assert_eq!(store.root().unwrap().mtime, 10, "the root's entries did not change");
+        let changes = apply_delta_round(&store, "G", &[listing[1].clone()]).unwrap();
+        assert!(changes.updated.is_empty(), "nothing changed: {changes:?}");
+        assert!(store.get_by_item_id("A").unwrap().unwrap().mtime >= before);
+        // OneDrive's own time of the folder changed (set elsewhere): it is taken.
+        apply_delta_round(&store, "G", &[folder("A", "G", "Album", 30)]).unwrap();
+        let album = store.get_by_item_id("A").unwrap().unwrap();
+        assert_eq!((album.mtime, album.remote_mtime), (30, Some(30)));
+        // A removal and a move out move the folders concerned.
+        let gone = DriveItem {
+            deleted: Some(Default::default()),
+            ..file("F2", "A", "2.jpg")
+        };
+        apply_delta_round(&store, "G", &[gone, file("F1", "G", "1.jpg")]).unwrap();
+        assert!(store.get_by_item_id("A").unwrap().unwrap().mtime >= before);
+        assert!(store.root().unwrap().mtime >= before);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - Failures: offline and 5xx back off exponentially and end the round (nothing is lost: the entry stays);
 //!   throttling pauses every request until `Retry-After`; 507 keeps the file dirty, tells the filesystem the
 //!   quota is exceeded (new writes get `ENOSPC`) and retries later; other refusals back off per entry.
+//! - A folder's time set locally (`utimensat`) is sent as its `fileSystemInfo.lastModifiedDateTime` (PATCH); the
+//!   time OneDrive answers becomes the folder's remote baseline. A folder OneDrive creates keeps its local mtime.
 //! - Big-delete guard: more than `big_delete_limit` deletes within `big_delete_window` holds further deletes
 //!   until the user runs `galleryfs trash confirm-deletes` (or `cancel-deletes`); the status message says so.
 //! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
@@ -240,6 +242,7 @@ impl OutboxReplayer {
                 OutboxOp::Delete { item_id, .. } => self.delete(&entry, item_id).await,
                 OutboxOp::Move { .. } => self.move_item(&entry).await,
                 OutboxOp::Mkdir { .. } => self.mkdir(&entry).await,
+                OutboxOp::Times { .. } => self.set_times(&entry).await,
             };
             match step {
                 Ok(Step::Done) => report.done += 1,
@@ -757,7 +760,7 @@ impl OutboxReplayer {
         let request = MoveRequest {
             new_parent_id: Some(parent_id),
             new_name: Some(new_name.clone()),
-            if_match: None,
+            ..Default::default()
         };
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
@@ -817,6 +820,9 @@ impl OutboxReplayer {
         self.store.write_durable(|t| {
             crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
+            // OneDrive's creation time becomes the folder's remote baseline; the local mtime (moved by entries
+            // created in it meanwhile) stays.
+            t.set_remote_mtime(ino, attrs.mtime)?;
             t.update_remote(ino, &attrs)?;
             match t.complete(entry.seq) {
                 Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
@@ -824,6 +830,48 @@ impl OutboxReplayer {
             }
         })?;
         Ok(Step::Done)
+    }
+}
+
+impl OutboxReplayer {
+    /// Sends a folder's local mtime to its `fileSystemInfo` (`utimensat` on a folder).
+    async fn set_times(&self, entry: &OutboxEntry) -> Result<Step, Failure> {
+        let ino = entry.op.ino();
+        let Some(row) = self.store.get(ino)?.filter(|r| r.is_dir()) else {
+            return self.complete(entry.seq).map(|_| Step::Done);
+        };
+        let Some(item_id) = real_id(&row) else {
+            // Not on OneDrive yet: its folder creation, earlier in the journal, goes first.
+            return Ok(Step::Wait(None));
+        };
+        let request = MoveRequest {
+            modified: Utc.timestamp_opt(row.mtime, 0).single(),
+            ..Default::default()
+        };
+        match self.drive.move_item(&item_id, &request).await {
+            Ok(item) => {
+                note_change_sent();
+                let remote = item.modified().map_or(row.mtime, |t| t.timestamp());
+                self.store.write_durable(|t| {
+                    t.set_etag(ino, item.e_tag.as_deref())?;
+                    t.set_remote_mtime(ino, remote)?;
+                    match t.complete(entry.seq) {
+                        Ok(()) | Err(StoreError::NoSuchOutboxEntry(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })?;
+                tracing::debug!(ino, "folder time sent to OneDrive");
+                Ok(Step::Done)
+            }
+            Err(DriveError::NotFound(_)) => {
+                tracing::warn!(
+                    ino,
+                    "folder time set here but the folder is gone on OneDrive; the next sync settles it"
+                );
+                self.complete(entry.seq).map(|_| Step::Done)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -122,6 +122,8 @@ mod tests {
             base_hash: hash.map(Into::into),
             base_size: Some(size),
             remote_removed: false,
+            ctime: None,
+            remote_mtime: None,
         }
     }
 

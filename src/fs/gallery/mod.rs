@@ -319,20 +319,22 @@ impl GalleryFs {
             Some(l) => (l.size, l.mtime),
             None => (item.size, item.mtime),
         };
+        let ctime = item.ctime.map_or(mtime, |c| c.max(mtime));
         Attr {
             ino: item.ino,
             kind: if dir { FileKind::Directory } else { FileKind::File },
             size: if dir { 0 } else { size },
             mtime: secs(mtime),
-            ctime: secs(mtime),
+            ctime: secs(ctime),
             perm: if dir {
                 self.config.dir_perm
             } else {
                 self.config.file_perm
             },
-            // A file removed while open (detached) has no links left, as fstat on it shows.
+            // A folder is linked from its parent, from its own `.` and from each subfolder's `..`; a file removed
+            // while open (detached) has no links left, as fstat on it shows.
             nlink: if dir {
-                2
+                2 + self.subfolders(item.ino)
             } else if item.parent_ino.is_none() && item.ino != ROOT_INO {
                 0
             } else {
@@ -340,6 +342,17 @@ impl GalleryFs {
             },
             uid: self.config.uid,
             gid: self.config.gid,
+        }
+    }
+
+    /// Subfolders of folder `ino`, for its link count.
+    fn subfolders(&self, ino: Ino) -> u32 {
+        match self.store.subfolder_count(ino) {
+            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX - 2),
+            Err(e) => {
+                tracing::warn!(ino, error = %e, "cannot count subfolders; st_nlink shows 2");
+                0
+            }
         }
     }
 

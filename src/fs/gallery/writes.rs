@@ -11,6 +11,10 @@
 //! - a new file renamed over an existing one (an editor's atomic save) takes over the existing item's identity,
 //!   so its content is uploaded to that item (same id, OneDrive keeps the version history).
 //!
+//! Folders keep times as a local filesystem's do: creating, removing or renaming an entry sets the folder's mtime
+//! and ctime to now (both folders of a rename; the renamed item's ctime too), and `utimensat` on a folder keeps the
+//! time and journals a `Times` entry that sends it to OneDrive's `fileSystemInfo`.
+//!
 //! Items never uploaded (`local_only`) need no `Move`: their upload or folder creation uses the row's current
 //! name and folder when it runs.
 
@@ -379,15 +383,14 @@ impl GalleryFs {
     }
 
     /// truncate(2)/ftruncate and utimensat on a file: staged like a write and journalled at once when no writer
-    /// has the file open. Folders accept times without effect.
+    /// has the file open. utimensat on a folder: kept in its row and journalled for OneDrive's `fileSystemInfo`.
     pub(super) async fn set_content_attrs(&self, ino: Ino, set: &SetAttr) -> FsResult<()> {
         let item = self.item(ino)?;
         if item.kind == ItemKind::Dir {
-            return if set.size.is_some() {
-                Err(FsError::IsDir)
-            } else {
-                Ok(())
-            };
+            if set.size.is_some() {
+                return Err(FsError::IsDir);
+            }
+            return self.set_folder_mtime(ino, set.mtime);
         }
         self.staging()?;
         if set.size.is_some_and(|s| s > item.size) {
@@ -416,9 +419,37 @@ impl GalleryFs {
             None => false,
         };
         changed?;
+        if set.mtime.is_some() {
+            // Times set (perhaps into the past): the status change time is now.
+            self.store
+                .write(|t| t.status_changed_at(ino, now_secs()))
+                .map_err(store_err)?;
+        }
         if !open {
             self.journal_upload(ino, false).await?;
         }
+        Ok(())
+    }
+
+    /// `utimensat` on a folder: the mtime is kept (ctime = now) and journalled for OneDrive, where it becomes the
+    /// folder's `fileSystemInfo.lastModifiedDateTime`. Only the latest setting is sent. Without an mtime (atime
+    /// only, which is not kept) nothing changes.
+    fn set_folder_mtime(&self, ino: Ino, mtime: Option<SetTime>) -> FsResult<()> {
+        let now = now_secs();
+        let mtime = match mtime {
+            None => return Ok(()),
+            Some(SetTime::Now) => now,
+            Some(SetTime::At(t)) => unix_secs(t),
+        };
+        self.staging()?;
+        self.store
+            .write_durable(|t| {
+                t.set_folder_mtime(ino, mtime, now)?;
+                t.drop_ops(ino, &["times"])?;
+                t.enqueue(&OutboxOp::Times { ino })
+            })
+            .map_err(store_err)?;
+        self.outbox_wake.notify_one();
         Ok(())
     }
 
@@ -446,7 +477,11 @@ impl GalleryFs {
         let now = now_secs();
         let ino = self
             .store
-            .write_durable(|t| t.insert(&NewItem::local(dir.ino, checked, ItemKind::File, now)))
+            .write_durable(|t| {
+                let ino = t.insert(&NewItem::local(dir.ino, checked, ItemKind::File, now))?;
+                t.folder_entries_changed(dir.ino, now)?;
+                Ok::<_, StoreError>(ino)
+            })
             .map_err(store_err)?;
         self.note_born_here(ino);
         let item = self.item(ino)?;
@@ -479,6 +514,7 @@ impl GalleryFs {
             .store
             .write_durable(|t| {
                 let ino = t.insert(&NewItem::local(dir.ino, checked, ItemKind::Dir, now))?;
+                t.folder_entries_changed(dir.ino, now)?;
                 t.enqueue(&OutboxOp::Mkdir {
                     ino,
                     parent: dir.ino,
@@ -534,7 +570,7 @@ impl GalleryFs {
         // OneDrive has the item and must lose it too.
         let current = t.get(item.ino)?;
         let item = current.as_ref().unwrap_or(item);
-        t.drop_ops(item.ino, &["upload", "move", "mkdir"])?;
+        t.drop_ops(item.ino, &["upload", "move", "mkdir", "times"])?;
         if self.keeps_removed(item) {
             // Open (or reachable by the kernel): the row stays, detached, for the open descriptors and racing
             // opens; the last close or the kernel's forget removes it.
@@ -678,7 +714,10 @@ impl GalleryFs {
         }
         let trash = (!item.local_only).then(|| self.trash_record(&item)).transpose()?;
         self.store
-            .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
+            .write_durable(|t| {
+                self.remove_item(t, &item, trash.as_ref())?;
+                t.folder_entries_changed(parent, now_secs())
+            })
             .map_err(store_err)?;
         self.forget_staged_unless_orphan(item.ino);
         self.outbox_wake.notify_one();
@@ -697,7 +736,10 @@ impl GalleryFs {
         }
         let trash = (!item.local_only).then(|| self.trash_record(&item)).transpose()?;
         self.store
-            .write_durable(|t| self.remove_item(t, &item, trash.as_ref()))
+            .write_durable(|t| {
+                self.remove_item(t, &item, trash.as_ref())?;
+                t.folder_entries_changed(parent, now_secs())
+            })
             .map_err(store_err)?;
         self.outbox_wake.notify_one();
         Ok(())
@@ -825,6 +867,10 @@ impl GalleryFs {
                     self.remove_item(t, old, trash.as_ref())?;
                 }
                 t.rename(source.ino, dir.ino, checked)?;
+                let now = now_secs();
+                t.status_changed_at(source.ino, now)?;
+                t.folder_entries_changed(parent, now)?;
+                t.folder_entries_changed(dir.ino, now)?;
                 if adopt.is_some() {
                     // The upload of the adopted content now goes to the adopted item; make sure one is queued.
                     if !t.has_op(source.ino, "upload")?

@@ -487,6 +487,9 @@ impl DriveApi for MockDrive {
         s.change(id, |n| {
             n.parent = Some(parent);
             n.name = name;
+            if let Some(modified) = request.modified {
+                n.mtime = modified;
+            }
             n.etag_v += 1;
         });
         let node = s.nodes.get(id).expect("moved");
