@@ -1,12 +1,16 @@
 //! Mounting: turns [`MountOptions`] into a `fuser::Config`, mounts a [`FsCore`] through the [`FuseAdapter`],
 //! and unmounts. The kernel-cache invalidations the core asks for go through [`KernelInvalidator`], a channel
 //! drained by a thread of its own — never from inside a FUSE callback, where the kernel may hold the locks the
-//! notification needs.
+//! notification needs. The same thread replays applied remote changes through the mount for inotify watchers
+//! ([`super::live`]), after the invalidations sent before them.
 
 use super::adapter::FuseAdapter;
-use crate::fs::{FsCore, Ino, Invalidator};
+use super::live::Replayer;
+use crate::fs::{FsCore, Ino, Invalidator, ReplayPlan};
 use crate::mount_options::MountOptions;
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -57,6 +61,7 @@ pub fn fuser_config(opts: &MountOptions, fsname: &str) -> Config {
 enum Invalidation {
     Entry(Ino, OsString),
     Inode(Ino),
+    Replay(ReplayPlan),
 }
 
 /// Sends invalidations to the notifier thread; cheap and non-blocking for the caller.
@@ -65,15 +70,27 @@ pub struct KernelInvalidator {
 }
 
 impl KernelInvalidator {
-    fn start(notifier: Notifier) -> Arc<Self> {
+    /// Starts the thread; changes are replayed through the mount at `mountpoint`.
+    fn start(notifier: Notifier, replayer: Arc<Replayer>, mountpoint: PathBuf) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Invalidation>();
         std::thread::Builder::new()
             .name("galleryfs-invalidate".into())
             .spawn(move || {
+                replayer.attach_current_thread();
                 for inv in rx {
-                    let res = match &inv {
-                        Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(*parent), name),
-                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                    let res = match inv {
+                        Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), &name),
+                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                        Invalidation::Replay(plan) => {
+                            // The root is held only while replaying: a descriptor kept open would make the mount
+                            // busy for `umount`.
+                            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                            match nix::fcntl::open(&mountpoint, flags, Mode::empty()) {
+                                Ok(root) => replayer.run(&root, &notifier, plan),
+                                Err(e) => tracing::debug!(error = %e, "cannot open the mount to replay remote changes"),
+                            }
+                            Ok(())
+                        }
                     };
                     if let Err(e) = res {
                         // ENOENT: the kernel had nothing cached for it, which is fine.
@@ -106,6 +123,9 @@ impl Invalidator for KernelInvalidator {
     }
     fn inode(&self, ino: Ino) {
         self.send(Invalidation::Inode(ino));
+    }
+    fn replay(&self, plan: ReplayPlan) {
+        self.send(Invalidation::Replay(plan));
     }
 }
 
@@ -146,10 +166,14 @@ pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Conf
     // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
     // reader has open would fail (see the adapter's note).
     let read_only = config.mount_options.contains(&MountOption::RO);
-    let adapter = FuseAdapter::new(core, rt).with_passthrough(read_only);
+    let replayer = Replayer::new();
+    let adapter = FuseAdapter::new(core, rt)
+        .with_passthrough(read_only)
+        .with_replayer(replayer.clone());
     let session = fuser::Session::new(adapter, mountpoint, config)?;
-    let invalidator = KernelInvalidator::start(session.notifier());
+    let notifier = session.notifier();
     let session = session.spawn()?;
+    let invalidator = KernelInvalidator::start(notifier, replayer, mountpoint.to_path_buf());
     raise_readahead(mountpoint);
     Ok(MountedFs {
         session: Some(session),
