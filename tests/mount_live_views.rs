@@ -383,3 +383,60 @@ fn a_burst_of_remote_changes_under_concurrent_listing_raises_every_event_without
     drop(watch);
     env.unmount();
 }
+
+#[test]
+fn a_read_only_mount_stays_read_only_and_still_raises_the_events() {
+    require_fuse!();
+    let env = Env::start(6);
+    assert!(env.rt.block_on(env.emu().wait_for_hashes(Duration::from_secs(60))));
+    env.login();
+    env.emu().state.socketio.set_enabled(false);
+    env.mount(&format!("poll_interval={POLL},ro"));
+    let camera = env.mnt.join("DCIM/Camera");
+    assert!(camera.is_dir());
+    // Read-only for applications in every way they can tell.
+    let err = std::fs::write(camera.join("local.jpg"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let st = nix::sys::statvfs::statvfs(&env.mnt).unwrap();
+    assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == env.mnt.to_str())
+        .expect("mounted");
+    assert!(line.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "{line}");
+
+    let g = env.gallery_root();
+    let state = &env.emu().state;
+    let watch = Watch::start(&env.mnt);
+    change_raises(
+        &env,
+        &watch,
+        "new photo (ro)",
+        |_| {
+            state
+                .add_file(
+                    &format!("{g}/DCIM/Camera/ro.jpg"),
+                    Content::Bytes(b"ro".to_vec().into()),
+                )
+                .unwrap();
+        },
+        &[
+            "DCIM/Camera/ro.jpg|CREATE",
+            "DCIM/Camera/ro.jpg|OPEN",
+            "DCIM/Camera/ro.jpg|CLOSE_WRITE,CLOSE",
+        ],
+    );
+    change_raises(
+        &env,
+        &watch,
+        "delete (ro)",
+        |_| state.delete_item(&format!("{g}/DCIM/Camera/ro.jpg")).unwrap(),
+        &["DCIM/Camera/ro.jpg|DELETE"],
+    );
+    let err = std::fs::remove_file(camera.read_dir().unwrap().next().unwrap().unwrap().path()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert_eq!(writes_to_onedrive(&env), Vec::<String>::new());
+    drop(watch);
+    env.unmount();
+}

@@ -21,10 +21,90 @@ use nix::sys::stat::{Mode, SFlag};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+/// How the replaying thread reaches the mount.
+#[derive(Clone, Debug)]
+pub enum MountAccess {
+    /// Through the mount at this path.
+    Direct(PathBuf),
+    /// The mount at this path is read-only, the filesystem under it read-write: through a private read-write clone
+    /// of the mount, made for each round and gone when closed (`open_tree`, `mount_setattr`: root only).
+    WritableClone(PathBuf),
+}
+
+impl MountAccess {
+    /// A descriptor of the mount's root to replay through. Held only while replaying: one kept open would make the
+    /// mount busy for `umount` (and a clone would keep the filesystem alive after it).
+    pub(super) fn open(&self) -> std::io::Result<OwnedFd> {
+        match self {
+            MountAccess::Direct(path) => {
+                let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                Ok(nix::fcntl::open(path, flags, Mode::empty())?)
+            }
+            MountAccess::WritableClone(path) => {
+                let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+                // SAFETY: open_tree reads the NUL-terminated path and returns a new descriptor or -1.
+                let fd = unsafe {
+                    libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
+                    )
+                };
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: the descriptor was just returned to us and nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+                mount_setattr(
+                    fd.as_raw_fd(),
+                    c"",
+                    libc::AT_EMPTY_PATH as u32,
+                    0,
+                    libc::MOUNT_ATTR_RDONLY,
+                )?;
+                Ok(fd)
+            }
+        }
+    }
+}
+
+/// Makes the mount at `path` read-only: the mount only, its filesystem stays read-write (for
+/// [`MountAccess::WritableClone`]).
+pub(super) fn make_mount_read_only(path: &Path) -> std::io::Result<()> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    mount_setattr(libc::AT_FDCWD, &path, 0, libc::MOUNT_ATTR_RDONLY, 0)
+}
+
+fn mount_setattr(dirfd: i32, path: &std::ffi::CStr, flags: u32, set: u64, clear: u64) -> std::io::Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads the NUL-terminated path and `size_of::<mount_attr>()` bytes of `attr`.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if res < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// The file handle of the replaying thread's opens.
 pub const REPLAY_FH: u64 = u64::MAX;

@@ -5,12 +5,10 @@
 //! ([`super::live`]), after the invalidations sent before them.
 
 use super::adapter::FuseAdapter;
-use super::live::Replayer;
+use super::live::{MountAccess, Replayer};
 use crate::fs::{FsCore, Ino, Invalidator, ReplayPlan};
 use crate::mount_options::MountOptions;
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -70,8 +68,8 @@ pub struct KernelInvalidator {
 }
 
 impl KernelInvalidator {
-    /// Starts the thread; changes are replayed through the mount at `mountpoint`.
-    fn start(notifier: Notifier, replayer: Arc<Replayer>, mountpoint: PathBuf) -> Arc<Self> {
+    /// Starts the thread; changes are replayed through `access`.
+    fn start(notifier: Notifier, replayer: Arc<Replayer>, access: MountAccess) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Invalidation>();
         std::thread::Builder::new()
             .name("galleryfs-invalidate".into())
@@ -82,10 +80,7 @@ impl KernelInvalidator {
                         Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), &name),
                         Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
                         Invalidation::Replay(plan) => {
-                            // The root is held only while replaying: a descriptor kept open would make the mount
-                            // busy for `umount`.
-                            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-                            match nix::fcntl::open(&mountpoint, flags, Mode::empty()) {
+                            match access.open() {
                                 Ok(root) => replayer.run(&root, &notifier, plan),
                                 Err(e) => tracing::debug!(error = %e, "cannot open the mount to replay remote changes"),
                             }
@@ -166,6 +161,25 @@ pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Conf
     // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
     // reader has open would fail (see the adapter's note).
     let read_only = config.mount_options.contains(&MountOption::RO);
+    // Replayed remote changes go through the mount, which a read-only filesystem refuses. As root, a read-only
+    // mount is a read-write filesystem whose mount alone is read-only (applications see the same `EROFS`,
+    // `ST_RDONLY` and `ro` in /proc/mounts; the core refuses writes as well), replayed through a private
+    // read-write clone. Without the privilege it stays a read-only filesystem, and remote changes reach the mount
+    // without inotify events.
+    let ro_mount_only = read_only && nix::unistd::geteuid().is_root();
+    let rw_config;
+    let config = if ro_mount_only {
+        let mut c = config.clone();
+        for o in c.mount_options.iter_mut() {
+            if *o == MountOption::RO {
+                *o = MountOption::RW;
+            }
+        }
+        rw_config = c;
+        &rw_config
+    } else {
+        config
+    };
     let replayer = Replayer::new();
     let adapter = FuseAdapter::new(core, rt)
         .with_passthrough(read_only)
@@ -173,7 +187,17 @@ pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Conf
     let session = fuser::Session::new(adapter, mountpoint, config)?;
     let notifier = session.notifier();
     let session = session.spawn()?;
-    let invalidator = KernelInvalidator::start(notifier, replayer, mountpoint.to_path_buf());
+    let access = if ro_mount_only {
+        if let Err(e) = super::live::make_mount_read_only(mountpoint) {
+            // Never leave a read-only mount writable.
+            let _ = session.umount_and_join();
+            return Err(e);
+        }
+        MountAccess::WritableClone(mountpoint.to_path_buf())
+    } else {
+        MountAccess::Direct(mountpoint.to_path_buf())
+    };
+    let invalidator = KernelInvalidator::start(notifier, replayer, access);
     raise_readahead(mountpoint);
     Ok(MountedFs {
         session: Some(session),
