@@ -19,6 +19,8 @@ pub trait Invalidator: Send + Sync {
     fn entry(&self, parent: Ino, name: &OsStr);
     /// Forget cached attributes and data of `ino`.
     fn inode(&self, ino: Ino);
+    /// Replay applied remote changes through the mount for inotify watchers, after the invalidations sent so far.
+    fn replay(&self, _plan: ReplayPlan) {}
 }
 
 /// An invalidator that does nothing (no kernel attached).

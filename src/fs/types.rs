@@ -137,3 +137,45 @@ pub fn whole_seconds(t: SystemTime) -> SystemTime {
         Err(_) => SystemTime::UNIX_EPOCH,
     }
 }
+
+/// Remote changes already applied, to be replayed through the mount as the syscalls a local program would have
+/// made, so that inotify watchers (file managers' open windows) see them: the kernel's cache invalidations raise
+/// no inotify event. The replaying thread's requests are answered from the state already applied, except its
+/// lookups of the names in [`ReplayPlan::view`], which answer the tree as it was before each step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplayPlan {
+    /// `(parent, name)` → what a lookup of it answers before the first step (`None`: no such entry), where that
+    /// differs from the store.
+    pub view: Vec<(Ino, OsString, Option<Entry>)>,
+    pub steps: Vec<ReplayStep>,
+}
+
+/// One syscall (or two) of a [`ReplayPlan`], with paths relative to the mount's root.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayStep {
+    pub op: ReplayOp,
+    /// Names that answer from the store once the step has run.
+    pub settled: Vec<(Ino, OsString)>,
+    /// Names whose view answer changes once the step has run (their final state comes with a later step).
+    pub view: Vec<(Ino, OsString, Option<Entry>)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplayOp {
+    /// `mkdir` for a folder; `mknod` then an open for writing and its close for a file.
+    Create { path: std::path::PathBuf, dir: bool },
+    /// `unlink` or `rmdir`.
+    Remove { path: std::path::PathBuf, dir: bool },
+    Rename {
+        from: std::path::PathBuf,
+        to: std::path::PathBuf,
+    },
+    /// An open for writing and its close: the file has new content.
+    Rewrite { path: std::path::PathBuf },
+}
+
+impl ReplayPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}

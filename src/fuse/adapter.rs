@@ -13,7 +13,11 @@
 //! other passthrough open uses the same file; an open that cannot be passed through while passthrough opens exist
 //! is answered normally with `FOPEN_DIRECT_IO` (the kernel may refuse it). When the kernel or the daemon's
 //! privileges do not allow passthrough, every open is a normal one.
+//!
+//! Requests from the thread that replays remote changes for inotify watchers are answered without side effects
+//! (see [`super::live`]).
 
+use super::live::{Replayer, REPLAY_FH};
 use crate::fs::{Attr, Caller, DirEntry, FileKind, FsCore, FsError, OpenMode, SetAttr, SetTime};
 use fuser::{
     BackingId, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
@@ -39,6 +43,8 @@ pub struct FuseAdapter {
     /// Whether the kernel agreed to FUSE passthrough at init.
     passthrough: Arc<AtomicBool>,
     io_modes: Arc<Mutex<IoModes>>,
+    /// The thread replaying remote changes, whose requests change nothing.
+    replayer: Arc<Replayer>,
 }
 
 /// How the kernel does I/O on one open file (see the module note).
@@ -174,7 +180,31 @@ impl FuseAdapter {
             offer_passthrough: false,
             passthrough: Arc::new(AtomicBool::new(false)),
             io_modes: Arc::new(Mutex::new(IoModes::default())),
+            replayer: Replayer::new(),
         }
+    }
+
+    /// Answers the requests of `replayer`'s thread from the state already applied.
+    pub fn with_replayer(mut self, replayer: Arc<Replayer>) -> Self {
+        self.replayer = replayer;
+        self
+    }
+
+    fn replaying(&self, req: &Request) -> bool {
+        self.replayer.is_replayer(req.pid())
+    }
+
+    /// A replayed creation: the entry the store already has.
+    fn replayed_entry(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
+        self.spawn(async move {
+            match core.lookup(c, parent.0, &name).await {
+                Ok(e) => {
+                    reply.entry_with_ttls(&e.attr_ttl, &e.entry_ttl, &file_attr(&e.attr), Generation(e.generation))
+                }
+                Err(e) => reply.error(errno(&e, "replayed create", parent.0)),
+            }
+        });
     }
 
     /// Offers FUSE passthrough to the kernel for files the core can pass through. Only for mounts where no open
@@ -279,6 +309,20 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if self.replaying(req) {
+            match self.replayer.lookup(parent.0, name) {
+                Some(Some(e)) => {
+                    return reply.entry_with_ttls(
+                        &e.attr_ttl,
+                        &e.entry_ttl,
+                        &file_attr(&e.attr),
+                        Generation(e.generation),
+                    )
+                }
+                Some(None) => return reply.error(Errno::ENOENT),
+                None => {}
+            }
+        }
         let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
         self.spawn(async move {
             match core.lookup(c, parent.0, &name).await {
@@ -354,6 +398,9 @@ impl fuser::Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        if self.replaying(req) {
+            return self.replayed_entry(req, parent, name, reply);
+        }
         if mode & libc::S_IFMT != libc::S_IFREG {
             let e = FsError::NotPermitted {
                 what: "device nodes, fifos or sockets",
@@ -385,6 +432,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        if self.replaying(req) {
+            return self.replayed_entry(req, parent, name, reply);
+        }
         let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
         self.spawn(async move {
             match core.mkdir(c, parent.0, &name).await {
@@ -397,6 +447,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if self.replaying(req) {
+            return reply.ok();
+        }
         let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
         self.spawn(async move {
             match core.unlink(c, parent.0, &name).await {
@@ -407,6 +460,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if self.replaying(req) {
+            return reply.ok();
+        }
         let (core, c, name) = (self.core.clone(), caller(req), name.to_owned());
         self.spawn(async move {
             match core.rmdir(c, parent.0, &name).await {
@@ -434,6 +490,9 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        if self.replaying(req) {
+            return reply.ok();
+        }
         if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
             reply.error(Errno::EINVAL);
             return;
@@ -453,6 +512,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.replaying(req) {
+            return reply.opened(FileHandle(REPLAY_FH), FopenFlags::empty());
+        }
         let (core, c) = (self.core.clone(), caller(req));
         let (passthrough, modes) = (self.passthrough.load(Ordering::Relaxed), self.io_modes.clone());
         self.spawn(async move {
@@ -512,6 +574,9 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        if fh.0 == REPLAY_FH {
+            return reply.ok();
+        }
         let core = self.core.clone();
         self.spawn(async move {
             match core.flush(ino.0, fh.0).await {
@@ -531,6 +596,9 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if fh.0 == REPLAY_FH {
+            return reply.ok();
+        }
         let core = self.core.clone();
         self.io_modes.lock().released(fh.0);
         self.spawn(async move {

@@ -3,8 +3,10 @@
 //!
 //! - [`adapter`]: the `fuser::Filesystem` implementation.
 //! - [`session`]: mount options → fuser config, mount/unmount, kernel-cache invalidation thread.
+//! - [`live`]: applied remote changes replayed through the mount, so that inotify watchers see them.
 
 pub mod adapter;
+pub mod live;
 pub mod session;
 
 pub use session::{fuser_config, mount, MountedFs};

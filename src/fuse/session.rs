@@ -1,10 +1,12 @@
 //! Mounting: turns [`MountOptions`] into a `fuser::Config`, mounts a [`FsCore`] through the [`FuseAdapter`],
 //! and unmounts. The kernel-cache invalidations the core asks for go through [`KernelInvalidator`], a channel
 //! drained by a thread of its own — never from inside a FUSE callback, where the kernel may hold the locks the
-//! notification needs.
+//! notification needs. The same thread replays applied remote changes through the mount for inotify watchers
+//! ([`super::live`]), after the invalidations sent before them.
 
 use super::adapter::FuseAdapter;
-use crate::fs::{FsCore, Ino, Invalidator};
+use super::live::{MountAccess, Replayer};
+use crate::fs::{FsCore, Ino, Invalidator, ReplayPlan};
 use crate::mount_options::MountOptions;
 use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier, SessionACL};
 use std::ffi::{OsStr, OsString};
@@ -60,6 +62,7 @@ pub fn fuser_config(opts: &MountOptions, fsname: &str) -> Config {
 enum Invalidation {
     Entry(Ino, OsString),
     Inode(Ino),
+    Replay(ReplayPlan),
 }
 
 /// Sends invalidations to the notifier thread; cheap and non-blocking for the caller.
@@ -68,15 +71,24 @@ pub struct KernelInvalidator {
 }
 
 impl KernelInvalidator {
-    fn start(notifier: Notifier) -> Arc<Self> {
+    /// Starts the thread; changes are replayed through `access`.
+    fn start(notifier: Notifier, replayer: Arc<Replayer>, access: MountAccess) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Invalidation>();
         std::thread::Builder::new()
             .name("galleryfs-invalidate".into())
             .spawn(move || {
+                replayer.attach_current_thread();
                 for inv in rx {
-                    let res = match &inv {
-                        Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(*parent), name),
-                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                    let res = match inv {
+                        Invalidation::Entry(parent, name) => notifier.inval_entry(INodeNo(parent), &name),
+                        Invalidation::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+                        Invalidation::Replay(plan) => {
+                            match access.open() {
+                                Ok(root) => replayer.run(&root, &notifier, plan),
+                                Err(e) => tracing::debug!(error = %e, "cannot open the mount to replay remote changes"),
+                            }
+                            Ok(())
+                        }
                     };
                     if let Err(e) = res {
                         // ENOENT: the kernel had nothing cached for it, which is fine.
@@ -109,6 +121,9 @@ impl Invalidator for KernelInvalidator {
     }
     fn inode(&self, ino: Ino) {
         self.send(Invalidation::Inode(ino));
+    }
+    fn replay(&self, plan: ReplayPlan) {
+        self.send(Invalidation::Replay(plan));
     }
 }
 
@@ -149,10 +164,43 @@ pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Conf
     // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
     // reader has open would fail (see the adapter's note).
     let read_only = config.mount_options.contains(&MountOption::RO);
-    let adapter = FuseAdapter::new(core, rt).with_passthrough(read_only);
+    // Replayed remote changes go through the mount, which a read-only filesystem refuses. As root, a read-only
+    // mount is a read-write filesystem whose mount alone is read-only (applications see the same `EROFS`,
+    // `ST_RDONLY` and `ro` in /proc/mounts; the core refuses writes as well), replayed through a private
+    // read-write clone. Without the privilege it stays a read-only filesystem, and remote changes reach the mount
+    // without inotify events.
+    let ro_mount_only = read_only && nix::unistd::geteuid().is_root();
+    let rw_config;
+    let config = if ro_mount_only {
+        let mut c = config.clone();
+        for o in c.mount_options.iter_mut() {
+            if *o == MountOption::RO {
+                *o = MountOption::RW;
+            }
+        }
+        rw_config = c;
+        &rw_config
+    } else {
+        config
+    };
+    let replayer = Replayer::new();
+    let adapter = FuseAdapter::new(core, rt)
+        .with_passthrough(read_only)
+        .with_replayer(replayer.clone());
     let session = fuser::Session::new(adapter, mountpoint, config)?;
-    let invalidator = KernelInvalidator::start(session.notifier());
+    let notifier = session.notifier();
     let session = session.spawn()?;
+    let access = if ro_mount_only {
+        if let Err(e) = super::live::make_mount_read_only(mountpoint) {
+            // Never leave a read-only mount writable.
+            let _ = session.umount_and_join();
+            return Err(e);
+        }
+        MountAccess::WritableClone(mountpoint.to_path_buf())
+    } else {
+        MountAccess::Direct(mountpoint.to_path_buf())
+    };
+    let invalidator = KernelInvalidator::start(notifier, replayer, access);
     raise_readahead(mountpoint);
     Ok(MountedFs {
         session: Some(session),

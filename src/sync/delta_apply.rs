@@ -94,6 +94,20 @@ pub struct AppliedChanges {
     pub gallery_deleted: bool,
     /// Items outside the gallery that were not in the store.
     pub ignored: usize,
+    /// The names the round added, moved and removed, in the order applied (removals after the rest): what a
+    /// local program would have done to the tree, replayed for file managers' inotify watches.
+    pub entries: Vec<EntryChange>,
+}
+
+/// A name that came, moved or went in a round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryChange {
+    /// A new row; the store has its place.
+    Added { ino: u64 },
+    /// A row renamed or moved; `before` is the row as it was, the store has its new place.
+    Moved { before: ItemRow },
+    /// A row removed with everything below it; `before` is the row as it was.
+    Removed { before: ItemRow },
 }
 
 impl AppliedChanges {
@@ -615,6 +629,7 @@ impl<'a, 't> Applier<'a, 't> {
                     self.changes.renamed_for_clash.push(ino);
                 }
                 self.changes.inserted.push(ino);
+                self.changes.entries.push(EntryChange::Added { ino });
                 self.changes.parents_changed.insert(parent);
                 if kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
                     self.changes.needs_listing.push(ino);
@@ -650,6 +665,7 @@ impl<'a, 't> Applier<'a, 't> {
                     self.changes.stale_entries.push((old_parent, row.name.clone()));
                 }
                 self.changes.parents_changed.insert(parent);
+                self.changes.entries.push(EntryChange::Moved { before: row.clone() });
                 updated = true;
             }
         }
@@ -722,6 +738,7 @@ impl<'a, 't> Applier<'a, 't> {
         if let Some(parent) = row.parent_ino {
             self.changes.parents_changed.insert(parent);
             self.changes.stale_entries.push((parent, row.name.clone()));
+            self.changes.entries.push(EntryChange::Removed { before: row.clone() });
         }
         for ino in &removed {
             self.changes.parents_changed.remove(ino);

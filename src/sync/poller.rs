@@ -804,6 +804,7 @@ pub fn merge_changes(into: &mut AppliedChanges, more: AppliedChanges) {
     into.root_updated |= more.root_updated;
     into.gallery_deleted |= more.gallery_deleted;
     into.ignored += more.ignored;
+    into.entries.extend(more.entries);
 }
 
 #[cfg(test)]

@@ -13,8 +13,12 @@
 //! [`conflicts`] names conflict copies.
 //!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
+//!
+//! Live views: [`live`] turns each applied round into the syscalls that replay it through the mount, so that
+//! inotify watchers see remote changes as they would see local ones.
 
 pub mod conflicts;
+pub mod live;
 pub mod names;
 pub mod outbox_hooks;
 pub mod staging;
@@ -280,7 +284,8 @@ impl GalleryFs {
         *self.quota.write() = quota;
     }
 
-    /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages).
+    /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages), then has the round
+    /// replayed through the mount for inotify watchers ([`live`]).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
         self.conflicted.lock().extend(
             changes
@@ -306,6 +311,12 @@ impl GalleryFs {
         }
         if changes.root_updated {
             inv.inode(ROOT_INO);
+        }
+        if self.kernel_refs.load(Ordering::Relaxed) {
+            let plan = self.replay_plan(changes);
+            if !plan.is_empty() {
+                inv.replay(plan);
+            }
         }
     }
 
