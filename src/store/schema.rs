@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN remote_mtime INTEGER; -- a folder's fileSystemInfo time as OneDrive last reported
                                                        -- it (NULL: not seen yet)
     CREATE INDEX items_subfolders ON items(parent_ino) WHERE kind = 1;
+    -- Until now a folder's mtime was OneDrive's.
+    UPDATE items SET remote_mtime = mtime WHERE kind = 1 AND local_only = 0;
     "#,
 ];
 
@@ -163,6 +165,10 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
-        assert_eq!((mtime, ctime, remote), (7, None, None));
+        assert_eq!(
+            (mtime, ctime, remote),
+            (7, None, Some(7)),
+            "the folder's time so far was OneDrive's"
+        );
     }
 }
