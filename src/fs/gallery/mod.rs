@@ -107,6 +107,8 @@ enum Handle {
         /// The cached original, when it was complete at open: reads are `pread`s of it (and the kernel may read
         /// it itself through FUSE passthrough).
         complete: Option<Arc<std::fs::File>>,
+        /// A read of this handle failed and the kernel's pages of the file were dropped (once per handle).
+        failed: AtomicBool,
     },
     /// A file whose content lives in staging (changed locally, or opened for writing).
     Staged {
@@ -483,17 +485,20 @@ impl GalleryFs {
 
     /// A read of a cloud file through the content cache. A failed read drops every page the kernel holds of the
     /// file, read-ahead included: pages answered before a download failed its check (or was cut short, or was
-    /// overtaken by a new version) must not be served from the kernel's cache afterwards.
+    /// overtaken by a new version) must not be served from the kernel's cache afterwards. Once per handle: the
+    /// kernel retries reads whose pages were dropped under them, so dropping them at every failure would feed a
+    /// burst of failing reads (and later opens of an unverified version drop the pages anyway).
     async fn read_through_cache(
         &self,
         item: &ItemRow,
         reader: &tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        failed: &AtomicBool,
         offset: u64,
         size: u32,
     ) -> FsResult<Bytes> {
         let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
         let read = reader.read(offset, size).await;
-        if read.is_err() {
+        if read.is_err() && !failed.swap(true, Ordering::SeqCst) {
             self.invalidator.read().inode(item.ino);
         }
         read
@@ -662,6 +667,7 @@ impl FsCore for GalleryFs {
             item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
             complete,
+            failed: AtomicBool::new(false),
         });
         self.file_opened(ino);
         Ok(Opened {
@@ -689,6 +695,7 @@ impl FsCore for GalleryFs {
                 item,
                 complete: Some(file),
                 reader,
+                failed,
             } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
@@ -705,13 +712,15 @@ impl FsCore for GalleryFs {
                     offset,
                     "cached original shorter than expected; refetching"
                 );
-                self.read_through_cache(item, reader, offset, size).await
+                self.read_through_cache(item, reader, failed, offset, size).await
             }
-            Handle::File { item, reader, .. } => {
+            Handle::File {
+                item, reader, failed, ..
+            } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
                 }
-                self.read_through_cache(item, reader, offset, size).await
+                self.read_through_cache(item, reader, failed, offset, size).await
             }
         }
     }
