@@ -10,6 +10,10 @@
 //! bytes in a file that the map does not cover are ignored. The last range of a version is marked only after the
 //! whole file matched the item's quickXorHash, so an item never becomes `Cached` unverified.
 //!
+//! Suspect versions: a version whose download failed its quickXorHash is remembered (for the life of the
+//! process) until a whole download of it verifies; readers of a suspect version serve no byte before that
+//! ([`ContentStore::is_suspect`]), so bytes that failed a check are never served again.
+//!
 //! Locking (per item, a `parking_lot::RwLock` holding the item's *generation*):
 //! - `read_at` and the data half of `write_at` take the read lock: any number of readers and writers of the same
 //!   item run in parallel. Two fetches writing the same range write the same bytes of the same version, which is
@@ -150,6 +154,8 @@ pub struct ContentStore {
     slots: Mutex<HashMap<u64, Arc<ItemSlot>>>,
     enforcing: Mutex<()>,
     hash_counters: HashCounters,
+    /// Versions (inode → cTag) whose download failed its quickXorHash and has not verified since.
+    suspect: Mutex<HashMap<u64, String>>,
 }
 
 impl std::fmt::Debug for ContentStore {
@@ -252,6 +258,7 @@ impl ContentStore {
             slots: Mutex::new(HashMap::new()),
             enforcing: Mutex::new(()),
             hash_counters: HashCounters::default(),
+            suspect: Mutex::new(HashMap::new()),
         })
     }
 
@@ -275,6 +282,12 @@ impl ContentStore {
     /// in whatever order its parts arrived (see [`super::stream_hash`]).
     pub fn hash_reread_bytes(&self) -> u64 {
         self.hash_counters.reread.load(Ordering::Relaxed)
+    }
+
+    /// Whether a download of this version failed its quickXorHash and no download of it has verified since:
+    /// its bytes must not be served before the whole version is downloaded and verified.
+    pub fn is_suspect(&self, v: &ItemVersion) -> bool {
+        self.suspect.lock().get(&v.ino) == Some(&v.ctag)
     }
 
     /// The current content version of inode `ino`.
@@ -554,6 +567,9 @@ impl ContentStore {
         match verdict {
             Ok(()) => {
                 self.store.mark_present(v.ino, &v.ctag, start, end)?;
+                if self.suspect.lock().remove(&v.ino).is_some() {
+                    tracing::info!(ino = v.ino, item = %v.name, "content verified after an earlier mismatch");
+                }
                 tracing::debug!(ino = v.ino, item = %v.name, size = v.size, "content cached and verified");
                 Ok(Commit::Complete)
             }
@@ -562,6 +578,7 @@ impl ContentStore {
                     "downloaded content does not match its quickXorHash; discarded");
                 *current += 1;
                 slot.mismatches.fetch_add(1, Ordering::SeqCst);
+                self.suspect.lock().insert(v.ino, v.ctag.clone());
                 let _ = fs::remove_file(&path);
                 self.store.drop_blocks(v.ino)?;
                 Err(CacheError::HashMismatch { item: v.name.clone() })

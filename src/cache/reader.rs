@@ -21,7 +21,9 @@
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
 //! (see [`ContentStore`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
-//! read of the handle too. Dropping the reader aborts its fetches.
+//! read of the handle too. A reader of a version whose download failed its check before (a suspect version) first
+//! downloads and verifies the whole version, and serves nothing unless it verifies. Dropping the reader aborts its
+//! fetches.
 
 use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
@@ -322,6 +324,14 @@ impl ContentReader {
         let end = offset.saturating_add(len as u64).min(size);
         if offset >= end {
             return Ok(Bytes::new());
+        }
+        if self.shared.content.is_suspect(&self.shared.version) {
+            // Bytes of this version failed a check before: serve none until the whole version verifies.
+            tracing::debug!(
+                ino = self.shared.version.ino,
+                "verifying the whole file before serving it"
+            );
+            self.ensure_present(0, size).await?;
         }
         for _ in 0..3 {
             self.ensure_present(offset, end).await?;

@@ -1,7 +1,7 @@
 //! Test controls: remote changes as a phone or the web would make them (add, edit, rename, move, delete,
 //! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, leaving the next
-//! deletion out of delta (`drop-next-delta-deletion`; the socket.io controls are in `socketio.rs`), missing
-//! thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
+//! deletion out of delta (`drop-next-delta-deletion`; the socket.io controls are in `socketio.rs`), stored bytes
+//! that no longer match their recorded hashes (`corrupt`), missing thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
 //! [`EmulatorState`] and over HTTP under `/_emulator/...` (JSON; no bearer token needed).
 
 use super::api_content;
@@ -73,6 +73,21 @@ fn hashed(content: Content) -> (Blob, Option<String>) {
     let now = !matches!(blob, Blob::Media(Content::Synthetic { .. })) || blob.len() <= HASH_NOW_MAX;
     let hash = if now { blob.compute_hash().ok() } else { None };
     (blob, hash)
+}
+
+/// Whether two blobs are the same stored bytes (not merely equal ones).
+fn same_stored(a: &Blob, b: &Blob) -> bool {
+    match (a, b) {
+        (Blob::Media(Content::Bytes(x)), Blob::Media(Content::Bytes(y))) => {
+            x.as_ptr() == y.as_ptr() && x.len() == y.len()
+        }
+        (
+            Blob::Media(Content::Synthetic { seed: s1, len: l1 }),
+            Blob::Media(Content::Synthetic { seed: s2, len: l2 }),
+        ) => s1 == s2 && l1 == l2,
+        (Blob::Spooled(x), Blob::Spooled(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
 }
 
 fn find_live(d: &Drive, item: &str) -> GraphResult<ItemNo> {
@@ -219,6 +234,37 @@ impl EmulatorState {
     /// Every delta token and page link issued so far answers 410 `resyncRequired`.
     pub fn invalidate_delta_tokens(&self) {
         api_delta::invalidate_tokens(self);
+    }
+
+    /// Flips the bits of `mask` in the stored byte at `offset` of a file, leaving its size, hashes, eTag and cTag
+    /// as they were: the service then serves bytes that do not match the quickXorHash it reports (a damaged
+    /// stored copy; no change is journalled, so delta does not report it). The same call again restores the
+    /// bytes.
+    pub fn corrupt_file(&self, item: &str, offset: u64, mask: u8) -> GraphResult<()> {
+        let mut d = self.drive.lock();
+        let no = find_live(&d, item)?;
+        let Some(ItemKind::File(f)) = d.item_mut(no).map(|i| &mut i.kind) else {
+            return Err(GraphError::invalid("Only a file's content can be damaged"));
+        };
+        if offset >= f.blob.len() {
+            return Err(GraphError::invalid("offset is past the end of the file"));
+        }
+        let mut bytes = f
+            .blob
+            .read_range(0, f.blob.len())
+            .map_err(|e| GraphError::invalid(format!("cannot read the stored bytes: {e}")))?
+            .to_vec();
+        bytes[offset as usize] ^= mask;
+        let damaged = Blob::bytes(bytes);
+        let before = std::mem::replace(&mut f.blob, damaged.clone());
+        drop(d);
+        // Download URLs already issued for this version serve the same stored copy.
+        for grant in self.downloads.lock().values_mut() {
+            if grant.no == no && same_stored(&grant.blob, &before) {
+                grant.blob = damaged.clone();
+            }
+        }
+        Ok(())
     }
 
     /// Marks an item as having no thumbnails (as just after an upload), or clears that.
@@ -451,6 +497,21 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
                     b.get("total").and_then(Value::as_i64),
                     b.get("used").and_then(Value::as_i64),
                 ))
+            }),
+        )
+        .route(
+            "/_emulator/corrupt",
+            post(|State(s): S, Lenient(b): Lenient| async move {
+                reply((|| {
+                    let offset = b.get("offset").and_then(Value::as_u64).unwrap_or(0);
+                    let mask = b.get("mask").and_then(Value::as_u64).unwrap_or(0xff);
+                    let mask = u8::try_from(mask)
+                        .ok()
+                        .filter(|m| *m != 0)
+                        .ok_or_else(|| GraphError::invalid("mask is a byte other than 0"))?;
+                    s.corrupt_file(str_field(&b, "item")?, offset, mask)?;
+                    ok()
+                })())
             }),
         )
         .route(

@@ -175,6 +175,13 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             fs.remote_changes_applied(changes);
         }));
     }
+    {
+        // A fresh quota reaches `statfs` and the ENOSPC check at once (not at the next housekeeping tick).
+        let (fs, status) = (fs.clone(), status.clone());
+        engine.on_quota(Arc::new(move |_| set_quota(&fs, &status)));
+    }
+    // Background work, stopped before the runtime goes (see the end of this function).
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let fetcher = req.options.thumbnails.then(|| {
         let mut ts = ThumbnailSettings::new(&thumbnail_dir);
         ts.mountpoint = Some(req.mountpoint.clone());
@@ -182,13 +189,13 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         let f = Arc::new(ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone()));
         engine.set_thumbnail_waker(f.waker());
         engine.on_changes(f.changes_hook());
-        runtime.spawn(f.clone().run());
+        tasks.push(runtime.spawn(f.clone().run()));
         f
     });
-    runtime.spawn(engine.clone().run());
+    tasks.push(runtime.spawn(engine.clone().run()));
     if !req.options.read_only {
         // Local edits: journalled changes (also those of an earlier run) go to OneDrive in order.
-        crate::sync::outbox_replay::spawn_replayer(
+        let (_, replayer) = crate::sync::outbox_replay::spawn_replayer(
             runtime.handle(),
             store.clone(),
             drive.clone(),
@@ -199,6 +206,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             },
         )
         .map_err(|e| e.to_string())?;
+        tasks.push(replayer);
     }
     // Socket.IO change notifications wake the engine; without the channel, polling alone goes on.
     let listener = {
@@ -208,14 +216,14 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     };
     {
         let (fs, status, content) = (fs.clone(), status.clone(), content.clone());
-        runtime.spawn(async move {
+        tasks.push(runtime.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 set_quota(&fs, &status);
                 let c = content.clone();
                 let _ = tokio::task::spawn_blocking(move || c.enforce_budget()).await;
             }
-        });
+        }));
     }
 
     answer_check(&req.mountpoint)?;
@@ -233,11 +241,22 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     reporter.ready();
 
     let ended = wait_for_end(&runtime, mounted, &req.mountpoint, signals);
+    // A clean end: background work stops where it is (what it was doing is journalled or redone at the next
+    // mount) and is waited for while the runtime still drives its connections, so nothing sees a connection
+    // torn down under it. The HTTP pipeline is then closed: whatever still runs (a read-ahead fetch) ends
+    // without a retry or a warning when the runtime goes.
     engine.stop();
     listener.stop();
     if let Some(f) = fetcher {
         f.stop();
     }
+    for task in &tasks {
+        task.abort();
+    }
+    runtime.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
+    });
+    client.close();
     let _ = std::fs::remove_file(MountRecord::path(&paths));
     // Async tasks end at once; a blocking store or cache operation in flight gets a moment (each is crash-safe).
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -255,8 +274,8 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
 fn set_quota(fs: &GalleryFs, status: &SyncStatus) {
     if let Some(q) = status.snapshot().quota {
         if let Some(state) = q.state.as_deref() {
-            // The drive's state is read every few minutes; an upload refused with 507 since (journalled by the
-            // outbox until an upload goes through) says more than an older "normal".
+            // An upload refused with 507 (journalled by the outbox until an upload goes through) says more than a
+            // "normal" state: the file that did not fit may be larger than what is left.
             let refused = fs
                 .store()
                 .meta(crate::sync::outbox_replay::meta_keys::QUOTA_EXCEEDED)

@@ -73,6 +73,11 @@ impl GraphClient {
         &self.endpoints
     }
 
+    /// The process is shutting down: see [`Pipeline::close`]. Clones share this.
+    pub fn close(&self) {
+        self.http.close();
+    }
+
     /// When the service-imposed pause ends, if one is in force (for `galleryfs status`).
     pub fn throttled_until(&self) -> Option<DateTime<Utc>> {
         self.http.throttled_until()

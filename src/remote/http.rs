@@ -3,7 +3,12 @@
 //! off; ISV User-Agent; connect and idle timeouts), the bearer token (Graph hosts only), the shared throttle gate
 //! (429/503/509 pause *every* request of the client until `Retry-After`), exponential backoff with full jitter
 //! on 500/502/504 and connection errors, and one refresh-and-retry on 401. Also [`redact`] for log lines.
+//!
+//! Shutdown: [`Pipeline::close`] (before the runtime that drives the connections is dropped) makes every request
+//! that has not started fail at once, and a request whose connection breaks from then on fail without a retry;
+//! both are logged at debug, not as failures: work cut short by a shutdown is neither retried nor reported.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -228,7 +233,12 @@ struct PipelineInner {
     gate: ThrottleGate,
     /// `scheme://host:port` of the Graph base URL: the only origin that ever sees the bearer token.
     graph_origin: url::Origin,
+    /// Set by [`Pipeline::close`].
+    closed: AtomicBool,
 }
+
+/// The reason given for requests ended by [`Pipeline::close`].
+pub const CLOSED_REASON: &str = "galleryfs is shutting down";
 
 enum Outcome {
     Done(Response),
@@ -257,8 +267,23 @@ impl Pipeline {
                 policy,
                 gate: ThrottleGate::default(),
                 graph_origin: base.origin(),
+                closed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// The process is shutting down: requests not yet started fail at once, and failures from now on are
+    /// neither retried nor logged as warnings (see the module note). Call before dropping the runtime.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn closed(&self, req: &ApiRequest) -> bool {
+        let closed = self.inner.closed.load(Ordering::SeqCst);
+        if closed {
+            tracing::debug!(method = %req.method, url = %redact(&req.url, req.kind), "request ended by shutdown");
+        }
+        closed
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -286,7 +311,7 @@ impl Pipeline {
                 Ok(body) => return Ok(FullResponse { status, headers, body }),
                 Err(e) => {
                     read_failures += 1;
-                    if read_failures >= self.inner.policy.max_attempts {
+                    if read_failures >= self.inner.policy.max_attempts || self.closed(req) {
                         return Err(GraphError::Network(describe_reqwest_error(&e)));
                     }
                     let wait = self.inner.policy.backoff(read_failures);
@@ -307,6 +332,9 @@ impl Pipeline {
         let mut refreshed: Option<String> = None;
         let mut rejected_once = false;
         loop {
+            if self.closed(req) {
+                return Err(GraphError::Network(CLOSED_REASON.into()));
+            }
             let remaining = self.inner.gate.remaining();
             if remaining > policy.max_throttle_wait {
                 return Err(GraphError::Throttled {
@@ -331,6 +359,9 @@ impl Pipeline {
                 Err(e) => {
                     failures += 1;
                     let reason = describe_reqwest_error(&e);
+                    if self.closed(req) {
+                        return Err(GraphError::Network(format!("{CLOSED_REASON} ({reason})")));
+                    }
                     if failures >= policy.max_attempts {
                         tracing::warn!(method = %req.method, url = %redact(&req.url, req.kind), attempts = failures,
                             error = %reason, "request failed");
@@ -497,6 +528,79 @@ mod tests {
                 assert!(p.backoff(attempt).as_millis() as u64 <= ceiling);
             }
         }
+    }
+
+    /// A server that accepts connections, holds each until `release` is notified, then drops it unanswered;
+    /// returns its URL and the count of connections accepted.
+    async fn dropping_server(release: Arc<tokio::sync::Notify>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1.0", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let release = release.clone();
+                tokio::spawn(async move {
+                    release.notified().await;
+                    drop(socket);
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn quick_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_pipeline_neither_starts_nor_retries_requests() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (url, accepted) = dropping_server(release.clone()).await;
+        let tokens: Arc<dyn TokenSource> = Arc::new(crate::remote::auth::StaticToken("t".into()));
+        let pipeline = Pipeline::new(&url, tokens, quick_policy()).unwrap();
+        let req = ApiRequest::new(Method::GET, format!("{url}/me/drive"), UrlKind::Graph);
+
+        // Open: a connection torn down is retried up to the policy's attempts.
+        release.notify_waiters();
+        let releasing = {
+            let release = release.clone();
+            tokio::spawn(async move {
+                loop {
+                    release.notify_waiters();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        assert!(pipeline.send(&req).await.is_err());
+        releasing.abort();
+        assert_eq!(accepted.load(Ordering::SeqCst), 4, "retried while open");
+
+        // Closed while a request waits for its answer: the torn-down connection is not retried.
+        accepted.store(0, Ordering::SeqCst);
+        let in_flight = {
+            let (pipeline, req) = (pipeline.clone(), req.clone());
+            tokio::spawn(async move { pipeline.send(&req).await })
+        };
+        while accepted.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pipeline.close();
+        release.notify_waiters();
+        let err = in_flight.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains(CLOSED_REASON), "{err}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not retried once closed");
+
+        // Closed: a new request is not sent at all.
+        let err = pipeline.send(&req).await.unwrap_err();
+        assert!(err.to_string().contains(CLOSED_REASON), "{err}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "nothing sent once closed");
     }
 
     #[tokio::test]

@@ -24,6 +24,11 @@
 //!   again"; throttled → wait until the service's time.
 //! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
 //!   the thumbnail fetcher is woken.
+//! - Quota: the drive (`GET /me/drive`) is read with the poll, so a full OneDrive is noticed within two poll
+//!   intervals: once per poll interval while OneDrive reports `normal` with room left, and at every round (also
+//!   rounds woken early) while the state is anything else, less than [`QUOTA_LOW_FRACTION`] of the total is free,
+//!   or an upload was refused with 507 since. After each read the `on_quota` hooks run (the mount updates what
+//!   `statfs` reports and whether writes get `ENOSPC`).
 
 use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
@@ -47,8 +52,8 @@ use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
 use crate::remote::models::DriveItem;
 use crate::store::{meta_keys, Store, StoreError};
 
-/// How often the quota is read again.
-const QUOTA_REFRESH: Duration = Duration::from_secs(300);
+/// Below this fraction of the total free, the quota is read at every round.
+pub const QUOTA_LOW_FRACTION: f64 = 0.10;
 
 /// How the engine polls.
 #[derive(Clone, Debug)]
@@ -140,6 +145,8 @@ pub struct PollOutcome {
 
 /// Called after each applied round.
 pub type ChangesHook = Arc<dyn Fn(&AppliedChanges) + Send + Sync>;
+/// Called after each read of the quota.
+pub type QuotaHook = Arc<dyn Fn(&QuotaStatus) + Send + Sync>;
 /// Called during a full enumeration with the number of items in the store so far.
 pub type ProgressHook = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -151,6 +158,7 @@ pub struct SyncEngine {
     status: Arc<SyncStatus>,
     gallery_id: RwLock<Option<String>>,
     hooks: RwLock<Vec<ChangesHook>>,
+    quota_hooks: RwLock<Vec<QuotaHook>>,
     progress: RwLock<Option<ProgressHook>>,
     thumbnail_waker: RwLock<Option<Arc<Notify>>>,
     wake: Notify,
@@ -181,6 +189,7 @@ impl SyncEngine {
             status,
             gallery_id: RwLock::new(None),
             hooks: RwLock::new(Vec::new()),
+            quota_hooks: RwLock::new(Vec::new()),
             progress: RwLock::new(None),
             thumbnail_waker: RwLock::new(None),
             wake: Notify::new(),
@@ -205,6 +214,10 @@ impl SyncEngine {
     /// Adds a hook run after every applied round.
     pub fn on_changes(&self, hook: ChangesHook) {
         self.hooks.write().push(hook);
+    }
+    /// Adds a hook run after every read of the quota.
+    pub fn on_quota(&self, hook: QuotaHook) {
+        self.quota_hooks.write().push(hook);
     }
     /// Sets the progress hook of full enumerations.
     pub fn on_progress(&self, hook: ProgressHook) {
@@ -745,24 +758,43 @@ impl SyncEngine {
         });
     }
 
+    /// Whether the quota needs reading at this round (see the module note).
+    fn quota_due(&self) -> bool {
+        let Some(last) = *self.quota_read.lock() else {
+            return true;
+        };
+        let refused = self
+            .store
+            .meta(super::outbox_replay::meta_keys::QUOTA_EXCEEDED)
+            .map_or(true, |v| v.is_some());
+        let roomy = self.status.snapshot().quota.is_some_and(|q| {
+            let low = match (q.total, q.used) {
+                (Some(total), Some(used)) => ((total - used) as f64) < total as f64 * QUOTA_LOW_FRACTION,
+                _ => true,
+            };
+            q.state.as_deref() == Some("normal") && !low
+        });
+        // Rounds come every poll interval; a little less tolerates timer jitter.
+        refused || !roomy || last.elapsed() >= self.settings.poll_interval.mul_f64(0.8)
+    }
+
     async fn refresh_quota(&self, force: bool) {
-        {
-            let last = self.quota_read.lock();
-            if !force && last.is_some_and(|t| t.elapsed() < QUOTA_REFRESH) {
-                return;
-            }
+        if !force && !self.quota_due() {
+            return;
         }
         match self.drive.drive().await {
             Ok(drive) => {
                 *self.quota_read.lock() = Some(Instant::now());
                 if let Some(q) = drive.quota {
-                    self.status.update(|s| {
-                        s.quota = Some(QuotaStatus {
-                            total: q.total,
-                            used: q.used,
-                            state: q.state.clone(),
-                        })
-                    });
+                    let quota = QuotaStatus {
+                        total: q.total,
+                        used: q.used,
+                        state: q.state.clone(),
+                    };
+                    self.status.update(|s| s.quota = Some(quota.clone()));
+                    for hook in self.quota_hooks.read().iter() {
+                        hook(&quota);
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "cannot read the quota"),

@@ -111,6 +111,8 @@ enum Handle {
         /// The cached original, when it was complete at open: reads are `pread`s of it (and the kernel may read
         /// it itself through FUSE passthrough).
         complete: Option<Arc<std::fs::File>>,
+        /// A read of this handle failed and the kernel's pages of the file were dropped (once per handle).
+        failed: AtomicBool,
     },
     /// A file whose content lives in staging (changed locally, or opened for writing).
     Staged {
@@ -505,6 +507,27 @@ impl GalleryFs {
             .collect())
     }
 
+    /// A read of a cloud file through the content cache. A failed read drops every page the kernel holds of the
+    /// file, read-ahead included: pages answered before a download failed its check (or was cut short, or was
+    /// overtaken by a new version) must not be served from the kernel's cache afterwards. Once per handle: the
+    /// kernel retries reads whose pages were dropped under them, so dropping them at every failure would feed a
+    /// burst of failing reads (and later opens of an unverified version drop the pages anyway).
+    async fn read_through_cache(
+        &self,
+        item: &ItemRow,
+        reader: &tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        failed: &AtomicBool,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Bytes> {
+        let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
+        let read = reader.read(offset, size).await;
+        if read.is_err() && !failed.swap(true, Ordering::SeqCst) {
+            self.invalidator.read().inode(item.ino);
+        }
+        read
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(h));
@@ -661,16 +684,19 @@ impl FsCore for GalleryFs {
             ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
             _ => None,
         };
+        // The kernel may keep pages of a verified version (remote changes invalidate them explicitly). Pages of a
+        // version not yet verified are dropped at open: bytes read before a failed check must not outlive it.
+        let verified = complete.is_some();
         let fh = self.add_handle(Handle::File {
             item: Box::new(item),
             reader: tokio::sync::OnceCell::new(),
             complete,
+            failed: AtomicBool::new(false),
         });
         self.file_opened(ino);
-        // The kernel may keep pages of an unchanged version: remote changes invalidate them explicitly.
         Ok(Opened {
             fh,
-            keep_cache: true,
+            keep_cache: verified,
             direct_io: false,
         })
     }
@@ -693,6 +719,7 @@ impl FsCore for GalleryFs {
                 item,
                 complete: Some(file),
                 reader,
+                failed,
             } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
@@ -709,15 +736,15 @@ impl FsCore for GalleryFs {
                     offset,
                     "cached original shorter than expected; refetching"
                 );
-                let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
-                reader.read(offset, size).await
+                self.read_through_cache(item, reader, failed, offset, size).await
             }
-            Handle::File { item, reader, .. } => {
+            Handle::File {
+                item, reader, failed, ..
+            } => {
                 if offset >= item.size {
                     return Ok(Bytes::new());
                 }
-                let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
-                reader.read(offset, size).await
+                self.read_through_cache(item, reader, failed, offset, size).await
             }
         }
     }
