@@ -240,6 +240,10 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn umount2(path: &Path) -> nix::Result<()> {
+    nix::mount::umount2(path, nix::mount::MntFlags::empty())
+}
+
 /// Checks the run-time needs of FUSE: `/dev/fuse`, and `fusermount3` for a non-root user.
 pub fn check_fuse_available() -> Result<(), String> {
     fuse_requirements(
@@ -276,9 +280,19 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// How long an unmount refused as busy is retried: the daemon itself holds the mount's root open for the moment it
+/// replays a round of remote changes for inotify watchers.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Unmounts `path`: `umount2` when permitted (root), else `fusermount3 -u`.
 pub fn unmount(path: &Path) -> Result<(), String> {
-    match nix::mount::umount2(path, nix::mount::MntFlags::empty()) {
+    let started = std::time::Instant::now();
+    let mut result = umount2(path);
+    while result == Err(nix::errno::Errno::EBUSY) && started.elapsed() < BUSY_RETRY {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        result = umount2(path);
+    }
+    match result {
         Ok(()) => return Ok(()),
         Err(nix::errno::Errno::EINVAL) => return Err(format!("{} is not a mount point", path.display())),
         Err(nix::errno::Errno::EBUSY) => {
@@ -290,15 +304,20 @@ pub fn unmount(path: &Path) -> Result<(), String> {
         }
         Err(_) => {}
     }
-    let out = Command::new("fusermount3")
-        .arg("-u")
-        .arg(path)
-        .output()
-        .map_err(|e| format!("fusermount3: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    loop {
+        let out = Command::new("fusermount3")
+            .arg("-u")
+            .arg(path)
+            .output()
+            .map_err(|e| format!("fusermount3: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !why.contains("busy") || started.elapsed() >= BUSY_RETRY {
+            return Err(why);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
