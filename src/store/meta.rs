@@ -11,6 +11,8 @@ pub mod keys {
     pub const DRIVE_ID: &str = "drive_id";
     /// The OneDrive id of the gallery folder (also on the root row).
     pub const GALLERY_ITEM_ID: &str = "gallery_item_id";
+    /// The `folder=` setting the gallery was looked up with (normalized; empty for the default lookup).
+    pub const GALLERY_FOLDER: &str = "gallery_folder";
     /// RFC 3339 time of the last completed delta round.
     pub const LAST_SYNC: &str = "last_sync";
 }

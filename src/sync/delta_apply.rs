@@ -684,7 +684,8 @@ impl<'a, 't> Applier<'a, 't> {
             .filter(|(_, r)| matches!(r, Resolution::In(_)))
             .map(|(id, _)| *id)
             .collect();
-        for (ino, item_id) in self.tx.all_item_ids()? {
+        // Only the shown tree: retired roots keep what their pending changes need (store/roots.rs).
+        for (ino, item_id) in self.tx.tree_item_ids(ROOT_INO, &[])? {
             if !seen.contains(item_id.as_str()) && !self.removal_inos.contains(&ino) {
                 if let Some(row) = self.tx.get(ino)? {
                     if !row.local_only && !row.is_dirty() && row.parent_ino.is_some() {

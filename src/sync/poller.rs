@@ -40,7 +40,7 @@ use super::delta_apply::{
 
 /// How many times a delta round is fetched again because local changes were sent meanwhile.
 const MAX_REFETCHES: u32 = 3;
-use super::gallery_locator::{locate_gallery, LocateError};
+use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -228,16 +228,41 @@ impl SyncEngine {
     pub async fn initial_sync(&self) -> Result<InitialSync, SyncError> {
         let stored_gallery = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
         if let (Some(gallery), Some(_)) = (stored_gallery, self.store.delta_link()?) {
+            if self.folder_setting_changed()? {
+                // Another `folder=` than the store's: look it up now, so the mount shows the new folder at once.
+                match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
+                    Ok(located) if located.item.id == gallery => self.record_folder_setting()?,
+                    Ok(located) => {
+                        tracing::info!(location = ?located.location, "the mount is given another folder; listing it");
+                        let (_, listed) =
+                            tokio::join!(self.refresh_quota(true), self.switch_gallery(&located.item.id, true));
+                        listed?;
+                        self.note_success();
+                        let items = self.store.item_count()?;
+                        return Ok(InitialSync::Enumerated { items });
+                    }
+                    Err(LocateError::Drive(e)) => {
+                        // Offline: serve the store and look the folder up again when OneDrive answers.
+                        self.note_error(&e);
+                        tracing::warn!(error = %e, "cannot look the folder up; listing from the store meanwhile");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.store.write(|t| t.prune_retired_roots())?;
             *self.gallery_id.write() = Some(gallery);
             self.needs_catch_up.store(true, Ordering::SeqCst);
             tracing::info!("listing from the store; catching up with OneDrive in the background");
             return Ok(InitialSync::FromStore);
         }
-        let (gallery, _changed) = self.locate_and_record().await?;
+        let (gallery, changed) = self.locate_and_record().await?;
         // The quota read overlaps the enumeration. Pages are not applied one by one: nothing is served before
         // this returns, so the one full round at the end is enough (progress counts the items received).
         let (_, listed) = tokio::join!(self.refresh_quota(true), self.list_first(&gallery));
         listed?;
+        if changed {
+            self.store.write(|t| t.prune_retired_roots())?;
+        }
         self.note_success();
         let items = self.store.item_count()?;
         tracing::info!(items, "gallery listed");
@@ -248,12 +273,11 @@ impl SyncEngine {
     pub async fn catch_up(&self) -> Result<PollOutcome, SyncError> {
         let current = self.gallery_id();
         match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
-            Ok(located) if Some(&located.item.id) == current.as_ref() => {}
+            Ok(located) if Some(&located.item.id) == current.as_ref() => self.record_folder_setting()?,
             Ok(located) => {
                 tracing::info!(location = ?located.location, "the gallery folder is another folder now; listing it");
-                let gallery = self.record_gallery(&located.item.id, current.as_deref())?;
                 self.needs_catch_up.store(false, Ordering::SeqCst);
-                let changes = self.enumerate(&gallery, None, false).await?;
+                let changes = self.switch_gallery(&located.item.id, false).await?;
                 self.note_success();
                 return Ok(PollOutcome {
                     changes,
@@ -512,15 +536,57 @@ impl SyncEngine {
     }
 
     fn record_gallery(&self, id: &str, previous: Option<&str>) -> Result<String, SyncError> {
-        if previous.is_some_and(|p| p != id) {
-            // Another folder: its delta link means nothing for the new one.
-            self.store.delete_meta(meta_keys::DELTA_LINK)?;
-        }
-        self.store.set_root_item(id)?;
-        self.store.set_meta(meta_keys::GALLERY_ITEM_ID, id)?;
+        let folder = self.folder_setting();
+        self.store.write(|t| {
+            if previous.is_some_and(|p| p != id) {
+                // Another folder: the old tree is kept for its pending changes, its delta link dropped.
+                t.retire_root(id)?;
+            }
+            t.set_root_item(id)?;
+            t.set_meta(meta_keys::GALLERY_FOLDER, &folder)
+        })?;
         *self.gallery_id.write() = Some(id.to_string());
         self.status.update(|s| s.gallery = GalleryState::Ok);
         Ok(id.to_string())
+    }
+
+    /// The `folder=` setting as recorded in the store (normalized; empty for the default lookup).
+    fn folder_setting(&self) -> String {
+        self.settings
+            .folder
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(normalize_folder_path)
+            .unwrap_or_default()
+    }
+
+    /// Whether the mount is given another `folder=` than the one the store's gallery was looked up with (a store
+    /// that never recorded it was made with the default lookup or the same setting).
+    fn folder_setting_changed(&self) -> Result<bool, SyncError> {
+        let wanted = self.folder_setting();
+        Ok(match self.store.meta(meta_keys::GALLERY_FOLDER)? {
+            Some(recorded) => recorded != wanted,
+            None => !wanted.is_empty(),
+        })
+    }
+
+    fn record_folder_setting(&self) -> Result<(), SyncError> {
+        Ok(self.store.set_meta(meta_keys::GALLERY_FOLDER, &self.folder_setting())?)
+    }
+
+    /// Makes `new_id` the gallery (the old tree kept for its pending changes: store/roots.rs), lists it in
+    /// full (rows found again by item id keep their inodes and cached originals), then prunes the old tree.
+    async fn switch_gallery(&self, new_id: &str, first: bool) -> Result<AppliedChanges, SyncError> {
+        let previous = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
+        let gallery = self.record_gallery(new_id, previous.as_deref())?;
+        let changes = if first {
+            self.list_first(&gallery).await?
+        } else {
+            self.enumerate(&gallery, None, false).await?
+        };
+        let pruned = self.store.write(|t| t.prune_retired_roots())?;
+        tracing::info!(pruned, "the old folder's rows that no pending change needs are gone");
+        Ok(changes)
     }
 
     /// A full enumeration from `start` (a resync `Location`) or from scratch; pages are applied as they arrive
