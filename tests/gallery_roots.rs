@@ -96,3 +96,115 @@ fn another_folder_on_a_remount_is_shown_and_the_old_trees_changes_are_sent() {
         == 0));
     env.unmount();
 }
+
+fn dump_entry(env: &Env, id: &str) -> Option<galleryfs::emulator::StateEntry> {
+    env.emu().state.state_dump().into_iter().find(|e| e.id == id)
+}
+
+/// The Camera Roll beside the gallery: absent until Camera Backup makes it, then shown within the poll interval
+/// under its OneDrive name, read with the right bytes; edit, move to an album (same id), delete (recycle bin);
+/// `camera_roll=off` hides it.
+#[test]
+fn the_camera_roll_shows_beside_the_gallery_and_works_like_it() {
+    require_fuse!();
+    let env = Env::start(3);
+    env.login();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    let m = env.mnt.clone();
+    assert!(!names(&m).iter().any(|n| n.contains("Camera Roll")), "{:?}", names(&m));
+    assert!(
+        wait_until(Duration::from_secs(10), || env.status_json()["camera_roll"]["state"]
+            == "missing"),
+        "{}",
+        env.status_json()
+    );
+
+    // Camera Backup makes the folder and uploads a photo (Android naming).
+    let taken = chrono::DateTime::parse_from_rfc3339("2026-10-03T08:15:42Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let photo = galleryfs::emulator::camera_backup::camera_photo(taken, 3);
+    let galleryfs::emulator::media::Content::Bytes(expected) = photo.clone() else {
+        unreachable!()
+    };
+    let (id, path) = env
+        .emu()
+        .state
+        .camera_backup(
+            galleryfs::emulator::camera_backup::Platform::Android,
+            taken,
+            "jpg",
+            Some(photo),
+        )
+        .unwrap();
+    assert_eq!(path, "/Pictures/Camera Roll/20261003_081542.jpg");
+    let shown = m.join("Camera Roll/20261003_081542.jpg");
+    assert!(
+        wait_until(Duration::from_secs(6), || shown.exists()),
+        "the upload shows within the poll interval: {:?}\nlog: {}",
+        names(&m),
+        log_of(&env)
+    );
+    assert!(m.join("DCIM").is_dir(), "the gallery stays at the root");
+    assert_eq!(std::fs::read(&shown).unwrap(), expected.to_vec(), "the right bytes");
+    let status = env.status_json();
+    assert_eq!(status["camera_roll"]["state"], "ok", "{status}");
+    assert_eq!(status["camera_roll"]["path"], "/Camera Roll", "{status}");
+    assert_eq!(status["camera_roll"]["items"], 1, "{status}");
+
+    // An edit reaches the same item.
+    std::fs::write(&shown, b"edited in the camera roll").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || dump_entry(&env, &id)
+            .is_some_and(|e| e.size == 25)),
+        "edit sent: {:?}\nlog: {}",
+        dump_entry(&env, &id),
+        log_of(&env)
+    );
+
+    // A move into an album is a OneDrive move (same id).
+    let album = m.join("DCIM/Camera/20261003_081542.jpg");
+    std::fs::rename(&shown, &album).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || dump_entry(&env, &id).is_some_and(|e| e
+            .path
+            == "/Pictures/Samsung Gallery/DCIM/Camera/20261003_081542.jpg")),
+        "moved by id: {:?}\nlog: {}",
+        dump_entry(&env, &id),
+        log_of(&env)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(std::fs::read(&album).unwrap(), b"edited in the camera roll");
+    assert!(!shown.exists());
+
+    // A second upload, deleted from the mount: to the recycle bin.
+    let later = taken + chrono::Duration::minutes(5);
+    let (id2, _) = env
+        .emu()
+        .state
+        .camera_backup(galleryfs::emulator::camera_backup::Platform::Ios, later, "heic", None)
+        .unwrap();
+    let ios = m.join("Camera Roll/2026/10/20261003_082042000_iOS.heic");
+    assert!(
+        wait_until(Duration::from_secs(6), || ios.exists()),
+        "iOS upload in YYYY/MM: {:?}",
+        names(&m.join("Camera Roll"))
+    );
+    std::fs::remove_file(&ios).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || env
+            .emu()
+            .state
+            .recycle_bin_dump()
+            .iter()
+            .any(|e| e.id == id2)),
+        "deleted to the recycle bin\nlog: {}",
+        log_of(&env)
+    );
+    env.unmount();
+
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,camera_roll=off");
+    assert!(!m.join("Camera Roll").exists(), "{:?}", names(&m));
+    assert_eq!(env.status_json()["camera_roll"]["state"], "off");
+    env.unmount();
+}

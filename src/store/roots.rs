@@ -69,6 +69,28 @@ impl StoreTx<'_> {
         Ok(())
     }
 
+    /// Retires the folder row `ino` and its subtree (an earlier Camera Roll): detached with an empty name, it keeps
+    /// its id for the changes journalled in it until [`StoreTx::prune_retired_roots`] finds nothing needed.
+    pub fn retire_subtree(&self, ino: u64) -> Result<()> {
+        self.exec(
+            "UPDATE items SET parent_ino = NULL, name = '', name_key = '' WHERE ino = ?1 AND ino <> ?2 AND kind = 1",
+            params![ino as i64, ROOT_INO as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Files below folder `ino` (at any depth).
+    pub fn file_count_below(&self, ino: u64) -> Result<u64> {
+        let n: i64 = self.one(
+            "WITH RECURSIVE sub(ino) AS (SELECT ?1 UNION ALL SELECT items.ino FROM items JOIN sub ON \
+             items.parent_ino = sub.ino) SELECT COUNT(*) FROM sub JOIN items ON items.ino = sub.ino \
+             WHERE items.kind = 0",
+            [ino as i64],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// The retired roots (detached folder rows with an empty name).
     pub fn retired_roots(&self) -> Result<Vec<u64>> {
         let mut stmt = self.conn.prepare_cached(

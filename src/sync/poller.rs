@@ -40,6 +40,7 @@ use super::delta_apply::{
 
 /// How many times a delta round is fetched again because local changes were sent meanwhile.
 const MAX_REFETCHES: u32 = 3;
+use super::camera_roll::CameraRollTree;
 use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
@@ -66,6 +67,8 @@ pub struct SyncSettings {
     pub full_relist_polls: u32,
     /// … or after this long, whichever is sooner.
     pub full_relist_max_interval: Duration,
+    /// Follow the drive's Camera Roll as one more tree (`camera_roll=`; the mount's default is on).
+    pub camera_roll: bool,
 }
 
 impl SyncSettings {
@@ -78,6 +81,7 @@ impl SyncSettings {
             max_backoff: Duration::from_secs(300),
             full_relist_polls: DEFAULT_FULL_RELIST_POLLS,
             full_relist_max_interval: DEFAULT_FULL_RELIST_MAX_INTERVAL,
+            camera_roll: false,
         }
     }
 
@@ -161,6 +165,8 @@ pub struct SyncEngine {
     quota_read: Mutex<Option<Instant>>,
     /// When the gallery was last enumerated in full (or the engine made).
     last_full_listing: Mutex<Instant>,
+    /// The Camera Roll's tree, synced after the gallery's in every round.
+    camera_roll: CameraRollTree,
 }
 
 impl SyncEngine {
@@ -174,11 +180,13 @@ impl SyncEngine {
         settings: SyncSettings,
         status: Arc<SyncStatus>,
     ) -> SyncEngine {
+        let camera_roll = CameraRollTree::new(store.clone(), drive.clone(), status.clone(), settings.camera_roll);
         SyncEngine {
             store,
             drive,
             settings,
             status,
+            camera_roll,
             gallery_id: RwLock::new(None),
             hooks: RwLock::new(Vec::new()),
             progress: RwLock::new(None),
@@ -238,6 +246,7 @@ impl SyncEngine {
                             tokio::join!(self.refresh_quota(true), self.switch_gallery(&located.item.id, true));
                         listed?;
                         self.note_success();
+                        self.camera_roll_round(true).await;
                         let items = self.store.item_count()?;
                         return Ok(InitialSync::Enumerated { items });
                     }
@@ -264,6 +273,7 @@ impl SyncEngine {
             self.store.write(|t| t.prune_retired_roots())?;
         }
         self.note_success();
+        self.camera_roll_round(true).await;
         let items = self.store.item_count()?;
         tracing::info!(items, "gallery listed");
         Ok(InitialSync::Enumerated { items })
@@ -296,8 +306,26 @@ impl SyncEngine {
         self.poll_once().await
     }
 
-    /// One delta round (see the module note).
+    /// One round of the Camera Roll's tree (in full when `full`); its failures are its own (logged, and the
+    /// gallery's round goes on).
+    async fn camera_roll_round(&self, full: bool) {
+        let Some(gallery) = self.gallery_id() else {
+            return;
+        };
+        match self.camera_roll.sync(&gallery, full).await {
+            Ok(changes) => self.after_round(&changes),
+            Err(e) => tracing::warn!(error = %e, "the Camera Roll's round failed; serving it from the store"),
+        }
+    }
+
+    /// One delta round of the gallery, then of the Camera Roll (see the module note).
     pub async fn poll_once(&self) -> Result<PollOutcome, SyncError> {
+        let outcome = self.poll_gallery().await;
+        self.camera_roll_round(false).await;
+        outcome
+    }
+
+    async fn poll_gallery(&self) -> Result<PollOutcome, SyncError> {
         let outcome = self.poll_inner().await;
         match &outcome {
             Ok(o) => {
@@ -455,6 +483,7 @@ impl SyncEngine {
                 tracing::warn!(error = %e, "full re-list failed; serving from the store");
             }
         }
+        self.camera_roll_round(true).await;
         outcome
     }
 
