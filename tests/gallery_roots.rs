@@ -208,3 +208,108 @@ fn the_camera_roll_shows_beside_the_gallery_and_works_like_it() {
     assert_eq!(env.status_json()["camera_roll"]["state"], "off");
     env.unmount();
 }
+
+/// An emulator whose Camera Roll has a localized name that clashes with a gallery album, with recent uploads.
+fn env_with_camera_roll(name: &str, uploads: usize) -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(galleryfs::emulator::start(galleryfs::emulator::EmulatorConfig {
+            seed_gallery: 3,
+            auto_approve: true,
+            camera_roll_name: Some(name.to_string()),
+            seed_camera_roll: uploads,
+            ..Default::default()
+        }))
+        .expect("emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("Gallery");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt = std::fs::canonicalize(mnt).unwrap();
+    Env {
+        rt,
+        emu: Some(emu),
+        dir,
+        mnt,
+    }
+}
+
+/// A store made without the Camera Roll (as by the version before it) upgrades in place: the cached original
+/// keeps its inode and is served without a download. The localized name clashes with an album, so the Camera
+/// Roll shows as `NAME (Camera Backup)`. The gallery deleted on OneDrive leaves the Camera Roll working.
+#[test]
+fn a_store_without_the_camera_roll_upgrades_and_the_trees_fail_independently() {
+    require_fuse!();
+    use std::os::unix::fs::MetadataExt;
+    let env = env_with_camera_roll("DCIM", 2);
+    env.login();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,camera_roll=off");
+    let m = env.mnt.clone();
+    assert_eq!(names(&m), vec!["DCIM".to_string()]);
+    let photo = std::fs::read_dir(m.join("DCIM/Camera"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&photo).unwrap();
+    let ino = std::fs::metadata(&photo).unwrap().ino();
+    env.unmount();
+
+    let seq = env.emu().state.log.next_seq();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    let roll = m.join("DCIM (Camera Backup)");
+    assert!(
+        wait_until(Duration::from_secs(6), || roll.is_dir()),
+        "{:?}\nlog: {}",
+        names(&m),
+        log_of(&env)
+    );
+    assert_eq!(names(&roll).len(), 2, "{:?}", names(&roll));
+    assert_eq!(std::fs::metadata(&photo).unwrap().ino(), ino, "inode kept");
+    assert_eq!(std::fs::read(&photo).unwrap(), bytes);
+    let downloads: Vec<_> = env
+        .emu()
+        .state
+        .log
+        .entries_since(seq)
+        .into_iter()
+        .filter(|e| e.host == "content" && e.method == "GET")
+        .collect();
+    assert!(downloads.is_empty(), "served from the cache: {downloads:?}");
+    let status = env.status_json();
+    assert_eq!(status["camera_roll"]["path"], "/DCIM (Camera Backup)", "{status}");
+
+    // The gallery goes; the Camera Roll keeps working.
+    env.emu().state.delete_gallery().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || env.status_json()["gallery"] == "missing"),
+        "{}",
+        env.status_json()
+    );
+    let taken = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let (id, _) = env
+        .emu()
+        .state
+        .camera_backup(
+            galleryfs::emulator::camera_backup::Platform::Android,
+            taken,
+            "jpg",
+            None,
+        )
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(6), || names(&roll).len() == 3),
+        "{:?}\nlog: {}",
+        names(&roll),
+        log_of(&env)
+    );
+    let status = env.status_json();
+    assert_eq!(status["camera_roll"]["state"], "ok", "{status}");
+    assert_eq!(status["gallery"], "missing", "{status}");
+    assert!(dump_entry(&env, &id).is_some());
+    env.unmount();
+}

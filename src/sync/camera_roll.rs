@@ -211,8 +211,13 @@ impl CameraRollTree {
                 return Ok(true);
             }
         }
-        // The gallery below the Camera Roll: compare paths from the drive root.
-        let gallery = self.drive.item(gallery_id).await?;
+        // The gallery below the Camera Roll: compare paths from the drive root. A gallery gone from OneDrive is
+        // below nothing (the Camera Roll goes on without it).
+        let gallery = match self.drive.item(gallery_id).await {
+            Ok(gallery) if !gallery.is_deleted() => gallery,
+            Ok(_) | Err(DriveError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
         Ok(match (item_path(folder), item_path(&gallery)) {
             (Some(roll), Some(gallery)) => gallery.to_lowercase().starts_with(&format!("{}/", roll.to_lowercase())),
             _ => false,
