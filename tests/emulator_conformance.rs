@@ -1390,3 +1390,87 @@ async fn post_processing_changes_etag_after_upload() {
         .await;
     assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
 }
+
+// OAD api/drive_get_specialfolder.md: `cameraroll` is "The Camera Roll Backup folder"; special folders are found by
+// what they are, not by their (localized) name, and are created the first time an app writes to one. Camera Backup
+// (peers.md §6): Android names `yyyyMMdd_HHmmss.jpg` in the folder, iOS `yyyyMMdd_HHmmssSSS_iOS.heic` in `YYYY/MM`,
+// with `photo.takenDateTime`.
+#[tokio::test]
+async fn the_camera_roll_is_a_special_folder_made_on_first_write() {
+    let e = Emu::with(EmulatorConfig {
+        camera_roll_name: Some("Rullino".into()),
+        ..Default::default()
+    })
+    .await;
+    let missing = e.get("/me/drive/special/cameraroll").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    assert_error_shape(&missing);
+    assert_eq!(missing.code(), "itemNotFound");
+    // Reading did not make it.
+    assert_eq!(
+        e.get("/me/drive/special/cameraroll").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let up = e
+        .put_bytes("/me/drive/special/cameraroll:/first.jpg:/content", b"x".to_vec(), &[])
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.body);
+    let roll = e.get("/me/drive/special/cameraroll").await.body;
+    assert_eq!(roll["name"], "Rullino", "the configured (localized) name");
+    assert_eq!(roll["specialFolder"]["name"], "cameraroll");
+    let pictures = e.get("/me/drive/special/photos").await.body;
+    assert_eq!(roll["parentReference"]["id"], pictures["id"], "in the photos folder");
+    assert_eq!(up.body["parentReference"]["id"], roll["id"]);
+
+    // Renamed by the user: still special/cameraroll.
+    let id = roll["id"].as_str().unwrap().to_string();
+    let renamed = e
+        .send(
+            Method::PATCH,
+            &format!("/me/drive/items/{id}"),
+            Some(json!({"name": "Fotocamera"})),
+            &[],
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let again = e.get("/me/drive/special/cameraroll").await.body;
+    assert_eq!(
+        (again["id"].as_str(), again["name"].as_str()),
+        (Some(id.as_str()), Some("Fotocamera"))
+    );
+
+    // Camera Backup uploads, through the HTTP control.
+    let taken = "2026-10-03T08:15:42.250Z";
+    let android: Value =
+        e.c.post(format!("{}/camera-backup", e.h.control_url()))
+            .json(&json!({"platform": "android", "taken": taken}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(android["path"], "/Pictures/Fotocamera/20261003_081542.jpg", "{android}");
+    let ios =
+        e.h.state
+            .camera_backup(
+                emulator::camera_backup::Platform::Ios,
+                chrono::DateTime::parse_from_rfc3339(taken)
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+                "heic",
+                None,
+            )
+            .unwrap();
+    assert_eq!(ios.1, "/Pictures/Fotocamera/2026/10/20261003_081542250_iOS.heic");
+    for id in [android["id"].as_str().unwrap(), ios.0.as_str()] {
+        let item = e.get(&format!("/me/drive/items/{id}")).await.body;
+        assert_eq!(item["photo"]["takenDateTime"], taken, "{item}");
+        assert!(item["image"]["width"].as_u64().unwrap() > 0, "{item}");
+        assert_eq!(
+            item["fileSystemInfo"]["createdDateTime"].as_str().map(|s| &s[..19]),
+            Some("2026-10-03T08:15:42")
+        );
+    }
+}

@@ -16,6 +16,8 @@ use crate::remote::Endpoints;
 use std::path::Path;
 
 pub const DEMO_ACCOUNT: &str = "demo";
+/// Photos Camera Backup uploaded in the last days, in the demo drive's Camera Roll.
+const DEMO_CAMERA_ROLL_ITEMS: usize = 12;
 const DEMO_ITEMS: usize = 120;
 
 pub fn demo(mountpoint: &Path, verbose: bool) -> Result<(), CliError> {
@@ -38,6 +40,7 @@ pub fn demo(mountpoint: &Path, verbose: bool) -> Result<(), CliError> {
     let emu = emu_rt
         .block_on(emulator::start(EmulatorConfig {
             seed_gallery: DEMO_ITEMS,
+            seed_camera_roll: DEMO_CAMERA_ROLL_ITEMS,
             auto_approve: true,
             ..Default::default()
         }))

@@ -16,6 +16,7 @@ pub fn emulator(args: EmulatorArgs) -> Result<(), CliError> {
         seed_gallery: args.seed_gallery,
         state_file: args.state,
         auto_approve: args.auto_approve,
+        ..Default::default()
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))

@@ -158,6 +158,15 @@ fn print_for_people(r: &StatusReport, synced: bool, now: DateTime<Utc>) {
         "not synced yet".to_string()
     };
     println!("folder:      {} ({gallery})", r.folder.as_deref().unwrap_or("?"));
+    println!(
+        "camera roll: {} ({}, {} files)",
+        s.camera_roll.path.as_deref().unwrap_or("-"),
+        serde_json::to_value(s.camera_roll.state)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?"),
+        s.camera_roll.items
+    );
     println!("signed in:   {}", if s.signed_in { "yes" } else { "no" });
     println!("online:      {}", if s.online { "yes" } else { "no" });
     if let Some(t) = s.throttled_until {

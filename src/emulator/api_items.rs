@@ -281,7 +281,7 @@ pub async fn create_child(state: &Arc<EmulatorState>, target: &Target, body: Bod
     let mut patch = ItemPatch::default();
     patch_times(&body, &mut patch)?;
     let mut d = state.drive.lock();
-    let parent = resolve(&mut d, target)?;
+    let parent = super::api_router::resolve_for_write(&mut d, target)?;
     let now = Utc::now();
     let no = d.create_folder(parent, name, conflict, now)?;
     if patch.fs_created.is_some() || patch.fs_modified.is_some() || patch.description.is_some() {

@@ -257,9 +257,18 @@ pub fn parse_path(raw: &str, drive_id: &str) -> GraphResult<Resource> {
     })
 }
 
-/// The item a target names (special folders are made on first use).
+/// The item a reading request's target names (see [`Drive::special_for_read`]).
 pub fn resolve(d: &mut Drive, t: &Target) -> GraphResult<ItemNo> {
     let base = resolve_base(d, &t.base)?;
+    match &t.path {
+        Some(p) => d.resolve_path(base, p),
+        None => Ok(base),
+    }
+}
+
+/// The item a writing request's target names: special folders are made on first write.
+pub fn resolve_for_write(d: &mut Drive, t: &Target) -> GraphResult<ItemNo> {
+    let base = resolve_base_for_write(d, &t.base)?;
     match &t.path {
         Some(p) => d.resolve_path(base, p),
         None => Ok(base),
@@ -270,7 +279,14 @@ pub fn resolve_base(d: &mut Drive, b: &Base) -> GraphResult<ItemNo> {
     match b {
         Base::Root => Ok(super::drive::ROOT_NO),
         Base::Id(id) => d.live_by_id(id),
+        Base::Special(name) => d.special_for_read(name, chrono::Utc::now()),
+    }
+}
+
+pub fn resolve_base_for_write(d: &mut Drive, b: &Base) -> GraphResult<ItemNo> {
+    match b {
         Base::Special(name) => d.special(name, chrono::Utc::now()),
+        other => resolve_base(d, other),
     }
 }
 

@@ -4,7 +4,7 @@
 //! cancel, commit (`deferCommit`). Large uploads are spooled to disk.
 
 use super::api_items::{conflict_of, patch_times, read_json};
-use super::api_router::{resolve, resolve_base, GraphRequest, Target};
+use super::api_router::{resolve, GraphRequest, Target};
 use super::blob::{Blob, SpoolWriter};
 use super::drive::{Conflict, Drive, ItemNo, ItemPatch, NewContent};
 use super::errors::{GraphError, GraphResult};
@@ -161,7 +161,7 @@ pub async fn simple_upload(
     let mut d = state.drive.lock();
     let (no, created) = match split_target(target) {
         Some((dirs, name)) => {
-            let base = resolve_base(&mut d, &target.base)?;
+            let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
             let existing = target.path.as_ref().and_then(|p| d.resolve_path(base, p).ok());
             check_if_match(&d, existing, req)?;
             validate_name(name)?;
@@ -225,7 +225,7 @@ pub async fn create_session(
         let (session_target, existing) = match split_target(target) {
             Some((dirs, name)) => {
                 validate_name(name)?;
-                let base = resolve_base(&mut d, &target.base)?;
+                let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
                 let parent = d.ensure_folders(base, dirs, now)?;
                 let existing = d.child_by_name(parent, name);
                 (
@@ -504,7 +504,7 @@ pub async fn commit_from_source(
             .unwrap_or(path_name)
             .to_string();
         validate_name(&name)?;
-        let base = resolve_base(&mut d, &target.base)?;
+        let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
         let parent = d.ensure_folders(base, dirs, Utc::now())?;
         let existing = d.child_by_name(parent, &name);
         check_if_match(&d, existing, req)?;

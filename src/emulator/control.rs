@@ -1,7 +1,8 @@
 //! Test controls: remote changes as a phone or the web would make them (add, edit, rename, move, delete,
-//! restore), quota, expiring download URLs, dropping upload sessions, invalidating delta tokens, leaving the next
-//! deletion out of delta (`drop-next-delta-deletion`; the socket.io controls are in `socketio.rs`), stored bytes
-//! that no longer match their recorded hashes (`corrupt`), missing thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
+//! restore, a Camera Backup upload: `camera-backup`), quota, expiring download URLs, dropping upload sessions,
+//! invalidating delta tokens, leaving the next deletion out of delta (`drop-next-delta-deletion`; the socket.io
+//! controls are in `socketio.rs`), stored bytes that no longer match their recorded hashes (`corrupt`), missing
+//! thumbnails, strict simple-upload mode, and the state and recycle-bin dumps. Callable in-process on
 //! [`EmulatorState`] and over HTTP under `/_emulator/...` (JSON; no bearer token needed).
 
 use super::api_content;
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -421,6 +422,31 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
             post(|State(s): S, Lenient(b): Lenient| async move {
                 reply((|| {
                     Ok(json!({"id": s.add_file(str_field(&b, "path")?, content_of(&b)?)?}))
+                })())
+            }),
+        )
+        .route(
+            "/_emulator/camera-backup",
+            post(|State(s): S, Lenient(b): Lenient| async move {
+                reply((|| {
+                    let platform = match b.get("platform").and_then(Value::as_str).unwrap_or("android") {
+                        "ios" => super::camera_backup::Platform::Ios,
+                        "android" => super::camera_backup::Platform::Android,
+                        other => return Err(GraphError::invalid(format!("unknown platform '{other}'"))),
+                    };
+                    let taken = match b.get("taken").and_then(Value::as_str) {
+                        Some(t) => DateTime::parse_from_rfc3339(t)
+                            .map_err(|_| GraphError::invalid("'taken' is not RFC 3339"))?
+                            .with_timezone(&Utc),
+                        None => Utc::now(),
+                    };
+                    let ext = b.get("ext").and_then(Value::as_str).unwrap_or(match platform {
+                        super::camera_backup::Platform::Ios => "heic",
+                        super::camera_backup::Platform::Android => "jpg",
+                    });
+                    let content = content_of(&b).ok();
+                    let (id, path) = s.camera_backup(platform, taken, ext, content)?;
+                    Ok(json!({"id": id, "path": path}))
                 })())
             }),
         )

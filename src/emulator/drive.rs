@@ -163,7 +163,13 @@ pub struct Drive {
     pub quota_used_extra: i64,
     /// Seeding: no quota checks (each costs a scan of the drive).
     pub(crate) skip_quota: bool,
+    /// The display name the `cameraroll` special folder gets when it is made ("Camera Roll" in English;
+    /// localized elsewhere, e.g. "Rullino").
+    pub camera_roll_name: String,
 }
+
+/// The English display name of the `cameraroll` special folder.
+pub const DEFAULT_CAMERA_ROLL_NAME: &str = "Camera Roll";
 
 impl Drive {
     pub fn new(drive_id: String, now: DateTime<Utc>) -> Self {
@@ -177,6 +183,7 @@ impl Drive {
             quota_total: DEFAULT_QUOTA_TOTAL,
             quota_used_extra: 0,
             skip_quota: false,
+            camera_roll_name: DEFAULT_CAMERA_ROLL_NAME.to_string(),
         };
         d.items.insert(
             ROOT_NO,

@@ -413,22 +413,41 @@ impl Drive {
         }
     }
 
-    /// A special folder (`photos` → "Pictures", …), made on first use.
-    pub fn special(&mut self, name: &str, now: DateTime<Utc>) -> GraphResult<ItemNo> {
+    /// The special folder `name` if it exists, found by what it is (its `specialFolder` name), never by its
+    /// display name: a renamed or localized folder is still the same special folder.
+    pub fn existing_special(&self, name: &str) -> Option<ItemNo> {
         let name = name.to_ascii_lowercase();
-        if let Some(i) = self
-            .items
+        self.items
             .values()
             .find(|i| i.is_live() && matches!(&i.kind, ItemKind::Folder { special: Some(s) } if *s == name))
-        {
-            return Ok(i.no);
+            .map(|i| i.no)
+    }
+
+    /// A special folder for a reading request. The Camera Roll is made only by a write (drive_get_specialfolder:
+    /// special folders are created the first time an app writes to one), so reading a missing one is
+    /// `itemNotFound`; the others are made on first use.
+    pub fn special_for_read(&mut self, name: &str, now: DateTime<Utc>) -> GraphResult<ItemNo> {
+        if name.eq_ignore_ascii_case("cameraroll") {
+            return self
+                .existing_special(name)
+                .ok_or_else(|| GraphError::not_found("special folder 'cameraroll'"));
         }
+        self.special(name, now)
+    }
+
+    /// A special folder (`photos` → "Pictures", `cameraroll` → "Camera Roll" in `photos`, …), made on first use.
+    pub fn special(&mut self, name: &str, now: DateTime<Utc>) -> GraphResult<ItemNo> {
+        let name = name.to_ascii_lowercase();
+        if let Some(no) = self.existing_special(&name) {
+            return Ok(no);
+        }
+        let camera_roll_name = self.camera_roll_name.clone();
         let (parent, display) = match name.as_str() {
             "photos" => (ROOT_NO, "Pictures"),
             "documents" => (ROOT_NO, "Documents"),
             "music" => (ROOT_NO, "Music"),
             "desktop" => (ROOT_NO, "Desktop"),
-            "cameraroll" => (self.special("photos", now)?, "Camera Roll"),
+            "cameraroll" => (self.special("photos", now)?, camera_roll_name.as_str()),
             "approot" => (
                 self.ensure_folders(ROOT_NO, &["Apps".to_string()], now)?,
                 "galleryfs emulator",

@@ -8,7 +8,8 @@
 //!
 //! Parts: [`identity`] (sign-in endpoints and tokens), [`media`] (seed gallery and deterministic content,
 //! thumbnails), [`faults`] (fault injection), [`request_log`] (what clients sent); the drive: [`drive`] and
-//! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`quickxor`] (its own content hash), [`facets`]
+//! [`drive_ops`] (the model and its changes), [`names`] (naming rules), [`blob`] (stored bytes), [`quickxor`] (its
+//! own content hash), [`camera_backup`] (uploads as OneDrive Camera Backup makes them), [`facets`]
 //! (image/photo facets of uploads), [`render`] (JSON), [`errors`], the handlers `api_*` ([`api_router`] parses
 //! addresses), [`control`] (test controls), [`socketio`] (the socket.io notification channel), [`persist`] (state file) and [`server`] (assembly, [`start`] and
 //! [`EmulatorHandle`]).
@@ -25,6 +26,7 @@ pub mod api_router;
 pub mod api_thumbnails;
 pub mod api_upload;
 pub mod blob;
+pub mod camera_backup;
 pub mod control;
 pub mod drive;
 pub mod drive_ops;
@@ -54,6 +56,10 @@ pub struct EmulatorConfig {
     pub state_file: Option<PathBuf>,
     /// Approve device codes as soon as they are issued (`galleryfs demo`).
     pub auto_approve: bool,
+    /// The display name of the Camera Roll special folder (localized: "Rullino"); `None`: "Camera Roll".
+    pub camera_roll_name: Option<String>,
+    /// Camera Backup uploads of the last days to seed the Camera Roll with (0: the drive has no Camera Roll).
+    pub seed_camera_roll: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -63,6 +69,8 @@ impl Default for EmulatorConfig {
             seed_gallery: 0,
             state_file: None,
             auto_approve: false,
+            camera_roll_name: None,
+            seed_camera_roll: 0,
         }
     }
 }

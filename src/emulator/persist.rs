@@ -342,6 +342,7 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<(Drive, Option<serd
         quota_total: file.quota_total,
         quota_used_extra: file.quota_used_extra,
         skip_quota: false,
+        camera_roll_name: super::drive::DEFAULT_CAMERA_ROLL_NAME.to_string(),
     };
     Ok((drive, file.identity))
 }

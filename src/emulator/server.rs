@@ -236,6 +236,9 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
         }
         None => {
             let mut d = Drive::new(Drive::random_id(), now);
+            if let Some(name) = &config.camera_roll_name {
+                d.camera_roll_name = name.clone();
+            }
             d.special("photos", now).map_err(|e| anyhow::anyhow!("{e}"))?;
             if config.seed_gallery > 0 {
                 let files = media::samsung_gallery(config.seed_gallery, GALLERY_SEED);
@@ -269,6 +272,16 @@ pub async fn start(config: EmulatorConfig) -> anyhow::Result<EmulatorHandle> {
     spawn_hasher(&state, hash_rx);
     for no in pending_hashes {
         state.hash_later(no);
+    }
+    if config.state_file.as_deref().is_none_or(|p| !p.exists()) {
+        // Recent captures, newest last, as Camera Backup uploaded them over the last days.
+        for i in 0..config.seed_camera_roll {
+            let back = chrono::Duration::hours(6 * (config.seed_camera_roll - i) as i64);
+            let taken = chrono::Timelike::with_nanosecond(&(now - back), 0).unwrap_or(now);
+            state
+                .camera_backup(super::camera_backup::Platform::Android, taken, "jpg", None)
+                .map_err(|e| anyhow::anyhow!("seeding the Camera Roll: {e}"))?;
+        }
     }
 
     let graph = Router::new()

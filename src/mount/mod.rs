@@ -110,6 +110,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     let mut sync_settings = SyncSettings::new(&req.account);
     sync_settings.folder = folder.clone();
     sync_settings.poll_interval = req.options.poll_interval;
+    sync_settings.camera_roll = req.options.camera_roll;
     let engine = Arc::new(SyncEngine::with_status(
         store.clone(),
         drive.clone(),

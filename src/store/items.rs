@@ -561,12 +561,12 @@ impl StoreTx<'_> {
         self.changed(ino, n)
     }
 
-    /// Rows detached from every folder (parent NULL) other than the root: files removed while open whose last
-    /// close never came (the process ended).
+    /// Rows detached from every folder (parent NULL) other than the root and the retired roots (see
+    /// `roots.rs`): files removed while open whose last close never came (the process ended).
     pub fn detached_items(&self) -> Result<Vec<u64>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT ino FROM items WHERE parent_ino IS NULL AND ino <> ?1 ORDER BY ino")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ino FROM items WHERE parent_ino IS NULL AND ino <> ?1 AND name <> '' ORDER BY ino",
+        )?;
         let rows = stmt.query_map([ROOT_INO as i64], |r| r.get::<_, i64>(0))?;
         rows.map(|r| Ok(r? as u64)).collect()
     }

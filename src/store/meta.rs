@@ -11,6 +11,13 @@ pub mod keys {
     pub const DRIVE_ID: &str = "drive_id";
     /// The OneDrive id of the gallery folder (also on the root row).
     pub const GALLERY_ITEM_ID: &str = "gallery_item_id";
+    /// The `folder=` setting the gallery was looked up with (normalized; empty for the default lookup).
+    pub const GALLERY_FOLDER: &str = "gallery_folder";
+    /// The Camera Roll's OneDrive id and the inode of its folder row (a nested tree root: store/roots.rs).
+    pub const CAMERA_ROLL_ITEM_ID: &str = "camera_roll_item_id";
+    pub const CAMERA_ROLL_INO: &str = "camera_roll_ino";
+    /// The `@odata.deltaLink` of the Camera Roll's tree.
+    pub const CAMERA_ROLL_DELTA_LINK: &str = "camera_roll_delta_link";
     /// RFC 3339 time of the last completed delta round.
     pub const LAST_SYNC: &str = "last_sync";
 }

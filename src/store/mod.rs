@@ -19,6 +19,7 @@ mod blocks;
 mod items;
 mod meta;
 mod outbox;
+mod roots;
 mod schema;
 mod thumbs;
 mod trash;

@@ -121,6 +121,40 @@ impl AppliedChanges {
     }
 }
 
+/// The tree a round belongs to: the gallery (at the root) or a nested tree root such as the Camera Roll (a folder
+/// row below the root whose OneDrive folder lies elsewhere; store/roots.rs). Items are placed by their parent's
+/// item id wherever it is in the store; a full round removes only unseen rows of its own tree (not of a nested
+/// one), and the nested roots themselves are never moved or removed by another tree's round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeScope {
+    /// The OneDrive id of the tree's folder.
+    pub item_id: String,
+    /// Its row.
+    pub ino: u64,
+    /// Where its delta link is kept in `meta`.
+    pub link_key: &'static str,
+}
+
+impl TreeScope {
+    /// The gallery's tree: the root row.
+    pub fn gallery(item_id: &str) -> TreeScope {
+        TreeScope {
+            item_id: item_id.to_string(),
+            ino: ROOT_INO,
+            link_key: crate::store::meta_keys::DELTA_LINK,
+        }
+    }
+
+    /// The Camera Roll's tree, whose folder is the row `ino`.
+    pub fn camera_roll(item_id: &str, ino: u64) -> TreeScope {
+        TreeScope {
+            item_id: item_id.to_string(),
+            ino,
+            link_key: crate::store::meta_keys::CAMERA_ROLL_DELTA_LINK,
+        }
+    }
+}
+
 /// Whether the round is a page set of changes or a complete enumeration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoundKind {
@@ -195,7 +229,53 @@ pub fn apply_in(
     items: &[DriveItem],
     kind: RoundKind,
 ) -> Result<AppliedChanges, DeltaApplyError> {
-    let mut applier = Applier::new(tx, gallery_item_id, items, kind);
+    apply_in_scope(tx, &TreeScope::gallery(gallery_item_id), items, kind)
+}
+
+/// [`apply_fresh_delta_round_with_link`] for the tree `scope`, its link kept under `scope.link_key`.
+pub fn apply_fresh_scoped_round_with_link(
+    store: &Store,
+    scope: &TreeScope,
+    items: &[DriveItem],
+    kind: RoundKind,
+    delta_link: &str,
+    stale: impl FnOnce() -> bool,
+) -> Result<Option<AppliedChanges>, DeltaApplyError> {
+    store.write(|tx| {
+        if stale() {
+            return Ok(None);
+        }
+        let changes = apply_in_scope(tx, scope, items, kind)?;
+        tx.set_meta(scope.link_key, delta_link)?;
+        tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
+        Ok(Some(changes))
+    })
+}
+
+/// Applies a round of the tree `scope` inside a caller's transaction.
+pub fn apply_in_scope(
+    tx: &StoreTx<'_>,
+    scope: &TreeScope,
+    items: &[DriveItem],
+    kind: RoundKind,
+) -> Result<AppliedChanges, DeltaApplyError> {
+    // The other trees' roots: never moved or removed by this round; their subtrees not this round's to prune.
+    let mut nested = Vec::new();
+    if let (Some(id), Some(ino)) = (
+        tx.meta(crate::store::meta_keys::CAMERA_ROLL_ITEM_ID)?,
+        tx.meta(crate::store::meta_keys::CAMERA_ROLL_INO)?
+            .and_then(|i| i.parse::<u64>().ok()),
+    ) {
+        if ino != scope.ino && tx.get(ino)?.is_some() {
+            nested.push((id, ino));
+        }
+    }
+    let depth = if scope.ino == ROOT_INO {
+        0
+    } else {
+        tx.path(scope.ino).map(|p| p.matches('/').count() as u32).unwrap_or(1)
+    };
+    let mut applier = Applier::new(tx, scope, depth, nested, items, kind);
     applier.run()?;
     let changes = applier.changes;
     tracing::debug!(
@@ -224,7 +304,13 @@ enum Resolution {
 
 struct Applier<'a, 't> {
     tx: &'a StoreTx<'t>,
+    /// The tree's folder id (the gallery's for the root).
     gallery: &'a str,
+    /// The tree's folder row and its depth below the root.
+    scope_ino: u64,
+    scope_depth: u32,
+    /// Roots of other trees below this one: left alone.
+    nested: Vec<(String, u64)>,
     kind: RoundKind,
     /// Last occurrence of each id.
     latest: HashMap<&'a str, &'a DriveItem>,
@@ -251,11 +337,23 @@ struct Applier<'a, 't> {
 }
 
 impl<'a, 't> Applier<'a, 't> {
-    fn new(tx: &'a StoreTx<'t>, gallery: &'a str, items: &'a [DriveItem], kind: RoundKind) -> Self {
+    fn new(
+        tx: &'a StoreTx<'t>,
+        scope: &'a TreeScope,
+        scope_depth: u32,
+        nested: Vec<(String, u64)>,
+        items: &'a [DriveItem],
+        kind: RoundKind,
+    ) -> Self {
+        let gallery = scope.item_id.as_str();
         let mut latest = HashMap::new();
         let mut order = Vec::new();
         let mut changes = AppliedChanges::default();
         for item in items {
+            if nested.iter().any(|(id, _)| *id == item.id) {
+                // Another tree's root (a drive-wide round mentions it): that tree follows it.
+                continue;
+            }
             if is_reserved_id(&item.id) && item.id != gallery {
                 tracing::warn!(item_id = %item.id, "skipping an item whose id is reserved for local rows");
                 if !changes.rejected.iter().any(|r| r.item_id == item.id) {
@@ -271,13 +369,19 @@ impl<'a, 't> Applier<'a, 't> {
                 order.push(item.id.as_str());
             }
         }
+        let mut memo = HashMap::new();
+        // The tree's own folder is placed (its parent lies outside every tree).
+        memo.insert(gallery, Resolution::In(scope_depth));
         Applier {
             tx,
             gallery,
+            scope_ino: scope.ino,
+            scope_depth,
+            nested,
             kind,
             latest,
             order,
-            memo: HashMap::new(),
+            memo,
             before: HashMap::new(),
             unplaced: HashSet::new(),
             removals: Vec::new(),
@@ -293,7 +397,9 @@ impl<'a, 't> Applier<'a, 't> {
     fn run(&mut self) -> Result<(), StoreError> {
         // Before the first completed round the store is being filled, not changed: folder times stay OneDrive's.
         let changes_move_folder_times = self.tx.meta(crate::store::meta_keys::LAST_SYNC)?.is_some();
-        self.tx.set_root_item(self.gallery)?;
+        if self.scope_ino == ROOT_INO {
+            self.tx.set_root_item(self.gallery)?;
+        }
         (self.pending_deletes, self.pending_moves) = self.tx.pending_deletes_and_moves()?;
         if let Some(item) = self.latest.get(self.gallery).copied() {
             self.apply_root(item)?;
@@ -336,6 +442,8 @@ impl<'a, 't> Applier<'a, 't> {
                 Resolution::Out | Resolution::Deleted | Resolution::Visiting => match existing {
                     // Detached: a file removed here while open; the filesystem removes it at its last close.
                     Some(row) if row.parent_ino.is_none() => {}
+                    // Gone from this tree into another one (Camera Roll ↔ gallery): that tree's round answers.
+                    Some(row) if !self.in_own_tree(row.ino)? => {}
                     Some(row) => self.schedule_removal(row),
                     None if resolution == Resolution::Out => self.changes.ignored += 1,
                     None => {}
@@ -375,15 +483,18 @@ impl<'a, 't> Applier<'a, 't> {
 
     fn apply_root(&mut self, item: &DriveItem) -> Result<(), StoreError> {
         if item.is_deleted() {
-            tracing::warn!("the gallery folder was deleted on OneDrive");
+            tracing::warn!(ino = self.scope_ino, "the tree's folder was deleted on OneDrive");
             self.changes.gallery_deleted = true;
             return Ok(());
         }
-        let root = self.tx.get(ROOT_INO)?.ok_or(StoreError::NoSuchInode(ROOT_INO))?;
+        let root = self
+            .tx
+            .get(self.scope_ino)?
+            .ok_or(StoreError::NoSuchInode(self.scope_ino))?;
         let mut attrs = remote_attrs(item);
         attrs.size = 0;
         if !same_attrs(&root, &attrs) {
-            self.tx.update_remote(ROOT_INO, &attrs)?;
+            self.tx.update_remote(self.scope_ino, &attrs)?;
             self.changes.root_updated = true;
         }
         Ok(())
@@ -452,7 +563,7 @@ impl<'a, 't> Applier<'a, 't> {
             return Ok(Resolution::Rejected(RejectReason::ParentRejected));
         }
         let (parent, parent_is_folder) = if parent_id == self.gallery {
-            (Resolution::In(0), true)
+            (Resolution::In(self.scope_depth), true)
         } else if let Some((&pid, &parent_item)) = self.latest.get_key_value(parent_id) {
             (self.resolve(pid)?, parent_item.is_folder())
         } else if let Some(row) = self.tx.get_by_item_id(parent_id)? {
@@ -506,7 +617,27 @@ impl<'a, 't> Applier<'a, 't> {
         }
     }
 
+    /// Whether row `ino` is in this round's tree (not in a nested tree, not detached or retired).
+    fn in_own_tree(&self, ino: u64) -> Result<bool, StoreError> {
+        let mut current = Some(ino);
+        let mut steps = 0u32;
+        while let Some(i) = current {
+            if i == self.scope_ino {
+                return Ok(true);
+            }
+            if i == ROOT_INO || self.nested.iter().any(|(_, n)| *n == i) || steps > 100_000 {
+                return Ok(false);
+            }
+            current = self.tx.get(i)?.and_then(|r| r.parent_ino);
+            steps += 1;
+        }
+        Ok(false)
+    }
+
     fn schedule_removal(&mut self, row: ItemRow) {
+        if row.ino == self.scope_ino || self.nested.iter().any(|(_, ino)| *ino == row.ino) {
+            return;
+        }
         if row.ino != ROOT_INO && self.removal_inos.insert(row.ino) {
             self.removals.push(row);
         }
@@ -575,7 +706,7 @@ impl<'a, 't> Applier<'a, 't> {
     fn parent_ino(&mut self, item: &DriveItem) -> Result<u64, StoreError> {
         let parent_id = item.parent_id().unwrap_or_default();
         if parent_id == self.gallery {
-            return Ok(ROOT_INO);
+            return Ok(self.scope_ino);
         }
         if let Some(&ino) = self.parent_inos.get(parent_id) {
             return Ok(ino);
@@ -721,7 +852,9 @@ impl<'a, 't> Applier<'a, 't> {
             .filter(|(_, r)| matches!(r, Resolution::In(_)))
             .map(|(id, _)| *id)
             .collect();
-        for (ino, item_id) in self.tx.all_item_ids()? {
+        // Only the shown tree: retired roots keep what their pending changes need (store/roots.rs).
+        let nested: Vec<u64> = self.nested.iter().map(|(_, ino)| *ino).collect();
+        for (ino, item_id) in self.tx.tree_item_ids(self.scope_ino, &nested)? {
             if !seen.contains(item_id.as_str()) && !self.removal_inos.contains(&ino) {
                 if let Some(row) = self.tx.get(ino)? {
                     if !row.local_only && !row.is_dirty() && row.parent_ino.is_some() {

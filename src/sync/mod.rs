@@ -4,6 +4,7 @@
 //! - [`delta_apply`]: one round of delta items (or a full enumeration) → store changes, in one transaction.
 //! - [`server_names`]: what a server name must be to be shown, and the suffix for case clashes.
 //! - [`gallery_locator`]: finding the gallery folder at mount.
+//! - [`camera_roll`]: the drive's Camera Roll as one more folder at the root, synced as a tree of its own.
 //! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
 //! - [`tree_listing`]: the first listing by folders (`children()`, several at once) after a `token=latest` link.
 //! - [`notification_listener`]: socket.io change notifications → [`poller::SyncEngine::wake`].
@@ -11,6 +12,7 @@
 //! - [`status`]: the shared status behind `galleryfs status`.
 //! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
 
+pub mod camera_roll;
 pub mod delta_apply;
 pub mod gallery_locator;
 pub mod notification_listener;

@@ -45,7 +45,8 @@ use super::delta_apply::{
 
 /// How many times a delta round is fetched again because local changes were sent meanwhile.
 const MAX_REFETCHES: u32 = 3;
-use super::gallery_locator::{locate_gallery, LocateError};
+use super::camera_roll::CameraRollTree;
+use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -71,6 +72,8 @@ pub struct SyncSettings {
     pub full_relist_polls: u32,
     /// … or after this long, whichever is sooner.
     pub full_relist_max_interval: Duration,
+    /// Follow the drive's Camera Roll as one more tree (`camera_roll=`; the mount's default is on).
+    pub camera_roll: bool,
 }
 
 impl SyncSettings {
@@ -83,6 +86,7 @@ impl SyncSettings {
             max_backoff: Duration::from_secs(300),
             full_relist_polls: DEFAULT_FULL_RELIST_POLLS,
             full_relist_max_interval: DEFAULT_FULL_RELIST_MAX_INTERVAL,
+            camera_roll: false,
         }
     }
 
@@ -169,6 +173,8 @@ pub struct SyncEngine {
     quota_read: Mutex<Option<Instant>>,
     /// When the gallery was last enumerated in full (or the engine made).
     last_full_listing: Mutex<Instant>,
+    /// The Camera Roll's tree, synced after the gallery's in every round.
+    camera_roll: CameraRollTree,
 }
 
 impl SyncEngine {
@@ -182,11 +188,13 @@ impl SyncEngine {
         settings: SyncSettings,
         status: Arc<SyncStatus>,
     ) -> SyncEngine {
+        let camera_roll = CameraRollTree::new(store.clone(), drive.clone(), status.clone(), settings.camera_roll);
         SyncEngine {
             store,
             drive,
             settings,
             status,
+            camera_roll,
             gallery_id: RwLock::new(None),
             hooks: RwLock::new(Vec::new()),
             quota_hooks: RwLock::new(Vec::new()),
@@ -241,17 +249,44 @@ impl SyncEngine {
     pub async fn initial_sync(&self) -> Result<InitialSync, SyncError> {
         let stored_gallery = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
         if let (Some(gallery), Some(_)) = (stored_gallery, self.store.delta_link()?) {
+            if self.folder_setting_changed()? {
+                // Another `folder=` than the store's: look it up now, so the mount shows the new folder at once.
+                match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
+                    Ok(located) if located.item.id == gallery => self.record_folder_setting()?,
+                    Ok(located) => {
+                        tracing::info!(location = ?located.location, "the mount is given another folder; listing it");
+                        let (_, listed) =
+                            tokio::join!(self.refresh_quota(true), self.switch_gallery(&located.item.id, true));
+                        listed?;
+                        self.note_success();
+                        self.camera_roll_round(true).await;
+                        let items = self.store.item_count()?;
+                        return Ok(InitialSync::Enumerated { items });
+                    }
+                    Err(LocateError::Drive(e)) => {
+                        // Offline: serve the store and look the folder up again when OneDrive answers.
+                        self.note_error(&e);
+                        tracing::warn!(error = %e, "cannot look the folder up; listing from the store meanwhile");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.store.write(|t| t.prune_retired_roots())?;
             *self.gallery_id.write() = Some(gallery);
             self.needs_catch_up.store(true, Ordering::SeqCst);
             tracing::info!("listing from the store; catching up with OneDrive in the background");
             return Ok(InitialSync::FromStore);
         }
-        let (gallery, _changed) = self.locate_and_record().await?;
+        let (gallery, changed) = self.locate_and_record().await?;
         // The quota read overlaps the enumeration. Pages are not applied one by one: nothing is served before
         // this returns, so the one full round at the end is enough (progress counts the items received).
         let (_, listed) = tokio::join!(self.refresh_quota(true), self.list_first(&gallery));
         listed?;
+        if changed {
+            self.store.write(|t| t.prune_retired_roots())?;
+        }
         self.note_success();
+        self.camera_roll_round(true).await;
         let items = self.store.item_count()?;
         tracing::info!(items, "gallery listed");
         Ok(InitialSync::Enumerated { items })
@@ -261,12 +296,11 @@ impl SyncEngine {
     pub async fn catch_up(&self) -> Result<PollOutcome, SyncError> {
         let current = self.gallery_id();
         match locate_gallery(self.drive.as_ref(), self.settings.folder.as_deref()).await {
-            Ok(located) if Some(&located.item.id) == current.as_ref() => {}
+            Ok(located) if Some(&located.item.id) == current.as_ref() => self.record_folder_setting()?,
             Ok(located) => {
                 tracing::info!(location = ?located.location, "the gallery folder is another folder now; listing it");
-                let gallery = self.record_gallery(&located.item.id, current.as_deref())?;
                 self.needs_catch_up.store(false, Ordering::SeqCst);
-                let changes = self.enumerate(&gallery, None, false).await?;
+                let changes = self.switch_gallery(&located.item.id, false).await?;
                 self.note_success();
                 return Ok(PollOutcome {
                     changes,
@@ -285,8 +319,26 @@ impl SyncEngine {
         self.poll_once().await
     }
 
-    /// One delta round (see the module note).
+    /// One round of the Camera Roll's tree (in full when `full`); its failures are its own (logged, and the
+    /// gallery's round goes on).
+    async fn camera_roll_round(&self, full: bool) {
+        let Some(gallery) = self.gallery_id() else {
+            return;
+        };
+        match self.camera_roll.sync(&gallery, full).await {
+            Ok(changes) => self.after_round(&changes),
+            Err(e) => tracing::warn!(error = %e, "the Camera Roll's round failed; serving it from the store"),
+        }
+    }
+
+    /// One delta round of the gallery, then of the Camera Roll (see the module note).
     pub async fn poll_once(&self) -> Result<PollOutcome, SyncError> {
+        let outcome = self.poll_gallery().await;
+        self.camera_roll_round(false).await;
+        outcome
+    }
+
+    async fn poll_gallery(&self) -> Result<PollOutcome, SyncError> {
         let outcome = self.poll_inner().await;
         match &outcome {
             Ok(o) => {
@@ -444,6 +496,7 @@ impl SyncEngine {
                 tracing::warn!(error = %e, "full re-list failed; serving from the store");
             }
         }
+        self.camera_roll_round(true).await;
         outcome
     }
 
@@ -525,15 +578,57 @@ impl SyncEngine {
     }
 
     fn record_gallery(&self, id: &str, previous: Option<&str>) -> Result<String, SyncError> {
-        if previous.is_some_and(|p| p != id) {
-            // Another folder: its delta link means nothing for the new one.
-            self.store.delete_meta(meta_keys::DELTA_LINK)?;
-        }
-        self.store.set_root_item(id)?;
-        self.store.set_meta(meta_keys::GALLERY_ITEM_ID, id)?;
+        let folder = self.folder_setting();
+        self.store.write(|t| {
+            if previous.is_some_and(|p| p != id) {
+                // Another folder: the old tree is kept for its pending changes, its delta link dropped.
+                t.retire_root(id)?;
+            }
+            t.set_root_item(id)?;
+            t.set_meta(meta_keys::GALLERY_FOLDER, &folder)
+        })?;
         *self.gallery_id.write() = Some(id.to_string());
         self.status.update(|s| s.gallery = GalleryState::Ok);
         Ok(id.to_string())
+    }
+
+    /// The `folder=` setting as recorded in the store (normalized; empty for the default lookup).
+    fn folder_setting(&self) -> String {
+        self.settings
+            .folder
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(normalize_folder_path)
+            .unwrap_or_default()
+    }
+
+    /// Whether the mount is given another `folder=` than the one the store's gallery was looked up with (a store
+    /// that never recorded it was made with the default lookup or the same setting).
+    fn folder_setting_changed(&self) -> Result<bool, SyncError> {
+        let wanted = self.folder_setting();
+        Ok(match self.store.meta(meta_keys::GALLERY_FOLDER)? {
+            Some(recorded) => recorded != wanted,
+            None => !wanted.is_empty(),
+        })
+    }
+
+    fn record_folder_setting(&self) -> Result<(), SyncError> {
+        Ok(self.store.set_meta(meta_keys::GALLERY_FOLDER, &self.folder_setting())?)
+    }
+
+    /// Makes `new_id` the gallery (the old tree kept for its pending changes: store/roots.rs), lists it in
+    /// full (rows found again by item id keep their inodes and cached originals), then prunes the old tree.
+    async fn switch_gallery(&self, new_id: &str, first: bool) -> Result<AppliedChanges, SyncError> {
+        let previous = self.store.meta(meta_keys::GALLERY_ITEM_ID)?;
+        let gallery = self.record_gallery(new_id, previous.as_deref())?;
+        let changes = if first {
+            self.list_first(&gallery).await?
+        } else {
+            self.enumerate(&gallery, None, false).await?
+        };
+        let pruned = self.store.write(|t| t.prune_retired_roots())?;
+        tracing::info!(pruned, "the old folder's rows that no pending change needs are gone");
+        Ok(changes)
     }
 
     /// A full enumeration from `start` (a resync `Location`) or from scratch; pages are applied as they arrive

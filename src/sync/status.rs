@@ -18,6 +18,28 @@ pub enum GalleryState {
     Missing,
 }
 
+/// `camera_roll.state` in `status --json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraRollState {
+    /// Found and followed.
+    Ok,
+    /// The drive has no Camera Roll (yet): nothing shown for it.
+    #[default]
+    Missing,
+    /// `camera_roll=off`.
+    Off,
+}
+
+/// `camera_roll` in `status --json`: where the Camera Roll shows in the mount (`/NAME`, or null while it shows
+/// nowhere), its state and how many files it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CameraRollStatus {
+    pub path: Option<String>,
+    pub state: CameraRollState,
+    pub items: u64,
+}
+
 /// `quota` in `status --json` (bytes; `state` as OneDrive reports it: normal, nearing, critical, exceeded).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaStatus {
@@ -47,6 +69,8 @@ pub struct StatusSnapshot {
     pub last_sync: Option<DateTime<Utc>>,
     pub next_sync: Option<DateTime<Utc>>,
     pub throttled_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub camera_roll: CameraRollStatus,
 }
 
 impl Default for StatusSnapshot {
@@ -61,6 +85,7 @@ impl Default for StatusSnapshot {
             last_sync: None,
             next_sync: None,
             throttled_until: None,
+            camera_roll: CameraRollStatus::default(),
         }
     }
 }
