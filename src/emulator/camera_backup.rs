@@ -46,6 +46,7 @@ pub fn camera_photo(taken: DateTime<Utc>, variant: usize) -> Content {
             orientation: 1,
             width: base.width,
             height: base.height,
+            unique_id: taken.timestamp() as u64 ^ variant as u64,
         },
     );
     Content::Bytes(jpeg.into())
