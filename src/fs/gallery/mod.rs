@@ -24,6 +24,7 @@ mod writes;
 pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
 pub use staging::Staging;
 
+use crate::fs::capture_date;
 use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
@@ -45,10 +46,15 @@ use std::time::{Duration, SystemTime};
 
 pub const XATTR_STATE: &str = "user.galleryfs.state";
 pub const XATTR_ID: &str = "user.galleryfs.id";
+/// The capture date of a photo or video (RFC 3339), the date the Timeline files it under.
+pub const XATTR_TAKEN: &str = "user.galleryfs.taken";
 pub const XATTR_HASH: &str = "user.galleryfs.quickxorhash";
 pub const XATTR_PIN: &str = "user.galleryfs.pin";
 /// Read-only: bytes of the original cached on this device (for `galleryfs status PATH` and pin progress).
 pub const XATTR_CACHED_BYTES: &str = "user.galleryfs.cached_bytes";
+/// The photo facet OneDrive reported (JSON: taken, camera_make, camera_model, width, height, location), for
+/// `status PATH`; not listed.
+pub const XATTR_PHOTO: &str = "user.galleryfs.photo";
 /// Write-only: `1` frees the cached original ("free up space"), as `galleryfs free` does.
 pub const XATTR_FREE: &str = "user.galleryfs.free";
 
@@ -211,6 +217,24 @@ fn secs(t: i64) -> SystemTime {
 }
 
 /// The contract's `user.galleryfs.state` of an item.
+/// The photo facet as `status PATH --json` shows it.
+fn photo_json(f: &crate::store::MediaFacet) -> serde_json::Value {
+    let taken = f
+        .taken
+        .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+        .map(capture_date::rfc3339);
+    let location = match (f.latitude, f.longitude) {
+        (Some(latitude), Some(longitude)) => {
+            serde_json::json!({"latitude": latitude, "longitude": longitude, "altitude": f.altitude})
+        }
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "taken": taken, "camera_make": f.camera_make, "camera_model": f.camera_model,
+        "width": f.width, "height": f.height, "location": location,
+    })
+}
+
 pub fn item_state(item: &ItemRow) -> &'static str {
     match item.content_state {
         ContentState::Dirty => "dirty",
@@ -793,6 +817,18 @@ impl FsCore for GalleryFs {
             n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
             n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
             n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),
+            n if n == XATTR_TAKEN.as_bytes() && item.kind == ItemKind::File && item.is_media => {
+                let facet = self.store.read(|t| t.media(ino)).map_err(store_err)?;
+                capture_date::rfc3339(capture_date::capture_date(&item.name, facet.as_ref(), item.mtime))
+            }
+            n if n == XATTR_PHOTO.as_bytes() && item.kind == ItemKind::File && item.is_media => {
+                let facet = self
+                    .store
+                    .read(|t| t.media(ino))
+                    .map_err(store_err)?
+                    .unwrap_or_default();
+                photo_json(&facet).to_string()
+            }
             n if n == XATTR_CACHED_BYTES.as_bytes() && item.kind == ItemKind::File => {
                 let bytes = match item.content_state {
                     ContentState::Cached | ContentState::Dirty => item.size,
@@ -817,6 +853,9 @@ impl FsCore for GalleryFs {
         names.push(XATTR_ID.into());
         if item.quick_xor_hash.is_some() {
             names.push(XATTR_HASH.into());
+        }
+        if item.kind == ItemKind::File && item.is_media {
+            names.push(XATTR_TAKEN.into());
         }
         Ok(names)
     }
