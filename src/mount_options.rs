@@ -29,6 +29,8 @@ pub struct MountOptions {
     pub poll_interval: Duration,
     pub write_back: Duration,
     pub thumbnails: bool,
+    /// `timeline=on|off`: the `Timeline` folder at the root.
+    pub timeline: bool,
     /// More deletes than this within a minute are held until confirmed (`galleryfs trash confirm-deletes`).
     pub delete_guard: usize,
     /// Options accepted for fstab/systemd and ignored (kept to log them once).
@@ -56,6 +58,7 @@ impl Default for MountOptions {
             poll_interval: Duration::from_secs(30),
             write_back: Duration::from_secs(2),
             thumbnails: true,
+            timeline: true,
             delete_guard: DEFAULT_DELETE_GUARD,
             ignored: Vec::new(),
         }
@@ -177,6 +180,13 @@ impl MountOptions {
             }
             "thumbnails" => {
                 self.thumbnails = match need(name, value)? {
+                    "on" | "yes" | "true" | "1" => true,
+                    "off" | "no" | "false" | "0" => false,
+                    v => return Err(bad(name, format!("{v:?}: use on or off"))),
+                }
+            }
+            "timeline" => {
+                self.timeline = match need(name, value)? {
                     "on" | "yes" | "true" | "1" => true,
                     "off" | "no" | "false" | "0" => false,
                     v => return Err(bad(name, format!("{v:?}: use on or off"))),

@@ -104,3 +104,201 @@ fn taken_attribute_and_photo_facet_in_status() {
     );
     env.unmount();
 }
+
+/// Every file under `dir` (recursively, skipping `Timeline` at the top): relative path → metadata.
+fn files_under(dir: &Path, skip_top: Option<&str>) -> Vec<(String, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if d == dir && skip_top.is_some_and(|s| e.file_name() == s) {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path().strip_prefix(dir).unwrap().display().to_string(), m));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Requests that change something on OneDrive, since `seq`.
+fn changes_sent(env: &Env, since: u64) -> Vec<String> {
+    env.emu()
+        .state
+        .log
+        .entries_since(since)
+        .into_iter()
+        .filter(|e| !matches!(e.method.as_str(), "GET" | "HEAD"))
+        .map(|e| format!("{} {} {}", e.method, e.host, e.path))
+        .collect()
+}
+
+#[test]
+fn timeline_lists_every_photo_once_by_month_as_the_same_file() {
+    use chrono::{Datelike, Local};
+    use std::os::unix::fs::MetadataExt;
+    require_fuse!();
+    let env = start(40);
+    env.login();
+    env.mount("thumbnails=off,poll_interval=2,write_back=0");
+    let timeline = env.mnt.join("Timeline");
+    let root: Vec<String> = std::fs::read_dir(&env.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        root.iter().any(|n| n == "Timeline"),
+        "the root lists Timeline: {root:?}"
+    );
+
+    // Each photo and video of the albums once, under the month of its capture date (Tokyo), same inode.
+    let albums = files_under(&env.mnt, Some("Timeline"));
+    let media: Vec<_> = albums
+        .iter()
+        .filter_map(|(rel, m)| {
+            let taken = common::sh(&format!(
+                "getfattr --only-values -n user.galleryfs.taken '{}'",
+                env.mnt.join(rel).display()
+            ));
+            taken.status.success().then(|| {
+                (
+                    rel.clone(),
+                    m.ino(),
+                    String::from_utf8_lossy(&taken.stdout).into_owned(),
+                )
+            })
+        })
+        .collect();
+    assert!(media.len() >= 30, "{} media files", media.len());
+    let listed = files_under(&timeline, None);
+    assert_eq!(listed.len(), media.len(), "the Timeline holds every media file once");
+    let by_ino: std::collections::HashMap<u64, &(String, std::fs::Metadata)> =
+        listed.iter().map(|e| (e.1.ino(), e)).collect();
+    assert_eq!(by_ino.len(), listed.len(), "no inode twice in the Timeline");
+    for (rel, ino, taken) in &media {
+        let (tl_rel, tl_meta) = by_ino
+            .get(ino)
+            .unwrap_or_else(|| panic!("{rel} is not in the Timeline"));
+        let local = chrono::DateTime::parse_from_rfc3339(taken)
+            .unwrap()
+            .with_timezone(&Local);
+        let month = format!("{:04}/{:04}-{:02}/", local.year(), local.year(), local.month());
+        assert!(
+            tl_rel.starts_with(&month),
+            "{rel} (taken {taken}) is at {tl_rel}, not in {month}"
+        );
+        assert_eq!(tl_meta.nlink(), 2, "{tl_rel}: album entry + Timeline entry");
+        assert_eq!(tl_meta.len(), std::fs::metadata(env.mnt.join(rel)).unwrap().len());
+    }
+    // `du` counts each photo once.
+    let du = |p: &Path| common::sh_ok(&format!("du -s --apparent-size -B1 '{}' | cut -f1", p.display()));
+    let _ = du(&env.mnt);
+
+    // Reading through the Timeline gives the album file's bytes.
+    let (first_rel, _, _) = &media[0];
+    let tl_path = timeline.join(&by_ino[&std::fs::metadata(env.mnt.join(first_rel)).unwrap().ino()].0);
+    assert_eq!(
+        std::fs::read(&tl_path).unwrap(),
+        std::fs::read(env.mnt.join(first_rel)).unwrap()
+    );
+    assert_eq!(
+        xattr(&tl_path, "user.galleryfs.id"),
+        xattr(&env.mnt.join(first_rel), "user.galleryfs.id")
+    );
+
+    // Creating, mkdir and renaming into the Timeline: EPERM, and nothing reaches OneDrive.
+    let month_dir = tl_path.parent().unwrap().to_path_buf();
+    let since = env.emu().state.log.next_seq();
+    let eperm = |r: std::io::Result<()>, what: &str| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EPERM), "{what}");
+    };
+    eperm(std::fs::write(month_dir.join("new.jpg"), b"x").map(|_| ()), "create");
+    eperm(std::fs::create_dir(month_dir.join("sub")), "mkdir");
+    eperm(std::fs::create_dir(timeline.join("1999")), "mkdir a year");
+    let (second_rel, _, _) = &media[1];
+    eperm(
+        std::fs::rename(env.mnt.join(second_rel), month_dir.join("moved.jpg")),
+        "rename into the Timeline",
+    );
+    eperm(std::fs::remove_dir(&timeline), "rmdir the Timeline");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(changes_sent(&env, since), Vec::<String>::new(), "nothing was sent");
+
+    // `mv` from the Timeline into an album moves the photo there on OneDrive (same id); it stays in the Timeline.
+    let moving = &media[2];
+    let moving_tl = timeline.join(&by_ino[&moving.1].0);
+    let id = xattr(&moving_tl, "user.galleryfs.id");
+    let name = Path::new(&moving.0).file_name().unwrap().to_owned();
+    std::fs::create_dir_all(env.mnt.join("Picked")).unwrap();
+    std::fs::rename(&moving_tl, env.mnt.join("Picked").join(&name)).unwrap();
+    assert!(!env.mnt.join(&moving.0).exists(), "gone from its old album");
+    assert_eq!(
+        std::fs::metadata(env.mnt.join("Picked").join(&name)).unwrap().ino(),
+        moving.1
+    );
+    assert!(
+        moving_tl.exists() || files_under(&timeline, None).iter().any(|e| e.1.ino() == moving.1),
+        "still in the Timeline"
+    );
+    let moved_on_onedrive = || {
+        env.emu().state.item_json(&id).is_ok_and(|j| {
+            j["parentReference"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/Picked"))
+        })
+    };
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(30), moved_on_onedrive),
+        "moved on OneDrive with its id: {:?}",
+        env.emu().state.item_json(&id)
+    );
+
+    // `rm` in the Timeline deletes the photo: gone from its album, in OneDrive's recycle bin.
+    let removing = &media[3];
+    let removing_tl = timeline.join(&by_ino[&removing.1].0);
+    let id = xattr(&removing_tl, "user.galleryfs.id");
+    std::fs::remove_file(&removing_tl).unwrap();
+    assert!(!env.mnt.join(&removing.0).exists(), "gone from its album");
+    assert!(!removing_tl.exists(), "gone from the Timeline");
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(30), || env
+            .emu()
+            .state
+            .recycle_bin_dump()
+            .iter()
+            .any(|e| e.id == id)),
+        "in the recycle bin"
+    );
+
+    // A photo added on OneDrive shows in the Timeline within the poll interval, under its month.
+    let bytes = std::fs::read(env.mnt.join(&media[4].0)).unwrap();
+    env.emu()
+        .state
+        .add_file(
+            &format!("{}/Remote/VID_20190704_101010.jpg", env.gallery_root()),
+            Content::Bytes(b"no exif here"[..].into()),
+        )
+        .unwrap();
+    let _ = bytes;
+    let new_entry = timeline.join("2019/2019-07/VID_20190704_101010.jpg");
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(10), || new_entry.exists()),
+        "a remote addition is in the Timeline within the poll interval"
+    );
+    env.unmount();
+
+    // timeline=off: no Timeline.
+    env.mount("thumbnails=off,timeline=off");
+    assert!(!env.mnt.join("Timeline").exists());
+    assert_eq!(
+        std::fs::metadata(env.mnt.join("Picked").join(&name)).unwrap().nlink(),
+        1
+    );
+    env.unmount();
+}

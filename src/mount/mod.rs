@@ -140,6 +140,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         dir_perm: req.options.dir_perm(),
         read_only: req.options.read_only,
         thumbnails: req.options.thumbnails,
+        timeline: req.options.timeline,
         staging_dir: Some(paths.cache_dir.join("staging")),
         write_back: req.options.write_back,
         ..GalleryConfig::default()

@@ -18,6 +18,7 @@ pub mod conflicts;
 pub mod names;
 pub mod outbox_hooks;
 pub mod staging;
+pub mod timeline;
 pub mod viewer_readahead;
 mod writes;
 
@@ -75,6 +76,8 @@ pub struct GalleryConfig {
     pub staging_dir: Option<PathBuf>,
     /// Delay after the last close of a changed file before its upload starts (`write_back`, default 2 s).
     pub write_back: Duration,
+    /// Serve `Timeline/YYYY/YYYY-MM/` at the root (contract: `timeline=on|off`, default on).
+    pub timeline: bool,
 }
 
 impl Default for GalleryConfig {
@@ -90,6 +93,7 @@ impl Default for GalleryConfig {
             entry_ttl: Duration::from_secs(1),
             staging_dir: None,
             write_back: Duration::from_secs(2),
+            timeline: true,
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct GalleryFs {
     born_here: Mutex<HashMap<Ino, std::time::Instant>>,
     /// The last file opened per folder, for the read-ahead of a viewer's "next".
     viewer: viewer_readahead::ViewerTracker,
+    /// The Timeline's index of media files by month.
+    timeline: timeline::Timeline,
     /// Open file handles per inode (originals and staged files).
     open_files: Mutex<HashMap<Ino, u32>>,
     /// Files removed (unlink, rename over) while open — or, under a kernel, while it may still reach them: their
@@ -235,6 +241,11 @@ fn photo_json(f: &crate::store::MediaFacet) -> serde_json::Value {
     })
 }
 
+/// What creating, `mkdir` or renaming into the Timeline gets.
+const TIMELINE_READ_ONLY: FsError = FsError::NotPermitted {
+    what: "creating or renaming into the Timeline",
+};
+
 pub fn item_state(item: &ItemRow) -> &'static str {
     match item.content_state {
         ContentState::Dirty => "dirty",
@@ -280,6 +291,7 @@ impl GalleryFs {
             conflicted: Mutex::new(std::collections::HashSet::new()),
             born_here: Mutex::new(HashMap::new()),
             viewer: Default::default(),
+            timeline: Default::default(),
             open_files: Mutex::new(HashMap::new()),
             orphans: Mutex::new(std::collections::HashSet::new()),
             kernel_refs: std::sync::atomic::AtomicBool::new(false),
@@ -306,6 +318,7 @@ impl GalleryFs {
 
     /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
+        self.timeline.mark_stale();
         self.conflicted.lock().extend(
             changes
                 .conflicts
@@ -359,6 +372,9 @@ impl GalleryFs {
                 2
             } else if item.parent_ino.is_none() && item.ino != ROOT_INO {
                 0
+            } else if self.in_timeline(item) {
+                // Its album entry and its Timeline entry.
+                2
             } else {
                 1
             },
@@ -413,6 +429,9 @@ impl GalleryFs {
 
     fn virtual_lookup(&self, parent: VirtualNode, name: &OsStr) -> FsResult<Entry> {
         match parent {
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                self.timeline_lookup(parent, name)
+            }
             VirtualNode::Repo { dir } => {
                 let size = name
                     .to_str()
@@ -449,6 +468,9 @@ impl GalleryFs {
 
     fn virtual_getattr(&self, ino: Ino, node: VirtualNode) -> FsResult<Attr> {
         match node {
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                self.timeline_attr(ino, node)
+            }
             VirtualNode::Repo { dir } | VirtualNode::SizeDir { dir, .. } => {
                 Ok(self.virtual_attr(ino, node, 0, self.item(dir)?.mtime))
             }
@@ -489,6 +511,9 @@ impl GalleryFs {
                 }
             }
             VirtualNode::Thumb { .. } => return Err(FsError::NotDir),
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                unreachable!("the Timeline lists its own folders")
+            }
         }
         Ok(names
             .into_iter()
@@ -545,12 +570,15 @@ impl FsCore for GalleryFs {
             return Ok(self.entry_of(self.virtual_attr(ino, node, 0, dir.mtime)));
         }
         let name = name.to_str().ok_or(FsError::NotFound)?;
-        let item = self
-            .store
-            .lookup(parent, name)
-            .map_err(store_err)?
-            .ok_or(FsError::NotFound)?;
-        Ok(self.entry_of(self.attr_of(&item)))
+        let item = self.store.lookup(parent, name).map_err(store_err)?;
+        match item {
+            Some(item) => Ok(self.entry_of(self.attr_of(&item))),
+            None if parent == ROOT_INO && self.timeline_on() && name == timeline::TIMELINE_DIR => {
+                let ino = self.timeline_root_ino();
+                Ok(self.entry_of(self.timeline_attr(ino, VirtualNode::Timeline)?))
+            }
+            None => Err(FsError::NotFound),
+        }
     }
 
     async fn getattr(&self, ino: Ino) -> FsResult<(Attr, Duration)> {
@@ -590,6 +618,9 @@ impl FsCore for GalleryFs {
 
     async fn readdir(&self, ino: Ino, _fh: u64, offset: u64, max: usize, plus: bool) -> FsResult<Vec<DirEntry>> {
         if let Some(node) = self.virtuals.node(ino) {
+            if self.is_timeline_dir(ino) {
+                return self.timeline_readdir(ino, node, offset, max, plus);
+            }
             return self.virtual_readdir(ino, node, offset, max);
         }
         let dir = self.item(ino)?;
@@ -619,6 +650,7 @@ impl FsCore for GalleryFs {
         let start = offset.saturating_sub(2);
         let want = max.saturating_sub(out.len());
         let children = self.store.children_at(ino, start, want).map_err(store_err)?;
+        let listed = children.len() as u64;
         for (i, child) in children.into_iter().enumerate() {
             let attr = self.attr_of(&child);
             out.push(DirEntry {
@@ -628,6 +660,26 @@ impl FsCore for GalleryFs {
                 offset: start + i as u64 + 3,
                 entry: plus.then(|| self.entry_of(attr)),
             });
+        }
+        // The Timeline comes after the root's own entries (unless an item of the gallery has its name).
+        if ino == ROOT_INO && self.timeline_on() && out.len() < max {
+            let total = self.store.child_count(ROOT_INO).map_err(store_err)?;
+            let taken = self
+                .store
+                .lookup(ROOT_INO, timeline::TIMELINE_DIR)
+                .map_err(store_err)?
+                .is_some();
+            if start + listed == total && !taken {
+                let tl = self.timeline_root_ino();
+                let attr = self.timeline_attr(tl, VirtualNode::Timeline)?;
+                out.push(DirEntry {
+                    ino: tl,
+                    kind: FileKind::Directory,
+                    name: timeline::TIMELINE_DIR.into(),
+                    offset: total + 3,
+                    entry: plus.then(|| self.entry_of(attr)),
+                });
+            }
         }
         Ok(out)
     }
@@ -759,18 +811,41 @@ impl FsCore for GalleryFs {
     }
 
     async fn create(&self, caller: Caller, parent: Ino, name: &OsStr, mode: OpenMode) -> FsResult<(Entry, Opened)> {
-        self.create_file(caller, parent, name, mode).await
+        if self.is_timeline_dir(parent) {
+            return Err(TIMELINE_READ_ONLY);
+        }
+        let created = self.create_file(caller, parent, name, mode).await;
+        self.timeline.mark_stale();
+        created
     }
 
     async fn mkdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        if self.is_timeline_dir(parent) {
+            return Err(TIMELINE_READ_ONLY);
+        }
         self.make_dir(caller, parent, name).await
     }
 
     async fn unlink(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove_file(caller, parent, name).await
+        let removed = if self.is_timeline_dir(parent) {
+            // The album's file: deleted as there (to the recycle bin); the kernel forgets its album entry.
+            let (album, album_name) = self.timeline_target(parent, name)?;
+            let removed = self.remove_file(caller, album, &album_name).await;
+            if removed.is_ok() {
+                self.invalidator.read().entry(album, &album_name);
+            }
+            removed
+        } else {
+            self.remove_file(caller, parent, name).await
+        };
+        self.timeline.mark_stale();
+        removed
     }
 
     async fn rmdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        if self.is_timeline_dir(parent) || (parent == ROOT_INO && self.timeline_lookup_root(name)) {
+            return Err(TIMELINE_READ_ONLY);
+        }
         self.remove_dir(caller, parent, name).await
     }
 
@@ -783,8 +858,25 @@ impl FsCore for GalleryFs {
         new_name: &OsStr,
         noreplace: bool,
     ) -> FsResult<()> {
-        self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
-            .await
+        if self.is_timeline_dir(new_parent) || (parent == ROOT_INO && self.timeline_lookup_root(name)) {
+            return Err(TIMELINE_READ_ONLY);
+        }
+        let moved = if self.is_timeline_dir(parent) {
+            // Out of the Timeline into an album: the album's file moves (it stays in the Timeline).
+            let (album, album_name) = self.timeline_target(parent, name)?;
+            let moved = self
+                .move_entry(caller, album, &album_name, new_parent, new_name, noreplace)
+                .await;
+            if moved.is_ok() {
+                self.invalidator.read().entry(album, &album_name);
+            }
+            moved
+        } else {
+            self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
+                .await
+        };
+        self.timeline.mark_stale();
+        moved
     }
 
     async fn statfs(&self) -> FsResult<Statfs> {
