@@ -302,3 +302,90 @@ fn timeline_lists_every_photo_once_by_month_as_the_same_file() {
     );
     env.unmount();
 }
+
+/// OneDrive adds the photo facet a few seconds after an upload: the photo first shows under its creation date,
+/// then moves to the month it was taken, and `user.galleryfs.taken` follows.
+#[test]
+fn a_late_photo_facet_re_dates_the_entry() {
+    use std::os::unix::fs::MetadataExt;
+    require_fuse!();
+    let env = start(0);
+    env.emu().state.add_folder(env.gallery_root()).unwrap();
+    env.emu().state.set_photo_facet_delay(std::time::Duration::from_secs(8));
+    env.login();
+    env.mount("thumbnails=off,poll_interval=1,write_back=0");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos/apple_iphone6.jpg");
+    let album = env.mnt.join("Beach");
+    std::fs::create_dir(&album).unwrap();
+    let photo = album.join("beach.jpg");
+    std::fs::copy(&sample, &photo).unwrap();
+    let ino = std::fs::metadata(&photo).unwrap().ino();
+    let uploaded = || !xattr(&photo, "user.galleryfs.id").starts_with("local:");
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(20), uploaded),
+        "uploaded"
+    );
+    // Before the facet: the creation date (this month).
+    let now = chrono::Local::now();
+    let this_month = env.mnt.join(format!(
+        "Timeline/{}/{}/beach.jpg",
+        now.format("%Y"),
+        now.format("%Y-%m")
+    ));
+    assert_eq!(
+        std::fs::metadata(&this_month).unwrap().ino(),
+        ino,
+        "first under its creation date"
+    );
+    // The facet arrives (EXIF DateTimeOriginal 2014-09-16 14:05:12): September 2014, in Tokyo too.
+    let taken_month = env.mnt.join("Timeline/2014/2014-09/beach.jpg");
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(20), || taken_month.exists()),
+        "re-dated when the photo facet arrived: taken {}",
+        xattr(&photo, "user.galleryfs.taken")
+    );
+    assert_eq!(std::fs::metadata(&taken_month).unwrap().ino(), ino);
+    assert_eq!(xattr(&photo, "user.galleryfs.taken"), "2014-09-16T14:05:12Z");
+    assert!(!this_month.exists(), "no longer under its creation date");
+    env.unmount();
+}
+
+/// Thumbnails work in the Timeline: the freedesktop personal cache is pre-seeded for the Timeline's URIs, and a
+/// month answers `.sh_thumbnails` for its entries.
+#[test]
+fn timeline_thumbnails_are_seeded_and_shared() {
+    use galleryfs::thumbnails::{file_uri, read_text, shared_thumbnail_name, thumbnail_name};
+    require_fuse!();
+    let env = start(12);
+    env.login();
+    env.mount("poll_interval=600");
+    assert!(
+        common::e2e::wait_until(std::time::Duration::from_secs(60), || {
+            let t = &env.status_json()["thumbnails"];
+            t["total"].as_u64().unwrap_or(0) > 0 && t["ready"] == t["total"]
+        }),
+        "thumbnails ready"
+    );
+    let timeline = env.mnt.join("Timeline");
+    let entries = files_under(&timeline, None);
+    let jpegs: Vec<_> = entries.iter().filter(|(rel, _)| rel.ends_with(".jpg")).collect();
+    assert!(!jpegs.is_empty(), "{entries:?}");
+    for (rel, _) in jpegs {
+        let path = timeline.join(rel);
+        let uri = file_uri(&path);
+        let png = env.xdg_cache().join("thumbnails/normal").join(thumbnail_name(&uri));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no seeded thumbnail for {uri}: {e}"));
+        assert_eq!(read_text(&bytes, "Thumb::URI"), Some(uri.clone()));
+        let shared = path
+            .parent()
+            .unwrap()
+            .join(".sh_thumbnails/normal")
+            .join(shared_thumbnail_name(path.file_name().unwrap()));
+        assert!(
+            std::fs::read(&shared).is_ok_and(|b| b.starts_with(b"\x89PNG")),
+            "{}",
+            shared.display()
+        );
+    }
+    env.unmount();
+}

@@ -180,6 +180,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         let mut ts = ThumbnailSettings::new(&thumbnail_dir);
         ts.mountpoint = Some(req.mountpoint.clone());
         ts.personal_cache = PersonalCache::from_env().ok();
+        ts.timeline = req.options.timeline;
         let f = Arc::new(ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone()));
         engine.set_thumbnail_waker(f.waker());
         engine.on_changes(f.changes_hook());

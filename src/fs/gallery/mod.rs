@@ -427,6 +427,33 @@ impl GalleryFs {
         }
     }
 
+    /// The files of a folder that `.sh_thumbnails` answers for, under the names the folder shows (an album or a
+    /// Timeline month).
+    fn thumb_dir_files(&self, dir: Ino) -> FsResult<Vec<(String, ItemRow)>> {
+        if self.is_timeline_dir(dir) {
+            return self.timeline_month_files(dir);
+        }
+        Ok(self
+            .store
+            .children(dir)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|c| c.kind == ItemKind::File)
+            .map(|c| (c.name.clone(), c))
+            .collect())
+    }
+
+    fn thumb_dir_mtime(&self, dir: Ino) -> FsResult<i64> {
+        match self.virtuals.node(dir) {
+            Some(node) => Ok(self
+                .timeline_attr(dir, node)?
+                .mtime
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)),
+            None => Ok(self.item(dir)?.mtime),
+        }
+    }
+
     fn virtual_lookup(&self, parent: VirtualNode, name: &OsStr) -> FsResult<Entry> {
         match parent {
             VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
@@ -440,18 +467,17 @@ impl GalleryFs {
                 let size = size.ok_or(FsError::NotFound)?;
                 let node = VirtualNode::SizeDir { dir, size };
                 let ino = self.virtuals.ino_of(node);
-                let mtime = self.item(dir)?.mtime;
+                let mtime = self.thumb_dir_mtime(dir)?;
                 Ok(self.entry_of(self.virtual_attr(ino, node, 0, mtime)))
             }
             VirtualNode::SizeDir { dir, size } => {
                 let md5 = thumbnails::shared_repo::parse_thumbnail_file_name(name).ok_or(FsError::NotFound)?;
-                let children = self.store.children(dir).map_err(store_err)?;
-                let files: Vec<&ItemRow> = children.iter().filter(|c| c.kind == ItemKind::File).collect();
-                let found = thumbnails::find_name_for_md5(files.iter().map(|c| OsStr::new(c.name.as_str())), &md5)
+                let files = self.thumb_dir_files(dir)?;
+                let found = thumbnails::find_name_for_md5(files.iter().map(|(n, _)| OsStr::new(n.as_str())), &md5)
                     .ok_or(FsError::NotFound)?;
-                let file = files
+                let (_, file) = files
                     .iter()
-                    .find(|c| OsStr::new(&c.name) == found)
+                    .find(|(n, _)| OsStr::new(n) == found)
                     .ok_or(FsError::NotFound)?;
                 let png = self.shared_png(file, size).ok_or(FsError::NotFound)?;
                 let node = VirtualNode::Thumb {
@@ -472,7 +498,7 @@ impl GalleryFs {
                 self.timeline_attr(ino, node)
             }
             VirtualNode::Repo { dir } | VirtualNode::SizeDir { dir, .. } => {
-                Ok(self.virtual_attr(ino, node, 0, self.item(dir)?.mtime))
+                Ok(self.virtual_attr(ino, node, 0, self.thumb_dir_mtime(dir)?))
             }
             VirtualNode::Thumb { size, file, .. } => {
                 let item = self.item(file)?;
@@ -495,17 +521,14 @@ impl GalleryFs {
                 }
             }
             VirtualNode::SizeDir { dir, size } => {
-                for child in self.store.children(dir).map_err(store_err)? {
-                    if child.kind == ItemKind::File
-                        && child.is_media
-                        && self.thumbs.thumbnail(&child.item_id, size).is_some()
-                    {
+                for (shown, child) in self.thumb_dir_files(dir)? {
+                    if child.is_media && self.thumbs.thumbnail(&child.item_id, size).is_some() {
                         let n = VirtualNode::Thumb {
                             dir,
                             size,
                             file: child.ino,
                         };
-                        let name = format!("{}.png", thumbnails::md5_of_name(OsStr::new(&child.name)));
+                        let name = format!("{}.png", thumbnails::md5_of_name(OsStr::new(&shown)));
                         names.push((self.virtuals.ino_of(n), name.into(), FileKind::File));
                     }
                 }

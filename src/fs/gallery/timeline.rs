@@ -16,6 +16,7 @@ use crate::fs::virtual_nodes::VirtualNode;
 use crate::fs::FsResult;
 use crate::store::{name_key, MediaEntry};
 use crate::sync::delta_apply::suffixed_name;
+use crate::thumbnails::SHARED_REPO_DIR;
 use chrono::{Datelike, Local};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -34,14 +35,16 @@ pub(crate) struct Month {
 
 /// Where every media file is in the Timeline.
 #[derive(Default)]
-pub(crate) struct TimelineIndex {
+pub struct TimelineIndex {
     months: BTreeMap<(i32, u32), Month>,
     /// The newest modification time of each month's files (the folders' mtime).
     mtimes: HashMap<(i32, u32), i64>,
+    /// Each file's path from the mount root (`Timeline/YYYY/YYYY-MM/NAME`).
+    paths: HashMap<Ino, String>,
 }
 
 impl TimelineIndex {
-    pub(crate) fn build(mut entries: Vec<MediaEntry>) -> TimelineIndex {
+    pub fn build(mut entries: Vec<MediaEntry>) -> TimelineIndex {
         entries.sort_by_key(|e| e.ino);
         let mut index = TimelineIndex::default();
         for e in entries {
@@ -54,11 +57,20 @@ impl TimelineIndex {
                 name = suffixed_name(&e.name, n);
                 n += 1;
             }
+            index.paths.insert(
+                e.ino,
+                format!("{TIMELINE_DIR}/{:04}/{}/{name}", key.0, month_name(key.0, key.1)),
+            );
             month.entries.insert(name_key(&name), (name, e.ino));
             let m = index.mtimes.entry(key).or_insert(e.mtime);
             *m = (*m).max(e.mtime);
         }
         index
+    }
+
+    /// The file's path from the mount root, when it is in the Timeline.
+    pub fn path_of(&self, ino: Ino) -> Option<&str> {
+        self.paths.get(&ino).map(String::as_str)
     }
 
     fn years(&self) -> Vec<i32> {
@@ -155,6 +167,13 @@ impl GalleryFs {
                     return Err(FsError::NotFound);
                 }
                 VirtualNode::TimelineMonth { year, month }
+            }
+            VirtualNode::TimelineMonth { .. } if self.config.thumbnails && name == SHARED_REPO_DIR => {
+                let dir = self.virtuals.ino_of(parent);
+                let node = VirtualNode::Repo { dir };
+                let ino = self.virtuals.ino_of(node);
+                let mtime = self.thumb_dir_mtime(dir)?;
+                return Ok(self.entry_of(self.virtual_attr(ino, node, 0, mtime)));
             }
             VirtualNode::TimelineMonth { year, month } => {
                 let (_, ino) = index
@@ -263,6 +282,23 @@ impl GalleryFs {
         Ok((album, OsString::from(item.name)))
     }
 
+    /// A month's files under the names it shows them (for `.sh_thumbnails` there).
+    pub(super) fn timeline_month_files(&self, dir: Ino) -> FsResult<Vec<(String, crate::store::ItemRow)>> {
+        let Some(VirtualNode::TimelineMonth { year, month }) = self.virtuals.node(dir) else {
+            return Ok(Vec::new());
+        };
+        let index = self.timeline_index()?;
+        let mut out = Vec::new();
+        if let Some(m) = index.months.get(&(year, month)) {
+            for (name, ino) in m.entries.values() {
+                if let Ok(item) = self.item(*ino) {
+                    out.push((name.clone(), item));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether `name` at the root is the Timeline itself (not a gallery item of that name).
     pub(super) fn timeline_lookup_root(&self, name: &OsStr) -> bool {
         self.timeline_on()
@@ -313,5 +349,6 @@ mod tests {
         assert_eq!(april, [("b.jpg".to_string(), 4)]);
         assert!(index.months.contains_key(&(2023, 2)), "dated by its name");
         assert_eq!(index.years(), [2023, 2024]);
+        assert_eq!(index.path_of(9), Some("Timeline/2024/2024-03/a (2).jpg"));
     }
 }
