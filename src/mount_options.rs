@@ -31,6 +31,8 @@ pub struct MountOptions {
     pub thumbnails: bool,
     /// `camera_roll=on|off`: show the drive's Camera Roll as one more folder at the root (default on).
     pub camera_roll: bool,
+    /// `timeline=on|off`: the `Timeline` folder at the root.
+    pub timeline: bool,
     /// More deletes than this within a minute are held until confirmed (`galleryfs trash confirm-deletes`).
     pub delete_guard: usize,
     /// Options accepted for fstab/systemd and ignored (kept to log them once).
@@ -59,6 +61,7 @@ impl Default for MountOptions {
             write_back: Duration::from_secs(2),
             thumbnails: true,
             camera_roll: true,
+            timeline: true,
             delete_guard: DEFAULT_DELETE_GUARD,
             ignored: Vec::new(),
         }
@@ -110,6 +113,14 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "delay after the last close before an upload starts (default 2)",
     ),
     ("thumbnails=on|off", "pre-seed thumbnails (default on)"),
+    (
+        "camera_roll=on|off",
+        "show OneDrive's Camera Roll (Camera Backup's folder) at the root (default on)",
+    ),
+    (
+        "timeline=on|off",
+        "the Timeline folder at the root: every photo and video by month taken (default on)",
+    ),
     (
         "delete_guard=N",
         "more deletes than N within a minute wait for `galleryfs trash confirm-deletes` (default 50)",
@@ -270,6 +281,13 @@ impl MountOptions {
             }
             "camera_roll" => {
                 self.camera_roll = match need(name, value)? {
+                    "on" | "yes" | "true" | "1" => true,
+                    "off" | "no" | "false" | "0" => false,
+                    v => return Err(bad(name, format!("{v:?}: use on or off"))),
+                }
+            }
+            "timeline" => {
+                self.timeline = match need(name, value)? {
                     "on" | "yes" | "true" | "1" => true,
                     "off" | "no" | "false" | "0" => false,
                     v => return Err(bad(name, format!("{v:?}: use on or off"))),

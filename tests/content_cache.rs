@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 const INITIAL_WINDOW: u64 = (MIB + 128 * KIB) as u64;
+const HEADER_WINDOW: u64 = (64 * KIB) as u64;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -223,7 +224,57 @@ async fn far_and_backward_seeks_reset_the_window() {
     assert!(reader.window() > INITIAL_WINDOW);
     let got = reader.read((20 * MIB) as u64, 64 * KIB).await.unwrap();
     assert!(got[..] == data[20 * MIB..20 * MIB + 64 * KIB]);
-    assert_eq!(reader.window(), INITIAL_WINDOW, "a backward seek resets the window");
+    assert_eq!(
+        reader.window(),
+        HEADER_WINDOW,
+        "a backward seek resets the window (a small read there: a header's worth)"
+    );
+}
+
+/// A metadata scan reads a photo's first kilobytes in small requests that the kernel's read-ahead ramps up (16,
+/// 32, 64 KiB): the first request covers a header's worth, then only what is read is fetched; a reader that jumps
+/// to the end fetches that range only; a full-size request (a streaming reader) opens the window at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_reads_fetch_what_is_read_and_streaming_reads_grow() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(4 * MIB, 12);
+    let ino = f.add("H", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+    for (offset, len) in [(0, 16 * KIB), (16 * KIB, 32 * KIB), (48 * KIB, 64 * KIB)] {
+        let got = reader.read(offset as u64, len).await.unwrap();
+        assert!(got[..] == data[offset..offset + len]);
+    }
+    let spans: Vec<(u64, u64)> = f.mock.requests().iter().map(|r| (r.start, r.start + r.len())).collect();
+    assert_eq!(
+        spans,
+        [(0, HEADER_WINDOW), (HEADER_WINDOW, 112 * KIB as u64)],
+        "header reads"
+    );
+    assert_eq!(
+        f.state(ino),
+        ContentState::Partial,
+        "a header scan caches nothing whole"
+    );
+    drop(reader);
+
+    // The last 4 KiB: that range (and nothing around it).
+    f.mock.reset_counters();
+    let mut reader = cache.open(ino).unwrap();
+    let tail = data.len() - 4 * KIB;
+    let got = reader.read(tail as u64, 4 * KIB).await.unwrap();
+    assert!(got[..] == data[tail..]);
+    assert_eq!(f.mock.bytes_served(), 4 * KIB as u64, "{:?}", f.mock.requests());
+    drop(reader);
+
+    // A streaming reader: the first 128 KiB request opens the window.
+    let g = Fixture::new(u64::MAX);
+    let ino = g.add("S", &data);
+    let cache = g.cache();
+    let mut reader = cache.open(ino).unwrap();
+    reader.read(0, 128 * KIB).await.unwrap();
+    assert_eq!(reader.window(), INITIAL_WINDOW);
+    assert_eq!(g.mock.requests()[0].len(), INITIAL_WINDOW);
 }
 
 /// The kernel's read-ahead reaches the daemon as 1 MiB requests answered by several threads, so they arrive out of

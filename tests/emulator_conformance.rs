@@ -1175,7 +1175,8 @@ async fn background_hashes_appear() {
     assert_eq!(item["file"]["hashes"]["quickXorHash"], expected.as_str());
 }
 
-// OAD resources/image.md, resources/photo.md: an uploaded photo gets image and photo facets from its content.
+// OAD resources/image.md, resources/photo.md: an uploaded photo gets image and photo facets from its content; as on
+// OneDrive, the photo facet (EXIF) arrives a few seconds after the upload, with one more change of the item.
 #[tokio::test]
 async fn uploaded_photo_gets_image_and_photo_facets() {
     let Some(bytes) = common::sample("samsung_gt-i9505.jpg") else {
@@ -1188,6 +1189,18 @@ async fn uploaded_photo_gets_image_and_photo_facets() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert!(r.body["image"]["width"].as_u64().unwrap() > 1000);
     assert!(r.body["image"]["height"].as_u64().unwrap() > 1000);
+    assert!(r.body.get("photo").is_none(), "the photo facet comes later: {}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let etag = r.body["eTag"].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = e.get(&format!("/me/drive/items/{id}")).await;
+        if r.body.get("photo").is_some() || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(r.body["eTag"], etag, "the facet's arrival is a change of the item");
     assert!(r.body["photo"]["cameraMake"]
         .as_str()
         .unwrap()

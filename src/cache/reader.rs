@@ -3,9 +3,14 @@
 //! open, with read-ahead.
 //!
 //! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
-//! `initial_window` (1 MiB + 128 KiB, Linux readahead's extra 128 KiB included). Each time a sequential reader has
-//! used half of what is requested ahead of it, the window doubles (up to the larger of `max_window` and the parts in
-//! flight times `part_size`) and is topped up. Ranges are fetched as parts of at most `part_size`; the number of
+//! `header_window` (64 KiB): enough for a photo's EXIF/XMP or a container's header, so a metadata scan
+//! (`exiftool -fast`, a photo manager's import) or a reader that jumps to a trailer fetches those bytes only; while
+//! the reads stay small (the kernel's read-ahead ramps its requests up as a reader reads on), only what is read is
+//! fetched. A request of `streaming_request` bytes (the kernel's read-ahead at full size) or reading on past
+//! `header_span` shows a streaming reader: the window becomes `initial_window` (1 MiB + 128 KiB, Linux
+//! readahead's extra 128 KiB included); from then on, each time a sequential reader has used half of what is requested ahead of it,
+//! the window doubles (up to the larger of `max_window` and the parts in flight times `part_size`) and is topped
+//! up. Ranges are fetched as parts of at most `part_size`; the number of
 //! ahead-of-reader parts in flight follows the measured link ([`LinkStats`]: enough parts to hide a request's
 //! latency behind the transfer of the others), between `max_parts_in_flight` and `max_parts_cap` (parts the
 //! reader is waiting for always start). A forward seek that lands within `seek_tolerance` of the requested region
@@ -41,7 +46,14 @@ const MIB: u64 = 1024 * 1024;
 /// Tuning of the read-ahead.
 #[derive(Clone, Debug)]
 pub struct ReaderConfig {
+    /// Read-ahead of the first read after open or a seek (a header's worth).
+    pub header_window: u64,
+    /// The window once the reader streams; it doubles from there.
     pub initial_window: u64,
+    /// A read request at least this large (the kernel's read-ahead at its full size) shows a streaming reader.
+    pub streaming_request: u64,
+    /// A reader that reads on this far past where it started streams, whatever its request sizes.
+    pub header_span: u64,
     pub max_window: u64,
     pub part_size: u64,
     /// Ahead-of-reader parts in flight before the link is measured, and at least afterwards.
@@ -64,7 +76,10 @@ pub struct ReaderConfig {
 impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
+            header_window: 64 * 1024,
             initial_window: MIB + 128 * 1024,
+            streaming_request: 128 * 1024,
+            header_span: 512 * 1024,
             max_window: 64 * MIB,
             part_size: 8 * MIB,
             max_parts_in_flight: 4,
@@ -241,6 +256,8 @@ pub struct ContentReader {
     read_pos: Option<u64>,
     /// End of the region requested ahead of the reader.
     ahead_end: u64,
+    /// Where the current run of sequential reads started (open or the last seek).
+    run_start: u64,
     poisoned: Option<Poison>,
     open: OpenGuard,
     /// Lets sequential reads of bytes already known present skip the block map (one query per run of reads).
@@ -278,7 +295,7 @@ impl ContentReader {
     ) -> ContentReader {
         let open = content.register_reader(version.ino);
         ContentReader {
-            window: config.initial_window,
+            window: config.header_window,
             shared: Arc::new(Shared {
                 content,
                 source,
@@ -289,6 +306,7 @@ impl ContentReader {
             parts: Vec::new(),
             read_pos: None,
             ahead_end: 0,
+            run_start: 0,
             poisoned: None,
             open,
             known: None,
@@ -493,8 +511,19 @@ impl ContentReader {
         let sequential = self.read_pos.is_some_and(|pos| {
             start + c.backward_tolerance >= pos && start <= self.ahead_end.max(pos) + c.seek_tolerance
         });
+        let streaming_request = end - start >= c.streaming_request;
         if sequential {
-            if self.ahead_end < end + self.window / 2 {
+            if self.window < c.initial_window {
+                // Header phase: only what is read (the kernel's own read-ahead ramps up its requests while a
+                // reader reads on, and a metadata scan stops after a few); a full-size request or a read past
+                // `header_span` is a reader that streams.
+                if streaming_request || end > self.run_start + c.header_span {
+                    self.window = c.initial_window;
+                    self.ahead_end = (end + self.window).min(size);
+                } else {
+                    self.ahead_end = self.ahead_end.max(end).min(size);
+                }
+            } else if self.ahead_end < end + self.window / 2 {
                 let parts = self.parts_allowed() as u64;
                 self.window = (self.window * 2).min(c.max_window.max(parts * c.part_size));
                 self.ahead_end = (end + self.window).min(size);
@@ -509,7 +538,12 @@ impl ContentReader {
                     "seek: read-ahead reset"
                 );
             }
-            self.window = c.initial_window;
+            self.window = if streaming_request {
+                c.initial_window
+            } else {
+                c.header_window
+            };
+            self.run_start = start;
             let keep_end = (start + self.window).max(end);
             self.parts.retain(|p| {
                 let keep = p.start < keep_end && start < p.end;

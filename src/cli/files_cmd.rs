@@ -1,10 +1,10 @@
 //! `galleryfs pin|unpin|free PATH...` and `galleryfs status PATH... [--json]`: per-file commands that talk to the
 //! running mount through its extended attributes (`user.galleryfs.pin`, `.free`, `.state`, `.id`,
-//! `.cached_bytes`), so they need no other channel to the daemon. Pinning waits until the files are on this
+//! `.cached_bytes`, `.taken`, `.photo`), so they need no other channel to the daemon. Pinning waits until the files are on this
 //! device, with a progress bar in a terminal and silence in a pipe.
 
 use crate::error::CliError;
-use crate::fs::gallery::{XATTR_CACHED_BYTES, XATTR_FREE, XATTR_ID, XATTR_PIN, XATTR_STATE};
+use crate::fs::gallery::{XATTR_CACHED_BYTES, XATTR_FREE, XATTR_ID, XATTR_PHOTO, XATTR_PIN, XATTR_STATE, XATTR_TAKEN};
 use std::ffi::CString;
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
@@ -221,7 +221,8 @@ pub fn free(paths: Vec<PathBuf>) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `status PATH...`: `{path, id, state, size, cached_bytes}` per path.
+/// `status PATH...`: `{path, id, state, size, cached_bytes}` per path, and for photos and videos `taken` (the
+/// capture date) and `photo` (OneDrive's photo facet: taken, camera, dimensions, location).
 pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
     let mut rows = Vec::new();
     for p in paths {
@@ -237,9 +238,17 @@ pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
                 .unwrap_or(0u64);
             (state, cached)
         };
-        rows.push(serde_json::json!({
+        let mut row = serde_json::json!({
             "path": p.display().to_string(), "id": id, "state": state, "size": meta.len(), "cached_bytes": cached,
-        }));
+        });
+        if let Ok(taken) = get_xattr(p, XATTR_TAKEN) {
+            row["taken"] = taken.into();
+            row["photo"] = get_xattr(p, XATTR_PHOTO)
+                .ok()
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default();
+        }
+        rows.push(row);
     }
     for r in rows {
         if json {
@@ -253,6 +262,26 @@ pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
                 super::status_cmd::human_bytes(r["size"].as_u64().unwrap_or(0)),
                 r["id"].as_str().unwrap_or("")
             );
+            if let Some(taken) = r["taken"].as_str() {
+                let photo = &r["photo"];
+                let camera = [&photo["camera_make"], &photo["camera_model"]]
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!(
+                    "  taken {taken}{}{}",
+                    if camera.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {camera}")
+                    },
+                    match (photo["width"].as_i64(), photo["height"].as_i64()) {
+                        (Some(w), Some(h)) => format!(", {w}×{h}"),
+                        _ => String::new(),
+                    }
+                );
+            }
         }
     }
     Ok(())

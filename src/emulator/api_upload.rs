@@ -8,6 +8,7 @@ use super::api_router::{resolve, GraphRequest, Target};
 use super::blob::{Blob, SpoolWriter};
 use super::drive::{Conflict, Drive, ItemNo, ItemPatch, NewContent};
 use super::errors::{GraphError, GraphResult};
+use super::facets;
 use super::names::validate_name;
 use super::render::{item_json, time, RenderOpts};
 use super::server::EmulatorState;
@@ -156,7 +157,8 @@ pub async fn simple_upload(
             d.live(no)?.name.clone()
         }
     };
-    let content = NewContent::plain(blob, Some(hash)).with_facets(&name);
+    let mut content = NewContent::plain(blob, Some(hash)).with_facets(&name);
+    let late = facets::deliver_photo_later(state, &mut content);
     let now = Utc::now();
     let mut d = state.drive.lock();
     let (no, created) = match split_target(target) {
@@ -176,6 +178,9 @@ pub async fn simple_upload(
         }
     };
     schedule_post_processing(state, &mut d, no);
+    if let Some((late, delay)) = late {
+        facets::schedule_photo(state, no, d.live(no)?.ctag_ver, late, delay);
+    }
     let v = item_json(state, &d, d.live(no)?, &RenderOpts::default());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
@@ -436,7 +441,8 @@ fn commit(
         SessionTarget::New { name, .. } => name.clone(),
         SessionTarget::Existing(no) => state.drive.lock().live(*no)?.name.clone(),
     };
-    let content = NewContent::plain(blob, Some(hash)).with_facets(&name);
+    let mut content = NewContent::plain(blob, Some(hash)).with_facets(&name);
+    let late = facets::deliver_photo_later(state, &mut content);
     let now = Utc::now();
     let mut d = state.drive.lock();
     let (no, created) = match &target {
@@ -468,6 +474,9 @@ fn commit(
         d.update(no, &p, now)?;
     }
     schedule_post_processing(state, &mut d, no);
+    if let Some((late, delay)) = late {
+        facets::schedule_photo(state, no, d.live(no)?.ctag_ver, late, delay);
+    }
     let v = item_json(state, &d, d.live(no)?, &RenderOpts::default());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())

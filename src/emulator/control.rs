@@ -299,6 +299,11 @@ impl EmulatorState {
     }
 
     /// Post-processing of uploads: for `delay` after an upload no thumbnails, then one more eTag change.
+    /// How long after an upload its `photo` facet appears (zero: at once).
+    pub fn set_photo_facet_delay(&self, delay: Duration) {
+        self.settings.lock().photo_facet_delay = delay;
+    }
+
     pub fn set_post_processing(&self, delay: Option<Duration>) {
         self.settings.lock().post_processing = delay;
     }

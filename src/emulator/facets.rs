@@ -1,13 +1,20 @@
 //! Media facets the service derives from uploaded content (OAD resources/image.md, resources/photo.md): image
 //! dimensions from the file header and `photo` (taken time, camera) from EXIF, as a real drive shows them once
 //! it has processed an upload from a phone or any client. Only JPEG and PNG are understood here.
+//!
+//! As on OneDrive, the `photo` facet of an upload arrives a little later ([`Settings::photo_facet_delay`],
+//! default 2 s): the upload's answer has no `photo`, then the item changes once more (new eTag, a delta change)
+//! with it. Seeded and control-API files have it at once.
 
 use super::blob::Blob;
-use super::drive::NewContent;
+use super::drive::{ItemKind, ItemNo, NewContent};
 use super::media::MediaKind;
 use super::names::mime_for;
+use super::server::EmulatorState;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How much of a file is read to find its header and EXIF block.
 const PREFIX: u64 = 2 * 1024 * 1024;
@@ -73,6 +80,76 @@ impl NewContent {
         self.taken = taken;
         self
     }
+}
+
+/// The `photo` facet of an upload, held back until the service has "processed" it.
+#[derive(Clone, Debug)]
+pub struct LatePhoto {
+    taken: Option<DateTime<Utc>>,
+    camera_make: String,
+    camera_model: String,
+}
+
+impl NewContent {
+    /// Removes the `photo` facet (taken time, camera) from the content, to be added later; `None` when there is
+    /// none.
+    pub fn defer_photo(&mut self) -> Option<LatePhoto> {
+        let MediaKind::Photo {
+            camera_make,
+            camera_model,
+            ..
+        } = &mut self.media
+        else {
+            return None;
+        };
+        if self.taken.is_none() && camera_make.is_empty() && camera_model.is_empty() {
+            return None;
+        }
+        Some(LatePhoto {
+            taken: self.taken.take(),
+            camera_make: std::mem::take(camera_make),
+            camera_model: std::mem::take(camera_model),
+        })
+    }
+}
+
+/// Holds the upload's `photo` facet back for the configured delay (at once with none), then adds it with one more
+/// change of the item, if its content is still that version.
+pub fn deliver_photo_later(state: &Arc<EmulatorState>, content: &mut NewContent) -> Option<(LatePhoto, Duration)> {
+    let delay = state.settings.lock().photo_facet_delay;
+    if delay.is_zero() {
+        return None;
+    }
+    content.defer_photo().map(|late| (late, delay))
+}
+
+/// Starts the wait for a deferred facet of item `no` (its content version now: `ctag_ver`).
+pub fn schedule_photo(state: &Arc<EmulatorState>, no: ItemNo, ctag_ver: u64, late: LatePhoto, delay: Duration) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let Some(state) = weak.upgrade() else { return };
+        let mut d = state.drive.lock();
+        let current = d
+            .item_mut(no)
+            .filter(|i| i.is_live() && i.ctag_ver == ctag_ver)
+            .and_then(|i| match &mut i.kind {
+                ItemKind::File(f) => Some(f),
+                _ => None,
+            });
+        let Some(file) = current else { return };
+        if let MediaKind::Photo {
+            camera_make,
+            camera_model,
+            ..
+        } = &mut file.media
+        {
+            *camera_make = late.camera_make;
+            *camera_model = late.camera_model;
+        }
+        file.taken = late.taken;
+        d.touch(no, false, Utc::now());
+    });
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Inodes that exist only in the mount: the freedesktop shared thumbnail repository every directory answers,
-//! `<dir>/.sh_thumbnails/{normal,large}/<md5>.png`. They are reachable by path but not listed by the directory's
-//! readdir, so copies and backups of the mount do not pick them up. Their inode numbers live above
+//! `<dir>/.sh_thumbnails/{normal,large}/<md5>.png` (reachable by path but not listed by the directory's
+//! readdir, so copies and backups of the mount do not pick them up), and the Timeline's folders. Their inode numbers live above
 //! [`VIRTUAL_BASE`], far from the store's row ids, and are assigned on first lookup.
 
 use super::types::Ino;
@@ -20,6 +20,12 @@ pub enum VirtualNode {
     SizeDir { dir: Ino, size: ThumbSize },
     /// `<dir>/.sh_thumbnails/<size>/<md5>.png`, the thumbnail of file `file` of `dir`.
     Thumb { dir: Ino, size: ThumbSize, file: Ino },
+    /// `Timeline` at the mount root.
+    Timeline,
+    /// `Timeline/YYYY`
+    TimelineYear { year: i32 },
+    /// `Timeline/YYYY/YYYY-MM`
+    TimelineMonth { year: i32, month: u32 },
 }
 
 impl VirtualNode {

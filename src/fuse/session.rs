@@ -128,12 +128,16 @@ impl Invalidator for KernelInvalidator {
 }
 
 /// The kernel's read-ahead for the mount, in KiB: the size of the read requests a sequential reader causes.
-const READ_AHEAD_KB: u32 = 1024;
+///
+/// 128 KiB (the block layer's default), not more: the kernel's read-ahead grows with this limit, and every byte it
+/// asks for of a cloud file must be downloaded. A metadata scan reading a photo's first ~40 KiB (`exiftool -fast`)
+/// makes the kernel ask for 112 KiB at 128 KiB but 416 KiB at 1 MiB (10 % of a 4 MB photo). 1 MiB requests made
+/// cached reads ~1.6× faster on read-write mounts (read-only mounts pass complete files through).
+const READ_AHEAD_KB: u32 = 128;
 
-/// Raises the mount's read-ahead (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to [`READ_AHEAD_KB`]. The kernel
-/// starts a FUSE mount at the block layer's default (128 KiB) whatever `max_readahead` the filesystem asked for at
-/// init, so sequential reads would reach the daemon as 128 KiB requests; 1 MiB requests make cached reads ~1.6×
-/// faster here. Writing the file needs root; otherwise the default stays (logged at debug level).
+/// Sets the mount's read-ahead (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to [`READ_AHEAD_KB`] (the kernel
+/// starts a FUSE mount at the block layer's default whatever `max_readahead` the filesystem asked for at init).
+/// Writing the file needs root; otherwise the default stays (logged at debug level).
 fn raise_readahead(mountpoint: &Path) {
     use std::os::unix::fs::MetadataExt;
     let dev = match std::fs::metadata(mountpoint) {
@@ -146,7 +150,7 @@ fn raise_readahead(mountpoint: &Path) {
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     match std::fs::write(&path, format!("{READ_AHEAD_KB}\n")) {
-        Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "mount read-ahead raised"),
+        Ok(()) => tracing::debug!(path, kb = READ_AHEAD_KB, "mount read-ahead set"),
         Err(e) => tracing::debug!(path, error = %e, "mount read-ahead left at the kernel's default"),
     }
 }

@@ -141,6 +141,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         dir_perm: req.options.dir_perm(),
         read_only: req.options.read_only,
         thumbnails: req.options.thumbnails,
+        timeline: req.options.timeline,
         staging_dir: Some(paths.cache_dir.join("staging")),
         write_back: req.options.write_back,
         ..GalleryConfig::default()
@@ -187,6 +188,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         let mut ts = ThumbnailSettings::new(&thumbnail_dir);
         ts.mountpoint = Some(req.mountpoint.clone());
         ts.personal_cache = PersonalCache::from_env().ok();
+        ts.timeline = req.options.timeline;
         let f = Arc::new(ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone()));
         engine.set_thumbnail_waker(f.waker());
         engine.on_changes(f.changes_hook());

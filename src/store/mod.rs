@@ -17,6 +17,7 @@
 
 mod blocks;
 mod items;
+mod media;
 mod meta;
 mod outbox;
 mod roots;
@@ -26,6 +27,7 @@ mod trash;
 
 pub use blocks::EvictionCandidate;
 pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs, LOCAL_ID_PREFIX, ROOT_INO};
+pub use media::{MediaEntry, MediaFacet};
 pub use meta::keys as meta_keys;
 pub use outbox::{OutboxCounts, OutboxEntry, OutboxOp};
 pub use thumbs::{ThumbCounts, ThumbRow, ThumbSize, ThumbState};

@@ -103,6 +103,23 @@ const MIGRATIONS: &[&str] = &[
     -- Until now a folder's mtime was OneDrive's.
     UPDATE items SET remote_mtime = mtime WHERE kind = 1 AND local_only = 0;
     "#,
+    // 4: the photo facet of media files (capture date, camera, dimensions, location). Existing stores have none
+    // recorded: forgetting the delta link makes the next sync list the gallery again (inodes kept), which fills it.
+    r#"
+    CREATE TABLE media (
+        ino          INTEGER PRIMARY KEY REFERENCES items(ino) ON DELETE CASCADE,
+        taken        INTEGER,                   -- photo.takenDateTime, Unix seconds
+        created      INTEGER,                   -- fileSystemInfo.createdDateTime, Unix seconds
+        camera_make  TEXT,
+        camera_model TEXT,
+        width        INTEGER,
+        height       INTEGER,
+        latitude     REAL,
+        longitude    REAL,
+        altitude     REAL
+    );
+    DELETE FROM meta WHERE key = 'delta_link';
+    "#,
 ];
 
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -170,5 +187,27 @@ mod tests {
             (7, None, Some(7)),
             "the folder's time so far was OneDrive's"
         );
+    }
+
+    /// A store of version 2 (before photo facets) is upgraded in place: its items stay, the media table appears,
+    /// and the delta link is forgotten so the next sync lists the gallery again and records the facets.
+    #[test]
+    fn version_2_gains_the_media_table_and_relists() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('delta_link', 'https://x/delta?token=1'), ('drive_id', 'd');
+             INSERT INTO items (item_id, parent_ino, name, name_key, kind) VALUES ('p', 1, 'a.jpg', 'a.jpg', 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM items WHERE item_id = 'p'"), 1);
+        assert_eq!(count("SELECT count(*) FROM media"), 0);
+        assert_eq!(count("SELECT count(*) FROM meta WHERE key = 'delta_link'"), 0);
+        assert_eq!(count("SELECT count(*) FROM meta WHERE key = 'drive_id'"), 1);
     }
 }

@@ -33,7 +33,9 @@
 //! `IMG_1.jpg` → `IMG_1 (2).jpg`, and listed in `renamed_for_clash`.
 
 use crate::remote::models::DriveItem;
-use crate::store::{name_key, ItemKind, ItemRow, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO};
+use crate::store::{
+    name_key, ItemKind, ItemRow, MediaFacet, NewItem, RemoteAttrs, Store, StoreError, StoreTx, ROOT_INO,
+};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use thiserror::Error;
 
@@ -766,7 +768,23 @@ impl<'a, 't> Applier<'a, 't> {
                     self.changes.needs_listing.push(ino);
                 }
             }
-            Some(row) => self.update_existing(row, parent, name, attrs)?,
+            Some(row) => {
+                let ino = row.ino;
+                let updated_before = self.changes.updated.len();
+                self.update_existing(row, parent, name, attrs)?;
+                if let Some(facet) = media_facet(item) {
+                    // A photo facet that arrives after the upload re-dates the item.
+                    if self.tx.set_media(ino, &facet)? && self.changes.updated.len() == updated_before {
+                        self.changes.updated.push(ino);
+                    }
+                }
+                return Ok(());
+            }
+        }
+        if let Some(facet) = media_facet(item) {
+            if let Some(&ino) = self.changes.inserted.last() {
+                self.tx.set_media(ino, &facet)?;
+            }
         }
         Ok(())
     }
@@ -972,6 +990,36 @@ fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
         mime_type: item.file.as_ref().and_then(|f| f.mime_type.clone()),
         is_media: item.is_file() && item.is_media(),
     }
+}
+
+/// The photo/image/video/location facets and creation time of a media file (`None` for anything else).
+fn media_facet(item: &DriveItem) -> Option<MediaFacet> {
+    if !(item.is_file() && item.is_media()) {
+        return None;
+    }
+    let photo = item.photo.as_ref();
+    let (width, height) = match (&item.image, &item.video) {
+        (Some(i), _) if i.width.is_some() => (i.width, i.height),
+        (_, Some(v)) => (v.width, v.height),
+        _ => (None, None),
+    };
+    let location = item.location.as_ref();
+    Some(MediaFacet {
+        taken: photo.and_then(|p| p.taken_date_time).map(|t| t.timestamp()),
+        created: item
+            .file_system_info
+            .as_ref()
+            .and_then(|f| f.created_date_time)
+            .or(item.created_date_time)
+            .map(|t| t.timestamp()),
+        camera_make: photo.and_then(|p| p.camera_make.clone()),
+        camera_model: photo.and_then(|p| p.camera_model.clone()),
+        width,
+        height,
+        latitude: location.and_then(|l| l.latitude),
+        longitude: location.and_then(|l| l.longitude),
+        altitude: location.and_then(|l| l.altitude),
+    })
 }
 
 /// Whether `attrs` describe other content than the version known by cTag/hash/size. The cTag decides when both

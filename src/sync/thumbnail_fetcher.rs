@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use super::delta_apply::AppliedChanges;
 use super::poller::ChangesHook;
 use super::status::{SyncStatus, ThumbnailProgress};
+use crate::fs::gallery::timeline::TimelineIndex;
 use crate::remote::drive_api::{DriveApi, DriveError};
 use crate::remote::models::{Thumbnail, ThumbnailSet};
 use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState};
@@ -61,6 +62,8 @@ pub struct ThumbnailSettings {
     pub retry_base: Duration,
     /// Ask for a custom size (`c256x256`) when the nearest named size is more than twice the target.
     pub custom_sizes: bool,
+    /// The mount shows the Timeline: seed the personal cache for each photo's Timeline URI too.
+    pub timeline: bool,
 }
 
 impl ThumbnailSettings {
@@ -73,6 +76,7 @@ impl ThumbnailSettings {
             max_attempts: 5,
             retry_base: Duration::from_secs(30),
             custom_sizes: true,
+            timeline: false,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct ThumbnailFetcher {
     done_since_progress: AtomicU64,
     /// Items renamed or moved by a delta round: their personal-cache PNGs need their new URI.
     moved: Mutex<Vec<u64>>,
+    /// Where the Timeline shows each file (built per pass when [`ThumbnailSettings::timeline`]).
+    timeline: Mutex<Option<Arc<TimelineIndex>>>,
 }
 
 impl ThumbnailFetcher {
@@ -171,6 +177,7 @@ impl ThumbnailFetcher {
             paused_until: Mutex::new(None),
             done_since_progress: AtomicU64::new(0),
             moved: Mutex::new(Vec::new()),
+            timeline: Mutex::new(None),
         }
     }
 
@@ -316,6 +323,10 @@ impl ThumbnailFetcher {
             self.publish_progress();
             return Ok(summary);
         }
+        if self.settings.timeline && self.settings.personal_cache.is_some() {
+            let entries = self.store.read(|t| t.media_entries())?;
+            *self.timeline.lock() = Some(Arc::new(TimelineIndex::build(entries)));
+        }
         let work = order.into_iter().filter_map(|id| jobs.remove(&id));
         let outcomes: Vec<ItemOutcome> = stream::iter(work)
             .map(|(row, sizes)| self.fetch_item(row, sizes))
@@ -363,6 +374,7 @@ impl ThumbnailFetcher {
             Err(e) => return self.failed(row, sizes, &e),
         };
         let uri = self.uri_of(row)?;
+        let timeline_uri = self.timeline_uri_of(row);
         let mut ready = 0;
         let mut missing = 0;
         let mut pending_generation = 0;
@@ -413,12 +425,14 @@ impl ThumbnailFetcher {
         }
         if missing > 0 {
             if let (Some(uri), Some(cache)) = (&uri, &self.settings.personal_cache) {
-                if let Err(e) = cache.store_fail_marker(uri, row.mtime) {
-                    tracing::warn!(error = %e, "cannot write a thumbnail failure marker");
+                for uri in std::iter::once(uri).chain(timeline_uri.as_ref()) {
+                    if let Err(e) = cache.store_fail_marker(uri, row.mtime) {
+                        tracing::warn!(error = %e, "cannot write a thumbnail failure marker");
+                    }
                 }
             }
         }
-        let stored = self.store_thumbnails(row, uri, sources).await;
+        let stored = self.store_thumbnails(row, uri, timeline_uri, sources).await;
         for (size, result) in stored {
             match result {
                 Ok(()) => {
@@ -445,6 +459,7 @@ impl ThumbnailFetcher {
         &self,
         row: &ItemRow,
         uri: Option<String>,
+        timeline_uri: Option<String>,
         sources: Vec<(ThumbSize, bytes::Bytes)>,
     ) -> Vec<(ThumbSize, Result<(), String>)> {
         let dir = self.settings.thumbnail_dir.clone();
@@ -464,8 +479,10 @@ impl ThumbnailFetcher {
                         write_atomic(&thumbnail_file(&dir, &item_id, size), &bytes).map_err(|e| e.to_string())?;
                         if let (Some(uri), Some(cache)) = (&uri, &cache) {
                             let fd_size = freedesktop_size(size);
-                            let png = render_png(&bytes, fd_size, uri, mtime, &extra).map_err(|e| e.to_string())?;
-                            cache.store(uri, fd_size, &png).map_err(|e| e.to_string())?;
+                            for uri in std::iter::once(uri).chain(timeline_uri.as_ref()) {
+                                let png = render_png(&bytes, fd_size, uri, mtime, &extra).map_err(|e| e.to_string())?;
+                                cache.store(uri, fd_size, &png).map_err(|e| e.to_string())?;
+                            }
                         }
                         Ok(())
                     })();
@@ -564,6 +581,13 @@ impl ThumbnailFetcher {
             return Ok(None);
         };
         Ok(Some(file_uri(&mountpoint.join(rel))))
+    }
+
+    /// The `file://` URI of the item in the Timeline, when the Timeline is on and shows it.
+    fn timeline_uri_of(&self, row: &ItemRow) -> Option<String> {
+        let mountpoint = self.settings.mountpoint.as_ref()?;
+        let index = self.timeline.lock().clone()?;
+        Some(file_uri(&mountpoint.join(index.path_of(row.ino)?)))
     }
 
     /// Puts the thumbnail counts into the status: ready = items ready in every size, total = media items OneDrive

@@ -22,12 +22,14 @@ pub mod live;
 pub mod names;
 pub mod outbox_hooks;
 pub mod staging;
+pub mod timeline;
 pub mod viewer_readahead;
 mod writes;
 
 pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
 pub use staging::Staging;
 
+use crate::fs::capture_date;
 use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
@@ -49,10 +51,15 @@ use std::time::{Duration, SystemTime};
 
 pub const XATTR_STATE: &str = "user.galleryfs.state";
 pub const XATTR_ID: &str = "user.galleryfs.id";
+/// The capture date of a photo or video (RFC 3339), the date the Timeline files it under.
+pub const XATTR_TAKEN: &str = "user.galleryfs.taken";
 pub const XATTR_HASH: &str = "user.galleryfs.quickxorhash";
 pub const XATTR_PIN: &str = "user.galleryfs.pin";
 /// Read-only: bytes of the original cached on this device (for `galleryfs status PATH` and pin progress).
 pub const XATTR_CACHED_BYTES: &str = "user.galleryfs.cached_bytes";
+/// The photo facet OneDrive reported (JSON: taken, camera_make, camera_model, width, height, location), for
+/// `status PATH`; not listed.
+pub const XATTR_PHOTO: &str = "user.galleryfs.photo";
 /// Write-only: `1` frees the cached original ("free up space"), as `galleryfs free` does.
 pub const XATTR_FREE: &str = "user.galleryfs.free";
 
@@ -73,6 +80,8 @@ pub struct GalleryConfig {
     pub staging_dir: Option<PathBuf>,
     /// Delay after the last close of a changed file before its upload starts (`write_back`, default 2 s).
     pub write_back: Duration,
+    /// Serve `Timeline/YYYY/YYYY-MM/` at the root (contract: `timeline=on|off`, default on).
+    pub timeline: bool,
 }
 
 impl Default for GalleryConfig {
@@ -88,6 +97,7 @@ impl Default for GalleryConfig {
             entry_ttl: Duration::from_secs(1),
             staging_dir: None,
             write_back: Duration::from_secs(2),
+            timeline: true,
         }
     }
 }
@@ -148,6 +158,8 @@ pub struct GalleryFs {
     born_here: Mutex<HashMap<Ino, std::time::Instant>>,
     /// The last file opened per folder, for the read-ahead of a viewer's "next".
     viewer: viewer_readahead::ViewerTracker,
+    /// The Timeline's index of media files by month.
+    timeline: timeline::Timeline,
     /// Open file handles per inode (originals and staged files).
     open_files: Mutex<HashMap<Ino, u32>>,
     /// Files removed (unlink, rename over) while open — or, under a kernel, while it may still reach them: their
@@ -217,6 +229,29 @@ fn secs(t: i64) -> SystemTime {
 }
 
 /// The contract's `user.galleryfs.state` of an item.
+/// The photo facet as `status PATH --json` shows it.
+fn photo_json(f: &crate::store::MediaFacet) -> serde_json::Value {
+    let taken = f
+        .taken
+        .and_then(|s| chrono::DateTime::<chrono::Utc>::from_timestamp(s, 0))
+        .map(capture_date::rfc3339);
+    let location = match (f.latitude, f.longitude) {
+        (Some(latitude), Some(longitude)) => {
+            serde_json::json!({"latitude": latitude, "longitude": longitude, "altitude": f.altitude})
+        }
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "taken": taken, "camera_make": f.camera_make, "camera_model": f.camera_model,
+        "width": f.width, "height": f.height, "location": location,
+    })
+}
+
+/// What creating, `mkdir` or renaming into the Timeline gets.
+const TIMELINE_READ_ONLY: FsError = FsError::NotPermitted {
+    what: "creating or renaming into the Timeline",
+};
+
 pub fn item_state(item: &ItemRow) -> &'static str {
     match item.content_state {
         ContentState::Dirty => "dirty",
@@ -262,6 +297,7 @@ impl GalleryFs {
             conflicted: Mutex::new(std::collections::HashSet::new()),
             born_here: Mutex::new(HashMap::new()),
             viewer: Default::default(),
+            timeline: Default::default(),
             open_files: Mutex::new(HashMap::new()),
             orphans: Mutex::new(std::collections::HashSet::new()),
             kernel_refs: std::sync::atomic::AtomicBool::new(false),
@@ -289,6 +325,7 @@ impl GalleryFs {
     /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages), then has the round
     /// replayed through the mount for inotify watchers ([`live`]).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
+        self.timeline.mark_stale();
         self.conflicted.lock().extend(
             changes
                 .conflicts
@@ -350,6 +387,9 @@ impl GalleryFs {
                 2 + self.subfolders(item.ino)
             } else if item.parent_ino.is_none() && item.ino != ROOT_INO {
                 0
+            } else if self.in_timeline(item) {
+                // Its album entry and its Timeline entry.
+                2
             } else {
                 1
             },
@@ -413,8 +453,38 @@ impl GalleryFs {
         }
     }
 
+    /// The files of a folder that `.sh_thumbnails` answers for, under the names the folder shows (an album or a
+    /// Timeline month).
+    fn thumb_dir_files(&self, dir: Ino) -> FsResult<Vec<(String, ItemRow)>> {
+        if self.is_timeline_dir(dir) {
+            return self.timeline_month_files(dir);
+        }
+        Ok(self
+            .store
+            .children(dir)
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|c| c.kind == ItemKind::File)
+            .map(|c| (c.name.clone(), c))
+            .collect())
+    }
+
+    fn thumb_dir_mtime(&self, dir: Ino) -> FsResult<i64> {
+        match self.virtuals.node(dir) {
+            Some(node) => Ok(self
+                .timeline_attr(dir, node)?
+                .mtime
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)),
+            None => Ok(self.item(dir)?.mtime),
+        }
+    }
+
     fn virtual_lookup(&self, parent: VirtualNode, name: &OsStr) -> FsResult<Entry> {
         match parent {
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                self.timeline_lookup(parent, name)
+            }
             VirtualNode::Repo { dir } => {
                 let size = name
                     .to_str()
@@ -423,18 +493,17 @@ impl GalleryFs {
                 let size = size.ok_or(FsError::NotFound)?;
                 let node = VirtualNode::SizeDir { dir, size };
                 let ino = self.virtuals.ino_of(node);
-                let mtime = self.item(dir)?.mtime;
+                let mtime = self.thumb_dir_mtime(dir)?;
                 Ok(self.entry_of(self.virtual_attr(ino, node, 0, mtime)))
             }
             VirtualNode::SizeDir { dir, size } => {
                 let md5 = thumbnails::shared_repo::parse_thumbnail_file_name(name).ok_or(FsError::NotFound)?;
-                let children = self.store.children(dir).map_err(store_err)?;
-                let files: Vec<&ItemRow> = children.iter().filter(|c| c.kind == ItemKind::File).collect();
-                let found = thumbnails::find_name_for_md5(files.iter().map(|c| OsStr::new(c.name.as_str())), &md5)
+                let files = self.thumb_dir_files(dir)?;
+                let found = thumbnails::find_name_for_md5(files.iter().map(|(n, _)| OsStr::new(n.as_str())), &md5)
                     .ok_or(FsError::NotFound)?;
-                let file = files
+                let (_, file) = files
                     .iter()
-                    .find(|c| OsStr::new(&c.name) == found)
+                    .find(|(n, _)| OsStr::new(n) == found)
                     .ok_or(FsError::NotFound)?;
                 let png = self.shared_png(file, size).ok_or(FsError::NotFound)?;
                 let node = VirtualNode::Thumb {
@@ -451,8 +520,11 @@ impl GalleryFs {
 
     fn virtual_getattr(&self, ino: Ino, node: VirtualNode) -> FsResult<Attr> {
         match node {
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                self.timeline_attr(ino, node)
+            }
             VirtualNode::Repo { dir } | VirtualNode::SizeDir { dir, .. } => {
-                Ok(self.virtual_attr(ino, node, 0, self.item(dir)?.mtime))
+                Ok(self.virtual_attr(ino, node, 0, self.thumb_dir_mtime(dir)?))
             }
             VirtualNode::Thumb { size, file, .. } => {
                 let item = self.item(file)?;
@@ -475,22 +547,22 @@ impl GalleryFs {
                 }
             }
             VirtualNode::SizeDir { dir, size } => {
-                for child in self.store.children(dir).map_err(store_err)? {
-                    if child.kind == ItemKind::File
-                        && child.is_media
-                        && self.thumbs.thumbnail(&child.item_id, size).is_some()
-                    {
+                for (shown, child) in self.thumb_dir_files(dir)? {
+                    if child.is_media && self.thumbs.thumbnail(&child.item_id, size).is_some() {
                         let n = VirtualNode::Thumb {
                             dir,
                             size,
                             file: child.ino,
                         };
-                        let name = format!("{}.png", thumbnails::md5_of_name(OsStr::new(&child.name)));
+                        let name = format!("{}.png", thumbnails::md5_of_name(OsStr::new(&shown)));
                         names.push((self.virtuals.ino_of(n), name.into(), FileKind::File));
                     }
                 }
             }
             VirtualNode::Thumb { .. } => return Err(FsError::NotDir),
+            VirtualNode::Timeline | VirtualNode::TimelineYear { .. } | VirtualNode::TimelineMonth { .. } => {
+                unreachable!("the Timeline lists its own folders")
+            }
         }
         Ok(names
             .into_iter()
@@ -568,12 +640,15 @@ impl FsCore for GalleryFs {
             return Ok(self.entry_of(self.virtual_attr(ino, node, 0, dir.mtime)));
         }
         let name = name.to_str().ok_or(FsError::NotFound)?;
-        let item = self
-            .store
-            .lookup(parent, name)
-            .map_err(store_err)?
-            .ok_or(FsError::NotFound)?;
-        Ok(self.entry_of(self.attr_of(&item)))
+        let item = self.store.lookup(parent, name).map_err(store_err)?;
+        match item {
+            Some(item) => Ok(self.entry_of(self.attr_of(&item))),
+            None if parent == ROOT_INO && self.timeline_on() && name == timeline::TIMELINE_DIR => {
+                let ino = self.timeline_root_ino();
+                Ok(self.entry_of(self.timeline_attr(ino, VirtualNode::Timeline)?))
+            }
+            None => Err(FsError::NotFound),
+        }
     }
 
     async fn getattr(&self, ino: Ino) -> FsResult<(Attr, Duration)> {
@@ -613,6 +688,9 @@ impl FsCore for GalleryFs {
 
     async fn readdir(&self, ino: Ino, _fh: u64, offset: u64, max: usize, plus: bool) -> FsResult<Vec<DirEntry>> {
         if let Some(node) = self.virtuals.node(ino) {
+            if self.is_timeline_dir(ino) {
+                return self.timeline_readdir(ino, node, offset, max, plus);
+            }
             return self.virtual_readdir(ino, node, offset, max);
         }
         let dir = self.item(ino)?;
@@ -642,6 +720,7 @@ impl FsCore for GalleryFs {
         let start = offset.saturating_sub(2);
         let want = max.saturating_sub(out.len());
         let children = self.store.children_at(ino, start, want).map_err(store_err)?;
+        let listed = children.len() as u64;
         for (i, child) in children.into_iter().enumerate() {
             let attr = self.attr_of(&child);
             out.push(DirEntry {
@@ -651,6 +730,26 @@ impl FsCore for GalleryFs {
                 offset: start + i as u64 + 3,
                 entry: plus.then(|| self.entry_of(attr)),
             });
+        }
+        // The Timeline comes after the root's own entries (unless an item of the gallery has its name).
+        if ino == ROOT_INO && self.timeline_on() && out.len() < max {
+            let total = self.store.child_count(ROOT_INO).map_err(store_err)?;
+            let taken = self
+                .store
+                .lookup(ROOT_INO, timeline::TIMELINE_DIR)
+                .map_err(store_err)?
+                .is_some();
+            if start + listed == total && !taken {
+                let tl = self.timeline_root_ino();
+                let attr = self.timeline_attr(tl, VirtualNode::Timeline)?;
+                out.push(DirEntry {
+                    ino: tl,
+                    kind: FileKind::Directory,
+                    name: timeline::TIMELINE_DIR.into(),
+                    offset: total + 3,
+                    entry: plus.then(|| self.entry_of(attr)),
+                });
+            }
         }
         Ok(out)
     }
@@ -786,18 +885,41 @@ impl FsCore for GalleryFs {
     }
 
     async fn create(&self, caller: Caller, parent: Ino, name: &OsStr, mode: OpenMode) -> FsResult<(Entry, Opened)> {
-        self.create_file(caller, parent, name, mode).await
+        if self.is_timeline_dir(parent) {
+            return Err(TIMELINE_READ_ONLY);
+        }
+        let created = self.create_file(caller, parent, name, mode).await;
+        self.timeline.mark_stale();
+        created
     }
 
     async fn mkdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<Entry> {
+        if self.is_timeline_dir(parent) {
+            return Err(TIMELINE_READ_ONLY);
+        }
         self.make_dir(caller, parent, name).await
     }
 
     async fn unlink(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
-        self.remove_file(caller, parent, name).await
+        let removed = if self.is_timeline_dir(parent) {
+            // The album's file: deleted as there (to the recycle bin); the kernel forgets its album entry.
+            let (album, album_name) = self.timeline_target(parent, name)?;
+            let removed = self.remove_file(caller, album, &album_name).await;
+            if removed.is_ok() {
+                self.invalidator.read().entry(album, &album_name);
+            }
+            removed
+        } else {
+            self.remove_file(caller, parent, name).await
+        };
+        self.timeline.mark_stale();
+        removed
     }
 
     async fn rmdir(&self, caller: Caller, parent: Ino, name: &OsStr) -> FsResult<()> {
+        if self.is_timeline_dir(parent) || (parent == ROOT_INO && self.timeline_lookup_root(name)) {
+            return Err(TIMELINE_READ_ONLY);
+        }
         self.remove_dir(caller, parent, name).await
     }
 
@@ -810,8 +932,25 @@ impl FsCore for GalleryFs {
         new_name: &OsStr,
         noreplace: bool,
     ) -> FsResult<()> {
-        self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
-            .await
+        if self.is_timeline_dir(new_parent) || (parent == ROOT_INO && self.timeline_lookup_root(name)) {
+            return Err(TIMELINE_READ_ONLY);
+        }
+        let moved = if self.is_timeline_dir(parent) {
+            // Out of the Timeline into an album: the album's file moves (it stays in the Timeline).
+            let (album, album_name) = self.timeline_target(parent, name)?;
+            let moved = self
+                .move_entry(caller, album, &album_name, new_parent, new_name, noreplace)
+                .await;
+            if moved.is_ok() {
+                self.invalidator.read().entry(album, &album_name);
+            }
+            moved
+        } else {
+            self.move_entry(caller, parent, name, new_parent, new_name, noreplace)
+                .await
+        };
+        self.timeline.mark_stale();
+        moved
     }
 
     async fn statfs(&self) -> FsResult<Statfs> {
@@ -847,6 +986,18 @@ impl FsCore for GalleryFs {
             n if n == XATTR_ID.as_bytes() => item.item_id.clone(),
             n if n == XATTR_HASH.as_bytes() => item.quick_xor_hash.clone().ok_or(FsError::NoAttribute)?,
             n if n == XATTR_PIN.as_bytes() => if item.pinned { "1" } else { "0" }.to_string(),
+            n if n == XATTR_TAKEN.as_bytes() && item.kind == ItemKind::File && item.is_media => {
+                let facet = self.store.read(|t| t.media(ino)).map_err(store_err)?;
+                capture_date::rfc3339(capture_date::capture_date(&item.name, facet.as_ref(), item.mtime))
+            }
+            n if n == XATTR_PHOTO.as_bytes() && item.kind == ItemKind::File && item.is_media => {
+                let facet = self
+                    .store
+                    .read(|t| t.media(ino))
+                    .map_err(store_err)?
+                    .unwrap_or_default();
+                photo_json(&facet).to_string()
+            }
             n if n == XATTR_CACHED_BYTES.as_bytes() && item.kind == ItemKind::File => {
                 let bytes = match item.content_state {
                     ContentState::Cached | ContentState::Dirty => item.size,
@@ -871,6 +1022,9 @@ impl FsCore for GalleryFs {
         names.push(XATTR_ID.into());
         if item.quick_xor_hash.is_some() {
             names.push(XATTR_HASH.into());
+        }
+        if item.kind == ItemKind::File && item.is_media {
+            names.push(XATTR_TAKEN.into());
         }
         Ok(names)
     }

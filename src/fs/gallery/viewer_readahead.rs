@@ -4,7 +4,9 @@
 //!
 //! Bounded on every side: only [`READAHEAD_PHOTOS`] files ahead, only media files of at most
 //! [`READAHEAD_MAX_SIZE`] bytes that are not cached yet, only after two opens in order (one open is not a
-//! pattern), and the fetches themselves are limited by the content layer. A jump (a far file, or backwards) only
+//! pattern) of which the first was read whole (a viewer shows the photo; a metadata scan such as `exiftool` or a
+//! photo manager's import reads headers only and must not download the folder), and the fetches themselves are
+//! limited by the content layer. A jump (a far file, or backwards) only
 //! moves the position.
 
 use super::GalleryFs;
@@ -22,21 +24,26 @@ const NEXT_WINDOW: usize = 3;
 /// Folders remembered at most.
 const FOLDERS_REMEMBERED: usize = 256;
 
-/// The last open per folder.
+/// The last open per folder: its name key and inode.
 #[derive(Default)]
 pub(crate) struct ViewerTracker {
-    last_open: Mutex<HashMap<Ino, String>>,
+    last_open: Mutex<HashMap<Ino, (String, Ino)>>,
 }
 
 impl ViewerTracker {
-    /// Records an open of `name_key` in `parent`; returns the previous one there.
-    fn record(&self, parent: Ino, key: String) -> Option<String> {
+    /// Records an open of `name_key` (inode `ino`) in `parent`; returns the previous one there.
+    fn record(&self, parent: Ino, key: String, ino: Ino) -> Option<(String, Ino)> {
         let mut last = self.last_open.lock();
         if last.len() >= FOLDERS_REMEMBERED && !last.contains_key(&parent) {
             last.clear();
         }
-        last.insert(parent, key)
+        last.insert(parent, (key, ino))
     }
+}
+
+/// Whether the whole content of the item is here (read whole by whoever opened it, or never in the cloud).
+fn read_whole(row: &ItemRow) -> bool {
+    !matches!(row.content_state, ContentState::Cloud | ContentState::Partial)
 }
 
 fn worth_fetching(row: &ItemRow) -> bool {
@@ -58,11 +65,16 @@ impl GalleryFs {
             return;
         };
         let key = name_key(&item.name);
-        let Some(previous) = self.viewer.record(parent, key.clone()) else {
+        let Some((previous, previous_ino)) = self.viewer.record(parent, key.clone(), item.ino) else {
             return;
         };
         if previous >= key {
             return;
+        }
+        // A viewer read the previous photo whole; a scan of headers did not.
+        match self.store.get(previous_ino) {
+            Ok(Some(row)) if read_whole(&row) => {}
+            _ => return,
         }
         // In order: the file is among the few after the previous one.
         let next_of_previous = match self
@@ -171,19 +183,29 @@ mod tests {
             async move { fs.open(Caller::default(), ino, read).await.unwrap() }
         };
         let taken = || std::mem::take(&mut *recorder.0.lock());
+        let viewed = |i: usize| store.set_content_state(ino[&i], ContentState::Cached).unwrap();
         open(2).await;
         assert!(taken().is_empty(), "one open is not a pattern");
         open(3).await;
+        assert!(
+            taken().is_empty(),
+            "the previous photo was not read whole: a metadata scan, not a viewer"
+        );
+        open(2).await;
+        viewed(2);
+        open(3).await;
         // The next three photos; the text file is skipped, the large video is not fetched whole.
         assert_eq!(taken(), ["IMG_04.jpg", "IMG_05.jpg"]);
+        viewed(3);
         open(7).await;
         assert!(taken().is_empty(), "a jump is not the viewer's next");
+        viewed(7);
         open(8).await;
         assert_eq!(taken(), ["IMG_09.jpg"], "only what is left");
         open(1).await;
         assert!(taken().is_empty(), "backwards");
         // Cached files are not fetched again (and still count among the three ahead).
-        store.set_content_state(ino[&3], ContentState::Cached).unwrap();
+        viewed(1);
         open(2).await;
         assert_eq!(taken(), ["IMG_04.jpg"]);
     }
