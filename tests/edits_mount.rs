@@ -518,12 +518,10 @@ const PJDFSTEST_SKIPPED: &[&str] = &["link::link_count_max"];
 fn posix_pjdfstest_all() {
     require_fuse!();
     let Some(pjdfstest) = tool("pjdfstest") else {
-        eprintln!("SKIPPED: pjdfstest is not installed (tests/pjdfstest/run.sh --install)");
-        return;
+        skip_test!("pjdfstest is not installed (scripts/test installs it)");
     };
     if !common::sh("getent passwd tests").status.success() {
-        eprintln!("SKIPPED: pjdfstest needs a user named `tests` (tests/pjdfstest/run.sh --install adds it)");
-        return;
+        skip_test!("pjdfstest needs a user named `tests` (scripts/test adds it)");
     }
     let (t, task) = mounted_with_replayer();
     t.sh("mkdir scratch");

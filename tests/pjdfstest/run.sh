@@ -2,7 +2,7 @@
 # Runs the POSIX suites against a galleryfs mount: all of pjdfstest (with the expected failures the contract
 # explains, README.md) and fsx with a close/reopen-heavy profile (both driven by tests/edits_mount.rs, which
 # mounts the gallery over a mock OneDrive with the outbox replaying in the background). Without the tools those
-# tests say SKIPPED.
+# tests say SKIPPED (and fail under GALLERYFS_REQUIRE_ALL=1, which scripts/test sets).
 #
 #   tests/pjdfstest/run.sh            run them (tools must be installed)
 #   tests/pjdfstest/run.sh --install  install pjdfstest, fsx and the `tests` user first (a few minutes)
