@@ -21,7 +21,7 @@ const PHOTOS: [&str; 6] = [
 ];
 
 fn samples() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos")
 }
 
 /// `bytes=A-B` → (A, B + 1).

@@ -314,7 +314,7 @@ fn a_late_photo_facet_re_dates_the_entry() {
     env.emu().state.set_photo_facet_delay(std::time::Duration::from_secs(8));
     env.login();
     env.mount("thumbnails=off,poll_interval=1,write_back=0");
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos/apple_iphone6.jpg");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos/apple_iphone6.jpg");
     let album = env.mnt.join("Beach");
     std::fs::create_dir(&album).unwrap();
     let photo = album.join("beach.jpg");

@@ -4,7 +4,7 @@
 set -u
 # Run from the repository: docs/live-views/thunar-demo.sh (needs Xvfb, thunar, imagemagick, inotify-tools, curl).
 X=${WORKDIR:-/tmp/galleryfs-live-demo}; B=${GALLERYFS:-$PWD/target/debug/galleryfs}; PORT=${PORT:-47833}
-PHOTO=${PHOTO:-$PWD/../shared/testdata/photos/nikon_p6000_gps.jpg}
+PHOTO=${PHOTO:-$PWD/tests/data/photos/nikon_p6000_gps.jpg}
 mkdir -p $X
 rm -rf $X/home $X/mnt $X/*.png $X/events.txt $X/iw.fifo; mkfifo $X/iw.fifo; mkdir -p $X/home $X/mnt $X/home/run; chmod 700 $X/home/run
 export HOME=$X/home XDG_CONFIG_HOME=$X/home/.config XDG_CACHE_HOME=$X/home/.cache XDG_DATA_HOME=$X/home/.local/share XDG_RUNTIME_DIR=$X/home/run

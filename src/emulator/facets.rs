@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn sample_photo_exif_when_present() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos");
         let Some(jpeg) = std::fs::read_dir(&dir).ok().and_then(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .find(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("jpg")))

@@ -31,9 +31,9 @@ macro_rules! skip_test {
     }};
 }
 
-/// The shared sample photos and videos: `../shared/testdata/photos` next to the crate (a checkout beside `shared`).
+/// The sample photos and videos shipped with the tests: `tests/data/photos` (see its README for their sources).
 pub fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos")
 }
 
 /// The bytes of the sample `name`, or `None` after [`skip`] when it is absent.

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn real_sample_with_orientation_6_comes_out_portrait() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/photos/orientation_6.jpg");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos/orientation_6.jpg");
         let Ok(bytes) = std::fs::read(&path) else {
             let require_all = std::env::var_os("GALLERYFS_REQUIRE_ALL").is_some_and(|v| !v.is_empty() && v != "0");
             assert!(
