@@ -188,7 +188,7 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
     let (code, out, err) = demo.run(&["status", "--account", "demo"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("(ok)") && out.contains("iB of ") && out.contains(" ago)"),
+        out.contains("(ok)") && out.contains("iB of ") && (out.contains(" ago)") || out.contains("(now)")),
         "{out}"
     );
     assert!(!out.contains(" bytes"), "{out}");

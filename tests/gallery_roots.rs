@@ -38,7 +38,7 @@ fn another_folder_on_a_remount_is_shown_and_the_old_trees_changes_are_sent() {
     let env = Env::start(3);
     env.login();
     // A long write-back keeps the new file journalled until the next mount.
-    env.mount("poll_interval=1,write_back=600,thumbnails=off");
+    env.mount("poll_interval=1,write_back=600,thumbnails=off,timeline=off");
     let root = names(&env.mnt);
     assert!(root.contains(&"DCIM".to_string()), "{root:?}");
     let camera = env.mnt.join("DCIM/Camera");
@@ -62,7 +62,7 @@ fn another_folder_on_a_remount_is_shown_and_the_old_trees_changes_are_sent() {
     );
 
     let seq = env.emu().state.log.next_seq();
-    env.mount("poll_interval=1,write_back=0,thumbnails=off,folder=/Pictures/Samsung Gallery/DCIM");
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,timeline=off,folder=/Pictures/Samsung Gallery/DCIM");
     let shown = names(&env.mnt);
     assert!(
         shown.contains(&"Camera".to_string()),
@@ -109,7 +109,7 @@ fn the_camera_roll_shows_beside_the_gallery_and_works_like_it() {
     require_fuse!();
     let env = Env::start(3);
     env.login();
-    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,timeline=off");
     let m = env.mnt.clone();
     assert!(!names(&m).iter().any(|n| n.contains("Camera Roll")), "{:?}", names(&m));
     assert!(
@@ -203,7 +203,7 @@ fn the_camera_roll_shows_beside_the_gallery_and_works_like_it() {
     );
     env.unmount();
 
-    env.mount("poll_interval=1,write_back=0,thumbnails=off,camera_roll=off");
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,timeline=off,camera_roll=off");
     assert!(!m.join("Camera Roll").exists(), "{:?}", names(&m));
     assert_eq!(env.status_json()["camera_roll"]["state"], "off");
     env.unmount();
@@ -246,7 +246,7 @@ fn a_store_without_the_camera_roll_upgrades_and_the_trees_fail_independently() {
     use std::os::unix::fs::MetadataExt;
     let env = env_with_camera_roll("DCIM", 2);
     env.login();
-    env.mount("poll_interval=1,write_back=0,thumbnails=off,camera_roll=off");
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,timeline=off,camera_roll=off");
     let m = env.mnt.clone();
     assert_eq!(names(&m), vec!["DCIM".to_string()]);
     let photo = std::fs::read_dir(m.join("DCIM/Camera"))
@@ -260,7 +260,7 @@ fn a_store_without_the_camera_roll_upgrades_and_the_trees_fail_independently() {
     env.unmount();
 
     let seq = env.emu().state.log.next_seq();
-    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    env.mount("poll_interval=1,write_back=0,thumbnails=off,timeline=off");
     let roll = m.join("DCIM (Camera Backup)");
     assert!(
         wait_until(Duration::from_secs(6), || roll.is_dir()),

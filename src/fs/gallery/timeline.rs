@@ -343,7 +343,8 @@ mod tests {
             entry(4, "b.jpg", Some(1_711_930_200)),
             entry(5, "20230203_123826234_iOS.heic", None),
         ]);
-        let march: Vec<_> = index.months[&(2024, 3)].entries.values().cloned().collect();
+        let mut march: Vec<_> = index.months[&(2024, 3)].entries.values().cloned().collect();
+        march.sort_by_key(|(_, ino)| *ino);
         assert_eq!(march, [("a.jpg".to_string(), 3), ("a (2).jpg".to_string(), 9)]);
         let april: Vec<_> = index.months[&(2024, 4)].entries.values().cloned().collect();
         assert_eq!(april, [("b.jpg".to_string(), 4)]);
