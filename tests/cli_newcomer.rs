@@ -54,6 +54,23 @@ struct Demo {
     mnt: PathBuf,
 }
 
+/// Stops a demo that a failed assertion left running: kills it and detaches its mount (a passing test has
+/// already stopped it with Ctrl-C and disarmed this).
+struct StopOnFailure {
+    pid: i32,
+    mnt: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StopOnFailure {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Demo {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_galleryfs"));
@@ -94,6 +111,11 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stop_on_failure = StopOnFailure {
+        pid: child.id() as i32,
+        mnt: demo.mnt.clone(),
+        armed: true,
+    };
     let camera = demo.mnt.join("DCIM/Camera");
     assert!(wait_until(Duration::from_secs(60), || camera.is_dir()), "demo mounted");
 
@@ -208,6 +230,7 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
     )
     .unwrap();
     let status = child.wait().unwrap();
+    stop_on_failure.armed = false;
     let took = started.elapsed();
     let _ = shell.kill();
     let _ = shell.wait();
