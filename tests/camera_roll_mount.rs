@@ -374,3 +374,97 @@ fn remote_changes_in_both_trees_show_within_the_poll_interval() {
     }
     env.unmount();
 }
+
+/// A 410 on the Camera Roll's delta scope re-lists that tree only: the gallery's delta link keeps working (no
+/// 410, no re-listing of it), its inodes stay, and a Camera Roll file keeps its inode too.
+#[test]
+fn a_resync_on_the_camera_rolls_scope_relists_that_tree_only() {
+    require_fuse!();
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::start(3);
+    env.login();
+    let (roll_id, _) = {
+        upload(&env, Platform::Android, taken("2026-10-08T08:00:00Z"), "jpg");
+        let d = env.emu().state.item_json("/Pictures/Camera Roll").unwrap();
+        (d["id"].as_str().unwrap().to_string(), ())
+    };
+    let gallery_id = env.emu().state.item_json("/Pictures/Samsung Gallery").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.mount("poll_interval=1,write_back=0,thumbnails=off");
+    let m = env.mnt.clone();
+    let in_roll = m.join("Camera Roll/20261008_080000.jpg");
+    assert!(wait_until(Duration::from_secs(10), || in_roll.exists()));
+    let gallery_file = std::fs::read_dir(m.join("DCIM/Camera"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let gallery_ino = std::fs::metadata(&gallery_file).unwrap().ino();
+    let roll_ino = std::fs::metadata(&in_roll).unwrap().ino();
+    // Both trees have done incremental rounds.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let seq = env.emu().state.log.next_seq();
+    env.emu().state.invalidate_delta_tokens_of(&roll_id).unwrap();
+    upload(&env, Platform::Android, taken("2026-10-08T08:05:00Z"), "jpg");
+    let new = m.join("Camera Roll/20261008_080500.jpg");
+    assert!(
+        wait_until(Duration::from_secs(10), || new.exists()),
+        "the Camera Roll re-listed: {:?}\nlog: {}",
+        names(&m.join("Camera Roll")),
+        log_of(&env)
+    );
+    // A change in the gallery still arrives by its delta link.
+    env.emu()
+        .state
+        .add_file(
+            "/Pictures/Samsung Gallery/DCIM/Camera/after.jpg",
+            Content::Bytes(b"after".to_vec().into()),
+        )
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || m
+        .join("DCIM/Camera/after.jpg")
+        .exists()));
+    let entries = env.emu().state.log.entries_since(seq);
+    let lines: Vec<String> = entries
+        .iter()
+        .filter(|e| e.host == "api")
+        .map(|e| format!("{} {} {}", e.status, e.method, e.path))
+        .collect();
+    let gone: Vec<&String> = lines.iter().filter(|l| l.starts_with("410 ")).collect();
+    assert!(
+        !gone.is_empty() && gone.iter().all(|l| l.contains(&roll_id)),
+        "a 410 on the Camera Roll's scope only: {lines:#?}"
+    );
+    let gallery_deltas: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&format!("{gallery_id}/delta")) || l.contains("Samsung%20Gallery:/delta"))
+        .collect();
+    let gone_at = lines.iter().position(|l| l.starts_with("410 ")).unwrap();
+    assert!(
+        lines[gone_at..]
+            .iter()
+            .any(|l| l.starts_with("200 GET") && l.contains(&format!("{roll_id}/children"))),
+        "the Camera Roll was listed again after the 410: {lines:#?}"
+    );
+    assert!(
+        !gallery_deltas.is_empty()
+            && gallery_deltas
+                .iter()
+                .all(|l| l.starts_with("200 ") && l.contains("token=")),
+        "the gallery kept its delta link (no fresh round): {lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(&format!("{gallery_id}/children")) || l.contains("Samsung%20Gallery:/children")),
+        "the gallery was not re-listed: {lines:#?}"
+    );
+    assert_eq!(std::fs::metadata(&gallery_file).unwrap().ino(), gallery_ino);
+    assert_eq!(std::fs::metadata(&in_roll).unwrap().ino(), roll_ino);
+    assert!(std::fs::read(&in_roll).is_ok());
+    env.unmount();
+}
