@@ -316,18 +316,32 @@ fn a_folder_at_or_inside_the_camera_roll_shows_once() {
     env.unmount();
 }
 
-/// Remote changes in both trees show within poll_interval + 5 s; the figures are printed.
+/// Remote changes in both trees show within poll_interval + 5 s by polling alone (the notification channel
+/// off); the figures are printed.
 #[test]
 fn remote_changes_in_both_trees_show_within_the_poll_interval() {
     require_fuse!();
+    remote_changes_show(false);
+}
+
+/// The notification channel wakes both trees: remote changes show well before the poll interval.
+#[test]
+fn a_notification_wakes_both_trees() {
+    require_fuse!();
+    remote_changes_show(true);
+}
+
+fn remote_changes_show(notifications: bool) {
     let env = Env::start(2);
+    env.emu().state.socketio.set_enabled(notifications);
     env.login();
     upload(&env, Platform::Android, taken("2026-10-07T12:00:00Z"), "jpg");
-    let poll = 3u64;
+    let poll = if notifications { 30u64 } else { 3 };
     env.mount(&format!("poll_interval={poll},write_back=0,thumbnails=off"));
     let m = env.mnt.clone();
     assert!(wait_until(Duration::from_secs(10), || m.join("Camera Roll").is_dir()));
-    let limit = Duration::from_secs(poll + 5);
+    // With the channel on, a change must show long before the 30 s poll would find it.
+    let limit = Duration::from_secs(if notifications { 8 } else { poll + 5 });
     for round in 0..3 {
         let gallery_file = format!("/Pictures/Samsung Gallery/DCIM/Camera/remote_{round}.jpg");
         let start = Instant::now();
@@ -354,7 +368,10 @@ fn remote_changes_in_both_trees_show_within_the_poll_interval() {
             }
             seen_gallery.is_some() && seen_roll.is_some()
         });
-        eprintln!("FIGURE: round {round}: gallery {seen_gallery:?}, camera roll {seen_roll:?} (poll {poll} s)");
+        eprintln!(
+            "FIGURE: notifications {notifications}, round {round}: gallery {seen_gallery:?}, camera roll \
+             {seen_roll:?} (poll {poll} s)"
+        );
         assert!(
             seen_gallery.is_some() && seen_roll.is_some(),
             "both within {limit:?}: gallery {seen_gallery:?}, camera roll {seen_roll:?}\nlog: {}",
@@ -370,7 +387,10 @@ fn remote_changes_in_both_trees_show_within_the_poll_interval() {
             wait_until(limit, || !in_roll.exists()),
             "remote delete in the Camera Roll"
         );
-        eprintln!("FIGURE: round {round}: camera roll delete {:?}", start.elapsed());
+        eprintln!(
+            "FIGURE: notifications {notifications}, round {round}: camera roll delete {:?}",
+            start.elapsed()
+        );
     }
     env.unmount();
 }
