@@ -291,6 +291,13 @@ fn a_folder_at_or_inside_the_camera_roll_shows_once() {
     env.login();
     let (id, _) = upload(&env, Platform::Ios, taken("2026-10-06T11:00:00Z"), "heic");
     env.mount("poll_interval=1,write_back=0,thumbnails=off,folder=/Pictures/Camera Roll");
+    // The Camera Roll's round has run (it found the folder) before the root is looked at.
+    assert!(
+        wait_until(Duration::from_secs(10), || env.status_json()["camera_roll"]["state"]
+            == "ok"),
+        "{}",
+        env.status_json()
+    );
     let m = env.mnt.clone();
     assert_eq!(tree_names(&m), vec!["2026".to_string()], "log: {}", log_of(&env));
     let file = m.join("2026/10/20261006_110000000_iOS.heic");
@@ -304,6 +311,13 @@ fn a_folder_at_or_inside_the_camera_roll_shows_once() {
     env.unmount();
 
     env.mount("poll_interval=1,write_back=0,thumbnails=off,folder=/Pictures/Camera Roll/2026");
+    // The Camera Roll's round has run (it found the folder) before the root is looked at.
+    assert!(
+        wait_until(Duration::from_secs(10), || env.status_json()["camera_roll"]["state"]
+            == "ok"),
+        "{}",
+        env.status_json()
+    );
     assert_eq!(tree_names(&m), vec!["10".to_string()], "log: {}", log_of(&env));
     assert!(m.join("10/20261006_110000000_iOS.heic").exists());
     let status = env.status_json();
