@@ -929,6 +929,37 @@ async fn delta_full_latest_incremental_and_resync() {
     assert_eq!(again.len(), e.h.state.state_dump().len() + 1);
 }
 
+// OAD api/driveitem_delta.md ("410 Gone … resyncRequired"): a test control forgets one folder's delta state;
+// that scope's tokens answer 410 until enumerated again, another scope's tokens keep working.
+#[tokio::test]
+async fn delta_tokens_of_one_scope_are_invalidated_alone() {
+    let e = Emu::start().await;
+    e.add("/Pictures/Samsung Gallery/a.jpg", b"a");
+    e.add("/Pictures/Camera Roll/b.jpg", b"b");
+    let gallery = e.h.state.item_json("/Pictures/Samsung Gallery").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let roll = e.h.state.item_json("/Pictures/Camera Roll").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, gallery_link, _) = delta_all(&e, &format!("/me/drive/items/{gallery}/delta")).await;
+    let (_, roll_link, _) = delta_all(&e, &format!("/me/drive/items/{roll}/delta")).await;
+    e.h.state.invalidate_delta_tokens_of(&roll).unwrap();
+    let r = e.get(&roll_link).await;
+    assert_eq!((r.status, r.code()), (StatusCode::GONE, "resyncRequired"));
+    let (again, fresh_link, _) = delta_all(&e, r.header("location")).await;
+    assert!(again.iter().any(|c| c["name"] == "b.jpg"), "{again:?}");
+    let (none, _, _) = delta_all(&e, &fresh_link).await;
+    assert!(none.is_empty(), "a token issued after the control works: {none:?}");
+    let (unchanged, _, _) = delta_all(&e, &gallery_link).await;
+    assert!(
+        unchanged.is_empty(),
+        "the other scope's token still works: {unchanged:?}"
+    );
+}
+
 // OAD api/driveitem_delta.md: $top sets the page size; the last page carries the deltaLink.
 #[tokio::test]
 async fn delta_top_pages() {

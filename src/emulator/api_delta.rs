@@ -94,7 +94,7 @@ pub fn delta(state: &Arc<EmulatorState>, req: &GraphRequest, target: &Target) ->
         }
         Token::Start => (None, new_cursor(&d, scope, None), 0),
         Token::Since { epoch, seq } => {
-            if epoch != d.epoch || seq > d.current_seq() {
+            if epoch != d.epoch || seq > d.current_seq() || seq < valid_from(state, scope) {
                 return Err(GraphError::resync(restart));
             }
             let mut cursor = new_cursor(&d, scope, Some(seq));
@@ -103,7 +103,8 @@ pub fn delta(state: &Arc<EmulatorState>, req: &GraphRequest, target: &Target) ->
         }
         Token::Page { epoch, cursor, offset } => {
             let found = state.delta_cursors.lock().get(&cursor).cloned();
-            match found.filter(|c| c.epoch == epoch && epoch == d.epoch && c.scope == scope) {
+            let valid_from = valid_from(state, scope);
+            match found.filter(|c| c.epoch == epoch && epoch == d.epoch && c.scope == scope && c.upto >= valid_from) {
                 Some(c) => (Some(cursor), c, offset),
                 None => return Err(GraphError::resync(restart)),
             }
@@ -160,6 +161,18 @@ fn drop_deletion_if_asked(state: &EmulatorState, cursor: &mut DeltaCursor) {
         cursor.entries = Arc::new(entries);
         tracing::debug!("delta round: one deletion left out, as asked");
     }
+}
+
+/// The first journal number of the tokens of `scope` that are still valid (0 unless invalidated).
+fn valid_from(state: &EmulatorState, scope: ItemNo) -> u64 {
+    state.settings.lock().delta_valid_from.get(&scope).copied().unwrap_or(0)
+}
+
+/// Makes the tokens and page links issued so far for `scope` answer 410 (a control): the journal moves one
+/// number on, and tokens of the scope from before that number are refused.
+pub fn invalidate_scope(state: &EmulatorState, d: &mut super::drive::Drive, scope: ItemNo) {
+    let mark = d.next_seq();
+    state.settings.lock().delta_valid_from.insert(scope, mark);
 }
 
 /// Makes every issued delta token and page link answer 410 (a control).

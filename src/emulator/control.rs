@@ -237,6 +237,15 @@ impl EmulatorState {
         api_delta::invalidate_tokens(self);
     }
 
+    /// Every delta token and page link issued so far for the scope `folder` (path or id) answers 410
+    /// `resyncRequired`; other scopes' tokens keep working (the service forgets one folder's delta state).
+    pub fn invalidate_delta_tokens_of(&self, folder: &str) -> GraphResult<()> {
+        let mut d = self.drive.lock();
+        let no = find_live(&d, folder)?;
+        api_delta::invalidate_scope(self, &mut d, no);
+        Ok(())
+    }
+
     /// Flips the bits of `mask` in the stored byte at `offset` of a file, leaving its size, hashes, eTag and cTag
     /// as they were: the service then serves bytes that do not match the quickXorHash it reports (a damaged
     /// stored copy; no change is journalled, so delta does not report it). The same call again restores the
@@ -561,9 +570,14 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             "/_emulator/invalidate-delta-tokens",
-            post(|State(s): S| async move {
-                s.invalidate_delta_tokens();
-                reply(ok())
+            post(|State(s): S, Lenient(b): Lenient| async move {
+                match b.get("scope").and_then(Value::as_str) {
+                    Some(scope) => reply(s.invalidate_delta_tokens_of(scope).and_then(|()| ok())),
+                    None => {
+                        s.invalidate_delta_tokens();
+                        reply(ok())
+                    }
+                }
             }),
         )
         .route(

@@ -40,6 +40,8 @@ pub struct Settings {
     /// The next incremental delta round leaves out its first deleted item (a deletion "missed" by delta, which
     /// only the periodic full re-list repairs); cleared once used.
     pub drop_next_delta_deletion: bool,
+    /// Scopes whose delta tokens were invalidated: scope → the first journal number of tokens still valid.
+    pub delta_valid_from: HashMap<ItemNo, u64>,
     /// How long after an upload its `photo` facet (EXIF taken time, camera) appears, with one more change of the
     /// item; zero: at once.
     pub photo_facet_delay: Duration,
@@ -58,6 +60,7 @@ impl Default for Settings {
             upload_session_lifetime: Duration::from_secs(24 * 3600),
             post_processing: None,
             drop_next_delta_deletion: false,
+            delta_valid_from: HashMap::new(),
             photo_facet_delay: Duration::from_secs(2),
         }
     }
