@@ -93,7 +93,7 @@ fn exif_span(jpeg: &[u8]) -> Option<(usize, usize)> {
 /// The camera photo made from source `source` (taken modulo the number of sources), dated `taken_unix`, with
 /// `ImageUniqueID` `unique_id`.
 pub fn phone_photo(source: usize, taken_unix: i64, unique_id: u64) -> Content {
-    let source = source % SOURCE_FILES.len();
+    let source = source % SOURCES;
     let s = &sources()[source];
     let taken: DateTime<Utc> = DateTime::from_timestamp(taken_unix, 0).unwrap_or_default();
     let exif = exif_segment(&ExifFacts {
@@ -116,18 +116,18 @@ pub fn phone_photo(source: usize, taken_unix: i64, unique_id: u64) -> Content {
 }
 
 /// Source `source` decoded and turned upright, scaled to fit 1024×1024: what thumbnails of its photos are made
-/// from (decoded once per process; a full-size decode costs a few hundred milliseconds).
+/// from. Decoded once per process, one at a time (a full-size decode takes ~30 MB and a few hundred
+/// milliseconds; concurrent thumbnail requests wait for the first instead of decoding the same source again).
 pub fn preview(source: usize) -> Option<DynamicImage> {
     static PREVIEWS: OnceLock<Mutex<Vec<Option<DynamicImage>>>> = OnceLock::new();
-    let cache = PREVIEWS.get_or_init(|| Mutex::new(vec![None; SOURCE_FILES.len()]));
-    let source = source % SOURCE_FILES.len();
-    if let Some(img) = cache.lock().ok()?[source].clone() {
-        return Some(img);
+    let cache = PREVIEWS.get_or_init(|| Mutex::new(vec![None; SOURCES]));
+    let source = source % SOURCES;
+    let mut cache = cache.lock().ok()?;
+    if cache[source].is_none() {
+        let img = image::load_from_memory_with_format(SOURCE_FILES[source], image::ImageFormat::Jpeg).ok()?;
+        cache[source] = Some(super::thumbnail::upright(img, sources()[source].orientation).thumbnail(1024, 1024));
     }
-    let img = image::load_from_memory_with_format(SOURCE_FILES[source], image::ImageFormat::Jpeg).ok()?;
-    let img = super::thumbnail::upright(img, sources()[source].orientation).thumbnail(1024, 1024);
-    cache.lock().ok()?[source] = Some(img.clone());
-    Some(img)
+    cache[source].clone()
 }
 
 #[cfg(test)]
@@ -174,5 +174,27 @@ mod tests {
         let Content::Pieces(p) = &content else { panic!() };
         let again = p.recipe.unwrap().make();
         assert_eq!(again.read_range(0, again.len()), bytes);
+    }
+
+    #[test]
+    fn thumbnails_come_from_the_source_pixels() {
+        let content = phone_photo(2, 1_700_000_000, 1);
+        let (jpeg, w, h) = super::super::render_thumbnail(&content, "image/jpeg", 256, 256, false).unwrap();
+        // A 4:3 source, where the stand-in poster would be 16:9.
+        let s = &sources()[2];
+        assert_eq!(s.width * 3, s.height * 4);
+        // Fits inside 256x256 with the source's aspect (not a poster's 16:9 or 4:3 stand-in).
+        assert_eq!(w.max(h), 256);
+        let expected = if s.width > s.height {
+            (256, 256 * s.height / s.width)
+        } else {
+            (256 * s.width / s.height, 256)
+        };
+        assert!(
+            w.abs_diff(expected.0) <= 1 && h.abs_diff(expected.1) <= 1,
+            "{w}x{h} for {expected:?}"
+        );
+        let img = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!((img.width(), img.height()), (w, h));
     }
 }
