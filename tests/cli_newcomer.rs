@@ -1,5 +1,6 @@
 //! The first ten minutes, as a person meets galleryfs, through the real binary and real mounts: the demo's sample
-//! files are real (every photo decodes, every video passes `ffprobe`), its terminal shows only lines for people
+//! files are real and of a phone's sizes (every photo decodes, camera photos are full-size, every video passes
+//! `ffprobe`, every file's bytes are the emulator's), its terminal shows only lines for people
 //! and its first Ctrl-C returns at once even when the mount is busy, the mount shows as `fuse.galleryfs` with
 //! consistent `df -i` figures, `pin --account` of a folder fetches only files, `status` speaks in KiB/MiB and
 //! relative times and refuses an unknown account, and `mount --help` lists every `-o` option.
@@ -134,8 +135,45 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
     files_below(&demo.mnt, &mut all);
     assert!(all.len() >= 120, "{} files", all.len());
     let ffprobe = tool("ffprobe");
-    let (mut photos, mut videos, mut fast_start) = (0, 0, 0);
+    // What the demo's emulator serves, by path below the gallery: every file read through the mount equals it.
+    let served: std::collections::HashMap<String, galleryfs::emulator::media::Content> =
+        galleryfs::emulator::media::samsung_gallery(120, galleryfs::emulator::server::GALLERY_SEED)
+            .into_iter()
+            .map(|f| (f.path, f.content))
+            .collect();
+    let by_name: std::collections::HashMap<&str, &galleryfs::emulator::media::Content> = served
+        .iter()
+        .map(|(path, content)| (path.rsplit('/').next().unwrap(), content))
+        .collect();
+    let (mut photos, mut camera_photos, mut videos, mut fast_start) = (0, 0, 0, 0);
     for f in &all {
+        let rel = f.strip_prefix(&demo.mnt).unwrap().to_str().unwrap().to_string();
+        // The Timeline shows the same files by date: look them up by name.
+        let name = rel.rsplit('/').next().unwrap();
+        let in_gallery = if rel.starts_with("Timeline/") {
+            by_name.get(name).copied()
+        } else {
+            served.get(&rel)
+        };
+        let backup;
+        let content = match in_gallery {
+            Some(c) => c,
+            // Camera Backup's uploads to the Camera Roll: the camera photo of the time in the name.
+            None => {
+                let taken = chrono::NaiveDateTime::parse_from_str(name, "%Y%m%d_%H%M%S.jpg")
+                    .unwrap_or_else(|e| panic!("{rel} is not in the demo's drive: {e}"))
+                    .and_utc();
+                backup = galleryfs::emulator::camera_backup::camera_photo(taken, taken.timestamp() as usize);
+                &backup
+            }
+        };
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            bytes.len() as u64 == content.len() && bytes[..] == content.read_range(0, content.len())[..],
+            "{rel}: the mount's {} bytes differ from the emulator's {}",
+            bytes.len(),
+            content.len()
+        );
         let ext = f
             .extension()
             .and_then(|e| e.to_str())
@@ -143,8 +181,24 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
             .to_ascii_lowercase();
         match ext.as_str() {
             "jpg" | "png" => {
-                let bytes = std::fs::read(f).unwrap();
-                image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                // The Timeline's copies have the same bytes (checked above): decode each file once.
+                if !rel.starts_with("Timeline/") {
+                    image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                }
+                let camera = rel.starts_with("DCIM/Camera/")
+                    || rel.starts_with("Camera Roll/")
+                    || (rel.starts_with("Timeline/") && name.as_bytes()[0].is_ascii_digit());
+                if camera {
+                    // A phone camera's photo, not a thumbnail-sized picture.
+                    assert!(bytes.len() >= 1 << 20, "{rel}: {} bytes", bytes.len());
+                    camera_photos += 1;
+                } else {
+                    assert!(
+                        bytes.len() < 512 << 10,
+                        "{rel}: {} bytes for a screenshot or app image",
+                        bytes.len()
+                    );
+                }
                 photos += 1;
             }
             "mp4" | "avi" => {
@@ -177,6 +231,7 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
         }
     }
     assert!(photos > 90 && videos > 3, "{photos} photos, {videos} videos");
+    assert!(camera_photos > 60, "{camera_photos} camera photos");
     assert!(
         fast_start > 0 && fast_start < videos,
         "{fast_start} of {videos} videos index in front"

@@ -1099,6 +1099,46 @@ async fn state_file_round_trip() {
     assert_eq!(e.raw(Method::GET, &loc, &[], None).await.2, big);
 }
 
+// A --state file records full-size camera photos by how they are made, not by their megabytes, and serves
+// the same bytes after a restart.
+#[tokio::test]
+async fn state_file_keeps_full_size_photos_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state.json");
+    let config = EmulatorConfig {
+        state_file: Some(file.clone()),
+        seed_gallery: 12,
+        seed_camera_roll: 2,
+        ..Default::default()
+    };
+    let gallery = galleryfs::emulator::media::samsung_gallery(12, emulator::server::GALLERY_SEED);
+    let photo = gallery
+        .iter()
+        .find(|f| f.path.starts_with("DCIM/Camera/") && f.path.ends_with(".jpg"))
+        .expect("a camera photo");
+    let expected = photo.content.read_range(0, photo.content.len());
+    assert!(expected.len() > 1 << 20, "full size: {} bytes", expected.len());
+    let e = Emu::with(config.clone()).await;
+    let before = e.h.state.state_dump();
+    e.h.shutdown().await.unwrap();
+    let saved = std::fs::metadata(&file).unwrap().len();
+    assert!(saved < 512 << 10, "the state file holds {saved} bytes");
+    // Beside it only stored content over 256 KiB (the seed's AVI clip), no copy of a photo.
+    let blobs: u64 = std::fs::read_dir(dir.path().join("state.json.blobs"))
+        .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+        .unwrap_or(0);
+    assert!(blobs < 1 << 20, "{blobs} bytes beside the state file");
+    let e = Emu::with(config).await;
+    assert_eq!(e.h.state.state_dump(), before);
+    let path = format!("Pictures/Samsung Gallery/{}", photo.path).replace(' ', "%20");
+    let loc = e
+        .get(&format!("/me/drive/root:/{path}:/content"))
+        .await
+        .header("location")
+        .to_string();
+    assert_eq!(e.raw(Method::GET, &loc, &[], None).await.2, expected.to_vec());
+}
+
 // The seed gallery lands in Pictures/Samsung Gallery whatever media::samsung_gallery returns.
 #[tokio::test]
 async fn seed_gallery_is_placed_under_pictures() {

@@ -6,8 +6,7 @@
 use super::blob::Blob;
 use super::drive::{Conflict, ItemPatch, NewContent};
 use super::errors::GraphResult;
-use super::media::exif_writer::{insert_exif, ExifFacts};
-use super::media::gallery::pool;
+use super::media::phone_photo::phone_photo;
 use super::media::{Content, MediaKind};
 use super::server::EmulatorState;
 use chrono::{DateTime, Datelike, Utc};
@@ -33,23 +32,10 @@ pub fn backup_path(platform: Platform, taken: DateTime<Utc>, ext: &str) -> (Vec<
     }
 }
 
-/// A camera photo taken at `taken`: a real JPEG with its EXIF date and camera.
+/// A camera photo taken at `taken`: a real full-size phone JPEG with its EXIF date and camera
+/// (see [`phone_photo`]), made from the source `variant` picks.
 pub fn camera_photo(taken: DateTime<Utc>, variant: usize) -> Content {
-    let photos = &pool().photos;
-    let base = &photos[variant % photos.len()];
-    let jpeg = insert_exif(
-        &base.jpeg,
-        &ExifFacts {
-            make: "samsung".into(),
-            model: "SM-S931B".into(),
-            taken,
-            orientation: 1,
-            width: base.width,
-            height: base.height,
-            unique_id: taken.timestamp() as u64 ^ variant as u64,
-        },
-    );
-    Content::Bytes(jpeg.into())
+    phone_photo(variant, taken.timestamp(), taken.timestamp() as u64 ^ variant as u64)
 }
 
 impl EmulatorState {

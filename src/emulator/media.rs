@@ -3,13 +3,15 @@
 //! stored whole), plus thumbnail rendering (real JPEGs) for the thumbnail endpoints.
 //!
 //! Parts: [`gallery`] (the seed list and photo pixels), [`exif_writer`] (the APP1 EXIF segment),
-//! [`thumbnail`] (thumbnails and poster frames), [`avi`] (a Motion-JPEG AVI writer), [`mp4`] (a Motion-JPEG MP4
+//! [`phone_photo`] (full-size camera photos made from real phone JPEGs), [`thumbnail`] (thumbnails and poster
+//! frames), [`avi`] (a Motion-JPEG AVI writer), [`mp4`] (a Motion-JPEG MP4
 //! writer). This file holds the content types and the synthetic stream.
 
 pub mod avi;
 pub mod exif_writer;
 pub mod gallery;
 pub mod mp4;
+pub mod phone_photo;
 pub mod thumbnail;
 
 use bytes::Bytes;
@@ -42,12 +44,23 @@ pub struct Pieces {
 pub enum Recipe {
     /// A seed video ([`gallery::seed_video`]).
     SeedVideo { seed: u64, taken_unix: i64 },
+    /// A full-size camera photo ([`phone_photo::phone_photo`]).
+    PhonePhoto {
+        source: usize,
+        taken_unix: i64,
+        unique_id: u64,
+    },
 }
 
 impl Recipe {
     pub fn make(self) -> Content {
         match self {
             Recipe::SeedVideo { seed, taken_unix } => gallery::seed_video(seed, taken_unix).0,
+            Recipe::PhonePhoto {
+                source,
+                taken_unix,
+                unique_id,
+            } => phone_photo::phone_photo(source, taken_unix, unique_id),
         }
     }
 }

@@ -85,6 +85,12 @@ enum ContentRecord {
         seed: u64,
         taken_unix: i64,
     },
+    /// A full-size camera photo, made again from its source, date and unique id.
+    Photo {
+        source: usize,
+        taken_unix: i64,
+        unique_id: u64,
+    },
     /// A file in the blobs directory.
     Blob {
         file: String,
@@ -211,8 +217,20 @@ fn content_record(blob: &Blob, blobs: &Path, item: &Item) -> anyhow::Result<Cont
         return Ok(ContentRecord::Synthetic { seed: *seed, len: *len });
     }
     if let Blob::Media(Content::Pieces(p)) = blob {
-        if let Some(Recipe::SeedVideo { seed, taken_unix }) = p.recipe {
-            return Ok(ContentRecord::Video { seed, taken_unix });
+        match p.recipe {
+            Some(Recipe::SeedVideo { seed, taken_unix }) => return Ok(ContentRecord::Video { seed, taken_unix }),
+            Some(Recipe::PhonePhoto {
+                source,
+                taken_unix,
+                unique_id,
+            }) => {
+                return Ok(ContentRecord::Photo {
+                    source,
+                    taken_unix,
+                    unique_id,
+                })
+            }
+            None => {}
         }
     }
     let len = blob.len();
@@ -254,6 +272,18 @@ pub fn load(path: &Path, spool_dir: &Path) -> anyhow::Result<(Drive, Option<serd
                     ContentRecord::Video { seed, taken_unix } => {
                         Blob::Media(Recipe::SeedVideo { seed, taken_unix }.make())
                     }
+                    ContentRecord::Photo {
+                        source,
+                        taken_unix,
+                        unique_id,
+                    } => Blob::Media(
+                        Recipe::PhonePhoto {
+                            source,
+                            taken_unix,
+                            unique_id,
+                        }
+                        .make(),
+                    ),
                     ContentRecord::Blob { file, len } => {
                         std::fs::create_dir_all(spool_dir)?;
                         let dest = spool_dir.join(format!("loaded-{file}"));

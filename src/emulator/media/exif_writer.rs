@@ -125,14 +125,23 @@ pub fn tiff_block(facts: &ExifFacts) -> Vec<u8> {
 /// `jpeg` with an APP1 EXIF segment for `facts` inserted right after SOI (where phone cameras put it).
 pub fn insert_exif(jpeg: &[u8], facts: &ExifFacts) -> Vec<u8> {
     assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+    let segment = exif_segment(facts);
+    let mut out = Vec::with_capacity(jpeg.len() + segment.len());
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    out.extend_from_slice(&segment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The APP1 EXIF segment for `facts` (marker, length, `Exif\0\0`, TIFF block).
+pub fn exif_segment(facts: &ExifFacts) -> Vec<u8> {
     let tiff = tiff_block(facts);
     let segment_len = (2 + 6 + tiff.len()) as u16;
-    let mut out = Vec::with_capacity(jpeg.len() + tiff.len() + 10);
-    out.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE1]);
+    let mut out = Vec::with_capacity(tiff.len() + 10);
+    out.extend_from_slice(&[0xFF, 0xE1]);
     out.extend_from_slice(&segment_len.to_be_bytes());
     out.extend_from_slice(b"Exif\0\0");
     out.extend_from_slice(&tiff);
-    out.extend_from_slice(&jpeg[2..]);
     out
 }
 

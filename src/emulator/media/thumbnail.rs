@@ -33,6 +33,10 @@ pub fn render_thumbnail(
         },
         Content::Synthetic { seed, .. } if is_video => poster(16, 9, *seed),
         Content::Synthetic { seed, .. } => poster(4, 3, *seed),
+        Content::Pieces(p) if is_image => match p.recipe {
+            Some(super::Recipe::PhonePhoto { source, .. }) => super::phone_photo::preview(source)?,
+            _ => decode_upright(&content.read_range(0, content.len()))?,
+        },
         Content::Pieces(_) => match super::mp4::first_frame(content).and_then(|f| image::load_from_memory(&f).ok()) {
             Some(frame) => frame,
             None => poster(16, 9, content.len()),
@@ -50,7 +54,12 @@ pub fn render_thumbnail(
 /// Decodes a stored image and turns it upright per its EXIF orientation.
 fn decode_upright(bytes: &[u8]) -> Option<DynamicImage> {
     let img = image::load_from_memory(bytes).ok()?;
-    Some(match read_orientation(bytes) {
+    Some(upright(img, read_orientation(bytes)))
+}
+
+/// `img` turned upright per the EXIF `orientation`.
+pub fn upright(img: DynamicImage, orientation: u16) -> DynamicImage {
+    match orientation {
         2 => img.fliph(),
         3 => img.rotate180(),
         4 => img.flipv(),
@@ -59,7 +68,7 @@ fn decode_upright(bytes: &[u8]) -> Option<DynamicImage> {
         7 => img.rotate270().fliph(),
         8 => img.rotate270(),
         _ => img,
-    })
+    }
 }
 
 // Only `DynamicImage` methods below: they are compiled (optimised) inside the image crate, while generic
