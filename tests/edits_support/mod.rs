@@ -89,6 +89,8 @@ impl Gallery {
                 staging_dir: Some(staging.clone()),
                 write_back,
                 thumbnails: false,
+                // These harnesses compare the gallery's tree with a model of it: no virtual Timeline beside it.
+                timeline: false,
                 ..GalleryConfig::default()
             },
         ));
@@ -259,6 +261,8 @@ impl Synced {
                 staging_dir: Some(staging.clone()),
                 write_back,
                 thumbnails: false,
+                // These harnesses compare the gallery's tree with a model of it: no virtual Timeline beside it.
+                timeline: false,
                 ..GalleryConfig::default()
             },
         ));
