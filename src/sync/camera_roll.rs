@@ -171,25 +171,13 @@ impl CameraRollTree {
     /// Folders new to the store in an incremental round: their children (delta does not repeat a moved-in
     /// folder's content).
     async fn list_new_folders(&self, scope: &TreeScope, inos: &[u64]) -> Result<AppliedChanges, CameraRollError> {
-        let mut queue: Vec<String> = Vec::new();
+        let mut folders = Vec::new();
         for &ino in inos {
             if let Some(row) = self.store.get(ino)? {
-                queue.push(row.item_id);
+                folders.push(row.item_id);
             }
         }
-        let mut items = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(id) = queue.pop() {
-            if !seen.insert(id.clone()) {
-                continue;
-            }
-            for child in self.drive.children(&id).await? {
-                if child.is_folder() {
-                    queue.push(child.id.clone());
-                }
-                items.push(child);
-            }
-        }
+        let items = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
         if items.is_empty() {
             return Ok(AppliedChanges::default());
         }

@@ -203,15 +203,8 @@ pub fn apply_fresh_delta_round_with_link(
     delta_link: &str,
     stale: impl FnOnce() -> bool,
 ) -> Result<Option<AppliedChanges>, DeltaApplyError> {
-    store.write(|tx| {
-        if stale() {
-            return Ok(None);
-        }
-        let changes = apply_in(tx, gallery_item_id, items, kind)?;
-        tx.set_meta(crate::store::meta_keys::DELTA_LINK, delta_link)?;
-        tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
-        Ok(Some(changes))
-    })
+    let scope = TreeScope::gallery(gallery_item_id);
+    apply_fresh_scoped_round_with_link(store, &scope, items, kind, delta_link, stale)
 }
 
 /// Replaces the store's view with a full enumeration: applies it, then removes every row it did not mention

@@ -32,7 +32,6 @@
 
 use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -776,25 +775,13 @@ impl SyncEngine {
 
     /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content.
     async fn list_new_folders(&self, gallery: &str, inos: &[u64]) -> Result<AppliedChanges, SyncError> {
-        let mut queue: VecDeque<String> = VecDeque::new();
+        let mut folders = Vec::new();
         for &ino in inos {
             if let Some(row) = self.store.get(ino)? {
-                queue.push_back(row.item_id);
+                folders.push(row.item_id);
             }
         }
-        let mut listed = HashSet::new();
-        let mut items = Vec::new();
-        while let Some(id) = queue.pop_front() {
-            if !listed.insert(id.clone()) {
-                continue;
-            }
-            for child in self.drive.children(&id).await? {
-                if child.is_folder() {
-                    queue.push_back(child.id.clone());
-                }
-                items.push(child);
-            }
-        }
+        let items = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
         if items.is_empty() {
             return Ok(AppliedChanges::default());
         }

@@ -153,6 +153,27 @@ async fn run(drive: &dyn DriveApi, job: Job) -> (Job, Result<Vec<DriveItem>, Dri
     (job, result)
 }
 
+/// Everything below the folders `item_ids` (their children, their subfolders' children, ...), listed folder by
+/// folder: what an incremental round must add for folders new to the store, since delta does not repeat a
+/// moved-in folder's content.
+pub async fn everything_below(drive: &dyn DriveApi, item_ids: Vec<String>) -> Result<Vec<DriveItem>, DriveError> {
+    let mut queue: VecDeque<String> = item_ids.into();
+    let mut listed = HashSet::new();
+    let mut items = Vec::new();
+    while let Some(id) = queue.pop_front() {
+        if !listed.insert(id.clone()) {
+            continue;
+        }
+        for child in drive.children(&id).await? {
+            if child.is_folder() {
+                queue.push_back(child.id.clone());
+            }
+            items.push(child);
+        }
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
