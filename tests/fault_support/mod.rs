@@ -326,11 +326,15 @@ pub fn remote_files(state: &EmulatorState, root: &str) -> BTreeMap<String, (Stri
         .collect()
 }
 
-/// Every regular file below `dir`, relative path → bytes.
+/// Every regular file below `dir`, relative path → bytes (a mount's virtual `Timeline`, the same files again, left
+/// out).
 pub fn local_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
+            if dir == base && e.file_name() == "Timeline" {
+                continue;
+            }
             if p.is_dir() {
                 walk(base, &p, out);
             } else {

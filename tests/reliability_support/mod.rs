@@ -169,13 +169,17 @@ pub fn a_seeded_file(env: &Env) -> (String, String) {
 // ---------------------------------------------------------------------------------------------------------------
 // The mount's side
 
-/// Everything the mount lists, recursively: relative path → Some(size) for files, None for folders.
+/// Everything the mount lists below the gallery, recursively: relative path → Some(size) for files, None for
+/// folders. The virtual `Timeline` at the root (the same files again, by date) is left out.
 pub fn mount_tree(root: &Path) -> BTreeMap<String, Option<u64>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Option<u64>>) {
         for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display())) {
             let e = e.unwrap();
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel == "Timeline" {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.is_dir() {
                 out.insert(rel, None);
