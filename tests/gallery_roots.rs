@@ -209,30 +209,13 @@ fn the_camera_roll_shows_beside_the_gallery_and_works_like_it() {
 
 /// An emulator whose Camera Roll has a localized name that clashes with a gallery album, with recent uploads.
 fn env_with_camera_roll(name: &str, uploads: usize) -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(galleryfs::emulator::start(galleryfs::emulator::EmulatorConfig {
-            seed_gallery: 3,
-            auto_approve: true,
-            camera_roll_name: Some(name.to_string()),
-            seed_camera_roll: uploads,
-            ..Default::default()
-        }))
-        .expect("emulator starts");
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("Gallery");
-    std::fs::create_dir(&mnt).unwrap();
-    let mnt = std::fs::canonicalize(mnt).unwrap();
-    Env {
-        rt,
-        emu: Some(emu),
-        dir,
-        mnt,
-    }
+    Env::start_with(galleryfs::emulator::EmulatorConfig {
+        seed_gallery: 3,
+        auto_approve: true,
+        camera_roll_name: Some(name.to_string()),
+        seed_camera_roll: uploads,
+        ..Default::default()
+    })
 }
 
 /// A store made without the Camera Roll (as by the version before it) upgrades in place: the cached original

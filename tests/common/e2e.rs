@@ -16,18 +16,21 @@ pub struct Env {
 
 impl Env {
     pub fn start(seed_gallery: usize) -> Env {
+        Env::start_with(EmulatorConfig {
+            seed_gallery,
+            auto_approve: true,
+            ..Default::default()
+        })
+    }
+
+    /// An environment whose emulator runs with `config`.
+    pub fn start_with(config: EmulatorConfig) -> Env {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let emu = rt
-            .block_on(emulator::start(EmulatorConfig {
-                seed_gallery,
-                auto_approve: true,
-                ..Default::default()
-            }))
-            .expect("emulator starts");
+        let emu = rt.block_on(emulator::start(config)).expect("emulator starts");
         let dir = tempfile::tempdir().unwrap();
         let mnt = dir.path().join("Gallery");
         std::fs::create_dir(&mnt).unwrap();
