@@ -23,6 +23,7 @@ pub mod fuse;
 pub mod logging;
 pub mod mount;
 pub mod mount_options;
+pub mod private_file;
 pub mod remote;
 pub mod store;
 pub mod sync;

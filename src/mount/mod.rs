@@ -100,7 +100,8 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         Ok(None) => return Err(not_signed_in()),
         Err(e) => return Err(e.to_string()),
     }
-    let tokens = RefreshingTokenSource::for_account(&paths, &endpoints).map_err(|e| e.to_string())?;
+    let tokens =
+        RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &endpoints).map_err(|e| e.to_string())?;
     let client = GraphClient::new(endpoints, Arc::new(tokens), RetryPolicy::default()).map_err(|e| e.to_string())?;
     let drive: Arc<dyn DriveApi> = Arc::new(GraphDrive::new(client.clone()));
     std::fs::create_dir_all(&paths.cache_dir).map_err(|e| format!("{}: {e}", paths.cache_dir.display()))?;
@@ -236,7 +237,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         folder,
         cache_budget: req.options.cache_size,
     };
-    let _ = crate::config::write_private_atomic(
+    let _ = crate::private_file::write_private_atomic(
         &MountRecord::path(&paths),
         &serde_json::to_vec(&record).expect("record serializes"),
     );

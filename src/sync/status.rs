@@ -139,7 +139,7 @@ impl SyncStatus {
 
 fn save_json(file: &Path, snapshot: &StatusSnapshot) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
-    crate::config::write_private_atomic(file, &json)
+    crate::private_file::write_private_atomic(file, &json)
 }
 
 /// `outbox` in `status --json`.
