@@ -199,17 +199,18 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     tasks.push(runtime.spawn(engine.clone().run()));
     if !req.options.read_only {
         // Local edits: journalled changes (also those of an earlier run) go to OneDrive in order.
+        fs.journal_leftovers().map_err(|e| e.to_string())?;
         let (_, replayer) = crate::sync::outbox_replay::spawn_replayer(
             runtime.handle(),
             store.clone(),
             drive.clone(),
             fs.clone(),
+            fs.outbox_wake(),
             crate::sync::outbox_replay::ReplayConfig {
                 big_delete_limit: req.options.delete_guard,
                 ..Default::default()
             },
-        )
-        .map_err(|e| e.to_string())?;
+        );
         tasks.push(replayer);
     }
     // Socket.IO change notifications wake the engine; without the channel, polling alone goes on.

@@ -20,8 +20,9 @@
 //! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
 //!   and adopted, not duplicated (`outbox_recovery.rs`).
 
-use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
-use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
+use super::conflict_copies::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
+use super::local_edits::{LocalEdits, UploadHold};
+use super::upload_commit::{drop_delta_duplicate, RemoteResult};
 use crate::remote::drive_api::{
     ConflictBehavior, DriveApi, DriveError, MoveRequest, SessionJournal, UploadRequest, UploadSource, UploadTarget,
 };
@@ -818,7 +819,7 @@ impl OutboxReplayer {
         crate::crash_points::crash_point("replay.mkdir_sent");
         note_change_sent();
         self.store.write_durable(|t| {
-            crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
+            drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
             // OneDrive's creation time becomes the folder's remote baseline; the local mtime (moved by entries
             // created in it meanwhile) stays.
@@ -892,21 +893,21 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Starts replaying the outbox of a mounted gallery: journals what the last run left unjournalled, then runs an
-/// [`OutboxReplayer`] on `runtime` woken by the filesystem. Abort the returned task (or drop the runtime) to stop;
+/// Starts replaying the outbox of a mounted gallery: runs an [`OutboxReplayer`] on `runtime`, woken by `wake` (the
+/// filesystem notifies it when it journals a change). The mount journals what the last run left unjournalled
+/// before (`GalleryFs::journal_leftovers`). Abort the returned task (or drop the runtime) to stop;
 /// nothing is lost by stopping at any point.
 pub fn spawn_replayer(
     runtime: &tokio::runtime::Handle,
     store: Arc<Store>,
     drive: Arc<dyn DriveApi>,
-    fs: Arc<crate::fs::gallery::GalleryFs>,
+    local: Arc<dyn LocalEdits>,
+    wake: Arc<tokio::sync::Notify>,
     config: ReplayConfig,
-) -> Result<(Arc<OutboxReplayer>, tokio::task::JoinHandle<()>), StoreError> {
-    fs.journal_leftovers()?;
-    let wake = fs.outbox_wake();
-    let replayer = Arc::new(OutboxReplayer::new(store, drive, fs, config));
+) -> (Arc<OutboxReplayer>, tokio::task::JoinHandle<()>) {
+    let replayer = Arc::new(OutboxReplayer::new(store, drive, local, config));
     let task = runtime.spawn(replayer.clone().run(wake));
-    Ok((replayer, task))
+    (replayer, task)
 }
 
 /// Lifts the big-delete guard for [`DELETE_CONFIRMATION`] (what `galleryfs trash confirm-deletes` does).

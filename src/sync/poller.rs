@@ -437,7 +437,7 @@ impl SyncEngine {
         let listed_folders = changes.needs_listing.len();
         if listed_folders > 0 {
             let listed = self.list_new_folders(&gallery, &changes.needs_listing).await?;
-            merge_changes(&mut changes, listed);
+            changes.merge(listed);
         }
         Ok(PollOutcome {
             changes,
@@ -901,24 +901,6 @@ fn gallery_deleted_in(items: &[DriveItem], gallery: &str) -> bool {
         .rev()
         .find(|i| i.id == gallery)
         .is_some_and(|i| i.is_deleted())
-}
-
-/// Adds `more` to `into` (both from consecutive applications).
-pub fn merge_changes(into: &mut AppliedChanges, more: AppliedChanges) {
-    into.inserted.extend(more.inserted);
-    into.updated.extend(more.updated);
-    into.removed.extend(more.removed);
-    into.parents_changed.extend(more.parents_changed);
-    into.stale_entries.extend(more.stale_entries);
-    into.content_changed.extend(more.content_changed);
-    into.needs_listing.extend(more.needs_listing);
-    into.conflicts.extend(more.conflicts);
-    into.rejected.extend(more.rejected);
-    into.renamed_for_clash.extend(more.renamed_for_clash);
-    into.root_updated |= more.root_updated;
-    into.gallery_deleted |= more.gallery_deleted;
-    into.ignored += more.ignored;
-    into.entries.extend(more.entries);
 }
 
 #[cfg(test)]

@@ -8,34 +8,32 @@
 //! listings show names as OneDrive spells them.
 //!
 //! Edits: [`writes`] answers the write syscalls by staging content ([`staging`]) and journalling every change in
-//! the store's durable outbox before replying; [`outbox_hooks`] is what the outbox replayer asks of and tells the
-//! filesystem (debounce, upload results, conflict copies); [`names`] refuses names OneDrive would reject;
-//! [`conflicts`] names conflict copies.
+//! the store's durable outbox before replying; [`local_edits`] answers what the outbox replayer asks of the
+//! filesystem (`sync::local_edits::LocalEdits`: write-back delay, files open for writing, upload results);
+//! [`names`] refuses names OneDrive would reject.
 //!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
 //! Live views: [`live`] turns each applied round into the syscalls that replay it through the mount, so that
 //! inotify watchers see remote changes as they would see local ones.
 
-pub mod conflicts;
 pub mod live;
+pub mod local_edits;
 pub mod names;
-pub mod outbox_hooks;
 pub mod staging;
 pub mod timeline;
 pub mod viewer_readahead;
 mod writes;
 
-pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
 pub use staging::Staging;
 
-use crate::fs::capture_date;
 use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
 use crate::fs::types::*;
 use crate::fs::virtual_nodes::{VirtualInodes, VirtualNode};
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
+use crate::sync::capture_date;
 use crate::sync::delta_apply::AppliedChanges;
 use crate::thumbnails::{self, ThumbExtra, ThumbSize, SHARED_REPO_DIR};
 use async_trait::async_trait;
