@@ -22,8 +22,8 @@ use crate::remote::graph_drive_api::GraphDrive;
 use crate::remote::notifications::{ChannelSettings, NotificationChannel};
 use crate::remote::{GraphClient, RetryPolicy};
 use crate::store::Store;
+use crate::sync::engine::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::notification_listener::NotificationListener;
-use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
 use crate::thumbnails::PersonalCache;
@@ -206,6 +206,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             drive.clone(),
             fs.clone(),
             fs.outbox_wake(),
+            engine.sent_changes(),
             crate::sync::outbox_replay::ReplayConfig {
                 big_delete_limit: req.options.delete_guard,
                 ..Default::default()

@@ -6,9 +6,9 @@
 //! - [`server_names`]: what a server name must be to be shown, and the suffix for case clashes.
 //! - [`gallery_locator`]: finding the gallery folder at mount.
 //! - [`camera_roll`]: the drive's Camera Roll as one more folder at the root, synced as a tree of its own.
-//! - [`poller`]: the sync engine: first listing, delta polling, resync, offline and sign-in handling.
+//! - [`engine`]: [`engine::SyncEngine`]: first listing, delta polling, resync, offline and sign-in handling.
 //! - [`tree_listing`]: the first listing by folders (`children()`, several at once) after a `token=latest` link.
-//! - [`notification_listener`]: socket.io change notifications → [`poller::SyncEngine::wake`].
+//! - [`notification_listener`]: socket.io change notifications → [`engine::SyncEngine::wake`].
 //! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
 //! - [`status`]: the shared status behind `galleryfs status`.
 //! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
@@ -22,11 +22,11 @@ pub mod camera_roll;
 pub mod capture_date;
 pub mod conflict_copies;
 pub mod delta_apply;
+pub mod engine;
 pub mod gallery_locator;
 pub mod local_edits;
 pub mod notification_listener;
 pub mod outbox_replay;
-pub mod poller;
 pub mod server_names;
 pub mod status;
 pub mod thumbnail_fetcher;

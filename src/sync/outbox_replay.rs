@@ -18,7 +18,7 @@
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
 //!   session gone or expired starts over from the staged file; nothing is lost either way).
 //! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
-//!   and adopted, not duplicated (`outbox_recovery.rs`).
+//!   and adopted, not duplicated ([`recovery`]).
 
 use super::conflict_copies::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
 use super::local_edits::{LocalEdits, UploadHold};
@@ -31,11 +31,11 @@ use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store,
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-#[path = "outbox_recovery.rs"]
 mod recovery;
 use recovery::{first_upload_key, same_bytes, sent_earlier, source_hash, FirstUploadTarget};
 
@@ -49,18 +49,22 @@ pub mod meta_keys {
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 }
 
-/// Bumped just before the store records a change this process made on OneDrive (an upload, delete, move or
-/// folder). A delta round fetched before such a change can report the item as it was: the poller refetches a
-/// round when this moved while it was fetched (see [`changes_sent`]).
-static CHANGES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The count of changes a mount's replayer made on OneDrive (uploads, deletes, moves, folders), bumped just before
+/// the store records each. A delta round fetched before such a change can report the item as it was: the sync
+/// engine, which owns the mount's counter ([`crate::sync::engine::SyncEngine::sent_changes`]) and gives it to the
+/// replayer, refetches a round when the count moved while the round was fetched.
+#[derive(Debug, Default)]
+pub struct SentChanges(AtomicU64);
 
-/// How many changes sent to OneDrive have been (or are being) recorded so far, process-wide.
-pub fn changes_sent() -> u64 {
-    CHANGES_SENT.load(std::sync::atomic::Ordering::SeqCst)
-}
+impl SentChanges {
+    /// How many changes sent to OneDrive have been (or are being) recorded so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 
-fn note_change_sent() {
-    CHANGES_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn note(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// How long a confirmation of held deletes lasts.
@@ -138,6 +142,8 @@ pub struct OutboxReplayer {
     config: ReplayConfig,
     host: String,
     recent_deletes: Mutex<VecDeque<Instant>>,
+    /// Counts the changes sent (the sync engine's, once [`OutboxReplayer::with_sent_changes`] gave it).
+    sent: Arc<SentChanges>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
 }
@@ -182,8 +188,15 @@ impl OutboxReplayer {
             config,
             host: local_host_name(),
             recent_deletes: Mutex::new(VecDeque::new()),
+            sent: Arc::default(),
             pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Counts the changes sent in `sent` (the sync engine's [`SentChanges`], so its rounds see them).
+    pub fn with_sent_changes(mut self, sent: Arc<SentChanges>) -> Self {
+        self.sent = sent;
+        self
     }
 
     /// Uses `host` in conflict-copy names instead of this machine's name (tests).
@@ -609,7 +622,7 @@ impl OutboxReplayer {
                         copy = copy.name.as_deref().unwrap_or_default(),
                         "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
                     );
-                    note_change_sent();
+                    self.sent.note();
                     self.local
                         .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
                     self.forget_sent(ino)?;
@@ -631,7 +644,7 @@ impl OutboxReplayer {
             ..remote_result(&result)
         };
         crate::crash_points::crash_point("replay.upload_done");
-        note_change_sent();
+        self.sent.note();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         self.store.delete_meta(&first_upload_key(entry.seq))?;
         self.forget_sent(ino)?;
@@ -711,7 +724,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         }
         crate::crash_points::crash_point("replay.delete_sent");
-        note_change_sent();
+        self.sent.note();
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -766,7 +779,7 @@ impl OutboxReplayer {
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
                 crate::crash_points::crash_point("replay.move_sent");
-                note_change_sent();
+                self.sent.note();
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -817,7 +830,7 @@ impl OutboxReplayer {
         };
         let attrs = remote_attrs(&item);
         crate::crash_points::crash_point("replay.mkdir_sent");
-        note_change_sent();
+        self.sent.note();
         self.store.write_durable(|t| {
             drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
@@ -851,7 +864,7 @@ impl OutboxReplayer {
         };
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
-                note_change_sent();
+                self.sent.note();
                 let remote = item.modified().map_or(row.mtime, |t| t.timestamp());
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
@@ -894,7 +907,7 @@ impl From<StoreError> for Failure {
 }
 
 /// Starts replaying the outbox of a mounted gallery: runs an [`OutboxReplayer`] on `runtime`, woken by `wake` (the
-/// filesystem notifies it when it journals a change). The mount journals what the last run left unjournalled
+/// filesystem notifies it when it journals a change), counting the changes it sends in `sent`. The mount journals what the last run left unjournalled
 /// before (`GalleryFs::journal_leftovers`). Abort the returned task (or drop the runtime) to stop;
 /// nothing is lost by stopping at any point.
 pub fn spawn_replayer(
@@ -903,9 +916,10 @@ pub fn spawn_replayer(
     drive: Arc<dyn DriveApi>,
     local: Arc<dyn LocalEdits>,
     wake: Arc<tokio::sync::Notify>,
+    sent: Arc<SentChanges>,
     config: ReplayConfig,
 ) -> (Arc<OutboxReplayer>, tokio::task::JoinHandle<()>) {
-    let replayer = Arc::new(OutboxReplayer::new(store, drive, local, config));
+    let replayer = Arc::new(OutboxReplayer::new(store, drive, local, config).with_sent_changes(sent));
     let task = runtime.spawn(replayer.clone().run(wake));
     (replayer, task)
 }

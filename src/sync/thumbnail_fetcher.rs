@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::delta_apply::AppliedChanges;
-use super::poller::ChangesHook;
+use super::engine::ChangesHook;
 use super::status::{SyncStatus, ThumbnailProgress};
 use super::timeline_index::TimelineIndex;
 use crate::remote::drive_api::{DriveApi, DriveError};

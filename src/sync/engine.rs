@@ -46,6 +46,7 @@ use super::delta_apply::{
 const MAX_REFETCHES: u32 = 3;
 use super::camera_roll::CameraRollTree;
 use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
+use super::outbox_replay::SentChanges;
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -153,7 +154,7 @@ pub type QuotaHook = Arc<dyn Fn(&QuotaStatus) + Send + Sync>;
 /// Called during a full enumeration with the number of items in the store so far.
 pub type ProgressHook = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// The poller (see the module note). Share it as `Arc<SyncEngine>`.
+/// The sync engine (see the module note). Share it as `Arc<SyncEngine>`.
 pub struct SyncEngine {
     store: Arc<Store>,
     drive: Arc<dyn DriveApi>,
@@ -174,6 +175,8 @@ pub struct SyncEngine {
     last_full_listing: Mutex<Instant>,
     /// The Camera Roll's tree, synced after the gallery's in every round.
     camera_roll: CameraRollTree,
+    /// The changes this mount's outbox replayer sent to OneDrive (a round fetched meanwhile is fetched again).
+    sent_changes: Arc<SentChanges>,
 }
 
 impl SyncEngine {
@@ -205,7 +208,14 @@ impl SyncEngine {
             needs_catch_up: AtomicBool::new(false),
             quota_read: Mutex::new(None),
             last_full_listing: Mutex::new(Instant::now()),
+            sent_changes: Arc::default(),
         }
+    }
+
+    /// The count of changes sent to OneDrive by this mount's outbox replayer: give it to the replayer
+    /// ([`crate::sync::outbox_replay::OutboxReplayer::with_sent_changes`]).
+    pub fn sent_changes(&self) -> Arc<SentChanges> {
+        self.sent_changes.clone()
     }
 
     pub fn status(&self) -> Arc<SyncStatus> {
@@ -378,7 +388,7 @@ impl SyncEngine {
         };
         let mut refetches = 0;
         let mut changes = loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let round = match self.drive.delta(DeltaRequest::Link(link.clone())).await {
                 Ok(round) => round,
                 Err(DriveError::ResyncRequired { location }) => {
@@ -412,7 +422,7 @@ impl SyncEngine {
             }
             // A change of ours recorded while the round was fetched may be older in the round than in the store
             // (a rename reverted, an old version shown): fetch the round again (a few times at most).
-            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
             match apply_fresh_delta_round_with_link(
                 &self.store,
                 &gallery,
@@ -640,7 +650,7 @@ impl SyncEngine {
     ) -> Result<AppliedChanges, SyncError> {
         let mut refetches = 0;
         'again: loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let mut request = match start.clone() {
                 Some(location) => DeltaRequest::Link(location),
                 None => DeltaRequest::Full {
@@ -685,7 +695,7 @@ impl SyncEngine {
                             return Ok(AppliedChanges::default());
                         }
                         // As in an incremental round: a change of ours sent meanwhile may be older in the listing.
-                        let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+                        let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
                         let Some(changes) = self.apply_full_listing(gallery, all, &delta_link, stale)? else {
                             refetches += 1;
                             tracing::debug!(refetches, "local changes were sent during a listing; listing again");
@@ -710,7 +720,7 @@ impl SyncEngine {
     async fn list_first(&self, gallery: &str) -> Result<AppliedChanges, SyncError> {
         let mut refetches = 0;
         loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let progress = self.progress.read().clone();
             let listed = list_tree(self.drive.as_ref(), gallery, DEFAULT_FOLDERS_IN_FLIGHT, |received| {
                 // Between folders (received, applied only with the whole listing).
@@ -737,7 +747,7 @@ impl SyncEngine {
                 self.gallery_missing();
                 return Ok(AppliedChanges::default());
             }
-            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
             match self.apply_full_listing(gallery, listing.items, &listing.delta_link, stale)? {
                 Some(changes) => return Ok(changes),
                 None => {
