@@ -22,6 +22,9 @@
 //!   as a full round (rows OneDrive no longer has go; local-only and dirty rows are protected by the applier).
 //! - Failures keep the store serving: offline → `online: false` and retries with backoff; `401` → "sign in
 //!   again"; throttled → wait until the service's time.
+//! - Locks: `hooks` (read) is held while the `on_changes` hooks run, before any lock of theirs (the filesystem's
+//!   short mutexes, the content store's); the engine holds no lock of its own across a store transaction or a
+//!   request.
 //! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
 //!   the thumbnail fetcher is woken.
 //! - Quota: the drive (`GET /me/drive`) is read with the poll, so a full OneDrive is noticed within two poll

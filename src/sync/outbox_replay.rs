@@ -17,6 +17,9 @@
 //! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
 //!   session gone or expired starts over from the staged file; nothing is lost either way).
+//! - Locks: `pass` (async) is held for a whole pass, before the store's connections and before the locks
+//!   [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit transaction); `recent_deletes`
+//!   is taken alone.
 //! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
 //!   and adopted, not duplicated ([`recovery`]).
 

@@ -345,6 +345,9 @@ impl GalleryFs {
     /// The last reference to a writable handle went away.
     pub(super) async fn writer_closed(&self, ino: Ino) -> FsResult<()> {
         self.journal_upload(ino, false).await?;
+        // Read before `local` is taken: the store's connections come before the short mutexes (lock order in
+        // `mod.rs`).
+        let row_gone = matches!(self.store.get(ino), Ok(None));
         let discard = {
             let mut local = self.local.lock();
             let Some(e) = local.get_mut(&ino) else {
@@ -355,9 +358,7 @@ impl GalleryFs {
                 e.last_close = Some(Instant::now());
             }
             // Opened for writing but never changed (the copy-up is not needed), or removed while open.
-            let removed = e.writers == 0
-                && e.dirty_marked
-                && (self.orphans.lock().contains(&ino) || matches!(self.store.get(ino), Ok(None)));
+            let removed = e.writers == 0 && e.dirty_marked && (self.orphans.lock().contains(&ino) || row_gone);
             let discard = e.writers == 0 && (!e.dirty_marked || removed);
             if discard {
                 local.remove(&ino);
