@@ -138,21 +138,12 @@ enum Step {
     DeleteHeld,
 }
 
-/// Whether an upload can go now ([`OutboxReplayer::upload_ready`]).
-enum Ready {
-    Go {
-        row: ItemRow,
-        parent_id: String,
-        source: UploadSource,
-    },
-    Not(Step),
-}
-
-/// What sending a new file did ([`OutboxReplayer::send_new`]).
-enum Sent {
-    Item(DriveItem),
-    /// Its name is held by an item leaving it: after that.
-    Wait,
+/// An upload that can go now ([`OutboxReplayer::upload_ready`]).
+struct ReadyUpload {
+    row: ItemRow,
+    /// The OneDrive id of its folder.
+    parent_id: String,
+    source: UploadSource,
 }
 
 /// One upload attempt's requests, and what earlier attempts sent ([`OutboxReplayer::plan_upload`]).
@@ -479,9 +470,9 @@ impl OutboxReplayer {
     }
 
     async fn upload(&self, entry: &OutboxEntry, report: &mut ReplayReport) -> Result<Step, Failure> {
-        let (row, parent_id, source) = match self.upload_ready(entry)? {
-            Ready::Go { row, parent_id, source } => (row, parent_id, source),
-            Ready::Not(step) => return Ok(step),
+        let ReadyUpload { row, parent_id, source } = match self.upload_ready(entry)? {
+            Ok(ready) => ready,
+            Err(step) => return Ok(step),
         };
         let ino = row.ino;
         let plan = self.plan_upload(entry, &row, parent_id, source)?;
@@ -514,8 +505,8 @@ impl OutboxReplayer {
                 }
             }
             (None, None) => match self.send_new(entry, &row, &plan, report).await? {
-                Sent::Item(item) => item,
-                Sent::Wait => return Ok(Step::Wait(None)),
+                Some(item) => item,
+                None => return Ok(Step::Wait(None)),
             },
             (Some(remote), _) => match self.send_over(entry, &row, &plan, remote).await? {
                 Some(item) => item,
@@ -527,28 +518,28 @@ impl OutboxReplayer {
 
     /// Whether the upload of `entry` can go now: the row, the OneDrive id of its folder and what to send; or the
     /// step to take instead (done when superseded or gone, wait for the write-back delay, a close or the folder).
-    fn upload_ready(&self, entry: &OutboxEntry) -> Result<Ready, Failure> {
+    fn upload_ready(&self, entry: &OutboxEntry) -> Result<Result<ReadyUpload, Step>, Failure> {
         let OutboxOp::Upload { ino, staged_path, .. } = &entry.op else {
             unreachable!("upload step of another op")
         };
         let ino = *ino;
         let Some(row) = self.store.get(ino)? else {
-            return self.complete(entry.seq).map(|_| Ready::Not(Step::Done));
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         };
         if self.store.read(|t| t.has_later_op(ino, "upload", entry.seq))? {
             // Superseded by a later journal entry of the same file: one upload for a burst of writes.
             if entry.upload_url.is_some() {
                 self.pass_session_on(ino, entry.seq)?;
             }
-            return self.complete(entry.seq).map(|_| Ready::Not(Step::Done));
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         }
         match self.local.upload_hold(ino) {
             UploadHold::Ready => {}
-            UploadHold::Wait(d) => return Ok(Ready::Not(Step::Wait(Some(d)))),
-            UploadHold::OpenForWriting => return Ok(Ready::Not(Step::Wait(None))),
+            UploadHold::Wait(d) => return Ok(Err(Step::Wait(Some(d)))),
+            UploadHold::OpenForWriting => return Ok(Err(Step::Wait(None))),
         }
         let Some(parent_id) = self.parent_id(&row)? else {
-            return Ok(Ready::Not(Step::Wait(None)));
+            return Ok(Err(Step::Wait(None)));
         };
         let path = self.local.staged_path(ino).unwrap_or_else(|| staged_path.clone());
         let source = if path.is_file() {
@@ -560,9 +551,9 @@ impl OutboxReplayer {
                 ino,
                 "the staged content of a changed file is missing; the change cannot be sent"
             );
-            return self.complete(entry.seq).map(|_| Ready::Not(Step::Done));
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         };
-        Ok(Ready::Go { row, parent_id, source })
+        Ok(Ok(ReadyUpload { row, parent_id, source }))
     }
 
     /// The requests of one upload attempt: the hash of this version is journalled as sent (before it is), a
@@ -603,14 +594,15 @@ impl OutboxReplayer {
 
     /// A file new on OneDrive (never uploaded, or deleted there while edited): created (anew), never lost. When
     /// the name is taken meanwhile, an item of ours found there (sent before a crash or a lost answer) is taken,
-    /// else the file goes beside it as a conflict copy; a name held by an item leaving it makes the upload wait.
+    /// else the file goes beside it as a conflict copy; a name held by an item leaving it makes the upload wait
+    /// (`None`).
     async fn send_new(
         &self,
         entry: &OutboxEntry,
         row: &ItemRow,
         plan: &UploadPlan,
         report: &mut ReplayReport,
-    ) -> Result<Sent, Failure> {
+    ) -> Result<Option<DriveItem>, Failure> {
         let (ino, parent_id, our_hash) = (row.ino, &plan.parent_id, plan.our_hash());
         if real_id(row).is_none() {
             self.store.set_meta(
@@ -630,7 +622,7 @@ impl OutboxReplayer {
                     ino,
                     "the name is held on OneDrive by an item leaving it; the upload waits"
                 );
-                Ok(Sent::Wait)
+                Ok(None)
             }
             Err(DriveError::Conflict(_)) => {
                 let item = match self
@@ -659,9 +651,9 @@ impl OutboxReplayer {
                         self.send_conflict_copy(plan).await?
                     }
                 };
-                Ok(Sent::Item(item))
+                Ok(Some(item))
             }
-            other => Ok(Sent::Item(other?)),
+            other => Ok(Some(other?)),
         }
     }
 
