@@ -1159,7 +1159,7 @@ async fn seed_gallery_is_placed_under_pictures() {
     assert!(files.iter().all(|f| f.path.starts_with("/Pictures/Samsung Gallery/")));
 }
 
-// CONTRACT.md: `galleryfs emulator` prints one JSON line with its URLs, then serves until SIGTERM.
+// README.md, "The emulator": `galleryfs emulator` prints one JSON line with its URLs, then serves until SIGTERM.
 #[tokio::test]
 async fn cli_prints_ready_line() {
     use tokio::io::AsyncBufReadExt;
