@@ -1,5 +1,5 @@
 #!/bin/sh
-# The reliability suite (docs/reliability.md) in one command. Runs every tests/reliability_*.rs target plus the
+# The reliability suite (docs/reliability.md) in one command. Runs every tests/suite/reliability_*.rs module plus the
 # older tests that belong to the suite (emulator faults, hostile input, store/delta property tests, the mount's
 # kill -9 tests), in the long configuration: a few hundred files under faults (GALLERYFS_RELIABILITY_LONG=1) and a
 # one-hour soak (GALLERYFS_SOAK_SECS, default 3600). Output of each part goes to target/reliability/<part>.txt and
@@ -24,13 +24,11 @@ fi
 export GALLERYFS_SOAK_SECS
 
 parts=""
-for f in tests/reliability_*.rs tests/emulator_faults.rs tests/hostile_input.rs tests/store_delta.rs; do
+for f in tests/suite/reliability_*.rs tests/suite/emulator_faults.rs tests/suite/hostile_input.rs tests/suite/store_delta.rs; do
     [ -f "$f" ] && parts="$parts $(basename "$f" .rs)"
 done
-targets=""
-for p in $parts; do targets="$targets --test $p"; done
 # Build first, at low priority, so the timings of the runs are not skewed by the compiler.
-nice -n 10 cargo test --locked $targets --no-run
+nice -n 10 cargo test --locked --test suite --no-run
 
 status=0
 : > "$out/summary.txt"
@@ -49,8 +47,8 @@ run() {
     echo "$name: $verdict in $(( $(date +%s) - start )) s (log: $out/$name.txt)" | tee -a "$out/summary.txt"
 }
 for p in $parts; do
-    run "$p" --test "$p"
+    run "$p" --test suite "$p::"
 done
 # The kill -9 tests of the mount (crash while journalled and during an upload).
-run edits_mount_kill9 --test edits_mount kill_9
+run edits_mount_kill9 --test suite edits_mount::kill_9
 exit $status

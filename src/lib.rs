@@ -1,7 +1,7 @@
 //! galleryfs: the OneDrive Samsung Gallery folder as a local FUSE filesystem.
 //!
 //! Layers, bottom up. A module names only modules below it, so each is testable without the ones above
-//! (`tests/module_layers.rs` fails on a cycle and prints the graph). A lower layer that needs something of an upper
+//! (`tests/suite/module_layers.rs` fails on a cycle and prints the graph). A lower layer that needs something of an upper
 //! one declares a trait, the upper one implements it, and [`mount`] wires them (docs/architecture.md).
 //! - [`store`]: the SQLite metadata store; knows rows. [`thumbnails`]: the freedesktop thumbnail spec.
 //!   [`private_file`]: files only the user may read. [`crash_points`], [`logging`], [`error`], [`daemon`],

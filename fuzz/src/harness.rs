@@ -1,5 +1,5 @@
 //! The fuzz harness shared by `cargo fuzz` (the `fuzz/` crate) and the proptest/`#[ignore]` driver in
-//! `tests/hostile_input.rs`: one function per target, each taking raw bytes and panicking on a broken
+//! `tests/suite/hostile_input.rs`: one function per target, each taking raw bytes and panicking on a broken
 //! invariant (a panic inside galleryfs is a finding too). Nothing here may depend on anything but galleryfs,
 //! serde_json and std, so both crates can include it with `#[path]`.
 //!

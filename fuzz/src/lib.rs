@@ -1,5 +1,5 @@
 //! The galleryfs fuzz targets' shared code: [`harness`] and [`local_names`] (both also compiled into
-//! `tests/hostile_input.rs`).
+//! `tests/suite/hostile_input.rs`).
 
 pub mod harness;
 pub mod local_names;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the POSIX suites against a galleryfs mount: all of pjdfstest (with the expected failures the contract
-# explains, README.md) and fsx with a close/reopen-heavy profile (both driven by tests/edits_mount.rs, which
+# explains, README.md) and fsx with a close/reopen-heavy profile (both driven by tests/suite/edits_mount.rs, which
 # mounts the gallery over a mock OneDrive with the outbox replaying in the background). Without the tools those
 # tests say SKIPPED (and fail under GALLERYFS_REQUIRE_ALL=1, which scripts/test sets).
 #
@@ -15,4 +15,4 @@ if [ "${1:-}" = "--install" ]; then
     getent passwd tests >/dev/null || echo 'tests:x:::Dummy User for pjdfstest:/:/usr/sbin/nologin' | newusers
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-exec cargo test --test edits_mount -- --nocapture --test-threads 1 posix_
+exec cargo test --test suite edits_mount::posix_ -- --nocapture --test-threads 1
