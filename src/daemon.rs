@@ -329,7 +329,7 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape_mountinfo(r"/home/a\040b/Gallery"), "/home/a b/Gallery");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        // An escape at the very end (a mount point whose name ends with a space) was left escaped.
+        // An escape at the very end (a mount point whose name ends with a space) is unescaped too.
         assert_eq!(unescape_mountinfo(r"/mnt/Gallery\040"), "/mnt/Gallery ");
         assert_eq!(unescape_mountinfo(r"/mnt/x\04"), r"/mnt/x\04");
         assert_eq!(unescape_mountinfo(r"\777\"), "?\\");

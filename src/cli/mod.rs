@@ -1,4 +1,4 @@
-//! The command line of the contract (`shared/CONTRACT.md`): parsing and dispatch. Each command lives in its own
+//! The command line as README.md describes it: parsing and dispatch. Each command lives in its own
 //! file; a command that is not built yet says so plainly and exits 1.
 //!
 //! Besides the subcommands, `galleryfs ACCOUNT MOUNTPOINT [-o OPTIONS]` is the form `mount.fuse3` uses for fstab

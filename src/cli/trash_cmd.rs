@@ -159,8 +159,12 @@ fn graph_drive(account: &str) -> Result<Arc<dyn DriveApi>, CliError> {
     let settings = AccountSettings::load(&paths.settings_file)
         .map_err(|e| CliError::failure(e.to_string()))?
         .ok_or_else(|| CliError::failure(format!("not signed in: galleryfs login --account {account}")))?;
-    let tokens = crate::remote::auth::session::RefreshingTokenSource::for_account(&paths, &settings.endpoints)
-        .map_err(|e| CliError::failure(e.to_string()))?;
+    let tokens = crate::remote::auth::session::RefreshingTokenSource::for_account(
+        &paths.name,
+        &paths.token_file,
+        &settings.endpoints,
+    )
+    .map_err(|e| CliError::failure(e.to_string()))?;
     let client = crate::remote::GraphClient::new(
         settings.endpoints.clone(),
         Arc::new(tokens),

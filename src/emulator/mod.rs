@@ -1,6 +1,7 @@
 //! The Graph emulator: a local HTTP server that behaves as Microsoft Graph (OneDrive v1.0) and the Microsoft
 //! identity platform are documented to behave, for tests and for `galleryfs demo`. Built from the
-//! documentation (`shared/reference/graph-api.md` and its sources), never from what the galleryfs client sends.
+//! documentation (docs/emulator-coverage.md names the page behind each behaviour), never from what the galleryfs
+//! client sends.
 //!
 //! Listeners (all on loopback): the API host (`/v1.0/...`, `/{tenant}/oauth2/v2.0/...`, test controls under
 //! `/_emulator/...`) and a separate content host serving the pre-authenticated download, thumbnail and upload

@@ -5,13 +5,11 @@
 //! - [`types`]: the plain values it answers with.
 //! - [`error`]: [`FsError`], mapped to errno in one place.
 //! - [`gallery`]: [`gallery::GalleryFs`], the gallery over the metadata store (reads, thumbnails, xattrs).
-//! - [`capture_date`]: a photo's or video's capture date (photo facet, camera file name, creation time).
 //! - [`content`]: what the core needs from the content cache and the thumbnail fetcher.
 //! - [`virtual_nodes`]: the hidden `.sh_thumbnails` inodes.
 //! - [`passthrough`]: an [`FsCore`] over a local directory: the reference the benchmarks compare against, and the
 //!   adapter's own test subject.
 
-pub mod capture_date;
 pub mod content;
 pub mod core;
 pub mod error;

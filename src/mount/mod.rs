@@ -22,8 +22,8 @@ use crate::remote::graph_drive_api::GraphDrive;
 use crate::remote::notifications::{ChannelSettings, NotificationChannel};
 use crate::remote::{GraphClient, RetryPolicy};
 use crate::store::Store;
+use crate::sync::engine::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::notification_listener::NotificationListener;
-use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
 use crate::thumbnails::PersonalCache;
@@ -76,53 +76,131 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     let signals = runtime
         .block_on(async { Signals::install() })
         .map_err(|e| format!("cannot handle signals: {e}"))?;
-    let paths = AccountPaths::new(&req.account);
-    let settings = AccountSettings::load(&paths.settings_file)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
+    let account = Account::open(&req)?;
+    let engine = start_engine(&runtime, &req, &account)?;
+    let parts = build_gallery(&runtime, &req, &account)?;
+    let fs = parts.fs.clone();
+
+    let fuse_config = crate::fuse::fuser_config(&req.options, &format!("galleryfs:{}", req.account));
+    let mounted = crate::fuse::mount(fs.clone(), runtime.handle().clone(), &req.mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount at {}: {e}", req.mountpoint.display()))?;
+    fs.set_invalidator(mounted.invalidator());
+    let background = start_background(&runtime, &req, &account, &engine, &parts)?;
+
+    answer_check(&req.mountpoint)?;
+    let record = MountRecord {
+        pid: std::process::id(),
+        mountpoint: req.mountpoint.display().to_string(),
+        folder: account.folder.clone(),
+        cache_budget: req.options.cache_size,
+    };
+    let _ = crate::private_file::write_private_atomic(
+        &MountRecord::path(&account.paths),
+        &serde_json::to_vec(&record).expect("record serializes"),
+    );
+    tracing::info!(mountpoint = %req.mountpoint.display(), account = %req.account, "mounted");
+    reporter.ready();
+
+    let ended = wait_for_end(&runtime, mounted, &req.mountpoint, signals);
+    stop(runtime, &req, &account, &engine, background);
+    ended
+}
+
+/// An account's files, its Graph client and its metadata store, opened for a mount.
+struct Account {
+    paths: AccountPaths,
+    /// The gallery folder (`folder=` option, else the one `login` recorded).
+    folder: Option<String>,
+    client: GraphClient,
+    drive: Arc<dyn DriveApi>,
+    store: Arc<Store>,
+    status: Arc<SyncStatus>,
+}
+
+impl Account {
+    /// Loads the account's settings and tokens (an account signed out cannot mount) and opens its store.
+    fn open(req: &MountRequest) -> Result<Account, String> {
+        let paths = AccountPaths::new(&req.account);
+        let settings = AccountSettings::load(&paths.settings_file)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "account {0} is not signed in: run galleryfs login --account {0}",
+                    req.account
+                )
+            })?;
+        let endpoints = settings.endpoints.clone().validated().map_err(|e| e.to_string())?;
+        let folder = req.options.folder.clone().or(settings.folder.clone());
+        // Signed out (`galleryfs logout`) is not the same as a revoked sign-in: without a token file there is no
+        // account to mount. A revoked one still mounts and serves from the store, and says "sign in again".
+        let not_signed_in = || {
             format!(
                 "account {0} is not signed in: run galleryfs login --account {0}",
                 req.account
             )
-        })?;
-    let endpoints = settings.endpoints.clone().validated().map_err(|e| e.to_string())?;
-    let folder = req.options.folder.clone().or(settings.folder.clone());
-    // Signed out (`galleryfs logout`) is not the same as a revoked sign-in: without a token file there is no account
-    // to mount. A revoked one still mounts and serves from the store, and says "sign in again".
-    let not_signed_in = || {
-        format!(
-            "account {0} is not signed in: run galleryfs login --account {0}",
-            req.account
-        )
-    };
-    match TokenStore::new(paths.token_file.clone()).load() {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(not_signed_in()),
-        Err(e) => return Err(e.to_string()),
+        };
+        match TokenStore::new(paths.token_file.clone()).load() {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(not_signed_in()),
+            Err(e) => return Err(e.to_string()),
+        }
+        let tokens = RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &endpoints)
+            .map_err(|e| e.to_string())?;
+        let client =
+            GraphClient::new(endpoints, Arc::new(tokens), RetryPolicy::default()).map_err(|e| e.to_string())?;
+        let drive: Arc<dyn DriveApi> = Arc::new(GraphDrive::new(client.clone()));
+        std::fs::create_dir_all(&paths.cache_dir).map_err(|e| format!("{}: {e}", paths.cache_dir.display()))?;
+        let store = Arc::new(Store::open(paths.cache_dir.join("meta.db")).map_err(|e| e.to_string())?);
+        let status = Arc::new(SyncStatus::persisted_to(paths.cache_dir.join("status.json")));
+        Ok(Account {
+            paths,
+            folder,
+            client,
+            drive,
+            store,
+            status,
+        })
     }
-    let tokens = RefreshingTokenSource::for_account(&paths, &endpoints).map_err(|e| e.to_string())?;
-    let client = GraphClient::new(endpoints, Arc::new(tokens), RetryPolicy::default()).map_err(|e| e.to_string())?;
-    let drive: Arc<dyn DriveApi> = Arc::new(GraphDrive::new(client.clone()));
-    std::fs::create_dir_all(&paths.cache_dir).map_err(|e| format!("{}: {e}", paths.cache_dir.display()))?;
-    let store = Arc::new(Store::open(paths.cache_dir.join("meta.db")).map_err(|e| e.to_string())?);
-    let status = Arc::new(SyncStatus::persisted_to(paths.cache_dir.join("status.json")));
+}
 
+/// The sync engine of the mount, after its initial sync (from the store, or a first listing).
+fn start_engine(
+    runtime: &tokio::runtime::Runtime,
+    req: &MountRequest,
+    account: &Account,
+) -> Result<Arc<SyncEngine>, String> {
     let mut sync_settings = SyncSettings::new(&req.account);
-    sync_settings.folder = folder.clone();
+    sync_settings.folder = account.folder.clone();
     sync_settings.poll_interval = req.options.poll_interval;
     sync_settings.camera_roll = req.options.camera_roll;
     let engine = Arc::new(SyncEngine::with_status(
-        store.clone(),
-        drive.clone(),
+        account.store.clone(),
+        account.drive.clone(),
         sync_settings,
-        status.clone(),
+        account.status.clone(),
     ));
     let initial = runtime.block_on(engine.initial_sync()).map_err(|e| e.to_string())?;
     match initial {
         InitialSync::FromStore => tracing::info!(account = %req.account, "listing from the metadata store"),
         InitialSync::Enumerated { items } => tracing::info!(account = %req.account, items, "gallery enumerated"),
     }
+    Ok(engine)
+}
 
+/// The gallery filesystem and the caches it reads through.
+struct GalleryParts {
+    fs: Arc<GalleryFs>,
+    content: Arc<ContentStore>,
+    thumbnail_dir: PathBuf,
+}
+
+/// The content cache, the thumbnail files and the gallery filesystem over them (not mounted yet).
+fn build_gallery(
+    runtime: &tokio::runtime::Runtime,
+    req: &MountRequest,
+    account: &Account,
+) -> Result<GalleryParts, String> {
+    let (paths, store) = (&account.paths, &account.store);
     let content = Arc::new(
         ContentStore::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?,
     );
@@ -131,7 +209,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     }
     let cache = Arc::new(ContentCache::new(
         content.clone(),
-        Arc::new(GraphRangeSource::new(client.clone())),
+        Arc::new(GraphRangeSource::new(account.client.clone())),
     ));
     let thumbnail_dir = paths.cache_dir.join("thumbnails");
     let config = GalleryConfig {
@@ -162,12 +240,38 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         cache: cache.clone(),
         runtime: runtime.handle().clone(),
     }));
-    set_quota(&fs, &status);
+    set_quota(&fs, &account.status);
+    Ok(GalleryParts {
+        fs,
+        content,
+        thumbnail_dir,
+    })
+}
 
-    let fuse_config = crate::fuse::fuser_config(&req.options, &format!("galleryfs:{}", req.account));
-    let mounted = crate::fuse::mount(fs.clone(), runtime.handle().clone(), &req.mountpoint, &fuse_config)
-        .map_err(|e| format!("cannot mount at {}: {e}", req.mountpoint.display()))?;
-    fs.set_invalidator(mounted.invalidator());
+/// What runs beside the mount until it ends.
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    listener: NotificationListener,
+    fetcher: Option<Arc<ThumbnailFetcher>>,
+}
+
+/// Wires the engine's rounds and quota reads to the mounted filesystem, then starts the background work: the
+/// thumbnail fetcher, the engine's rounds, the outbox replay (unless read-only), the notification listener and
+/// the housekeeping tick (quota, cache budget).
+fn start_background(
+    runtime: &tokio::runtime::Runtime,
+    req: &MountRequest,
+    account: &Account,
+    engine: &Arc<SyncEngine>,
+    parts: &GalleryParts,
+) -> Result<Background, String> {
+    let (fs, content, status, store, drive) = (
+        &parts.fs,
+        &parts.content,
+        &account.status,
+        &account.store,
+        &account.drive,
+    );
     {
         let (fs, content) = (fs.clone(), content.clone());
         engine.on_changes(Arc::new(move |changes| {
@@ -182,10 +286,10 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         let (fs, status) = (fs.clone(), status.clone());
         engine.on_quota(Arc::new(move |_| set_quota(&fs, &status)));
     }
-    // Background work, stopped before the runtime goes (see the end of this function).
+    // Background work, stopped before the runtime goes (see `stop`).
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let fetcher = req.options.thumbnails.then(|| {
-        let mut ts = ThumbnailSettings::new(&thumbnail_dir);
+        let mut ts = ThumbnailSettings::new(&parts.thumbnail_dir);
         ts.mountpoint = Some(req.mountpoint.clone());
         ts.personal_cache = PersonalCache::from_env().ok();
         ts.timeline = req.options.timeline;
@@ -198,23 +302,25 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     tasks.push(runtime.spawn(engine.clone().run()));
     if !req.options.read_only {
         // Local edits: journalled changes (also those of an earlier run) go to OneDrive in order.
+        fs.journal_leftovers().map_err(|e| e.to_string())?;
         let (_, replayer) = crate::sync::outbox_replay::spawn_replayer(
             runtime.handle(),
             store.clone(),
             drive.clone(),
             fs.clone(),
+            fs.outbox_wake(),
+            engine.sent_changes(),
             crate::sync::outbox_replay::ReplayConfig {
                 big_delete_limit: req.options.delete_guard,
                 ..Default::default()
             },
-        )
-        .map_err(|e| e.to_string())?;
+        );
         tasks.push(replayer);
     }
     // Socket.IO change notifications wake the engine; without the channel, polling alone goes on.
     let listener = {
         let _runtime = runtime.enter();
-        let channel = NotificationChannel::new(Arc::new(client.clone()), ChannelSettings::default());
+        let channel = NotificationChannel::new(Arc::new(account.client.clone()), ChannelSettings::default());
         NotificationListener::start(channel, engine.clone())
     };
     {
@@ -228,26 +334,29 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             }
         }));
     }
+    Ok(Background {
+        tasks,
+        listener,
+        fetcher,
+    })
+}
 
-    answer_check(&req.mountpoint)?;
-    let record = MountRecord {
-        pid: std::process::id(),
-        mountpoint: req.mountpoint.display().to_string(),
-        folder,
-        cache_budget: req.options.cache_size,
-    };
-    let _ = crate::config::write_private_atomic(
-        &MountRecord::path(&paths),
-        &serde_json::to_vec(&record).expect("record serializes"),
-    );
-    tracing::info!(mountpoint = %req.mountpoint.display(), account = %req.account, "mounted");
-    reporter.ready();
-
-    let ended = wait_for_end(&runtime, mounted, &req.mountpoint, signals);
-    // A clean end: background work stops where it is (what it was doing is journalled or redone at the next
-    // mount) and is waited for while the runtime still drives its connections, so nothing sees a connection
-    // torn down under it. The HTTP pipeline is then closed: whatever still runs (a read-ahead fetch) ends
-    // without a retry or a warning when the runtime goes.
+/// A clean end: background work stops where it is (what it was doing is journalled or redone at the next mount)
+/// and is waited for while the runtime still drives its connections, so nothing sees a connection torn down under
+/// it. The HTTP pipeline is then closed: whatever still runs (a read-ahead fetch) ends without a retry or a
+/// warning when the runtime goes.
+fn stop(
+    runtime: tokio::runtime::Runtime,
+    req: &MountRequest,
+    account: &Account,
+    engine: &SyncEngine,
+    background: Background,
+) {
+    let Background {
+        tasks,
+        listener,
+        fetcher,
+    } = background;
     engine.stop();
     listener.stop();
     if let Some(f) = fetcher {
@@ -259,11 +368,11 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     runtime.block_on(async {
         let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
     });
-    client.close();
-    let _ = std::fs::remove_file(MountRecord::path(&paths));
+    account.client.close();
+    let _ = std::fs::remove_file(MountRecord::path(&account.paths));
     // Async tasks end at once; a blocking store or cache operation in flight gets a moment (each is crash-safe).
     runtime.shutdown_timeout(Duration::from_secs(1));
-    match store.outbox_counts().map(|c| c.pending).unwrap_or(0) {
+    match account.store.outbox_counts().map(|c| c.pending).unwrap_or(0) {
         0 => tracing::info!(mountpoint = %req.mountpoint.display(), "unmounted"),
         pending => tracing::info!(
             mountpoint = %req.mountpoint.display(),
@@ -271,7 +380,6 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
             "unmounted; {pending} pending changes stay journalled and are sent at the next mount"
         ),
     }
-    ended
 }
 
 fn set_quota(fs: &GalleryFs, status: &SyncStatus) {

@@ -1,7 +1,7 @@
 //! The `media` table: what OneDrive tells of a photo or video beyond its file facet (the `photo`, `image`/`video`
 //! and `location` facets, and `fileSystemInfo.createdDateTime`), one row per media file, replaced whenever a
 //! listing or delta round reports the item. The capture date the Timeline and `user.galleryfs.taken` use is
-//! derived from it (see `crate::fs::capture_date`).
+//! derived from it (see `crate::sync::capture_date`).
 
 use super::{Result, StoreTx};
 use rusqlite::{params, OptionalExtension};

@@ -10,6 +10,12 @@
 //! has no readers; everything goes through the writer. Do not call `Store` methods from inside a
 //! [`Store::write`] closure (use the [`StoreTx`] you were given): the writer mutex is not re-entrant.
 //!
+//! Lock order: a caller holds at most one of the store's mutexes (the writer, or one reader) at a time. They come
+//! after the callers' long locks (the filesystem's namespace and staging locks, the outbox replayer's pass) and
+//! before their short mutexes: a write closure may take a short mutex of the caller (the filesystem's open-file
+//! maps), so nothing may call the store while holding one. On an in-memory store a read takes the writer, so
+//! the rule holds for reads too.
+//!
 //! Durability: `synchronous=NORMAL` for everything that OneDrive can give back (items, blocks, thumbnails, meta:
 //! a power cut may lose the last transactions, and the next delta round restores them), `synchronous=FULL` for
 //! outbox writes, which record local user intent that exists nowhere else and must be on disk before the syscall

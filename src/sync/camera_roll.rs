@@ -115,7 +115,7 @@ impl CameraRollTree {
                     .unwrap_or_default();
                     if !applied.needs_listing.is_empty() {
                         let listed = self.list_new_folders(&scope, &applied.needs_listing).await?;
-                        super::poller::merge_changes(&mut applied, listed);
+                        applied.merge(listed);
                     }
                     applied
                 }
@@ -127,7 +127,7 @@ impl CameraRollTree {
             },
             None => self.list(&scope).await?,
         };
-        super::poller::merge_changes(&mut changes, applied);
+        changes.merge(applied);
         self.report(CameraRollState::Ok)?;
         Ok(changes)
     }

@@ -121,6 +121,24 @@ impl AppliedChanges {
             && !self.root_updated
             && !self.gallery_deleted
     }
+
+    /// Adds `more` (from the application that followed this one).
+    pub fn merge(&mut self, more: AppliedChanges) {
+        self.inserted.extend(more.inserted);
+        self.updated.extend(more.updated);
+        self.removed.extend(more.removed);
+        self.parents_changed.extend(more.parents_changed);
+        self.stale_entries.extend(more.stale_entries);
+        self.content_changed.extend(more.content_changed);
+        self.needs_listing.extend(more.needs_listing);
+        self.conflicts.extend(more.conflicts);
+        self.rejected.extend(more.rejected);
+        self.renamed_for_clash.extend(more.renamed_for_clash);
+        self.root_updated |= more.root_updated;
+        self.gallery_deleted |= more.gallery_deleted;
+        self.ignored += more.ignored;
+        self.entries.extend(more.entries);
+    }
 }
 
 /// The tree a round belongs to: the gallery (at the root) or a nested tree root such as the Camera Roll (a folder

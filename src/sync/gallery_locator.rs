@@ -1,4 +1,5 @@
-//! Finding the gallery folder at mount time (CONTRACT.md, "The gallery folder"; graph-api.md §3):
+//! Finding the gallery folder at mount time (README.md, `folder=`; special folders:
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/drive_get_specialfolder>):
 //! 1. the configured `--folder` / `folder=` path when given (from the drive root, leading `/` optional);
 //! 2. else the child `Samsung Gallery` (case-insensitive) of the `photos` special folder, found by its special
 //!    name and never by its display name, which is localized ("Pictures", "Imagens");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::poller::SyncEngine;
+use super::engine::SyncEngine;
 use crate::remote::notifications::{ChannelEvent, NotificationChannel};
 
 /// At most one wake per this long (plus a trailing one for a burst).

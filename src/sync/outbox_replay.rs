@@ -17,11 +17,15 @@
 //! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
 //!   session gone or expired starts over from the staged file; nothing is lost either way).
+//! - Locks: `pass` (async) is held for a whole pass, before the store's connections and before the locks
+//!   [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit transaction); `recent_deletes`
+//!   is taken alone.
 //! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
-//!   and adopted, not duplicated (`outbox_recovery.rs`).
+//!   and adopted, not duplicated ([`recovery`]).
 
-use crate::fs::gallery::conflicts::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
-use crate::fs::gallery::{LocalEdits, RemoteResult, UploadHold};
+use super::conflict_copies::{conflict_name, local_host_name, remote_moved_on, RemoteVersion};
+use super::local_edits::{LocalEdits, UploadHold};
+use super::upload_commit::{drop_delta_duplicate, RemoteResult};
 use crate::remote::drive_api::{
     ConflictBehavior, DriveApi, DriveError, MoveRequest, SessionJournal, UploadRequest, UploadSource, UploadTarget,
 };
@@ -30,11 +34,11 @@ use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store,
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-#[path = "outbox_recovery.rs"]
 mod recovery;
 use recovery::{first_upload_key, same_bytes, sent_earlier, source_hash, FirstUploadTarget};
 
@@ -48,18 +52,22 @@ pub mod meta_keys {
     pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
 }
 
-/// Bumped just before the store records a change this process made on OneDrive (an upload, delete, move or
-/// folder). A delta round fetched before such a change can report the item as it was: the poller refetches a
-/// round when this moved while it was fetched (see [`changes_sent`]).
-static CHANGES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The count of changes a mount's replayer made on OneDrive (uploads, deletes, moves, folders), bumped just before
+/// the store records each. A delta round fetched before such a change can report the item as it was: the sync
+/// engine, which owns the mount's counter ([`crate::sync::engine::SyncEngine::sent_changes`]) and gives it to the
+/// replayer, refetches a round when the count moved while the round was fetched.
+#[derive(Debug, Default)]
+pub struct SentChanges(AtomicU64);
 
-/// How many changes sent to OneDrive have been (or are being) recorded so far, process-wide.
-pub fn changes_sent() -> u64 {
-    CHANGES_SENT.load(std::sync::atomic::Ordering::SeqCst)
-}
+impl SentChanges {
+    /// How many changes sent to OneDrive have been (or are being) recorded so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 
-fn note_change_sent() {
-    CHANGES_SENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn note(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// How long a confirmation of held deletes lasts.
@@ -130,6 +138,64 @@ enum Step {
     DeleteHeld,
 }
 
+/// An upload that can go now ([`OutboxReplayer::upload_ready`]).
+struct ReadyUpload {
+    row: ItemRow,
+    /// The OneDrive id of its folder.
+    parent_id: String,
+    source: UploadSource,
+}
+
+/// One upload attempt's requests, and what earlier attempts sent ([`OutboxReplayer::plan_upload`]).
+struct UploadPlan {
+    parent_id: String,
+    source: UploadSource,
+    modified: Option<DateTime<Utc>>,
+    /// A session an earlier attempt started, to go on with.
+    resume_url: Option<String>,
+    journal: SessionJournal,
+    our_hash: Option<String>,
+    /// The hashes of the versions earlier attempts sent of this file.
+    sent_before: Vec<String>,
+    conflict_copy_name: String,
+}
+
+impl UploadPlan {
+    fn our_hash(&self) -> Option<&str> {
+        self.our_hash.as_deref()
+    }
+
+    /// This version of the file as a new item `name` in the folder.
+    fn new_here(&self, name: String, conflict: ConflictBehavior) -> UploadRequest {
+        UploadRequest {
+            target: UploadTarget::New {
+                parent_id: self.parent_id.clone(),
+                name,
+            },
+            source: self.source.clone(),
+            modified: self.modified,
+            conflict,
+            resume_url: self.resume_url.clone(),
+            session_journal: Some(self.journal.clone()),
+        }
+    }
+
+    /// This version of the file to an existing item (replacing its content); `resume`: a session to go on with.
+    fn to_item(&self, item_id: &str, resume: Option<String>) -> UploadRequest {
+        UploadRequest {
+            target: UploadTarget::Replace {
+                item_id: item_id.to_string(),
+                if_match: None,
+            },
+            source: self.source.clone(),
+            modified: self.modified,
+            conflict: ConflictBehavior::Replace,
+            resume_url: resume,
+            session_journal: Some(self.journal.clone()),
+        }
+    }
+}
+
 pub struct OutboxReplayer {
     store: Arc<Store>,
     drive: Arc<dyn DriveApi>,
@@ -137,6 +203,8 @@ pub struct OutboxReplayer {
     config: ReplayConfig,
     host: String,
     recent_deletes: Mutex<VecDeque<Instant>>,
+    /// Counts the changes sent (the sync engine's, once [`OutboxReplayer::with_sent_changes`] gave it).
+    sent: Arc<SentChanges>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
 }
@@ -181,8 +249,15 @@ impl OutboxReplayer {
             config,
             host: local_host_name(),
             recent_deletes: Mutex::new(VecDeque::new()),
+            sent: Arc::default(),
             pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Counts the changes sent in `sent` (the sync engine's [`SentChanges`], so its rounds see them).
+    pub fn with_sent_changes(mut self, sent: Arc<SentChanges>) -> Self {
+        self.sent = sent;
+        self
     }
 
     /// Uses `host` in conflict-copy names instead of this machine's name (tests).
@@ -395,27 +470,76 @@ impl OutboxReplayer {
     }
 
     async fn upload(&self, entry: &OutboxEntry, report: &mut ReplayReport) -> Result<Step, Failure> {
+        let ReadyUpload { row, parent_id, source } = match self.upload_ready(entry)? {
+            Ok(ready) => ready,
+            Err(step) => return Ok(step),
+        };
+        let ino = row.ino;
+        let plan = self.plan_upload(entry, &row, parent_id, source)?;
+        crate::crash_points::crash_point("replay.upload_start");
+        let existing = match real_id(&row).filter(|_| !row.remote_removed) {
+            Some(id) => match self.drive.item(&id).await {
+                Ok(item) if item.deleted.is_none() => Some(item),
+                Ok(_) | Err(DriveError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.
+        let earlier = match real_id(&row) {
+            None => self.earlier_first_upload(entry.seq, &plan.parent_id, &row.name).await?,
+            Some(_) => None,
+        };
+        let mut requested = None;
+        let result = match (existing, earlier) {
+            (None, Some((item, old_parent, old_name))) => {
+                tracing::info!(
+                    ino,
+                    "a first upload sent before a crash is adopted and moved to the file's place"
+                );
+                requested = Some((old_parent, old_name));
+                if same_bytes(&item, plan.our_hash()) {
+                    item
+                } else {
+                    self.drive.upload(plan.to_item(&item.id, None)).await?
+                }
+            }
+            (None, None) => match self.send_new(entry, &row, &plan, report).await? {
+                Some(item) => item,
+                None => return Ok(Step::Wait(None)),
+            },
+            (Some(remote), _) => match self.send_over(entry, &row, &plan, remote).await? {
+                Some(item) => item,
+                None => return Ok(Step::Conflict),
+            },
+        };
+        self.finish_upload(entry, &row, result, requested).await
+    }
+
+    /// Whether the upload of `entry` can go now: the row, the OneDrive id of its folder and what to send; or the
+    /// step to take instead (done when superseded or gone, wait for the write-back delay, a close or the folder).
+    fn upload_ready(&self, entry: &OutboxEntry) -> Result<Result<ReadyUpload, Step>, Failure> {
         let OutboxOp::Upload { ino, staged_path, .. } = &entry.op else {
             unreachable!("upload step of another op")
         };
         let ino = *ino;
         let Some(row) = self.store.get(ino)? else {
-            return self.complete(entry.seq).map(|_| Step::Done);
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         };
         if self.store.read(|t| t.has_later_op(ino, "upload", entry.seq))? {
             // Superseded by a later journal entry of the same file: one upload for a burst of writes.
             if entry.upload_url.is_some() {
                 self.pass_session_on(ino, entry.seq)?;
             }
-            return self.complete(entry.seq).map(|_| Step::Done);
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         }
         match self.local.upload_hold(ino) {
             UploadHold::Ready => {}
-            UploadHold::Wait(d) => return Ok(Step::Wait(Some(d))),
-            UploadHold::OpenForWriting => return Ok(Step::Wait(None)),
+            UploadHold::Wait(d) => return Ok(Err(Step::Wait(Some(d)))),
+            UploadHold::OpenForWriting => return Ok(Err(Step::Wait(None))),
         }
         let Some(parent_id) = self.parent_id(&row)? else {
-            return Ok(Step::Wait(None));
+            return Ok(Err(Step::Wait(None)));
         };
         let path = self.local.staged_path(ino).unwrap_or_else(|| staged_path.clone());
         let source = if path.is_file() {
@@ -427,13 +551,22 @@ impl OutboxReplayer {
                 ino,
                 "the staged content of a changed file is missing; the change cannot be sent"
             );
-            return self.complete(entry.seq).map(|_| Step::Done);
+            return self.complete(entry.seq).map(|_| Err(Step::Done));
         };
+        Ok(Ok(ReadyUpload { row, parent_id, source }))
+    }
+
+    /// The requests of one upload attempt: the hash of this version is journalled as sent (before it is), a
+    /// session an earlier (crashed) attempt started is resumed, and new sessions are journalled at once.
+    fn plan_upload(
+        &self,
+        entry: &OutboxEntry,
+        row: &ItemRow,
+        parent_id: String,
+        source: UploadSource,
+    ) -> Result<UploadPlan, Failure> {
         let our_hash = source_hash(&source);
-        let our_hash = our_hash.as_deref();
-        let sent_before = self.note_sending(ino, our_hash)?;
-        let modified = Utc.timestamp_opt(row.mtime, 0).single();
-        // A session an earlier (crashed) attempt started is resumed; new sessions are journalled at once.
+        let sent_before = self.note_sending(row.ino, our_hash.as_deref())?;
         let resume_url = entry
             .upload_url
             .clone()
@@ -446,182 +579,155 @@ impl OutboxReplayer {
                 }
             }))
         };
-        let new_here = |name: String, conflict| UploadRequest {
-            target: UploadTarget::New {
-                parent_id: parent_id.clone(),
-                name,
-            },
-            source: source.clone(),
-            modified,
-            conflict,
-            resume_url: resume_url.clone(),
-            session_journal: Some(journal.clone()),
-        };
-        // This version of the file to an existing item (replacing its content); `resume`: a session to go on with.
-        let to_item = |item_id: &str, resume: Option<String>| UploadRequest {
-            target: UploadTarget::Replace {
-                item_id: item_id.to_string(),
-                if_match: None,
-            },
-            source: source.clone(),
-            modified,
-            conflict: ConflictBehavior::Replace,
-            resume_url: resume,
-            session_journal: Some(journal.clone()),
-        };
         let today = chrono::Local::now().date_naive();
-        let conflict_copy_name = conflict_name(&row.name, today, &self.host);
-        crate::crash_points::crash_point("replay.upload_start");
-        let existing = match real_id(&row).filter(|_| !row.remote_removed) {
-            Some(id) => match self.drive.item(&id).await {
-                Ok(item) if item.deleted.is_none() => Some(item),
-                Ok(_) | Err(DriveError::NotFound(_)) => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
-        // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.
-        let earlier = match real_id(&row) {
-            None => self.earlier_first_upload(entry.seq, &parent_id, &row.name).await?,
-            Some(_) => None,
-        };
-        let mut requested = None;
-        let result = match existing {
-            None if earlier.is_some() => {
-                let (item, old_parent, old_name) = earlier.expect("checked");
-                tracing::info!(
+        Ok(UploadPlan {
+            parent_id,
+            source,
+            modified: Utc.timestamp_opt(row.mtime, 0).single(),
+            resume_url,
+            journal,
+            our_hash,
+            sent_before,
+            conflict_copy_name: conflict_name(&row.name, today, &self.host),
+        })
+    }
+
+    /// A file new on OneDrive (never uploaded, or deleted there while edited): created (anew), never lost. When
+    /// the name is taken meanwhile, an item of ours found there (sent before a crash or a lost answer) is taken,
+    /// else the file goes beside it as a conflict copy; a name held by an item leaving it makes the upload wait
+    /// (`None`).
+    async fn send_new(
+        &self,
+        entry: &OutboxEntry,
+        row: &ItemRow,
+        plan: &UploadPlan,
+        report: &mut ReplayReport,
+    ) -> Result<Option<DriveItem>, Failure> {
+        let (ino, parent_id, our_hash) = (row.ino, &plan.parent_id, plan.our_hash());
+        if real_id(row).is_none() {
+            self.store.set_meta(
+                &first_upload_key(entry.seq),
+                &FirstUploadTarget::encode(parent_id, &row.name, ino),
+            )?;
+        }
+        match self
+            .drive
+            .upload(plan.new_here(row.name.clone(), ConflictBehavior::Fail))
+            .await
+        {
+            Err(DriveError::Conflict(_)) if self.name_being_freed(parent_id, &row.name).await? => {
+                // Held by an item whose delete or move away is journalled (and runs in this pass or the next):
+                // this new file takes the name after that.
+                tracing::debug!(
                     ino,
-                    "a first upload sent before a crash is adopted and moved to the file's place"
+                    "the name is held on OneDrive by an item leaving it; the upload waits"
                 );
-                requested = Some((old_parent, old_name));
-                if same_bytes(&item, our_hash) {
-                    item
-                } else {
-                    self.drive.upload(to_item(&item.id, None)).await?
-                }
+                Ok(None)
             }
-            None => {
-                if real_id(&row).is_none() {
-                    self.store.set_meta(
-                        &first_upload_key(entry.seq),
-                        &FirstUploadTarget::encode(&parent_id, &row.name, ino),
-                    )?;
-                }
-                // New here, or deleted on OneDrive while edited: created (anew), never lost.
-                match self
-                    .drive
-                    .upload(new_here(row.name.clone(), ConflictBehavior::Fail))
-                    .await
+            Err(DriveError::Conflict(_)) => {
+                let item = match self
+                    .own_earlier_upload(parent_id, &row.name, our_hash, &plan.sent_before, true)
+                    .await?
                 {
-                    Err(DriveError::Conflict(_)) if self.name_being_freed(&parent_id, &row.name).await? => {
-                        // Held by an item whose delete or move away is journalled (and runs in this pass or the
-                        // next): this new file takes the name after that.
-                        tracing::debug!(
-                            ino,
-                            "the name is held on OneDrive by an item leaving it; the upload waits"
-                        );
-                        return Ok(Step::Wait(None));
-                    }
-                    Err(DriveError::Conflict(_)) => {
-                        match self
-                            .own_earlier_upload(&parent_id, &row.name, our_hash, &sent_before, true)
-                            .await?
-                        {
-                            // Uploaded before a crash or a lost answer: the same bytes, or an earlier version of
-                            // this file (which this one replaces).
-                            Some(item) if same_bytes(&item, our_hash) => item,
-                            Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
-                            None if entry.upload_url.is_some() && real_id(&row).is_none() => {
-                                match self.earlier_session_item(&parent_id, &row.name).await? {
-                                    // A session of an earlier version completed before a crash that came ahead
-                                    // of its journal: that item is ours, it gets this version.
-                                    Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
-                                    None => {
-                                        report.conflicts += 1;
-                                        self.send_conflict_copy(
-                                            &parent_id,
-                                            our_hash,
-                                            &sent_before,
-                                            new_here(conflict_copy_name, ConflictBehavior::Rename),
-                                            to_item,
-                                        )
-                                        .await?
-                                    }
-                                }
-                            }
+                    // Uploaded before a crash or a lost answer: the same bytes, or an earlier version of this
+                    // file (which this one replaces).
+                    Some(item) if same_bytes(&item, our_hash) => item,
+                    Some(item) => self.drive.upload(plan.to_item(&item.id, None)).await?,
+                    None if entry.upload_url.is_some() && real_id(row).is_none() => {
+                        match self.earlier_session_item(parent_id, &row.name).await? {
+                            // A session of an earlier version completed before a crash that came ahead of its
+                            // journal: that item is ours, it gets this version.
+                            Some(item) => self.drive.upload(plan.to_item(&item.id, None)).await?,
                             None => {
-                                // The name was taken on OneDrive meanwhile: ours goes beside it (once: a copy an
-                                // earlier attempt made is taken).
                                 report.conflicts += 1;
-                                self.send_conflict_copy(
-                                    &parent_id,
-                                    our_hash,
-                                    &sent_before,
-                                    new_here(conflict_copy_name, ConflictBehavior::Rename),
-                                    to_item,
-                                )
-                                .await?
+                                self.send_conflict_copy(plan).await?
                             }
                         }
                     }
-                    other => other?,
-                }
-            }
-            Some(remote) => {
-                let version = RemoteVersion {
-                    ctag: remote.c_tag.clone(),
-                    hash: remote.quick_xor_hash().map(str::to_string),
-                    size: remote.size.unwrap_or(0).max(0) as u64,
+                    None => {
+                        // The name was taken on OneDrive meanwhile: ours goes beside it (once: a copy an earlier
+                        // attempt made is taken).
+                        report.conflicts += 1;
+                        self.send_conflict_copy(plan).await?
+                    }
                 };
-                // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost
-                // (a crash ahead of the journal, a reset): not a conflict; nothing to send unless the modification
-                // time still differs.
-                let ours = same_bytes(&remote, our_hash);
-                let same_time = remote.modified().map(|t| t.timestamp()) == modified.map(|t| t.timestamp());
-                // OneDrive holding an earlier version this replayer sent of the file (its answer lost, the file
-                // changed again since) moved on only by our doing: not a conflict either.
-                let echo = !ours && sent_earlier(&sent_before, &remote);
-                if ours && same_time {
-                    tracing::info!(
-                        ino,
-                        "OneDrive already holds this version of the file; not sending it again"
-                    );
-                    remote
-                } else if !ours && !echo && remote_moved_on(&row, &version) {
-                    tracing::debug!(
-                        ino,
-                        base_ctag = row.base_ctag.as_deref().unwrap_or_default(),
-                        remote_ctag = version.ctag.as_deref().unwrap_or_default(),
-                        "OneDrive's version is not the one this change started from"
-                    );
-                    let copy = self
-                        .send_conflict_copy(
-                            &parent_id,
-                            our_hash,
-                            &sent_before,
-                            new_here(conflict_copy_name, ConflictBehavior::Rename),
-                            to_item,
-                        )
-                        .await?;
-                    tracing::warn!(
-                        ino,
-                        copy = copy.name.as_deref().unwrap_or_default(),
-                        "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
-                    );
-                    note_change_sent();
-                    self.local
-                        .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
-                    self.forget_sent(ino)?;
-                    self.quota_ok()?;
-                    return Ok(Step::Conflict);
-                } else {
-                    self.drive.upload(to_item(&remote.id, resume_url.clone())).await?
-                }
+                Ok(Some(item))
             }
+            other => Ok(Some(other?)),
+        }
+    }
+
+    /// This version of a file over its existing item `remote`: sent, unless OneDrive already holds these bytes
+    /// (our own attempt whose answer was lost). When OneDrive's version moved on from the baseline (not by our
+    /// doing), the local version goes beside it as a conflict copy, recorded here: then `None`.
+    async fn send_over(
+        &self,
+        entry: &OutboxEntry,
+        row: &ItemRow,
+        plan: &UploadPlan,
+        remote: DriveItem,
+    ) -> Result<Option<DriveItem>, Failure> {
+        let ino = row.ino;
+        let version = RemoteVersion {
+            ctag: remote.c_tag.clone(),
+            hash: remote.quick_xor_hash().map(str::to_string),
+            size: remote.size.unwrap_or(0).max(0) as u64,
         };
+        // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost (a crash
+        // ahead of the journal, a reset): not a conflict; nothing to send unless the modification time still
+        // differs.
+        let ours = same_bytes(&remote, plan.our_hash());
+        let same_time = remote.modified().map(|t| t.timestamp()) == plan.modified.map(|t| t.timestamp());
+        // OneDrive holding an earlier version this replayer sent of the file (its answer lost, the file changed
+        // again since) moved on only by our doing: not a conflict either.
+        let echo = !ours && sent_earlier(&plan.sent_before, &remote);
+        if ours && same_time {
+            tracing::info!(
+                ino,
+                "OneDrive already holds this version of the file; not sending it again"
+            );
+            return Ok(Some(remote));
+        }
+        if ours || echo || !remote_moved_on(row, &version) {
+            return Ok(Some(
+                self.drive
+                    .upload(plan.to_item(&remote.id, plan.resume_url.clone()))
+                    .await?,
+            ));
+        }
+        tracing::debug!(
+            ino,
+            base_ctag = row.base_ctag.as_deref().unwrap_or_default(),
+            remote_ctag = version.ctag.as_deref().unwrap_or_default(),
+            "OneDrive's version is not the one this change started from"
+        );
+        let copy = self.send_conflict_copy(plan).await?;
+        tracing::warn!(
+            ino,
+            copy = copy.name.as_deref().unwrap_or_default(),
+            "both sides changed a file: OneDrive's version keeps the name, the local one is a conflict copy"
+        );
+        self.sent.note();
+        self.local
+            .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
+        self.forget_sent(ino)?;
+        self.quota_ok()?;
+        Ok(None)
+    }
+
+    /// Records a finished upload (`result`) in the store through [`LocalEdits::upload_committed`]; a file deleted
+    /// locally while its first upload ran has the new item taken back off OneDrive.
+    async fn finish_upload(
+        &self,
+        entry: &OutboxEntry,
+        row: &ItemRow,
+        result: DriveItem,
+        requested: Option<(u64, String)>,
+    ) -> Result<Step, Failure> {
+        let ino = row.ino;
         // A first upload created the item where the row was when it started; the row may have moved since.
         let requested = requested.or_else(|| {
-            real_id(&row)
+            real_id(row)
                 .is_none()
                 .then(|| (row.parent_ino.unwrap_or_default(), row.name.clone()))
         });
@@ -630,11 +736,11 @@ impl OutboxReplayer {
             ..remote_result(&result)
         };
         crate::crash_points::crash_point("replay.upload_done");
-        note_change_sent();
+        self.sent.note();
         let still_there = self.local.upload_committed(ino, entry.seq, &committed)?;
         self.store.delete_meta(&first_upload_key(entry.seq))?;
         self.forget_sent(ino)?;
-        if !still_there && real_id(&row).is_none() {
+        if !still_there && real_id(row).is_none() {
             // Deleted locally while its first upload ran: take the new item back off OneDrive.
             if let Err(e) = self.drive.delete(&result.id, None).await {
                 tracing::warn!(ino, error = %e, "could not remove an upload of a file deleted meanwhile");
@@ -645,27 +751,22 @@ impl OutboxReplayer {
         Ok(Step::Done)
     }
 
-    /// Sends `copy` (a conflict copy: a new item beside OneDrive's version) once: a copy an earlier attempt of
-    /// this upload made (its answer lost; it holds a version in `sent_before`) is brought up to this version
-    /// instead of a second copy being made.
-    async fn send_conflict_copy(
-        &self,
-        parent_id: &str,
-        our_hash: Option<&str>,
-        sent_before: &[String],
-        copy: UploadRequest,
-        to_item: impl Fn(&str, Option<String>) -> UploadRequest,
-    ) -> Result<DriveItem, Failure> {
-        let UploadTarget::New { name, .. } = &copy.target else {
-            unreachable!("a conflict copy is a new item")
-        };
+    /// Sends the local version as a conflict copy (a new item beside OneDrive's version) once: a copy an earlier
+    /// attempt of this upload made (its answer lost; it holds a version in `sent_before`) is brought up to this
+    /// version instead of a second copy being made.
+    async fn send_conflict_copy(&self, plan: &UploadPlan) -> Result<DriveItem, Failure> {
+        let (name, our_hash) = (&plan.conflict_copy_name, plan.our_hash());
         let earlier = self
-            .own_earlier_upload(parent_id, name, our_hash, sent_before, false)
+            .own_earlier_upload(&plan.parent_id, name, our_hash, &plan.sent_before, false)
             .await?;
         Ok(match earlier {
             Some(item) if same_bytes(&item, our_hash) => item,
-            Some(item) => self.drive.upload(to_item(&item.id, None)).await?,
-            None => self.drive.upload(copy).await?,
+            Some(item) => self.drive.upload(plan.to_item(&item.id, None)).await?,
+            None => {
+                self.drive
+                    .upload(plan.new_here(name.clone(), ConflictBehavior::Rename))
+                    .await?
+            }
         })
     }
 
@@ -710,7 +811,7 @@ impl OutboxReplayer {
             Err(e) => return Err(e.into()),
         }
         crate::crash_points::crash_point("replay.delete_sent");
-        note_change_sent();
+        self.sent.note();
         self.recent_deletes.lock().push_back(Instant::now());
         self.store.write_durable(|t| {
             t.trash_delete_done(item_id)?;
@@ -765,7 +866,7 @@ impl OutboxReplayer {
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
                 crate::crash_points::crash_point("replay.move_sent");
-                note_change_sent();
+                self.sent.note();
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
                     match t.complete(entry.seq) {
@@ -816,9 +917,9 @@ impl OutboxReplayer {
         };
         let attrs = remote_attrs(&item);
         crate::crash_points::crash_point("replay.mkdir_sent");
-        note_change_sent();
+        self.sent.note();
         self.store.write_durable(|t| {
-            crate::fs::gallery::outbox_hooks::drop_delta_duplicate(t, ino, &item.id)?;
+            drop_delta_duplicate(t, ino, &item.id)?;
             t.set_item_id(ino, &item.id)?;
             // OneDrive's creation time becomes the folder's remote baseline; the local mtime (moved by entries
             // created in it meanwhile) stays.
@@ -850,7 +951,7 @@ impl OutboxReplayer {
         };
         match self.drive.move_item(&item_id, &request).await {
             Ok(item) => {
-                note_change_sent();
+                self.sent.note();
                 let remote = item.modified().map_or(row.mtime, |t| t.timestamp());
                 self.store.write_durable(|t| {
                     t.set_etag(ino, item.e_tag.as_deref())?;
@@ -892,21 +993,22 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Starts replaying the outbox of a mounted gallery: journals what the last run left unjournalled, then runs an
-/// [`OutboxReplayer`] on `runtime` woken by the filesystem. Abort the returned task (or drop the runtime) to stop;
+/// Starts replaying the outbox of a mounted gallery: runs an [`OutboxReplayer`] on `runtime`, woken by `wake` (the
+/// filesystem notifies it when it journals a change), counting the changes it sends in `sent`. The mount journals what the last run left unjournalled
+/// before (`GalleryFs::journal_leftovers`). Abort the returned task (or drop the runtime) to stop;
 /// nothing is lost by stopping at any point.
 pub fn spawn_replayer(
     runtime: &tokio::runtime::Handle,
     store: Arc<Store>,
     drive: Arc<dyn DriveApi>,
-    fs: Arc<crate::fs::gallery::GalleryFs>,
+    local: Arc<dyn LocalEdits>,
+    wake: Arc<tokio::sync::Notify>,
+    sent: Arc<SentChanges>,
     config: ReplayConfig,
-) -> Result<(Arc<OutboxReplayer>, tokio::task::JoinHandle<()>), StoreError> {
-    fs.journal_leftovers()?;
-    let wake = fs.outbox_wake();
-    let replayer = Arc::new(OutboxReplayer::new(store, drive, fs, config));
+) -> (Arc<OutboxReplayer>, tokio::task::JoinHandle<()>) {
+    let replayer = Arc::new(OutboxReplayer::new(store, drive, local, config).with_sent_changes(sent));
     let task = runtime.spawn(replayer.clone().run(wake));
-    Ok((replayer, task))
+    (replayer, task)
 }
 
 /// Lifts the big-delete guard for [`DELETE_CONFIRMATION`] (what `galleryfs trash confirm-deletes` does).

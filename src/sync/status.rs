@@ -1,6 +1,6 @@
 //! [`SyncStatus`]: what the sync engine knows about the connection to OneDrive (online, signed in, throttled,
 //! gallery present, last and next sync, quota, thumbnail progress), shared between the engine, the thumbnail
-//! fetcher and whoever reports it. [`StatusReport`] is the whole `status --json` object of CONTRACT.md: the
+//! fetcher and whoever reports it. [`StatusReport`] is the whole `galleryfs status --json` object (README.md): the
 //! sync-owned fields plus the account, mount, outbox and cache facts the caller adds.
 
 use chrono::{DateTime, Utc};
@@ -139,7 +139,7 @@ impl SyncStatus {
 
 fn save_json(file: &Path, snapshot: &StatusSnapshot) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
-    crate::config::write_private_atomic(file, &json)
+    crate::private_file::write_private_atomic(file, &json)
 }
 
 /// `outbox` in `status --json`.

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::delta_apply::AppliedChanges;
-use super::poller::ChangesHook;
+use super::engine::ChangesHook;
 use super::status::{SyncStatus, ThumbnailProgress};
-use crate::fs::gallery::timeline::TimelineIndex;
+use super::timeline_index::TimelineIndex;
 use crate::remote::drive_api::{DriveApi, DriveError};
 use crate::remote::models::{Thumbnail, ThumbnailSet};
 use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState};

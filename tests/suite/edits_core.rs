@@ -4,9 +4,9 @@
 use crate::edits_support;
 
 use edits_support::Gallery;
-use galleryfs::fs::gallery::{LocalEdits, UploadHold};
 use galleryfs::fs::{Caller, FsCore, OpenMode, SetAttr, SetTime, ROOT_INO};
 use galleryfs::store::{ContentState, OutboxOp, Store};
+use galleryfs::sync::local_edits::{LocalEdits, UploadHold};
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -970,8 +970,8 @@ async fn a_save_renamed_over_a_file_after_its_own_upload_still_keeps_the_id() {
 
 #[tokio::test]
 async fn an_upload_that_finishes_after_its_file_took_over_another_item_leaves_no_stray() {
-    use galleryfs::fs::gallery::RemoteResult;
     use galleryfs::store::RemoteAttrs;
+    use galleryfs::sync::upload_commit::RemoteResult;
     let s = synced(Duration::ZERO).await;
     let photo_id = s.mock.add_file(&s.gallery_id, "photo.jpg", &b"original"[..]);
     s.sync().await;

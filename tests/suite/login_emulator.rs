@@ -218,7 +218,7 @@ async fn device_code_login_then_refresh_after_expiry() {
     // The access token expires on the service side; the next command refreshes and goes on.
     h.state.identity.expire_access_tokens();
     let endpoints: Endpoints = settings.endpoints.clone();
-    let source = Arc::new(RefreshingTokenSource::for_account(&paths, &endpoints).unwrap());
+    let source = Arc::new(RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &endpoints).unwrap());
     let client = GraphClient::new(endpoints.clone(), source.clone(), fast_policy()).unwrap();
     let seq = h.state.log.next_seq();
     let drive = client.drive().await.expect("works after refresh");
@@ -235,7 +235,7 @@ async fn device_code_login_then_refresh_after_expiry() {
     assert_eq!(mode_of(&paths.token_file), 0o600, "still owner-only after the refresh");
 
     // A later process reads the refreshed file and needs no refresh.
-    let again = RefreshingTokenSource::for_account(&paths, &endpoints).unwrap();
+    let again = RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &endpoints).unwrap();
     assert_eq!(again.access_token().await.unwrap(), refreshed.access_token);
 
     // status, a command that reads the token file, reports the account signed in.
@@ -354,7 +354,7 @@ async fn group_readable_token_file_is_refused_naming_it() {
     assert!(err.contains(&file) && err.contains("0644"), "{err}");
 
     let settings = AccountSettings::load(&paths.settings_file).unwrap().unwrap();
-    let source = RefreshingTokenSource::for_account(&paths, &settings.endpoints).unwrap();
+    let source = RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &settings.endpoints).unwrap();
     let err = source.access_token().await.unwrap_err();
     assert!(matches!(err, AuthError::InsecureTokenFile { .. }), "{err:?}");
     let text = err.to_string();
@@ -501,7 +501,8 @@ async fn login_against_a_separate_emulator_process_through_its_http_controls() {
     let paths = dirs.paths();
     let settings = AccountSettings::load(&paths.settings_file).unwrap().unwrap();
     assert_eq!(settings.endpoints.graph_url, graph);
-    let source = Arc::new(RefreshingTokenSource::for_account(&paths, &settings.endpoints).unwrap());
+    let source =
+        Arc::new(RefreshingTokenSource::for_account(&paths.name, &paths.token_file, &settings.endpoints).unwrap());
     let client = GraphClient::new(settings.endpoints.clone(), source, fast_policy()).unwrap();
     let gallery = client
         .item_by_path("/Pictures/Samsung Gallery")

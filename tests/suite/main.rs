@@ -28,6 +28,7 @@ mod graph_client_emulator;
 mod graph_client_http;
 mod hostile_input;
 mod login_emulator;
+mod module_layers;
 mod mount_browse;
 mod mount_cached_reads;
 mod mount_correctness;

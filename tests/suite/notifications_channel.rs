@@ -16,8 +16,8 @@ use galleryfs::remote::notifications::{
 };
 use galleryfs::remote::{Endpoints, GraphClient, RetryPolicy};
 use galleryfs::store::{ItemKind, NewItem, Store, ROOT_INO};
+use galleryfs::sync::engine::{SyncEngine, SyncSettings};
 use galleryfs::sync::notification_listener::NotificationListener;
-use galleryfs::sync::poller::{SyncEngine, SyncSettings};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::sync::Arc;

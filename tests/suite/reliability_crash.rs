@@ -366,7 +366,7 @@ fn the_matrix_names_real_crash_points() {
         "src/sync/outbox_replay.rs",
         "src/remote/upload.rs",
         "src/sync/delta_apply.rs",
-        "src/sync/poller.rs",
+        "src/sync/engine.rs",
     ]
     .iter()
     .map(|p| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p)).unwrap())

@@ -5,8 +5,8 @@
 use galleryfs::remote::drive_api::{DriveApi, DriveError};
 use galleryfs::remote::mock_drive::{FailingDrive, MockDrive, MockOp};
 use galleryfs::store::{ItemRow, Store, ThumbSize, ThumbState, ROOT_INO};
+use galleryfs::sync::engine::{InitialSync, SyncEngine, SyncSettings};
 use galleryfs::sync::gallery_locator::{locate_gallery, GalleryLocation, LocateError};
-use galleryfs::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use galleryfs::sync::status::{GalleryState, SyncStatus};
 use galleryfs::sync::thumbnail_fetcher::{relative_path, thumbnail_file, ThumbnailFetcher, ThumbnailSettings};
 use galleryfs::thumbnails::{self, file_uri, read_text, PersonalCache};
@@ -318,7 +318,7 @@ async fn offline_keeps_the_store_and_recovers() {
     mock.add_file(&gallery, "while offline.jpg", "x");
     assert!(matches!(
         engine.poll_once().await,
-        Err(galleryfs::sync::poller::SyncError::Drive(DriveError::Offline(_)))
+        Err(galleryfs::sync::engine::SyncError::Drive(DriveError::Offline(_)))
     ));
     assert!(!engine.status().snapshot().online);
     assert_eq!(store.item_count().unwrap(), before, "the store keeps serving");

@@ -9,7 +9,7 @@ use galleryfs::remote::drive_api::{DeltaPage, DeltaRequest, DriveApi, DriveError
 use galleryfs::remote::mock_drive::{FailingDrive, MockDrive, MockOp};
 use galleryfs::remote::models::{Drive, DriveItem, ThumbnailSet};
 use galleryfs::store::{ItemRow, Store, ROOT_INO};
-use galleryfs::sync::poller::{InitialSync, SyncEngine, SyncSettings};
+use galleryfs::sync::engine::{InitialSync, SyncEngine, SyncSettings};
 use galleryfs::sync::tree_listing::{list_tree, DEFAULT_FOLDERS_IN_FLIGHT};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

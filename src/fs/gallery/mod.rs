@@ -8,34 +8,51 @@
 //! listings show names as OneDrive spells them.
 //!
 //! Edits: [`writes`] answers the write syscalls by staging content ([`staging`]) and journalling every change in
-//! the store's durable outbox before replying; [`outbox_hooks`] is what the outbox replayer asks of and tells the
-//! filesystem (debounce, upload results, conflict copies); [`names`] refuses names OneDrive would reject;
-//! [`conflicts`] names conflict copies.
+//! the store's durable outbox before replying; [`local_edits`] answers what the outbox replayer asks of the
+//! filesystem (`sync::local_edits::LocalEdits`: write-back delay, files open for writing, upload results);
+//! [`names`] refuses names OneDrive would reject.
 //!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
 //! Live views: [`live`] turns each applied round into the syscalls that replay it through the mount, so that
 //! inotify watchers see remote changes as they would see local ones.
+//!
+//! Lock order. A lock is taken only while holding locks above it in this list, never one below; only the two
+//! async mutexes are held across an `.await`.
+//! 1. `namespace` (async): create, mkdir, unlink, rmdir, rename (`writes.rs`), held across their store
+//!    transaction and, for `create`, the open that stages the new file (so it comes before 2).
+//! 2. `stage_lock` (async): setting up a staged copy (`writes::stage`), held across the copy-up's download (the
+//!    content store's own locks, `cache/content_store.rs`, come after it).
+//! 3. `timeline.index`: held while the Timeline's index is rebuilt from one store read (`timeline.rs`).
+//! 4. The store's connections (`store/mod.rs`): a write transaction or a read snapshot. Inside a write closure
+//!    only the short mutexes of 5 and 6 are taken (`writes::move_entry`, `writes::remove_item`: `local`,
+//!    `orphans`, `open_files`), never a `Store` method (the writer is not re-entrant).
+//! 5. `local`, then `orphans` (`writes::writer_closed` holds both; it reads the store before taking `local`).
+//! 6. Leaves, each taken alone: `handles`, `open_files`, `born_here`, `conflicted`, `viewer`'s map, and the
+//!    `RwLock`s `quota`, `pins` and `invalidator` (a read guard of which is held while the kernel is told to drop
+//!    an entry: a notification to the kernel, no lock of ours).
+//!
+//! Callers from below hold their own locks first: the sync engine runs its `on_changes` hooks
+//! ([`GalleryFs::remote_changes_applied`]) under its hook list's read lock, and the outbox replayer calls
+//! [`local_edits`] under its pass lock, reading `local` before its commit transaction, never inside it.
 
-pub mod conflicts;
 pub mod live;
+pub mod local_edits;
 pub mod names;
-pub mod outbox_hooks;
 pub mod staging;
 pub mod timeline;
 pub mod viewer_readahead;
 mod writes;
 
-pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
 pub use staging::Staging;
 
-use crate::fs::capture_date;
 use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
 use crate::fs::types::*;
 use crate::fs::virtual_nodes::{VirtualInodes, VirtualNode};
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
+use crate::sync::capture_date;
 use crate::sync::delta_apply::AppliedChanges;
 use crate::thumbnails::{self, ThumbExtra, ThumbSize, SHARED_REPO_DIR};
 use async_trait::async_trait;

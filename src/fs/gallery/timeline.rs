@@ -1,83 +1,27 @@
 //! `Timeline/YYYY/YYYY-MM/` at the mount root: every photo and video of the store (wherever it is: the gallery's
-//! albums and any other tree the store holds) by capture date ([`crate::fs::capture_date`]), months in the local
+//! albums and any other tree the store holds) by capture date ([`crate::sync::capture_date`]), months in the local
 //! time zone. An entry is the album's file itself (same inode; media files count two links while the Timeline is
 //! on); a name used twice in one month gets ` (2)`, ` (3)`, ... in the order of the files' inodes.
 //!
-//! The folders are virtual inodes ([`VirtualNode::Timeline`] and below). The index is built from one store query
+//! The folders are virtual inodes ([`VirtualNode::Timeline`] and below). The index ([`TimelineIndex`], shared with
+//! the thumbnail fetcher) is built from one store query
 //! when first needed after a change (any namespace operation of the mount or remote round marks it stale).
 //! `rm` of an entry removes the file (the album's delete: to the recycle bin), `mv` of an entry into an album moves
 //! the file there; anything that would create or rename into the Timeline is `EPERM`.
 
 use super::{store_err, GalleryFs};
-use crate::fs::capture_date::capture_date;
 use crate::fs::error::FsError;
 use crate::fs::types::*;
 use crate::fs::virtual_nodes::VirtualNode;
 use crate::fs::FsResult;
-use crate::store::{name_key, MediaEntry};
-use crate::sync::delta_apply::suffixed_name;
+use crate::store::name_key;
+pub use crate::sync::timeline_index::TIMELINE_DIR;
+use crate::sync::timeline_index::{month_name, TimelineIndex};
 use crate::thumbnails::SHARED_REPO_DIR;
-use chrono::{Datelike, Local};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// The Timeline's name at the mount root.
-pub const TIMELINE_DIR: &str = "Timeline";
-
-/// One month's entries: display name → inode, by name key.
-#[derive(Default)]
-pub(crate) struct Month {
-    entries: BTreeMap<String, (String, Ino)>,
-}
-
-/// Where every media file is in the Timeline.
-#[derive(Default)]
-pub struct TimelineIndex {
-    months: BTreeMap<(i32, u32), Month>,
-    /// The newest modification time of each month's files (the folders' mtime).
-    mtimes: HashMap<(i32, u32), i64>,
-    /// Each file's path from the mount root (`Timeline/YYYY/YYYY-MM/NAME`).
-    paths: HashMap<Ino, String>,
-}
-
-impl TimelineIndex {
-    pub fn build(mut entries: Vec<MediaEntry>) -> TimelineIndex {
-        entries.sort_by_key(|e| e.ino);
-        let mut index = TimelineIndex::default();
-        for e in entries {
-            let date = capture_date(&e.name, e.facet.as_ref(), e.mtime).with_timezone(&Local);
-            let key = (date.year(), date.month());
-            let month = index.months.entry(key).or_default();
-            let mut name = e.name.clone();
-            let mut n = 2;
-            while month.entries.contains_key(&name_key(&name)) {
-                name = suffixed_name(&e.name, n);
-                n += 1;
-            }
-            index.paths.insert(
-                e.ino,
-                format!("{TIMELINE_DIR}/{:04}/{}/{name}", key.0, month_name(key.0, key.1)),
-            );
-            month.entries.insert(name_key(&name), (name, e.ino));
-            let m = index.mtimes.entry(key).or_insert(e.mtime);
-            *m = (*m).max(e.mtime);
-        }
-        index
-    }
-
-    /// The file's path from the mount root, when it is in the Timeline.
-    pub fn path_of(&self, ino: Ino) -> Option<&str> {
-        self.paths.get(&ino).map(String::as_str)
-    }
-
-    fn years(&self) -> Vec<i32> {
-        let years: std::collections::BTreeSet<i32> = self.months.keys().map(|k| k.0).collect();
-        years.into_iter().collect()
-    }
-}
 
 /// The index and whether it is stale.
 #[derive(Default)]
@@ -97,10 +41,6 @@ fn parse_year(name: &str) -> Option<i32> {
     (name.len() == 4 && name.bytes().all(|b| b.is_ascii_digit()))
         .then(|| name.parse().ok())
         .flatten()
-}
-
-fn month_name(year: i32, month: u32) -> String {
-    format!("{year:04}-{month:02}")
 }
 
 impl GalleryFs {
@@ -313,43 +253,5 @@ impl GalleryFs {
             && item.is_media
             && !item.remote_removed
             && item.parent_ino.is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::MediaFacet;
-
-    fn entry(ino: u64, name: &str, taken: Option<i64>) -> MediaEntry {
-        MediaEntry {
-            ino,
-            name: name.into(),
-            mtime: 1_600_000_000,
-            facet: Some(MediaFacet {
-                taken,
-                ..Default::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn months_and_clash_suffixes() {
-        std::env::set_var("TZ", "UTC");
-        // 2024-03-31 23:30 UTC and 2024-04-01 00:10 UTC; the same name twice in March.
-        let index = TimelineIndex::build(vec![
-            entry(9, "a.jpg", Some(1_711_927_800)),
-            entry(3, "a.jpg", Some(1_711_900_000)),
-            entry(4, "b.jpg", Some(1_711_930_200)),
-            entry(5, "20230203_123826234_iOS.heic", None),
-        ]);
-        let mut march: Vec<_> = index.months[&(2024, 3)].entries.values().cloned().collect();
-        march.sort_by_key(|(_, ino)| *ino);
-        assert_eq!(march, [("a.jpg".to_string(), 3), ("a (2).jpg".to_string(), 9)]);
-        let april: Vec<_> = index.months[&(2024, 4)].entries.values().cloned().collect();
-        assert_eq!(april, [("b.jpg".to_string(), 4)]);
-        assert!(index.months.contains_key(&(2023, 2)), "dated by its name");
-        assert_eq!(index.years(), [2023, 2024]);
-        assert_eq!(index.path_of(9), Some("Timeline/2024/2024-03/a (2).jpg"));
     }
 }

@@ -55,6 +55,14 @@ pub(crate) struct LocalFile {
 /// Item id given to the row of a file replaced by an editor's save while open (see `move_entry`).
 const LOCAL_ORPHAN_PREFIX: &str = "local:replaced-";
 
+/// Whether a rename over an existing file is an editor's save ([`GalleryFs::editor_save`]).
+struct EditorSave {
+    /// The file whose OneDrive item the renamed file takes over.
+    adopt: Option<ItemRow>,
+    /// The renamed file was created through this mount a moment ago and its own upload already finished.
+    recent_upload: bool,
+}
+
 /// How long after its creation through this mount a file renamed over another counts as an editor's save.
 pub(crate) const BORN_HERE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 /// Entries of the born-here map before old ones are pruned.
@@ -345,6 +353,9 @@ impl GalleryFs {
     /// The last reference to a writable handle went away.
     pub(super) async fn writer_closed(&self, ino: Ino) -> FsResult<()> {
         self.journal_upload(ino, false).await?;
+        // Read before `local` is taken: the store's connections come before the short mutexes (lock order in
+        // `mod.rs`).
+        let row_gone = matches!(self.store.get(ino), Ok(None));
         let discard = {
             let mut local = self.local.lock();
             let Some(e) = local.get_mut(&ino) else {
@@ -355,9 +366,7 @@ impl GalleryFs {
                 e.last_close = Some(Instant::now());
             }
             // Opened for writing but never changed (the copy-up is not needed), or removed while open.
-            let removed = e.writers == 0
-                && e.dirty_marked
-                && (self.orphans.lock().contains(&ino) || matches!(self.store.get(ino), Ok(None)));
+            let removed = e.writers == 0 && e.dirty_marked && (self.orphans.lock().contains(&ino) || row_gone);
             let discard = e.writers == 0 && (!e.dirty_marked || removed);
             if discard {
                 local.remove(&ino);
@@ -759,6 +768,45 @@ impl GalleryFs {
         let source = self.existing_child(parent, name)?;
         let dir = self.parent_dir(new_parent)?;
         let checked = self.checked_name(new_name)?;
+        let Some(target) = self.rename_target(&source, &dir, checked, noreplace)? else {
+            return Ok(());
+        };
+        let save = self.editor_save(&source, target.as_ref());
+        let trash = match (&target, &save.adopt) {
+            (Some(t), None) if !t.local_only => Some(self.trash_record(t)?),
+            _ => None,
+        };
+        self.store
+            .write_durable(|t| {
+                if let Some(old) = &save.adopt {
+                    self.adopt_in(t, &source, old, save.recent_upload)?;
+                } else if let Some(old) = &target {
+                    self.remove_item(t, old, trash.as_ref())?;
+                }
+                t.rename(source.ino, dir.ino, checked)?;
+                let now = now_secs();
+                t.status_changed_at(source.ino, now)?;
+                t.folder_entries_changed(parent, now)?;
+                t.folder_entries_changed(dir.ino, now)?;
+                self.journal_rename_in(t, &source, &dir, checked, save.adopt.is_some())
+            })
+            .map_err(store_err)?;
+        if let Some(old) = &target {
+            self.forget_staged_unless_orphan(old.ino);
+        }
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Checks a rename of `source` to `checked` in `dir`: `Ok(None)` when there is nothing to do (the same place),
+    /// else the entry it replaces, if any.
+    fn rename_target(
+        &self,
+        source: &ItemRow,
+        dir: &ItemRow,
+        checked: &str,
+        noreplace: bool,
+    ) -> FsResult<Option<Option<ItemRow>>> {
         if source.is_dir()
             && self
                 .store
@@ -786,19 +834,23 @@ impl GalleryFs {
             }
         }
         if target.is_none() && source.parent_ino == Some(dir.ino) && source.name == checked {
-            return Ok(());
+            return Ok(None);
         }
-        // An editor's save: a new file renamed over an existing one takes over its OneDrive item (same id, so
-        // OneDrive keeps the version history). "New" is a file not uploaded yet, or one created through this mount
-        // a moment ago whose upload already finished (its own item is then a stray, deleted below); the latter
-        // needs its bytes here (staged, or complete in the cache), else it is a plain replace.
-        let replaces_file = target.as_ref().is_some_and(|t| !t.local_only && !t.is_dir()) && !source.is_dir();
+        Ok(Some(target))
+    }
+
+    /// Whether renaming `source` over `target` is an editor's save: a new file renamed over an existing one takes
+    /// over its OneDrive item (same id, so OneDrive keeps the version history). "New" is a file not uploaded yet,
+    /// or one created through this mount a moment ago whose upload already finished (its own item is then a
+    /// stray, deleted in [`GalleryFs::adopt_in`]); the latter needs its bytes here (staged, or complete in the
+    /// cache), else it is a plain replace.
+    fn editor_save(&self, source: &ItemRow, target: Option<&ItemRow>) -> EditorSave {
+        let replaces_file = target.is_some_and(|t| !t.local_only && !t.is_dir()) && !source.is_dir();
         let recent_upload = replaces_file
             && !source.local_only
             && self.born_here_recently(source.ino)
-            && (source.is_dirty() || self.stage_from_cache(&source));
+            && (source.is_dirty() || self.stage_from_cache(source));
         let adopt = target
-            .as_ref()
             .filter(|_| replaces_file && (source.local_only || recent_upload))
             .cloned();
         if let Some(old) = &adopt {
@@ -809,99 +861,97 @@ impl GalleryFs {
                 "renamed over an existing file: takes over its OneDrive item"
             );
         }
-        let trash = match (&target, &adopt) {
-            (Some(t), None) if !t.local_only => Some(self.trash_record(t)?),
-            _ => None,
-        };
-        self.store
-            .write_durable(|t| {
-                if let Some(old) = &adopt {
-                    // Both rows as they are in this transaction: the replayer may have committed an upload of
-                    // either since they were read (a new baseline for the target, a first upload's id for the
-                    // source), and what the source takes over must be current.
-                    let old = &t.get(old.ino)?.unwrap_or_else(|| old.clone());
-                    let fresh_source = t.get(source.ino)?.unwrap_or_else(|| source.clone());
-                    if !recent_upload && !fresh_source.local_only && fresh_source.item_id != old.item_id {
-                        // Its first upload committed meanwhile: that item is a stray now, as below.
-                        t.enqueue(&OutboxOp::Delete {
-                            ino: source.ino,
-                            item_id: fresh_source.item_id.clone(),
-                        })?;
-                    }
-                    t.drop_ops(old.ino, &["upload"])?;
-                    if recent_upload {
-                        // A move of the source's own item still journalled (renamed before this save) is moot: that
-                        // item goes (below).
-                        t.drop_ops(source.ino, &["move"])?;
-                    }
-                    // The adopted item's own moves still journalled (renamed before this save, to the place the
-                    // adopting file now takes) are the adopting file's now, in their place in the sequence: a
-                    // folder removed after its file moved out must still see the move first.
-                    t.reassign_moves(old.ino, source.ino)?;
-                    if self.keeps_removed(old) {
-                        // Open (a viewer showing the photo being saved) or reachable by the kernel: the old row
-                        // stays, detached, under a local id (the OneDrive id goes to the new content) until its
-                        // last close or forget. What of it is not read or cached yet cannot be fetched any more:
-                        // reads of it fail with EIO.
-                        t.detach(old.ino)?;
-                        t.set_item_id(old.ino, &format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino))?;
-                        self.orphans.lock().insert(old.ino);
-                    } else {
-                        t.remove(old.ino)?;
-                    }
-                    if recent_upload {
-                        // The source's own item goes (an upload of it still running finds the row moved on and
-                        // leaves this delete to do the same); its bytes become the adopted item's next version.
-                        t.enqueue(&OutboxOp::Delete {
-                            ino: source.ino,
-                            item_id: source.item_id.clone(),
-                        })?;
-                        if !source.is_dirty() {
-                            // Staged from the cache above: the file is a local change again.
-                            t.drop_blocks(source.ino)?;
-                            t.set_content_state(source.ino, ContentState::Dirty)?;
-                        }
-                    }
-                    t.adopt_identity(source.ino, old)?;
-                } else if let Some(old) = &target {
-                    self.remove_item(t, old, trash.as_ref())?;
-                }
-                t.rename(source.ino, dir.ino, checked)?;
-                let now = now_secs();
-                t.status_changed_at(source.ino, now)?;
-                t.folder_entries_changed(parent, now)?;
-                t.folder_entries_changed(dir.ino, now)?;
-                if adopt.is_some() {
-                    // The upload of the adopted content now goes to the adopted item; make sure one is queued.
-                    if !t.has_op(source.ino, "upload")?
-                        && self.local.lock().get(&source.ino).is_none_or(|e| e.writers == 0)
-                    {
-                        let row = t.get(source.ino)?.ok_or(StoreError::NoSuchInode(source.ino))?;
-                        let staged_path = self.staging.as_ref().map(|s| s.path(source.ino)).unwrap_or_default();
-                        t.enqueue(&OutboxOp::Upload {
-                            ino: source.ino,
-                            staged_path,
-                            size: row.size,
-                            mtime: row.mtime,
-                        })?;
-                    }
-                } else if let Some(now) = t.get(source.ino)?.filter(|now| !now.local_only) {
-                    // `now`, not `source`: a first upload may have committed since `source` was read, and then
-                    // OneDrive has the item at the old place.
-                    t.enqueue(&OutboxOp::Move {
-                        ino: source.ino,
-                        item_id: now.item_id.clone(),
-                        new_parent_id: dir.item_id.clone(),
-                        new_name: checked.to_string(),
-                    })?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .map_err(store_err)?;
-        if let Some(old) = &target {
-            self.forget_staged_unless_orphan(old.ino);
+        EditorSave { adopt, recent_upload }
+    }
+
+    /// In a rename's transaction: `source` takes over `old`'s OneDrive item (an editor's save).
+    fn adopt_in(
+        &self,
+        t: &crate::store::StoreTx<'_>,
+        source: &ItemRow,
+        old: &ItemRow,
+        recent_upload: bool,
+    ) -> crate::store::Result<()> {
+        // Both rows as they are in this transaction: the replayer may have committed an upload of either since
+        // they were read (a new baseline for the target, a first upload's id for the source), and what the source
+        // takes over must be current.
+        let old = &t.get(old.ino)?.unwrap_or_else(|| old.clone());
+        let fresh_source = t.get(source.ino)?.unwrap_or_else(|| source.clone());
+        if !recent_upload && !fresh_source.local_only && fresh_source.item_id != old.item_id {
+            // Its first upload committed meanwhile: that item is a stray now, as below.
+            t.enqueue(&OutboxOp::Delete {
+                ino: source.ino,
+                item_id: fresh_source.item_id.clone(),
+            })?;
         }
-        self.outbox_wake.notify_one();
+        t.drop_ops(old.ino, &["upload"])?;
+        if recent_upload {
+            // A move of the source's own item still journalled (renamed before this save) is moot: that item goes
+            // (below).
+            t.drop_ops(source.ino, &["move"])?;
+        }
+        // The adopted item's own moves still journalled (renamed before this save, to the place the adopting file
+        // now takes) are the adopting file's now, in their place in the sequence: a folder removed after its file
+        // moved out must still see the move first.
+        t.reassign_moves(old.ino, source.ino)?;
+        if self.keeps_removed(old) {
+            // Open (a viewer showing the photo being saved) or reachable by the kernel: the old row stays,
+            // detached, under a local id (the OneDrive id goes to the new content) until its last close or forget.
+            // What of it is not read or cached yet cannot be fetched any more: reads of it fail with EIO.
+            t.detach(old.ino)?;
+            t.set_item_id(old.ino, &format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino))?;
+            self.orphans.lock().insert(old.ino);
+        } else {
+            t.remove(old.ino)?;
+        }
+        if recent_upload {
+            // The source's own item goes (an upload of it still running finds the row moved on and leaves this
+            // delete to do the same); its bytes become the adopted item's next version.
+            t.enqueue(&OutboxOp::Delete {
+                ino: source.ino,
+                item_id: source.item_id.clone(),
+            })?;
+            if !source.is_dirty() {
+                // Staged from the cache above: the file is a local change again.
+                t.drop_blocks(source.ino)?;
+                t.set_content_state(source.ino, ContentState::Dirty)?;
+            }
+        }
+        t.adopt_identity(source.ino, old)
+    }
+
+    /// In a rename's transaction, after the row moved: what OneDrive must be told. An adopting file's content goes
+    /// to the adopted item (an upload, unless one is queued or a writer still has it open); any other file or
+    /// folder on OneDrive is moved there.
+    fn journal_rename_in(
+        &self,
+        t: &crate::store::StoreTx<'_>,
+        source: &ItemRow,
+        dir: &ItemRow,
+        checked: &str,
+        adopted: bool,
+    ) -> crate::store::Result<()> {
+        if adopted {
+            if !t.has_op(source.ino, "upload")? && self.local.lock().get(&source.ino).is_none_or(|e| e.writers == 0) {
+                let row = t.get(source.ino)?.ok_or(StoreError::NoSuchInode(source.ino))?;
+                let staged_path = self.staging.as_ref().map(|s| s.path(source.ino)).unwrap_or_default();
+                t.enqueue(&OutboxOp::Upload {
+                    ino: source.ino,
+                    staged_path,
+                    size: row.size,
+                    mtime: row.mtime,
+                })?;
+            }
+        } else if let Some(now) = t.get(source.ino)?.filter(|now| !now.local_only) {
+            // `now`, not `source`: a first upload may have committed since `source` was read, and then OneDrive has
+            // the item at the old place.
+            t.enqueue(&OutboxOp::Move {
+                ino: source.ino,
+                item_id: now.item_id.clone(),
+                new_parent_id: dir.item_id.clone(),
+                new_name: checked.to_string(),
+            })?;
+        }
         Ok(())
     }
 }

@@ -8,10 +8,10 @@
 use super::identity::{identity_client, map_request_error, scopes, tokens_from_response, IdentityClient};
 use super::token_store::{StoredTokens, TokenStore};
 use super::{AuthError, TokenSource};
-use crate::config::AccountPaths;
 use crate::remote::Endpoints;
 use async_trait::async_trait;
 use oauth2::RefreshToken;
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -44,12 +44,12 @@ impl RefreshingTokenSource {
         })
     }
 
-    /// The source of an account as `login` left it (token file at `paths.token_file`).
-    pub fn for_account(paths: &AccountPaths, endpoints: &Endpoints) -> Result<Self, AuthError> {
+    /// The source of `account` as `login` left it (its tokens in `token_file`).
+    pub fn for_account(account: &str, token_file: &Path, endpoints: &Endpoints) -> Result<Self, AuthError> {
         Self::new(
-            paths.name.clone(),
+            account,
             endpoints,
-            TokenStore::new(paths.token_file.clone()),
+            TokenStore::new(token_file.to_path_buf()),
             super::identity::http_client()?,
         )
     }

@@ -97,7 +97,7 @@ impl TokenStore {
     /// Writes the tokens atomically with mode 0600 (directory 0700).
     pub fn save(&self, tokens: &StoredTokens) -> Result<(), AuthError> {
         let json = serde_json::to_vec_pretty(tokens).map_err(|e| self.file_error(e))?;
-        crate::config::write_private_atomic(&self.path, &json).map_err(|e| self.file_error(e))
+        crate::private_file::write_private_atomic(&self.path, &json).map_err(|e| self.file_error(e))
     }
 
     /// Deletes the file; `Ok(false)` when there was none.

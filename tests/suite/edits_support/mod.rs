@@ -176,10 +176,10 @@ impl Gallery {
     }
 }
 
-use galleryfs::fs::gallery::LocalEdits;
 use galleryfs::remote::drive_api::{DeltaRequest, DriveApi};
 use galleryfs::remote::mock_drive::MockDrive;
 use galleryfs::sync::delta_apply::{apply_delta_round_with_link, AppliedChanges, RoundKind};
+use galleryfs::sync::local_edits::LocalEdits;
 use galleryfs::sync::outbox_replay::{OutboxReplayer, ReplayConfig};
 
 /// Originals read from a drive (what the content cache does, without caching).

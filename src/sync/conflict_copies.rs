@@ -2,7 +2,7 @@
 //! uploaded beside it as `NAME (conflict YYYY-MM-DD HOST).EXT` (contract, "Inside the mount"). This module names
 //! them and decides whether OneDrive's version moved away from the baseline the local edit started from.
 
-use super::names::NAME_MAX;
+use super::server_names::NAME_MAX;
 use crate::store::ItemRow;
 use chrono::NaiveDate;
 

@@ -22,6 +22,9 @@
 //!   as a full round (rows OneDrive no longer has go; local-only and dirty rows are protected by the applier).
 //! - Failures keep the store serving: offline → `online: false` and retries with backoff; `401` → "sign in
 //!   again"; throttled → wait until the service's time.
+//! - Locks: `hooks` (read) is held while the `on_changes` hooks run, before any lock of theirs (the filesystem's
+//!   short mutexes, the content store's); the engine holds no lock of its own across a store transaction or a
+//!   request.
 //! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
 //!   the thumbnail fetcher is woken.
 //! - Quota: the drive (`GET /me/drive`) is read with the poll, so a full OneDrive is noticed within two poll
@@ -46,6 +49,7 @@ use super::delta_apply::{
 const MAX_REFETCHES: u32 = 3;
 use super::camera_roll::CameraRollTree;
 use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
+use super::outbox_replay::SentChanges;
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
 use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
@@ -153,7 +157,7 @@ pub type QuotaHook = Arc<dyn Fn(&QuotaStatus) + Send + Sync>;
 /// Called during a full enumeration with the number of items in the store so far.
 pub type ProgressHook = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// The poller (see the module note). Share it as `Arc<SyncEngine>`.
+/// The sync engine (see the module note). Share it as `Arc<SyncEngine>`.
 pub struct SyncEngine {
     store: Arc<Store>,
     drive: Arc<dyn DriveApi>,
@@ -174,6 +178,8 @@ pub struct SyncEngine {
     last_full_listing: Mutex<Instant>,
     /// The Camera Roll's tree, synced after the gallery's in every round.
     camera_roll: CameraRollTree,
+    /// The changes this mount's outbox replayer sent to OneDrive (a round fetched meanwhile is fetched again).
+    sent_changes: Arc<SentChanges>,
 }
 
 impl SyncEngine {
@@ -205,7 +211,14 @@ impl SyncEngine {
             needs_catch_up: AtomicBool::new(false),
             quota_read: Mutex::new(None),
             last_full_listing: Mutex::new(Instant::now()),
+            sent_changes: Arc::default(),
         }
+    }
+
+    /// The count of changes sent to OneDrive by this mount's outbox replayer: give it to the replayer
+    /// ([`crate::sync::outbox_replay::OutboxReplayer::with_sent_changes`]).
+    pub fn sent_changes(&self) -> Arc<SentChanges> {
+        self.sent_changes.clone()
     }
 
     pub fn status(&self) -> Arc<SyncStatus> {
@@ -378,7 +391,7 @@ impl SyncEngine {
         };
         let mut refetches = 0;
         let mut changes = loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let round = match self.drive.delta(DeltaRequest::Link(link.clone())).await {
                 Ok(round) => round,
                 Err(DriveError::ResyncRequired { location }) => {
@@ -412,7 +425,7 @@ impl SyncEngine {
             }
             // A change of ours recorded while the round was fetched may be older in the round than in the store
             // (a rename reverted, an old version shown): fetch the round again (a few times at most).
-            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
             match apply_fresh_delta_round_with_link(
                 &self.store,
                 &gallery,
@@ -437,7 +450,7 @@ impl SyncEngine {
         let listed_folders = changes.needs_listing.len();
         if listed_folders > 0 {
             let listed = self.list_new_folders(&gallery, &changes.needs_listing).await?;
-            merge_changes(&mut changes, listed);
+            changes.merge(listed);
         }
         Ok(PollOutcome {
             changes,
@@ -640,7 +653,7 @@ impl SyncEngine {
     ) -> Result<AppliedChanges, SyncError> {
         let mut refetches = 0;
         'again: loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let mut request = match start.clone() {
                 Some(location) => DeltaRequest::Link(location),
                 None => DeltaRequest::Full {
@@ -685,7 +698,7 @@ impl SyncEngine {
                             return Ok(AppliedChanges::default());
                         }
                         // As in an incremental round: a change of ours sent meanwhile may be older in the listing.
-                        let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+                        let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
                         let Some(changes) = self.apply_full_listing(gallery, all, &delta_link, stale)? else {
                             refetches += 1;
                             tracing::debug!(refetches, "local changes were sent during a listing; listing again");
@@ -710,7 +723,7 @@ impl SyncEngine {
     async fn list_first(&self, gallery: &str) -> Result<AppliedChanges, SyncError> {
         let mut refetches = 0;
         loop {
-            let sent_before = super::outbox_replay::changes_sent();
+            let sent_before = self.sent_changes.count();
             let progress = self.progress.read().clone();
             let listed = list_tree(self.drive.as_ref(), gallery, DEFAULT_FOLDERS_IN_FLIGHT, |received| {
                 // Between folders (received, applied only with the whole listing).
@@ -737,7 +750,7 @@ impl SyncEngine {
                 self.gallery_missing();
                 return Ok(AppliedChanges::default());
             }
-            let stale = || refetches < MAX_REFETCHES && super::outbox_replay::changes_sent() != sent_before;
+            let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
             match self.apply_full_listing(gallery, listing.items, &listing.delta_link, stale)? {
                 Some(changes) => return Ok(changes),
                 None => {
@@ -901,24 +914,6 @@ fn gallery_deleted_in(items: &[DriveItem], gallery: &str) -> bool {
         .rev()
         .find(|i| i.id == gallery)
         .is_some_and(|i| i.is_deleted())
-}
-
-/// Adds `more` to `into` (both from consecutive applications).
-pub fn merge_changes(into: &mut AppliedChanges, more: AppliedChanges) {
-    into.inserted.extend(more.inserted);
-    into.updated.extend(more.updated);
-    into.removed.extend(more.removed);
-    into.parents_changed.extend(more.parents_changed);
-    into.stale_entries.extend(more.stale_entries);
-    into.content_changed.extend(more.content_changed);
-    into.needs_listing.extend(more.needs_listing);
-    into.conflicts.extend(more.conflicts);
-    into.rejected.extend(more.rejected);
-    into.renamed_for_clash.extend(more.renamed_for_clash);
-    into.root_updated |= more.root_updated;
-    into.gallery_deleted |= more.gallery_deleted;
-    into.ignored += more.ignored;
-    into.entries.extend(more.entries);
 }
 
 #[cfg(test)]

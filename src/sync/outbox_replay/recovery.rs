@@ -1,4 +1,4 @@
-//! Recognising, after a crash or a lost answer, what an earlier attempt of the [`super::OutboxReplayer`] already
+//! Recognising, after a crash or a lost answer, what an earlier attempt of the [`OutboxReplayer`] already
 //! did on OneDrive: an item with our bytes under the file's name, an upload session of a superseded version that
 //! completed, a first upload sent to the place the file had before a rename. Each is adopted instead of being
 //! duplicated (or kept beside as a conflict copy).
