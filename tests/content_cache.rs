@@ -5,7 +5,7 @@
 mod common;
 
 use galleryfs::cache::{
-    CacheError, ContentCache, ContentStore, FailingSource, Failure, MockSource, RangeSource, ReadError, ReaderConfig,
+    CacheError, DiskCache, FailingSource, Failure, MockSource, OriginalFetcher, RangeSource, ReadError, ReaderConfig,
     SourceError,
 };
 use galleryfs::remote::QuickXorHash;
@@ -21,7 +21,7 @@ const HEADER_WINDOW: u64 = (64 * KIB) as u64;
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
-    content: Arc<ContentStore>,
+    content: Arc<DiskCache>,
     mock: Arc<MockSource>,
 }
 
@@ -29,7 +29,7 @@ impl Fixture {
     fn new(budget: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open_in_memory().unwrap());
-        let content = Arc::new(ContentStore::open(dir.path(), store.clone(), budget).unwrap());
+        let content = Arc::new(DiskCache::open(dir.path(), store.clone(), budget).unwrap());
         Fixture {
             _dir: dir,
             store,
@@ -39,12 +39,12 @@ impl Fixture {
     }
 
     /// A cache over the mock with fast retries.
-    fn cache(&self) -> ContentCache {
+    fn cache(&self) -> OriginalFetcher {
         self.cache_over(self.mock.clone())
     }
 
-    fn cache_over(&self, source: Arc<dyn RangeSource>) -> ContentCache {
-        ContentCache::new(self.content.clone(), source).with_config(ReaderConfig {
+    fn cache_over(&self, source: Arc<dyn RangeSource>) -> OriginalFetcher {
+        OriginalFetcher::new(self.content.clone(), source).with_config(ReaderConfig {
             retry_backoff: Duration::from_millis(5),
             ..ReaderConfig::default()
         })
@@ -104,7 +104,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-async fn read_all(cache: &ContentCache, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
+async fn read_all(cache: &OriginalFetcher, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
     let mut reader = cache.open(ino)?;
     let mut out = Vec::new();
     loop {

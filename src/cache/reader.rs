@@ -1,4 +1,4 @@
-//! The on-demand reader: one [`ContentReader`] per open file handle serves reads from the content cache and
+//! The on-demand reader: one [`PrefetchingReader`] per open file handle serves reads from the content cache and
 //! fetches what is missing by ranged requests on a [`RangeSource`], pinned to the content version (cTag) seen at
 //! open, with read-ahead.
 //!
@@ -18,19 +18,19 @@
 //! cancels read-ahead parts outside the new position.
 //!
 //! Handles on the same item share their fetches: a range another handle is fetching is waited for, not fetched
-//! again (see [`ContentStore::claim_fetch`]).
+//! again (see [`DiskCache::claim_fetch`]).
 //!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
 //!
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
-//! (see [`ContentStore`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
+//! (see [`DiskCache`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
 //! read of the handle too. A reader of a version whose download failed its check before (a suspect version) first
 //! downloads and verifies the whole version, and serves nothing unless it verifies. Dropping the reader aborts its
 //! fetches.
 
-use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
+use super::disk_cache::{CacheError, Commit, DiskCache, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
 use super::range_source::{RangeSource, SourceError};
 use bytes::Bytes;
@@ -153,16 +153,16 @@ enum Poison {
 
 /// Opens readers and downloads whole items, over one content store and one source.
 #[derive(Clone)]
-pub struct ContentCache {
-    content: Arc<ContentStore>,
+pub struct OriginalFetcher {
+    content: Arc<DiskCache>,
     source: Arc<dyn RangeSource>,
     config: ReaderConfig,
     link: Arc<LinkStats>,
 }
 
-impl ContentCache {
-    pub fn new(content: Arc<ContentStore>, source: Arc<dyn RangeSource>) -> Self {
-        ContentCache {
+impl OriginalFetcher {
+    pub fn new(content: Arc<DiskCache>, source: Arc<dyn RangeSource>) -> Self {
+        OriginalFetcher {
             content,
             source,
             config: ReaderConfig::default(),
@@ -175,7 +175,7 @@ impl ContentCache {
         self
     }
 
-    pub fn content(&self) -> &Arc<ContentStore> {
+    pub fn content(&self) -> &Arc<DiskCache> {
         &self.content
     }
 
@@ -185,9 +185,9 @@ impl ContentCache {
     }
 
     /// A reader of the item's current content version (blocks briefly on the store).
-    pub fn open(&self, ino: u64) -> Result<ContentReader, ReadError> {
+    pub fn open(&self, ino: u64) -> Result<PrefetchingReader, ReadError> {
         let version = self.content.version(ino)?;
-        Ok(ContentReader::new(
+        Ok(PrefetchingReader::new(
             self.content.clone(),
             self.source.clone(),
             version,
@@ -221,7 +221,7 @@ impl ContentCache {
 }
 
 struct Shared {
-    content: Arc<ContentStore>,
+    content: Arc<DiskCache>,
     source: Arc<dyn RangeSource>,
     version: ItemVersion,
     config: ReaderConfig,
@@ -248,7 +248,7 @@ struct Known {
 }
 
 /// The reader of one open file handle. Not shared: the filesystem serialises reads of one handle.
-pub struct ContentReader {
+pub struct PrefetchingReader {
     shared: Arc<Shared>,
     parts: Vec<Part>,
     window: u64,
@@ -264,7 +264,7 @@ pub struct ContentReader {
     known: Option<Known>,
 }
 
-impl Drop for ContentReader {
+impl Drop for PrefetchingReader {
     fn drop(&mut self) {
         for part in &self.parts {
             part.task.abort();
@@ -285,16 +285,16 @@ fn overlaps(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
     ranges.iter().any(|&(lo, hi)| lo < end && start < hi)
 }
 
-impl ContentReader {
+impl PrefetchingReader {
     pub fn new(
-        content: Arc<ContentStore>,
+        content: Arc<DiskCache>,
         source: Arc<dyn RangeSource>,
         version: ItemVersion,
         config: ReaderConfig,
         link: Arc<LinkStats>,
-    ) -> ContentReader {
+    ) -> PrefetchingReader {
         let open = content.register_reader(version.ino);
-        ContentReader {
+        PrefetchingReader {
             window: config.header_window,
             shared: Arc::new(Shared {
                 content,
@@ -389,7 +389,7 @@ impl ContentReader {
         }
         let file = known.file.as_ref()?;
         let read = self.open.while_generation(known.generation, || {
-            super::content_store::read_exact_unzeroed(file, start, (end - start) as usize)
+            super::disk_cache::read_exact_unzeroed(file, start, (end - start) as usize)
         });
         match read {
             Some(Ok(data)) => Some(Bytes::from(data)),

@@ -6,11 +6,11 @@
 //! The foreground process does all of this; `galleryfs mount` without `-f` runs it in the background and waits
 //! on the readiness pipe ([`crate::daemon`]).
 
-pub mod glue;
+pub mod fs_backends;
 
-use crate::cache::content_store::ContentStore;
+use crate::cache::disk_cache::DiskCache;
 use crate::cache::graph_source::GraphRangeSource;
-use crate::cache::reader::ContentCache;
+use crate::cache::reader::OriginalFetcher;
 use crate::config::{AccountPaths, AccountSettings};
 use crate::daemon::ReadyReporter;
 use crate::fs::gallery::{GalleryConfig, GalleryFs, QuotaFigures};
@@ -27,7 +27,7 @@ use crate::sync::poller::{InitialSync, SyncEngine, SyncSettings};
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
 use crate::thumbnails::PersonalCache;
-use glue::{CachedContent, PinDownloader, ThumbnailFiles};
+use fs_backends::{CachedOriginals, PinDownloader, ThumbnailFiles};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -123,13 +123,12 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
         InitialSync::Enumerated { items } => tracing::info!(account = %req.account, items, "gallery enumerated"),
     }
 
-    let content = Arc::new(
-        ContentStore::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?,
-    );
+    let content =
+        Arc::new(DiskCache::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?);
     if let Err(e) = content.sweep_orphans() {
         tracing::warn!(error = %e, "could not clean the content cache");
     }
-    let cache = Arc::new(ContentCache::new(
+    let cache = Arc::new(OriginalFetcher::new(
         content.clone(),
         Arc::new(GraphRangeSource::new(client.clone())),
     ));
@@ -148,10 +147,10 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     };
     let fs = Arc::new(GalleryFs::new(
         store.clone(),
-        Arc::new(CachedContent {
+        Arc::new(CachedOriginals {
             cache: cache.clone(),
             content: content.clone(),
-            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(glue::PREFETCH_SLOTS)),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(fs_backends::PREFETCH_SLOTS)),
         }),
         Arc::new(ThumbnailFiles {
             dir: thumbnail_dir.clone(),

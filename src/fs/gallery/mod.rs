@@ -1,5 +1,5 @@
 //! [`GalleryFs`]: the gallery's filesystem semantics over the metadata store. Listing and `stat` come from the
-//! store only; originals are read through [`ContentAccess`] (on demand, pinned to the version seen at open);
+//! store only; originals are read through [`Originals`] (on demand, pinned to the version seen at open);
 //! every directory answers the hidden `.sh_thumbnails` repository from OneDrive's thumbnails; xattrs expose the
 //! contract's `user.galleryfs.*` attributes. Remote changes applied by the sync engine come back here as kernel
 //! cache invalidations.
@@ -30,7 +30,7 @@ pub use outbox_hooks::{LocalEdits, RemoteResult, StoreOnlyEdits, UploadHold};
 pub use staging::Staging;
 
 use crate::fs::capture_date;
-use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
 use crate::fs::types::*;
@@ -117,7 +117,7 @@ pub trait PinRequests: Send + Sync {
 enum Handle {
     File {
         item: Box<ItemRow>,
-        reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        reader: tokio::sync::OnceCell<Box<dyn OriginalReader>>,
         /// The cached original, when it was complete at open: reads are `pread`s of it (and the kernel may read
         /// it itself through FUSE passthrough).
         complete: Option<Arc<std::fs::File>>,
@@ -134,7 +134,7 @@ enum Handle {
 
 pub struct GalleryFs {
     store: Arc<Store>,
-    content: Arc<dyn ContentAccess>,
+    content: Arc<dyn Originals>,
     thumbs: Arc<dyn ThumbnailJpegs>,
     config: GalleryConfig,
     virtuals: VirtualInodes,
@@ -264,7 +264,7 @@ pub fn item_state(item: &ItemRow) -> &'static str {
 impl GalleryFs {
     pub fn new(
         store: Arc<Store>,
-        content: Arc<dyn ContentAccess>,
+        content: Arc<dyn Originals>,
         thumbs: Arc<dyn ThumbnailJpegs>,
         config: GalleryConfig,
     ) -> Self {
@@ -587,7 +587,7 @@ impl GalleryFs {
     async fn read_through_cache(
         &self,
         item: &ItemRow,
-        reader: &tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        reader: &tokio::sync::OnceCell<Box<dyn OriginalReader>>,
         failed: &AtomicBool,
         offset: u64,
         size: u32,

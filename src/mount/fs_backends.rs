@@ -1,10 +1,10 @@
-//! Adapters between layers that do not know each other: the filesystem core's [`ContentAccess`] over the content
+//! Adapters between layers that do not know each other: the filesystem core's [`Originals`] over the content
 //! cache, its [`ThumbnailJpegs`] over the thumbnail fetcher's files, and pin requests that download in the
 //! background.
 
-use crate::cache::content_store::ContentStore;
-use crate::cache::reader::{ContentCache, ContentReader};
-use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::cache::disk_cache::DiskCache;
+use crate::cache::reader::{OriginalFetcher, PrefetchingReader};
+use crate::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
 use crate::fs::gallery::PinRequests;
 use crate::fs::{FsError, Ino};
 use crate::store::ItemRow;
@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Originals through the content cache (ranged fetches pinned to the cTag, verified, budgeted).
-pub struct CachedContent {
-    pub cache: Arc<ContentCache>,
-    pub content: Arc<ContentStore>,
+pub struct CachedOriginals {
+    pub cache: Arc<OriginalFetcher>,
+    pub content: Arc<DiskCache>,
     /// Read-ahead fetches running at once at most.
     pub prefetch_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -26,7 +26,7 @@ pub struct CachedContent {
 /// Read-ahead fetches of whole photos at once (each is itself a few ranged GETs in flight).
 pub const PREFETCH_SLOTS: usize = 2;
 
-struct CachedReader(tokio::sync::Mutex<ContentReader>);
+struct HandleReader(tokio::sync::Mutex<PrefetchingReader>);
 
 fn read_err(e: crate::cache::reader::ReadError) -> FsError {
     if e.errno() == libc::ENOENT {
@@ -38,17 +38,17 @@ fn read_err(e: crate::cache::reader::ReadError) -> FsError {
 }
 
 #[async_trait]
-impl ContentRead for CachedReader {
+impl OriginalReader for HandleReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
         self.0.lock().await.read(offset, len as usize).await.map_err(read_err)
     }
 }
 
 #[async_trait]
-impl ContentAccess for CachedContent {
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+impl Originals for CachedOriginals {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         let reader = self.cache.open(item.ino).map_err(read_err)?;
-        Ok(Box::new(CachedReader(tokio::sync::Mutex::new(reader))))
+        Ok(Box::new(HandleReader(tokio::sync::Mutex::new(reader))))
     }
 
     async fn open_complete(&self, item: &ItemRow) -> Option<std::fs::File> {
@@ -139,7 +139,7 @@ impl ThumbnailJpegs for ThumbnailFiles {
 
 /// Pinning downloads the whole original in the background (verified), so it stays on this device.
 pub struct PinDownloader {
-    pub cache: Arc<ContentCache>,
+    pub cache: Arc<OriginalFetcher>,
     pub runtime: tokio::runtime::Handle,
 }
 
