@@ -1,5 +1,5 @@
 //! The on-demand reader: one [`PrefetchingReader`] per open file handle serves reads from the content cache and
-//! fetches what is missing by ranged requests on a [`RangeSource`], pinned to the content version (cTag) seen at
+//! fetches what is missing by ranged downloads ([`DriveApi::download`]), pinned to the content version (cTag) seen at
 //! open, with read-ahead.
 //!
 //! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
@@ -32,7 +32,7 @@
 
 use super::disk_cache::{CacheError, Commit, DiskCache, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
-use super::range_source::{RangeSource, SourceError};
+use crate::remote::drive_api::{DriveApi, DriveError};
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -100,10 +100,10 @@ impl Default for ReaderConfig {
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("cannot download {item}: {source}")]
-    Source {
+    Remote {
         item: String,
         #[source]
-        source: SourceError,
+        source: DriveError,
     },
     #[error("{item} changed on OneDrive since it was opened")]
     VersionChanged { item: String },
@@ -151,20 +151,20 @@ enum Poison {
     VersionChanged,
 }
 
-/// Opens readers and downloads whole items, over one content store and one source.
+/// Opens readers and downloads whole items, over one disk cache and one drive.
 #[derive(Clone)]
 pub struct OriginalFetcher {
     content: Arc<DiskCache>,
-    source: Arc<dyn RangeSource>,
+    drive: Arc<dyn DriveApi>,
     config: ReaderConfig,
     link: Arc<LinkStats>,
 }
 
 impl OriginalFetcher {
-    pub fn new(content: Arc<DiskCache>, source: Arc<dyn RangeSource>) -> Self {
+    pub fn new(content: Arc<DiskCache>, drive: Arc<dyn DriveApi>) -> Self {
         OriginalFetcher {
             content,
-            source,
+            drive,
             config: ReaderConfig::default(),
             link: Arc::new(LinkStats::default()),
         }
@@ -189,7 +189,7 @@ impl OriginalFetcher {
         let version = self.content.version(ino)?;
         Ok(PrefetchingReader::new(
             self.content.clone(),
-            self.source.clone(),
+            self.drive.clone(),
             version,
             self.config.clone(),
             self.link.clone(),
@@ -222,7 +222,7 @@ impl OriginalFetcher {
 
 struct Shared {
     content: Arc<DiskCache>,
-    source: Arc<dyn RangeSource>,
+    drive: Arc<dyn DriveApi>,
     version: ItemVersion,
     config: ReaderConfig,
     link: Arc<LinkStats>,
@@ -288,7 +288,7 @@ fn overlaps(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
 impl PrefetchingReader {
     pub fn new(
         content: Arc<DiskCache>,
-        source: Arc<dyn RangeSource>,
+        drive: Arc<dyn DriveApi>,
         version: ItemVersion,
         config: ReaderConfig,
         link: Arc<LinkStats>,
@@ -298,7 +298,7 @@ impl PrefetchingReader {
             window: config.header_window,
             shared: Arc::new(Shared {
                 content,
-                source,
+                drive,
                 version,
                 config,
                 link,
@@ -671,11 +671,11 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
     let c = &shared.config;
     let mut pos = start;
     let mut attempts = 0u32;
-    let mut last_error: Option<SourceError> = None;
+    let mut last_error: Option<DriveError> = None;
     while pos < end {
         if attempts >= c.max_attempts {
             return Err(match last_error {
-                Some(source) => ReadError::Source {
+                Some(source) => ReadError::Remote {
                     item: v.name.clone(),
                     source,
                 },
@@ -695,7 +695,7 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
         let requested = Instant::now();
         let mut first_byte: Option<(Instant, u64)> = None;
         let mut stream: Option<Stream<'_>> = None;
-        let mut body = match shared.source.fetch(&v.item_id, &v.ctag, pos, end).await {
+        let mut body = match shared.drive.download(&v.item_id, &v.ctag, pos, end).await {
             Ok(body) => body,
             Err(e) => {
                 last_error = Some(check_source_error(v, e)?);
@@ -742,12 +742,12 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
     Ok(())
 }
 
-/// Turns a non-retryable source error into the read's error; returns a retryable one.
-fn check_source_error(v: &ItemVersion, e: SourceError) -> Result<SourceError, ReadError> {
+/// Turns a non-retryable download error into the read's error; returns a retryable one.
+fn check_source_error(v: &ItemVersion, e: DriveError) -> Result<DriveError, ReadError> {
     match e {
-        SourceError::VersionChanged => Err(ReadError::VersionChanged { item: v.name.clone() }),
+        DriveError::PreconditionFailed(_) => Err(ReadError::VersionChanged { item: v.name.clone() }),
         e if e.is_retryable() => Ok(e),
-        source => Err(ReadError::Source {
+        source => Err(ReadError::Remote {
             item: v.name.clone(),
             source,
         }),

@@ -9,7 +9,6 @@
 pub mod fs_backends;
 
 use crate::cache::disk_cache::DiskCache;
-use crate::cache::graph_source::GraphRangeSource;
 use crate::cache::reader::OriginalFetcher;
 use crate::config::{AccountPaths, AccountSettings};
 use crate::daemon::ReadyReporter;
@@ -128,10 +127,7 @@ pub fn serve(req: MountRequest, reporter: &mut ReadyReporter) -> Result<(), Stri
     if let Err(e) = content.sweep_orphans() {
         tracing::warn!(error = %e, "could not clean the content cache");
     }
-    let cache = Arc::new(OriginalFetcher::new(
-        content.clone(),
-        Arc::new(GraphRangeSource::new(client.clone())),
-    ));
+    let cache = Arc::new(OriginalFetcher::new(content.clone(), drive.clone()));
     let thumbnail_dir = paths.cache_dir.join("thumbnails");
     let config = GalleryConfig {
         uid: req.options.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),

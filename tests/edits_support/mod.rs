@@ -188,15 +188,22 @@ pub struct DriveContent(pub Arc<dyn DriveApi>);
 struct DriveReader {
     drive: Arc<dyn DriveApi>,
     id: String,
+    ctag: String,
 }
 
 #[async_trait]
 impl OriginalReader for DriveReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
-        self.drive
-            .download_range(&self.id, offset, len as u64)
-            .await
-            .map_err(|e| FsError::io(e.to_string()))
+        use futures::TryStreamExt;
+        let end = offset + len as u64;
+        let body = match self.drive.download(&self.id, &self.ctag, offset, end).await {
+            Ok(body) => body,
+            // At or past the end of the content: nothing to read.
+            Err(galleryfs::remote::drive_api::DriveError::Other { status: Some(416), .. }) => return Ok(Bytes::new()),
+            Err(e) => return Err(FsError::io(e.to_string())),
+        };
+        let chunks: Vec<Bytes> = body.try_collect().await.map_err(|e| FsError::io(e.to_string()))?;
+        Ok(chunks.concat().into())
     }
 }
 
@@ -206,6 +213,7 @@ impl Originals for DriveContent {
         Ok(Box::new(DriveReader {
             drive: self.0.clone(),
             id: item.item_id.clone(),
+            ctag: item.ctag.clone().unwrap_or_default(),
         }))
     }
 }
