@@ -5,6 +5,7 @@
 mod common;
 
 use galleryfs::cache::{CacheError, DiskCache, OriginalFetcher, ReadError, ReaderConfig};
+use galleryfs::fs::FsError;
 use galleryfs::remote::drive_api::{DriveApi, DriveError};
 use galleryfs::remote::mock_drive::{DownloadFailure, DownloadPick, FailingDrive, MockDrive, MockOp};
 use galleryfs::remote::QuickXorHash;
@@ -325,7 +326,7 @@ async fn hash_mismatch_fails_the_read_and_caches_nothing() {
     let cache = f.cache();
     let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
     assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
-    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
     assert_ne!(f.state(ino), ContentState::Cached);
     assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "blocks dropped");
     assert_eq!(
@@ -368,7 +369,7 @@ async fn corrupted_bytes_hashed_while_streaming_fail_the_read() {
     )));
     let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
     assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
-    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
     assert_ne!(f.state(ino), ContentState::Cached);
     assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "blocks dropped");
     assert_eq!(f.files_of("X"), 0, "the bad file is deleted");
@@ -446,7 +447,7 @@ async fn offline_and_changed_content_are_errors_not_bytes() {
         ),
         "{err:?}"
     );
-    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
     assert_eq!(f.mock.count(MockOp::DownloadContent), 3, "bounded retries");
     f.mock.set_offline(false);
     let got = reader.read(0, 4096).await.unwrap();
@@ -456,6 +457,11 @@ async fn offline_and_changed_content_are_errors_not_bytes() {
     f.mock.insert_file("O", "c2", pattern(2 * MIB, 9));
     let err = reader.read(MIB as u64 + 512 * KIB as u64, 4096).await.unwrap_err();
     assert!(matches!(err, ReadError::VersionChanged { .. }), "{err:?}");
+    assert_eq!(
+        FsError::from(err).errno(),
+        libc::ESTALE,
+        "a file changed under its reader is stale"
+    );
     assert!(matches!(
         reader.read(0, 10).await,
         Err(ReadError::VersionChanged { .. })

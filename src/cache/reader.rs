@@ -96,7 +96,8 @@ impl Default for ReaderConfig {
     }
 }
 
-/// Why a read failed. Every variant is `EIO` for the filesystem except [`ReadError::errno`]'s exceptions.
+/// Why a read failed, with its cause. The filesystem turns it into its own error (`mount/fs_backends.rs`), which
+/// chooses the errno (`fs/error.rs`).
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("cannot download {item}: {source}")]
@@ -130,16 +131,6 @@ impl From<CacheError> for ReadError {
             CacheError::HashMismatch { item } => ReadError::HashMismatch { item },
             CacheError::VersionChanged { item } => ReadError::VersionChanged { item },
             other => ReadError::Cache(other),
-        }
-    }
-}
-
-impl ReadError {
-    /// The errno for the filesystem layer.
-    pub fn errno(&self) -> i32 {
-        match self {
-            ReadError::Cache(CacheError::NoSuchItem(_)) => libc::ENOENT,
-            _ => libc::EIO,
         }
     }
 }

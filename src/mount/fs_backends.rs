@@ -1,12 +1,17 @@
-//! Adapters between layers that do not know each other: the filesystem core's [`Originals`] over the content
-//! cache, its [`ThumbnailJpegs`] over the thumbnail fetcher's files, and pin requests that download in the
-//! background.
+//! The filesystem core's backends, over layers it does not know: [`Originals`] over the content cache
+//! ([`CachedOriginals`], whose readers are [`PrefetchingReader`]s), [`ThumbnailJpegs`] over the thumbnail
+//! fetcher's files ([`ThumbnailFiles`]), and pin requests that download in the background ([`PinDownloader`]).
+//! A failed read's [`ReadError`] becomes the filesystem's error here, cause kept (`From<ReadError> for FsError`);
+//! its errno is chosen in `fs/error.rs`.
 
 use crate::cache::disk_cache::DiskCache;
-use crate::cache::reader::{OriginalFetcher, PrefetchingReader};
+use crate::cache::reader::{OriginalFetcher, PrefetchingReader, ReadError};
+use crate::cache::CacheError;
 use crate::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
+use crate::fs::error::ContentFailure;
 use crate::fs::gallery::PinRequests;
 use crate::fs::{FsError, Ino};
+use crate::remote::drive_api::DriveError;
 use crate::store::ItemRow;
 use crate::sync::thumbnail_fetcher::thumbnail_file;
 use crate::thumbnails::ThumbSize;
@@ -28,26 +33,47 @@ pub const PREFETCH_SLOTS: usize = 2;
 
 struct HandleReader(tokio::sync::Mutex<PrefetchingReader>);
 
-fn read_err(e: crate::cache::reader::ReadError) -> FsError {
-    if e.errno() == libc::ENOENT {
-        FsError::NotFound
-    } else {
-        // The cache already logged the details; the errno tells the app, the reason goes to our log.
-        FsError::io(e.to_string())
+/// A failed read of an original as the filesystem's error: what it amounts to (which chooses the errno in
+/// `fs/error.rs`), with the cache's error kept as the cause. The cache logged the details when the read failed.
+impl From<ReadError> for FsError {
+    fn from(e: ReadError) -> FsError {
+        let failure = match &e {
+            ReadError::Cache(CacheError::NoSuchItem(_)) => return FsError::NotFound,
+            ReadError::VersionChanged { .. } => ContentFailure::Changed,
+            ReadError::HashMismatch { .. } | ReadError::ShortBody { .. } => ContentFailure::Corrupt,
+            ReadError::Remote { source, .. } => remote_failure(source),
+            ReadError::Unstable { .. } | ReadError::Task(_) | ReadError::Cache(_) => ContentFailure::Other,
+        };
+        FsError::content(failure, e)
+    }
+}
+
+/// What a download's error amounts to for the reader of the file.
+fn remote_failure(e: &DriveError) -> ContentFailure {
+    match e {
+        DriveError::PreconditionFailed(_) => ContentFailure::Changed,
+        DriveError::Unauthorized { .. } => ContentFailure::SignInNeeded,
+        e if e.is_retryable() => ContentFailure::Unreachable,
+        _ => ContentFailure::Other,
     }
 }
 
 #[async_trait]
 impl OriginalReader for HandleReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
-        self.0.lock().await.read(offset, len as usize).await.map_err(read_err)
+        self.0
+            .lock()
+            .await
+            .read(offset, len as usize)
+            .await
+            .map_err(FsError::from)
     }
 }
 
 #[async_trait]
 impl Originals for CachedOriginals {
     async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
-        let reader = self.cache.open(item.ino).map_err(read_err)?;
+        let reader = self.cache.open(item.ino).map_err(FsError::from)?;
         Ok(Box::new(HandleReader(tokio::sync::Mutex::new(reader))))
     }
 
@@ -70,9 +96,9 @@ impl Originals for CachedOriginals {
         let ino = item.ino;
         tokio::task::spawn_blocking(move || content.evict(ino))
             .await
-            .map_err(|e| FsError::io(e.to_string()))?
+            .map_err(|e| FsError::content(ContentFailure::Other, e))?
             .map(|_| ())
-            .map_err(|e| FsError::io(e.to_string()))
+            .map_err(|e| FsError::content(ContentFailure::Other, e))
     }
 
     fn keep_uploaded(&self, item: &ItemRow, staged: &Path) -> bool {
