@@ -1,5 +1,5 @@
-//! The on-demand reader: one [`ContentReader`] per open file handle serves reads from the content cache and
-//! fetches what is missing by ranged requests on a [`RangeSource`], pinned to the content version (cTag) seen at
+//! The on-demand reader: one [`PrefetchingReader`] per open file handle serves reads from the content cache and
+//! fetches what is missing by ranged downloads ([`DriveApi::download`]), pinned to the content version (cTag) seen at
 //! open, with read-ahead.
 //!
 //! Read-ahead (after mountpoint-s3's prefetcher): the first request after open or a seek covers the read plus
@@ -18,21 +18,21 @@
 //! cancels read-ahead parts outside the new position.
 //!
 //! Handles on the same item share their fetches: a range another handle is fetching is waited for, not fetched
-//! again (see [`ContentStore::claim_fetch`]).
+//! again (see [`DiskCache::claim_fetch`]).
 //!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
 //!
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
-//! (see [`ContentStore`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
+//! (see [`DiskCache`]); a mismatch fails the read waiting for it with [`ReadError::HashMismatch`] and every later
 //! read of the handle too. A reader of a version whose download failed its check before (a suspect version) first
 //! downloads and verifies the whole version, and serves nothing unless it verifies. Dropping the reader aborts its
 //! fetches.
 
-use super::content_store::{CacheError, Commit, ContentStore, InFlight, ItemVersion, OpenGuard};
+use super::disk_cache::{CacheError, Commit, DiskCache, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
-use super::range_source::{RangeSource, SourceError};
+use crate::remote::drive_api::{DriveApi, DriveError};
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -96,14 +96,15 @@ impl Default for ReaderConfig {
     }
 }
 
-/// Why a read failed. Every variant is `EIO` for the filesystem except [`ReadError::errno`]'s exceptions.
+/// Why a read failed, with its cause. The filesystem turns it into its own error (`mount/fs_backends.rs`), which
+/// chooses the errno (`fs/error.rs`).
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("cannot download {item}: {source}")]
-    Source {
+    Remote {
         item: String,
         #[source]
-        source: SourceError,
+        source: DriveError,
     },
     #[error("{item} changed on OneDrive since it was opened")]
     VersionChanged { item: String },
@@ -134,16 +135,6 @@ impl From<CacheError> for ReadError {
     }
 }
 
-impl ReadError {
-    /// The errno for the filesystem layer.
-    pub fn errno(&self) -> i32 {
-        match self {
-            ReadError::Cache(CacheError::NoSuchItem(_)) => libc::ENOENT,
-            _ => libc::EIO,
-        }
-    }
-}
-
 /// A failure that ends every later read of a handle.
 #[derive(Clone, Copy, Debug)]
 enum Poison {
@@ -151,20 +142,20 @@ enum Poison {
     VersionChanged,
 }
 
-/// Opens readers and downloads whole items, over one content store and one source.
+/// Opens readers and downloads whole items, over one disk cache and one drive.
 #[derive(Clone)]
-pub struct ContentCache {
-    content: Arc<ContentStore>,
-    source: Arc<dyn RangeSource>,
+pub struct OriginalFetcher {
+    content: Arc<DiskCache>,
+    drive: Arc<dyn DriveApi>,
     config: ReaderConfig,
     link: Arc<LinkStats>,
 }
 
-impl ContentCache {
-    pub fn new(content: Arc<ContentStore>, source: Arc<dyn RangeSource>) -> Self {
-        ContentCache {
+impl OriginalFetcher {
+    pub fn new(content: Arc<DiskCache>, drive: Arc<dyn DriveApi>) -> Self {
+        OriginalFetcher {
             content,
-            source,
+            drive,
             config: ReaderConfig::default(),
             link: Arc::new(LinkStats::default()),
         }
@@ -175,7 +166,7 @@ impl ContentCache {
         self
     }
 
-    pub fn content(&self) -> &Arc<ContentStore> {
+    pub fn content(&self) -> &Arc<DiskCache> {
         &self.content
     }
 
@@ -185,11 +176,11 @@ impl ContentCache {
     }
 
     /// A reader of the item's current content version (blocks briefly on the store).
-    pub fn open(&self, ino: u64) -> Result<ContentReader, ReadError> {
+    pub fn open(&self, ino: u64) -> Result<PrefetchingReader, ReadError> {
         let version = self.content.version(ino)?;
-        Ok(ContentReader::new(
+        Ok(PrefetchingReader::new(
             self.content.clone(),
-            self.source.clone(),
+            self.drive.clone(),
             version,
             self.config.clone(),
             self.link.clone(),
@@ -221,8 +212,8 @@ impl ContentCache {
 }
 
 struct Shared {
-    content: Arc<ContentStore>,
-    source: Arc<dyn RangeSource>,
+    content: Arc<DiskCache>,
+    drive: Arc<dyn DriveApi>,
     version: ItemVersion,
     config: ReaderConfig,
     link: Arc<LinkStats>,
@@ -248,7 +239,7 @@ struct Known {
 }
 
 /// The reader of one open file handle. Not shared: the filesystem serialises reads of one handle.
-pub struct ContentReader {
+pub struct PrefetchingReader {
     shared: Arc<Shared>,
     parts: Vec<Part>,
     window: u64,
@@ -264,7 +255,7 @@ pub struct ContentReader {
     known: Option<Known>,
 }
 
-impl Drop for ContentReader {
+impl Drop for PrefetchingReader {
     fn drop(&mut self) {
         for part in &self.parts {
             part.task.abort();
@@ -285,20 +276,20 @@ fn overlaps(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
     ranges.iter().any(|&(lo, hi)| lo < end && start < hi)
 }
 
-impl ContentReader {
+impl PrefetchingReader {
     pub fn new(
-        content: Arc<ContentStore>,
-        source: Arc<dyn RangeSource>,
+        content: Arc<DiskCache>,
+        drive: Arc<dyn DriveApi>,
         version: ItemVersion,
         config: ReaderConfig,
         link: Arc<LinkStats>,
-    ) -> ContentReader {
+    ) -> PrefetchingReader {
         let open = content.register_reader(version.ino);
-        ContentReader {
+        PrefetchingReader {
             window: config.header_window,
             shared: Arc::new(Shared {
                 content,
-                source,
+                drive,
                 version,
                 config,
                 link,
@@ -389,7 +380,7 @@ impl ContentReader {
         }
         let file = known.file.as_ref()?;
         let read = self.open.while_generation(known.generation, || {
-            super::content_store::read_exact_unzeroed(file, start, (end - start) as usize)
+            super::disk_cache::read_exact_unzeroed(file, start, (end - start) as usize)
         });
         match read {
             Some(Ok(data)) => Some(Bytes::from(data)),
@@ -671,11 +662,11 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
     let c = &shared.config;
     let mut pos = start;
     let mut attempts = 0u32;
-    let mut last_error: Option<SourceError> = None;
+    let mut last_error: Option<DriveError> = None;
     while pos < end {
         if attempts >= c.max_attempts {
             return Err(match last_error {
-                Some(source) => ReadError::Source {
+                Some(source) => ReadError::Remote {
                     item: v.name.clone(),
                     source,
                 },
@@ -695,7 +686,7 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
         let requested = Instant::now();
         let mut first_byte: Option<(Instant, u64)> = None;
         let mut stream: Option<Stream<'_>> = None;
-        let mut body = match shared.source.fetch(&v.item_id, &v.ctag, pos, end).await {
+        let mut body = match shared.drive.download(&v.item_id, &v.ctag, pos, end).await {
             Ok(body) => body,
             Err(e) => {
                 last_error = Some(check_source_error(v, e)?);
@@ -742,12 +733,12 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
     Ok(())
 }
 
-/// Turns a non-retryable source error into the read's error; returns a retryable one.
-fn check_source_error(v: &ItemVersion, e: SourceError) -> Result<SourceError, ReadError> {
+/// Turns a non-retryable download error into the read's error; returns a retryable one.
+fn check_source_error(v: &ItemVersion, e: DriveError) -> Result<DriveError, ReadError> {
     match e {
-        SourceError::VersionChanged => Err(ReadError::VersionChanged { item: v.name.clone() }),
+        DriveError::PreconditionFailed(_) => Err(ReadError::VersionChanged { item: v.name.clone() }),
         e if e.is_retryable() => Ok(e),
-        source => Err(ReadError::Source {
+        source => Err(ReadError::Remote {
             item: v.name.clone(),
             source,
         }),

@@ -1,5 +1,5 @@
 //! What the filesystem core needs from the layers that hold bytes: an on-demand reader of originals (the content
-//! cache and prefetcher implement [`ContentAccess`]) and the OneDrive thumbnails kept on disk
+//! cache and prefetcher implement [`Originals`]) and the OneDrive thumbnails kept on disk
 //! ([`ThumbnailJpegs`], filled by the sync engine's thumbnail fetcher).
 
 use super::error::FsError;
@@ -11,16 +11,16 @@ use std::path::Path;
 
 /// Reads one open file's original content, pinned to the version (cTag) seen at open.
 #[async_trait]
-pub trait ContentRead: Send + Sync {
+pub trait OriginalReader: Send + Sync {
     /// Up to `len` bytes at `offset` (fewer only at the end of the file).
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError>;
 }
 
 /// Opens readers of originals.
 #[async_trait]
-pub trait ContentAccess: Send + Sync {
+pub trait Originals: Send + Sync {
     /// A reader for the current version of `item`. Must not wait for the content: fetching starts on read.
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError>;
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError>;
 
     /// The original of `item`'s current version opened for reading, when it is complete and verified in the
     /// cache (reads of it need neither the network nor the block map; FUSE passthrough can serve them).
@@ -59,8 +59,8 @@ pub trait ThumbnailJpegs: Send + Sync {
 pub struct NoContent;
 
 #[async_trait]
-impl ContentAccess for NoContent {
-    async fn open_reader(&self, _item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+impl Originals for NoContent {
+    async fn open_reader(&self, _item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         Err(FsError::io("originals cannot be fetched by this mount"))
     }
 }

@@ -6,11 +6,10 @@
 //! The foreground process does all of this; `galleryfs mount` without `-f` runs it in the background and waits
 //! on the readiness pipe ([`crate::daemon`]).
 
-pub mod glue;
+pub mod fs_backends;
 
-use crate::cache::content_store::ContentStore;
-use crate::cache::graph_source::GraphRangeSource;
-use crate::cache::reader::ContentCache;
+use crate::cache::disk_cache::DiskCache;
+use crate::cache::reader::OriginalFetcher;
 use crate::config::{AccountPaths, AccountSettings};
 use crate::daemon::ReadyReporter;
 use crate::fs::gallery::{GalleryConfig, GalleryFs, QuotaFigures};
@@ -27,7 +26,7 @@ use crate::sync::notification_listener::NotificationListener;
 use crate::sync::status::SyncStatus;
 use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
 use crate::thumbnails::PersonalCache;
-use glue::{CachedContent, PinDownloader, ThumbnailFiles};
+use fs_backends::{CachedOriginals, PinDownloader, ThumbnailFiles};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -190,7 +189,7 @@ fn start_engine(
 /// The gallery filesystem and the caches it reads through.
 struct GalleryParts {
     fs: Arc<GalleryFs>,
-    content: Arc<ContentStore>,
+    content: Arc<DiskCache>,
     thumbnail_dir: PathBuf,
 }
 
@@ -201,16 +200,12 @@ fn build_gallery(
     account: &Account,
 ) -> Result<GalleryParts, String> {
     let (paths, store) = (&account.paths, &account.store);
-    let content = Arc::new(
-        ContentStore::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?,
-    );
+    let content =
+        Arc::new(DiskCache::open(&paths.cache_dir, store.clone(), req.options.cache_size).map_err(|e| e.to_string())?);
     if let Err(e) = content.sweep_orphans() {
         tracing::warn!(error = %e, "could not clean the content cache");
     }
-    let cache = Arc::new(ContentCache::new(
-        content.clone(),
-        Arc::new(GraphRangeSource::new(account.client.clone())),
-    ));
+    let cache = Arc::new(OriginalFetcher::new(content.clone(), account.drive.clone()));
     let thumbnail_dir = paths.cache_dir.join("thumbnails");
     let config = GalleryConfig {
         uid: req.options.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
@@ -226,10 +221,10 @@ fn build_gallery(
     };
     let fs = Arc::new(GalleryFs::new(
         store.clone(),
-        Arc::new(CachedContent {
+        Arc::new(CachedOriginals {
             cache: cache.clone(),
             content: content.clone(),
-            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(glue::PREFETCH_SLOTS)),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(fs_backends::PREFETCH_SLOTS)),
         }),
         Arc::new(ThumbnailFiles {
             dir: thumbnail_dir.clone(),

@@ -1,7 +1,9 @@
-//! [`DriveApi`]: the remote operations the sync engine, the content cache and the edits outbox need from OneDrive,
-//! as one object-safe async trait over the shared [`models`](super::models) types and one error type,
-//! [`DriveError`]. The real Graph client implements it; so do [`MockDrive`](super::mock_drive::MockDrive) and the
-//! failure-injecting [`FailingDrive`](super::mock_drive::FailingDrive) used by tests.
+//! [`DriveApi`]: the one abstraction of OneDrive. Everything the sync engine, the content cache (ranged downloads
+//! pinned to a content version) and the edits outbox need, as one object-safe async trait over the shared
+//! [`models`](super::models) types and one error type, [`DriveError`]. [`GraphDrive`](super::graph_drive_api::GraphDrive)
+//! implements it over Microsoft Graph; tests use the in-memory `MockDrive` and the failure-injecting `FailingDrive`
+//! of `remote::mock_drive`, compiled only with the `mock` cargo feature (the tests enable it; the shipped binary
+//! does not contain them).
 //!
 //! Conventions every implementation follows:
 //! - Paths given to [`DriveApi::item_by_path`] start at the drive root, `/` separated, not percent-encoded (the
@@ -12,6 +14,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -84,6 +87,10 @@ impl DriveError {
         )
     }
 }
+
+/// The body of a download, arriving in chunks. It may end before the requested range does (a short body: the
+/// caller retries from where it stopped); an error in it is a [`DriveError`] like any other.
+pub type DownloadStream = BoxStream<'static, Result<Bytes, DriveError>>;
 
 /// Where a delta request starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,8 +264,11 @@ pub trait DriveApi: Send + Sync {
     }
     /// The bytes behind a thumbnail `url` from [`DriveApi::thumbnails`] or [`DriveApi::thumbnail_custom`].
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError>;
-    /// `len` bytes of the original content of file `id` from `offset` (fewer at the end of the file).
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError>;
+    /// Bytes `[start, end)` of content version `ctag` of file `item_id`, streamed in order; `end` may lie past the
+    /// end of the content (the body stops there). Fails with [`DriveError::PreconditionFailed`] when `ctag` is no
+    /// longer the file's content version, and with `Other { status: Some(416) }` when `start` is at or past the
+    /// end. The body may end early (see [`DownloadStream`]).
+    async fn download(&self, item_id: &str, ctag: &str, start: u64, end: u64) -> Result<DownloadStream, DriveError>;
 
     /// `POST /items/{parent}/children` with `conflictBehavior: fail`.
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError>;
@@ -305,8 +315,8 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
         (**self).download_thumbnail(url).await
     }
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError> {
-        (**self).download_range(id, offset, len).await
+    async fn download(&self, item_id: &str, ctag: &str, start: u64, end: u64) -> Result<DownloadStream, DriveError> {
+        (**self).download(item_id, ctag, start, end).await
     }
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
         (**self).create_folder(parent_id, name).await

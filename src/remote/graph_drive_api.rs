@@ -1,23 +1,24 @@
-//! [`GraphDrive`]: the sync engine's [`DriveApi`] over the real [`GraphClient`], and the one mapping from
-//! [`GraphError`] to [`DriveError`]. It also keeps each file's short-lived download URL for a little while, so a
-//! run of ranged reads costs one `/content` redirect rather than one per read.
+//! [`GraphDrive`]: [`DriveApi`] over the real [`GraphClient`], and the one mapping from [`GraphError`] to
+//! [`DriveError`] ([`drive_error`]).
 //!
-//! NOTE for merging: this module needs `drive_api.rs` from the sync-engine branch; add
-//! `pub mod graph_drive_api;` to `remote/mod.rs` once both branches are in.
+//! Downloads are pinned to the cTag the caller saw: the item's metadata (one `GET /items/{id}`, which also carries
+//! the pre-authenticated `@microsoft.graph.downloadUrl`) is checked before a download URL is used, and the URL is
+//! kept per (item, cTag) for a short while, so a run of ranged reads costs one metadata call. A kept URL that went
+//! stale (401/403/404/410) is replaced once. Download URLs are secrets: they never reach an error or a log line.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
 
 use super::auth::AuthError;
 use super::download::DownloadUrl;
 use super::drive_api::{
-    ConflictBehavior as ApiConflict, DeltaPage, DeltaRequest, DriveApi, DriveError, MoveRequest, UploadRequest,
-    UploadSource as ApiSource, UploadTarget as ApiTarget,
+    ConflictBehavior as ApiConflict, DeltaPage, DeltaRequest, DownloadStream, DriveApi, DriveError, MoveRequest,
+    UploadRequest, UploadSource as ApiSource, UploadTarget as ApiTarget,
 };
 use super::error::GraphError;
 use super::graph::{GraphClient, ThumbnailRef};
@@ -26,7 +27,8 @@ use super::models::{
 };
 use super::upload::{FileSource, UploadJob, UploadOptions, UploadSource, UploadTarget};
 
-/// How long a download URL is reused. The service documents "a few minutes"; a stale one is replaced anyway.
+/// How long a download URL is reused for the same (item, cTag). The service documents "a few minutes"; a stale one
+/// is replaced anyway.
 const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(120);
 /// At most this many download URLs are remembered.
 const DOWNLOAD_URL_CAP: usize = 1024;
@@ -35,7 +37,8 @@ const DOWNLOAD_URL_CAP: usize = 1024;
 pub struct GraphDrive {
     client: GraphClient,
     upload_options: UploadOptions,
-    download_urls: Mutex<HashMap<String, (DownloadUrl, Instant)>>,
+    /// item id → (the cTag the URL was checked against, URL, when).
+    download_urls: Mutex<HashMap<String, (String, DownloadUrl, Instant)>>,
 }
 
 impl GraphDrive {
@@ -56,27 +59,44 @@ impl GraphDrive {
         &self.client
     }
 
-    fn cached_url(&self, id: &str) -> Option<DownloadUrl> {
-        let mut urls = self.download_urls.lock();
+    fn cached_url(&self, id: &str, ctag: &str) -> Option<DownloadUrl> {
+        let urls = self.download_urls.lock();
         match urls.get(id) {
-            Some((url, at)) if at.elapsed() < DOWNLOAD_URL_TTL => Some(url.clone()),
-            Some(_) => {
-                urls.remove(id);
-                None
-            }
-            None => None,
+            Some((c, url, at)) if c == ctag && at.elapsed() < DOWNLOAD_URL_TTL => Some(url.clone()),
+            _ => None,
         }
     }
 
-    fn remember_url(&self, id: &str, url: DownloadUrl) {
+    fn remember_url(&self, id: &str, ctag: &str, url: &DownloadUrl) {
         let mut urls = self.download_urls.lock();
         if urls.len() >= DOWNLOAD_URL_CAP {
-            urls.retain(|_, (_, at)| at.elapsed() < DOWNLOAD_URL_TTL);
+            urls.retain(|_, (_, _, at)| at.elapsed() < DOWNLOAD_URL_TTL);
             if urls.len() >= DOWNLOAD_URL_CAP {
                 urls.clear();
             }
         }
-        urls.insert(id.to_string(), (url, Instant::now()));
+        urls.insert(id.to_string(), (ctag.to_string(), url.clone(), Instant::now()));
+    }
+
+    fn forget_url(&self, id: &str) {
+        self.download_urls.lock().remove(id);
+    }
+
+    /// A download URL for content version `ctag`, checked against the item's current metadata.
+    async fn fresh_url(&self, id: &str, ctag: &str) -> Result<DownloadUrl, DriveError> {
+        let item = self.client.item(id).await.map_err(drive_error)?;
+        if item.c_tag.as_deref() != Some(ctag) {
+            self.forget_url(id);
+            return Err(DriveError::PreconditionFailed(
+                "the content changed on OneDrive since the file was opened".into(),
+            ));
+        }
+        let url = match DownloadUrl::from_item(&item) {
+            Some(url) => url,
+            None => self.client.download_url(id).await.map_err(drive_error)?,
+        };
+        self.remember_url(id, ctag, &url);
+        Ok(url)
     }
 
     async fn upload_once(&self, request: &UploadRequest) -> Result<DriveItem, GraphError> {
@@ -229,21 +249,26 @@ impl DriveApi for GraphDrive {
             .map_err(drive_error)
     }
 
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError> {
-        if len == 0 {
-            return Ok(Bytes::new());
+    async fn download(&self, id: &str, ctag: &str, start: u64, end: u64) -> Result<DownloadStream, DriveError> {
+        if end <= start {
+            return Ok(futures::stream::empty().boxed());
         }
-        let mut slot = self.cached_url(id);
-        let stream = self.client.item_range(id, &mut slot, offset, len).await;
-        if let Some(url) = slot {
-            self.remember_url(id, url);
-        }
-        let mut stream = stream.map_err(drive_error)?;
-        let mut out = BytesMut::with_capacity(len.min(16 * 1024 * 1024) as usize);
-        while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk.map_err(drive_error)?);
-        }
-        Ok(out.freeze())
+        let len = end - start;
+        let (url, was_cached) = match self.cached_url(id, ctag) {
+            Some(url) => (url, true),
+            None => (self.fresh_url(id, ctag).await?, false),
+        };
+        let stream = match self.client.get_range(&url, start, len).await {
+            Ok(s) => s,
+            Err(e) if was_cached && e.is_stale_url() => {
+                tracing::debug!(item = id, "download URL went stale; re-checking the item");
+                self.forget_url(id);
+                let url = self.fresh_url(id, ctag).await?;
+                self.client.get_range(&url, start, len).await.map_err(drive_error)?
+            }
+            Err(e) => return Err(drive_error(e)),
+        };
+        Ok(stream.map(|r| r.map_err(drive_error)).boxed())
     }
 
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
@@ -254,7 +279,7 @@ impl DriveApi for GraphDrive {
     }
 
     async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), DriveError> {
-        self.download_urls.lock().remove(id);
+        self.forget_url(id);
         self.client.delete(id, if_match).await.map_err(drive_error)
     }
 
@@ -275,7 +300,7 @@ impl DriveApi for GraphDrive {
 
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError> {
         if let ApiTarget::Replace { item_id, .. } = &request.target {
-            self.download_urls.lock().remove(item_id);
+            self.forget_url(item_id);
         }
         match self.upload_once(&request).await {
             Err(GraphError::UploadSessionGone) => {
@@ -353,8 +378,16 @@ mod tests {
         ));
     }
 
+    async fn collect(mut s: DownloadStream) -> Result<Vec<u8>, DriveError> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c?);
+        }
+        Ok(out)
+    }
+
     #[tokio::test]
-    async fn ranged_reads_reuse_the_download_url() {
+    async fn downloads_are_pinned_to_the_ctag_and_reuse_the_url() {
         use crate::remote::auth::StaticToken;
         use crate::remote::{Endpoints, RetryPolicy};
         use std::sync::Arc;
@@ -362,21 +395,27 @@ mod tests {
         use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
         let server = MockServer::start().await;
-        let dl = format!("{}/dl/f", server.uri());
-        Mock::given(method("GET"))
-            .and(path("/v1.0/me/drive/items/A!1/content"))
-            .respond_with(ResponseTemplate::new(302).insert_header("Location", dl.as_str()))
-            .expect(1)
-            .mount(&server)
-            .await;
         let body: Vec<u8> = (0u8..100).collect();
         let served = body.clone();
         Mock::given(method("GET"))
-            .and(path("/dl/f"))
+            .and(path("/v1.0/me/drive/items/A!1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "id": "A!1", "cTag": "c2", "size": 100, "file": {},
+                "@microsoft.graph.downloadUrl": format!("{}/dl/a?sig=x", server.uri())
+            })))
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/dl/a"))
             .respond_with(move |r: &Request| {
+                assert!(!r.headers.contains_key("authorization"));
                 let range = r.headers.get("range").unwrap().to_str().unwrap().to_string();
                 let (a, b) = range.trim_start_matches("bytes=").split_once('-').unwrap();
                 let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                if a >= 100 {
+                    return ResponseTemplate::new(416).insert_header("Content-Range", "bytes */100");
+                }
                 let b = b.min(99);
                 ResponseTemplate::new(206)
                     .insert_header("Content-Range", format!("bytes {a}-{b}/100").as_str())
@@ -390,8 +429,29 @@ mod tests {
         };
         let client = GraphClient::new(endpoints, Arc::new(StaticToken("t".into())), RetryPolicy::default()).unwrap();
         let drive = GraphDrive::new(client);
-        assert_eq!(drive.download_range("A!1", 0, 10).await.unwrap(), body[0..10]);
-        assert_eq!(drive.download_range("A!1", 95, 10).await.unwrap(), body[95..100]);
-        assert_eq!(drive.download_range("A!1", 3, 0).await.unwrap(), Bytes::new());
+        assert_eq!(
+            collect(drive.download("A!1", "c2", 0, 10).await.unwrap())
+                .await
+                .unwrap(),
+            body[0..10]
+        );
+        assert_eq!(
+            collect(drive.download("A!1", "c2", 90, 200).await.unwrap())
+                .await
+                .unwrap(),
+            body[90..100]
+        );
+        assert!(collect(drive.download("A!1", "c2", 3, 3).await.unwrap())
+            .await
+            .unwrap()
+            .is_empty());
+        let beyond = drive.download("A!1", "c2", 100, 110).await.err();
+        assert!(
+            matches!(beyond, Some(DriveError::Other { status: Some(416), .. })),
+            "{beyond:?}"
+        );
+        // Another version than the current one: refused after one metadata call.
+        let stale = drive.download("A!1", "c1", 0, 10).await.err();
+        assert!(matches!(stale, Some(DriveError::PreconditionFailed(_))), "{stale:?}");
     }
 }

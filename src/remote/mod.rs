@@ -2,8 +2,11 @@
 //! with the Microsoft identity platform. Nothing here knows of FUSE, SQLite or the cache.
 //!
 //! - [`graph`], [`delta`], [`download`], [`upload`], [`http`], [`error`]: the Graph client ([`GraphClient`]).
-//! - [`drive_api`]: [`drive_api::DriveApi`], the operations the sync engine needs; implemented over the real client
-//!   by [`graph_drive_api::GraphDrive`] and in memory by [`mock_drive::MockDrive`] (with a failure injector).
+//! - [`drive_api`]: [`drive_api::DriveApi`], the one trait for OneDrive (listings, delta, thumbnails, ranged
+//!   downloads pinned to a cTag, uploads, moves, deletes), used by the sync engine, the content cache and the
+//!   outbox; implemented over the real client by [`graph_drive_api::GraphDrive`] (which also holds the one
+//!   `GraphError` → `DriveError` mapping), and, with the `mock` cargo feature (tests only), in memory by
+//!   `mock_drive::MockDrive` with the failure injector `mock_drive::FailingDrive`.
 //! - [`notifications`]: the socket.io change-notification channel (a wake-up for delta).
 //! - [`auth`]: sign-in and tokens. [`endpoints`]: base URLs. [`models`]: the Graph resources.
 
@@ -16,6 +19,7 @@ pub mod error;
 pub mod graph;
 pub mod graph_drive_api;
 pub mod http;
+#[cfg(any(test, feature = "mock"))]
 pub mod mock_drive;
 pub mod models;
 pub mod notifications;

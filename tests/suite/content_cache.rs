@@ -4,10 +4,10 @@
 
 use crate::common;
 
-use galleryfs::cache::{
-    CacheError, ContentCache, ContentStore, FailingSource, Failure, MockSource, RangeSource, ReadError, ReaderConfig,
-    SourceError,
-};
+use galleryfs::cache::{CacheError, DiskCache, OriginalFetcher, ReadError, ReaderConfig};
+use galleryfs::fs::FsError;
+use galleryfs::remote::drive_api::{DriveApi, DriveError};
+use galleryfs::remote::mock_drive::{DownloadFailure, DownloadPick, FailingDrive, MockDrive, MockOp};
 use galleryfs::remote::QuickXorHash;
 use galleryfs::store::{ContentState, ItemKind, NewItem, RemoteAttrs, Store, ROOT_INO};
 use std::sync::Arc;
@@ -21,30 +21,30 @@ const HEADER_WINDOW: u64 = (64 * KIB) as u64;
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Arc<Store>,
-    content: Arc<ContentStore>,
-    mock: Arc<MockSource>,
+    content: Arc<DiskCache>,
+    mock: Arc<MockDrive>,
 }
 
 impl Fixture {
     fn new(budget: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open_in_memory().unwrap());
-        let content = Arc::new(ContentStore::open(dir.path(), store.clone(), budget).unwrap());
+        let content = Arc::new(DiskCache::open(dir.path(), store.clone(), budget).unwrap());
         Fixture {
             _dir: dir,
             store,
             content,
-            mock: Arc::new(MockSource::new()),
+            mock: Arc::new(MockDrive::new()),
         }
     }
 
     /// A cache over the mock with fast retries.
-    fn cache(&self) -> ContentCache {
+    fn cache(&self) -> OriginalFetcher {
         self.cache_over(self.mock.clone())
     }
 
-    fn cache_over(&self, source: Arc<dyn RangeSource>) -> ContentCache {
-        ContentCache::new(self.content.clone(), source).with_config(ReaderConfig {
+    fn cache_over(&self, source: Arc<dyn DriveApi>) -> OriginalFetcher {
+        OriginalFetcher::new(self.content.clone(), source).with_config(ReaderConfig {
             retry_backoff: Duration::from_millis(5),
             ..ReaderConfig::default()
         })
@@ -56,7 +56,7 @@ impl Fixture {
     }
 
     fn add_with_hash(&self, id: &str, data: &[u8], hash: Option<String>) -> u64 {
-        self.mock.insert(id, "c1", data.to_vec());
+        self.mock.insert_file(id, "c1", data.to_vec());
         self.add_row(id, data.len() as u64, hash)
     }
 
@@ -104,7 +104,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-async fn read_all(cache: &ContentCache, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
+async fn read_all(cache: &OriginalFetcher, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
     let mut reader = cache.open(ino)?;
     let mut out = Vec::new();
     loop {
@@ -125,7 +125,7 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
 
     let got = read_all(&cache, ino, 128 * KIB).await.unwrap();
     assert!(got == data, "sequential read returned different bytes");
-    let requests = f.mock.requests();
+    let requests = f.mock.downloads();
     assert_eq!(requests[0].start, 0);
     assert_eq!(requests[0].len(), INITIAL_WINDOW, "first request is 1 MiB + 128 KiB");
     let sizes: Vec<u64> = requests.iter().map(|r| r.len()).collect();
@@ -147,10 +147,14 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
         "the bytes were hashed as they streamed in: the verification read nothing back"
     );
 
-    f.mock.reset_counters();
+    f.mock.reset_counts();
     let again = read_all(&cache, ino, 100_000).await.unwrap();
     assert!(again == data, "cached read returned different bytes");
-    assert_eq!(f.mock.request_count(), 0, "a cached item needs no request");
+    assert_eq!(
+        f.mock.count(MockOp::DownloadContent),
+        0,
+        "a cached item needs no request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,12 +204,12 @@ async fn far_and_backward_seeks_reset_the_window() {
     assert!(reader.window() >= grown, "a near forward seek keeps the window");
 
     // A far seek resets it: the first request there is small.
-    let before = f.mock.request_count();
+    let before = f.mock.downloads().len();
     let far = 40 * MIB;
     let got = reader.read(far as u64, 128 * KIB).await.unwrap();
     assert!(got[..] == data[far..far + 128 * KIB]);
     assert_eq!(reader.window(), INITIAL_WINDOW);
-    let after_seek: Vec<_> = f.mock.requests()[before..]
+    let after_seek: Vec<_> = f.mock.downloads()[before..]
         .iter()
         .filter(|r| r.start >= far as u64)
         .cloned()
@@ -245,7 +249,12 @@ async fn header_reads_fetch_what_is_read_and_streaming_reads_grow() {
         let got = reader.read(offset as u64, len).await.unwrap();
         assert!(got[..] == data[offset..offset + len]);
     }
-    let spans: Vec<(u64, u64)> = f.mock.requests().iter().map(|r| (r.start, r.start + r.len())).collect();
+    let spans: Vec<(u64, u64)> = f
+        .mock
+        .downloads()
+        .iter()
+        .map(|r| (r.start, r.start + r.len()))
+        .collect();
     assert_eq!(
         spans,
         [(0, HEADER_WINDOW), (HEADER_WINDOW, 112 * KIB as u64)],
@@ -259,12 +268,12 @@ async fn header_reads_fetch_what_is_read_and_streaming_reads_grow() {
     drop(reader);
 
     // The last 4 KiB: that range (and nothing around it).
-    f.mock.reset_counters();
+    f.mock.reset_counts();
     let mut reader = cache.open(ino).unwrap();
     let tail = data.len() - 4 * KIB;
     let got = reader.read(tail as u64, 4 * KIB).await.unwrap();
     assert!(got[..] == data[tail..]);
-    assert_eq!(f.mock.bytes_served(), 4 * KIB as u64, "{:?}", f.mock.requests());
+    assert_eq!(f.mock.bytes_served(), 4 * KIB as u64, "{:?}", f.mock.downloads());
     drop(reader);
 
     // A streaming reader: the first 128 KiB request opens the window.
@@ -274,7 +283,7 @@ async fn header_reads_fetch_what_is_read_and_streaming_reads_grow() {
     let mut reader = cache.open(ino).unwrap();
     reader.read(0, 128 * KIB).await.unwrap();
     assert_eq!(reader.window(), INITIAL_WINDOW);
-    assert_eq!(g.mock.requests()[0].len(), INITIAL_WINDOW);
+    assert_eq!(g.mock.downloads()[0].len(), INITIAL_WINDOW);
 }
 
 /// The kernel's read-ahead reaches the daemon as 1 MiB requests answered by several threads, so they arrive out of
@@ -317,7 +326,7 @@ async fn hash_mismatch_fails_the_read_and_caches_nothing() {
     let cache = f.cache();
     let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
     assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
-    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
     assert_ne!(f.state(ino), ContentState::Cached);
     assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "blocks dropped");
     assert_eq!(
@@ -346,54 +355,21 @@ async fn hash_mismatch_fails_the_read_and_caches_nothing() {
     assert_ne!(f.state(ino), ContentState::Cached);
 }
 
-/// Flips one bit of the byte at `at` in whatever body covers it (a corrupting network or server).
-struct CorruptingSource {
-    inner: Arc<MockSource>,
-    at: u64,
-}
-
-#[async_trait::async_trait]
-impl RangeSource for CorruptingSource {
-    async fn fetch(
-        &self,
-        item_id: &str,
-        ctag: &str,
-        start: u64,
-        end: u64,
-    ) -> Result<galleryfs::cache::ByteStream, SourceError> {
-        use futures::StreamExt;
-        let body = self.inner.fetch(item_id, ctag, start, end).await?;
-        let at = self.at;
-        let corrupted = body.scan(start, move |pos, chunk| {
-            let out = chunk.map(|bytes| {
-                let chunk_start = *pos;
-                *pos += bytes.len() as u64;
-                if (chunk_start..*pos).contains(&at) {
-                    let mut v = bytes.to_vec();
-                    v[(at - chunk_start) as usize] ^= 0x10;
-                    bytes::Bytes::from(v)
-                } else {
-                    bytes
-                }
-            });
-            futures::future::ready(Some(out))
-        });
-        Ok(corrupted.boxed())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_bytes_hashed_while_streaming_fail_the_read() {
     let f = Fixture::new(u64::MAX);
     let data = pattern(20 * MIB, 9);
     let ino = f.add("X", &data);
-    let cache = f.cache_over(Arc::new(CorruptingSource {
-        inner: f.mock.clone(),
-        at: 13 * MIB as u64 + 5,
-    }));
+    let cache = f.cache_over(Arc::new(FailingDrive::with_download_failures(
+        f.mock.clone(),
+        DownloadPick::From(1),
+        DownloadFailure::Corrupt {
+            at: 13 * MIB as u64 + 5,
+        },
+    )));
     let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
     assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
-    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
     assert_ne!(f.state(ino), ContentState::Cached);
     assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "blocks dropped");
     assert_eq!(f.files_of("X"), 0, "the bad file is deleted");
@@ -406,7 +382,11 @@ async fn truncated_bodies_are_retried_then_fail_after_the_attempt_limit() {
     let f = Fixture::new(u64::MAX);
     let data = pattern(5 * MIB, 7);
     let ino = f.add("T", &data);
-    let failing = Arc::new(FailingSource::requests(f.mock.clone(), &[1, 2], Failure::Truncate(0.5)));
+    let failing = Arc::new(FailingDrive::with_download_failures(
+        f.mock.clone(),
+        DownloadPick::Numbers(vec![1, 2]),
+        DownloadFailure::Truncate(0.5),
+    ));
     let cache = f.cache_over(failing.clone());
     let got = read_all(&cache, ino, 128 * KIB).await.unwrap();
     assert!(got == data, "retried read returned different bytes");
@@ -415,17 +395,21 @@ async fn truncated_bodies_are_retried_then_fail_after_the_attempt_limit() {
     let half = INITIAL_WINDOW / 2;
     assert!(
         f.mock
-            .requests()
+            .downloads()
             .iter()
             .any(|r| r.start == half && r.end == INITIAL_WINDOW),
         "the retry resumes where the body stopped: {:?}",
-        f.mock.requests()
+        f.mock.downloads()
     );
 
     // Every request truncated: the read that needs the missing tail fails, nothing is cached as complete.
     let f = Fixture::new(u64::MAX);
     let ino = f.add("U", &data);
-    let failing = Arc::new(FailingSource::from_nth(f.mock.clone(), 1, Failure::Truncate(0.5)));
+    let failing = Arc::new(FailingDrive::with_download_failures(
+        f.mock.clone(),
+        DownloadPick::From(1),
+        DownloadFailure::Truncate(0.5),
+    ));
     let cache = f.cache_over(failing);
     let err = read_all(&cache, ino, 128 * KIB).await.unwrap_err();
     assert!(matches!(err, ReadError::ShortBody { attempts: 3, .. }), "{err:?}");
@@ -434,11 +418,11 @@ async fn truncated_bodies_are_retried_then_fail_after_the_attempt_limit() {
     // An error in the middle of a body is retried too.
     let f = Fixture::new(u64::MAX);
     let ino = f.add("V", &data);
-    let offline = SourceError::Offline("connection reset".into());
-    let failing = Arc::new(FailingSource::nth(
+    let offline = DriveError::Offline("connection reset".into());
+    let failing = Arc::new(FailingDrive::with_download_failures(
         f.mock.clone(),
-        1,
-        Failure::ErrorMidway(0.3, offline),
+        DownloadPick::Numbers(vec![1]),
+        DownloadFailure::ErrorMidway(0.3, offline),
     ));
     let got = read_all(&f.cache_over(failing), ino, 128 * KIB).await.unwrap();
     assert!(got == data);
@@ -456,23 +440,28 @@ async fn offline_and_changed_content_are_errors_not_bytes() {
     assert!(
         matches!(
             &err,
-            ReadError::Source {
-                source: SourceError::Offline(_),
+            ReadError::Remote {
+                source: DriveError::Offline(_),
                 ..
             }
         ),
         "{err:?}"
     );
-    assert_eq!(err.errno(), libc::EIO);
-    assert_eq!(f.mock.request_count(), 3, "bounded retries");
+    assert_eq!(FsError::from(err).errno(), libc::EIO);
+    assert_eq!(f.mock.count(MockOp::DownloadContent), 3, "bounded retries");
     f.mock.set_offline(false);
     let got = reader.read(0, 4096).await.unwrap();
     assert!(got[..] == data[..4096], "the handle recovers when back online");
 
     // The item changes on OneDrive while open: reading uncached bytes of the old version fails.
-    f.mock.insert("O", "c2", pattern(2 * MIB, 9));
+    f.mock.insert_file("O", "c2", pattern(2 * MIB, 9));
     let err = reader.read(MIB as u64 + 512 * KIB as u64, 4096).await.unwrap_err();
     assert!(matches!(err, ReadError::VersionChanged { .. }), "{err:?}");
+    assert_eq!(
+        FsError::from(err).errno(),
+        libc::ESTALE,
+        "a file changed under its reader is stale"
+    );
     assert!(matches!(
         reader.read(0, 10).await,
         Err(ReadError::VersionChanged { .. })
@@ -489,7 +478,7 @@ async fn a_new_version_does_not_use_old_blocks_and_removes_the_old_file() {
     assert_eq!(f.state(ino), ContentState::Cached);
 
     let new = pattern(2 * MIB + 77, 11);
-    f.mock.insert("N", "c2", new.clone());
+    f.mock.insert_file("N", "c2", new.clone());
     f.store
         .update_remote(
             ino,
@@ -508,11 +497,11 @@ async fn a_new_version_does_not_use_old_blocks_and_removes_the_old_file() {
     assert_eq!(f.store.present_bytes(ino).unwrap(), 0, "old blocks forgotten");
     assert_eq!(f.state(ino), ContentState::Cloud);
 
-    f.mock.reset_counters();
+    f.mock.reset_counts();
     let got = read_all(&cache, ino, 256 * KIB).await.unwrap();
     assert!(got == new, "the new version is read, not old bytes");
     assert_eq!(f.mock.bytes_served(), new.len() as u64);
-    assert!(f.mock.requests().iter().all(|r| r.item_id == "N"));
+    assert!(f.mock.downloads().iter().all(|r| r.item_id == "N"));
     assert_eq!(f.state(ino), ContentState::Cached);
     assert_eq!(f.files_of("N"), 1, "one file: the old version's is gone");
 }
@@ -645,13 +634,13 @@ async fn dropping_the_reader_cancels_its_fetches() {
     }
     // The fifth read used half the first window: read-ahead is requested (and waits on the latency).
     let deadline = Instant::now() + Duration::from_millis(500);
-    while f.mock.request_count() < 2 && Instant::now() < deadline {
+    while f.mock.count(MockOp::DownloadContent) < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
-        f.mock.request_count() >= 2,
+        f.mock.count(MockOp::DownloadContent) >= 2,
         "read-ahead was requested: {:?}",
-        f.mock.requests()
+        f.mock.downloads()
     );
     drop(reader);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -673,9 +662,9 @@ async fn a_deleted_cache_directory_is_refetched_not_an_error() {
     let cache = f.cache();
     assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data);
     std::fs::remove_dir_all(f.content.dir()).unwrap();
-    f.mock.reset_counters();
+    f.mock.reset_counts();
     assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data);
-    assert!(f.mock.request_count() > 0, "refetched");
+    assert!(f.mock.count(MockOp::DownloadContent) > 0, "refetched");
     assert_eq!(f.state(ino), ContentState::Cached);
 }
 
@@ -685,13 +674,20 @@ async fn random_failures_never_yield_wrong_bytes() {
     let data = Arc::new(pattern(12 * MIB + 999, 80));
     let ino = f.add("F", &data);
     let failures = [
-        Failure::Truncate(0.4),
-        Failure::ErrorMidway(0.6, SourceError::Offline("reset".into())),
-        Failure::Error(SourceError::Offline("timeout".into())),
+        DownloadFailure::Truncate(0.4),
+        DownloadFailure::ErrorMidway(0.6, DriveError::Offline("reset".into())),
+        DownloadFailure::Error(DriveError::Offline("timeout".into())),
     ];
     for (seed, failure) in failures.into_iter().enumerate() {
         f.content.evict(ino).unwrap();
-        let failing = Arc::new(FailingSource::fraction(f.mock.clone(), 0.3, seed as u64, failure));
+        let failing = Arc::new(FailingDrive::with_download_failures(
+            f.mock.clone(),
+            DownloadPick::Fraction {
+                probability: 0.3,
+                seed: seed as u64,
+            },
+            failure,
+        ));
         let cache = f.cache_over(failing.clone());
         let mut tasks = Vec::new();
         for k in 0..3u64 {
@@ -714,7 +710,7 @@ async fn random_failures_never_yield_wrong_bytes() {
                             let hi = (offset + len).min(data.len());
                             assert!(got[..] == data[offset..hi], "reader {k}: wrong bytes at {offset}+{len}");
                         }
-                        Err(ReadError::Source { .. } | ReadError::ShortBody { .. }) => errors += 1,
+                        Err(ReadError::Remote { .. } | ReadError::ShortBody { .. }) => errors += 1,
                         Err(other) => panic!("unexpected error {other:?}"),
                     }
                 }
@@ -764,11 +760,11 @@ async fn throughput_reader_vs_raw_stream() {
         .unwrap_or(1024);
     let f = Fixture::new(u64::MAX);
     // No hash: this measures the reader and the cache, not quickXorHash in a debug build.
-    f.mock.insert("BIG", "c1", pattern(mib * MIB, 60));
+    f.mock.insert_file("BIG", "c1", pattern(mib * MIB, 60));
     let ino = f.add_row("BIG", (mib * MIB) as u64, None);
 
     let started = Instant::now();
-    let mut body = f.mock.fetch("BIG", "c1", 0, (mib * MIB) as u64).await.unwrap();
+    let mut body = f.mock.download("BIG", "c1", 0, (mib * MIB) as u64).await.unwrap();
     // The raw consumer copies every chunk out, as a reader handing bytes to an application would.
     let mut sink = vec![0u8; 128 * KIB];
     let mut raw = 0usize;

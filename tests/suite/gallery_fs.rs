@@ -6,7 +6,7 @@ use crate::common;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use galleryfs::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use galleryfs::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
 use galleryfs::fs::gallery::{GalleryConfig, GalleryFs, QuotaFigures};
 use galleryfs::fs::{Caller, FsCore, FsError, OpenMode, ROOT_INO};
 use galleryfs::store::{ContentState, ItemKind, ItemRow, NewItem, Store};
@@ -20,7 +20,7 @@ struct MemContent(HashMap<String, Bytes>);
 struct MemReader(Bytes);
 
 #[async_trait]
-impl ContentRead for MemReader {
+impl OriginalReader for MemReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
         let start = (offset as usize).min(self.0.len());
         let end = (start + len as usize).min(self.0.len());
@@ -29,8 +29,8 @@ impl ContentRead for MemReader {
 }
 
 #[async_trait]
-impl ContentAccess for MemContent {
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+impl Originals for MemContent {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         let b = self
             .0
             .get(&item.item_id)

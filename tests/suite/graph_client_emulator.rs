@@ -1849,15 +1849,15 @@ async fn listing_delta_and_download_survive_random_server_errors() {
     assert!(counts.values().sum::<u64>() >= 2, "faults were injected: {counts:?}");
 }
 
-// ---------------------------------------------------------------- the content cache's ranged source
+// ---------------------------------------------------------------- ranged downloads pinned to a cTag (DriveApi)
 
 #[tokio::test]
-async fn cache_range_source_pins_reads_to_the_ctag_seen_at_open() {
-    use galleryfs::cache::graph_source::GraphRangeSource;
-    use galleryfs::cache::range_source::{RangeSource, SourceError};
+async fn drive_downloads_are_pinned_to_the_ctag_seen_at_open() {
+    use galleryfs::remote::drive_api::{DriveApi, DriveError};
+    use galleryfs::remote::graph_drive_api::GraphDrive;
 
-    async fn read(src: &GraphRangeSource, id: &str, ctag: &str, start: u64, end: u64) -> Result<Vec<u8>, SourceError> {
-        let mut s = src.fetch(id, ctag, start, end).await?;
+    async fn read(drive: &GraphDrive, id: &str, ctag: &str, start: u64, end: u64) -> Result<Vec<u8>, DriveError> {
+        let mut s = drive.download(id, ctag, start, end).await?;
         let mut out = Vec::new();
         while let Some(chunk) = s.next().await {
             out.extend_from_slice(&chunk?);
@@ -1869,27 +1869,30 @@ async fn cache_range_source_pins_reads_to_the_ctag_seen_at_open() {
     let v1 = data(200_000, 1);
     let id = e.add(&format!("{GALLERY}/pinned.jpg"), &v1);
     let ctag1 = e.c.item(&id).await.unwrap().c_tag.unwrap();
-    let src = GraphRangeSource::new(e.c.clone());
+    let drive = GraphDrive::new(e.c.clone());
 
-    assert_eq!(read(&src, &id, &ctag1, 0, 1000).await.unwrap(), &v1[..1000]);
-    // Past the end: stops at the end; wholly past it: RangeNotSatisfiable.
-    assert_eq!(read(&src, &id, &ctag1, 199_000, 250_000).await.unwrap(), &v1[199_000..]);
-    let err = read(&src, &id, &ctag1, 300_000, 300_010).await.unwrap_err();
-    assert!(matches!(err, SourceError::RangeNotSatisfiable { .. }), "{err:?}");
+    assert_eq!(read(&drive, &id, &ctag1, 0, 1000).await.unwrap(), &v1[..1000]);
+    // Past the end: stops at the end; wholly past it: 416.
+    assert_eq!(
+        read(&drive, &id, &ctag1, 199_000, 250_000).await.unwrap(),
+        &v1[199_000..]
+    );
+    let err = read(&drive, &id, &ctag1, 300_000, 300_010).await.unwrap_err();
+    assert!(matches!(err, DriveError::Other { status: Some(416), .. }), "{err:?}");
 
     // Edited elsewhere: a read pinned to the old version still gets old bytes while its URL lives...
     let v2 = data(150_000, 2);
     e.h.state
         .edit_file(&id, Content::Bytes(Bytes::from(v2.clone())))
         .unwrap();
-    assert_eq!(read(&src, &id, &ctag1, 1000, 2000).await.unwrap(), &v1[1000..2000]);
-    // ...and once it expires, the source notices the version changed instead of mixing versions.
+    assert_eq!(read(&drive, &id, &ctag1, 1000, 2000).await.unwrap(), &v1[1000..2000]);
+    // ...and once it expires, the drive notices the version changed instead of mixing versions.
     e.h.state.expire_download_urls();
-    let err = read(&src, &id, &ctag1, 2000, 3000).await.unwrap_err();
-    assert_eq!(err, SourceError::VersionChanged);
+    let err = read(&drive, &id, &ctag1, 2000, 3000).await.unwrap_err();
+    assert!(matches!(err, DriveError::PreconditionFailed(_)), "{err:?}");
     let ctag2 = e.c.item(&id).await.unwrap().c_tag.unwrap();
     assert_ne!(ctag1, ctag2);
-    assert_eq!(read(&src, &id, &ctag2, 0, 150_000).await.unwrap(), v2);
+    assert_eq!(read(&drive, &id, &ctag2, 0, 150_000).await.unwrap(), v2);
 
     // Offline (connection refused, server errors after retries) is retryable, not a failure of the file.
     e.h.state.faults.add_rule(
@@ -1901,8 +1904,8 @@ async fn cache_range_source_pins_reads_to_the_ctag_seen_at_open() {
         .count(20),
     );
     e.h.state.expire_download_urls();
-    let err = read(&src, &id, &ctag2, 0, 10).await.unwrap_err();
-    assert!(matches!(err, SourceError::Offline(_)), "{err:?}");
+    let err = read(&drive, &id, &ctag2, 0, 10).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Through a real mount of the emulator: bytes that fail their quickXorHash are never served (not on the read that
 //! found them, not on any later one, not from the kernel's page cache), truncated downloads and a remote edit racing
-//! a read end in `EIO` and then the right bytes; a full OneDrive is noticed within two poll intervals (`ENOSPC`,
+//! a read end in `EIO` (`ESTALE` for the edit) and then the right bytes; a full OneDrive is noticed within two poll intervals (`ENOSPC`,
 //! `df`); a clean unmount logs no warning.
 
 use crate::common;
@@ -98,7 +98,7 @@ fn bytes_that_fail_their_check_are_never_served_again() {
 }
 
 #[test]
-fn truncated_downloads_and_a_remote_edit_racing_a_read_end_in_eio_then_the_right_bytes() {
+fn truncated_downloads_end_in_eio_and_a_remote_edit_racing_a_read_in_estale_then_the_right_bytes() {
     require_fuse!();
     let env = Env::start(0);
     let good = noise(2 * 1024 * 1024 + 777, 11);
@@ -121,7 +121,7 @@ fn truncated_downloads_and_a_remote_edit_racing_a_read_end_in_eio_then_the_right
     assert!(cat(&path).unwrap() == good, "the whole file once downloads complete");
 
     // A remote edit lands while a handle is reading the old version: the handle reads the old version or fails
-    // with EIO (never a mix of versions); a new open reads the new version.
+    // with ESTALE (never a mix of versions); a new open reads the new version.
     let path = env.mnt.join("DCIM/Camera/edited.jpg");
     let mut f = std::fs::File::open(&path).unwrap();
     let mut head = vec![0u8; 64 * 1024];
@@ -141,7 +141,7 @@ fn truncated_downloads_and_a_remote_edit_racing_a_read_end_in_eio_then_the_right
     let mut rest = Vec::new();
     match f.read_to_end(&mut rest) {
         Ok(_) => assert!(rest == first[head.len()..], "the old handle reads only the old version"),
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}"),
     }
     drop(f);
     assert!(cat(&path).unwrap() == second, "a new open reads the new version");

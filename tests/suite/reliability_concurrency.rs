@@ -485,13 +485,13 @@ fn a_rename_during_an_upload_ends_with_the_final_name_and_content() {
     final_checks(&env, OPTIONS);
 }
 
-/// A model check (shuttle) of the content cache's locking protocol (`src/cache/content_store.rs`): readers claim
+/// A model check (shuttle) of the content cache's locking protocol (`src/cache/disk_cache.rs`): readers claim
 /// the byte ranges they fetch (check and register atomic under the item's in-flight lock), write them under the
 /// item's generation read lock, commit under its write lock only when the generation is unchanged (the completing
 /// commit verifies the whole file), wait for ranges others claimed on a change signal enabled *before* looking at
 /// the block map, and eviction bumps the generation and drops file and blocks under the write lock.
 ///
-/// The real `ContentStore` cannot run under shuttle (parking_lot locks, SQLite, tokio's `Notify` and the file
+/// The real `DiskCache` cannot run under shuttle (parking_lot locks, SQLite, tokio's `Notify` and the file
 /// system are outside its scheduler), so the protocol is modelled here step by step with shuttle's primitives.
 /// Invariants: two readers never claim the same bytes; a byte the block map says is present is in the file with
 /// the right value; every reader finishes (no deadlock, no lost wake-up). Each safeguard is also removed in turn

@@ -272,8 +272,14 @@ impl DriveApi for Hooked {
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
         self.inner.download_thumbnail(url).await
     }
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError> {
-        self.inner.download_range(id, offset, len).await
+    async fn download(
+        &self,
+        id: &str,
+        ctag: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<galleryfs::remote::drive_api::DownloadStream, DriveError> {
+        self.inner.download(id, ctag, start, end).await
     }
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
         self.inner.create_folder(parent_id, name).await

@@ -1,5 +1,5 @@
 //! [`GalleryFs`]: the gallery's filesystem semantics over the metadata store. Listing and `stat` come from the
-//! store only; originals are read through [`ContentAccess`] (on demand, pinned to the version seen at open);
+//! store only; originals are read through [`Originals`] (on demand, pinned to the version seen at open);
 //! every directory answers the hidden `.sh_thumbnails` repository from OneDrive's thumbnails; xattrs expose the
 //! contract's `user.galleryfs.*` attributes. Remote changes applied by the sync engine come back here as kernel
 //! cache invalidations.
@@ -22,7 +22,7 @@
 //! 1. `namespace` (async): create, mkdir, unlink, rmdir, rename (`writes.rs`), held across their store
 //!    transaction and, for `create`, the open that stages the new file (so it comes before 2).
 //! 2. `stage_lock` (async): setting up a staged copy (`writes::stage`), held across the copy-up's download (the
-//!    content store's own locks, `cache/content_store.rs`, come after it).
+//!    content store's own locks, `cache/disk_cache.rs`, come after it).
 //! 3. `timeline.index`: held while the Timeline's index is rebuilt from one store read (`timeline.rs`).
 //! 4. The store's connections (`store/mod.rs`): a write transaction or a read snapshot. Inside a write closure
 //!    only the short mutexes of 5 and 6 are taken (`writes::move_entry`, `writes::remove_item`: `local`,
@@ -46,7 +46,7 @@ mod writes;
 
 pub use staging::Staging;
 
-use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
 use crate::fs::core::{FsCore, FsResult, Invalidator, NoInvalidator};
 use crate::fs::error::FsError;
 use crate::fs::types::*;
@@ -134,7 +134,7 @@ pub trait PinRequests: Send + Sync {
 enum Handle {
     File {
         item: Box<ItemRow>,
-        reader: tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        reader: tokio::sync::OnceCell<Box<dyn OriginalReader>>,
         /// The cached original, when it was complete at open: reads are `pread`s of it (and the kernel may read
         /// it itself through FUSE passthrough).
         complete: Option<Arc<std::fs::File>>,
@@ -151,7 +151,7 @@ enum Handle {
 
 pub struct GalleryFs {
     store: Arc<Store>,
-    content: Arc<dyn ContentAccess>,
+    content: Arc<dyn Originals>,
     thumbs: Arc<dyn ThumbnailJpegs>,
     config: GalleryConfig,
     virtuals: VirtualInodes,
@@ -281,7 +281,7 @@ pub fn item_state(item: &ItemRow) -> &'static str {
 impl GalleryFs {
     pub fn new(
         store: Arc<Store>,
-        content: Arc<dyn ContentAccess>,
+        content: Arc<dyn Originals>,
         thumbs: Arc<dyn ThumbnailJpegs>,
         config: GalleryConfig,
     ) -> Self {
@@ -604,7 +604,7 @@ impl GalleryFs {
     async fn read_through_cache(
         &self,
         item: &ItemRow,
-        reader: &tokio::sync::OnceCell<Box<dyn ContentRead>>,
+        reader: &tokio::sync::OnceCell<Box<dyn OriginalReader>>,
         failed: &AtomicBool,
         offset: u64,
         size: u32,

@@ -1,6 +1,6 @@
 //! Read-ahead of the next photos of a folder viewed in order: a photo viewer's "next" opens the files of a folder
 //! one after the other, so when an open follows the previous open of the same folder closely in name order, the
-//! next few photos are fetched whole in the background ([`ContentAccess::prefetch`]) and open from the cache.
+//! next few photos are fetched whole in the background ([`Originals::prefetch`]) and open from the cache.
 //!
 //! Bounded on every side: only [`READAHEAD_PHOTOS`] files ahead, only media files of at most
 //! [`READAHEAD_MAX_SIZE`] bytes that are not cached yet, only after two opens in order (one open is not a
@@ -115,7 +115,7 @@ impl GalleryFs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::content::{ContentAccess, ContentRead, NoThumbnails};
+    use crate::fs::content::{NoThumbnails, OriginalReader, Originals};
     use crate::fs::error::FsError;
     use crate::fs::gallery::GalleryConfig;
     use crate::fs::{Caller, FsCore, OpenMode};
@@ -127,8 +127,8 @@ mod tests {
     struct Recorder(Mutex<Vec<String>>);
 
     #[async_trait]
-    impl ContentAccess for Recorder {
-        async fn open_reader(&self, _item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+    impl Originals for Recorder {
+        async fn open_reader(&self, _item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
             Err(FsError::io("not in this test"))
         }
         fn prefetch(&self, item: &ItemRow) {

@@ -1,16 +1,20 @@
 //! [`FailingDrive`]: wraps any [`DriveApi`] and fails chosen calls with chosen errors (the next N calls and/or a
-//! seeded random fraction, optionally only some operations), for offline, throttling and retry tests; and loses
-//! the answers of chosen calls (the call reaches the drive, its answer does not come back), as a connection reset
-//! after the service acted does.
+//! seeded random fraction, optionally only some operations), for offline, throttling and retry tests; loses the
+//! answers of chosen calls (the call reaches the drive, its answer does not come back), as a connection reset after
+//! the service acted does; and fails, truncates or breaks off the bodies of chosen downloads
+//! ([`FailingDrive::fail_downloads`]), as a flaky network does mid-transfer.
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 
 use super::MockOp;
-use crate::remote::drive_api::{DeltaPage, DeltaRequest, DriveApi, DriveError, MoveRequest, UploadRequest};
+use crate::remote::drive_api::{
+    DeltaPage, DeltaRequest, DownloadStream, DriveApi, DriveError, MoveRequest, UploadRequest,
+};
 use crate::remote::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 
 /// How [`FailingDrive`] fails.
@@ -24,6 +28,51 @@ struct FailurePlan {
     only: Option<HashSet<MockOp>>,
     rng: rand::rngs::StdRng,
     injected: u64,
+    downloads: Option<(DownloadPick, DownloadFailure)>,
+    download_count: u64,
+}
+
+/// What [`FailingDrive::fail_downloads`] does to a download it picks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DownloadFailure {
+    /// The request fails before any byte with this error.
+    Error(DriveError),
+    /// The body stops after this fraction (0.0–1.0) of the requested bytes, without an error (a short body).
+    Truncate(f64),
+    /// The body yields this fraction of the bytes, then this error.
+    ErrorMidway(f64, DriveError),
+    /// The body flips one bit of the content byte at this offset, when it covers it (a corrupting network).
+    Corrupt { at: u64 },
+}
+
+/// Which downloads [`FailingDrive::fail_downloads`] picks, by their number (1-based, counted across all items).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DownloadPick {
+    Numbers(Vec<u64>),
+    /// Every download from this number on.
+    From(u64),
+    /// Each download with this probability (deterministic for a seed).
+    Fraction {
+        probability: f64,
+        seed: u64,
+    },
+}
+
+impl DownloadPick {
+    fn picks(&self, number: u64) -> bool {
+        match self {
+            DownloadPick::Numbers(ns) => ns.contains(&number),
+            DownloadPick::From(n) => number >= *n,
+            DownloadPick::Fraction { probability, seed } => {
+                // splitmix64 of (seed, number) → uniform in [0, 1).
+                let mut z = seed.wrapping_add(number.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                ((z >> 11) as f64 / (1u64 << 53) as f64) < *probability
+            }
+        }
+    }
 }
 
 /// Wraps a drive and fails chosen calls with chosen errors: the next N calls, and/or a random fraction of
@@ -47,8 +96,20 @@ impl<D: DriveApi> FailingDrive<D> {
                 only: None,
                 rng: rand::rngs::StdRng::seed_from_u64(7),
                 injected: 0,
+                downloads: None,
+                download_count: 0,
             }),
         }
+    }
+    /// Applies `failure` to the downloads `pick` chooses (counted from the first download through this wrapper).
+    pub fn fail_downloads(&self, pick: DownloadPick, failure: DownloadFailure) {
+        self.plan.lock().downloads = Some((pick, failure));
+    }
+    /// [`FailingDrive::new`] with [`FailingDrive::fail_downloads`].
+    pub fn with_download_failures(inner: D, pick: DownloadPick, failure: DownloadFailure) -> FailingDrive<D> {
+        let drive = FailingDrive::new(inner);
+        drive.fail_downloads(pick, failure);
+        drive
     }
     pub fn inner(&self) -> &D {
         &self.inner
@@ -81,6 +142,7 @@ impl<D: DriveApi> FailingDrive<D> {
         p.next = 0;
         p.lose_next = 0;
         p.fraction = 0.0;
+        p.downloads = None;
     }
     /// Failures injected so far.
     pub fn injected(&self) -> u64 {
@@ -178,9 +240,46 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.check(MockOp::DownloadThumbnail)?;
         self.inner.download_thumbnail(url).await
     }
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError> {
+    async fn download(&self, id: &str, ctag: &str, start: u64, end: u64) -> Result<DownloadStream, DriveError> {
         self.check(MockOp::DownloadContent)?;
-        self.inner.download_range(id, offset, len).await
+        let failure = {
+            let mut p = self.plan.lock();
+            p.download_count += 1;
+            let number = p.download_count;
+            let failure = match &p.downloads {
+                Some((pick, failure)) if pick.picks(number) => Some(failure.clone()),
+                _ => None,
+            };
+            p.injected += failure.is_some() as u64;
+            failure
+        };
+        let (fraction, then) = match failure {
+            None => return self.inner.download(id, ctag, start, end).await,
+            Some(DownloadFailure::Error(e)) => return Err(e),
+            Some(DownloadFailure::Corrupt { at }) => {
+                let body = self.inner.download(id, ctag, start, end).await?;
+                return Ok(corrupt(body, start, at));
+            }
+            Some(DownloadFailure::Truncate(f)) => (f, None),
+            Some(DownloadFailure::ErrorMidway(f, e)) => (f, Some(e)),
+        };
+        let body = self.inner.download(id, ctag, start, end).await?;
+        let keep = ((end - start) as f64 * fraction.clamp(0.0, 1.0)) as u64;
+        let cut = body
+            .scan(0u64, move |taken, chunk| {
+                let out = match chunk {
+                    Ok(bytes) if *taken < keep => {
+                        let n = (bytes.len() as u64).min(keep - *taken);
+                        *taken += n;
+                        Some(Ok(bytes.slice(..n as usize)))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                futures::future::ready(out)
+            })
+            .chain(stream::iter(then.map(Err)));
+        Ok(cut.boxed())
     }
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
         self.check(MockOp::CreateFolder)?;
@@ -202,6 +301,25 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.check(MockOp::Restore)?;
         self.answer(MockOp::Restore, self.inner.restore(id, parent_id, name).await)
     }
+}
+
+/// `body` (starting at content offset `start`) with one bit of the byte at offset `at` flipped.
+fn corrupt(body: DownloadStream, start: u64, at: u64) -> DownloadStream {
+    body.scan(start, move |pos, chunk| {
+        let out = chunk.map(|bytes| {
+            let chunk_start = *pos;
+            *pos += bytes.len() as u64;
+            if (chunk_start..*pos).contains(&at) {
+                let mut v = bytes.to_vec();
+                v[(at - chunk_start) as usize] ^= 0x10;
+                Bytes::from(v)
+            } else {
+                bytes
+            }
+        });
+        futures::future::ready(Some(out))
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -241,6 +359,84 @@ mod tests {
             drive.inner().count(MockOp::Item),
             200 - failed + 1,
             "injected failures never reach the drive"
+        );
+    }
+
+    async fn collect(s: DownloadStream) -> (Vec<u8>, Option<DriveError>) {
+        let mut out = Vec::new();
+        let mut s = s;
+        while let Some(c) = s.next().await {
+            match c {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn downloads_are_pinned_and_chosen_ones_cut_or_failed() {
+        let m = std::sync::Arc::new(MockDrive::new());
+        m.set_download_chunk_size(7);
+        let data: Vec<u8> = (0..100u8).collect();
+        m.insert_file("A", "c1", data.clone());
+        let (got, err) = collect(m.download("A", "c1", 10, 50).await.unwrap()).await;
+        assert_eq!((got.as_slice(), err), (&data[10..50], None));
+        let (got, _) = collect(m.download("A", "c1", 90, 200).await.unwrap()).await;
+        assert_eq!(got, &data[90..]);
+        assert!(matches!(
+            m.download("A", "c0", 0, 1).await.err(),
+            Some(DriveError::PreconditionFailed(_))
+        ));
+        assert!(matches!(
+            m.download("A", "c1", 100, 101).await.err(),
+            Some(DriveError::Other { status: Some(416), .. })
+        ));
+        assert_eq!(m.count(MockOp::DownloadContent), 4);
+        assert_eq!(m.bytes_served(), 50);
+        assert_eq!((m.downloads()[1].start, m.downloads()[1].end), (90, 200));
+        m.set_offline(true);
+        assert!(matches!(
+            m.download("A", "c1", 0, 1).await.err(),
+            Some(DriveError::Offline(_))
+        ));
+        m.set_offline(false);
+
+        let f = FailingDrive::with_download_failures(
+            m.clone(),
+            DownloadPick::Numbers(vec![2]),
+            DownloadFailure::Truncate(0.5),
+        );
+        assert_eq!(collect(f.download("A", "c1", 0, 100).await.unwrap()).await.0.len(), 100);
+        assert_eq!(collect(f.download("A", "c1", 0, 100).await.unwrap()).await.0.len(), 50);
+        assert_eq!(f.injected(), 1);
+        let offline = DriveError::Offline("x".into());
+        f.fail_downloads(
+            DownloadPick::From(3),
+            DownloadFailure::ErrorMidway(0.3, offline.clone()),
+        );
+        let (got, err) = collect(f.download("A", "c1", 0, 100).await.unwrap()).await;
+        assert_eq!((got.len(), err), (30, Some(offline)));
+        f.fail_downloads(
+            DownloadPick::Fraction {
+                probability: 0.5,
+                seed: 7,
+            },
+            DownloadFailure::Error(DriveError::Other {
+                status: None,
+                message: "boom".into(),
+            }),
+        );
+        let mut failed = 0;
+        for _ in 0..400 {
+            failed += f.download("A", "c1", 0, 10).await.is_err() as u32;
+        }
+        assert!((120..280).contains(&failed), "about half fail, got {failed}");
+        f.fail_downloads(DownloadPick::From(1), DownloadFailure::Corrupt { at: 12 });
+        let (got, _) = collect(f.download("A", "c1", 10, 20).await.unwrap()).await;
+        assert_eq!(
+            (got[2], &got[..2], &got[3..]),
+            (12 ^ 0x10, &data[10..12], &data[13..20])
         );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::MockOp;
+use super::{DownloadRecord, MockOp};
 use crate::remote::drive_api::{
     ConflictBehavior, DeltaPage, DeltaRequest, DriveError, UploadRequest, UploadSource, UploadTarget,
 };
@@ -31,10 +31,23 @@ pub(super) struct Node {
     pub(super) content: Bytes,
     pub(super) etag_v: u64,
     pub(super) ctag_v: u64,
+    /// A cTag chosen by the test ([`MockDrive::insert_file`](super::MockDrive::insert_file)) instead of one made
+    /// from `ctag_v`; cleared by the next content change.
+    pub(super) fixed_ctag: Option<String>,
     pub(super) mtime: DateTime<Utc>,
     pub(super) thumbnails: bool,
     pub(super) deleted: bool,
     pub(super) special: Option<String>,
+}
+
+impl Node {
+    /// The content version tag, as `cTag` reports it.
+    pub(super) fn ctag(&self) -> String {
+        match &self.fixed_ctag {
+            Some(ctag) => ctag.clone(),
+            None => format!("\"c:{{{}}},{}\"", self.id, self.ctag_v),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +88,14 @@ pub(super) struct State {
     pub(super) duplicates: bool,
     pub(super) folder_delta_supported: bool,
     pub(super) latency: Duration,
+    /// Every request fails with `Offline` while set.
+    pub(super) offline: bool,
+    /// Download bodies come in chunks of at most this many bytes.
+    pub(super) chunk_size: usize,
+    /// Every download request, in order.
+    pub(super) downloads: Vec<DownloadRecord>,
+    /// Bytes handed out by download bodies (counted as they are consumed).
+    pub(super) bytes_served: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub(super) counts: HashMap<MockOp, u64>,
     pub(super) quota: Quota,
 }
@@ -175,7 +196,7 @@ impl State {
             id: n.id.clone(),
             name: Some(n.name.clone()),
             e_tag: Some(format!("\"{{{}}},{}\"", n.id, n.etag_v)),
-            c_tag: Some(format!("\"c:{{{}}},{}\"", n.id, n.ctag_v)),
+            c_tag: Some(n.ctag()),
             size: Some(n.content.len() as i64),
             created_date_time: Some(base_time()),
             last_modified_date_time: Some(n.mtime),
@@ -242,6 +263,7 @@ impl State {
                 content,
                 etag_v: 1,
                 ctag_v: 1,
+                fixed_ctag: None,
                 mtime: mtime.unwrap_or_else(Utc::now),
                 thumbnails: media,
                 deleted: false,
@@ -523,6 +545,7 @@ impl State {
         self.change(&id, |n| {
             n.content = content;
             n.ctag_v += 1;
+            n.fixed_ctag = None;
             n.etag_v += 1;
             n.mtime = modified;
         });

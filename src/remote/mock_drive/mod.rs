@@ -1,5 +1,6 @@
 //! Test doubles for [`DriveApi`]: [`MockDrive`], an in-memory OneDrive, and [`FailingDrive`], a wrapper that
-//! fails chosen calls (the approach of mountpoint-s3's mock and failure clients).
+//! fails chosen calls and cuts chosen download bodies short (the approach of mountpoint-s3's mock and failure
+//! clients).
 //!
 //! `MockDrive` keeps a tree of folders and files with ids (`MOCK!<n>`), eTag/cTag versions, the quickXorHash of
 //! the content, a `photos` special folder (display name chosen by the test: it is localized on OneDrive), and a
@@ -7,10 +8,14 @@
 //! before children, paged), a `token=latest` link (no items), incremental rounds since a delta link (the changed
 //! items with their ancestor chain, deletes as `deleted` tombstones, items moved out of a folder scope as
 //! deletes), the same item repeated with older states first when asked (the last occurrence wins), and `410`
-//! resync on demand. Thumbnails are tiny real
-//! JPEGs (made with `image`) at OneDrive's named sizes; an item can have none. Every request is counted per
-//! [`MockOp`], and an optional per-request latency simulates the network (`children` pages of a chosen size
-//! cost one request each).
+//! resync on demand. Thumbnails are tiny real JPEGs (made with `image`) at OneDrive's named sizes; an item can have
+//! none. Downloads are pinned to the cTag (another one answers `PreconditionFailed`), come in chunks of a chosen
+//! size, and are logged ([`DownloadRecord`]) with the bytes their bodies handed out. Every request is counted per
+//! [`MockOp`]; an optional per-request latency simulates the network (`children` pages of a chosen size cost one
+//! request each), and the drive can be set offline.
+//!
+//! Compiled for the crate's own unit tests and with the `mock` cargo feature (which the integration tests and
+//! benchmarks enable through the crate's dev-dependency on itself), never into the shipped binary.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,8 +24,9 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::drive_api::{DeltaPage, DeltaRequest, DriveApi, DriveError, MoveRequest, UploadRequest};
+use super::drive_api::{DeltaPage, DeltaRequest, DownloadStream, DriveApi, DriveError, MoveRequest, UploadRequest};
 use super::models::{Drive, DriveItem, Quota, Thumbnail, ThumbnailSet};
+use futures::StreamExt;
 
 /// The requests a [`MockDrive`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,7 +56,25 @@ pub enum MockOp {
 mod failing;
 mod journal;
 
-pub use failing::FailingDrive;
+pub use failing::{DownloadFailure, DownloadPick, FailingDrive};
+
+/// One download request seen by a [`MockDrive`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadRecord {
+    pub item_id: String,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl DownloadRecord {
+    /// Bytes asked for.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
 use journal::*;
 
 /// An in-memory OneDrive. Cheap to share behind an `Arc`.
@@ -95,6 +119,7 @@ impl MockDrive {
                 content: Bytes::new(),
                 etag_v: 1,
                 ctag_v: 1,
+                fixed_ctag: None,
                 mtime: base_time(),
                 thumbnails: false,
                 deleted: false,
@@ -118,6 +143,10 @@ impl MockDrive {
                 duplicates: false,
                 folder_delta_supported: true,
                 latency: Duration::ZERO,
+                offline: false,
+                chunk_size: 64 * 1024,
+                downloads: Vec::new(),
+                bytes_served: Default::default(),
                 counts: HashMap::new(),
                 quota: Quota {
                     total: Some(5 * 1024 * 1024 * 1024),
@@ -135,6 +164,14 @@ impl MockDrive {
     /// Sleep this long in every request.
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().latency = latency;
+    }
+    /// While offline every request fails with [`DriveError::Offline`] (after being counted).
+    pub fn set_offline(&self, offline: bool) {
+        self.state.lock().offline = offline;
+    }
+    /// Download bodies come in chunks of at most `n` bytes (64 KiB by default).
+    pub fn set_download_chunk_size(&self, n: usize) {
+        self.state.lock().chunk_size = n.max(1);
     }
     /// Items per delta page.
     pub fn set_page_size(&self, n: usize) {
@@ -175,8 +212,23 @@ impl MockDrive {
     pub fn total_requests(&self) -> u64 {
         self.state.lock().counts.values().sum()
     }
+    /// Forgets the request counts, the download log and the bytes served.
     pub fn reset_counts(&self) {
-        self.state.lock().counts.clear();
+        let mut s = self.state.lock();
+        s.counts.clear();
+        s.downloads.clear();
+        s.bytes_served.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Every download request so far, in the order they were made.
+    pub fn downloads(&self) -> Vec<DownloadRecord> {
+        self.state.lock().downloads.clone()
+    }
+    /// Bytes handed out by download bodies so far (counted as they are consumed).
+    pub fn bytes_served(&self) -> u64 {
+        self.state
+            .lock()
+            .bytes_served
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     // ---- looking at the drive ----
@@ -201,6 +253,41 @@ impl MockDrive {
     }
 
     // ---- remote changes (as if made by another device) ----
+
+    /// Adds a file with a chosen id and cTag at the drive root, or gives the file `id` new content under cTag
+    /// `ctag`: for tests that build their own store rows (the content cache's) and name versions themselves.
+    pub fn insert_file(&self, id: &str, ctag: &str, content: impl Into<Bytes>) {
+        let content = content.into();
+        let mut s = self.state.lock();
+        if !s.nodes.contains_key(id) {
+            let root = s.root_id.clone();
+            s.nodes.insert(
+                id.to_string(),
+                Node {
+                    id: id.to_string(),
+                    name: id.to_string(),
+                    parent: Some(root),
+                    folder: false,
+                    content: Bytes::new(),
+                    etag_v: 0,
+                    ctag_v: 0,
+                    fixed_ctag: None,
+                    mtime: base_time(),
+                    thumbnails: false,
+                    deleted: false,
+                    special: None,
+                },
+            );
+        }
+        let ctag = ctag.to_string();
+        s.change(id, |n| {
+            n.content = content;
+            n.ctag_v += 1;
+            n.etag_v += 1;
+            n.fixed_ctag = Some(ctag);
+            n.deleted = false;
+        });
+    }
 
     pub fn add_folder(&self, parent_id: &str, name: &str) -> String {
         self.state.lock().create(parent_id, name, true, Bytes::new(), None)
@@ -250,6 +337,7 @@ impl MockDrive {
         self.state.lock().change(id, |n| {
             n.content = content;
             n.ctag_v += 1;
+            n.fixed_ctag = None;
             n.etag_v += 1;
             n.mtime = Utc::now();
         });
@@ -283,7 +371,8 @@ impl MockDrive {
         }
     }
 
-    async fn enter(&self, op: MockOp) {
+    /// Counts a request of `op`, waits the latency, and fails it when the drive is offline.
+    async fn enter(&self, op: MockOp) -> Result<(), DriveError> {
         let latency = {
             let mut s = self.state.lock();
             *s.counts.entry(op).or_insert(0) += 1;
@@ -292,13 +381,17 @@ impl MockDrive {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        if self.state.lock().offline {
+            return Err(DriveError::Offline("the mock drive is offline".into()));
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
 impl DriveApi for MockDrive {
     async fn drive(&self) -> Result<Drive, DriveError> {
-        self.enter(MockOp::Drive).await;
+        self.enter(MockOp::Drive).await?;
         let s = self.state.lock();
         Ok(Drive {
             id: s.drive_id.clone(),
@@ -309,7 +402,7 @@ impl DriveApi for MockDrive {
     }
 
     async fn item(&self, id: &str) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::Item).await;
+        self.enter(MockOp::Item).await?;
         let s = self.state.lock();
         let id = if id == "root" {
             s.root_id.clone()
@@ -320,21 +413,21 @@ impl DriveApi for MockDrive {
     }
 
     async fn item_by_path(&self, path: &str) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::ItemByPath).await;
+        self.enter(MockOp::ItemByPath).await?;
         let s = self.state.lock();
         let id = s.resolve_path(path).ok_or_else(|| not_found("path"))?;
         s.require_live(&id).map(|n| s.to_item(n))
     }
 
     async fn special_folder(&self, name: &str) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::SpecialFolder).await;
+        self.enter(MockOp::SpecialFolder).await?;
         let s = self.state.lock();
         let id = s.specials.get(name).ok_or_else(|| not_found("special folder"))?;
         s.require_live(id).map(|n| s.to_item(n))
     }
 
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
-        self.enter(MockOp::Children).await;
+        self.enter(MockOp::Children).await?;
         let (items, page_size) = {
             let s = self.state.lock();
             s.require_live(id)?;
@@ -343,7 +436,7 @@ impl DriveApi for MockDrive {
         };
         // Each further page is one more request, after the previous one.
         for _ in 1..items.len().div_ceil(page_size) {
-            self.enter(MockOp::Children).await;
+            self.enter(MockOp::Children).await?;
         }
         Ok(items)
     }
@@ -356,12 +449,12 @@ impl DriveApi for MockDrive {
             _ if full => MockOp::DeltaFull,
             _ => MockOp::DeltaPage,
         };
-        self.enter(op).await;
+        self.enter(op).await?;
         self.state.lock().delta_page(request)
     }
 
     async fn thumbnails(&self, id: &str) -> Result<Vec<ThumbnailSet>, DriveError> {
-        self.enter(MockOp::Thumbnails).await;
+        self.enter(MockOp::Thumbnails).await?;
         let s = self.state.lock();
         let node = s.require_live(id)?;
         if node.folder || !node.thumbnails {
@@ -383,7 +476,7 @@ impl DriveApi for MockDrive {
     }
 
     async fn thumbnail_custom(&self, id: &str, size: &str) -> Result<Option<Thumbnail>, DriveError> {
-        self.enter(MockOp::Thumbnails).await;
+        self.enter(MockOp::Thumbnails).await?;
         let Some((w, h)) = parse_custom_size(size) else {
             return Err(DriveError::Other {
                 status: Some(400),
@@ -405,7 +498,7 @@ impl DriveApi for MockDrive {
     }
 
     async fn download_thumbnail(&self, url: &str) -> Result<Bytes, DriveError> {
-        self.enter(MockOp::DownloadThumbnail).await;
+        self.enter(MockOp::DownloadThumbnail).await?;
         let path = url
             .strip_prefix("mock://thumbnail/")
             .ok_or_else(|| not_found("thumbnail"))?;
@@ -421,26 +514,42 @@ impl DriveApi for MockDrive {
         thumbnail_jpeg(size).ok_or_else(|| not_found("thumbnail size"))
     }
 
-    async fn download_range(&self, id: &str, offset: u64, len: u64) -> Result<Bytes, DriveError> {
-        self.enter(MockOp::DownloadContent).await;
+    async fn download(&self, id: &str, ctag: &str, start: u64, end: u64) -> Result<DownloadStream, DriveError> {
+        self.state.lock().downloads.push(DownloadRecord {
+            item_id: id.to_string(),
+            start,
+            end,
+        });
+        self.enter(MockOp::DownloadContent).await?;
         let s = self.state.lock();
         let node = s.require_live(id)?;
         if node.folder {
             return Err(not_found("file"));
         }
+        if node.ctag() != ctag {
+            return Err(DriveError::PreconditionFailed(
+                "the content changed on OneDrive since the file was opened".into(),
+            ));
+        }
         let total = node.content.len() as u64;
-        if offset > total {
+        if start >= total || start >= end {
             return Err(DriveError::Other {
                 status: Some(416),
-                message: "range not satisfiable".into(),
+                message: format!("bytes {start}..{end} are beyond the end of the content"),
             });
         }
-        let end = offset.saturating_add(len).min(total);
-        Ok(node.content.slice(offset as usize..end as usize))
+        let body = node.content.slice(start as usize..end.min(total) as usize);
+        let (chunk, served) = (s.chunk_size, s.bytes_served.clone());
+        let chunks = (0..body.len().div_ceil(chunk)).map(move |i| {
+            let piece = body.slice(i * chunk..((i + 1) * chunk).min(body.len()));
+            served.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(piece)
+        });
+        Ok(futures::stream::iter(chunks).boxed())
     }
 
     async fn create_folder(&self, parent_id: &str, name: &str) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::CreateFolder).await;
+        self.enter(MockOp::CreateFolder).await?;
         let mut s = self.state.lock();
         s.require_folder(parent_id)?;
         if s.child_by_name(parent_id, name).is_some() {
@@ -452,7 +561,7 @@ impl DriveApi for MockDrive {
     }
 
     async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), DriveError> {
-        self.enter(MockOp::Delete).await;
+        self.enter(MockOp::Delete).await?;
         let mut s = self.state.lock();
         let node = s.require_live(id)?;
         s.check_tag(node, if_match)?;
@@ -461,7 +570,7 @@ impl DriveApi for MockDrive {
     }
 
     async fn move_item(&self, id: &str, request: &MoveRequest) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::Move).await;
+        self.enter(MockOp::Move).await?;
         let mut s = self.state.lock();
         let node = s.require_live(id)?.clone();
         s.check_tag(&node, request.if_match.as_deref())?;
@@ -497,12 +606,12 @@ impl DriveApi for MockDrive {
     }
 
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::Upload).await;
+        self.enter(MockOp::Upload).await?;
         self.state.lock().upload(request)
     }
 
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
-        self.enter(MockOp::Restore).await;
+        self.enter(MockOp::Restore).await?;
         let mut s = self.state.lock();
         let node = s
             .nodes

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use galleryfs::fs::content::{ContentAccess, ContentRead, NoThumbnails};
+use galleryfs::fs::content::{NoThumbnails, OriginalReader, Originals};
 use galleryfs::fs::gallery::{GalleryConfig, GalleryFs};
 use galleryfs::fs::{Caller, FsCore, FsError, OpenMode, ROOT_INO};
 use galleryfs::store::{ContentState, ItemKind, ItemRow, NewItem, OutboxOp, Store};
@@ -22,7 +22,7 @@ pub struct MemContent(pub Mutex<HashMap<String, Bytes>>);
 struct MemReader(Bytes);
 
 #[async_trait]
-impl ContentRead for MemReader {
+impl OriginalReader for MemReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
         let start = (offset as usize).min(self.0.len());
         let end = (start + len as usize).min(self.0.len());
@@ -31,8 +31,8 @@ impl ContentRead for MemReader {
 }
 
 #[async_trait]
-impl ContentAccess for MemContent {
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+impl Originals for MemContent {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         let b = self
             .0
             .lock()
@@ -188,24 +188,32 @@ pub struct DriveContent(pub Arc<dyn DriveApi>);
 struct DriveReader {
     drive: Arc<dyn DriveApi>,
     id: String,
+    ctag: String,
 }
 
 #[async_trait]
-impl ContentRead for DriveReader {
+impl OriginalReader for DriveReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
-        self.drive
-            .download_range(&self.id, offset, len as u64)
-            .await
-            .map_err(|e| FsError::io(e.to_string()))
+        use futures::TryStreamExt;
+        let end = offset + len as u64;
+        let body = match self.drive.download(&self.id, &self.ctag, offset, end).await {
+            Ok(body) => body,
+            // At or past the end of the content: nothing to read.
+            Err(galleryfs::remote::drive_api::DriveError::Other { status: Some(416), .. }) => return Ok(Bytes::new()),
+            Err(e) => return Err(FsError::io(e.to_string())),
+        };
+        let chunks: Vec<Bytes> = body.try_collect().await.map_err(|e| FsError::io(e.to_string()))?;
+        Ok(chunks.concat().into())
     }
 }
 
 #[async_trait]
-impl ContentAccess for DriveContent {
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
+impl Originals for DriveContent {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         Ok(Box::new(DriveReader {
             drive: self.0.clone(),
             id: item.item_id.clone(),
+            ctag: item.ctag.clone().unwrap_or_default(),
         }))
     }
 }

@@ -1,12 +1,17 @@
-//! Adapters between layers that do not know each other: the filesystem core's [`ContentAccess`] over the content
-//! cache, its [`ThumbnailJpegs`] over the thumbnail fetcher's files, and pin requests that download in the
-//! background.
+//! The filesystem core's backends, over layers it does not know: [`Originals`] over the content cache
+//! ([`CachedOriginals`], whose readers are [`PrefetchingReader`]s), [`ThumbnailJpegs`] over the thumbnail
+//! fetcher's files ([`ThumbnailFiles`]), and pin requests that download in the background ([`PinDownloader`]).
+//! A failed read's [`ReadError`] becomes the filesystem's error here, cause kept (`From<ReadError> for FsError`);
+//! its errno is chosen in `fs/error.rs`.
 
-use crate::cache::content_store::ContentStore;
-use crate::cache::reader::{ContentCache, ContentReader};
-use crate::fs::content::{ContentAccess, ContentRead, ThumbnailJpegs};
+use crate::cache::disk_cache::DiskCache;
+use crate::cache::reader::{OriginalFetcher, PrefetchingReader, ReadError};
+use crate::cache::CacheError;
+use crate::fs::content::{OriginalReader, Originals, ThumbnailJpegs};
+use crate::fs::error::ContentFailure;
 use crate::fs::gallery::PinRequests;
 use crate::fs::{FsError, Ino};
+use crate::remote::drive_api::DriveError;
 use crate::store::ItemRow;
 use crate::sync::thumbnail_fetcher::thumbnail_file;
 use crate::thumbnails::ThumbSize;
@@ -16,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Originals through the content cache (ranged fetches pinned to the cTag, verified, budgeted).
-pub struct CachedContent {
-    pub cache: Arc<ContentCache>,
-    pub content: Arc<ContentStore>,
+pub struct CachedOriginals {
+    pub cache: Arc<OriginalFetcher>,
+    pub content: Arc<DiskCache>,
     /// Read-ahead fetches running at once at most.
     pub prefetch_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -26,29 +31,50 @@ pub struct CachedContent {
 /// Read-ahead fetches of whole photos at once (each is itself a few ranged GETs in flight).
 pub const PREFETCH_SLOTS: usize = 2;
 
-struct CachedReader(tokio::sync::Mutex<ContentReader>);
+struct HandleReader(tokio::sync::Mutex<PrefetchingReader>);
 
-fn read_err(e: crate::cache::reader::ReadError) -> FsError {
-    if e.errno() == libc::ENOENT {
-        FsError::NotFound
-    } else {
-        // The cache already logged the details; the errno tells the app, the reason goes to our log.
-        FsError::io(e.to_string())
+/// A failed read of an original as the filesystem's error: what it amounts to (which chooses the errno in
+/// `fs/error.rs`), with the cache's error kept as the cause. The cache logged the details when the read failed.
+impl From<ReadError> for FsError {
+    fn from(e: ReadError) -> FsError {
+        let failure = match &e {
+            ReadError::Cache(CacheError::NoSuchItem(_)) => return FsError::NotFound,
+            ReadError::VersionChanged { .. } => ContentFailure::Changed,
+            ReadError::HashMismatch { .. } | ReadError::ShortBody { .. } => ContentFailure::Corrupt,
+            ReadError::Remote { source, .. } => remote_failure(source),
+            ReadError::Unstable { .. } | ReadError::Task(_) | ReadError::Cache(_) => ContentFailure::Other,
+        };
+        FsError::content(failure, e)
+    }
+}
+
+/// What a download's error amounts to for the reader of the file.
+fn remote_failure(e: &DriveError) -> ContentFailure {
+    match e {
+        DriveError::PreconditionFailed(_) => ContentFailure::Changed,
+        DriveError::Unauthorized { .. } => ContentFailure::SignInNeeded,
+        e if e.is_retryable() => ContentFailure::Unreachable,
+        _ => ContentFailure::Other,
     }
 }
 
 #[async_trait]
-impl ContentRead for CachedReader {
+impl OriginalReader for HandleReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
-        self.0.lock().await.read(offset, len as usize).await.map_err(read_err)
+        self.0
+            .lock()
+            .await
+            .read(offset, len as usize)
+            .await
+            .map_err(FsError::from)
     }
 }
 
 #[async_trait]
-impl ContentAccess for CachedContent {
-    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn ContentRead>, FsError> {
-        let reader = self.cache.open(item.ino).map_err(read_err)?;
-        Ok(Box::new(CachedReader(tokio::sync::Mutex::new(reader))))
+impl Originals for CachedOriginals {
+    async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
+        let reader = self.cache.open(item.ino).map_err(FsError::from)?;
+        Ok(Box::new(HandleReader(tokio::sync::Mutex::new(reader))))
     }
 
     async fn open_complete(&self, item: &ItemRow) -> Option<std::fs::File> {
@@ -70,9 +96,9 @@ impl ContentAccess for CachedContent {
         let ino = item.ino;
         tokio::task::spawn_blocking(move || content.evict(ino))
             .await
-            .map_err(|e| FsError::io(e.to_string()))?
+            .map_err(|e| FsError::content(ContentFailure::Other, e))?
             .map(|_| ())
-            .map_err(|e| FsError::io(e.to_string()))
+            .map_err(|e| FsError::content(ContentFailure::Other, e))
     }
 
     fn keep_uploaded(&self, item: &ItemRow, staged: &Path) -> bool {
@@ -139,7 +165,7 @@ impl ThumbnailJpegs for ThumbnailFiles {
 
 /// Pinning downloads the whole original in the background (verified), so it stays on this device.
 pub struct PinDownloader {
-    pub cache: Arc<ContentCache>,
+    pub cache: Arc<OriginalFetcher>,
     pub runtime: tokio::runtime::Handle,
 }
 

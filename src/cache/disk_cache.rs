@@ -12,7 +12,7 @@
 //!
 //! Suspect versions: a version whose download failed its quickXorHash is remembered (for the life of the
 //! process) until a whole download of it verifies; readers of a suspect version serve no byte before that
-//! ([`ContentStore::is_suspect`]), so bytes that failed a check are never served again.
+//! ([`DiskCache::is_suspect`]), so bytes that failed a check are never served again.
 //!
 //! Locking (per item, a `parking_lot::RwLock` holding the item's *generation*):
 //! - `read_at` and the data half of `write_at` take the read lock: any number of readers and writers of the same
@@ -23,7 +23,7 @@
 //! - eviction bumps the generation; a write that began under an older generation is not marked present (its file
 //!   may have been deleted underneath it).
 //!
-//! Shared fetches: readers claim the ranges they fetch ([`ContentStore::claim_fetch`], atomic under the item's
+//! Shared fetches: readers claim the ranges they fetch ([`DiskCache::claim_fetch`], atomic under the item's
 //! in-flight list) and wait on the item's [`ItemWatch`] for ranges another reader has claimed; every commit and
 //! every end of a fetch (also an aborted one: the claim is a guard) wakes the item's waiters. Readers pinned to
 //! different cTags never share.
@@ -146,8 +146,8 @@ struct ItemSlot {
     stream_hash: StreamHasher,
 }
 
-/// The content cache of one account.
-pub struct ContentStore {
+/// The on-disk store of one account's originals: sparse files of verified blocks, the block map, the budget.
+pub struct DiskCache {
     dir: PathBuf,
     store: Arc<Store>,
     budget: AtomicU64,
@@ -158,16 +158,16 @@ pub struct ContentStore {
     suspect: Mutex<HashMap<u64, String>>,
 }
 
-impl std::fmt::Debug for ContentStore {
+impl std::fmt::Debug for DiskCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ContentStore")
+        f.debug_struct("DiskCache")
             .field("dir", &self.dir)
             .field("budget", &self.budget.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-/// Keeps an item from being evicted while a reader has it open; see [`ContentStore::register_reader`].
+/// Keeps an item from being evicted while a reader has it open; see [`DiskCache::register_reader`].
 pub struct OpenGuard {
     slot: Arc<ItemSlot>,
     mismatches_at_open: u64,
@@ -246,12 +246,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
     }
 }
 
-impl ContentStore {
+impl DiskCache {
     /// Opens (creating) `<cache_dir>/content/` with a budget of `budget_bytes`.
-    pub fn open(cache_dir: &Path, store: Arc<Store>, budget_bytes: u64) -> Result<ContentStore, CacheError> {
+    pub fn open(cache_dir: &Path, store: Arc<Store>, budget_bytes: u64) -> Result<DiskCache, CacheError> {
         let dir = cache_dir.join("content");
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        Ok(ContentStore {
+        Ok(DiskCache {
             dir,
             store,
             budget: AtomicU64::new(budget_bytes),
@@ -450,7 +450,7 @@ impl ContentStore {
         self.write_slices_at(v, offset, &[bytes])
     }
 
-    /// [`ContentStore::write_at`] for bytes that arrived in pieces (a download's chunks): written one after the
+    /// [`DiskCache::write_at`] for bytes that arrived in pieces (a download's chunks): written one after the
     /// other from `offset` without gathering them into one buffer first.
     pub fn write_slices_at(&self, v: &ItemVersion, offset: u64, slices: &[&[u8]]) -> Result<Commit, CacheError> {
         let total: u64 = slices.iter().map(|s| s.len() as u64).sum();
@@ -982,10 +982,10 @@ mod tests {
         write_all_vectored_at(&file, &[&[], &[]], 0).unwrap();
     }
 
-    fn setup(budget: u64) -> (tempfile::TempDir, Arc<Store>, ContentStore) {
+    fn setup(budget: u64) -> (tempfile::TempDir, Arc<Store>, DiskCache) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open_in_memory().unwrap());
-        let content = ContentStore::open(dir.path(), store.clone(), budget).unwrap();
+        let content = DiskCache::open(dir.path(), store.clone(), budget).unwrap();
         (dir, store, content)
     }
 
