@@ -1,4 +1,5 @@
-//! Turns one round of OneDrive delta items into store changes, in one transaction (graph-api.md §5).
+//! Turns one round of OneDrive delta items into store changes, in one transaction (delta:
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/driveitem_delta>).
 //!
 //! Rules:
 //! - The same id may appear several times in a round: the **last occurrence wins**.

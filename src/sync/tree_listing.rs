@@ -1,8 +1,10 @@
 //! The first listing of a gallery by its folders instead of by delta pages: [`list_tree`].
 //!
 //! A folder-scoped delta enumeration comes in pages of at most 200 items, one after the other (`$top` is avoided
-//! on delta, graph-api.md §5), so 10,000 items cost ~50 sequential round trips. Listing the folders with
-//! `children()` (`$top=1000`, graph-api.md §4) several folders at once costs the deepest chain of pages instead.
+//! on delta), so 10,000 items cost ~50 sequential round trips. Listing the folders with `children()`
+//! (`$top=1000`) several folders at once costs the deepest chain of pages instead. Delta:
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/driveitem_delta>; children:
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/driveitem_list_children>.
 //! Children paging is not a consistent snapshot under concurrent writes, so:
 //!
 //! 1. a delta link for "from now on" is taken FIRST (`…/delta?token=latest`, scoped to the folder);
