@@ -1,7 +1,8 @@
 //! OneDrive's naming rules applied to names created locally (create, mkdir, rename targets), so a name OneDrive
 //! would refuse is refused at the syscall (`EINVAL`, `ENAMETOOLONG`) with a log line naming the rule, and
 //! nothing is created. The rules:
-//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/concepts/addressing-driveitems> and, for users, "Restrictions and limitations in OneDrive and SharePoint" (support.microsoft.com).
+//! <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/concepts/addressing-driveitems> and, for users,
+//! "Restrictions and limitations in OneDrive and SharePoint" (support.microsoft.com).
 
 use crate::fs::error::FsError;
 use std::ffi::OsStr;
