@@ -1,5 +1,5 @@
-//! The boundary error of the filesystem: every failure that reaches a syscall is mapped to an errno here, in one
-//! place, with the log line that tells the user what happened and what to do.
+//! The command line's errors: [`CliError`], the one line a command prints before exiting non-zero, and the
+//! process exit codes of the contract ([`exit`]). The filesystem's errors and their errnos are in `fs/error.rs`.
 
 use thiserror::Error;
 

@@ -14,7 +14,7 @@
 //! process) until a whole download of it verifies; readers of a suspect version serve no byte before that
 //! ([`DiskCache::is_suspect`]), so bytes that failed a check are never served again.
 //!
-//! Locking (per item, a `parking_lot::RwLock` holding the item's *generation*):
+//! Locking (per item, a read-write lock holding the item's *generation*):
 //! - `read_at` and the data half of `write_at` take the read lock: any number of readers and writers of the same
 //!   item run in parallel. Two fetches writing the same range write the same bytes of the same version, which is
 //!   harmless.
@@ -22,6 +22,24 @@
 //!   removal take the write lock, so two fetches finishing complementary halves cannot both skip verification.
 //! - eviction bumps the generation; a write that began under an older generation is not marked present (its file
 //!   may have been deleted underneath it).
+//!
+//! Lock order (a lock is only taken while holding locks above it in this list; never the other way):
+//! 1. `DiskCache::enforcing` (one budget enforcer at a time; held across the evictions it makes);
+//! 2. `DiskCache::slots`, the map of per-item slots (held only to find, create or prune a slot, or to read a
+//!    slot's open-reader count; nothing else is taken under it);
+//! 3. an item's `generation` lock (`ItemSlot::generation`, read or write; [`OpenGuard::while_generation`] takes
+//!    it for a reader's direct file read). At most one item's at a time;
+//! 4. under it, any of: the metadata store's writer (`Store`'s connection mutex, `store/mod.rs`), the item's
+//!    stream hasher (`stream_hash.rs`), `DiskCache::suspect`.
+//!
+//! Leaves, never held while taking another lock: an item's `in_flight` list (claims), its `last_touch`, and the
+//! `changed` notification, which is signalled after the locks are released. No lock is held across an `.await`
+//! (every method here is blocking). The filesystem reaches these through `Originals` (`mount/fs_backends.rs`): a
+//! read holds none of its locks; a copy of a cached original (`copy_cached`) may run under its staging lock (an
+//! async mutex, `fs/gallery/writes.rs`), which therefore comes before all of these.
+//!
+//! The locks and atomics come from [`super::sync_shim`], so that the claim protocol (claim, write, commit, evict,
+//! wait) runs under the shuttle model checker in `tests/content_claims_shuttle.rs`.
 //!
 //! Shared fetches: readers claim the ranges they fetch ([`DiskCache::claim_fetch`], atomic under the item's
 //! in-flight list) and wait on the item's [`ItemWatch`] for ranges another reader has claimed; every commit and
@@ -33,15 +51,15 @@
 //! `spawn_blocking` in async code.
 
 use super::stream_hash::{HashCounters, StreamHasher};
+use super::sync_shim::{AtomicU64, AtomicUsize, Mutex, RwLock};
 use super::verify;
 use crate::store::{ContentState, ItemKind, ItemRow, Store, StoreError};
-use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -226,7 +244,7 @@ impl Drop for InFlight {
     }
 }
 
-static NEXT_FETCH_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_FETCH_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {

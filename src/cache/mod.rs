@@ -9,6 +9,8 @@
 //!   readers and downloads whole items for pinning.
 //! - [`verify`]: quickXorHash of a cached file; [`stream_hash`]: the hash fed while a download streams in.
 //! - [`link_stats`]: the measured latency and rate of ranged requests, which size the prefetcher's parts in flight.
+//! - `sync_shim`: the disk cache's locks and atomics, swapped for shuttle's with the `shuttle` feature (a model
+//!   check of the claim protocol).
 //!
 //! Concurrency: handles on the same item share its cache file; the locks and their order are written at the top
 //! of [`disk_cache`]. A [`PrefetchingReader`] is used by one handle at a time (`&mut self`); its fetches run as
@@ -24,6 +26,7 @@ pub mod disk_cache;
 pub mod link_stats;
 pub mod reader;
 pub mod stream_hash;
+mod sync_shim;
 pub mod verify;
 
 pub use disk_cache::{CacheError, CacheUsage, Commit, DiskCache, InFlight, ItemVersion, ItemWatch, OpenGuard};

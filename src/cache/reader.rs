@@ -20,6 +20,10 @@
 //! Handles on the same item share their fetches: a range another handle is fetching is waited for, not fetched
 //! again (see [`DiskCache::claim_fetch`]).
 //!
+//! Locks: a reader holds no lock of the disk cache between its calls (the order of those is written in
+//! [`DiskCache`]'s module); a part's outcome slot (`PartOutcome`, a mutex) is a leaf. The filesystem serialises
+//! the reads of one handle (`mount/fs_backends.rs` keeps the reader behind an async mutex).
+//!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
 //!

@@ -1,6 +1,8 @@
-//! What the filesystem core needs from the layers that hold bytes: an on-demand reader of originals (the content
-//! cache and prefetcher implement [`Originals`]) and the OneDrive thumbnails kept on disk
-//! ([`ThumbnailJpegs`], filled by the sync engine's thumbnail fetcher).
+//! What the filesystem core needs from the layers that hold bytes, as traits it declares: [`Originals`], the
+//! originals of files (a reader per open handle pinned to the version seen at open, whole cached files, eviction,
+//! read-ahead), with [`OriginalReader`] for one handle's reads; and [`ThumbnailJpegs`], OneDrive's thumbnails kept
+//! on disk by the sync engine's thumbnail fetcher. The mount implements them over the content cache and the
+//! thumbnail files (`mount/fs_backends.rs`).
 
 use super::error::FsError;
 use crate::store::ItemRow;
@@ -9,14 +11,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::Path;
 
-/// Reads one open file's original content, pinned to the version (cTag) seen at open.
+/// Reads one open file's original content, pinned to the version (cTag) seen at open. A failure keeps its cause
+/// ([`FsError::Content`](super::error::FsError::Content)).
 #[async_trait]
 pub trait OriginalReader: Send + Sync {
     /// Up to `len` bytes at `offset` (fewer only at the end of the file).
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError>;
 }
 
-/// Opens readers of originals.
+/// The originals of files, as the filesystem core reads them.
 #[async_trait]
 pub trait Originals: Send + Sync {
     /// A reader for the current version of `item`. Must not wait for the content: fetching starts on read.

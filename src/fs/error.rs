@@ -14,7 +14,8 @@ pub enum ContentFailure {
     /// The file changed on OneDrive since it was opened (its content version moved on): the open handle's
     /// version cannot be read any more; a new open reads the new one.
     Changed,
-    /// The downloaded bytes were wrong (quickXorHash mismatch) or kept arriving short: discarded, never served.
+    /// The downloaded bytes were wrong (quickXorHash mismatch) or kept arriving short after retries: discarded,
+    /// never served.
     Corrupt,
     /// OneDrive could not be reached (no connection, timeouts, server errors or throttling after retries).
     Unreachable,
@@ -31,7 +32,8 @@ impl std::fmt::Display for ContentFailure {
                 "the file changed on OneDrive while it was open; close and reopen it to read the new version"
             }
             ContentFailure::Corrupt => {
-                "the downloaded bytes failed their check and were discarded; reading again downloads them anew"
+                "the downloaded bytes were wrong or incomplete and were discarded (none was served); reading again \
+                 downloads them anew"
             }
             ContentFailure::Unreachable => {
                 "OneDrive cannot be reached; check the network (files already cached stay readable)"

@@ -20,7 +20,8 @@ use thiserror::Error;
 
 use super::models::{Drive, DriveItem, Thumbnail, ThumbnailSet};
 
-/// Files up to this size go in one simple `PUT`; larger ones through an upload session (graph-api.md §8).
+/// Files up to this size go in one simple `PUT`; larger ones through an upload session
+/// (<https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/driveitem-createuploadsession>).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
 /// Why a remote operation failed, sorted by what the caller should do about it.
@@ -97,7 +98,8 @@ pub type DownloadStream = BoxStream<'static, Result<Bytes, DriveError>>;
 pub enum DeltaRequest {
     /// A full enumeration of `folder_id`'s subtree (`None` = the drive root: `/me/drive/root/delta`).
     Full { folder_id: Option<String> },
-    /// No items, just a delta link for "from now on" (`…/delta?token=latest`; graph-api.md §5) of `folder_id`'s
+    /// No items, just a delta link for "from now on" (`…/delta?token=latest`,
+    /// <https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/driveitem-delta>) of `folder_id`'s
     /// subtree (`None` = the drive root). An implementation without it answers
     /// [`is_not_supported`](DriveError::is_not_supported).
     Latest { folder_id: Option<String> },

@@ -1,4 +1,5 @@
-//! The socket.io change-notification channel of OneDrive (graph-api.md §13): `GET /me/drive/root/subscriptions/
+//! The socket.io change-notification channel of OneDrive
+//! (<https://learn.microsoft.com/en-us/onedrive/developer/rest-api/api/subscriptions_socketio>): `GET /me/drive/root/subscriptions/
 //! socketIo` gives `{id, notificationUrl, expirationDateTime}`; [`NotificationChannel::run`] connects a websocket
 //! to `{scheme}://{host}/socket.io/?EIO=4&transport=websocket&{query of notificationUrl}` (AB's raw recipe of the
 //! documented "split at `/callback?`"), joins the default namespace, the URL's path as namespace and
@@ -28,7 +29,7 @@ use super::error::GraphError;
 use super::graph::GraphClient;
 use super::http::{redact, UrlKind};
 
-/// The namespace AB's recipe joins (graph-api.md §13).
+/// The namespace AB's recipe joins (see the module note).
 pub const DEFAULT_NAMESPACE: &str = "/notifications";
 
 /// What `GET …/root/subscriptions/socketIo` answers. `Debug` hides the URL's query.

@@ -84,6 +84,11 @@ fn bytes_that_fail_their_check_are_never_served_again() {
     let err = f.read_exact_at(&mut page, 0).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "a read of the first page: {err}");
     drop(f);
+    assert!(
+        log(&env).contains("were wrong or incomplete and were discarded"),
+        "the log says what happened:\n{}",
+        log(&env)
+    );
     let state = common::sh_ok(&format!(
         "getfattr --only-values -n user.galleryfs.state '{}'",
         path.display()
@@ -117,6 +122,11 @@ fn truncated_downloads_end_in_eio_and_a_remote_edit_racing_a_read_in_estale_then
     );
     assert_eio("a truncated download", cat(&path), &[], &env);
     assert_eio("a truncated download, again", cat(&path), &[], &env);
+    assert!(
+        log(&env).contains("OneDrive cannot be reached; check the network"),
+        "the log says what happened (the connection kept breaking) and what to do:\n{}",
+        log(&env)
+    );
     env.emu().state.faults.clear_rules();
     assert!(cat(&path).unwrap() == good, "the whole file once downloads complete");
 
@@ -141,7 +151,14 @@ fn truncated_downloads_end_in_eio_and_a_remote_edit_racing_a_read_in_estale_then
     let mut rest = Vec::new();
     match f.read_to_end(&mut rest) {
         Ok(_) => assert!(rest == first[head.len()..], "the old handle reads only the old version"),
-        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}"),
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+            assert!(
+                log(&env).contains("changed on OneDrive while it was open; close and reopen it"),
+                "the log says what to do:\n{}",
+                log(&env)
+            );
+        }
     }
     drop(f);
     assert!(cat(&path).unwrap() == second, "a new open reads the new version");

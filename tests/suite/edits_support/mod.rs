@@ -182,27 +182,29 @@ use galleryfs::sync::delta_apply::{apply_delta_round_with_link, AppliedChanges, 
 use galleryfs::sync::local_edits::LocalEdits;
 use galleryfs::sync::outbox_replay::{OutboxReplayer, ReplayConfig};
 
-/// Originals read from a drive (what the content cache does, without caching).
+/// Originals read from a drive (what the content cache does, without caching and without pinning: each read asks
+/// for the item's current content version first, so a handle reads whatever OneDrive holds now).
 pub struct DriveContent(pub Arc<dyn DriveApi>);
 
 struct DriveReader {
     drive: Arc<dyn DriveApi>,
     id: String,
-    ctag: String,
 }
 
 #[async_trait]
 impl OriginalReader for DriveReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
         use futures::TryStreamExt;
+        let io = |e: galleryfs::remote::drive_api::DriveError| FsError::io(e.to_string());
+        let ctag = self.drive.item(&self.id).await.map_err(io)?.c_tag.unwrap_or_default();
         let end = offset + len as u64;
-        let body = match self.drive.download(&self.id, &self.ctag, offset, end).await {
+        let body = match self.drive.download(&self.id, &ctag, offset, end).await {
             Ok(body) => body,
             // At or past the end of the content: nothing to read.
             Err(galleryfs::remote::drive_api::DriveError::Other { status: Some(416), .. }) => return Ok(Bytes::new()),
-            Err(e) => return Err(FsError::io(e.to_string())),
+            Err(e) => return Err(io(e)),
         };
-        let chunks: Vec<Bytes> = body.try_collect().await.map_err(|e| FsError::io(e.to_string()))?;
+        let chunks: Vec<Bytes> = body.try_collect().await.map_err(io)?;
         Ok(chunks.concat().into())
     }
 }
@@ -213,7 +215,6 @@ impl Originals for DriveContent {
         Ok(Box::new(DriveReader {
             drive: self.0.clone(),
             id: item.item_id.clone(),
-            ctag: item.ctag.clone().unwrap_or_default(),
         }))
     }
 }
