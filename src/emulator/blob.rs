@@ -76,7 +76,7 @@ impl Blob {
 
     /// quickXorHash of the whole content, read in chunks.
     pub fn compute_hash(&self) -> std::io::Result<String> {
-        let mut h = QuickXor::new();
+        let mut h = QuickXor::default();
         let len = self.len();
         let mut at = 0;
         while at < len {
@@ -105,7 +105,7 @@ impl SpoolWriter {
             mem: Vec::new(),
             file: None,
             len: 0,
-            hasher: QuickXor::new(),
+            hasher: QuickXor::default(),
         }
     }
 

@@ -30,14 +30,16 @@ const EMPTY: QuickXor = QuickXor {
     len: 0,
 };
 
-impl QuickXor {
-    pub const fn new() -> Self {
+impl Default for QuickXor {
+    fn default() -> Self {
         EMPTY
     }
+}
 
+impl QuickXor {
     /// The hash of `data` as OneDrive reports it.
     pub fn of(data: &[u8]) -> String {
-        let mut h = Self::new();
+        let mut h = Self::default();
         h.update(data);
         h.finish()
     }
@@ -137,7 +139,7 @@ mod tests {
             let want = by_definition(&data[..len]);
             assert_eq!(QuickXor::of(&data[..len]), want, "len {len}");
             for piece in [1, 7, 160, 161] {
-                let mut h = QuickXor::new();
+                let mut h = QuickXor::default();
                 for c in data[..len].chunks(piece) {
                     h.update(c);
                 }
