@@ -650,6 +650,24 @@ impl DiskCache {
         Ok(())
     }
 
+    /// Gives a replaced file's cached version a second name under `new_item_id` (a hard link in the cache
+    /// directory), for a row that keeps the version's bytes and block map but takes a local item id: readers that
+    /// open that row find the file under its new id, whatever later happens to the item's own directory. Returns
+    /// whether a file was linked (false when the version has no cache file). Takes no lock: it may run inside a
+    /// store transaction; a version removed at the same moment is simply not linked.
+    pub fn link_version_as(&self, v: &ItemVersion, new_item_id: &str) -> Result<bool, CacheError> {
+        let from = self.path_of(v);
+        let to_dir = self.item_dir(new_item_id);
+        fs::create_dir_all(&to_dir).map_err(io_err(&to_dir))?;
+        let to = to_dir.join(hashed(&v.ctag));
+        match fs::hard_link(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(true),
+            Err(e) => Err(io_err(&to)(e)),
+        }
+    }
+
     /// Deletes the cached files of an item removed from the store (its blocks went with its row).
     pub fn remove_item_files(&self, item_id: &str) -> Result<(), CacheError> {
         let dir = self.item_dir(item_id);

@@ -46,6 +46,13 @@ pub trait Originals: Send + Sync {
     /// waits; a read of the item meanwhile shares the fetch.
     fn prefetch(&self, _item: &ItemRow) {}
 
+    /// `item` (clean, its version perhaps cached) stays readable under the local id `local_id` while its OneDrive
+    /// id passes to another row: its cached bytes get that id too. Runs inside a store transaction: no store call.
+    fn keep_under_local_id(&self, _item: &ItemRow, _local_id: &str) {}
+
+    /// The cached bytes kept under a local id (see [`Originals::keep_under_local_id`]) are no longer needed.
+    fn drop_local_id(&self, _local_id: &str) {}
+
     /// Copies `item`'s original to `to` when it is complete in the cache. Returns whether it did.
     fn copy_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
         false

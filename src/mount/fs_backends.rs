@@ -136,6 +136,21 @@ impl Originals for CachedOriginals {
         });
     }
 
+    fn keep_under_local_id(&self, item: &ItemRow, local_id: &str) {
+        let Ok(version) = crate::cache::ItemVersion::of(item) else {
+            return;
+        };
+        if let Err(e) = self.content.link_version_as(&version, local_id) {
+            tracing::debug!(ino = item.ino, error = %e, "a replaced file's cached bytes not kept for its readers");
+        }
+    }
+
+    fn drop_local_id(&self, local_id: &str) {
+        if let Err(e) = self.content.remove_item_files(local_id) {
+            tracing::debug!(error = %e, "a replaced file's cached bytes not removed; the next start does");
+        }
+    }
+
     fn copy_cached(&self, item: &ItemRow, to: &Path) -> bool {
         match self.content.copy_complete_to(item.ino, to) {
             Ok(copied) => copied,

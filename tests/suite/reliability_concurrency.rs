@@ -249,6 +249,52 @@ fn concurrent_atomic_saves_of_one_file_with_a_reader() {
     concurrent_atomic_saves("poll_interval=1,thumbnails=off", true);
 }
 
+/// An open that reaches a file just replaced by an editor's save (the kernel resolved its name before the
+/// rename; here an `O_PATH` descriptor reopened through `/proc/self/fd`) reads the replaced version from the
+/// cache, also after the new version's upload took the item's place in the cache.
+#[test]
+fn an_open_racing_an_editors_save_reads_the_replaced_version() {
+    require_fuse!();
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let env = Env::start(2);
+    env.login();
+    mount_clean(&env, OPTIONS);
+    let root = env.mnt.join("Saves");
+    std::fs::create_dir(&root).unwrap();
+    let (old, new) = (bytes(50_000, 1), bytes(50_001, 2));
+    write_file(&root.join("both.jpg"), &old).unwrap();
+    wait_drained(&env);
+    let id = remote_id(&env, "Saves/both.jpg").expect("uploaded");
+    let resolved = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(root.join("both.jpg"))
+        .unwrap();
+    save_atomically(&root.join("both.jpg"), "editor", &new).unwrap();
+    wait_drained(&env);
+    assert_eq!(
+        remote_id(&env, "Saves/both.jpg").as_deref(),
+        Some(id.as_str()),
+        "the save keeps the item"
+    );
+    let reopened = format!("/proc/self/fd/{}", resolved.as_raw_fd());
+    let got = std::fs::read(&reopened).unwrap_or_else(|e| {
+        panic!(
+            "the replaced version, opened after the save: {e}\n{}",
+            log_text(&env)
+                .lines()
+                .filter(|l| l.contains("WARN"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(got == old, "the replaced version's bytes ({} bytes read)", got.len());
+    assert_eq!(std::fs::read(root.join("both.jpg")).unwrap(), new);
+    drop(resolved);
+    final_checks(&env, OPTIONS);
+}
+
 /// The same with `write_back=0`: a temp file can finish uploading before it is renamed over its target, and
 /// the replayer commits uploads of files the other editor is replacing at that moment.
 #[test]

@@ -627,11 +627,13 @@ impl GalleryFs {
     /// Removes an orphan's detached row and staged content.
     fn remove_orphan(&self, ino: Ino) {
         let removed = self.store.write_durable(|t| match t.get(ino)? {
-            Some(row) if row.parent_ino.is_none() => t.remove(ino).map(|_| ()),
-            _ => Ok(()),
+            Some(row) if row.parent_ino.is_none() => t.remove(ino).map(|_| Some(row.item_id)),
+            _ => Ok(None),
         });
-        if let Err(e) = removed {
-            tracing::warn!(ino, error = %e, "cannot remove a file unlinked while open; the next start does");
+        match removed {
+            Ok(Some(item_id)) if item_id.starts_with(LOCAL_ORPHAN_PREFIX) => self.content.drop_local_id(&item_id),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(ino, error = %e, "cannot remove a file unlinked while open; the next start does"),
         }
         self.forget_staged(ino);
         // Its delete may have waited for the last close.
@@ -898,8 +900,11 @@ impl GalleryFs {
             // Open (a viewer showing the photo being saved) or reachable by the kernel: the old row stays,
             // detached, under a local id (the OneDrive id goes to the new content) until its last close or forget.
             // What of it is not read or cached yet cannot be fetched any more: reads of it fail with EIO.
+            let local_id = format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino);
+            // Its cached bytes follow it to the local id, before any reader can find the row under that id.
+            self.content.keep_under_local_id(old, &local_id);
             t.detach(old.ino)?;
-            t.set_item_id(old.ino, &format!("{LOCAL_ORPHAN_PREFIX}{}", old.ino))?;
+            t.set_item_id(old.ino, &local_id)?;
             self.orphans.lock().insert(old.ino);
         } else {
             t.remove(old.ino)?;
