@@ -48,6 +48,10 @@ pub fn logout(args: LogoutArgs) -> Result<(), CliError> {
     let account = args.account.account.clone();
     validate_account_name(&account).map_err(CliError::usage)?;
     let paths = AccountPaths::new(&account);
+    if args.purge_cache {
+        // Before anything changes: a refusal leaves the account as it was.
+        wait_for_mount_to_end(&paths)?;
+    }
     let removed = TokenStore::new(paths.token_file.clone())
         .delete()
         .map_err(|e| CliError::failure(e.to_string()))?;
@@ -57,18 +61,50 @@ pub fn logout(args: LogoutArgs) -> Result<(), CliError> {
         eprintln!("account {account} was not signed in");
     }
     if args.purge_cache {
-        match std::fs::remove_dir_all(&paths.cache_dir) {
-            Ok(()) => eprintln!("deleted {}", paths.cache_dir.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::failure(format!(
-                    "cannot delete {}: {e}",
-                    paths.cache_dir.display()
-                )))
-            }
-        }
+        purge_cache_dir(&paths.cache_dir)?;
     }
     Ok(())
+}
+
+/// How long `logout --purge-cache` waits for a mount of the account that is ending (just unmounted: its process
+/// still writes its store and log for a moment).
+const MOUNT_END_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits while a process serving the account is alive; refuses when it does not end (a mounted account's cache
+/// is in use).
+fn wait_for_mount_to_end(paths: &AccountPaths) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    while let Some(mount) = crate::mount::MountRecord::load_live(paths) {
+        if started.elapsed() >= MOUNT_END_WAIT {
+            return Err(CliError::failure(format!(
+                "account {} is mounted at {} (process {}); its cache was kept: unmount first with \
+                 `galleryfs unmount {}`, then run this again",
+                paths.name, mount.mountpoint, mount.pid, mount.mountpoint
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Deletes the account's cache directory. A file a process that just ended flushed meanwhile makes the directory
+/// non-empty again: tried a few times.
+fn purge_cache_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {
+                eprintln!("deleted {}", dir.display());
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 5 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(CliError::failure(format!("cannot delete {}: {e}", dir.display()))),
+        }
+    }
 }
 
 /// The error, plus where to look when it points at the app registration (wrong client id, public client flows

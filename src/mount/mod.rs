@@ -49,8 +49,21 @@ impl MountRecord {
     /// The record of a mount whose process is still alive.
     pub fn load_live(paths: &AccountPaths) -> Option<MountRecord> {
         let rec: MountRecord = serde_json::from_slice(&std::fs::read(Self::path(paths)).ok()?).ok()?;
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid as i32), None).is_ok();
-        alive.then_some(rec)
+        rec.process_alive().then_some(rec)
+    }
+
+    /// Whether the mount's process still runs (a zombie waiting to be reaped has ended).
+    pub fn process_alive(&self) -> bool {
+        let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None).is_ok();
+        // `/proc/<pid>/stat`: "pid (comm) S ...", the state after the last ')'.
+        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false);
+        exists && !zombie
     }
 }
 
@@ -364,7 +377,6 @@ fn stop(
         let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
     });
     account.client.close();
-    let _ = std::fs::remove_file(MountRecord::path(&account.paths));
     // Async tasks end at once; a blocking store or cache operation in flight gets a moment (each is crash-safe).
     runtime.shutdown_timeout(Duration::from_secs(1));
     match account.store.outbox_counts().map(|c| c.pending).unwrap_or(0) {
@@ -375,6 +387,8 @@ fn stop(
             "unmounted; {pending} pending changes stay journalled and are sent at the next mount"
         ),
     }
+    // Last: while the record exists, `galleryfs logout --purge-cache` waits for this process to end.
+    let _ = std::fs::remove_file(MountRecord::path(&account.paths));
 }
 
 fn set_quota(fs: &GalleryFs, status: &SyncStatus) {

@@ -475,3 +475,37 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze verify: {err}"
     );
 }
+
+/// `logout --purge-cache` never deletes the cache of a mounted account (its store holds the pending changes):
+/// it says to unmount first. Right after `galleryfs unmount`, while the daemon still ends, it waits for it and
+/// deletes the whole cache directory.
+#[test]
+fn purge_cache_waits_for_the_mount_to_end_and_spares_a_mounted_account() {
+    require_fuse!();
+    let env = Env::start(2);
+    env.login();
+    env.mount("poll_interval=2,write_back=600");
+    let m = env.mnt.display().to_string();
+    common::sh_ok(&format!("echo pending > '{m}/pending.txt'"));
+    let cache = env.cache_dir().join("default");
+    let out = env.galleryfs(&["logout", "--purge-cache"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a mounted account's cache was purged: {err}");
+    assert!(
+        err.contains("is mounted at") && err.contains("galleryfs unmount"),
+        "the message says what to do: {err}"
+    );
+    assert!(
+        cache.join("meta.db").exists(),
+        "the store with the pending change is kept"
+    );
+    assert!(is_mounted(&env.mnt));
+    assert_eq!(
+        std::fs::read_to_string(format!("{m}/pending.txt")).unwrap(),
+        "pending\n"
+    );
+    // Unmounted: the purge, at once after, leaves nothing (the daemon's last writes included).
+    env.galleryfs_ok(&["unmount", &m]);
+    env.galleryfs_ok(&["logout", "--purge-cache"]);
+    assert!(!cache.exists(), "the cache directory is gone");
+}
