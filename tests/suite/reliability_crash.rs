@@ -537,13 +537,13 @@ fn crash_after_a_one_fragment_upload_session_completed_before_its_journal() {
     run_session_completed_then_moved(AfterSession::Kept);
 }
 
-/// A new 12 MiB file's upload session (two fragments) is created for its first name; the file is renamed while
-/// fragment 1 is on the way and the daemon dies right after it. The next daemon goes on with the file at its new
-/// name: it must not resume the session made for the old name (which would complete there, behind the rename),
-/// and, when it dies too once its upload completed (`crash_again`), the daemon after it adopts that item instead
-/// of uploading the file a second time.
-fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
-    eprintln!("upload session interrupted, file renamed; crash again after completion: {crash_again}");
+/// A new 12 MiB file's upload session (two fragments) is created for its first name; the file is renamed (or
+/// moved into another folder: `to`) while fragment 1 is on the way and the daemon dies right after it. The next
+/// daemon goes on with the file at its new place: it must not resume the session made for the old one (which
+/// would complete there, behind the rename), and, when it dies too once its upload completed (`crash_again`),
+/// the daemon after it adopts that item instead of uploading the file a second time.
+fn run_session_of_a_renamed_file_after_a_crash(to: &str, crash_again: bool) {
+    eprintln!("upload session interrupted, file renamed to {to}; crash again after completion: {crash_again}");
     let env = Env::start(3);
     env.login();
     let m = env.mnt.display().to_string();
@@ -554,6 +554,13 @@ fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
 
     let pid = mount_armed(&env, OPTIONS, "upload.fragment_sent:1");
     assert!(pid.is_some(), "the armed mount came up");
+    if let Some((dir, _)) = to.rsplit_once('/') {
+        std::fs::create_dir(env.mnt.join(dir)).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || remote_id(&env, dir).is_some()),
+            "the folder reached OneDrive"
+        );
+    }
     let before = remote_tree(&env);
     let slow = env.emu().state.faults.add_rule(
         FaultRule::new(FaultKind::Latency { ms: 2000 })
@@ -575,7 +582,7 @@ fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
         "an upload session was created; log tail:\n{}",
         tail(&log_text(&env), 30)
     );
-    std::fs::rename(env.mnt.join("big.mp4"), env.mnt.join("renamed.mp4")).unwrap();
+    std::fs::rename(env.mnt.join("big.mp4"), env.mnt.join(to)).unwrap();
     wait_crashed(&env, pid, "upload.fragment_sent:1");
     env.emu().state.faults.remove_rule(slow);
     assert!(remote_id(&env, "big.mp4").is_none(), "the session is not complete yet");
@@ -608,8 +615,8 @@ fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
             .collect()
     };
     assert!(
-        wait_until(Duration::from_secs(30), || ours() == vec!["renamed.mp4".to_string()]),
-        "exactly one item with the file's bytes, at renamed.mp4: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
+        wait_until(Duration::from_secs(30), || ours() == vec![to.to_string()]),
+        "exactly one item with the file's bytes, at {to}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
         ours(),
         remote_tree(&env),
         tail(&log_text(&env), 40)
@@ -627,11 +634,11 @@ fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
     );
     let listed = wait_until(Duration::from_secs(30), || {
         let tree = mount_tree(&env.mnt);
-        tree.get("renamed.mp4") == Some(&Some(data.len() as u64)) && !tree.contains_key("big.mp4")
+        tree.get(to) == Some(&Some(data.len() as u64)) && !tree.contains_key("big.mp4")
     });
     assert!(
         listed,
-        "the mount shows the file once, renamed: {:?}",
+        "the mount shows the file once, at {to}: {:?}",
         mount_tree(&env.mnt)
     );
     assert!(
@@ -645,13 +652,19 @@ fn run_session_of_a_renamed_file_after_a_crash(crash_again: bool) {
 #[test]
 fn a_session_made_for_the_old_name_is_not_resumed_after_a_crash() {
     require_fuse!();
-    run_session_of_a_renamed_file_after_a_crash(false);
+    run_session_of_a_renamed_file_after_a_crash("renamed.mp4", false);
 }
 
 #[test]
 fn crash_after_the_upload_of_a_file_renamed_during_an_interrupted_session() {
     require_fuse!();
-    run_session_of_a_renamed_file_after_a_crash(true);
+    run_session_of_a_renamed_file_after_a_crash("renamed.mp4", true);
+}
+
+#[test]
+fn crash_after_the_upload_of_a_file_moved_during_an_interrupted_session() {
+    require_fuse!();
+    run_session_of_a_renamed_file_after_a_crash("Moved/renamed.mp4", true);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
