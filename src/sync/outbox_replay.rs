@@ -16,7 +16,9 @@
 //!   until the user runs `galleryfs trash confirm-deletes` (or `cancel-deletes`); the status message says so.
 //! - Upload sessions are driven inside [`DriveApi::upload`]; their URL is journalled on the entry as soon as a
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
-//!   session gone or expired starts over from the staged file; nothing is lost either way).
+//!   session gone or expired starts over from the staged file; nothing is lost either way). A first upload's
+//!   session is resumed only while the file is at the place the session was made for (it creates its item
+//!   there); after a rename or a move a new session starts at the file's place.
 //! - Locks: `pass` (async) is held for a whole pass, before the store's connections and before the locks
 //!   [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit transaction); `recent_deletes`
 //!   is taken alone.
@@ -567,10 +569,17 @@ impl OutboxReplayer {
     ) -> Result<UploadPlan, Failure> {
         let our_hash = source_hash(&source);
         let sent_before = self.note_sending(row.ino, our_hash.as_deref())?;
-        let resume_url = entry
+        let mut resume_url = entry
             .upload_url
             .clone()
             .filter(|_| entry.upload_expires.is_none_or(|t| t > Utc::now()));
+        if resume_url.is_some() && !self.session_made_for_here(entry.seq, row, &parent_id)? {
+            tracing::info!(
+                ino = row.ino,
+                "the file was renamed or moved since its upload session began; a new session starts at its place"
+            );
+            resume_url = None;
+        }
         let journal = {
             let (store, seq) = (self.store.clone(), entry.seq);
             SessionJournal(Arc::new(move |url: &str, expires| {

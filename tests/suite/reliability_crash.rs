@@ -381,6 +381,293 @@ fn the_matrix_names_real_crash_points() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// A new file's upload session completed on OneDrive, its item not journalled, the file renamed or moved meanwhile
+
+/// Where the file is by the time its upload session completes.
+#[derive(Clone, Copy, Debug)]
+enum AfterSession {
+    /// Still where the session was created for.
+    Kept,
+    /// Renamed in its folder.
+    Renamed,
+    /// Moved into another folder under a new name.
+    Moved,
+}
+
+/// A new 4.5 MB file (an upload session of one fragment) is copied in; the fragment is slowed by the emulator so
+/// that the file is renamed or moved while it is on the way (after the session was created for the old place);
+/// the daemon dies once the session has completed on OneDrive, before the store records the item. After the
+/// restart, the item the session made is the file's: adopted (and moved to the file's place), never uploaded a
+/// second time, never lost.
+fn run_session_completed_then_moved(after: AfterSession) {
+    eprintln!("upload session completed before its journal, file {after:?}");
+    let env = Env::start(3);
+    env.login();
+    let m = env.mnt.display().to_string();
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(4_500_000, 13);
+    let hash = QuickXorHash::of(&data);
+    std::fs::write(src.path().join("big.jpg"), &data).unwrap();
+
+    let pid = mount_armed(&env, OPTIONS, "replay.upload_done");
+    assert!(pid.is_some(), "the armed mount came up");
+    let (want, gone): (&str, &str) = match after {
+        AfterSession::Kept => ("big.jpg", "renamed.jpg"),
+        AfterSession::Renamed => ("renamed.jpg", "big.jpg"),
+        AfterSession::Moved => {
+            std::fs::create_dir(env.mnt.join("Moved")).unwrap();
+            // The folder exists on OneDrive before the file's upload starts.
+            assert!(
+                wait_until(Duration::from_secs(30), || remote_id(&env, "Moved").is_some()),
+                "the folder reached OneDrive"
+            );
+            ("Moved/renamed.jpg", "big.jpg")
+        }
+    };
+    let before = remote_tree(&env);
+    let slow = env.emu().state.faults.add_rule(
+        FaultRule::new(FaultKind::Latency { ms: 2000 })
+            .method("PUT")
+            .path_contains("/upload/"),
+    );
+    let log_from = env.emu().state.log.next_seq();
+    common::sh_ok(&format!("cp '{}/big.jpg' '{m}/big.jpg'", src.path().display()));
+    // The session exists (created for `big.jpg`), its fragment is on the way.
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .emu()
+            .state
+            .log
+            .entries_since(log_from)
+            .iter()
+            .any(|r| r.method == "POST"
+                && r.path.contains("createUploadSession")
+                && r.status < 300)),
+        "an upload session was created; log tail:\n{}",
+        tail(&log_text(&env), 30)
+    );
+    match after {
+        AfterSession::Kept => {}
+        AfterSession::Renamed | AfterSession::Moved => {
+            std::fs::rename(env.mnt.join("big.jpg"), env.mnt.join(want)).unwrap();
+        }
+    }
+    wait_crashed(&env, pid, "replay.upload_done");
+    env.emu().state.faults.remove_rule(slow);
+    assert_eq!(
+        remote_hash(&env, "big.jpg").as_deref(),
+        Some(hash.as_str()),
+        "the session completed at the place it was created for before the crash: {:?}",
+        remote_tree(&env)
+    );
+
+    let stderr = mount_clean(&env, OPTIONS);
+    assert!(
+        stderr.contains("stale mount"),
+        "the restart did not report the stale mount: {stderr}"
+    );
+    wait_drained(&env);
+    let ours = || -> Vec<String> {
+        remote_tree(&env)
+            .into_iter()
+            .filter(|(_, v)| v.3.as_deref() == Some(hash.as_str()))
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ours() == vec![want.to_string()]),
+        "exactly one item with the file's bytes, at {want}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
+        ours(),
+        remote_tree(&env),
+        tail(&log_text(&env), 40)
+    );
+    assert!(
+        remote_id(&env, gone).is_none(),
+        "nothing left at {gone}: {:?}",
+        remote_tree(&env)
+    );
+    assert_eq!(
+        remote_tree(&env).len(),
+        before.len() + 1,
+        "exactly one item added: {:?}",
+        remote_tree(&env)
+    );
+    assert!(
+        env.emu().state.recycle_bin_dump().is_empty(),
+        "nothing uploaded twice and taken back: {:?}",
+        env.emu().state.recycle_bin_dump()
+    );
+    let listed = wait_until(Duration::from_secs(30), || {
+        let tree = mount_tree(&env.mnt);
+        tree.get(want) == Some(&Some(data.len() as u64)) && !tree.contains_key(gone)
+    });
+    assert!(
+        listed,
+        "the mount shows the file once, at {want}: {:?}",
+        mount_tree(&env.mnt)
+    );
+    assert_eq!(
+        std::fs::read(env.mnt.join(want)).unwrap(),
+        data,
+        "the mount reads its bytes"
+    );
+    assert!(
+        conflict_copies(&env).is_empty(),
+        "no conflict copy: {:?}",
+        conflict_copies(&env)
+    );
+    final_checks(&env, OPTIONS);
+}
+
+#[test]
+fn crash_after_an_upload_session_completed_for_a_file_renamed_meanwhile() {
+    require_fuse!();
+    run_session_completed_then_moved(AfterSession::Renamed);
+}
+
+#[test]
+fn crash_after_an_upload_session_completed_for_a_file_moved_meanwhile() {
+    require_fuse!();
+    run_session_completed_then_moved(AfterSession::Moved);
+}
+
+#[test]
+fn crash_after_a_one_fragment_upload_session_completed_before_its_journal() {
+    require_fuse!();
+    run_session_completed_then_moved(AfterSession::Kept);
+}
+
+/// A new 12 MiB file's upload session (two fragments) is created for its first name; the file is renamed (or
+/// moved into another folder: `to`) while fragment 1 is on the way and the daemon dies right after it. The next
+/// daemon goes on with the file at its new place: it must not resume the session made for the old one (which
+/// would complete there, behind the rename), and, when it dies too once its upload completed (`crash_again`),
+/// the daemon after it adopts that item instead of uploading the file a second time.
+fn run_session_of_a_renamed_file_after_a_crash(to: &str, crash_again: bool) {
+    eprintln!("upload session interrupted, file renamed to {to}; crash again after completion: {crash_again}");
+    let env = Env::start(3);
+    env.login();
+    let m = env.mnt.display().to_string();
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(12 << 20, 17);
+    let hash = QuickXorHash::of(&data);
+    std::fs::write(src.path().join("big.mp4"), &data).unwrap();
+
+    let pid = mount_armed(&env, OPTIONS, "upload.fragment_sent:1");
+    assert!(pid.is_some(), "the armed mount came up");
+    if let Some((dir, _)) = to.rsplit_once('/') {
+        std::fs::create_dir(env.mnt.join(dir)).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(30), || remote_id(&env, dir).is_some()),
+            "the folder reached OneDrive"
+        );
+    }
+    let before = remote_tree(&env);
+    let slow = env.emu().state.faults.add_rule(
+        FaultRule::new(FaultKind::Latency { ms: 2000 })
+            .method("PUT")
+            .path_contains("/upload/"),
+    );
+    let log_from = env.emu().state.log.next_seq();
+    common::sh_ok(&format!("cp '{}/big.mp4' '{m}/big.mp4'", src.path().display()));
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .emu()
+            .state
+            .log
+            .entries_since(log_from)
+            .iter()
+            .any(|r| r.method == "POST"
+                && r.path.contains("createUploadSession")
+                && r.status < 300)),
+        "an upload session was created; log tail:\n{}",
+        tail(&log_text(&env), 30)
+    );
+    std::fs::rename(env.mnt.join("big.mp4"), env.mnt.join(to)).unwrap();
+    wait_crashed(&env, pid, "upload.fragment_sent:1");
+    env.emu().state.faults.remove_rule(slow);
+    assert!(remote_id(&env, "big.mp4").is_none(), "the session is not complete yet");
+
+    if crash_again {
+        let pid = mount_armed(&env, OPTIONS, "replay.upload_done");
+        assert!(pid.is_some(), "the second armed mount came up");
+        wait_crashed(&env, pid, "replay.upload_done");
+        assert_eq!(
+            remote_tree(&env)
+                .values()
+                .filter(|v| v.3.as_deref() == Some(hash.as_str()))
+                .count(),
+            1,
+            "the second daemon's upload completed: {:?}",
+            remote_tree(&env)
+        );
+    }
+    let stderr = mount_clean(&env, OPTIONS);
+    assert!(
+        stderr.contains("stale mount"),
+        "the restart did not report the stale mount: {stderr}"
+    );
+    wait_drained(&env);
+    let ours = || -> Vec<String> {
+        remote_tree(&env)
+            .into_iter()
+            .filter(|(_, v)| v.3.as_deref() == Some(hash.as_str()))
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ours() == vec![to.to_string()]),
+        "exactly one item with the file's bytes, at {to}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
+        ours(),
+        remote_tree(&env),
+        tail(&log_text(&env), 40)
+    );
+    assert!(
+        remote_id(&env, "big.mp4").is_none(),
+        "nothing at the old name: {:?}",
+        remote_tree(&env)
+    );
+    assert_eq!(
+        remote_tree(&env).len(),
+        before.len() + 1,
+        "exactly one item added: {:?}",
+        remote_tree(&env)
+    );
+    let listed = wait_until(Duration::from_secs(30), || {
+        let tree = mount_tree(&env.mnt);
+        tree.get(to) == Some(&Some(data.len() as u64)) && !tree.contains_key("big.mp4")
+    });
+    assert!(
+        listed,
+        "the mount shows the file once, at {to}: {:?}",
+        mount_tree(&env.mnt)
+    );
+    assert!(
+        conflict_copies(&env).is_empty(),
+        "no conflict copy: {:?}",
+        conflict_copies(&env)
+    );
+    final_checks(&env, OPTIONS);
+}
+
+#[test]
+fn a_session_made_for_the_old_name_is_not_resumed_after_a_crash() {
+    require_fuse!();
+    run_session_of_a_renamed_file_after_a_crash("renamed.mp4", false);
+}
+
+#[test]
+fn crash_after_the_upload_of_a_file_renamed_during_an_interrupted_session() {
+    require_fuse!();
+    run_session_of_a_renamed_file_after_a_crash("renamed.mp4", true);
+}
+
+#[test]
+fn crash_after_the_upload_of_a_file_moved_during_an_interrupted_session() {
+    require_fuse!();
+    run_session_of_a_renamed_file_after_a_crash("Moved/renamed.mp4", true);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // A stale mount
 
 fn mountinfo_count(path: &Path) -> usize {

@@ -1,13 +1,15 @@
 //! Recognising, after a crash or a lost answer, what an earlier attempt of the [`OutboxReplayer`] already
 //! did on OneDrive: an item with our bytes under the file's name, an upload session of a superseded version that
 //! completed, a first upload sent to the place the file had before a rename. Each is adopted instead of being
-//! duplicated (or kept beside as a conflict copy).
+//! duplicated (or kept beside as a conflict copy). The place a first upload is sent to is journalled before it
+//! is sent, and a first upload's session is resumed only at that place, so an item an earlier attempt made is
+//! always where the journal says.
 
-use super::{Failure, OutboxReplayer};
+use super::{real_id, Failure, OutboxReplayer};
 use crate::remote::drive_api::{DriveError, UploadSource};
 use crate::remote::models::DriveItem;
 use crate::remote::QuickXorHash;
-use crate::store::{name_key, OutboxEntry, OutboxOp};
+use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp};
 use chrono::{DateTime, Utc};
 
 /// Meta key prefix of [`first_upload_key`].
@@ -117,6 +119,27 @@ impl OutboxReplayer {
         }
         self.store.delete_meta(&first_upload_key(seq))?;
         Ok(())
+    }
+
+    /// Whether the upload session journalled on entry `seq` may be resumed for `row`, in the folder `parent_id`:
+    /// always for an item OneDrive has (its session replaces that item's content); for a first upload only while
+    /// the file is still at the place journalled for it ([`first_upload_key`], the place its session was made
+    /// for, where the session creates its item). A session made before a rename or a move is left: resumed, it
+    /// would complete at the old place while the journal names the new one, and an item it completed there is
+    /// found by [`OutboxReplayer::earlier_first_upload`].
+    pub(super) fn session_made_for_here(&self, seq: i64, row: &ItemRow, parent_id: &str) -> Result<bool, Failure> {
+        if real_id(row).is_some() {
+            return Ok(true);
+        }
+        let Some(target) = self
+            .store
+            .meta(&first_upload_key(seq))?
+            .as_deref()
+            .and_then(FirstUploadTarget::decode)
+        else {
+            return Ok(true);
+        };
+        Ok(target.parent_id == parent_id && name_key(&target.name) == name_key(&row.name))
     }
 
     /// The item a first upload of this entry created before a crash at the place the file had then (journalled
