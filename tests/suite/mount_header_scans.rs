@@ -134,11 +134,26 @@ fn exiftool_scan_fetches_headers_only_and_caches_nothing() {
         );
     }
 
-    // A viewer reading a whole photo gets it whole, verified and cached.
+    // A viewer reading a whole photo (1 MiB reads) gets it whole, verified and cached: the first window, then the
+    // rest by one request (no last short request after another round trip).
     let viewed = PHOTOS[4];
-    let bytes = std::fs::read(dir.join(viewed)).unwrap();
-    assert_eq!(bytes, std::fs::read(samples().join(viewed)).unwrap());
+    let since = env.emu().state.log.next_seq();
+    let copy = env.dir.path().join("viewed.jpg");
+    common::sh_ok(&format!(
+        "dd if='{}' of='{}' bs=1M status=none",
+        dir.join(viewed).display(),
+        copy.display()
+    ));
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(samples().join(viewed)).unwrap()
+    );
     assert_eq!(xattr(&dir.join(viewed), "user.galleryfs.state"), "cached");
+    let rs = content_ranges(&env, since);
+    assert!(
+        rs.len() <= 2 && rs.last().is_some_and(|r| r.1 == sizes[viewed]),
+        "a whole read of {viewed} fetched {rs:?}"
+    );
     env.unmount();
 }
 
