@@ -195,9 +195,13 @@ impl Bench {
         self.add_files("Camera", self.plan.items, 10_000, photo_size)?;
         self.wait_for_hashes()?;
         eprintln!(
-            "seeded {} items ({} file hashed) in {:.1} s",
-            self.plan.items + self.plan.photos + 1,
-            self.plan.big_label(),
+            "seeded {} items ({}) in {:.1} s",
+            self.plan.items + self.plan.photos + usize::from(!self.plan.only_scan),
+            if self.plan.only_scan {
+                "no big file: only the gallery-scan rows run".to_string()
+            } else {
+                format!("{} file hashed", self.plan.big_label())
+            },
             t.elapsed().as_secs_f64()
         );
         Ok(())
