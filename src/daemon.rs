@@ -223,6 +223,29 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(want.as_ref()))
 }
 
+/// Whether `path` is inside a galleryfs mount: the innermost mount (by /proc/self/mountinfo) holding its canonical
+/// path is of type `fuse.galleryfs`. Answers for paths that have no OneDrive item (the Timeline's folders).
+pub fn in_galleryfs_mount(path: &Path) -> bool {
+    let (Ok(full), Ok(info)) = (
+        std::fs::canonicalize(path),
+        std::fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return false;
+    };
+    let mut innermost: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-")) else {
+            continue;
+        };
+        let point = unescape_mountinfo(point);
+        if full.starts_with(&point) && innermost.is_none_or(|(len, _)| point.len() >= len) {
+            innermost = Some((point.len(), fields.get(sep + 1) == Some(&"fuse.galleryfs")));
+        }
+    }
+    innermost.is_some_and(|(_, ours)| ours)
+}
+
 /// Mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();

@@ -3,12 +3,14 @@
 //! The emulator runs as its own process (`galleryfs emulator`), the mount as the real daemon (`galleryfs mount`);
 //! this process is only the client (reads, `ls -l`, direct HTTP) and hosts the passthrough FUSE reference. One
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
-//! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only).
+//! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
+//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`).
 //! See `docs/benchmarks.md` for what each row measures and what limits it.
 
 mod env;
 mod report;
 mod rows;
+mod rows_gallery_scan;
 
 use anyhow::Result;
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::time::Instant;
 use env::*;
 use report::*;
 use rows::*;
+use rows_gallery_scan::*;
 
 /// How big this run is.
 pub struct Plan {
@@ -31,6 +34,10 @@ pub struct Plan {
     pub memory_items: usize,
     /// Bytes copied into the mount by the `cp` row.
     pub copy_len: u64,
+    /// Camera photos the metadata-scan rows scan.
+    pub scan_photos: usize,
+    /// Only the gallery-scan rows (`GALLERYFS_BENCH_ROWS=gallery_scan`).
+    pub only_scan: bool,
 }
 
 impl Plan {
@@ -39,6 +46,11 @@ impl Plan {
         // `GALLERYFS_BENCH_LATENCIES=0,20` (or `none`: only the memory rows) for a focused run.
         if let Ok(list) = std::env::var("GALLERYFS_BENCH_LATENCIES") {
             plan.latencies = list.split(',').filter_map(|ms| ms.trim().parse().ok()).collect();
+        }
+        // `GALLERYFS_BENCH_ROWS=gallery_scan`: only the metadata-scan, full-read, first-byte and Timeline rows.
+        plan.only_scan = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "gallery_scan");
+        if plan.only_scan {
+            plan.memory_items = 0;
         }
         plan
     }
@@ -55,6 +67,8 @@ impl Plan {
                 latencies: vec![0],
                 memory_items: 1_000,
                 copy_len: 32 * MIB,
+                scan_photos: 100,
+                only_scan: false,
             }
         } else {
             Plan {
@@ -66,6 +80,8 @@ impl Plan {
                 latencies: vec![0, 20],
                 memory_items: 100_000,
                 copy_len: 200_000_000,
+                scan_photos: 1_000,
+                only_scan: false,
             }
         }
     }
@@ -163,15 +179,23 @@ fn main() -> Result<()> {
         b.dir.path().display()
     );
     b.seed()?;
+    let scan = b.seed_gallery_scan()?;
     b.login()?;
-    let local_copy = b.dir.path().join("local-big.mp4");
-    write_local_copy(&local_copy, b.plan.big_len)?;
-    let (pt_mount, pt_dir) = passthrough_reference(&b)?;
-    for &latency in &b.plan.latencies.clone() {
-        let rows = run_latency(&b, latency, &pt_dir, &local_copy)?;
-        print_table(&format!("latency {latency} ms"), &rows);
+    if !b.plan.only_scan {
+        let local_copy = b.dir.path().join("local-big.mp4");
+        write_local_copy(&local_copy, b.plan.big_len)?;
+        let (pt_mount, pt_dir) = passthrough_reference(&b)?;
+        for &latency in &b.plan.latencies.clone() {
+            let rows = run_latency(&b, latency, &pt_dir, &local_copy)?;
+            print_table(&format!("latency {latency} ms"), &rows);
+        }
+        pt_mount.unmount()?;
     }
-    pt_mount.unmount()?;
+    for &latency in &b.plan.latencies.clone() {
+        b.set_latency(latency)?;
+        let rows = rows_gallery_scan(&b, &scan)?;
+        print_table(&format!("gallery scan, latency {latency} ms"), &rows);
+    }
     b.set_latency(0)?;
     if b.plan.memory_items > 0 {
         let rows = rows_memory(&b);

@@ -123,7 +123,10 @@ pub fn print_table(title: &str, rows: &[Row]) {
         "-".repeat(11)
     );
     for r in rows {
-        let ratio = r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "—".into());
+        let ratio = r
+            .ratio
+            .map(|x| if x < 0.1 { format!("{x:.3}") } else { format!("{x:.2}") })
+            .unwrap_or_else(|| "—".into());
         let met = match r.target.met(r) {
             Some(true) => "yes",
             Some(false) => "NO",

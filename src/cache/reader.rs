@@ -10,7 +10,8 @@
 //! `header_span` shows a streaming reader: the window becomes `initial_window` (1 MiB + 128 KiB, Linux
 //! readahead's extra 128 KiB included); from then on, each time a sequential reader has used half of what is requested ahead of it,
 //! the window doubles (up to the larger of `max_window` and the parts in flight times `part_size`) and is topped
-//! up. Ranges are fetched as parts of at most `part_size`; the number of
+//! up; when the next top-up would reach the end of the file, the rest is requested at once (a photo read whole
+//! costs one request less: no last short one after another round trip). Ranges are fetched as parts of at most `part_size`; the number of
 //! ahead-of-reader parts in flight follows the measured link ([`LinkStats`]: enough parts to hide a request's
 //! latency behind the transfer of the others), between `max_parts_in_flight` and `max_parts_cap` (parts the
 //! reader is waiting for always start). A forward seek that lands within `seek_tolerance` of the requested region
@@ -499,6 +500,18 @@ impl PrefetchingReader {
         }
     }
 
+    /// Where a sequential streaming reader at `end` is read ahead to: the window past it, or the end of the file
+    /// when the next top-up (a doubled window) would reach it anyway: a photo read whole then costs one request
+    /// less, not a last short one after another round trip.
+    fn ahead_to(&self, end: u64, size: u64) -> u64 {
+        let ahead = end + self.window;
+        if ahead + 2 * self.window >= size {
+            size
+        } else {
+            ahead
+        }
+    }
+
     /// Updates the window for a read of `[start, end)`; returns the end of the region to have requested.
     fn observe(&mut self, start: u64, end: u64) -> u64 {
         let c = &self.shared.config;
@@ -514,14 +527,14 @@ impl PrefetchingReader {
                 // `header_span` is a reader that streams.
                 if streaming_request || end > self.run_start + c.header_span {
                     self.window = c.initial_window;
-                    self.ahead_end = (end + self.window).min(size);
+                    self.ahead_end = self.ahead_to(end, size);
                 } else {
                     self.ahead_end = self.ahead_end.max(end).min(size);
                 }
             } else if self.ahead_end < end + self.window / 2 {
                 let parts = self.parts_allowed() as u64;
                 self.window = (self.window * 2).min(c.max_window.max(parts * c.part_size));
-                self.ahead_end = (end + self.window).min(size);
+                self.ahead_end = self.ahead_to(end, size);
             }
             self.read_pos = self.read_pos.max(Some(end));
         } else {

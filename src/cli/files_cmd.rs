@@ -8,6 +8,7 @@ use crate::fs::gallery::{XATTR_CACHED_BYTES, XATTR_FREE, XATTR_ID, XATTR_PHOTO, 
 use std::ffi::CString;
 use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -95,27 +96,48 @@ struct FileArg {
 
 /// Expands the arguments: files as they are, folders recursively (every file below them).
 fn collect(paths: &[PathBuf], dirs_too: &mut Vec<PathBuf>) -> Result<Vec<FileArg>, CliError> {
-    let mut out = Vec::new();
+    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
     for p in paths {
-        get_xattr(p, XATTR_ID).map_err(|e| not_galleryfs(p, &e))?;
-        walk(p, &mut out, dirs_too)?;
+        item_id(p)?;
+        walk(p, &mut out, dirs_too, &mut seen)?;
     }
     Ok(out)
 }
 
-fn walk(p: &Path, out: &mut Vec<FileArg>, dirs: &mut Vec<PathBuf>) -> Result<(), CliError> {
+/// The OneDrive item id of `path`; `None` for a folder of the mount that is no OneDrive folder (the Timeline's);
+/// an error outside a galleryfs mount.
+fn item_id(p: &Path) -> Result<Option<String>, CliError> {
+    match get_xattr(p, XATTR_ID) {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) && p.is_dir() && crate::daemon::in_galleryfs_mount(p) => {
+            Ok(None)
+        }
+        Err(e) => Err(not_galleryfs(p, &e)),
+    }
+}
+
+/// Adds the files at and below `p` to `out`, each inode once (`seen`): a photo is in its album and in the Timeline.
+fn walk(
+    p: &Path,
+    out: &mut Vec<FileArg>,
+    dirs: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<u64>,
+) -> Result<(), CliError> {
     let meta = std::fs::metadata(p).map_err(|e| CliError::failure(format!("{}: {e}", p.display())))?;
     if meta.is_dir() {
-        dirs.push(p.to_path_buf());
+        // Only OneDrive folders carry a pin of their own (for files arriving later); a Timeline folder is its files.
+        if get_xattr(p, XATTR_ID).is_ok() {
+            dirs.push(p.to_path_buf());
+        }
         let mut entries: Vec<_> = std::fs::read_dir(p)
             .map_err(|e| CliError::failure(format!("{}: {e}", p.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
         for e in entries {
-            walk(&e, out, dirs)?;
+            walk(&e, out, dirs, seen)?;
         }
-    } else {
+    } else if seen.insert(meta.ino()) {
         out.push(FileArg {
             path: p.to_path_buf(),
             size: meta.len(),
@@ -226,7 +248,7 @@ pub fn free(paths: Vec<PathBuf>) -> Result<(), CliError> {
 pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
     let mut rows = Vec::new();
     for p in paths {
-        let id = get_xattr(p, XATTR_ID).map_err(|e| not_galleryfs(p, &e))?;
+        let id = item_id(p)?;
         let meta = std::fs::metadata(p).map_err(|e| CliError::failure(format!("{}: {e}", p.display())))?;
         let (state, cached) = if meta.is_dir() {
             ("folder".to_string(), 0)
@@ -260,7 +282,7 @@ pub fn status_paths(paths: &[PathBuf], json: bool) -> Result<(), CliError> {
                 r["state"].as_str().unwrap_or(""),
                 super::status_cmd::human_bytes(r["cached_bytes"].as_u64().unwrap_or(0)),
                 super::status_cmd::human_bytes(r["size"].as_u64().unwrap_or(0)),
-                r["id"].as_str().unwrap_or("")
+                r["id"].as_str().unwrap_or("-")
             );
             if let Some(taken) = r["taken"].as_str() {
                 let photo = &r["photo"];

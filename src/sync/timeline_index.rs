@@ -14,6 +14,15 @@ type Ino = u64;
 /// The Timeline's name at the mount root.
 pub const TIMELINE_DIR: &str = "Timeline";
 
+/// A name in the Timeline, by the folder that holds it: a year in `Timeline`, a month (`YYYY-MM`) in its year, a
+/// file in its month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelineName {
+    Year(i32),
+    Month(i32, u32),
+    File(i32, u32, String),
+}
+
 /// One month's entries: display name → inode, by name key.
 #[derive(Default)]
 pub(crate) struct Month {
@@ -58,6 +67,40 @@ impl TimelineIndex {
     /// The file's path from the mount root, when it is in the Timeline.
     pub fn path_of(&self, ino: Ino) -> Option<&str> {
         self.paths.get(&ino).map(String::as_str)
+    }
+
+    /// The names this index shows that `newer` no longer shows, or shows for another file: what a kernel that
+    /// looked them up must forget. A year or month folder that is gone is one name (in its parent).
+    pub fn stale_names(&self, newer: &TimelineIndex) -> Vec<TimelineName> {
+        let mut out = Vec::new();
+        for year in self.years() {
+            if !newer.months.keys().any(|k| k.0 == year) {
+                out.push(TimelineName::Year(year));
+            }
+        }
+        for (&(year, month), m) in &self.months {
+            let Some(now) = newer.months.get(&(year, month)) else {
+                if newer.months.keys().any(|k| k.0 == year) {
+                    out.push(TimelineName::Month(year, month));
+                }
+                continue;
+            };
+            for (key, (name, ino)) in &m.entries {
+                if now.entries.get(key).is_none_or(|(_, i)| i != ino) {
+                    out.push(TimelineName::File(year, month, name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The months whose listing differs between this index and `newer` (entries came, went or changed).
+    pub fn changed_months(&self, newer: &TimelineIndex) -> Vec<(i32, u32)> {
+        let keys: std::collections::BTreeSet<&(i32, u32)> = self.months.keys().chain(newer.months.keys()).collect();
+        keys.into_iter()
+            .filter(|k| self.months.get(k).map(|m| &m.entries) != newer.months.get(k).map(|m| &m.entries))
+            .copied()
+            .collect()
     }
 
     pub(crate) fn years(&self) -> Vec<i32> {
@@ -106,5 +149,33 @@ mod tests {
         assert!(index.months.contains_key(&(2023, 2)), "dated by its name");
         assert_eq!(index.years(), [2023, 2024]);
         assert_eq!(index.path_of(9), Some("Timeline/2024/2024-03/a (2).jpg"));
+    }
+
+    #[test]
+    fn stale_names_after_a_change() {
+        std::env::set_var("TZ", "UTC");
+        let march = Some(1_711_900_000);
+        let old = TimelineIndex::build(vec![
+            entry(3, "a.jpg", march),
+            entry(4, "b.jpg", march),
+            entry(5, "c.jpg", march),
+            entry(6, "20230203_123826234_iOS.heic", None),
+        ]);
+        // a.jpg deleted, b.jpg renamed, c.jpg unchanged, the only photo of 2023 gone, a new one in May 2024.
+        let new = TimelineIndex::build(vec![
+            entry(4, "b2.jpg", march),
+            entry(5, "c.jpg", march),
+            entry(7, "d.jpg", Some(1_715_000_000)),
+        ]);
+        assert_eq!(
+            old.stale_names(&new),
+            [
+                TimelineName::Year(2023),
+                TimelineName::File(2024, 3, "a.jpg".into()),
+                TimelineName::File(2024, 3, "b.jpg".into()),
+            ]
+        );
+        assert_eq!(old.changed_months(&new), [(2023, 2), (2024, 3), (2024, 5)]);
+        assert!(new.stale_names(&new).is_empty());
     }
 }

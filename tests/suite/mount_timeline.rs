@@ -6,6 +6,7 @@ use crate::common;
 
 use common::e2e::Env;
 use galleryfs::emulator::media::Content;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Every daemon of these tests runs with this zone; the expected months are computed with its fixed offset
@@ -393,5 +394,261 @@ fn timeline_thumbnails_are_seeded_and_shared() {
             shared.display()
         );
     }
+    env.unmount();
+}
+
+/// Inodes under `dir` (recursively): relative path → (inode, link count).
+fn inodes_under(dir: &Path) -> BTreeMap<String, (u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    files_under(dir, None)
+        .into_iter()
+        .map(|(rel, m)| (rel, (m.ino(), m.nlink())))
+        .collect()
+}
+
+/// A copy of the mount made by `copy` into a fresh directory keeps each Timeline entry as a hard link of its album
+/// file: every Timeline entry has 2 links and the inode of its album copy, so each photo's bytes are there once.
+fn assert_copy_links(dest: &Path, album_of: &BTreeMap<String, String>, how: &str) {
+    let copied = inodes_under(dest);
+    for (tl_rel, album_rel) in album_of {
+        let tl = copied
+            .get(&format!("Timeline/{tl_rel}"))
+            .unwrap_or_else(|| panic!("{how}: Timeline/{tl_rel} not copied"));
+        let album = copied
+            .get(album_rel)
+            .unwrap_or_else(|| panic!("{how}: {album_rel} not copied"));
+        assert_eq!(tl.0, album.0, "{how}: Timeline/{tl_rel} is not a link of {album_rel}");
+        assert_eq!(tl.1, 2, "{how}: Timeline/{tl_rel} has {} links", tl.1);
+    }
+}
+
+/// Each Timeline entry is its album file (same inode, 2 links), so the tools that follow hard links count and copy
+/// each photo once: `du` of the mount is the albums' bytes, `cp -a` and `rsync -aH` make the Timeline entries hard
+/// links of the album copies, `tar` stores them as links. Status, xattrs, pin and free work on a Timeline path;
+/// hard links into and out of the Timeline are refused with nothing sent.
+#[test]
+fn timeline_entries_are_hard_links_for_du_cp_rsync_tar() {
+    use std::os::unix::fs::MetadataExt;
+    require_fuse!();
+    let env = start(20);
+    env.login();
+    env.mount("thumbnails=off,poll_interval=2,write_back=0");
+    let timeline = env.mnt.join("Timeline");
+
+    // Album path of each Timeline entry, by inode.
+    let albums = files_under(&env.mnt, Some("Timeline"));
+    let album_by_ino: HashMap<u64, &String> = albums.iter().map(|(rel, m)| (m.ino(), rel)).collect();
+    let album_of: BTreeMap<String, String> = files_under(&timeline, None)
+        .into_iter()
+        .map(|(rel, m)| {
+            let album = album_by_ino
+                .get(&m.ino())
+                .unwrap_or_else(|| panic!("Timeline/{rel} has no album entry with its inode"));
+            assert_eq!(m.nlink(), 2, "Timeline/{rel}");
+            (rel, (*album).clone())
+        })
+        .collect();
+    assert!(album_of.len() >= 10, "{} entries in the Timeline", album_of.len());
+    let album_bytes: u64 = albums.iter().map(|(_, m)| m.len()).sum();
+
+    // `du` counts each photo once: the whole mount is the albums' bytes (folders are 0 bytes).
+    let du = common::sh_ok(&format!("du -s --apparent-size -B1 '{}' | cut -f1", env.mnt.display()));
+    assert_eq!(du.trim().parse::<u64>().unwrap(), album_bytes, "du -s of the mount");
+
+    // Status, xattrs, pin, unpin and free through a Timeline path act on the album's file.
+    let (tl_rel, album_rel) = album_of.iter().next().unwrap();
+    let (tl_path, album_path) = (timeline.join(tl_rel), env.mnt.join(album_rel));
+    let tl = tl_path.display().to_string();
+    let status: serde_json::Value = serde_json::from_str(&env.galleryfs_ok(&["status", "--json", &tl])).unwrap();
+    assert_eq!(
+        status["id"].as_str(),
+        Some(xattr(&album_path, "user.galleryfs.id").as_str()),
+        "{status}"
+    );
+    assert_eq!(
+        status["size"],
+        std::fs::metadata(&album_path).unwrap().len(),
+        "{status}"
+    );
+    assert_eq!(status["state"], "cloud", "{status}");
+    assert_eq!(
+        xattr(&tl_path, "user.galleryfs.taken"),
+        xattr(&album_path, "user.galleryfs.taken")
+    );
+    env.galleryfs_ok(&["pin", &tl]);
+    assert_eq!(xattr(&album_path, "user.galleryfs.state"), "pinned");
+    env.galleryfs_ok(&["unpin", &tl]);
+    assert_eq!(xattr(&album_path, "user.galleryfs.state"), "cached");
+    env.galleryfs_ok(&["free", &tl]);
+    assert_eq!(xattr(&album_path, "user.galleryfs.state"), "cloud");
+    // A Timeline month: pinning it pins its photos.
+    let month = tl_path.parent().unwrap();
+    env.galleryfs_ok(&["pin", &month.display().to_string()]);
+    for e in std::fs::read_dir(month).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(xattr(&p, "user.galleryfs.state"), "pinned", "{}", p.display());
+    }
+    env.galleryfs_ok(&["unpin", &month.display().to_string()]);
+    env.galleryfs_ok(&["status", &month.display().to_string()]);
+
+    // Hard links into and out of the Timeline: EPERM, and nothing reaches OneDrive.
+    let since = env.emu().state.log.next_seq();
+    let eperm = |r: std::io::Result<()>, what: &str| {
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EPERM), "{what}");
+    };
+    eperm(
+        std::fs::hard_link(&album_path, month.join("linked.jpg")),
+        "ln into the Timeline",
+    );
+    eperm(
+        std::fs::hard_link(&tl_path, album_path.with_file_name("linked.jpg")),
+        "ln out of the Timeline",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(changes_sent(&env, since), Vec::<String>::new(), "nothing was sent");
+
+    // `rsync -aH`, `cp -a` of the whole mount: the Timeline entries are hard links of the album copies.
+    let rsynced = env.dir.path().join("rsynced");
+    common::sh_ok(&format!("rsync -aH '{}/' '{}/'", env.mnt.display(), rsynced.display()));
+    assert_copy_links(&rsynced, &album_of, "rsync -aH");
+    let copied = env.dir.path().join("copied");
+    common::sh_ok(&format!("cp -a '{}' '{}'", env.mnt.display(), copied.display()));
+    assert_copy_links(&copied, &album_of, "cp -a");
+    let du_copy = common::sh_ok(&format!("du -s --apparent-size -B1 '{}' | cut -f1", copied.display()));
+    let dirs_bytes: u64 = common::sh_ok(&format!("find '{}' -type d -printf '%s\\n'", copied.display()))
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        du_copy.trim().parse::<u64>().unwrap() - dirs_bytes,
+        album_bytes,
+        "the copy holds each photo's bytes once"
+    );
+
+    // `tar` stores each Timeline entry (or its album entry, whichever comes first) as a link to the other.
+    let listing = common::sh_ok(&format!("tar -C '{}' -cf - . | tar -tvf -", env.mnt.display()));
+    let links = listing
+        .lines()
+        .filter(|l| l.starts_with('h') && l.contains(" link to "))
+        .count();
+    assert_eq!(
+        links,
+        album_of.len(),
+        "tar: one hard link per Timeline entry:\n{listing}"
+    );
+    env.unmount();
+}
+
+/// The Timeline follows OneDrive within the poll interval: a photo deleted there leaves it, one renamed or moved
+/// there shows under its new name only, and one that Camera Backup puts into the Camera Roll appears under its
+/// month.
+#[test]
+fn timeline_follows_remote_deletes_moves_and_camera_backup() {
+    use galleryfs::emulator::camera_backup::Platform;
+    use std::os::unix::fs::MetadataExt;
+    require_fuse!();
+    let env = start(20);
+    // The Camera Roll exists from the start, with one photo in it.
+    let first = chrono::DateTime::parse_from_rfc3339("2021-06-05T03:00:00Z")
+        .unwrap()
+        .to_utc();
+    env.emu()
+        .state
+        .camera_backup(Platform::Android, first, "jpg", None)
+        .unwrap();
+    env.login();
+    env.mount("thumbnails=off,poll_interval=2");
+    let timeline = env.mnt.join("Timeline");
+    let within = |what: &str, cond: &mut dyn FnMut() -> bool| {
+        assert!(
+            common::e2e::wait_until(std::time::Duration::from_secs(15), cond),
+            "{what} within the poll interval: {:?}",
+            files_under(&timeline, None)
+                .into_iter()
+                .map(|e| e.0)
+                .collect::<Vec<_>>()
+        );
+    };
+    // Tokyo: 2021-06-05 12:00.
+    within("the Camera Roll's photo in the Timeline", &mut || {
+        timeline.join("2021/2021-06/20210605_030000.jpg").exists()
+    });
+
+    // Three photos of the albums and where the Timeline shows them.
+    let in_timeline = |ino: u64| {
+        files_under(&timeline, None)
+            .into_iter()
+            .find(|e| e.1.ino() == ino)
+            .map(|e| e.0)
+    };
+    let photos: Vec<(String, u64, String)> = files_under(&env.mnt, Some("Timeline"))
+        .into_iter()
+        .filter(|(rel, _)| rel.ends_with(".jpg") && !rel.starts_with("Camera Roll"))
+        .take(3)
+        .map(|(rel, m)| {
+            let id = xattr(&env.mnt.join(&rel), "user.galleryfs.id");
+            (rel, m.ino(), id)
+        })
+        .collect();
+    assert_eq!(photos.len(), 3);
+    let tl: Vec<String> = photos
+        .iter()
+        .map(|p| in_timeline(p.1).unwrap_or_else(|| panic!("{} not in the Timeline", p.0)))
+        .collect();
+
+    // Deleted on OneDrive: gone from the Timeline.
+    env.emu().state.delete_item(&photos[0].2).unwrap();
+    within("a remote delete leaves the Timeline", &mut || {
+        !timeline.join(&tl[0]).exists()
+    });
+    assert_eq!(in_timeline(photos[0].1), None);
+
+    // Renamed on OneDrive: the new name in the same month, the old one gone.
+    env.emu()
+        .state
+        .rename_item(&photos[1].2, "renamed on the web.jpg")
+        .unwrap();
+    let renamed = Path::new(&tl[1]).with_file_name("renamed on the web.jpg");
+    within("a remote rename shows in the Timeline", &mut || {
+        timeline.join(&renamed).exists()
+    });
+    assert!(!timeline.join(&tl[1]).exists(), "the old name is gone");
+    assert_eq!(std::fs::metadata(timeline.join(&renamed)).unwrap().ino(), photos[1].1);
+
+    // Moved (and renamed) into another album on OneDrive: the new name, same file, old name gone.
+    let elsewhere = env
+        .emu()
+        .state
+        .add_folder(&format!("{}/Elsewhere", env.gallery_root()))
+        .unwrap();
+    env.emu()
+        .state
+        .move_item(&photos[2].2, &elsewhere, Some("moved.jpg"))
+        .unwrap();
+    let moved = Path::new(&tl[2]).with_file_name("moved.jpg");
+    within("a remote move shows in the Timeline", &mut || {
+        timeline.join(&moved).exists()
+    });
+    assert!(!timeline.join(&tl[2]).exists(), "the old name is gone");
+    assert_eq!(std::fs::metadata(timeline.join(&moved)).unwrap().ino(), photos[2].1);
+    assert_eq!(
+        std::fs::metadata(env.mnt.join("Elsewhere/moved.jpg")).unwrap().ino(),
+        photos[2].1
+    );
+
+    // Camera Backup uploads a new photo into the Camera Roll (Tokyo: 2023-02-03 21:38).
+    let taken = chrono::DateTime::parse_from_rfc3339("2023-02-03T12:38:26Z")
+        .unwrap()
+        .to_utc();
+    let (id, _) = env
+        .emu()
+        .state
+        .camera_backup(Platform::Android, taken, "jpg", None)
+        .unwrap();
+    let arrived = timeline.join("2023/2023-02/20230203_123826.jpg");
+    within("a Camera Backup upload appears in the Timeline", &mut || {
+        arrived.exists()
+    });
+    assert_eq!(xattr(&arrived, "user.galleryfs.id"), id);
     env.unmount();
 }

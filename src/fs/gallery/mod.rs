@@ -342,7 +342,7 @@ impl GalleryFs {
     /// Tells the kernel to forget what a delta round changed (names, attributes, cached pages), then has the round
     /// replayed through the mount for inotify watchers ([`live`]).
     pub fn remote_changes_applied(&self, changes: &AppliedChanges) {
-        self.timeline.mark_stale();
+        self.timeline_changed();
         self.conflicted.lock().extend(
             changes
                 .conflicts

@@ -5,7 +5,9 @@
 //!
 //! The folders are virtual inodes ([`VirtualNode::Timeline`] and below). The index ([`TimelineIndex`], shared with
 //! the thumbnail fetcher) is built from one store query
-//! when first needed after a change (any namespace operation of the mount or remote round marks it stale).
+//! when first needed after a change (any namespace operation of the mount or remote round marks it stale); after a
+//! remote round it is rebuilt at once when the kernel may hold its names, and the names that no longer lead where
+//! they did are invalidated in the kernel (a local change's stale names expire with the entry TTL).
 //! `rm` of an entry removes the file (the album's delete: to the recycle bin), `mv` of an entry into an album moves
 //! the file there; anything that would create or rename into the Timeline is `EPERM`.
 
@@ -16,7 +18,7 @@ use crate::fs::virtual_nodes::VirtualNode;
 use crate::fs::FsResult;
 use crate::store::name_key;
 pub use crate::sync::timeline_index::TIMELINE_DIR;
-use crate::sync::timeline_index::{month_name, TimelineIndex};
+use crate::sync::timeline_index::{month_name, TimelineIndex, TimelineName};
 use crate::thumbnails::SHARED_REPO_DIR;
 use parking_lot::Mutex;
 use std::ffi::{OsStr, OsString};
@@ -63,6 +65,37 @@ impl GalleryFs {
             *slot = Some(Arc::new(TimelineIndex::build(entries)));
         }
         Ok(slot.clone().expect("built above"))
+    }
+
+    /// A remote round changed the store: rebuilds the index now, when the kernel may hold names of the old one, and
+    /// tells the kernel to forget the names that no longer lead where they did (a photo deleted, moved or re-dated
+    /// on OneDrive) and the listings of the months that changed.
+    pub(super) fn timeline_changed(&self) {
+        self.timeline.mark_stale();
+        let old = self.timeline.index.lock().clone();
+        let Some(old) = old.filter(|_| self.timeline_on()) else {
+            // Never built: the kernel has none of its names.
+            return;
+        };
+        let new = match self.timeline_index() {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rebuild the Timeline; its names refresh within a second");
+                return;
+            }
+        };
+        let inv = self.invalidator.read().clone();
+        for name in old.stale_names(&new) {
+            let (parent, name) = match name {
+                TimelineName::Year(year) => (VirtualNode::Timeline, format!("{year:04}")),
+                TimelineName::Month(year, month) => (VirtualNode::TimelineYear { year }, month_name(year, month)),
+                TimelineName::File(year, month, name) => (VirtualNode::TimelineMonth { year, month }, name),
+            };
+            inv.entry(self.virtuals.ino_of(parent), OsStr::new(&name));
+        }
+        for (year, month) in old.changed_months(&new) {
+            inv.inode(self.virtuals.ino_of(VirtualNode::TimelineMonth { year, month }));
+        }
     }
 
     /// The `Timeline` folder's entry at the root (when on and no gallery item has the name).
