@@ -57,6 +57,8 @@ const SIZES: [ThumbSize; 2] = [ThumbSize::Normal, ThumbSize::Large];
 pub const STATE_BATCH: usize = 256;
 /// How often a pass publishes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Items whose thumbnails are rendered and written at once.
+const WRITERS: usize = 2;
 
 /// The URL of the custom size `c{target}x{target}` in the sets, when listed.
 fn listed_custom_url(sets: &[ThumbnailSet], target: u32) -> Option<String> {
@@ -186,6 +188,8 @@ pub struct ThumbnailFetcher {
     narrow: tokio::sync::Semaphore,
     /// `ready` states not recorded yet.
     ready_batch: Mutex<Vec<ThumbStateUpdate>>,
+    /// Items rendered and written at once (on the blocking pool).
+    writers: tokio::sync::Semaphore,
 }
 
 impl ThumbnailFetcher {
@@ -212,6 +216,7 @@ impl ThumbnailFetcher {
             foreground: Arc::new(Foreground::default()),
             narrow: tokio::sync::Semaphore::new(1),
             ready_batch: Mutex::new(Vec::new()),
+            writers: tokio::sync::Semaphore::new(WRITERS),
         }
     }
 
@@ -400,6 +405,8 @@ impl ThumbnailFetcher {
             self.publish_progress();
             return Ok(summary);
         }
+        // How much there is to do, for `galleryfs status`, before doing it.
+        self.publish_progress();
         if self.settings.timeline && self.settings.personal_cache.is_some() {
             let entries = self.store.read(|t| t.media_entries())?;
             *self.timeline.lock() = Some(Arc::new(TimelineIndex::build(entries)));
@@ -623,6 +630,9 @@ impl ThumbnailFetcher {
             ..ThumbExtra::default()
         };
         let sizes: Vec<ThumbSize> = sources.iter().map(|(s, _)| *s).collect();
+        // Renders and file writes, a few at once: more threads writing into the same directories only contend
+        // for their locks.
+        let _writing = self.writers.acquire().await.ok();
         let job = tokio::task::spawn_blocking(move || {
             sources
                 .into_iter()
