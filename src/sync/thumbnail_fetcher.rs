@@ -19,8 +19,9 @@
 //! Renames and moves made on OneDrive change the files' URIs: [`ThumbnailFetcher::changes_hook`] collects them and
 //! the personal-cache PNGs are rendered again under the new URIs from the kept JPEGs, without any request.
 //!
-//! Concurrency is bounded ([`ThumbnailSettings::concurrency`]); PNG rendering runs on the blocking pool, each size
-//! decoded and compressed once and labelled per URI (album and Timeline). `ready` states are recorded in batches
+//! Concurrency is bounded ([`ThumbnailSettings::concurrency`] items fetched at once); rendering and writing run on
+//! the blocking pool, [`WRITERS`] items at a time (more threads creating files in the same directories only contend
+//! for their locks), each size decoded and compressed once and labelled per URI (album and Timeline). `ready` states are recorded in batches
 //! (one store transaction per [`STATE_BATCH`] thumbnails, and at the end of each pass).
 //!
 //! Foreground first: while an app reads an original from OneDrive ([`Foreground::is_busy`], raised by the read

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use thiserror::Error;
 
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
-use crate::remote::models::{DriveItem, ItemReference, ThumbnailSet};
+use crate::remote::models::{DriveItem, ItemReference, Thumbnail, ThumbnailSet};
 
 /// How many listing requests [`list_tree`] keeps in flight by default.
 pub const DEFAULT_FOLDERS_IN_FLIGHT: usize = 6;
@@ -73,19 +73,82 @@ pub enum TreeListingError {
 pub const LISTED_SIZES: &str = "c128x128,c256x256";
 
 /// Thumbnail sets that listings carried, by item id, until the fetcher takes them. Holds pre-authenticated URLs
-/// (never logged); an entry is used only for the cTag it was listed with.
+/// (never logged); an entry is used only for the cTag it was listed with. Kept compact (the first set's
+/// thumbnails with their sizes and URLs, ~0.3 KiB an item instead of the parsed JSON's ~2 KiB): a gallery's worth
+/// waits here during the whole pass.
 #[derive(Debug, Default)]
 pub struct ListedThumbnailSets {
-    by_item: Mutex<HashMap<String, ListedThumbnails>>,
+    by_item: Mutex<HashMap<String, KeptThumbnails>>,
+}
+
+#[derive(Debug)]
+struct KeptThumbnails {
+    ctag: Option<String>,
+    /// (size name: `small`, `medium`, `large` or a custom `c{W}x{H}`, the thumbnail).
+    thumbs: Vec<(Box<str>, Thumbnail)>,
+}
+
+impl KeptThumbnails {
+    fn of(listed: ListedThumbnails) -> Option<KeptThumbnails> {
+        let set = listed
+            .sets
+            .iter()
+            .position(|s| s.id == "0")
+            .or((!listed.sets.is_empty()).then_some(0))
+            .map(|i| listed.sets.into_iter().nth(i))??;
+        let lean = |t: Thumbnail| Thumbnail {
+            source_item_id: None,
+            ..t
+        };
+        let mut thumbs: Vec<(Box<str>, Thumbnail)> =
+            [("small", set.small), ("medium", set.medium), ("large", set.large)]
+                .into_iter()
+                .filter_map(|(name, t)| Some((Box::from(name), lean(t?))))
+                .collect();
+        for (key, value) in set.custom {
+            if let Ok(t) = serde_json::from_value::<Thumbnail>(value) {
+                thumbs.push((key.into_boxed_str(), lean(t)));
+            }
+        }
+        thumbs.retain(|(_, t)| t.url.is_some());
+        thumbs.shrink_to_fit();
+        (!thumbs.is_empty()).then_some(KeptThumbnails {
+            ctag: listed.ctag,
+            thumbs,
+        })
+    }
+
+    /// Back to the shape the service sent (set `"0"`).
+    fn into_sets(self) -> Vec<ThumbnailSet> {
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            ..Default::default()
+        };
+        for (name, t) in self.thumbs {
+            match &*name {
+                "small" => set.small = Some(t),
+                "medium" => set.medium = Some(t),
+                "large" => set.large = Some(t),
+                _ => {
+                    set.custom
+                        .insert(name.into_string(), serde_json::to_value(t).unwrap_or_default());
+                }
+            }
+        }
+        vec![set]
+    }
 }
 
 impl ListedThumbnailSets {
-    /// Keeps what a listing carried (a later listing of the same item replaces it). An empty list is not kept:
-    /// the item is asked by itself (OneDrive may not have made its thumbnails yet).
+    /// Keeps what a listing carried (a later listing of the same item replaces it). An item listed without a
+    /// thumbnail URL is not kept: it is asked by itself (OneDrive may not have made its thumbnails yet).
     pub fn add(&self, listed: Vec<ListedThumbnails>) {
         let mut map = self.by_item.lock();
-        for l in listed.into_iter().filter(|l| !l.sets.is_empty()) {
-            map.insert(l.item_id.clone(), l);
+        for l in listed {
+            let id = l.item_id.clone();
+            if let Some(kept) = KeptThumbnails::of(l) {
+                map.insert(id, kept);
+            }
         }
     }
 
@@ -98,8 +161,8 @@ impl ListedThumbnailSets {
 
     /// The sets listed for `item_id` at `ctag`, taken out.
     pub fn take(&self, item_id: &str, ctag: Option<&str>) -> Option<Vec<ThumbnailSet>> {
-        let listed = self.by_item.lock().remove(item_id)?;
-        (listed.ctag.as_deref() == ctag).then_some(listed.sets)
+        let kept = self.by_item.lock().remove(item_id)?;
+        (kept.ctag.as_deref() == ctag).then(|| kept.into_sets())
     }
 
     pub fn len(&self) -> usize {
@@ -424,6 +487,58 @@ mod tests {
         ) -> Result<DriveItem, DriveError> {
             self.inner.restore(id, parent_id, name).await
         }
+    }
+
+    #[test]
+    fn listed_thumbnails_are_kept_compact_and_given_back_for_their_ctag_only() {
+        let thumb = |edge: i64, url: &str| Thumbnail {
+            width: Some(edge),
+            height: Some(edge * 3 / 4),
+            url: Some(url.into()),
+            source_item_id: Some("x".into()),
+        };
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            medium: Some(thumb(176, "u-medium")),
+            ..Default::default()
+        };
+        set.custom
+            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        let sinks = ListedThumbnailSets::default();
+        sinks.add(vec![
+            ListedThumbnails {
+                item_id: "A".into(),
+                ctag: Some("c1".into()),
+                sets: vec![set],
+            },
+            ListedThumbnails {
+                item_id: "B".into(),
+                ctag: Some("c1".into()),
+                sets: vec![],
+            },
+        ]);
+        assert_eq!(sinks.len(), 1, "an empty list is not kept");
+        assert!(
+            sinks.take("A", Some("c2")).is_none(),
+            "another version's URLs are not used"
+        );
+        assert!(sinks.is_empty(), "and are dropped");
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            medium: Some(thumb(176, "u-medium")),
+            ..Default::default()
+        };
+        set.custom
+            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        sinks.add(vec![ListedThumbnails {
+            item_id: "A".into(),
+            ctag: Some("c1".into()),
+            sets: vec![set],
+        }]);
+        let back = sinks.take("A", Some("c1")).unwrap();
+        assert_eq!(back[0].medium.as_ref().and_then(|t| t.url.as_deref()), Some("u-medium"));
+        let custom: Thumbnail = serde_json::from_value(back[0].custom["c128x128"].clone()).unwrap();
+        assert_eq!((custom.width, custom.url.as_deref()), (Some(128), Some("u-128")));
     }
 
     #[tokio::test]
