@@ -25,7 +25,8 @@
 //! (one store transaction per [`STATE_BATCH`] thumbnails, and at the end of each pass).
 //!
 //! Foreground first: while an app reads an original from OneDrive ([`Foreground::is_busy`], raised by the read
-//! path), the pass narrows to one item at a time, leaving the link and the CPU to the reader.
+//! path), the pass narrows to one item at a time with a [`NARROWED_PAUSE`] after each, leaving the link and the CPU
+//! to the reader without stopping (a long video would otherwise hold every thumbnail back).
 
 use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
@@ -60,6 +61,8 @@ pub const STATE_BATCH: usize = 256;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Items whose thumbnails are rendered and written at once.
 const WRITERS: usize = 2;
+/// While the foreground is busy: the pause after each item (at most ~10 items a second then).
+const NARROWED_PAUSE: Duration = Duration::from_millis(100);
 
 /// The URL of the custom size `c{target}x{target}` in the sets, when listed.
 fn listed_custom_url(sets: &[ThumbnailSet], target: u32) -> Option<String> {
@@ -435,13 +438,17 @@ impl ThumbnailFetcher {
     }
 
     async fn fetch_item(&self, row: ItemRow, sizes: Vec<ThumbSize>) -> ItemOutcome {
-        // Foreground first: while a user waits for an original, one item at a time.
-        let _narrowed = if self.foreground.is_busy() {
+        // Foreground first: while a user waits for an original, one item at a time, with a pause after each.
+        let narrowed = if self.foreground.is_busy() {
             self.narrow.acquire().await.ok()
         } else {
             None
         };
         let outcome = self.try_item(&row, &sizes).await;
+        if narrowed.is_some() && self.foreground.is_busy() {
+            tokio::time::sleep(NARROWED_PAUSE).await;
+        }
+        drop(narrowed);
         let due = {
             let mut last = self.last_progress.lock();
             let due = last.elapsed() >= PROGRESS_EVERY;
