@@ -4,13 +4,15 @@
 //! this process is only the client (reads, `ls -l`, direct HTTP) and hosts the passthrough FUSE reference. One
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
 //! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
-//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`).
+//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`);
+//! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own.
 //! See `docs/benchmarks.md` for what each row measures and what limits it.
 
 mod env;
 mod report;
 mod rows;
 mod rows_gallery_scan;
+mod rows_thumbnails;
 
 use anyhow::Result;
 use std::path::Path;
@@ -178,6 +180,17 @@ fn main() -> Result<()> {
         b.emu.graph,
         b.dir.path().display()
     );
+    if std::env::var("GALLERYFS_BENCH_THUMBNAILS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        rows_thumbnails::seed_thumbnails(&b, rows_thumbnails::clip_len(b.plan.quick))?;
+        b.login()?;
+        for &latency in &b.plan.latencies.clone() {
+            b.set_latency(latency)?;
+            let rows = rows_thumbnails::rows_thumbnails(&b, latency);
+            print_table(&format!("thumbnails, latency {latency} ms"), &rows);
+        }
+        eprintln!("\nthumbnail rows, {:.0} s in all", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     b.seed()?;
     let scan = b.seed_gallery_scan()?;
     b.login()?;

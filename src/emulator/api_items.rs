@@ -23,6 +23,8 @@ pub const DEFAULT_PAGE: usize = 200;
 pub const MAX_PAGE: usize = 1000;
 /// Largest children page when `$expand` is used (graph-api.md §4: microsoftgraph/microsoft-graph-docs PR #21506).
 pub const MAX_EXPAND_PAGE: usize = 100;
+/// Items of a page whose thumbnails are rendered at once for `$expand=thumbnails`.
+const RENDERS_AT_ONCE: usize = 4;
 
 /// What `$expand` asked for.
 #[derive(Clone, Debug, Default)]
@@ -157,8 +159,15 @@ async fn add_thumbnails(
     sources: Vec<ThumbSource>,
     select: Option<&str>,
 ) {
-    for (v, src) in values.iter_mut().zip(sources) {
-        v["thumbnails"] = Value::Array(api_thumbnails::sets_for(state, src, select).await);
+    use futures::stream::{self, StreamExt};
+    // Rendering is CPU work on the blocking pool: a few items at once, in page order.
+    let sets: Vec<Vec<Value>> = stream::iter(sources)
+        .map(|src| api_thumbnails::sets_for(state, src, select))
+        .buffered(RENDERS_AT_ONCE)
+        .collect()
+        .await;
+    for (v, sets) in values.iter_mut().zip(sets) {
+        v["thumbnails"] = Value::Array(sets);
     }
 }
 

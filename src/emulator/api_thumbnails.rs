@@ -167,6 +167,18 @@ pub async fn sets_for(state: &Arc<EmulatorState>, src: ThumbSource, select: Opti
     }
     let mut set = json!({"id": "0"});
     for spec in selection(select) {
+        // A synthetic file's thumbnail size is known without drawing it: drawn when its URL is fetched.
+        let known = match &src.blob {
+            Some(Blob::Media(content)) => {
+                media::synthetic_thumbnail_size(content, &src.mime, spec.width, spec.height, spec.crop)
+            }
+            _ => None,
+        };
+        if let Some((width, height)) = known {
+            set[spec.key.as_str()] =
+                json!({"width": width, "height": height, "url": url(state, src.no, src.ctag_ver, &spec.key)});
+            continue;
+        }
         match render(state, &src, &spec).await {
             Some(r) => set[spec.key.as_str()] = thumb_json(state, &src, &spec, &r),
             None => return Vec::new(),

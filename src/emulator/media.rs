@@ -214,6 +214,17 @@ pub fn samsung_gallery(count: usize, seed: u64) -> Vec<SeedFile> {
 /// A real JPEG thumbnail of `content` that fits in `width`×`height` (aspect kept), or fills and is cropped to it
 /// when `crop`; returns the JPEG and its real size, or `None` when no thumbnail can be made for this content.
 /// Stored images are decoded (EXIF orientation applied); videos and generated originals get a poster frame.
+/// The size [`render_thumbnail`] gives a synthetic file, known without rendering (`None` for other content).
+pub fn synthetic_thumbnail_size(
+    content: &Content,
+    mime_type: &str,
+    width: u32,
+    height: u32,
+    crop: bool,
+) -> Option<(u32, u32)> {
+    thumbnail::synthetic_thumbnail_size(content, mime_type, width, height, crop)
+}
+
 pub fn render_thumbnail(
     content: &Content,
     mime_type: &str,

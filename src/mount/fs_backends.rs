@@ -1,6 +1,7 @@
 //! The filesystem core's backends, over layers it does not know: [`Originals`] over the content cache
 //! ([`CachedOriginals`], whose readers are [`PrefetchingReader`]s), [`ThumbnailJpegs`] over the thumbnail
-//! fetcher's files ([`ThumbnailFiles`]), and pin requests that download in the background ([`PinDownloader`]).
+//! fetcher's files ([`ThumbnailFiles`]), the [`Foreground`] signal raised while a handle reads through the cache,
+//! and pin requests that download in the background ([`PinDownloader`]).
 //! A failed read's [`ReadError`] becomes the filesystem's error here, cause kept (`From<ReadError> for FsError`);
 //! its errno is chosen in `fs/error.rs`.
 
@@ -13,6 +14,7 @@ use crate::fs::gallery::PinRequests;
 use crate::fs::{FsError, Ino};
 use crate::remote::drive_api::DriveError;
 use crate::store::ItemRow;
+use crate::sync::foreground::Foreground;
 use crate::sync::thumbnail_fetcher::thumbnail_file;
 use crate::thumbnails::ThumbSize;
 use async_trait::async_trait;
@@ -26,12 +28,14 @@ pub struct CachedOriginals {
     pub content: Arc<DiskCache>,
     /// Read-ahead fetches running at once at most.
     pub prefetch_slots: Arc<tokio::sync::Semaphore>,
+    /// Raised while a handle reads through the cache (background work such as the thumbnail pass gives way).
+    pub foreground: Arc<Foreground>,
 }
 
 /// Read-ahead fetches of whole photos at once (each is itself a few ranged GETs in flight).
 pub const PREFETCH_SLOTS: usize = 2;
 
-struct HandleReader(tokio::sync::Mutex<PrefetchingReader>);
+struct HandleReader(tokio::sync::Mutex<PrefetchingReader>, Arc<Foreground>);
 
 /// A failed read of an original as the filesystem's error: what it amounts to (which chooses the errno in
 /// `fs/error.rs`), with the cache's error kept as the cause. The cache logged the details when the read failed.
@@ -61,6 +65,7 @@ fn remote_failure(e: &DriveError) -> ContentFailure {
 #[async_trait]
 impl OriginalReader for HandleReader {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError> {
+        let _foreground = self.1.enter();
         self.0
             .lock()
             .await
@@ -74,7 +79,10 @@ impl OriginalReader for HandleReader {
 impl Originals for CachedOriginals {
     async fn open_reader(&self, item: &ItemRow) -> Result<Box<dyn OriginalReader>, FsError> {
         let reader = self.cache.open(item.ino).map_err(FsError::from)?;
-        Ok(Box::new(HandleReader(tokio::sync::Mutex::new(reader))))
+        Ok(Box::new(HandleReader(
+            tokio::sync::Mutex::new(reader),
+            self.foreground.clone(),
+        )))
     }
 
     async fn open_complete(&self, item: &ItemRow) -> Option<std::fs::File> {

@@ -22,9 +22,10 @@ use crate::remote::notifications::{ChannelSettings, NotificationChannel};
 use crate::remote::{GraphClient, RetryPolicy};
 use crate::store::Store;
 use crate::sync::engine::{InitialSync, SyncEngine, SyncSettings};
+use crate::sync::foreground::Foreground;
 use crate::sync::notification_listener::NotificationListener;
 use crate::sync::status::SyncStatus;
-use crate::sync::thumbnail_fetcher::{ThumbnailFetcher, ThumbnailSettings};
+use crate::sync::thumbnail_fetcher::{ListedThumbnailSets, ThumbnailFetcher, ThumbnailSettings};
 use crate::thumbnails::PersonalCache;
 use fs_backends::{CachedOriginals, PinDownloader, ThumbnailFiles};
 use serde::{Deserialize, Serialize};
@@ -191,6 +192,10 @@ fn start_engine(
         sync_settings,
         account.status.clone(),
     ));
+    if req.options.thumbnails {
+        // The first listing takes the thumbnail URLs with its pages; the fetcher takes them from here.
+        engine.set_listed_thumbnails(Arc::new(ListedThumbnailSets::default()));
+    }
     let initial = runtime.block_on(engine.initial_sync()).map_err(|e| e.to_string())?;
     match initial {
         InitialSync::FromStore => tracing::info!(account = %req.account, "listing from the metadata store"),
@@ -204,6 +209,7 @@ struct GalleryParts {
     fs: Arc<GalleryFs>,
     content: Arc<DiskCache>,
     thumbnail_dir: PathBuf,
+    foreground: Arc<Foreground>,
 }
 
 /// The content cache, the thumbnail files and the gallery filesystem over them (not mounted yet).
@@ -220,6 +226,7 @@ fn build_gallery(
     }
     let cache = Arc::new(OriginalFetcher::new(content.clone(), account.drive.clone()));
     let thumbnail_dir = paths.cache_dir.join("thumbnails");
+    let foreground = Arc::new(Foreground::default());
     let config = GalleryConfig {
         uid: req.options.uid.unwrap_or_else(|| nix::unistd::getuid().as_raw()),
         gid: req.options.gid.unwrap_or_else(|| nix::unistd::getgid().as_raw()),
@@ -238,6 +245,7 @@ fn build_gallery(
             cache: cache.clone(),
             content: content.clone(),
             prefetch_slots: Arc::new(tokio::sync::Semaphore::new(fs_backends::PREFETCH_SLOTS)),
+            foreground: foreground.clone(),
         }),
         Arc::new(ThumbnailFiles {
             dir: thumbnail_dir.clone(),
@@ -253,6 +261,7 @@ fn build_gallery(
         fs,
         content,
         thumbnail_dir,
+        foreground,
     })
 }
 
@@ -301,7 +310,12 @@ fn start_background(
         ts.mountpoint = Some(req.mountpoint.clone());
         ts.personal_cache = PersonalCache::from_env().ok();
         ts.timeline = req.options.timeline;
-        let f = Arc::new(ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone()));
+        let mut f = ThumbnailFetcher::new(store.clone(), drive.clone(), ts, status.clone())
+            .with_foreground(parts.foreground.clone());
+        if let Some(listed) = engine.listed_thumbnails() {
+            f = f.with_listed(listed);
+        }
+        let f = Arc::new(f);
         engine.set_thumbnail_waker(f.waker());
         engine.on_changes(f.changes_hook());
         tasks.push(runtime.spawn(f.clone().run()));

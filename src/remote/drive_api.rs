@@ -218,6 +218,14 @@ pub trait DriveApi: Send + Sync {
     async fn special_folder(&self, name: &str) -> Result<DriveItem, DriveError>;
     /// Every child of folder `id` (all pages).
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError>;
+    /// Every child of folder `id` with its thumbnail sets (`DriveItem::thumbnails`, only the comma-separated
+    /// `sizes`, e.g. `c128x128,c256x256`) taken with the listing (`$expand=thumbnails($select=…)`). Where the
+    /// service cannot (OneDrive for Business), and in this default, the children come without `thumbnails`:
+    /// callers then ask [`DriveApi::thumbnails`] per item.
+    async fn children_with_thumbnails(&self, id: &str, sizes: &str) -> Result<Vec<DriveItem>, DriveError> {
+        let _ = sizes;
+        self.children(id).await
+    }
     /// The child `name` of special folder `special` (names compared case-insensitively, as OneDrive does); `None`
     /// when either is missing (a missing special folder answers 404, or 403 without write permission). The Graph
     /// client asks in one request (`GET /me/drive/special/{special}:/{name}:`); this default lists the folder.
@@ -301,6 +309,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
         (**self).children(id).await
+    }
+    async fn children_with_thumbnails(&self, id: &str, sizes: &str) -> Result<Vec<DriveItem>, DriveError> {
+        (**self).children_with_thumbnails(id, sizes).await
     }
     async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {
         (**self).special_folder_child(special, name).await

@@ -39,6 +39,8 @@ pub struct GraphDrive {
     upload_options: UploadOptions,
     /// item id → (the cTag the URL was checked against, URL, when).
     download_urls: Mutex<HashMap<String, (String, DownloadUrl, Instant)>>,
+    /// The service refused `$expand=thumbnails` on a listing (OneDrive for Business answers 400): list without.
+    no_listed_thumbnails: std::sync::atomic::AtomicBool,
 }
 
 impl GraphDrive {
@@ -47,6 +49,7 @@ impl GraphDrive {
             client,
             upload_options: UploadOptions::default(),
             download_urls: Mutex::new(HashMap::new()),
+            no_listed_thumbnails: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -203,6 +206,25 @@ impl DriveApi for GraphDrive {
 
     async fn children(&self, id: &str) -> Result<Vec<DriveItem>, DriveError> {
         self.client.children(id).await.map_err(drive_error)
+    }
+
+    async fn children_with_thumbnails(&self, id: &str, sizes: &str) -> Result<Vec<DriveItem>, DriveError> {
+        use std::sync::atomic::Ordering;
+        if !self.no_listed_thumbnails.load(Ordering::Relaxed) {
+            match self
+                .client
+                .children_with_thumbnails(id, sizes)
+                .await
+                .map_err(drive_error)
+            {
+                Err(e) if e.is_not_supported() => {
+                    tracing::info!(error = %e, "listings with thumbnails refused; thumbnails are asked per item");
+                    self.no_listed_thumbnails.store(true, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        self.children(id).await
     }
 
     async fn special_folder_child(&self, special: &str, name: &str) -> Result<Option<DriveItem>, DriveError> {

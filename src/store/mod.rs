@@ -36,7 +36,7 @@ pub use items::{name_key, ContentState, ItemKind, ItemRow, NewItem, RemoteAttrs,
 pub use media::{MediaEntry, MediaFacet};
 pub use meta::keys as meta_keys;
 pub use outbox::{OutboxCounts, OutboxEntry, OutboxOp};
-pub use thumbs::{ThumbCounts, ThumbRow, ThumbSize, ThumbState};
+pub use thumbs::{ThumbCounts, ThumbRow, ThumbSize, ThumbState, ThumbStateUpdate};
 pub use trash::TrashRow;
 
 use parking_lot::Mutex;
@@ -372,6 +372,18 @@ impl Store {
         state: ThumbState,
     ) -> Result<()> {
         self.write(|t| t.set_thumbnail_state(item_id, size, ctag, state))
+    }
+    /// Records many thumbnails' states in one transaction (the fetcher's batches).
+    pub fn set_thumbnail_states(&self, states: &[ThumbStateUpdate]) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.write(|t| {
+            for u in states {
+                t.set_thumbnail_state(&u.item_id, u.size, u.ctag.as_deref(), u.state)?;
+            }
+            Ok(())
+        })
     }
     pub fn thumbnail(&self, item_id: &str, size: ThumbSize) -> Result<Option<ThumbRow>> {
         self.read(|t| t.thumbnail(item_id, size))

@@ -56,6 +56,15 @@ impl ThumbState {
     }
 }
 
+/// A state to record for one thumbnail ([`crate::store::Store::set_thumbnail_states`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThumbStateUpdate {
+    pub item_id: String,
+    pub size: ThumbSize,
+    pub ctag: Option<String>,
+    pub state: ThumbState,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThumbRow {
     pub item_id: String,

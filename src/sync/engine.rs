@@ -3,7 +3,7 @@
 //! - [`SyncEngine::initial_sync`] at mount: with a delta link in the store the mount lists from the store at once
 //!   and catches up in the background ([`SyncEngine::run`] re-locates the gallery, then polls). Otherwise it finds
 //!   the gallery ([`locate_gallery`]), takes a folder-scoped `token=latest` delta link and lists the folders with
-//!   `children()`, several at once ([`list_tree`]: far fewer round trips than 200-item delta pages) — or, when the
+//!   `children()`, several at once (`list_tree`: far fewer round trips than 200-item delta pages) — or, when the
 //!   service has no such link, enumerates it by delta (folder-scoped first, the drive root filtered by the
 //!   applier when that is refused) — and applies the whole listing as one full round together with its delta
 //!   link (the quota is read meanwhile). Changes made during the listing come with the first incremental round.
@@ -26,7 +26,8 @@
 //!   short mutexes, the content store's); the engine holds no lock of its own across a store transaction or a
 //!   request.
 //! - After each applied round the `on_changes` hooks run (the fs layer invalidates the kernel cache there) and
-//!   the thumbnail fetcher is woken.
+//!   the thumbnail fetcher is woken. The first listing carries the items' thumbnail URLs to the fetcher
+//!   ([`SyncEngine::set_listed_thumbnails`]).
 //! - Quota: the drive (`GET /me/drive`) is read with the poll, so a full OneDrive is noticed within two poll
 //!   intervals: once per poll interval while OneDrive reports `normal` with room left, and at every round (also
 //!   rounds woken early) while the state is anything else, less than [`QUOTA_LOW_FRACTION`] of the total is free,
@@ -51,7 +52,9 @@ use super::camera_roll::CameraRollTree;
 use super::gallery_locator::{locate_gallery, normalize_folder_path, LocateError};
 use super::outbox_replay::SentChanges;
 use super::status::{GalleryState, QuotaStatus, SyncStatus};
-use super::tree_listing::{list_tree, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT};
+use super::tree_listing::{
+    list_tree_with_thumbnails, ListedThumbnailSets, TreeListingError, DEFAULT_FOLDERS_IN_FLIGHT, LISTED_SIZES,
+};
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
 use crate::remote::models::DriveItem;
 use crate::store::{meta_keys, Store, StoreError};
@@ -168,6 +171,8 @@ pub struct SyncEngine {
     quota_hooks: RwLock<Vec<QuotaHook>>,
     progress: RwLock<Option<ProgressHook>>,
     thumbnail_waker: RwLock<Option<Arc<Notify>>>,
+    /// Where the first listing's thumbnail URLs go (the thumbnail fetcher's); `None`: listed without them.
+    listed_thumbnails: RwLock<Option<Arc<ListedThumbnailSets>>>,
     wake: Notify,
     stop: Notify,
     stopped: AtomicBool,
@@ -205,6 +210,7 @@ impl SyncEngine {
             quota_hooks: RwLock::new(Vec::new()),
             progress: RwLock::new(None),
             thumbnail_waker: RwLock::new(None),
+            listed_thumbnails: RwLock::new(None),
             wake: Notify::new(),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
@@ -246,6 +252,15 @@ impl SyncEngine {
     /// The thumbnail fetcher's wake-up (see `ThumbnailFetcher::waker`).
     pub fn set_thumbnail_waker(&self, waker: Arc<Notify>) {
         *self.thumbnail_waker.write() = Some(waker);
+    }
+    /// The first listing asks for each item's thumbnails with the folders' pages (`$expand=thumbnails`) and puts
+    /// them here (see `ThumbnailFetcher::listed_thumbnails`).
+    pub fn set_listed_thumbnails(&self, sink: Arc<ListedThumbnailSets>) {
+        *self.listed_thumbnails.write() = Some(sink);
+    }
+    /// Where the listings put thumbnail URLs, when set.
+    pub fn listed_thumbnails(&self) -> Option<Arc<ListedThumbnailSets>> {
+        self.listed_thumbnails.read().clone()
     }
     /// Polls now instead of at the next interval (push notifications, `fsync`-style nudges).
     pub fn wake(&self) {
@@ -718,22 +733,29 @@ impl SyncEngine {
         }
     }
 
-    /// The first listing of an empty store: by folders after a `token=latest` delta link ([`list_tree`]), as one
+    /// The first listing of an empty store: by folders after a `token=latest` delta link (`list_tree`), as one
     /// full round with that link; by delta ([`Self::enumerate`]) when the service has no such link.
     async fn list_first(&self, gallery: &str) -> Result<AppliedChanges, SyncError> {
         let mut refetches = 0;
         loop {
             let sent_before = self.sent_changes.count();
             let progress = self.progress.read().clone();
-            let listed = list_tree(self.drive.as_ref(), gallery, DEFAULT_FOLDERS_IN_FLIGHT, |received| {
-                // Between folders (received, applied only with the whole listing).
-                crate::crash_points::crash_point("poller.page_applied");
-                if let Some(progress) = &progress {
-                    progress(received);
-                }
-            })
+            let thumbnail_sink = self.listed_thumbnails.read().clone();
+            let listed = list_tree_with_thumbnails(
+                self.drive.as_ref(),
+                gallery,
+                DEFAULT_FOLDERS_IN_FLIGHT,
+                thumbnail_sink.as_ref().map(|_| LISTED_SIZES),
+                |received| {
+                    // Between folders (received, applied only with the whole listing).
+                    crate::crash_points::crash_point("poller.page_applied");
+                    if let Some(progress) = &progress {
+                        progress(received);
+                    }
+                },
+            )
             .await;
-            let listing = match listed {
+            let mut listing = match listed {
                 Ok(listing) => listing,
                 Err(TreeListingError::LatestRefused(e)) => {
                     tracing::info!(reason = %e, "no token=latest delta link; enumerating the gallery by delta");
@@ -749,6 +771,10 @@ impl SyncEngine {
             if gallery_deleted_in(&listing.items, gallery) {
                 self.gallery_missing();
                 return Ok(AppliedChanges::default());
+            }
+            if let Some(sink) = &thumbnail_sink {
+                // Before the round is applied: the fetcher it wakes finds them.
+                sink.add(std::mem::take(&mut listing.thumbnails));
             }
             let stale = || refetches < MAX_REFETCHES && self.sent_changes.count() != sent_before;
             match self.apply_full_listing(gallery, listing.items, &listing.delta_link, stale)? {

@@ -10,6 +10,7 @@
 //! - [`tree_listing`]: the first listing by folders (`children()`, several at once) after a `token=latest` link.
 //! - [`notification_listener`]: socket.io change notifications → [`engine::SyncEngine::wake`].
 //! - [`thumbnail_fetcher`]: OneDrive thumbnails into the thumbnail cache and the freedesktop personal cache.
+//! - [`foreground`]: [`foreground::Foreground`], the signal the read path raises so the thumbnail pass gives way.
 //! - [`status`]: the shared status behind `galleryfs status`.
 //! - [`outbox_replay`]: the journalled local changes → OneDrive, in order, with conflict copies and guards.
 //! - [`local_edits`]: what the replayer asks of the local write state ([`local_edits::LocalEdits`]).
@@ -23,6 +24,7 @@ pub mod capture_date;
 pub mod conflict_copies;
 pub mod delta_apply;
 pub mod engine;
+pub mod foreground;
 pub mod gallery_locator;
 pub mod local_edits;
 pub mod notification_listener;

@@ -1,8 +1,10 @@
 //! [`ThumbnailFetcher`]: fetches OneDrive's thumbnails of the gallery's photos and videos in the background, never
 //! their originals.
 //!
-//! For every media item the store reports pending (per freedesktop size, for its current cTag): one
-//! `thumbnails(id)` call, then per size the smallest OneDrive thumbnail at least as large as the target (`normal`
+//! For every media item the store reports pending (per freedesktop size, for its current cTag): the thumbnail
+//! URLs the first listing carried ([`ListedThumbnailSets`], filled by the sync engine from
+//! `$expand=thumbnails($select=`[`LISTED_SIZES`]`)`: `c128x128` for `normal`, `c256x256` for `large`, so neither
+//! needs scaling) when it carried them for the item's cTag; otherwise one `thumbnails(id)` call, then per size the smallest OneDrive thumbnail at least as large as the target (`normal`
 //! 128 px → `medium` 176; `large` 256 px → `large` 800, replaced by a custom `c256x256` because scaling 800 px
 //! images costs far more CPU; the largest there is when none is big enough), downloaded once, kept as
 //! `<thumbnail dir>/<size>/<escaped id>.jpg` (the mount's `.sh_thumbnails` serves from there) and, when the mount
@@ -17,26 +19,35 @@
 //! Renames and moves made on OneDrive change the files' URIs: [`ThumbnailFetcher::changes_hook`] collects them and
 //! the personal-cache PNGs are rendered again under the new URIs from the kept JPEGs, without any request.
 //!
-//! Concurrency is bounded ([`ThumbnailSettings::concurrency`]); PNG rendering runs on the blocking pool.
+//! Concurrency is bounded ([`ThumbnailSettings::concurrency`] items fetched at once); rendering and writing run on
+//! the blocking pool, [`WRITERS`] items at a time (more threads creating files in the same directories only contend
+//! for their locks), each size decoded and compressed once and labelled per URI (album and Timeline). `ready` states are recorded in batches
+//! (one store transaction per [`STATE_BATCH`] thumbnails, and at the end of each pass).
+//!
+//! Foreground first: while an app reads an original from OneDrive ([`Foreground::is_busy`], raised by the read
+//! path), the pass narrows to one item at a time with a [`NARROWED_PAUSE`] after each, leaving the link and the CPU
+//! to the reader without stopping (a long video would otherwise hold every thumbnail back).
 
 use futures::stream::{self, StreamExt};
 use parking_lot::Mutex;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::delta_apply::AppliedChanges;
 use super::engine::ChangesHook;
+use super::foreground::Foreground;
 use super::status::{SyncStatus, ThumbnailProgress};
 use super::timeline_index::TimelineIndex;
+pub use super::tree_listing::{ListedThumbnailSets, LISTED_SIZES};
 use crate::remote::drive_api::{DriveApi, DriveError};
 use crate::remote::models::{Thumbnail, ThumbnailSet};
-use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState};
-use crate::thumbnails::{self, file_uri, render_png, PersonalCache, ThumbExtra};
+use crate::store::{ItemRow, Store, StoreError, ThumbSize, ThumbState, ThumbStateUpdate};
+use crate::thumbnails::{self, file_uri, prepare_png, render_png, PersonalCache, ThumbExtra};
 
 /// Characters kept as they are in a thumbnail file name made from an item id.
 const ID_FILE_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'!').remove(b'_').remove(b'-');
@@ -44,6 +55,22 @@ const ID_FILE_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'!').remove(b'_').remo
 const BATCH: usize = 5_000;
 /// Sizes fetched.
 const SIZES: [ThumbSize; 2] = [ThumbSize::Normal, ThumbSize::Large];
+/// `ready` states recorded per store transaction.
+pub const STATE_BATCH: usize = 256;
+/// How often a pass publishes its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Items whose thumbnails are rendered and written at once.
+const WRITERS: usize = 2;
+/// While the foreground is busy: the pause after each item (at most ~10 items a second then).
+const NARROWED_PAUSE: Duration = Duration::from_millis(100);
+
+/// The URL of the custom size `c{target}x{target}` in the sets, when listed.
+fn listed_custom_url(sets: &[ThumbnailSet], target: u32) -> Option<String> {
+    let key = format!("c{target}x{target}");
+    let set = sets.iter().find(|s| s.id == "0").or_else(|| sets.first())?;
+    let thumb: Thumbnail = serde_json::from_value(set.custom.get(&key)?.clone()).ok()?;
+    thumb.url
+}
 
 /// How the fetcher works.
 #[derive(Clone, Debug)]
@@ -151,11 +178,22 @@ pub struct ThumbnailFetcher {
     retry_at: Mutex<HashMap<String, Instant>>,
     /// Every request waits until this time (throttled or offline).
     paused_until: Mutex<Option<Instant>>,
-    done_since_progress: AtomicU64,
+    /// When the progress was last published during a pass (counting the store costs a scan: not per item).
+    last_progress: Mutex<Instant>,
     /// Items renamed or moved by a delta round: their personal-cache PNGs need their new URI.
     moved: Mutex<Vec<u64>>,
     /// Where the Timeline shows each file (built per pass when [`ThumbnailSettings::timeline`]).
     timeline: Mutex<Option<Arc<TimelineIndex>>>,
+    /// Thumbnail URLs the listings carried.
+    listed: Arc<ListedThumbnailSets>,
+    /// Raised by the read path while a user waits for an original.
+    foreground: Arc<Foreground>,
+    /// While the foreground is busy, items run one at a time: this permit.
+    narrow: tokio::sync::Semaphore,
+    /// `ready` states not recorded yet.
+    ready_batch: Mutex<Vec<ThumbStateUpdate>>,
+    /// Items rendered and written at once (on the blocking pool).
+    writers: tokio::sync::Semaphore,
 }
 
 impl ThumbnailFetcher {
@@ -175,10 +213,55 @@ impl ThumbnailFetcher {
             stopped: AtomicBool::new(false),
             retry_at: Mutex::new(HashMap::new()),
             paused_until: Mutex::new(None),
-            done_since_progress: AtomicU64::new(0),
+            last_progress: Mutex::new(Instant::now()),
             moved: Mutex::new(Vec::new()),
             timeline: Mutex::new(None),
+            listed: Arc::new(ListedThumbnailSets::default()),
+            foreground: Arc::new(Foreground::default()),
+            narrow: tokio::sync::Semaphore::new(1),
+            ready_batch: Mutex::new(Vec::new()),
+            writers: tokio::sync::Semaphore::new(WRITERS),
         }
+    }
+
+    /// Gives way to `foreground` (the mount's read path raises it).
+    pub fn with_foreground(mut self, foreground: Arc<Foreground>) -> ThumbnailFetcher {
+        self.foreground = foreground;
+        self
+    }
+
+    /// Takes the thumbnail URLs listings put in `listed` (the sync engine's `set_listed_thumbnails`).
+    pub fn with_listed(mut self, listed: Arc<ListedThumbnailSets>) -> ThumbnailFetcher {
+        self.listed = listed;
+        self
+    }
+
+    /// Where listings put the thumbnail URLs they carry.
+    pub fn listed_thumbnails(&self) -> Arc<ListedThumbnailSets> {
+        self.listed.clone()
+    }
+
+    /// Records the `ready` states gathered so far.
+    fn flush_ready(&self) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut *self.ready_batch.lock());
+        self.store.set_thumbnail_states(&batch)
+    }
+
+    fn record_ready(&self, row: &ItemRow, size: ThumbSize) -> Result<(), StoreError> {
+        let full = {
+            let mut batch = self.ready_batch.lock();
+            batch.push(ThumbStateUpdate {
+                item_id: row.item_id.clone(),
+                size,
+                ctag: row.ctag.clone(),
+                state: ThumbState::Ready,
+            });
+            batch.len() >= STATE_BATCH
+        };
+        if full {
+            self.flush_ready()?;
+        }
+        Ok(())
     }
 
     /// Notify this to make the fetcher look for pending items now (the sync engine does after each round).
@@ -270,8 +353,11 @@ impl ThumbnailFetcher {
             if let Err(e) = self.reseed_moved().await {
                 tracing::warn!(error = %e, "re-labelling moved thumbnails failed");
             }
-            if let Err(e) = self.run_until_idle().await {
-                tracing::warn!(error = %e, "thumbnail pass failed");
+            match self.run_until_idle().await {
+                // Nothing pending: URLs still kept are of items that need no thumbnail.
+                Ok(_) if self.next_retry_in().is_none() => self.listed.clear(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "thumbnail pass failed"),
             }
             let wait = self.next_retry_in().unwrap_or(Duration::from_secs(3600));
             tokio::select! {
@@ -323,6 +409,8 @@ impl ThumbnailFetcher {
             self.publish_progress();
             return Ok(summary);
         }
+        // How much there is to do, for `galleryfs status`, before doing it.
+        self.publish_progress();
         if self.settings.timeline && self.settings.personal_cache.is_some() {
             let entries = self.store.read(|t| t.media_entries())?;
             *self.timeline.lock() = Some(Arc::new(TimelineIndex::build(entries)));
@@ -333,6 +421,7 @@ impl ThumbnailFetcher {
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
+        self.flush_ready()?;
         for outcome in outcomes {
             summary.items += 1;
             match outcome {
@@ -349,8 +438,30 @@ impl ThumbnailFetcher {
     }
 
     async fn fetch_item(&self, row: ItemRow, sizes: Vec<ThumbSize>) -> ItemOutcome {
+        // Foreground first: while a user waits for an original, one item at a time, with a pause after each.
+        let narrowed = if self.foreground.is_busy() {
+            self.narrow.acquire().await.ok()
+        } else {
+            None
+        };
         let outcome = self.try_item(&row, &sizes).await;
-        if self.done_since_progress.fetch_add(1, Ordering::Relaxed) % 50 == 49 {
+        if narrowed.is_some() && self.foreground.is_busy() {
+            tokio::time::sleep(NARROWED_PAUSE).await;
+        }
+        drop(narrowed);
+        let due = {
+            let mut last = self.last_progress.lock();
+            let due = last.elapsed() >= PROGRESS_EVERY;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            // What is ready so far, as `galleryfs status` shows it.
+            if let Err(e) = self.flush_ready() {
+                tracing::warn!(error = %e, "thumbnail states not recorded");
+            }
             self.publish_progress();
         }
         match outcome {
@@ -366,8 +477,28 @@ impl ThumbnailFetcher {
         }
     }
 
+    /// The URL per size from what the listing carried, when it carried one for every size asked.
+    fn listed_urls(&self, row: &ItemRow, sizes: &[ThumbSize]) -> Option<Vec<(ThumbSize, String)>> {
+        let sets = self.listed.take(&row.item_id, row.ctag.as_deref())?;
+        sizes
+            .iter()
+            .map(|&size| {
+                let target = freedesktop_size(size).pixels();
+                let url = listed_custom_url(&sets, target).or_else(|| {
+                    choose_thumbnail(&sets, target)
+                        .filter(|t| !(self.settings.custom_sizes && edge_of(t).is_some_and(|e| e > 2 * target)))
+                        .and_then(|t| t.url.clone())
+                })?;
+                Some((size, url))
+            })
+            .collect()
+    }
+
     async fn try_item(&self, row: &ItemRow, sizes: &[ThumbSize]) -> Result<ItemOutcome, StoreError> {
         self.wait_if_paused().await;
+        if let Some(urls) = self.listed_urls(row, sizes) {
+            return self.try_listed_item(row, sizes, urls).await;
+        }
         let ctag = row.ctag.as_deref();
         let sets = match self.drive.thumbnails(&row.item_id).await {
             Ok(sets) => sets,
@@ -375,7 +506,6 @@ impl ThumbnailFetcher {
         };
         let uri = self.uri_of(row)?;
         let timeline_uri = self.timeline_uri_of(row);
-        let mut ready = 0;
         let mut missing = 0;
         let mut pending_generation = 0;
         let mut downloaded: HashMap<String, bytes::Bytes> = HashMap::new();
@@ -432,12 +562,50 @@ impl ThumbnailFetcher {
                 }
             }
         }
+        let outcome = self
+            .finish_item(row, sizes, uri, timeline_uri, sources, missing)
+            .await?;
+        debug_assert!(matches!(outcome, ItemOutcome::Done { failed, .. } if pending_generation <= failed));
+        Ok(outcome)
+    }
+
+    /// An item whose thumbnail URLs came with the listing: only the downloads.
+    async fn try_listed_item(
+        &self,
+        row: &ItemRow,
+        sizes: &[ThumbSize],
+        urls: Vec<(ThumbSize, String)>,
+    ) -> Result<ItemOutcome, StoreError> {
+        let downloads = urls.iter().map(|(_, url)| self.drive.download_thumbnail(url));
+        let mut sources = Vec::with_capacity(urls.len());
+        for ((size, _), result) in urls.iter().zip(futures::future::join_all(downloads).await) {
+            match result {
+                Ok(bytes) => sources.push((*size, bytes)),
+                Err(e) => return self.failed(row, sizes, &e),
+            }
+        }
+        let uri = self.uri_of(row)?;
+        let timeline_uri = self.timeline_uri_of(row);
+        self.finish_item(row, sizes, uri, timeline_uri, sources, 0).await
+    }
+
+    /// Stores the downloaded thumbnails and records their states.
+    async fn finish_item(
+        &self,
+        row: &ItemRow,
+        sizes: &[ThumbSize],
+        uri: Option<String>,
+        timeline_uri: Option<String>,
+        sources: Vec<(ThumbSize, bytes::Bytes)>,
+        missing: u64,
+    ) -> Result<ItemOutcome, StoreError> {
+        let ctag = row.ctag.as_deref();
+        let mut ready = 0;
         let stored = self.store_thumbnails(row, uri, timeline_uri, sources).await;
         for (size, result) in stored {
             match result {
                 Ok(()) => {
-                    self.store
-                        .set_thumbnail_state(&row.item_id, size, ctag, ThumbState::Ready)?;
+                    self.record_ready(row, size)?;
                     ready += 1;
                 }
                 Err(message) => {
@@ -450,7 +618,6 @@ impl ThumbnailFetcher {
         }
         self.retry_at.lock().remove(&row.item_id);
         let failed = sizes.len() as u64 - ready - missing;
-        debug_assert!(pending_generation <= failed);
         Ok(ItemOutcome::Done { ready, missing, failed })
     }
 
@@ -471,6 +638,9 @@ impl ThumbnailFetcher {
             ..ThumbExtra::default()
         };
         let sizes: Vec<ThumbSize> = sources.iter().map(|(s, _)| *s).collect();
+        // Renders and file writes, a few at once: more threads writing into the same directories only contend
+        // for their locks.
+        let _writing = self.writers.acquire().await.ok();
         let job = tokio::task::spawn_blocking(move || {
             sources
                 .into_iter()
@@ -479,8 +649,10 @@ impl ThumbnailFetcher {
                         write_atomic(&thumbnail_file(&dir, &item_id, size), &bytes).map_err(|e| e.to_string())?;
                         if let (Some(uri), Some(cache)) = (&uri, &cache) {
                             let fd_size = freedesktop_size(size);
+                            let prepared =
+                                prepare_png(&bytes, fd_size, extra.orientation).map_err(|e| e.to_string())?;
                             for uri in std::iter::once(uri).chain(timeline_uri.as_ref()) {
-                                let png = render_png(&bytes, fd_size, uri, mtime, &extra).map_err(|e| e.to_string())?;
+                                let png = prepared.labelled(uri, mtime, &extra).map_err(|e| e.to_string())?;
                                 cache.store(uri, fd_size, &png).map_err(|e| e.to_string())?;
                             }
                         }

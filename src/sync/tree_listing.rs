@@ -17,14 +17,20 @@
 //! first, every item once per listing it was seen in: the last occurrence wins), ready for the delta applier as
 //! one full round with [`TreeListing::delta_link`].
 //!
+//! With [`list_tree_with_thumbnails`] each folder is listed with its items' thumbnail sets
+//! (`$expand=thumbnails($select=…)`, OneDrive Personal): they are taken out of the items into
+//! [`TreeListing::thumbnails`] (the thumbnail fetcher's, not the store's), so the fetcher needs no request per item
+//! to learn them. Items listed without (a service that cannot expand them) have no entry there.
+//!
 //! Pure: a [`DriveApi`] in, items out; nothing is written here.
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::collections::{HashSet, VecDeque};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
 use thiserror::Error;
 
 use crate::remote::drive_api::{DeltaRequest, DriveApi, DriveError};
-use crate::remote::models::{DriveItem, ItemReference};
+use crate::remote::models::{DriveItem, ItemReference, Thumbnail, ThumbnailSet};
 
 /// How many listing requests [`list_tree`] keeps in flight by default.
 pub const DEFAULT_FOLDERS_IN_FLIGHT: usize = 6;
@@ -38,6 +44,19 @@ pub struct TreeListing {
     pub delta_link: String,
     /// Folders listed with `children()` (the top folder included).
     pub folders_listed: usize,
+    /// The thumbnail sets listed with the items (only with [`list_tree_with_thumbnails`], only the items the
+    /// service sent them for).
+    pub thumbnails: Vec<ListedThumbnails>,
+}
+
+/// An item's thumbnail sets as a listing carried them: valid for that content version (cTag). Holds
+/// pre-authenticated URLs: never log them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListedThumbnails {
+    pub item_id: String,
+    pub ctag: Option<String>,
+    /// Empty: OneDrive has no thumbnail for this version (yet).
+    pub sets: Vec<ThumbnailSet>,
 }
 
 #[derive(Debug, Error)]
@@ -47,6 +66,112 @@ pub enum TreeListingError {
     LatestRefused(DriveError),
     #[error(transparent)]
     Drive(#[from] DriveError),
+}
+
+/// The thumbnail sizes a listing asks for (`$expand=thumbnails($select=…)`): each freedesktop size exactly
+/// (`normal` 128 px, `large` 256 px).
+pub const LISTED_SIZES: &str = "c128x128,c256x256";
+
+/// Thumbnail sets that listings carried, by item id, until the fetcher takes them. Holds pre-authenticated URLs
+/// (never logged); an entry is used only for the cTag it was listed with. Kept compact (the first set's
+/// thumbnails with their sizes and URLs, ~0.3 KiB an item instead of the parsed JSON's ~2 KiB): a gallery's worth
+/// waits here during the whole pass.
+#[derive(Debug, Default)]
+pub struct ListedThumbnailSets {
+    by_item: Mutex<HashMap<String, KeptThumbnails>>,
+}
+
+#[derive(Debug)]
+struct KeptThumbnails {
+    ctag: Option<String>,
+    /// (size name: `small`, `medium`, `large` or a custom `c{W}x{H}`, the thumbnail).
+    thumbs: Vec<(Box<str>, Thumbnail)>,
+}
+
+impl KeptThumbnails {
+    fn of(listed: ListedThumbnails) -> Option<KeptThumbnails> {
+        let set = listed
+            .sets
+            .iter()
+            .position(|s| s.id == "0")
+            .or((!listed.sets.is_empty()).then_some(0))
+            .map(|i| listed.sets.into_iter().nth(i))??;
+        let lean = |t: Thumbnail| Thumbnail {
+            source_item_id: None,
+            ..t
+        };
+        let mut thumbs: Vec<(Box<str>, Thumbnail)> =
+            [("small", set.small), ("medium", set.medium), ("large", set.large)]
+                .into_iter()
+                .filter_map(|(name, t)| Some((Box::from(name), lean(t?))))
+                .collect();
+        for (key, value) in set.custom {
+            if let Ok(t) = serde_json::from_value::<Thumbnail>(value) {
+                thumbs.push((key.into_boxed_str(), lean(t)));
+            }
+        }
+        thumbs.retain(|(_, t)| t.url.is_some());
+        thumbs.shrink_to_fit();
+        (!thumbs.is_empty()).then_some(KeptThumbnails {
+            ctag: listed.ctag,
+            thumbs,
+        })
+    }
+
+    /// Back to the shape the service sent (set `"0"`).
+    fn into_sets(self) -> Vec<ThumbnailSet> {
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            ..Default::default()
+        };
+        for (name, t) in self.thumbs {
+            match &*name {
+                "small" => set.small = Some(t),
+                "medium" => set.medium = Some(t),
+                "large" => set.large = Some(t),
+                _ => {
+                    set.custom
+                        .insert(name.into_string(), serde_json::to_value(t).unwrap_or_default());
+                }
+            }
+        }
+        vec![set]
+    }
+}
+
+impl ListedThumbnailSets {
+    /// Keeps what a listing carried (a later listing of the same item replaces it). An item listed without a
+    /// thumbnail URL is not kept: it is asked by itself (OneDrive may not have made its thumbnails yet).
+    pub fn add(&self, listed: Vec<ListedThumbnails>) {
+        let mut map = self.by_item.lock();
+        for l in listed {
+            let id = l.item_id.clone();
+            if let Some(kept) = KeptThumbnails::of(l) {
+                map.insert(id, kept);
+            }
+        }
+    }
+
+    /// Forgets everything (what is left after a pass belongs to items that need no thumbnail).
+    pub fn clear(&self) {
+        let mut map = self.by_item.lock();
+        map.clear();
+        map.shrink_to_fit();
+    }
+
+    /// The sets listed for `item_id` at `ctag`, taken out.
+    pub fn take(&self, item_id: &str, ctag: Option<&str>) -> Option<Vec<ThumbnailSet>> {
+        let kept = self.by_item.lock().remove(item_id)?;
+        (kept.ctag.as_deref() == ctag).then(|| kept.into_sets())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_item.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One request of the listing.
@@ -64,11 +189,24 @@ pub async fn list_tree(
     drive: &dyn DriveApi,
     folder_id: &str,
     folders_in_flight: usize,
+    on_folder_listed: impl FnMut(u64),
+) -> Result<TreeListing, TreeListingError> {
+    list_tree_with_thumbnails(drive, folder_id, folders_in_flight, None, on_folder_listed).await
+}
+
+/// [`list_tree`], each folder listed with its items' thumbnails of `thumbnail_sizes` (e.g. `c128x128,c256x256`)
+/// when given (see the module note).
+pub async fn list_tree_with_thumbnails(
+    drive: &dyn DriveApi,
+    folder_id: &str,
+    folders_in_flight: usize,
+    thumbnail_sizes: Option<&str>,
     mut on_folder_listed: impl FnMut(u64),
 ) -> Result<TreeListing, TreeListingError> {
     let delta_link = latest_link(drive, folder_id).await?;
     let mut top: Option<DriveItem> = None;
     let mut items: Vec<DriveItem> = Vec::new();
+    let mut thumbnails: Vec<ListedThumbnails> = Vec::new();
     let mut queue: VecDeque<Job> = VecDeque::from([
         Job::TopItem(folder_id.to_string()),
         Job::Children(folder_id.to_string()),
@@ -80,7 +218,7 @@ pub async fn list_tree(
     loop {
         while in_flight.len() < limit {
             let Some(job) = queue.pop_front() else { break };
-            in_flight.push(run(drive, job));
+            in_flight.push(run(drive, job, thumbnail_sizes));
         }
         let Some((job, result)) = in_flight.next().await else {
             break;
@@ -99,6 +237,13 @@ pub async fn list_tree(
                     // The shape of a delta item: no download URL (secret, short-lived, unused: a 100,000-item
                     // listing held ~15 MB of them until applied) and no parent path (delta never has one).
                     child.download_url = None;
+                    if let Some(sets) = child.thumbnails.take() {
+                        thumbnails.push(ListedThumbnails {
+                            item_id: child.id.clone(),
+                            ctag: child.c_tag.clone(),
+                            sets,
+                        });
+                    }
                     let reference = child.parent_reference.get_or_insert_with(ItemReference::default);
                     reference.path = None;
                     if reference.id.is_none() {
@@ -123,6 +268,7 @@ pub async fn list_tree(
         items: all,
         delta_link,
         folders_listed,
+        thumbnails,
     })
 }
 
@@ -147,10 +293,15 @@ async fn latest_link(drive: &dyn DriveApi, folder_id: &str) -> Result<String, Tr
     }
 }
 
-async fn run(drive: &dyn DriveApi, job: Job) -> (Job, Result<Vec<DriveItem>, DriveError>) {
-    let result = match &job {
-        Job::TopItem(id) => drive.item(id).await.map(|item| vec![item]),
-        Job::Children(id) => drive.children(id).await,
+async fn run(
+    drive: &dyn DriveApi,
+    job: Job,
+    thumbnail_sizes: Option<&str>,
+) -> (Job, Result<Vec<DriveItem>, DriveError>) {
+    let result = match (&job, thumbnail_sizes) {
+        (Job::TopItem(id), _) => drive.item(id).await.map(|item| vec![item]),
+        (Job::Children(id), Some(sizes)) => drive.children_with_thumbnails(id, sizes).await,
+        (Job::Children(id), None) => drive.children(id).await,
     };
     (job, result)
 }
@@ -336,6 +487,58 @@ mod tests {
         ) -> Result<DriveItem, DriveError> {
             self.inner.restore(id, parent_id, name).await
         }
+    }
+
+    #[test]
+    fn listed_thumbnails_are_kept_compact_and_given_back_for_their_ctag_only() {
+        let thumb = |edge: i64, url: &str| Thumbnail {
+            width: Some(edge),
+            height: Some(edge * 3 / 4),
+            url: Some(url.into()),
+            source_item_id: Some("x".into()),
+        };
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            medium: Some(thumb(176, "u-medium")),
+            ..Default::default()
+        };
+        set.custom
+            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        let sinks = ListedThumbnailSets::default();
+        sinks.add(vec![
+            ListedThumbnails {
+                item_id: "A".into(),
+                ctag: Some("c1".into()),
+                sets: vec![set],
+            },
+            ListedThumbnails {
+                item_id: "B".into(),
+                ctag: Some("c1".into()),
+                sets: vec![],
+            },
+        ]);
+        assert_eq!(sinks.len(), 1, "an empty list is not kept");
+        assert!(
+            sinks.take("A", Some("c2")).is_none(),
+            "another version's URLs are not used"
+        );
+        assert!(sinks.is_empty(), "and are dropped");
+        let mut set = ThumbnailSet {
+            id: "0".into(),
+            medium: Some(thumb(176, "u-medium")),
+            ..Default::default()
+        };
+        set.custom
+            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        sinks.add(vec![ListedThumbnails {
+            item_id: "A".into(),
+            ctag: Some("c1".into()),
+            sets: vec![set],
+        }]);
+        let back = sinks.take("A", Some("c1")).unwrap();
+        assert_eq!(back[0].medium.as_ref().and_then(|t| t.url.as_deref()), Some("u-medium"));
+        let custom: Thumbnail = serde_json::from_value(back[0].custom["c128x128"].clone()).unwrap();
+        assert_eq!((custom.width, custom.url.as_deref()), (Some(128), Some("u-128")));
     }
 
     #[tokio::test]

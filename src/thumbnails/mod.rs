@@ -21,7 +21,9 @@ pub mod uri;
 use std::path::PathBuf;
 
 pub use personal_cache::PersonalCache;
-pub use render::{fail_marker_png, read_text, read_text_chunks, relabel_png, render_png, ThumbExtra};
+pub use render::{
+    fail_marker_png, prepare_png, read_text, read_text_chunks, relabel_png, render_png, PreparedPng, ThumbExtra,
+};
 pub use shared_repo::{find_name_for_md5, SharedRepoPath, SHARED_REPO_DIR};
 pub use uri::{file_uri, md5_of_name, shared_md5_candidates, shared_thumbnail_name, shared_uri, thumbnail_name};
 

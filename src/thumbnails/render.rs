@@ -52,20 +52,106 @@ pub fn render_png(
     mtime_secs: i64,
     extra: &ThumbExtra,
 ) -> Result<Vec<u8>, ThumbError> {
+    prepare_png(source, size, extra.orientation)?.labelled(uri, mtime_secs, extra)
+}
+
+/// A thumbnail decoded, fitted and compressed once: a PNG without text chunks, labelled for each URI it is
+/// stored under by [`PreparedPng::labelled`] (a photo shown in its album and in the Timeline costs one encode).
+#[derive(Clone, Debug)]
+pub struct PreparedPng {
+    /// A complete PNG whose first chunk is `IHDR` and which has no `tEXt`.
+    unlabelled: Vec<u8>,
+}
+
+/// PNG signature and the `IHDR` chunk (4 length + 4 type + 13 data + 4 CRC): where the labels go.
+const AFTER_IHDR: usize = 8 + 25;
+
+/// Decodes `source`, applies the orientation, fits it within `size` (no resize when it already fits) and
+/// compresses it, for [`PreparedPng::labelled`].
+pub fn prepare_png(source: &[u8], size: ThumbSize, orientation: Option<u16>) -> Result<PreparedPng, ThumbError> {
     if source.is_empty() {
         return Err(ThumbError::EmptySource);
     }
-    let mut image = decode_upright(source, extra.orientation)?;
+    let mut image = decode_upright(source, orientation)?;
     let (width, height) = fit_within(image.width(), image.height(), size.pixels());
     if (width, height) != (image.width(), image.height()) {
         image = image.resize_exact(width, height, FilterType::Triangle);
     }
-    let (color, pixels) = if image.color().has_alpha() {
-        (png::ColorType::Rgba, image.into_rgba8().into_raw())
+    let unlabelled = if image.color().has_alpha() {
+        encode_png(width, height, png::ColorType::Rgba, &image.into_rgba8().into_raw(), &[])?
     } else {
-        (png::ColorType::Rgb, image.into_rgb8().into_raw())
+        encode_png(width, height, png::ColorType::Rgb, &image.into_rgb8().into_raw(), &[])?
     };
-    encode_png(width, height, color, &pixels, &text_chunks(uri, mtime_secs, extra))
+    Ok(PreparedPng { unlabelled })
+}
+
+impl PreparedPng {
+    /// The thumbnail labelled with `uri`, `mtime_secs` and `extra` (its `orientation` is not used here): the
+    /// `tEXt` chunks right after `IHDR`, before the image data, as [`render_png`] writes them.
+    pub fn labelled(&self, uri: &str, mtime_secs: i64, extra: &ThumbExtra) -> Result<Vec<u8>, ThumbError> {
+        let texts = text_chunks(uri, mtime_secs, extra);
+        check_ascii(&texts)?;
+        // Made by `prepare_png` with the png encoder: signature, then IHDR, always.
+        let head = &self.unlabelled[..AFTER_IHDR];
+        debug_assert_eq!(&head[12..16], b"IHDR");
+        let text_len: usize = texts.iter().map(|(k, v)| 12 + k.len() + 1 + v.len()).sum();
+        let mut out = Vec::with_capacity(self.unlabelled.len() + text_len);
+        out.extend_from_slice(head);
+        for (key, value) in &texts {
+            let mut data = Vec::with_capacity(key.len() + 1 + value.len());
+            data.extend_from_slice(key.as_bytes());
+            data.push(0);
+            data.extend_from_slice(value.as_bytes());
+            write_chunk(&mut out, b"tEXt", &data);
+        }
+        out.extend_from_slice(&self.unlabelled[AFTER_IHDR..]);
+        Ok(out)
+    }
+}
+
+/// Appends one PNG chunk: length, type, data, CRC-32 of type and data.
+fn write_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let crc = crc32(&[kind.as_slice(), data]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// CRC-32 (ISO 3309, as PNG uses it) over the concatenation of `parts`.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    let mut c = 0xFFFF_FFFFu32;
+    for part in parts {
+        for &b in *part {
+            c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+    }
+    c ^ 0xFFFF_FFFF
+}
+
+fn check_ascii(texts: &[(String, String)]) -> Result<(), ThumbError> {
+    for (key, value) in texts {
+        // tEXt is Latin-1; our values are ASCII by construction (escaped URIs, digits, MIME types).
+        if !key.is_ascii() || !value.is_ascii() {
+            return Err(ThumbError::NotAscii { key: key.clone() });
+        }
+    }
+    Ok(())
 }
 
 /// The same thumbnail labelled for another URI and mtime (after a rename or move), pixels and other attributes
@@ -181,12 +267,7 @@ fn encode_png(
     pixels: &[u8],
     texts: &[(String, String)],
 ) -> Result<Vec<u8>, ThumbError> {
-    for (key, value) in texts {
-        // tEXt is Latin-1; our values are ASCII by construction (escaped URIs, digits, MIME types).
-        if !key.is_ascii() || !value.is_ascii() {
-            return Err(ThumbError::NotAscii { key: key.clone() });
-        }
-    }
+    check_ascii(texts)?;
     let mut out = Vec::with_capacity(pixels.len() / 2 + 512);
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(color);
@@ -326,6 +407,29 @@ mod tests {
         assert_eq!(texts, expected);
         assert_eq!(read_text_chunks(&out), expected);
         assert_eq!(read_text(&out, "Thumb::MTime").as_deref(), Some("1700000000"));
+    }
+
+    #[test]
+    fn one_prepared_png_labelled_twice_decodes_with_each_label() {
+        let prepared = prepare_png(&jpeg(300, 200), ThumbSize::Normal, None).unwrap();
+        let extra = ThumbExtra {
+            mimetype: Some("image/jpeg".into()),
+            ..Default::default()
+        };
+        let a = prepared.labelled("file:///m/a.jpg", 7, &extra).unwrap();
+        let b = prepared.labelled("file:///m/Timeline/2024/a.jpg", 7, &extra).unwrap();
+        assert_eq!(
+            a,
+            render_png(&jpeg(300, 200), ThumbSize::Normal, "file:///m/a.jpg", 7, &extra).unwrap()
+        );
+        let (info_a, pixels_a, texts_a) = decode(&a);
+        let (info_b, pixels_b, texts_b) = decode(&b);
+        assert_eq!((info_a.width, info_a.height), (128, 85));
+        assert_eq!((info_b.width, info_b.height), (128, 85));
+        assert_eq!(pixels_a, pixels_b);
+        assert_eq!(texts_a[0].1, "file:///m/a.jpg");
+        assert_eq!(texts_b[0].1, "file:///m/Timeline/2024/a.jpg");
+        assert_eq!(crc32(&[b"IEND"]), 0xAE42_6082, "the CRC of an empty IEND chunk");
     }
 
     #[test]

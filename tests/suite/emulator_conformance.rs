@@ -1028,6 +1028,87 @@ async fn thumbnails() {
     );
 }
 
+// OAD api/driveitem_list_thumbnails.md "Getting thumbnails while listing DriveItems" (`$expand=thumbnails` on
+// children) with custom sizes ("Requesting custom thumbnail sizes": fit inside the box, aspect kept) chosen by the
+// expansion's `$select`; graph-api.md §4: with `$expand` a page holds at most 100 items, and the nextLink keeps it.
+#[tokio::test]
+async fn children_expand_thumbnails_with_custom_sizes_on_every_page() {
+    let e = Emu::start().await;
+    for i in 0..150u64 {
+        e.h.state
+            .add_file(
+                &format!("/Pictures/Album/IMG_{i:04}.jpg"),
+                Content::Synthetic { seed: i, len: 2_000 },
+            )
+            .unwrap();
+    }
+    e.add("/Pictures/Album/notes.txt", b"not media");
+    let gone =
+        e.h.state
+            .add_file(
+                "/Pictures/Album/VID_new.mp4",
+                Content::Synthetic { seed: 9, len: 3_000 },
+            )
+            .unwrap();
+    e.h.state.set_thumbnails_missing(&gone, true).unwrap();
+
+    let mut next = Some(
+        "/me/drive/root:/Pictures/Album:/children?$top=1000&$select=id,name,cTag\
+         &$expand=thumbnails($select=c128x128,c256x256)"
+            .to_string(),
+    );
+    let (mut items, mut pages) = (Vec::new(), 0);
+    while let Some(url) = next.take() {
+        let r = e.get(&url).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let page = r.body["value"].as_array().unwrap().clone();
+        assert!(
+            page.len() <= 100,
+            "at most 100 items per page with $expand: {}",
+            page.len()
+        );
+        items.extend(page);
+        pages += 1;
+        next = r.body["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    assert_eq!((items.len(), pages), (152, 2));
+    for item in &items {
+        let name = item["name"].as_str().unwrap();
+        assert!(item.get("size").is_none(), "$select still limits the properties");
+        let sets = item["thumbnails"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: thumbnails expanded"));
+        if name == "notes.txt" || name == "VID_new.mp4" {
+            assert!(sets.is_empty(), "{name}: no thumbnail is an empty list");
+            continue;
+        }
+        let set = &sets[0];
+        assert_eq!(set["id"], "0");
+        let mut keys: Vec<&str> = set.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["c128x128", "c256x256", "id"], "{name}: only the sizes selected");
+        for (key, edge) in [("c128x128", 128u64), ("c256x256", 256)] {
+            let (w, h) = (
+                set[key]["width"].as_u64().unwrap(),
+                set[key]["height"].as_u64().unwrap(),
+            );
+            assert_eq!(w.max(h), edge, "{name} {key}: fits the box ({w}x{h})");
+        }
+    }
+    // The listed URL serves the JPEG of that size, without a bearer token.
+    let url = items[0]["thumbnails"][0]["c256x256"]["url"].as_str().unwrap();
+    let (status, _, body) = e.raw(Method::GET, url, &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let img = image::load_from_memory(&body).unwrap();
+    assert_eq!(
+        (u64::from(img.width()), u64::from(img.height())),
+        (
+            items[0]["thumbnails"][0]["c256x256"]["width"].as_u64().unwrap(),
+            items[0]["thumbnails"][0]["c256x256"]["height"].as_u64().unwrap()
+        )
+    );
+}
+
 // OAD resources/quota.md (states) and api/driveitem_put_content.md / createUploadSession (507 over quota).
 #[tokio::test]
 async fn quota_states_and_507() {

@@ -276,7 +276,7 @@ async fn children_paging_at_0_1_200_201_and_1001_items() {
 
         // With $expand=thumbnails the service picks the page size (at most 100, graph-api.md §4).
         let seq = e.seq();
-        let with_thumbs = e.c.children_with_thumbnails(&id).await.unwrap();
+        let with_thumbs = e.c.children_with_thumbnails(&id, "medium").await.unwrap();
         assert_eq!(names(&with_thumbs), want);
         let pages = e
             .log_since(seq)
@@ -548,7 +548,10 @@ async fn thumbnails_list_custom_and_content_are_real_jpegs() {
 
     // Listing with $expand=thumbnails carries the same sets.
     let album = e.c.item(&photo.id).await.unwrap().parent_id().unwrap().to_string();
-    let kids = e.c.children_with_thumbnails(&album).await.unwrap();
+    let kids =
+        e.c.children_with_thumbnails(&album, "small,medium,large")
+            .await
+            .unwrap();
     let me = kids.iter().find(|k| k.id == photo.id).unwrap();
     let listed = me.thumbnails.as_ref().expect("expanded thumbnails");
     assert_eq!(
@@ -1834,7 +1837,10 @@ async fn listing_delta_and_download_survive_random_server_errors() {
             .probability(0.2),
         );
     }
-    let kids = e.c.children_with_thumbnails(&camera).await.expect("listing completes");
+    let kids =
+        e.c.children_with_thumbnails(&camera, "medium")
+            .await
+            .expect("listing completes");
     assert_eq!(kids.len(), 202);
     let round =
         e.c.delta(DeltaStart::Full { folder_id: None })

@@ -1171,7 +1171,7 @@ async fn children_with_thumbnails_expands_them() {
     let (server, client) = setup().await;
     Mock::given(method("GET"))
         .and(path("/v1.0/me/drive/items/F!1/children"))
-        .and(query_param("$expand", "thumbnails"))
+        .and(query_param("$expand", "thumbnails($select=small)"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [
             {"id": "182331E8", "name": "my photo.jpg",
              "thumbnails": [{"id": "0", "small": {"width": 96, "height": 96, "url": "https://sn3302files..."}}]}
@@ -1179,7 +1179,7 @@ async fn children_with_thumbnails_expands_them() {
         .expect(1)
         .mount(&server)
         .await;
-    let items = client.children_with_thumbnails("F!1").await.unwrap();
+    let items = client.children_with_thumbnails("F!1", "small").await.unwrap();
     let sets = items[0].thumbnails.as_ref().unwrap();
     assert_eq!(sets[0].small.as_ref().unwrap().width, Some(96));
 }

@@ -8,7 +8,9 @@ use galleryfs::store::{ItemRow, Store, ThumbSize, ThumbState, ROOT_INO};
 use galleryfs::sync::engine::{InitialSync, SyncEngine, SyncSettings};
 use galleryfs::sync::gallery_locator::{locate_gallery, GalleryLocation, LocateError};
 use galleryfs::sync::status::{GalleryState, SyncStatus};
-use galleryfs::sync::thumbnail_fetcher::{relative_path, thumbnail_file, ThumbnailFetcher, ThumbnailSettings};
+use galleryfs::sync::thumbnail_fetcher::{
+    relative_path, thumbnail_file, ListedThumbnailSets, ThumbnailFetcher, ThumbnailSettings,
+};
 use galleryfs::thumbnails::{self, file_uri, read_text, PersonalCache};
 use parking_lot::Mutex;
 use std::path::Path;
@@ -469,6 +471,49 @@ async fn all_thumbnails_of_1000_items_are_ready_within_60_seconds() {
             assert!(cache.is_current(&uri, size, row.mtime));
         }
         assert!(thumbnail_file(&dir.path().join("thumbnails"), id, ThumbSize::Large).is_file());
+    }
+}
+
+#[tokio::test]
+async fn thumbnails_listed_with_the_first_listing_need_no_request_per_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let (drive, gallery, files) = gallery_drive(40);
+    // Two items OneDrive has no thumbnail for (yet): the listing says so with an empty list; asked per item.
+    for id in &files[..2] {
+        drive.set_thumbnails_available(id, false);
+    }
+    drive.add_file(&gallery, "notes.txt", "not media");
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let engine = make_engine(&store, drive.clone());
+    let listed = Arc::new(ListedThumbnailSets::default());
+    engine.set_listed_thumbnails(listed.clone());
+    engine.initial_sync().await.unwrap();
+    assert_eq!(listed.len(), 38, "the URLs of every item OneDrive has thumbnails for");
+    let fetcher = make_fetcher(&store, drive.clone(), dir.path(), engine.status()).with_listed(listed.clone());
+    let summary = fetcher.run_until_idle().await.unwrap();
+    assert_eq!((summary.ready, summary.missing), (76, 4));
+    assert_eq!(
+        drive.count(MockOp::Thumbnails),
+        2,
+        "only the items listed without thumbnails were asked"
+    );
+    assert_eq!(
+        drive.count(MockOp::DownloadThumbnail),
+        76,
+        "one download per item and size"
+    );
+    assert!(listed.is_empty(), "every listed URL was used");
+    let cache = PersonalCache::new(dir.path().join("xdg-cache"));
+    let row = store.get_by_item_id(&files[7]).unwrap().unwrap();
+    let uri = file_uri(&Path::new("/mnt/My Gallery").join(relative_path(&store, &row).unwrap().unwrap()));
+    for (size, max) in [
+        (thumbnails::ThumbSize::Normal, 128),
+        (thumbnails::ThumbSize::Large, 256),
+    ] {
+        let png = std::fs::read(cache.path_for(&uri, size)).unwrap();
+        assert_eq!(read_text(&png, "Thumb::URI").as_deref(), Some(uri.as_str()));
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!(img.width().max(img.height()), max, "fetched at the size: no scaling");
     }
 }
 

@@ -375,3 +375,146 @@ fn rename_moves_and_relabels_every_size() {
     }
     assert_eq!(cache.rename(&old, &new, 200).unwrap(), 0, "nothing left to move");
 }
+
+// ---------------------------------------------------------------- through a real mount
+
+mod mounted {
+    use super::*;
+    use common::e2e::{wait_until, Env};
+    use galleryfs::emulator::faults::{FaultHost, FaultKind, FaultRule};
+    use galleryfs::emulator::request_log::LoggedRequest;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::Duration;
+
+    /// Files under the mount (the Timeline shows them again: not walked).
+    fn media_files(root: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                if dir == root && e.file_name() == "Timeline" {
+                    continue;
+                }
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Mounts a seeded gallery (thumbnails on) and waits until every thumbnail is ready; returns how many
+    /// items have thumbnails.
+    fn mount_and_wait(env: &Env) -> usize {
+        assert!(env.rt.block_on(env.emu().wait_for_hashes(Duration::from_secs(60))));
+        env.login();
+        env.mount("poll_interval=600");
+        let done = wait_until(Duration::from_secs(60), || {
+            let t = &env.status_json()["thumbnails"];
+            t["total"].as_u64().unwrap_or(0) > 0 && t["ready"] == t["total"]
+        });
+        assert!(done, "thumbnails ready: {}", env.status_json()["thumbnails"]);
+        env.status_json()["thumbnails"]["total"].as_u64().unwrap() as usize
+    }
+
+    /// Per-item thumbnail requests (`GET …/items/{id}/thumbnails`) the daemon made.
+    fn per_item_requests(log: &[LoggedRequest]) -> usize {
+        log.iter()
+            .filter(|r| r.host == "api" && r.path.contains("/thumbnails") && !r.path.contains("/children"))
+            .count()
+    }
+
+    /// Every media file has a valid PNG per size in the personal cache, labelled with its URI and mtime, no
+    /// larger than the size. Returns the number of files checked.
+    fn check_personal_cache(env: &Env) -> usize {
+        let files = media_files(&env.mnt);
+        let mut checked = 0;
+        for file in &files {
+            let uri = file_uri(file);
+            if !env
+                .xdg_cache()
+                .join("thumbnails/normal")
+                .join(thumbnail_name(&uri))
+                .exists()
+            {
+                continue; // Not a photo or video (the count is checked against the status).
+            }
+            let mtime = std::fs::metadata(file).unwrap().mtime();
+            for (size, edge) in [("normal", 128), ("large", 256)] {
+                let path = env.xdg_cache().join("thumbnails").join(size).join(thumbnail_name(&uri));
+                let png =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{size} thumbnail of {}: {e}", file.display()));
+                assert_eq!(read_text(&png, "Thumb::URI").as_deref(), Some(uri.as_str()));
+                assert_eq!(
+                    read_text(&png, "Thumb::MTime"),
+                    Some(mtime.to_string()),
+                    "{}",
+                    file.display()
+                );
+                let img = decoded(&png);
+                assert!(
+                    img.width().max(img.height()) <= edge,
+                    "{size} of {}: {:?}",
+                    file.display(),
+                    img.dimensions()
+                );
+                assert_eq!(mode(&path), 0o600);
+            }
+            checked += 1;
+        }
+        checked
+    }
+
+    #[test]
+    fn thumbnail_urls_come_with_the_listing_not_one_request_per_item() {
+        require_fuse!();
+        let env = Env::start(24);
+        let total = mount_and_wait(&env);
+        let checked = check_personal_cache(&env);
+        assert_eq!(checked, total, "every photo and video has both sizes");
+        let log = env.emu().state.log.entries();
+        assert_eq!(per_item_requests(&log), 0, "the listing carried every thumbnail URL");
+        let expanded = log
+            .iter()
+            .filter(|r| r.host == "api" && r.path.contains("/children") && r.path.contains("expand=thumbnails"))
+            .count();
+        assert!(expanded > 0, "the folders were listed with $expand=thumbnails");
+        // Exactly one download per size: no larger size fetched and scaled.
+        let jpegs: Vec<&LoggedRequest> = log
+            .iter()
+            .filter(|r| r.host == "content" && r.path.starts_with("/thumbnails/"))
+            .collect();
+        assert_eq!(jpegs.len(), 2 * checked, "one JPEG per item and size");
+        assert!(jpegs
+            .iter()
+            .all(|r| r.path.contains("/c128x128") || r.path.contains("/c256x256")));
+    }
+
+    #[test]
+    fn without_thumbnails_in_the_listing_each_item_is_asked() {
+        require_fuse!();
+        let env = Env::start(12);
+        // As OneDrive for Business does: `$expand=thumbnails` on a listing is a 400.
+        env.emu().state.faults.add_rule(
+            FaultRule::new(FaultKind::Status {
+                status: 400,
+                retry_after_secs: Some(0),
+            })
+            .host(FaultHost::Api)
+            .path_contains("expand=thumbnails"),
+        );
+        let total = mount_and_wait(&env);
+        let checked = check_personal_cache(&env);
+        assert_eq!(checked, total, "every photo and video has both sizes");
+        let log = env.emu().state.log.entries();
+        assert!(
+            per_item_requests(&log) >= checked,
+            "each item's thumbnails asked by itself: {} requests for {checked} items",
+            per_item_requests(&log)
+        );
+    }
+}

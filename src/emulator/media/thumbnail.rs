@@ -25,6 +25,15 @@ pub fn render_thumbnail(
     if !is_image && !is_video {
         return None;
     }
+    if let (false, Some((tw, th)), Content::Synthetic { seed, .. }) = (
+        crop,
+        synthetic_thumbnail_size(content, &mime, width, height, crop),
+        content,
+    ) {
+        // Drawn at its final size: the same picture as the full poster scaled down, for a fraction of the work.
+        let (bytes, w, h) = encode_sized(&poster_sized(*seed, tw, th));
+        return Some((bytes, w, h));
+    }
     let img = match content {
         Content::Bytes(bytes) if is_image => decode_upright(bytes)?,
         Content::Bytes(bytes) => match super::avi::first_frame(bytes).and_then(|f| image::load_from_memory(f).ok()) {
@@ -96,10 +105,50 @@ fn seed_of_bytes(bytes: &[u8]) -> u64 {
     head.iter().fold(bytes.len() as u64, |acc, b| mix(acc ^ u64::from(*b)))
 }
 
+/// The size of a synthetic file's poster (`Content::Synthetic` photo or video) fitted inside `w`×`h` (exactly
+/// `w`×`h` when cropped), known without drawing it: what a listing's `$expand=thumbnails` reports.
+pub fn synthetic_thumbnail_size(content: &Content, mime: &str, w: u32, h: u32, crop: bool) -> Option<(u32, u32)> {
+    let Content::Synthetic { .. } = content else {
+        return None;
+    };
+    let mime = mime.to_ascii_lowercase();
+    let (aw, ah) = if mime.starts_with("video/") {
+        (16, 9)
+    } else if mime.starts_with("image/") {
+        (4, 3)
+    } else {
+        return None;
+    };
+    if w == 0 || h == 0 {
+        return None;
+    }
+    if crop {
+        return Some((w, h));
+    }
+    let (iw, ih) = (POSTER_WIDTH, POSTER_WIDTH * ah / aw);
+    let scale = (w as f64 / iw as f64).min(h as f64 / ih as f64).min(1.0);
+    Some((
+        ((iw as f64 * scale).round() as u32).max(1),
+        ((ih as f64 * scale).round() as u32).max(1),
+    ))
+}
+
+fn encode_sized(img: &DynamicImage) -> (Bytes, u32, u32) {
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    (Bytes::from(encode_jpeg(&rgb, 80)), w, h)
+}
+
+/// Width of a full-size poster frame.
+const POSTER_WIDTH: u32 = 640;
+
 /// A 640-pixel-wide poster frame of aspect `aw:ah`, coloured from `seed`, with a white play triangle.
 fn poster(aw: u32, ah: u32, seed: u64) -> DynamicImage {
-    let w = 640u32;
-    let h = w * ah / aw;
+    poster_sized(seed, POSTER_WIDTH, POSTER_WIDTH * ah / aw)
+}
+
+/// The poster frame of `seed` drawn at `w`×`h`.
+fn poster_sized(seed: u64, w: u32, h: u32) -> DynamicImage {
     let v = mix(seed);
     let top = Rgb([v as u8 / 2, (v >> 8) as u8 / 2, (v >> 16) as u8 / 2 + 60]);
     let bottom = Rgb([(v >> 24) as u8, (v >> 32) as u8, (v >> 40) as u8]);
@@ -131,6 +180,32 @@ mod tests {
         image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
             .unwrap()
             .to_rgb8()
+    }
+
+    #[test]
+    fn a_synthetic_thumbnail_has_the_size_known_without_drawing_it() {
+        for (mime, w, h, crop) in [
+            ("image/jpeg", 128, 128, false),
+            ("image/jpeg", 256, 256, false),
+            ("video/mp4", 176, 176, false),
+            ("image/jpeg", 1000, 1000, false),
+            ("image/jpeg", 96, 96, true),
+        ] {
+            let content = Content::Synthetic { seed: 5, len: 3_000 };
+            let known = synthetic_thumbnail_size(&content, mime, w, h, crop).unwrap();
+            let (bytes, rw, rh) = render_thumbnail(&content, mime, w, h, crop).unwrap();
+            let img = decode(&bytes);
+            assert_eq!((rw, rh), known, "{mime} {w}x{h} crop {crop}");
+            assert_eq!(img.dimensions(), known);
+        }
+        assert_eq!(
+            synthetic_thumbnail_size(&Content::Synthetic { seed: 1, len: 9 }, "image/png", 128, 128, false),
+            Some((128, 96))
+        );
+        assert!(
+            synthetic_thumbnail_size(&Content::Synthetic { seed: 1, len: 9 }, "text/plain", 128, 128, false).is_none()
+        );
+        assert!(synthetic_thumbnail_size(&Content::Bytes(Bytes::new()), "image/jpeg", 128, 128, false).is_none());
     }
 
     #[test]

@@ -441,6 +441,38 @@ impl DriveApi for MockDrive {
         Ok(items)
     }
 
+    /// Like `children`, each file with its custom-size thumbnails (`c{W}x{H}` in `sizes`; others ignored), an
+    /// empty list for files without thumbnails; counted as `Children` requests.
+    async fn children_with_thumbnails(&self, id: &str, sizes: &str) -> Result<Vec<DriveItem>, DriveError> {
+        let mut items = self.children(id).await?;
+        let s = self.state.lock();
+        for item in items.iter_mut().filter(|i| !i.is_folder()) {
+            let Ok(node) = s.require_live(&item.id) else { continue };
+            let mut set = ThumbnailSet {
+                id: "0".into(),
+                ..Default::default()
+            };
+            if node.thumbnails {
+                for size in sizes.split(',') {
+                    let Some((w, h)) = parse_custom_size(size) else {
+                        continue;
+                    };
+                    let (tw, th) = fit_4_3(w, h);
+                    let thumb = Thumbnail {
+                        width: Some(tw as i64),
+                        height: Some(th as i64),
+                        url: Some(format!("mock://thumbnail/{}/c{w}x{h}?v={}", node.id, node.ctag_v)),
+                        source_item_id: None,
+                    };
+                    set.custom
+                        .insert(size.to_string(), serde_json::to_value(thumb).unwrap_or_default());
+                }
+            }
+            item.thumbnails = Some(if set.custom.is_empty() { Vec::new() } else { vec![set] });
+        }
+        Ok(items)
+    }
+
     async fn delta_page(&self, request: &DeltaRequest) -> Result<DeltaPage, DriveError> {
         let full = matches!(request, DeltaRequest::Full { .. })
             || matches!(request, DeltaRequest::Link(l) if l.starts_with("mock://delta?") && !l.contains("token="));
