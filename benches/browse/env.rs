@@ -397,16 +397,25 @@ pub fn read_file(path: &Path) -> Result<(u64, Duration)> {
 
 /// Runs `ls -l DIR` with its output discarded; returns the elapsed time.
 pub fn ls_l(dir: &Path) -> Result<Duration> {
+    timed_ls("-l", dir)
+}
+
+/// Runs `ls -lR DIR` (the whole tree) with its output discarded; returns the elapsed time.
+pub fn ls_lr(dir: &Path) -> Result<Duration> {
+    timed_ls("-lR", dir)
+}
+
+fn timed_ls(flags: &str, dir: &Path) -> Result<Duration> {
     let start = Instant::now();
     let status = Command::new("ls")
-        .arg("-l")
+        .arg(flags)
         .arg(dir)
         .env("LC_ALL", "C")
         .stdout(Stdio::null())
         .status()?;
     let t = start.elapsed();
     if !status.success() {
-        bail!("ls -l {} failed: {status}", dir.display());
+        bail!("ls {flags} {} failed: {status}", dir.display());
     }
     Ok(t)
 }

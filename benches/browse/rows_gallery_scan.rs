@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::env::*;
 use crate::report::*;
@@ -231,22 +231,6 @@ pub fn row_full_read(b: &Bench, seed: &ScanSeed, m: &GalleryMount) -> Row {
         Ok(row)
     };
     run().unwrap_or_else(|e| Row::failed(measure.clone(), target, &e))
-}
-
-/// Runs `ls -lR DIR` with its output discarded; returns the elapsed time.
-fn ls_lr(dir: &Path) -> Result<Duration> {
-    let start = Instant::now();
-    let status = Command::new("ls")
-        .arg("-lR")
-        .arg(dir)
-        .env("LC_ALL", "C")
-        .stdout(Stdio::null())
-        .status()?;
-    let t = start.elapsed();
-    if !status.success() {
-        bail!("ls -lR {} failed: {status}", dir.display());
-    }
-    Ok(t)
 }
 
 /// Copies the folders, names and sizes (sparse files) of `from` into `to`; returns the files made.

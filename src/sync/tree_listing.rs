@@ -497,13 +497,17 @@ mod tests {
             url: Some(url.into()),
             source_item_id: Some("x".into()),
         };
-        let mut set = ThumbnailSet {
-            id: "0".into(),
-            medium: Some(thumb(176, "u-medium")),
-            ..Default::default()
+        let listed_set = || {
+            let mut set = ThumbnailSet {
+                id: "0".into(),
+                medium: Some(thumb(176, "u-medium")),
+                ..Default::default()
+            };
+            set.custom
+                .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+            set
         };
-        set.custom
-            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        let set = listed_set();
         let sinks = ListedThumbnailSets::default();
         sinks.add(vec![
             ListedThumbnails {
@@ -523,13 +527,7 @@ mod tests {
             "another version's URLs are not used"
         );
         assert!(sinks.is_empty(), "and are dropped");
-        let mut set = ThumbnailSet {
-            id: "0".into(),
-            medium: Some(thumb(176, "u-medium")),
-            ..Default::default()
-        };
-        set.custom
-            .insert("c128x128".into(), serde_json::to_value(thumb(128, "u-128")).unwrap());
+        let set = listed_set();
         sinks.add(vec![ListedThumbnails {
             item_id: "A".into(),
             ctag: Some("c1".into()),

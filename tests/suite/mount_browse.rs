@@ -30,24 +30,10 @@ fn remote_files(env: &Env) -> BTreeMap<String, (u64, Option<String>)> {
 
 /// The gallery's files in the mount (the `Timeline` at the root shows the same files again: not counted).
 fn local_files(root: &std::path::Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if dir == root && e.file_name() == "Timeline" {
-                continue;
-            }
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-                out.insert(rel, m.len());
-            }
-        }
-    }
-    out
+    crate::reliability_support::mount_tree(root)
+        .into_iter()
+        .filter_map(|(rel, size)| size.map(|size| (rel, size)))
+        .collect()
 }
 
 /// GETs of original content on the emulator's content host (thumbnails excluded).

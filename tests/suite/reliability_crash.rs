@@ -394,6 +394,58 @@ enum AfterSession {
     Moved,
 }
 
+/// The restart after a crash around a first upload's session: it reports the stale mount, and then OneDrive holds
+/// exactly one item with `data`, at `at`, nothing at `gone`, one item more than `before`; the mount lists the
+/// file once, at `at`, and no conflict copy was made.
+fn restart_expecting_one_item(env: &Env, before: usize, data: &[u8], at: &str, gone: &str) {
+    let hash = QuickXorHash::of(data);
+    let stderr = mount_clean(env, OPTIONS);
+    assert!(
+        stderr.contains("stale mount"),
+        "the restart did not report the stale mount: {stderr}"
+    );
+    wait_drained(env);
+    let ours = || -> Vec<String> {
+        remote_tree(env)
+            .into_iter()
+            .filter(|(_, v)| v.3.as_deref() == Some(hash.as_str()))
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ours() == vec![at.to_string()]),
+        "exactly one item with the file's bytes, at {at}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
+        ours(),
+        remote_tree(env),
+        tail(&log_text(env), 40)
+    );
+    assert!(
+        remote_id(env, gone).is_none(),
+        "nothing left at {gone}: {:?}",
+        remote_tree(env)
+    );
+    assert_eq!(
+        remote_tree(env).len(),
+        before + 1,
+        "exactly one item added: {:?}",
+        remote_tree(env)
+    );
+    let listed = wait_until(Duration::from_secs(30), || {
+        let tree = mount_tree(&env.mnt);
+        tree.get(at) == Some(&Some(data.len() as u64)) && !tree.contains_key(gone)
+    });
+    assert!(
+        listed,
+        "the mount shows the file once, at {at}: {:?}",
+        mount_tree(&env.mnt)
+    );
+    assert!(
+        conflict_copies(env).is_empty(),
+        "no conflict copy: {:?}",
+        conflict_copies(env)
+    );
+}
+
 /// A new 4.5 MB file (an upload session of one fragment) is copied in; the fragment is slowed by the emulator so
 /// that the file is renamed or moved while it is on the way (after the session was created for the old place);
 /// the daemon dies once the session has completed on OneDrive, before the store records the item. After the
@@ -461,60 +513,16 @@ fn run_session_completed_then_moved(after: AfterSession) {
         remote_tree(&env)
     );
 
-    let stderr = mount_clean(&env, OPTIONS);
-    assert!(
-        stderr.contains("stale mount"),
-        "the restart did not report the stale mount: {stderr}"
-    );
-    wait_drained(&env);
-    let ours = || -> Vec<String> {
-        remote_tree(&env)
-            .into_iter()
-            .filter(|(_, v)| v.3.as_deref() == Some(hash.as_str()))
-            .map(|(k, _)| k)
-            .collect()
-    };
-    assert!(
-        wait_until(Duration::from_secs(30), || ours() == vec![want.to_string()]),
-        "exactly one item with the file's bytes, at {want}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
-        ours(),
-        remote_tree(&env),
-        tail(&log_text(&env), 40)
-    );
-    assert!(
-        remote_id(&env, gone).is_none(),
-        "nothing left at {gone}: {:?}",
-        remote_tree(&env)
-    );
-    assert_eq!(
-        remote_tree(&env).len(),
-        before.len() + 1,
-        "exactly one item added: {:?}",
-        remote_tree(&env)
-    );
+    restart_expecting_one_item(&env, before.len(), &data, want, gone);
     assert!(
         env.emu().state.recycle_bin_dump().is_empty(),
         "nothing uploaded twice and taken back: {:?}",
         env.emu().state.recycle_bin_dump()
     );
-    let listed = wait_until(Duration::from_secs(30), || {
-        let tree = mount_tree(&env.mnt);
-        tree.get(want) == Some(&Some(data.len() as u64)) && !tree.contains_key(gone)
-    });
-    assert!(
-        listed,
-        "the mount shows the file once, at {want}: {:?}",
-        mount_tree(&env.mnt)
-    );
     assert_eq!(
         std::fs::read(env.mnt.join(want)).unwrap(),
         data,
         "the mount reads its bytes"
-    );
-    assert!(
-        conflict_copies(&env).is_empty(),
-        "no conflict copy: {:?}",
-        conflict_copies(&env)
     );
     final_checks(&env, OPTIONS);
 }
@@ -601,51 +609,7 @@ fn run_session_of_a_renamed_file_after_a_crash(to: &str, crash_again: bool) {
             remote_tree(&env)
         );
     }
-    let stderr = mount_clean(&env, OPTIONS);
-    assert!(
-        stderr.contains("stale mount"),
-        "the restart did not report the stale mount: {stderr}"
-    );
-    wait_drained(&env);
-    let ours = || -> Vec<String> {
-        remote_tree(&env)
-            .into_iter()
-            .filter(|(_, v)| v.3.as_deref() == Some(hash.as_str()))
-            .map(|(k, _)| k)
-            .collect()
-    };
-    assert!(
-        wait_until(Duration::from_secs(30), || ours() == vec![to.to_string()]),
-        "exactly one item with the file's bytes, at {to}: {:?}\nOneDrive: {:?}\nlog tail:\n{}",
-        ours(),
-        remote_tree(&env),
-        tail(&log_text(&env), 40)
-    );
-    assert!(
-        remote_id(&env, "big.mp4").is_none(),
-        "nothing at the old name: {:?}",
-        remote_tree(&env)
-    );
-    assert_eq!(
-        remote_tree(&env).len(),
-        before.len() + 1,
-        "exactly one item added: {:?}",
-        remote_tree(&env)
-    );
-    let listed = wait_until(Duration::from_secs(30), || {
-        let tree = mount_tree(&env.mnt);
-        tree.get(to) == Some(&Some(data.len() as u64)) && !tree.contains_key("big.mp4")
-    });
-    assert!(
-        listed,
-        "the mount shows the file once, at {to}: {:?}",
-        mount_tree(&env.mnt)
-    );
-    assert!(
-        conflict_copies(&env).is_empty(),
-        "no conflict copy: {:?}",
-        conflict_copies(&env)
-    );
+    restart_expecting_one_item(&env, before.len(), &data, to, "big.mp4");
     final_checks(&env, OPTIONS);
 }
 

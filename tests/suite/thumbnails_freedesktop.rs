@@ -388,23 +388,10 @@ mod mounted {
 
     /// Files under the mount (the Timeline shows them again: not walked).
     fn media_files(root: &Path) -> Vec<std::path::PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let e = e.unwrap();
-                if dir == root && e.file_name() == "Timeline" {
-                    continue;
-                }
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    out.push(e.path());
-                }
-            }
-        }
-        out.sort();
-        out
+        crate::reliability_support::mount_tree(root)
+            .into_iter()
+            .filter_map(|(rel, size)| size.map(|_| root.join(rel)))
+            .collect()
     }
 
     /// Mounts a seeded gallery (thumbnails on) and waits until every thumbnail is ready; returns how many
