@@ -114,7 +114,9 @@ impl CameraRollTree {
                     )?
                     .unwrap_or_default();
                     if !applied.needs_listing.is_empty() {
-                        let listed = self.list_new_folders(&scope, &applied.needs_listing).await?;
+                        let listed = self
+                            .list_new_folders(&scope, &applied.needs_listing, &applied.unplaced)
+                            .await?;
                         applied.merge(listed);
                     }
                     applied
@@ -170,20 +172,27 @@ impl CameraRollTree {
 
     /// Folders new to the store in an incremental round: their children (delta does not repeat a moved-in
     /// folder's content).
-    async fn list_new_folders(&self, scope: &TreeScope, inos: &[u64]) -> Result<AppliedChanges, CameraRollError> {
+    /// The round's unplaced items go with the listing (see [`super::delta_apply::listing_round`]).
+    async fn list_new_folders(
+        &self,
+        scope: &TreeScope,
+        inos: &[u64],
+        unplaced: &[DriveItem],
+    ) -> Result<AppliedChanges, CameraRollError> {
         let mut folders = Vec::new();
         for &ino in inos {
             if let Some(row) = self.store.get(ino)? {
                 folders.push(row.item_id);
             }
         }
-        let items = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
+        let listed = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
+        let items = super::delta_apply::listing_round(listed, unplaced);
         if items.is_empty() {
             return Ok(AppliedChanges::default());
         }
         let mut changes = self
             .store
-            .write(|tx| super::delta_apply::apply_in_scope(tx, scope, &items, RoundKind::Incremental))?;
+            .write(|tx| super::delta_apply::apply_in_scope(tx, scope, &items, RoundKind::Listing))?;
         changes.needs_listing.clear();
         Ok(changes)
     }

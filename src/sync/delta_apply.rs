@@ -25,6 +25,12 @@
 //! - A folder that appears in an incremental round without being in the store is reported in `needs_listing`:
 //!   it may have been moved into the gallery, and delta does not repeat the children of a moved folder. So is a
 //!   folder that was kept for local changes (`remote_removed`) and comes back.
+//! - An item of the store whose new parent is neither in the round nor in the store may have moved below such a
+//!   folder (delta names the moved folder, not the unchanged folders between it and the item): when the round
+//!   has folders to list, its row stays where it was and the item is reported in `unplaced`; the caller lists the
+//!   folders and applies the listing together with the unplaced items ([`RoundKind::Listing`]), where an item
+//!   whose parent is still unknown is out of the tree. So an album moved into the gallery with a folder around it
+//!   keeps its inode.
 //!
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
@@ -73,7 +79,7 @@ pub struct Conflict {
 }
 
 /// What a round changed, for cache and kernel invalidation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AppliedChanges {
     pub inserted: Vec<u64>,
     /// Existing rows whose attributes, name or place changed.
@@ -87,6 +93,9 @@ pub struct AppliedChanges {
     pub content_changed: Vec<u64>,
     /// Folders new to the store in an incremental round: list their children.
     pub needs_listing: Vec<u64>,
+    /// Items of the store whose parent the round does not place (it may be below a folder of `needs_listing`):
+    /// their rows were kept as they were; apply them with the listing ([`RoundKind::Listing`]).
+    pub unplaced: Vec<DriveItem>,
     pub conflicts: Vec<Conflict>,
     pub rejected: Vec<RejectedItem>,
     /// Items shown under another name than OneDrive's because of a case-insensitive clash.
@@ -132,6 +141,7 @@ impl AppliedChanges {
         self.stale_entries.extend(more.stale_entries);
         self.content_changed.extend(more.content_changed);
         self.needs_listing.extend(more.needs_listing);
+        self.unplaced.extend(more.unplaced);
         self.conflicts.extend(more.conflicts);
         self.rejected.extend(more.rejected);
         self.renamed_for_clash.extend(more.renamed_for_clash);
@@ -183,6 +193,23 @@ pub enum RoundKind {
     Incremental,
     /// A full enumeration (first sync, or after `410 Gone`): rows not seen are removed, no listing needed.
     Full,
+    /// The listing of an incremental round's `needs_listing` folders, with that round's `unplaced` items: as
+    /// `Incremental`, except that an item whose parent is still unknown is out of the tree.
+    Listing,
+}
+
+/// The round that follows an incremental round with folders to list: `listed` (everything below those
+/// folders) and the round's `unplaced` items the listing does not mention.
+pub fn listing_round(listed: Vec<DriveItem>, unplaced: &[DriveItem]) -> Vec<DriveItem> {
+    let ids: HashSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    let rest: Vec<DriveItem> = unplaced
+        .iter()
+        .filter(|i| !ids.contains(i.id.as_str()))
+        .cloned()
+        .collect();
+    let mut items = listed;
+    items.extend(rest);
+    items
 }
 
 /// Applies one incremental delta round in one transaction.
@@ -192,6 +219,15 @@ pub fn apply_delta_round(
     items: &[DriveItem],
 ) -> Result<AppliedChanges, DeltaApplyError> {
     store.write(|tx| apply_in(tx, gallery_item_id, items, RoundKind::Incremental))
+}
+
+/// Applies the listing that follows an incremental round ([`listing_round`]) in one transaction.
+pub fn apply_listing_round(
+    store: &Store,
+    gallery_item_id: &str,
+    items: &[DriveItem],
+) -> Result<AppliedChanges, DeltaApplyError> {
+    store.write(|tx| apply_in(tx, gallery_item_id, items, RoundKind::Listing))
 }
 
 /// Applies a round and, in the same transaction, stores its `@odata.deltaLink` and the sync time, so the link
@@ -310,6 +346,8 @@ enum Resolution {
     /// In the gallery, at this depth below the root.
     In(u32),
     Out,
+    /// Below a parent neither the round nor the store knows.
+    Unplaced,
     Deleted,
     Rejected(RejectReason),
     /// Being resolved (cycle guard).
@@ -337,6 +375,8 @@ struct Applier<'a, 't> {
     unplaced: HashSet<&'a str>,
     /// Rows to remove after the upserts.
     removals: Vec<ItemRow>,
+    /// Rows of `Unplaced` items: removed, or kept and reported when the round has folders to list.
+    unplaced_rows: Vec<(&'a str, ItemRow)>,
     removal_inos: HashSet<u64>,
     /// First ` (n)` suffix worth trying per (folder, case-folded name): keeps many clashing names linear.
     next_suffix: HashMap<(u64, String), u32>,
@@ -399,6 +439,7 @@ impl<'a, 't> Applier<'a, 't> {
             before: HashMap::new(),
             unplaced: HashSet::new(),
             removals: Vec::new(),
+            unplaced_rows: Vec::new(),
             removal_inos: HashSet::new(),
             next_suffix: HashMap::new(),
             pending_deletes: HashSet::new(),
@@ -453,17 +494,24 @@ impl<'a, 't> Applier<'a, 't> {
                         self.schedule_removal(row);
                     }
                 }
-                Resolution::Out | Resolution::Deleted | Resolution::Visiting => match existing {
+                Resolution::Unplaced if self.kind == RoundKind::Incremental => match existing {
+                    Some(row) if row.parent_ino.is_none() => {}
+                    Some(row) if !self.in_own_tree(row.ino)? => {}
+                    Some(row) => self.unplaced_rows.push((id, row)),
+                    None => self.changes.ignored += 1,
+                },
+                Resolution::Out | Resolution::Unplaced | Resolution::Deleted | Resolution::Visiting => match existing {
                     // Detached: a file removed here while open; the filesystem removes it at its last close.
                     Some(row) if row.parent_ino.is_none() => {}
                     // Gone from this tree into another one (Camera Roll ↔ gallery): that tree's round answers.
                     Some(row) if !self.in_own_tree(row.ino)? => {}
                     Some(row) => self.schedule_removal(row),
-                    None if resolution == Resolution::Out => self.changes.ignored += 1,
+                    None if matches!(resolution, Resolution::Out | Resolution::Unplaced) => self.changes.ignored += 1,
                     None => {}
                 },
             }
         }
+        self.keep_or_remove_unplaced(&upserts)?;
         if self.kind == RoundKind::Full {
             // Before placing anything, so names held by rows that go are free.
             self.schedule_unseen()?;
@@ -479,6 +527,39 @@ impl<'a, 't> Applier<'a, 't> {
         }
         let mut seen = HashSet::new();
         self.changes.conflicts.retain(|c| seen.insert((c.ino, c.kind)));
+        Ok(())
+    }
+
+    /// The rows of `Unplaced` items stay where they are, to be placed by the listing of the round's new folders,
+    /// when the round has such folders and places nothing under a name one of them holds; otherwise they go.
+    fn keep_or_remove_unplaced(&mut self, upserts: &[(u32, usize, &'a str)]) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.unplaced_rows);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let lists_folders = upserts
+            .iter()
+            .any(|&(_, _, id)| self.latest[id].is_folder() && self.before.get(id).is_none_or(|row| row.remote_removed));
+        let wanted: HashSet<(&str, String)> = upserts
+            .iter()
+            .filter_map(|&(_, _, id)| {
+                let item = self.latest[id];
+                Some((item.parent_id()?, name_key(item.name.as_deref()?)))
+            })
+            .collect();
+        for (id, row) in rows {
+            let parent_id = match row.parent_ino {
+                Some(parent) => self.tx.get(parent)?.map(|p| p.item_id),
+                None => None,
+            };
+            let name_wanted =
+                parent_id.is_none_or(|parent_id| wanted.contains(&(parent_id.as_str(), name_key(&row.name))));
+            if lists_folders && !name_wanted {
+                self.changes.unplaced.push(self.latest[id].clone());
+            } else {
+                self.schedule_removal(row);
+            }
+        }
         Ok(())
     }
 
@@ -584,11 +665,12 @@ impl<'a, 't> Applier<'a, 't> {
             let is_dir = row.is_dir();
             (self.resolve_store_chain(row)?, is_dir)
         } else {
-            (Resolution::Out, true)
+            (Resolution::Unplaced, true)
         };
         let parent_depth = match parent {
             Resolution::In(depth) => depth,
             Resolution::Rejected(_) => return Ok(Resolution::Rejected(RejectReason::ParentRejected)),
+            Resolution::Unplaced => return Ok(Resolution::Unplaced),
             _ => return Ok(Resolution::Out),
         };
         if !parent_is_folder {
@@ -776,7 +858,7 @@ impl<'a, 't> Applier<'a, 't> {
                 self.changes.inserted.push(ino);
                 self.changes.entries.push(EntryChange::Added { ino });
                 self.changes.parents_changed.insert(parent);
-                if kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+                if kind == ItemKind::Dir && self.kind != RoundKind::Full {
                     self.changes.needs_listing.push(ino);
                 }
             }
@@ -836,7 +918,7 @@ impl<'a, 't> Applier<'a, 't> {
         if row.remote_removed {
             // Back in the gallery (moved back or restored): what it holds now is unknown.
             self.tx.set_remote_removed(row.ino, false)?;
-            if row.kind == ItemKind::Dir && self.kind == RoundKind::Incremental {
+            if row.kind == ItemKind::Dir && self.kind != RoundKind::Full {
                 self.changes.needs_listing.push(row.ino);
             }
             updated = true;

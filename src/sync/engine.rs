@@ -43,7 +43,8 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use super::delta_apply::{
-    apply_delta_round, apply_fresh_delta_round_with_link, AppliedChanges, DeltaApplyError, RoundKind,
+    apply_delta_round, apply_fresh_delta_round_with_link, apply_listing_round, listing_round, AppliedChanges,
+    DeltaApplyError, RoundKind,
 };
 
 /// How many times a delta round is fetched again because local changes were sent meanwhile.
@@ -464,7 +465,9 @@ impl SyncEngine {
         }
         let listed_folders = changes.needs_listing.len();
         if listed_folders > 0 {
-            let listed = self.list_new_folders(&gallery, &changes.needs_listing).await?;
+            let listed = self
+                .list_new_folders(&gallery, &changes.needs_listing, &changes.unplaced)
+                .await?;
             changes.merge(listed);
         }
         Ok(PollOutcome {
@@ -812,19 +815,26 @@ impl SyncEngine {
         Ok(Some(changes))
     }
 
-    /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content.
-    async fn list_new_folders(&self, gallery: &str, inos: &[u64]) -> Result<AppliedChanges, SyncError> {
+    /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content, with
+    /// the round's unplaced items (see [`super::delta_apply::listing_round`]).
+    async fn list_new_folders(
+        &self,
+        gallery: &str,
+        inos: &[u64],
+        unplaced: &[DriveItem],
+    ) -> Result<AppliedChanges, SyncError> {
         let mut folders = Vec::new();
         for &ino in inos {
             if let Some(row) = self.store.get(ino)? {
                 folders.push(row.item_id);
             }
         }
-        let items = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
+        let listed = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
+        let items = listing_round(listed, unplaced);
         if items.is_empty() {
             return Ok(AppliedChanges::default());
         }
-        let mut changes = apply_delta_round(&self.store, gallery, &items)?;
+        let mut changes = apply_listing_round(&self.store, gallery, &items)?;
         changes.needs_listing.clear();
         Ok(changes)
     }

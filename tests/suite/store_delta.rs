@@ -6,7 +6,8 @@ use chrono::{TimeZone, Utc};
 use galleryfs::remote::models::{DeletedFacet, DriveItem, FileFacet, FolderFacet, Hashes, ItemReference};
 use galleryfs::store::{ContentState, ItemKind, NewItem, OutboxOp, Store, ROOT_INO};
 use galleryfs::sync::delta_apply::{
-    apply_delta_round, apply_delta_round_with_link, replace_all, ConflictKind, RejectReason, RoundKind,
+    apply_delta_round, apply_delta_round_with_link, apply_listing_round, listing_round, replace_all, ConflictKind,
+    RejectReason, RoundKind,
 };
 use std::collections::BTreeMap;
 
@@ -309,19 +310,69 @@ fn moving_out_removes_and_moving_in_asks_for_a_listing() {
         ],
     )
     .unwrap();
+    assert_eq!(changes.needs_listing, vec![ino(&store, "DX")]);
+    // Their new parent may lie below the folder moved in: they wait for its listing.
+    let mut unplaced: Vec<&str> = changes.unplaced.iter().map(|i| i.id.as_str()).collect();
+    unplaced.sort();
+    assert_eq!(unplaced, vec!["D2", "F1"]);
+    assert!(store.get(f3).unwrap().is_some());
+    // The listing of the moved-in folder then arrives with them: they are not below it, so they go.
+    let listed = apply_listing_round(
+        &store,
+        G,
+        &listing_round(vec![file("FX", "DX", "old.jpg", "c1")], &changes.unplaced),
+    )
+    .unwrap();
     assert!(
         store.get(f3).unwrap().is_none(),
         "children of a folder moved out go too"
     );
     assert_eq!(
         paths(&store),
-        vec!["/Camera", "/Camera/IMG_2.jpg", "/Imported", "/Screenshots"]
+        vec![
+            "/Camera",
+            "/Camera/IMG_2.jpg",
+            "/Imported",
+            "/Imported/old.jpg",
+            "/Screenshots"
+        ]
     );
-    assert_eq!(changes.needs_listing, vec![ino(&store, "DX")]);
-    assert!(changes.parents_changed.contains(&d1));
-    // The listing of the moved-in folder then arrives as an ordinary round.
-    apply_delta_round(&store, G, &[file("FX", "DX", "old.jpg", "c1")]).unwrap();
-    assert!(paths(&store).contains(&"/Imported/old.jpg".to_string()));
+    assert!(listed.parents_changed.contains(&d1));
+    // Without folders to list, an item moved to an unknown parent goes at once.
+    let changes = apply_delta_round(&store, G, &[file("F2", "ELSEWHERE", "IMG_2.jpg", "c1")]).unwrap();
+    assert!(changes.unplaced.is_empty());
+    assert_eq!(
+        paths(&store),
+        vec!["/Camera", "/Imported", "/Imported/old.jpg", "/Screenshots"]
+    );
+}
+
+/// An album moved into a folder that itself sits in a folder moved into the gallery in the same round: delta
+/// names the album and the outer folder, not the unchanged folder between them. The album keeps its inode.
+#[test]
+fn an_album_moved_below_a_folder_moved_in_keeps_its_inode() {
+    let store = Store::open_in_memory().unwrap();
+    seed(&store);
+    let album = ino(&store, "D2");
+    let burst_photo = ino(&store, "F3");
+    let changes = apply_delta_round(&store, G, &[folder("OUT", G, "Trips"), folder("D2", "MID", "Burst")]).unwrap();
+    assert_eq!(changes.needs_listing, vec![ino(&store, "OUT")]);
+    apply_listing_round(
+        &store,
+        G,
+        &listing_round(
+            vec![folder("MID", "OUT", "2019"), folder("D2", "MID", "Burst")],
+            &changes.unplaced,
+        ),
+    )
+    .unwrap();
+    assert_eq!(ino(&store, "D2"), album, "the album kept its inode");
+    assert_eq!(ino(&store, "F3"), burst_photo, "its photo kept its inode");
+    assert!(
+        paths(&store).contains(&"/Trips/2019/Burst".to_string()),
+        "{:?}",
+        paths(&store)
+    );
 }
 
 #[test]
@@ -886,6 +937,7 @@ proptest! {
             let mut changes = match kind {
                 RoundKind::Incremental => apply_delta_round(&store, G, &round).unwrap(),
                 RoundKind::Full => replace_all(&store, G, &round).unwrap(),
+                RoundKind::Listing => unreachable!("the model's rounds are incremental or full"),
             };
             // What the sync engine does with folders moved into the gallery: list them, as further rounds.
             let mut guard = 0;
@@ -897,7 +949,7 @@ proptest! {
                     let row = store.get(*ino).unwrap().unwrap();
                     listing.extend(remote.listing(&row.item_id));
                 }
-                changes = apply_delta_round(&store, G, &listing).unwrap();
+                changes = apply_listing_round(&store, G, &listing_round(listing, &changes.unplaced)).unwrap();
             }
             let have = tree(&store);
             prop_assert_eq!(&have, &remote.gallery_tree());
@@ -954,13 +1006,14 @@ proptest! {
             let mut changes = match kind {
                 RoundKind::Incremental => apply_delta_round(&store, G, &round).unwrap(),
                 RoundKind::Full => replace_all(&store, G, &round).unwrap(),
+                RoundKind::Listing => unreachable!("the model's rounds are incremental or full"),
             };
             while !changes.needs_listing.is_empty() {
                 let mut listing = Vec::new();
                 for ino in &changes.needs_listing {
                     listing.extend(remote.listing(&store.get(*ino).unwrap().unwrap().item_id));
                 }
-                changes = apply_delta_round(&store, G, &listing).unwrap();
+                changes = apply_listing_round(&store, G, &listing_round(listing, &changes.unplaced)).unwrap();
             }
             for (ino, size) in &protected {
                 let row = store.get(*ino).unwrap();

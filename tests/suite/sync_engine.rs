@@ -222,6 +222,26 @@ async fn remote_add_edit_rename_move_delete_reach_the_store() {
     assert!(at(&store, "DCIM/Camera/Trip/t1.jpg").is_some());
     assert!(at(&store, "DCIM/Camera/Trip/Day 2/t2.jpg").is_some());
 
+    // an album moved below a folder that itself moves in during the same round keeps its inodes (delta names the
+    // album and the outer folder, not the unchanged folder between them)
+    let outer = drive.mkdir_p("/Documents/Archive");
+    let middle = drive.add_folder(&outer, "2019");
+    engine.poll_once().await.unwrap();
+    let trip_ino = ino_of(&outside);
+    let t1_ino = at(&store, "DCIM/Camera/Trip/t1.jpg").unwrap().ino;
+    drive.move_to(&outside, &middle);
+    drive.move_to(&outer, &gallery);
+    let outcome = engine.poll_once().await.unwrap();
+    assert!(outcome.listed_folders >= 1);
+    assert!(at(&store, "DCIM/Camera/Trip").is_none());
+    assert_eq!(at(&store, "Archive/2019/Trip").map(|r| r.ino), Some(trip_ino));
+    assert_eq!(at(&store, "Archive/2019/Trip/t1.jpg").map(|r| r.ino), Some(t1_ino));
+    assert!(
+        outcome.changes.removed.is_empty(),
+        "nothing removed: {:?}",
+        outcome.changes.removed
+    );
+
     // nothing changed: nothing reported
     assert!(engine.poll_once().await.unwrap().changes.is_empty());
     assert!(seen.lock().len() >= 7, "the hook ran after each applied round");
