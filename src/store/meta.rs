@@ -18,6 +18,11 @@ pub mod keys {
     pub const CAMERA_ROLL_INO: &str = "camera_roll_ino";
     /// The `@odata.deltaLink` of the Camera Roll's tree.
     pub const CAMERA_ROLL_DELTA_LINK: &str = "camera_roll_delta_link";
+    /// Folders an applied incremental round brought into the gallery's tree and that are not listed yet (JSON,
+    /// written with the round's delta link, removed with the listing).
+    pub const PENDING_LISTING: &str = "pending_listing";
+    /// The same for the Camera Roll's tree.
+    pub const CAMERA_ROLL_PENDING_LISTING: &str = "camera_roll_pending_listing";
     /// RFC 3339 time of the last completed delta round.
     pub const LAST_SYNC: &str = "last_sync";
 }

@@ -102,30 +102,32 @@ impl CameraRollTree {
         let (scope, mut changes) = self.place(&folder)?;
         let link = self.store.meta(meta_keys::CAMERA_ROLL_DELTA_LINK)?;
         let applied = match link.filter(|_| !full) {
-            Some(link) => match self.drive.delta(DeltaRequest::Link(link)).await {
-                Ok(round) => {
-                    let mut applied = apply_fresh_scoped_round_with_link(
-                        &self.store,
-                        &scope,
-                        &round.items,
-                        RoundKind::Incremental,
-                        &round.delta_link,
-                        || false,
-                    )?
-                    .unwrap_or_default();
-                    if !applied.needs_listing.is_empty() {
-                        let listed = self
-                            .list_new_folders(&scope, &applied.needs_listing, &applied.unplaced)
-                            .await?;
-                        applied.merge(listed);
+            Some(link) => match self.list_pending_folders(&scope).await? {
+                Some(listed) => listed,
+                None => match self.drive.delta(DeltaRequest::Link(link)).await {
+                    Ok(round) => {
+                        let mut applied = apply_fresh_scoped_round_with_link(
+                            &self.store,
+                            &scope,
+                            &round.items,
+                            RoundKind::Incremental,
+                            &round.delta_link,
+                            || false,
+                        )?
+                        .unwrap_or_default();
+                        if !applied.needs_listing.is_empty() {
+                            if let Some(listed) = self.list_pending_folders(&scope).await? {
+                                applied.merge(listed);
+                            }
+                        }
+                        applied
                     }
-                    applied
-                }
-                Err(DriveError::ResyncRequired { .. }) | Err(DriveError::NotFound(_)) => {
-                    tracing::info!("the Camera Roll's delta must start again; listing it");
-                    self.list(&scope).await?
-                }
-                Err(e) => return Err(e.into()),
+                    Err(DriveError::ResyncRequired { .. }) | Err(DriveError::NotFound(_)) => {
+                        tracing::info!("the Camera Roll's delta must start again; listing it");
+                        self.list(&scope).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             },
             None => self.list(&scope).await?,
         };
@@ -170,31 +172,19 @@ impl CameraRollTree {
         }
     }
 
-    /// Folders new to the store in an incremental round: their children (delta does not repeat a moved-in
-    /// folder's content).
-    /// The round's unplaced items go with the listing (see [`super::delta_apply::listing_round`]).
-    async fn list_new_folders(
-        &self,
-        scope: &TreeScope,
-        inos: &[u64],
-        unplaced: &[DriveItem],
-    ) -> Result<AppliedChanges, CameraRollError> {
-        let mut folders = Vec::new();
-        for &ino in inos {
-            if let Some(row) = self.store.get(ino)? {
-                folders.push(row.item_id);
-            }
-        }
-        let listed = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
-        let items = super::delta_apply::listing_round(listed, unplaced);
-        if items.is_empty() {
-            return Ok(AppliedChanges::default());
-        }
-        let mut changes = self
-            .store
-            .write(|tx| super::delta_apply::apply_in_scope(tx, scope, &items, RoundKind::Listing))?;
-        changes.needs_listing.clear();
-        Ok(changes)
+    /// Folders an incremental round brought into the tree, if a listing is pending: their content, applied with
+    /// the round's unplaced items (see [`super::delta_apply::PendingListing`]).
+    async fn list_pending_folders(&self, scope: &TreeScope) -> Result<Option<AppliedChanges>, CameraRollError> {
+        let Some(pending) = super::delta_apply::pending_listing(&self.store, scope)? else {
+            return Ok(None);
+        };
+        let listed = super::tree_listing::everything_below(self.drive.as_ref(), pending.folders.clone()).await?;
+        Ok(Some(super::delta_apply::apply_pending_listing(
+            &self.store,
+            scope,
+            &pending,
+            listed,
+        )?))
     }
 
     /// Whether the gallery's tree already shows the Camera Roll (it is the gallery, inside it, or holds it).

@@ -31,6 +31,9 @@
 //!   folders and applies the listing together with the unplaced items ([`RoundKind::Listing`]), where an item
 //!   whose parent is still unknown is out of the tree. So an album moved into the gallery with a folder around it
 //!   keeps its inode.
+//! - The folders to list and the unplaced items are kept in the store with the round's delta link
+//!   ([`PendingListing`], under the tree's `listing_key`) and removed in the listing's transaction, so a listing
+//!   that failed (offline, a crash) is done by the next poll, not lost behind the advanced link.
 //!
 //! Hostile names (policy): a name that is empty, `.` or `..`, contains `/` or NUL, or is longer than 255 bytes
 //! cannot be shown safely: the item is skipped (or removed if it was in the store) with a warning, and listed in
@@ -164,6 +167,82 @@ pub struct TreeScope {
     pub ino: u64,
     /// Where its delta link is kept in `meta`.
     pub link_key: &'static str,
+    /// Where its [`PendingListing`] is kept in `meta`.
+    pub listing_key: &'static str,
+}
+
+/// Folders an incremental round brought into a tree, not listed yet, and the round's unplaced items.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PendingListing {
+    /// OneDrive ids of the folders to list (everything below them).
+    pub folders: Vec<String>,
+    pub unplaced: Vec<DriveItem>,
+}
+
+/// The tree's listing still to do, if any.
+pub fn pending_listing(store: &Store, scope: &TreeScope) -> Result<Option<PendingListing>, DeltaApplyError> {
+    let Some(json) = store.meta(scope.listing_key)? else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&json) {
+        Ok(pending) => Ok(Some(pending)),
+        Err(e) => {
+            tracing::warn!(error = %e, "a pending folder listing could not be read; it is dropped");
+            store.delete_meta(scope.listing_key)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Applies a tree's pending listing: `listed` (everything below its folders) with its unplaced items
+/// ([`listing_round`]), and forgets it in the same transaction.
+pub fn apply_pending_listing(
+    store: &Store,
+    scope: &TreeScope,
+    pending: &PendingListing,
+    listed: Vec<DriveItem>,
+) -> Result<AppliedChanges, DeltaApplyError> {
+    let items = listing_round(listed, &pending.unplaced);
+    store.write(|tx| {
+        let mut changes = apply_in_scope(tx, scope, &items, RoundKind::Listing)?;
+        changes.needs_listing.clear();
+        tx.delete_meta(scope.listing_key)?;
+        Ok(changes)
+    })
+}
+
+/// Records what a round leaves to list, added to what is pending already; a full round (which lists everything)
+/// leaves nothing pending.
+fn record_pending_listing(
+    tx: &StoreTx<'_>,
+    scope: &TreeScope,
+    kind: RoundKind,
+    changes: &AppliedChanges,
+) -> Result<(), StoreError> {
+    if kind == RoundKind::Full {
+        return tx.delete_meta(scope.listing_key);
+    }
+    if changes.needs_listing.is_empty() {
+        return Ok(());
+    }
+    let earlier: PendingListing = tx
+        .meta(scope.listing_key)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    let mut folders = earlier.folders;
+    for &ino in &changes.needs_listing {
+        if let Some(row) = tx.get(ino)? {
+            folders.push(row.item_id);
+        }
+    }
+    let mut unplaced = earlier.unplaced;
+    unplaced.extend(changes.unplaced.iter().map(|item| DriveItem {
+        // Pre-authenticated: never stored.
+        download_url: None,
+        ..item.clone()
+    }));
+    let json = serde_json::to_string(&PendingListing { folders, unplaced }).expect("serialisable");
+    tx.set_meta(scope.listing_key, &json)
 }
 
 impl TreeScope {
@@ -173,6 +252,7 @@ impl TreeScope {
             item_id: item_id.to_string(),
             ino: ROOT_INO,
             link_key: crate::store::meta_keys::DELTA_LINK,
+            listing_key: crate::store::meta_keys::PENDING_LISTING,
         }
     }
 
@@ -182,6 +262,7 @@ impl TreeScope {
             item_id: item_id.to_string(),
             ino,
             link_key: crate::store::meta_keys::CAMERA_ROLL_DELTA_LINK,
+            listing_key: crate::store::meta_keys::CAMERA_ROLL_PENDING_LISTING,
         }
     }
 }
@@ -241,6 +322,7 @@ pub fn apply_delta_round_with_link(
 ) -> Result<AppliedChanges, DeltaApplyError> {
     store.write(|tx| {
         let changes = apply_in(tx, gallery_item_id, items, kind)?;
+        record_pending_listing(tx, &TreeScope::gallery(gallery_item_id), kind, &changes)?;
         tx.set_meta(crate::store::meta_keys::DELTA_LINK, delta_link)?;
         tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
         Ok(changes)
@@ -296,6 +378,7 @@ pub fn apply_fresh_scoped_round_with_link(
             return Ok(None);
         }
         let changes = apply_in_scope(tx, scope, items, kind)?;
+        record_pending_listing(tx, scope, kind, &changes)?;
         tx.set_meta(scope.link_key, delta_link)?;
         tx.set_meta(crate::store::meta_keys::LAST_SYNC, &chrono::Utc::now().to_rfc3339())?;
         Ok(Some(changes))

@@ -43,8 +43,8 @@ use thiserror::Error;
 use tokio::sync::Notify;
 
 use super::delta_apply::{
-    apply_delta_round, apply_fresh_delta_round_with_link, apply_listing_round, listing_round, AppliedChanges,
-    DeltaApplyError, RoundKind,
+    apply_delta_round, apply_fresh_delta_round_with_link, apply_pending_listing, pending_listing, AppliedChanges,
+    DeltaApplyError, RoundKind, TreeScope,
 };
 
 /// How many times a delta round is fetched again because local changes were sent meanwhile.
@@ -405,6 +405,8 @@ impl SyncEngine {
                 ..PollOutcome::default()
             });
         };
+        let scope = TreeScope::gallery(&gallery);
+        let earlier = self.list_pending_folders(&scope).await?;
         let mut refetches = 0;
         let mut changes = loop {
             let sent_before = self.sent_changes.count();
@@ -463,12 +465,16 @@ impl SyncEngine {
         if changes.gallery_deleted {
             self.status.update(|s| s.gallery = GalleryState::Missing);
         }
-        let listed_folders = changes.needs_listing.len();
+        let mut listed_folders = changes.needs_listing.len();
         if listed_folders > 0 {
-            let listed = self
-                .list_new_folders(&gallery, &changes.needs_listing, &changes.unplaced)
-                .await?;
-            changes.merge(listed);
+            if let Some((_, listed)) = self.list_pending_folders(&scope).await? {
+                changes.merge(listed);
+            }
+        }
+        if let Some((folders, mut earlier)) = earlier {
+            listed_folders += folders;
+            earlier.merge(changes);
+            changes = earlier;
         }
         Ok(PollOutcome {
             changes,
@@ -815,28 +821,16 @@ impl SyncEngine {
         Ok(Some(changes))
     }
 
-    /// Lists folders that appeared in an incremental round (and their subfolders) and applies their content, with
-    /// the round's unplaced items (see [`super::delta_apply::listing_round`]).
-    async fn list_new_folders(
-        &self,
-        gallery: &str,
-        inos: &[u64],
-        unplaced: &[DriveItem],
-    ) -> Result<AppliedChanges, SyncError> {
-        let mut folders = Vec::new();
-        for &ino in inos {
-            if let Some(row) = self.store.get(ino)? {
-                folders.push(row.item_id);
-            }
-        }
-        let listed = super::tree_listing::everything_below(self.drive.as_ref(), folders).await?;
-        let items = listing_round(listed, unplaced);
-        if items.is_empty() {
-            return Ok(AppliedChanges::default());
-        }
-        let mut changes = apply_listing_round(&self.store, gallery, &items)?;
-        changes.needs_listing.clear();
-        Ok(changes)
+    /// Lists the folders an incremental round brought in (and their subfolders), if a listing is pending, and
+    /// applies their content with the round's unplaced items (see [`super::delta_apply::PendingListing`]); returns
+    /// how many folders were listed and what their content changed.
+    async fn list_pending_folders(&self, scope: &TreeScope) -> Result<Option<(usize, AppliedChanges)>, SyncError> {
+        let Some(pending) = pending_listing(&self.store, scope)? else {
+            return Ok(None);
+        };
+        let listed = super::tree_listing::everything_below(self.drive.as_ref(), pending.folders.clone()).await?;
+        let changes = apply_pending_listing(&self.store, scope, &pending, listed)?;
+        Ok(Some((pending.folders.len(), changes)))
     }
 
     fn gallery_missing(&self) -> PollOutcome {

@@ -308,7 +308,7 @@ async fn run(
 
 /// Everything below the folders `item_ids` (their children, their subfolders' children, ...), listed folder by
 /// folder: what an incremental round must add for folders new to the store, since delta does not repeat a
-/// moved-in folder's content.
+/// moved-in folder's content. A folder that is gone (404) is skipped.
 pub async fn everything_below(drive: &dyn DriveApi, item_ids: Vec<String>) -> Result<Vec<DriveItem>, DriveError> {
     let mut queue: VecDeque<String> = item_ids.into();
     let mut listed = HashSet::new();
@@ -317,7 +317,13 @@ pub async fn everything_below(drive: &dyn DriveApi, item_ids: Vec<String>) -> Re
         if !listed.insert(id.clone()) {
             continue;
         }
-        for child in drive.children(&id).await? {
+        let children = match drive.children(&id).await {
+            Ok(children) => children,
+            // Gone meanwhile: a later delta round reports it.
+            Err(DriveError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        for child in children {
             if child.is_folder() {
                 queue.push_back(child.id.clone());
             }

@@ -247,6 +247,36 @@ async fn remote_add_edit_rename_move_delete_reach_the_store() {
     assert!(seen.lock().len() >= 7, "the hook ran after each applied round");
 }
 
+/// A folder moved into the gallery whose listing fails (offline just after the round was applied, or a crash
+/// there) is listed by the next poll: the round's delta link moved on, the listing is kept in the store.
+#[tokio::test]
+async fn a_folder_moved_in_is_listed_even_when_its_listing_failed_first() {
+    let (mock, gallery, _) = gallery_drive(3);
+    let drive = Arc::new(FailingDrive::new(mock.clone()));
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let engine = make_engine(&store, drive.clone());
+    engine.initial_sync().await.unwrap();
+    let outside = mock.mkdir_p("/Documents/Trip");
+    mock.add_file(&outside, "t1.jpg", "1");
+    let day2 = mock.add_folder(&outside, "Day 2");
+    mock.add_file(&day2, "t2.jpg", "2");
+    engine.poll_once().await.unwrap();
+    mock.move_to(&outside, &gallery);
+    drive.only_ops(Some(&[MockOp::Children]));
+    drive.fail_next(1, DriveError::Offline("connection reset".into()));
+    assert!(engine.poll_once().await.is_err(), "the listing failed");
+    assert!(at(&store, "Trip").is_some(), "the round was applied");
+    assert!(at(&store, "Trip/t1.jpg").is_none());
+    drive.heal();
+    // A restart in between changes nothing: what is pending is in the store.
+    let engine = make_engine(&store, drive.clone());
+    let outcome = engine.poll_once().await.unwrap();
+    assert_eq!(outcome.listed_folders, 1);
+    assert!(at(&store, "Trip/t1.jpg").is_some());
+    assert!(at(&store, "Trip/Day 2/t2.jpg").is_some());
+    assert!(engine.poll_once().await.unwrap().changes.is_empty(), "listed once");
+}
+
 #[tokio::test]
 async fn duplicate_entries_in_a_round_resolve_to_the_last_state() {
     let (drive, _, files) = gallery_drive(5);
