@@ -84,16 +84,21 @@ impl StoreTx<'_> {
 
     /// Every media file of the store (photos and videos, wherever they are), with its facets.
     pub fn media_entries(&self) -> Result<Vec<MediaEntry>> {
+        // Only files below folders reachable from the root: not those of a retired tree root (an earlier Camera
+        // Roll kept for its journalled changes) nor of other detached folders.
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT i.ino, i.name, i.mtime, m.ino, {} FROM items i LEFT JOIN media m ON m.ino = i.ino \
-             WHERE i.is_media = 1 AND i.kind = 0 AND i.remote_removed = 0 AND i.parent_ino IS NOT NULL",
+            "WITH RECURSIVE shown(ino) AS (SELECT ?1 UNION ALL SELECT d.ino FROM items d JOIN shown ON \
+             d.parent_ino = shown.ino WHERE d.kind = 1) \
+             SELECT i.ino, i.name, i.mtime, m.ino, {} FROM shown JOIN items i ON i.parent_ino = shown.ino \
+             LEFT JOIN media m ON m.ino = i.ino \
+             WHERE i.is_media = 1 AND i.kind = 0 AND i.remote_removed = 0",
             FACET_COLUMNS
                 .split(", ")
                 .map(|c| format!("m.{c}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([super::ROOT_INO as i64], |r| {
             let has: Option<i64> = r.get(3)?;
             Ok(MediaEntry {
                 ino: r.get::<_, i64>(0)? as u64,
@@ -151,5 +156,63 @@ mod tests {
         assert_eq!((entries[1].ino, entries[1].facet.clone()), (bare, None));
         s.remove(photo).unwrap();
         assert_eq!(s.read(|t| t.media(photo)).unwrap(), None, "removed with the item");
+    }
+
+    /// The photos of a retired tree root (an earlier Camera Roll kept for its journalled changes) are not the
+    /// gallery's: the Timeline does not show them. Those of folders at any depth below the root are.
+    #[test]
+    fn media_entries_leave_out_retired_trees() {
+        let s = Store::open_in_memory().unwrap();
+        let folder = |parent: u64, name: &str| {
+            s.insert(&NewItem {
+                item_id: format!("id-{name}"),
+                parent_ino: parent,
+                name: name.into(),
+                kind: ItemKind::Dir,
+                size: 0,
+                etag: None,
+                ctag: None,
+                quick_xor_hash: None,
+                mtime: 7,
+                mime_type: None,
+                is_media: false,
+                content_state: ContentState::Cloud,
+                local_only: false,
+            })
+            .unwrap()
+        };
+        let photo = |parent: u64, name: &str| {
+            s.insert(&NewItem {
+                item_id: format!("id-{name}"),
+                parent_ino: parent,
+                name: name.into(),
+                kind: ItemKind::File,
+                size: 1,
+                etag: None,
+                ctag: None,
+                quick_xor_hash: None,
+                mtime: 7,
+                mime_type: None,
+                is_media: true,
+                content_state: ContentState::Cloud,
+                local_only: false,
+            })
+            .unwrap()
+        };
+        let album = folder(ROOT_INO, "Album");
+        let deep = folder(folder(album, "2019"), "Trip");
+        let kept = [photo(ROOT_INO, "a.jpg"), photo(album, "b.jpg"), photo(deep, "c.jpg")];
+        let old_roll = folder(ROOT_INO, "Camera Roll");
+        let below_old = folder(old_roll, "2024");
+        photo(old_roll, "d.jpg");
+        photo(below_old, "e.jpg");
+        let inos = |s: &Store| {
+            let mut v: Vec<u64> = s.read(|t| t.media_entries()).unwrap().iter().map(|e| e.ino).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(inos(&s).len(), 5);
+        s.write(|t| t.retire_subtree(old_roll)).unwrap();
+        assert_eq!(inos(&s), kept.to_vec());
     }
 }
