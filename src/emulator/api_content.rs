@@ -3,11 +3,11 @@
 //! `Range` support (206, 416 with `Content-Range: bytes */total`). Also assembles the content host's routes
 //! (downloads, thumbnails, upload sessions, copy monitors).
 
-use super::api_router::{resolve, GraphRequest, Target};
+use super::addressing::{resolve, GraphRequest, Target};
 use super::blob::Blob;
-use super::drive::{Item, ItemNo};
 use super::errors::{GraphError, GraphResult};
-use super::server::EmulatorState;
+use super::state::issue_download_url;
+use super::state::EmulatorState;
 use super::{api_thumbnails, api_upload};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -20,15 +20,6 @@ use std::time::{Duration, Instant};
 
 /// Bytes per chunk when streaming a download.
 const CHUNK: u64 = 256 * 1024;
-
-/// One issued download URL.
-#[derive(Clone, Debug)]
-pub struct DownloadGrant {
-    pub no: ItemNo,
-    pub blob: Blob,
-    pub mime: String,
-    pub expires: Instant,
-}
 
 /// The content host: downloads, thumbnails and upload sessions.
 pub fn content_router(state: Arc<EmulatorState>) -> Router {
@@ -45,30 +36,6 @@ pub fn content_router(state: Arc<EmulatorState>) -> Router {
         )
         .fallback(|| async { GraphError::not_found("resource").into_response() })
         .with_state(state)
-}
-
-/// A fresh pre-authenticated URL for the current content of a file (`None` for folders).
-pub fn issue_download_url(state: &EmulatorState, item: &Item) -> Option<String> {
-    let f = item.file()?;
-    let lifetime = state.settings.lock().download_url_lifetime;
-    let token: String = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
-    let now = Instant::now();
-    let mut grants = state.downloads.lock();
-    // Expired grants are dropped every 4096 grants (not at every grant once there are 4096: that made each
-    // listing of a large folder, which grants one URL per file, slower than the one before).
-    if grants.len() >= 4096 && grants.len() % 4096 == 0 {
-        grants.retain(|_, g| g.expires + Duration::from_secs(600) > now);
-    }
-    grants.insert(
-        token.clone(),
-        DownloadGrant {
-            no: item.no,
-            blob: f.blob.clone(),
-            mime: f.mime.clone(),
-            expires: now + lifetime,
-        },
-    );
-    Some(format!("{}/download/{token}", state.content_url))
 }
 
 /// Makes every issued download URL expired.

@@ -3,11 +3,12 @@
 //! it. Pages of ≤ 200 (or `$top`) chained by `@odata.nextLink`; the last carries `@odata.deltaLink`. Tokens are
 //! `{epoch}.{journal sequence}`; invalidated tokens answer 410 `resyncRequired` with a restart `Location`.
 
-use super::api_router::{resolve, GraphRequest, Target};
-use super::drive::{DeltaEntry, ItemNo};
+use super::addressing::{resolve, GraphRequest, Target};
+use super::delta_cursor::DeltaCursor;
+use super::drive::ItemNo;
 use super::errors::{GraphError, GraphResult};
 use super::render::{deleted_json, item_json, parse_select, RenderOpts};
-use super::server::EmulatorState;
+use super::state::EmulatorState;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -16,17 +17,6 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_PAGE: usize = 200;
 pub const MAX_PAGE: usize = 1000;
-
-/// A delta round being paged through: its entries are fixed when the round starts, rendered in their state at
-/// the time each page is served.
-#[derive(Clone, Debug)]
-pub struct DeltaCursor {
-    entries: Arc<Vec<DeltaEntry>>,
-    upto: u64,
-    epoch: u64,
-    scope: ItemNo,
-    created: Instant,
-}
 
 enum Token {
     Start,

@@ -2,13 +2,13 @@
 //! create a folder (…_post_children.md), update/move (…_update.md, …_move.md), delete (…_delete.md), restore
 //! (GDC driveitem-restore.md), and the drive with its quota (api/drive_get.md).
 
-use super::api_router::{resolve, GraphRequest, Query, Target};
+use super::addressing::{resolve, GraphRequest, Query, Target};
 use super::api_thumbnails::{self, ThumbSource};
 use super::drive::{Conflict, Drive, ItemNo, ItemPatch, ROOT_NO};
 use super::errors::{GraphError, GraphResult};
 use super::names::fold;
 use super::render::{drive_json, item_json, parse_select, RenderOpts};
-use super::server::EmulatorState;
+use super::state::EmulatorState;
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -290,7 +290,7 @@ pub async fn create_child(state: &Arc<EmulatorState>, target: &Target, body: Bod
     let mut patch = ItemPatch::default();
     patch_times(&body, &mut patch)?;
     let mut d = state.drive.lock();
-    let parent = super::api_router::resolve_for_write(&mut d, target)?;
+    let parent = super::addressing::resolve_for_write(&mut d, target)?;
     let now = Utc::now();
     let no = d.create_folder(parent, name, conflict, now)?;
     if patch.fs_created.is_some() || patch.fs_modified.is_some() || patch.description.is_some() {
@@ -365,7 +365,7 @@ pub async fn restore_item(state: &Arc<EmulatorState>, target: &Target, body: Bod
     let body = read_json(body).await?;
     let mut d = state.drive.lock();
     let no = match (&target.base, &target.path) {
-        (super::api_router::Base::Id(id), None) => d.parse_id(id).ok_or_else(|| GraphError::not_found(id))?,
+        (super::addressing::Base::Id(id), None) => d.parse_id(id).ok_or_else(|| GraphError::not_found(id))?,
         _ => return Err(GraphError::invalid("Restore addresses the deleted item by id")),
     };
     let parent = match body

@@ -2,21 +2,19 @@
 //! `/content` redirect, custom `c{W}x{H}[_Crop]` sizes, `$expand=thumbnails`, and the thumbnail bytes on the
 //! content host. Rendered JPEGs are cached per (item, cTag version, size); no thumbnail → `{"value": []}`.
 
-use super::api_router::{resolve, GraphRequest, Target};
+use super::addressing::{resolve, GraphRequest, Target};
 use super::blob::Blob;
 use super::drive::{Drive, Item, ItemNo};
 use super::errors::{GraphError, GraphResult};
 use super::media;
-use super::server::EmulatorState;
+use super::state::EmulatorState;
+use super::thumb_cache::Rendered;
 use axum::extract::{Path, Query as AxumQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Largest spooled upload read whole to render a thumbnail.
@@ -43,19 +41,6 @@ impl ThumbSource {
             disabled: item.no_thumbnail,
         }
     }
-}
-
-#[derive(Clone, Debug)]
-pub struct Rendered {
-    pub jpeg: Bytes,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// Rendered thumbnails per (item, cTag version, size key); `None` remembers "cannot be made".
-#[derive(Debug, Default)]
-pub struct ThumbCache {
-    map: Mutex<HashMap<(ItemNo, u64, String), Option<Rendered>>>,
 }
 
 /// One requested size.

@@ -3,21 +3,22 @@
 //! `Content-Range` rules (same total, < 60 MiB, multiples of 320 KiB except the last, in order), status,
 //! cancel, commit (`deferCommit`). Large uploads are spooled to disk.
 
+use super::addressing::{resolve, GraphRequest, Target};
 use super::api_items::{conflict_of, patch_times, read_json};
-use super::api_router::{resolve, GraphRequest, Target};
-use super::blob::{Blob, SpoolWriter};
+use super::blob::SpoolWriter;
 use super::drive::{Conflict, Drive, ItemNo, ItemPatch, NewContent};
 use super::errors::{GraphError, GraphResult};
 use super::facets;
 use super::names::validate_name;
 use super::render::{item_json, time, RenderOpts};
-use super::server::EmulatorState;
+use super::state::EmulatorState;
+use super::upload_session::{SessionTarget, UploadSession};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -26,29 +27,6 @@ use std::sync::Arc;
 pub const FRAGMENT_MULTIPLE: u64 = 327_680;
 /// Each fragment must be smaller than this (60 MiB).
 pub const FRAGMENT_MAX: u64 = 60 * 1024 * 1024;
-
-#[derive(Debug, Clone)]
-pub enum SessionTarget {
-    /// Replace the content of this item.
-    Existing(ItemNo),
-    /// A file named `name` in `parent`, per the session's conflict behaviour.
-    New { parent: ItemNo, name: String },
-}
-
-/// One upload session.
-#[derive(Debug)]
-pub struct UploadSession {
-    pub target: SessionTarget,
-    pub conflict: Conflict,
-    pub file_size: Option<u64>,
-    pub total: Option<u64>,
-    pub patch: ItemPatch,
-    pub defer_commit: bool,
-    pub writer: SpoolWriter,
-    /// The whole file once its last byte arrived (kept until a commit succeeds or the session expires).
-    pub received: Option<(Blob, String)>,
-    pub expires: DateTime<Utc>,
-}
 
 impl UploadSession {
     fn complete(&self) -> bool {
@@ -163,7 +141,7 @@ pub async fn simple_upload(
     let mut d = state.drive.lock();
     let (no, created) = match split_target(target) {
         Some((dirs, name)) => {
-            let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
+            let base = super::addressing::resolve_base_for_write(&mut d, &target.base)?;
             let existing = target.path.as_ref().and_then(|p| d.resolve_path(base, p).ok());
             check_if_match(&d, existing, req)?;
             validate_name(name)?;
@@ -230,7 +208,7 @@ pub async fn create_session(
         let (session_target, existing) = match split_target(target) {
             Some((dirs, name)) => {
                 validate_name(name)?;
-                let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
+                let base = super::addressing::resolve_base_for_write(&mut d, &target.base)?;
                 let parent = d.ensure_folders(base, dirs, now)?;
                 let existing = d.child_by_name(parent, name);
                 (
@@ -513,7 +491,7 @@ pub async fn commit_from_source(
             .unwrap_or(path_name)
             .to_string();
         validate_name(&name)?;
-        let base = super::api_router::resolve_base_for_write(&mut d, &target.base)?;
+        let base = super::addressing::resolve_base_for_write(&mut d, &target.base)?;
         let parent = d.ensure_folders(base, dirs, Utc::now())?;
         let existing = d.child_by_name(parent, &name);
         check_if_match(&d, existing, req)?;

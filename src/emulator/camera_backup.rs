@@ -8,7 +8,7 @@ use super::drive::{Conflict, ItemPatch, NewContent};
 use super::errors::GraphResult;
 use super::media::phone_photo::phone_photo;
 use super::media::{Content, MediaKind};
-use super::server::EmulatorState;
+use super::state::EmulatorState;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -13,7 +13,7 @@ use super::drive::{Conflict, Drive, ItemKind, ItemNo, ItemPatch, ItemState, NewC
 use super::errors::{GraphError, GraphResult};
 use super::media::Content;
 use super::render::{item_json, time, RenderOpts};
-use super::server::{EmulatorState, HASH_NOW_MAX, SIMPLE_UPLOAD_MAX, STRICT_SIMPLE_UPLOAD_MAX};
+use super::state::{EmulatorState, HASH_NOW_MAX, SIMPLE_UPLOAD_MAX, STRICT_SIMPLE_UPLOAD_MAX};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

@@ -10,7 +10,7 @@ use super::blob::Blob;
 use super::drive::{ItemKind, ItemNo, NewContent};
 use super::media::MediaKind;
 use super::names::mime_for;
-use super::server::EmulatorState;
+use super::state::EmulatorState;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::io::Cursor;
 use std::sync::Arc;

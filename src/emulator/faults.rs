@@ -8,7 +8,7 @@
 //! a throttle window `[start, start + Retry-After)` so tests can check that no request arrived inside it (times
 //! are milliseconds of [`crate::emulator::request_log::emulator_clock_ms`], the clock of the request log).
 
-use crate::emulator::media::gallery::SplitMix64;
+use crate::emulator::media::raster::SplitMix64;
 use crate::emulator::request_log::emulator_clock_ms;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};

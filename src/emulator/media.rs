@@ -12,6 +12,7 @@ pub mod exif_writer;
 pub mod gallery;
 pub mod mp4;
 pub mod phone_photo;
+pub mod raster;
 pub mod thumbnail;
 
 use bytes::Bytes;
@@ -137,7 +138,7 @@ impl Content {
 /// Fills `buf` with the synthetic stream of `seed` starting at `offset`: 8-byte little-endian words, word `i`
 /// a mix of `seed` and `i`, so any range is computable on its own and the same at every chunking.
 pub fn fill_synthetic(seed: u64, offset: u64, buf: &mut [u8]) {
-    let key = gallery::mix(seed ^ 0xC0FF_EE00_D15E_A5E5);
+    let key = raster::mix(seed ^ 0xC0FF_EE00_D15E_A5E5);
     let word = |i: u64| -> [u8; 8] {
         let mut z = (i ^ key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         z ^= z >> 29;

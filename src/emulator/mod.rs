@@ -20,6 +20,7 @@ pub mod identity;
 pub mod media;
 pub mod request_log;
 
+pub mod addressing;
 pub mod api_content;
 pub mod api_delta;
 pub mod api_items;
@@ -29,19 +30,25 @@ pub mod api_upload;
 pub mod blob;
 pub mod camera_backup;
 pub mod control;
+pub mod delta_cursor;
 pub mod drive;
 pub mod drive_ops;
 pub mod errors;
 pub mod facets;
 pub mod names;
+pub mod notification_hub;
 pub mod persist;
 pub mod quickxor;
 pub mod render;
 pub mod server;
 pub mod socketio;
+pub mod state;
+pub mod thumb_cache;
+pub mod upload_session;
 
 pub use control::{RecycleEntry, StateEntry};
-pub use server::{start, EmulatorHandle, EmulatorState};
+pub use server::{start, EmulatorHandle};
+pub use state::EmulatorState;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 use super::blob::{Blob, SpoolFile};
 use super::drive::{Drive, FileData, Item, ItemKind, ItemNo, ItemState};
 use super::media::{Content, MediaKind, Recipe};
-use super::server::EmulatorState;
+use super::state::EmulatorState;
 use anyhow::{bail, Context};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ struct StateFile {
     quota_total: i64,
     quota_used_extra: i64,
     items: Vec<ItemRecord>,
-    /// The identity platform's tokens and clients (see `server::identity_snapshot`).
+    /// The identity platform's tokens and clients (see `state::identity_snapshot`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     identity: Option<serde_json::Value>,
 }
@@ -123,7 +123,7 @@ fn blobs_dir(state_file: &Path) -> PathBuf {
 
 /// Writes the drive of `state` to `path` (atomically) and its large content to `path.blobs/`.
 pub fn save(state: &EmulatorState, path: &Path) -> anyhow::Result<()> {
-    let identity = super::server::identity_snapshot(&state.identity);
+    let identity = super::state::identity_snapshot(&state.identity);
     let d = state.drive.lock();
     let blobs = blobs_dir(path);
     let fresh = blobs.with_extension("blobs.new");

@@ -1,10 +1,10 @@
 //! JSON of drive resources as Graph sends them (OAD resources/driveitem.md, drive.md, quota.md): driveItem with
 //! its facets, the delete form used in delta, the drive with its quota, and `$select` filtering.
 
-use super::api_content::issue_download_url;
 use super::drive::{Drive, Item, ItemKind, ItemState};
 use super::media::MediaKind;
-use super::server::EmulatorState;
+use super::state::issue_download_url;
+use super::state::EmulatorState;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 

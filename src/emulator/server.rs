@@ -2,14 +2,12 @@
 //! router and `/_emulator` controls; content host with download, thumbnail and upload-session URLs), seeding,
 //! loading and saving the state file, and the handle tests and `galleryfs emulator` hold.
 
-use super::api_content::DownloadGrant;
-use super::api_delta::DeltaCursor;
-use super::api_thumbnails::ThumbCache;
-use super::api_upload::UploadSession;
 use super::drive::{Drive, ItemNo};
 use super::faults::{self, Faults};
 use super::identity::{Identity, IdentityConfig};
 use super::request_log::{self, RequestLog};
+use super::state::{identity_restore, EmulatorState, Settings, GALLERY_SEED};
+use super::thumb_cache::ThumbCache;
 use super::{api_content, api_router, control, media, persist, EmulatorConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -21,86 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Seed of the generated gallery (the same gallery every run).
-pub const GALLERY_SEED: u64 = 0x5eed_6a11;
-
-/// Behaviour switches tests flip through controls.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// Lifetime of pre-authenticated download URLs.
-    pub download_url_lifetime: Duration,
-    /// Largest simple upload (`PUT …/content`).
-    pub simple_upload_max: u64,
-    /// Lifetime of upload sessions.
-    pub upload_session_lifetime: Duration,
-    /// Server post-processing of uploads (graph-api.md §2): for this long after an upload the item has no
-    /// thumbnails, then its eTag changes once more. `None`: uploads are final at once.
-    pub post_processing: Option<Duration>,
-    /// The next incremental delta round leaves out its first deleted item (a deletion "missed" by delta, which
-    /// only the periodic full re-list repairs); cleared once used.
-    pub drop_next_delta_deletion: bool,
-    /// Scopes whose delta tokens were invalidated: scope → the first journal number of tokens still valid.
-    pub delta_valid_from: HashMap<ItemNo, u64>,
-    /// How long after an upload its `photo` facet (EXIF taken time, camera) appears, with one more change of the
-    /// item; zero: at once.
-    pub photo_facet_delay: Duration,
-}
-
-/// Simple-upload limit of the current Graph documentation (250 MB).
-pub const SIMPLE_UPLOAD_MAX: u64 = 250 * 1024 * 1024;
-/// Simple-upload limit of the older OneDrive documentation, the strict mode (4 MiB).
-pub const STRICT_SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            download_url_lifetime: Duration::from_secs(300),
-            simple_upload_max: SIMPLE_UPLOAD_MAX,
-            upload_session_lifetime: Duration::from_secs(24 * 3600),
-            post_processing: None,
-            drop_next_delta_deletion: false,
-            delta_valid_from: HashMap::new(),
-            photo_facet_delay: Duration::from_secs(2),
-        }
-    }
-}
-
-/// Everything the handlers share.
-pub struct EmulatorState {
-    pub drive: Mutex<Drive>,
-    pub identity: Arc<Identity>,
-    pub faults: Arc<Faults>,
-    pub log: Arc<RequestLog>,
-    pub settings: Mutex<Settings>,
-    pub(crate) downloads: Mutex<HashMap<String, DownloadGrant>>,
-    pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
-    pub(crate) delta_cursors: Mutex<HashMap<String, DeltaCursor>>,
-    /// Copy monitors: token → id of the copy.
-    pub(crate) monitors: Mutex<HashMap<String, String>>,
-    pub(crate) thumbs: ThumbCache,
-    /// The socket.io notification channel.
-    pub socketio: super::socketio::SocketIoHub,
-    /// `http://127.0.0.1:P/v1.0`.
-    pub graph_url: String,
-    /// `http://127.0.0.1:P` of the API host.
-    pub login_url: String,
-    /// `http://127.0.0.1:Q` of the content host.
-    pub content_url: String,
-    /// Where uploads larger than a few MiB are spooled.
-    pub spool_dir: std::path::PathBuf,
-    /// Signs thumbnail URLs (they are pre-authenticated but stable).
-    pub(crate) secret: String,
-    hash_jobs: std::sync::mpsc::Sender<ItemNo>,
-}
-
-impl std::fmt::Debug for EmulatorState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmulatorState")
-            .field("graph_url", &self.graph_url)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A running emulator.
 pub struct EmulatorHandle {
@@ -348,31 +266,6 @@ fn serve(
             tracing::error!(error = %e, "emulator listener failed");
         }
     })
-}
-
-/// The identity platform's part of the state file (tokens, clients), so signed-in clients stay signed in across
-/// restarts. Holds secrets: it only goes into the emulator's own state file.
-pub(crate) fn identity_snapshot(identity: &Identity) -> Option<serde_json::Value> {
-    serde_json::to_value(identity.snapshot()).ok()
-}
-
-/// Takes back [`identity_snapshot`]'s value at start.
-pub(crate) fn identity_restore(identity: &Identity, snapshot: serde_json::Value) {
-    match serde_json::from_value(snapshot) {
-        Ok(s) => identity.restore(s),
-        Err(e) => tracing::warn!(error = %e, "the state file's identity part is unreadable; tokens start afresh"),
-    }
-}
-
-/// Generated content up to this size is hashed at once; larger content in the background (its `hashes` appear
-/// late, as the documentation allows).
-pub const HASH_NOW_MAX: u64 = 4 * 1024 * 1024;
-
-impl EmulatorState {
-    /// Computes the quickXorHash of `item`'s current content in the background.
-    pub(crate) fn hash_later(&self, no: ItemNo) {
-        let _ = self.hash_jobs.send(no);
-    }
 }
 
 /// The background hasher: computes hashes outside the drive lock, stores them if the content is unchanged.

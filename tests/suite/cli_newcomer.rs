@@ -137,7 +137,7 @@ fn the_demo_serves_real_files_and_stops_at_the_first_ctrl_c() {
     let ffprobe = tool("ffprobe");
     // What the demo's emulator serves, by path below the gallery: every file read through the mount equals it.
     let served: std::collections::HashMap<String, galleryfs::emulator::media::Content> =
-        galleryfs::emulator::media::samsung_gallery(120, galleryfs::emulator::server::GALLERY_SEED)
+        galleryfs::emulator::media::samsung_gallery(120, galleryfs::emulator::state::GALLERY_SEED)
             .into_iter()
             .map(|f| (f.path, f.content))
             .collect();

@@ -1192,7 +1192,7 @@ async fn state_file_keeps_full_size_photos_small() {
         seed_camera_roll: 2,
         ..Default::default()
     };
-    let gallery = galleryfs::emulator::media::samsung_gallery(12, emulator::server::GALLERY_SEED);
+    let gallery = galleryfs::emulator::media::samsung_gallery(12, emulator::state::GALLERY_SEED);
     let photo = gallery
         .iter()
         .find(|f| f.path.starts_with("DCIM/Camera/") && f.path.ends_with(".jpg"))
@@ -1223,7 +1223,7 @@ async fn state_file_keeps_full_size_photos_small() {
 // The seed gallery lands in Pictures/Samsung Gallery whatever media::samsung_gallery returns.
 #[tokio::test]
 async fn seed_gallery_is_placed_under_pictures() {
-    let n = galleryfs::emulator::media::samsung_gallery(5, emulator::server::GALLERY_SEED).len();
+    let n = galleryfs::emulator::media::samsung_gallery(5, emulator::state::GALLERY_SEED).len();
     let e = Emu::with(EmulatorConfig {
         seed_gallery: 5,
         ..Default::default()

@@ -1,8 +1,8 @@
 //! The module graph has no cycle: for every top-level module of the crate (`src/<name>.rs` or `src/<name>/`), the
 //! other top-level modules its code names (`crate::<name>`, in `use` lines and paths, `crate::{a, b}` groups
 //! included; comments and string literals left out), and one level down the same between the files of a folder
-//! module of the client (`super::<sibling>` and `crate::<top>::<sibling>`; the emulator is left out). A module that names one which names it back, directly
-//! or around a longer loop, fails the test with the loop.
+//! module (`super::<sibling>` and `crate::<top>::<sibling>`, the emulator's included). A module that names one which
+//! names it back, directly or around a longer loop, fails the test with the loop.
 //!
 //! `cargo test --test suite module_layers:: -- --nocapture` prints the layer graph, lowest layer first.
 
@@ -418,10 +418,6 @@ fn sibling_modules_form_no_cycle() {
         .collect();
     let mut failures = Vec::new();
     for folder in &folders {
-        // The emulator is a test server outside the client's layers: its router and its handlers name each other.
-        if folder[0] == "emulator" {
-            continue;
-        }
         let g = sibling_graph(&k, folder);
         if g.values().all(|d| d.is_empty()) {
             continue;

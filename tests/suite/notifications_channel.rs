@@ -6,7 +6,7 @@
 
 use futures::{SinkExt, StreamExt};
 use galleryfs::emulator::media::Content;
-use galleryfs::emulator::socketio::DropMode;
+use galleryfs::emulator::notification_hub::DropMode;
 use galleryfs::emulator::{self, EmulatorConfig, EmulatorHandle};
 use galleryfs::remote::auth::StaticToken;
 use galleryfs::remote::drive_api::DriveApi;

@@ -1,7 +1,7 @@
 //! A tiny Motion-JPEG AVI writer (RIFF `AVI ` with one `vids`/`MJPG` stream and an `idx1` index), for the one
 //! real playable video of the seed gallery (`media/pool/clip.avi`, made by [`demo_clip`]).
 
-use super::gallery::{encode_jpeg, SplitMix64};
+use super::raster::{encode_jpeg, SplitMix64};
 use image::{imageops, Rgb, RgbImage};
 
 fn fourcc(out: &mut Vec<u8>, code: &[u8; 4]) {
@@ -118,7 +118,7 @@ pub const CLIP_FRAMES: u32 = 36;
 pub fn demo_clip() -> Vec<u8> {
     let (w, h) = CLIP_SIZE;
     let mut rng = SplitMix64::new(0xC11B);
-    let background = super::gallery::picture(w, h, &mut rng);
+    let background = super::raster::picture(w, h, &mut rng);
     let frames: Vec<Vec<u8>> = (0..CLIP_FRAMES)
         .map(|i| {
             let mut frame = background.clone();

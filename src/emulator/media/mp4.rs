@@ -277,7 +277,7 @@ pub fn first_frame(content: &Content) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::media::gallery::encode_jpeg;
+    use crate::emulator::media::raster::encode_jpeg;
     use image::{Rgb, RgbImage};
 
     fn frames() -> Vec<Bytes> {

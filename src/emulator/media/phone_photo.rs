@@ -125,7 +125,7 @@ pub fn preview(source: usize) -> Option<DynamicImage> {
     let mut cache = cache.lock().ok()?;
     if cache[source].is_none() {
         let img = image::load_from_memory_with_format(SOURCE_FILES[source], image::ImageFormat::Jpeg).ok()?;
-        cache[source] = Some(super::thumbnail::upright(img, sources()[source].orientation).thumbnail(1024, 1024));
+        cache[source] = Some(super::raster::upright(img, sources()[source].orientation).thumbnail(1024, 1024));
     }
     cache[source].clone()
 }

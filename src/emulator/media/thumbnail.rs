@@ -3,7 +3,8 @@
 //! play triangle) for videos and for originals that are generated rather than stored.
 
 use super::exif_writer::read_orientation;
-use super::gallery::{encode_jpeg, mix};
+use super::raster::upright;
+use super::raster::{encode_jpeg, mix};
 use super::Content;
 use bytes::Bytes;
 use image::{imageops, DynamicImage, Rgb, RgbImage};
@@ -64,20 +65,6 @@ pub fn render_thumbnail(
 fn decode_upright(bytes: &[u8]) -> Option<DynamicImage> {
     let img = image::load_from_memory(bytes).ok()?;
     Some(upright(img, read_orientation(bytes)))
-}
-
-/// `img` turned upright per the EXIF `orientation`.
-pub fn upright(img: DynamicImage, orientation: u16) -> DynamicImage {
-    match orientation {
-        2 => img.fliph(),
-        3 => img.rotate180(),
-        4 => img.flipv(),
-        5 => img.rotate90().fliph(),
-        6 => img.rotate90(),
-        7 => img.rotate270().fliph(),
-        8 => img.rotate270(),
-        _ => img,
-    }
 }
 
 // Only `DynamicImage` methods below: they are compiled (optimised) inside the image crate, while generic
@@ -174,7 +161,7 @@ fn poster_sized(seed: u64, w: u32, h: u32) -> DynamicImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::media::gallery::{picture, SplitMix64};
+    use crate::emulator::media::raster::{picture, SplitMix64};
 
     fn decode(bytes: &Bytes) -> RgbImage {
         image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
