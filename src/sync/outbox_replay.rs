@@ -161,7 +161,8 @@ type UploadFuture<'a> = Pin<Box<dyn Future<Output = (OutboxEntry, Result<Step, F
 struct PassState {
     /// Inodes with an upload in flight.
     busy: HashSet<u64>,
-    /// Inodes whose entry waits for a close, the write-back delay or a folder (looked at again on a wake).
+    /// Inodes whose entry waits for a close, the write-back delay or a folder (looked at again on a wake, or when
+    /// a delay runs out, while uploads are in flight).
     held: HashSet<u64>,
     /// Inodes whose entry failed or whose delete is held: not tried again in this pass.
     parked: HashSet<u64>,
@@ -169,6 +170,15 @@ struct PassState {
     counted: HashSet<u64>,
     /// The network or the service is down (or throttling asked for a long pause): nothing more starts.
     stopped: bool,
+    /// When a held entry's delay (write-back, retry time) runs out, while uploads are in flight.
+    recheck_at: Option<tokio::time::Instant>,
+}
+
+impl PassState {
+    fn recheck_in(&mut self, d: Duration) {
+        let at = tokio::time::Instant::now() + d;
+        self.recheck_at = Some(self.recheck_at.map_or(at, |r| r.min(at)));
+    }
 }
 
 enum Step {
@@ -337,7 +347,8 @@ impl OutboxReplayer {
     }
 
     /// One pass over the outbox; `wake` (the filesystem's journal signal, when given) has the pass look at the
-    /// outbox again while uploads are in flight, so files closed meanwhile join them.
+    /// outbox again while uploads are in flight, so files closed meanwhile join them (so does the end of a
+    /// write-back delay).
     ///
     /// Entries are looked at in journal order. An upload whose file is ready and whose folder exists on OneDrive
     /// starts and runs beside the others (at most [`UploadLimit::width`] at once); the later entries of its inode
@@ -364,14 +375,27 @@ impl OutboxReplayer {
                 break;
             }
             let finished = match wake {
-                Some(wake) => tokio::select! {
-                    f = in_flight.next() => f,
-                    _ = wake.notified() => {
-                        // Something was journalled or closed: entries held for a close or a delay look again.
-                        pass.held.clear();
-                        continue;
+                Some(wake) => {
+                    let recheck = pass.recheck_at.take();
+                    let until = recheck.unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
+                    tokio::select! {
+                        f = in_flight.next() => {
+                            pass.recheck_at = recheck;
+                            f
+                        }
+                        // Something was journalled or closed, or a write-back delay ran out: the entries held for
+                        // it look again.
+                        _ = wake.notified() => {
+                            pass.recheck_at = recheck;
+                            pass.held.clear();
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(until) => {
+                            pass.held.clear();
+                            continue;
+                        }
                     }
-                },
+                }
                 None => in_flight.next().await,
             };
             let Some((entry, step, part)) = finished else { break };
@@ -424,7 +448,9 @@ impl OutboxReplayer {
                 if pass.counted.insert(ino) {
                     report.waiting += 1;
                 }
-                report.wake_in((at - now).to_std().unwrap_or_default());
+                let d = (at - now).to_std().unwrap_or_default();
+                report.wake_in(d);
+                pass.recheck_in(d);
                 continue;
             }
             match &entry.op {
@@ -494,6 +520,7 @@ impl OutboxReplayer {
                 }
                 if let Some(d) = d {
                     report.wake_in(d);
+                    pass.recheck_in(d);
                 }
                 return Ok(false);
             }
