@@ -18,8 +18,8 @@ use std::time::Duration;
 
 const OPTIONS: &str = "poll_interval=1,write_back=0,thumbnails=off";
 
-/// A camera folder in `dir/Camera`: `photos` files of 0.3–3.9 MB and `videos` of 5–6.5 MB. Returns relative
-/// path (`Camera/NAME`) → quickXorHash.
+/// A camera folder in `dir/Camera`: `photos` files of 0.3–3.9 MB, 3 more in `Burst/`, and `videos` of 5–6.5 MB.
+/// Returns relative path (`Camera/NAME`) → quickXorHash.
 fn camera_folder(dir: &Path, photos: usize, videos: usize) -> BTreeMap<String, String> {
     let cam = dir.join("Camera");
     std::fs::create_dir_all(&cam).unwrap();
@@ -28,6 +28,14 @@ fn camera_folder(dir: &Path, photos: usize, videos: usize) -> BTreeMap<String, S
         let size = 300_000 + (i * 617_000) % 3_600_000;
         let data = bytes(size, 1000 + i as u32);
         let name = format!("20261207_{:06}.jpg", 100_000 + i);
+        std::fs::write(cam.join(&name), &data).unwrap();
+        want.insert(format!("Camera/{name}"), QuickXorHash::of(&data));
+    }
+    // A sub-folder: created on OneDrive before the uploads into it.
+    std::fs::create_dir_all(cam.join("Burst")).unwrap();
+    for i in 0..3 {
+        let data = bytes(500_000 + i * 100_000, 3000 + i as u32);
+        let name = format!("Burst/20261207_{:06}_BURST.jpg", 300_000 + i);
         std::fs::write(cam.join(&name), &data).unwrap();
         want.insert(format!("Camera/{name}"), QuickXorHash::of(&data));
     }
@@ -134,7 +142,7 @@ fn cp_r_of_a_camera_folder_lands_every_file_once_uploaded_in_parallel() {
         .iter()
         .filter(|e| e.method == "POST" && e.path.contains("createUploadSession"))
         .count();
-    assert_eq!(simple.len(), 24, "one simple PUT per photo (≤ 4 MiB): {simple:?}");
+    assert_eq!(simple.len(), 24 + 3, "one simple PUT per photo (≤ 4 MiB): {simple:?}");
     assert!(
         simple.iter().all(|e| e.path.contains(".jpg")),
         "no simple PUT of a video: {simple:?}"
@@ -233,5 +241,38 @@ fn kill_9_in_the_middle_of_an_import_then_restart_lands_every_file_once() {
     );
     assert!(is_mounted(&env.mnt));
     assert_landed_once(&env, &want);
+    final_checks(&env, OPTIONS);
+}
+
+#[test]
+fn renames_and_deletes_made_during_an_import_land_after_its_uploads() {
+    if let Some(why) = common::fuse_unavailable() {
+        return common::skip(why);
+    }
+    let env = start_mounted();
+    let src = tempfile::tempdir().unwrap();
+    let mut want = camera_folder(src.path(), 16, 1);
+    env.emu()
+        .state
+        .faults
+        .add_rule(FaultRule::new(FaultKind::Latency { ms: 300 }).method("PUT"));
+    let m = env.mnt.join("Camera");
+    common::sh_ok(&format!(
+        "cp -r '{}/Camera' '{}/'",
+        src.path().display(),
+        env.mnt.display()
+    ));
+    // While the uploads are in flight: a rename, a move into the sub-folder, a delete.
+    let name = |i: usize| format!("20261207_{:06}.jpg", 100_000 + i);
+    std::fs::rename(m.join(name(3)), m.join("renamed.jpg")).unwrap();
+    std::fs::rename(m.join(name(5)), m.join("Burst").join(name(5))).unwrap();
+    std::fs::remove_file(m.join(name(7))).unwrap();
+    let h3 = want.remove(&format!("Camera/{}", name(3))).unwrap();
+    want.insert("Camera/renamed.jpg".into(), h3);
+    let h5 = want.remove(&format!("Camera/{}", name(5))).unwrap();
+    want.insert(format!("Camera/Burst/{}", name(5)), h5);
+    want.remove(&format!("Camera/{}", name(7)));
+    assert_landed_once(&env, &want);
+    env.emu().state.faults.clear_rules();
     final_checks(&env, OPTIONS);
 }
