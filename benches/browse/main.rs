@@ -5,7 +5,8 @@
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
 //! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
 //! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`);
-//! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own.
+//! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own;
+//! `GALLERYFS_BENCH_ROWS=uploads` runs only the upload rows (`rows_uploads.rs`), on a gallery of their own.
 //! See `docs/benchmarks.md` for what each row measures and what limits it.
 
 mod env;
@@ -13,6 +14,7 @@ mod report;
 mod rows;
 mod rows_gallery_scan;
 mod rows_thumbnails;
+mod rows_uploads;
 
 use anyhow::Result;
 use std::path::Path;
@@ -189,6 +191,17 @@ fn main() -> Result<()> {
             print_table(&format!("thumbnails, latency {latency} ms"), &rows);
         }
         eprintln!("\nthumbnail rows, {:.0} s in all", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    if std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "uploads") {
+        rows_uploads::seed_uploads(&b)?;
+        b.login()?;
+        for &latency in &b.plan.latencies.clone() {
+            b.set_latency(latency)?;
+            let rows = rows_uploads::rows_uploads(&b);
+            print_table(&format!("uploads, latency {latency} ms"), &rows);
+        }
+        eprintln!("\nupload rows, {:.0} s in all", started.elapsed().as_secs_f64());
         return Ok(());
     }
     b.seed()?;

@@ -290,6 +290,12 @@ pub trait DriveApi: Send + Sync {
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError>;
     /// `POST /items/{id}/restore` (OneDrive Personal): back from the recycle bin, optionally elsewhere.
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError>;
+    /// How many throttling answers (429/503 with or without `Retry-After`) the service gave so far, including
+    /// those the implementation sat out and retried itself; callers running requests in parallel narrow their
+    /// parallelism when it moves. This default never moves.
+    fn throttle_answers(&self) -> u64 {
+        0
+    }
 }
 
 /// A shared drive is a drive (tests keep a handle on a mock the engine also holds).
@@ -345,6 +351,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         (**self).restore(id, parent_id, name).await
+    }
+    fn throttle_answers(&self) -> u64 {
+        (**self).throttle_answers()
     }
 }
 

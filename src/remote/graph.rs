@@ -83,6 +83,11 @@ impl GraphClient {
         self.http.throttled_until()
     }
 
+    /// How many throttling answers this client (and its clones) received so far.
+    pub fn throttle_answers(&self) -> u64 {
+        self.http.gate().answers()
+    }
+
     /// `{graph}{path}`.
     pub(crate) fn url(&self, path: &str) -> String {
         self.endpoints.graph(path)

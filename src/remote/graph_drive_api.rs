@@ -336,6 +336,10 @@ impl DriveApi for GraphDrive {
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.client.restore(id, parent_id, name).await.map_err(drive_error)
     }
+
+    fn throttle_answers(&self) -> u64 {
+        self.client.throttle_answers()
+    }
 }
 
 #[cfg(test)]

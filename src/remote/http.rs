@@ -87,12 +87,15 @@ pub const MAX_GATE_PAUSE: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Default)]
 pub struct ThrottleGate {
     until: Mutex<Option<(Instant, DateTime<Utc>)>>,
+    /// Throttling answers received so far ([`ThrottleGate::answers`]).
+    answers: std::sync::atomic::AtomicU64,
 }
 
 impl ThrottleGate {
     /// Closes the gate for at least `wait` from now (never shortens an existing pause). A longer wait than
     /// [`MAX_GATE_PAUSE`] (a hostile `Retry-After`) is cut to it.
     pub fn pause_for(&self, wait: Duration) {
+        self.answers.fetch_add(1, Ordering::Relaxed);
         let wait = wait.min(MAX_GATE_PAUSE);
         let at = Instant::now() + wait;
         let wall = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::zero());
@@ -100,6 +103,12 @@ impl ThrottleGate {
         if g.is_none_or(|(cur, _)| cur < at) {
             *g = Some((at, wall));
         }
+    }
+
+    /// How many throttling answers (429/503/509) closed the gate so far: callers that run requests in parallel
+    /// watch it to narrow their parallelism.
+    pub fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Relaxed)
     }
 
     /// Time left before the gate opens.

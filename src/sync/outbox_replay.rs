@@ -1,9 +1,17 @@
 //! [`OutboxReplayer`]: sends the journalled local changes (the store's outbox) to OneDrive through [`DriveApi`],
 //! in journal order, and records each result in the store before the entry is completed.
 //!
-//! - Order: entries run in sequence order; an entry that must wait (write-back delay, file open for writing, a
-//!   parent folder not created yet, a retry time not reached) holds back the later entries of the same inode
-//!   only. A burst of writes journals several uploads of one inode; only the last one runs.
+//! - Order: entries are taken in sequence order; an entry that must wait (write-back delay, file open for
+//!   writing, a parent folder not created yet, a retry time not reached) holds back the later entries of the same
+//!   inode only. A burst of writes journals several uploads of one inode; only the last one runs.
+//! - Parallel uploads: uploads of distinct inodes whose folder exists on OneDrive run beside each other, at most
+//!   [`upload_limit::UploadLimit`]'s width at once (halved when OneDrive throttles, grown slowly after successes);
+//!   the later entries of an inode with an upload in flight wait for it. Folder creations run between them (a
+//!   folder is created before the uploads into it start). Every other entry (delete, move, a folder's time) waits
+//!   until no upload is in flight and runs alone, and nothing after it starts before it is done. The uploads are
+//!   futures of the pass's own task: only their requests (and the hashing, on blocking threads) overlap; their
+//!   store and [`LocalEdits`] calls never run at the same time. Small files go by simple `PUT` (≤ 4 MiB), larger
+//!   ones by an upload session ([`DriveApi::upload`] chooses).
 //! - Uploads of existing items first compare OneDrive's version with the baseline the edit started from
 //!   (cTag, then quickXorHash and size): when OneDrive moved on, the local version is uploaded beside it as a
 //!   conflict copy and both survive. Items never uploaded, or deleted on OneDrive meanwhile, are created anew.
@@ -19,9 +27,10 @@
 //!   session gone or expired starts over from the staged file; nothing is lost either way). A first upload's
 //!   session is resumed only while the file is at the place the session was made for (it creates its item
 //!   there); after a rename or a move a new session starts at the file's place.
-//! - Locks: `pass` (async) is held for a whole pass, before the store's connections and before the locks
-//!   [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit transaction); `recent_deletes`
-//!   is taken alone.
+//! - Locks: `pass` (async) is held for a whole pass (its uploads in flight included), before the store's
+//!   connections and before the locks [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit
+//!   transaction); `recent_deletes` and `upload_limit` (parking_lot) are each taken alone, never across an
+//!   `.await`.
 //! - After a crash between a request and its journal entry, what the earlier attempt did on OneDrive is recognised
 //!   and adopted, not duplicated ([`recovery`]).
 
@@ -34,15 +43,20 @@ use crate::remote::drive_api::{
 use crate::remote::models::DriveItem;
 use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
+use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
 mod recovery;
+mod upload_limit;
 use recovery::{first_upload_key, same_bytes, sent_earlier, source_hash, FirstUploadTarget};
+use upload_limit::UploadLimit;
 
 /// Meta keys the replayer keeps for `galleryfs status` and the trash commands.
 pub mod meta_keys {
@@ -85,6 +99,10 @@ pub struct ReplayConfig {
     pub max_backoff: Duration,
     /// How long to sleep with nothing to do (a journalled change wakes the replayer earlier).
     pub idle_poll: Duration,
+    /// Uploads in flight at once at first, and at most ([`upload_limit`]: halved under throttling, grown slowly
+    /// after successes).
+    pub uploads_in_flight: usize,
+    pub max_uploads_in_flight: usize,
 }
 
 impl Default for ReplayConfig {
@@ -95,6 +113,8 @@ impl Default for ReplayConfig {
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(15 * 60),
             idle_poll: Duration::from_secs(60),
+            uploads_in_flight: 4,
+            max_uploads_in_flight: 8,
         }
     }
 }
@@ -130,6 +150,34 @@ pub struct ReplayReport {
 impl ReplayReport {
     fn wake_in(&mut self, d: Duration) {
         self.next_wake = Some(self.next_wake.map_or(d, |w| w.min(d)));
+    }
+}
+
+/// An upload running beside others in a pass: its entry, what it came to, and its own report (conflicts).
+type UploadFuture<'a> = Pin<Box<dyn Future<Output = (OutboxEntry, Result<Step, Failure>, ReplayReport)> + Send + 'a>>;
+
+/// What one pass keeps between its looks at the outbox.
+#[derive(Default)]
+struct PassState {
+    /// Inodes with an upload in flight.
+    busy: HashSet<u64>,
+    /// Inodes whose entry waits for a close, the write-back delay or a folder (looked at again on a wake, or when
+    /// a delay runs out, while uploads are in flight).
+    held: HashSet<u64>,
+    /// Inodes whose entry failed or whose delete is held: not tried again in this pass.
+    parked: HashSet<u64>,
+    /// Inodes counted in the report's `waiting`.
+    counted: HashSet<u64>,
+    /// The network or the service is down (or throttling asked for a long pause): nothing more starts.
+    stopped: bool,
+    /// When a held entry's delay (write-back, retry time) runs out, while uploads are in flight.
+    recheck_at: Option<tokio::time::Instant>,
+}
+
+impl PassState {
+    fn recheck_in(&mut self, d: Duration) {
+        let at = tokio::time::Instant::now() + d;
+        self.recheck_at = Some(self.recheck_at.map_or(at, |r| r.min(at)));
     }
 }
 
@@ -209,6 +257,8 @@ pub struct OutboxReplayer {
     sent: Arc<SentChanges>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
+    /// How many uploads run at once; kept from pass to pass.
+    upload_limit: Mutex<UploadLimit>,
 }
 
 fn remote_result(item: &DriveItem) -> RemoteResult {
@@ -248,11 +298,12 @@ impl OutboxReplayer {
             store,
             drive,
             local,
-            config,
             host: local_host_name(),
             recent_deletes: Mutex::new(VecDeque::new()),
             sent: Arc::default(),
             pass: tokio::sync::Mutex::new(()),
+            upload_limit: Mutex::new(UploadLimit::new(config.uploads_in_flight, config.max_uploads_in_flight)),
+            config,
         }
     }
 
@@ -271,7 +322,7 @@ impl OutboxReplayer {
     /// Replays until the task is dropped or aborted: a pass, then sleep until woken or until the report asks.
     pub async fn run(self: Arc<Self>, wake: Arc<tokio::sync::Notify>) {
         loop {
-            let wait = match self.replay_once().await {
+            let wait = match self.pass_over(Some(&wake)).await {
                 Ok(r) => r.next_wake.unwrap_or(self.config.idle_poll),
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox replay failed; retrying");
@@ -292,61 +343,74 @@ impl OutboxReplayer {
 
     /// One pass over the outbox.
     pub async fn replay_once(&self) -> Result<ReplayReport, ReplayError> {
+        self.pass_over(None).await
+    }
+
+    /// One pass over the outbox; `wake` (the filesystem's journal signal, when given) has the pass look at the
+    /// outbox again while uploads are in flight, so files closed meanwhile join them (so does the end of a
+    /// write-back delay).
+    ///
+    /// Entries are looked at in journal order. An upload whose file is ready and whose folder exists on OneDrive
+    /// starts and runs beside the others (at most [`UploadLimit::width`] at once); the later entries of its inode
+    /// wait until it is done. A folder creation runs at once, between them. Any other entry (delete, move, a
+    /// folder's time) waits until every upload in flight is done and runs alone, and nothing after it starts
+    /// before it is done. After each finished upload, and on `wake`, the outbox is looked at again.
+    async fn pass_over(&self, wake: Option<&tokio::sync::Notify>) -> Result<ReplayReport, ReplayError> {
         let _pass = self.pass.lock().await;
         let mut report = ReplayReport::default();
-        let mut waiting: HashSet<u64> = HashSet::new();
         match self.sweep_abandoned_first_uploads().await {
             Ok(()) => {}
             Err(Failure::Store(e)) => return Err(e.into()),
             // Offline or refused: the journal keeps them for a later pass; the entries below find out the same.
             Err(Failure::Drive(e)) => tracing::debug!(error = %e, "abandoned first uploads not checked yet"),
         }
-        let entries = self.store.pending()?;
-        for entry in entries {
-            let ino = entry.op.ino();
-            if waiting.contains(&ino) {
-                continue;
+        self.upload_limit.lock().rebase(self.drive.throttle_answers());
+        let mut pass = PassState::default();
+        let mut in_flight: FuturesUnordered<UploadFuture<'_>> = FuturesUnordered::new();
+        loop {
+            if !pass.stopped {
+                self.scan(&mut pass, &mut in_flight, &mut report).await?;
             }
-            let now = Utc::now();
-            if let Some(at) = entry.retry_at.filter(|at| *at > now) {
-                waiting.insert(ino);
-                report.waiting += 1;
-                report.wake_in((at - now).to_std().unwrap_or_default());
-                continue;
+            if in_flight.is_empty() {
+                break;
             }
-            let step = match &entry.op {
-                OutboxOp::Upload { .. } => self.upload(&entry, &mut report).await,
-                OutboxOp::Delete { item_id, .. } => self.delete(&entry, item_id).await,
-                OutboxOp::Move { .. } => self.move_item(&entry).await,
-                OutboxOp::Mkdir { .. } => self.mkdir(&entry).await,
-                OutboxOp::Times { .. } => self.set_times(&entry).await,
+            let finished = match wake {
+                Some(wake) => {
+                    let recheck = pass.recheck_at.take();
+                    let until = recheck.unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
+                    tokio::select! {
+                        f = in_flight.next() => {
+                            pass.recheck_at = recheck;
+                            f
+                        }
+                        // Something was journalled or closed, or a write-back delay ran out: the entries held for
+                        // it look again.
+                        _ = wake.notified() => {
+                            pass.recheck_at = recheck;
+                            pass.held.clear();
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(until) => {
+                            pass.held.clear();
+                            continue;
+                        }
+                    }
+                }
+                None => in_flight.next().await,
             };
-            match step {
-                Ok(Step::Done) => report.done += 1,
-                Ok(Step::Conflict) => {
-                    report.done += 1;
-                    report.conflicts += 1;
-                }
-                Ok(Step::Wait(d)) => {
-                    waiting.insert(ino);
-                    report.waiting += 1;
-                    if let Some(d) = d {
-                        report.wake_in(d);
-                    }
-                }
-                Ok(Step::DeleteHeld) => {
-                    waiting.insert(ino);
-                    report.deletes_held += 1;
-                }
-                Err(Failure::Store(e)) => return Err(e.into()),
-                Err(Failure::Drive(e)) => {
-                    let stop = self.failed(&entry, &e, &mut report).await?;
-                    waiting.insert(ino);
-                    if stop {
-                        break;
-                    }
-                }
+            let Some((entry, step, part)) = finished else { break };
+            pass.busy.remove(&entry.op.ino());
+            report.conflicts += part.conflicts;
+            let ok = matches!(step, Ok(Step::Done | Step::Conflict));
+            let halved = {
+                let mut limit = self.upload_limit.lock();
+                let halved = limit.finished(ok, self.drive.throttle_answers());
+                (halved, limit.width())
+            };
+            if halved.0 {
+                tracing::info!(width = halved.1, "OneDrive throttled: fewer uploads in flight");
             }
+            self.take_step(&entry, step, &mut pass, &mut report).await?;
         }
         if report.done > 0 {
             // Commits can journal follow-ups (a move for a file renamed while its first upload ran, the removal of
@@ -355,6 +419,127 @@ impl OutboxReplayer {
         }
         self.update_message(&report)?;
         Ok(report)
+    }
+
+    /// Looks at the pending entries in order: starts the uploads that can go (up to the limit), runs folder
+    /// creations, and runs one other entry when nothing is in flight (see [`OutboxReplayer::pass_over`]).
+    async fn scan<'a>(
+        &'a self,
+        pass: &mut PassState,
+        in_flight: &mut FuturesUnordered<UploadFuture<'a>>,
+        report: &mut ReplayReport,
+    ) -> Result<(), ReplayError> {
+        let entries = self.store.pending()?;
+        // Inodes whose earlier entries wait (this scan): their later entries wait too.
+        let mut behind: HashSet<u64> = HashSet::new();
+        for entry in entries {
+            let ino = entry.op.ino();
+            if behind.contains(&ino) || pass.busy.contains(&ino) {
+                behind.insert(ino);
+                continue;
+            }
+            if pass.held.contains(&ino) || pass.parked.contains(&ino) {
+                behind.insert(ino);
+                continue;
+            }
+            let now = Utc::now();
+            if let Some(at) = entry.retry_at.filter(|at| *at > now) {
+                behind.insert(ino);
+                if pass.counted.insert(ino) {
+                    report.waiting += 1;
+                }
+                let d = (at - now).to_std().unwrap_or_default();
+                report.wake_in(d);
+                pass.recheck_in(d);
+                continue;
+            }
+            match &entry.op {
+                OutboxOp::Upload { .. } => {
+                    if in_flight.len() >= self.upload_limit.lock().width() {
+                        // Full: the rest of the outbox waits for a slot (the next look starts here again).
+                        return Ok(());
+                    }
+                    pass.busy.insert(ino);
+                    behind.insert(ino);
+                    in_flight.push(Box::pin(async move {
+                        let mut part = ReplayReport::default();
+                        let step = self.upload(&entry, &mut part).await;
+                        (entry, step, part)
+                    }));
+                }
+                OutboxOp::Mkdir { .. } => {
+                    let step = self.mkdir(&entry).await;
+                    if !self.take_step(&entry, step, pass, report).await? {
+                        behind.insert(ino);
+                    }
+                    if pass.stopped {
+                        return Ok(());
+                    }
+                }
+                _ if !in_flight.is_empty() => {
+                    // Runs alone, after the uploads in flight; nothing after it starts before it.
+                    return Ok(());
+                }
+                op => {
+                    let step = match op {
+                        OutboxOp::Delete { item_id, .. } => self.delete(&entry, item_id).await,
+                        OutboxOp::Move { .. } => self.move_item(&entry).await,
+                        _ => self.set_times(&entry).await,
+                    };
+                    if !self.take_step(&entry, step, pass, report).await? {
+                        behind.insert(ino);
+                    }
+                    if pass.stopped {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what one entry's step came to; returns whether it is done (else its inode waits for this pass).
+    async fn take_step(
+        &self,
+        entry: &OutboxEntry,
+        step: Result<Step, Failure>,
+        pass: &mut PassState,
+        report: &mut ReplayReport,
+    ) -> Result<bool, ReplayError> {
+        let ino = entry.op.ino();
+        match step {
+            Ok(Step::Done) => report.done += 1,
+            Ok(Step::Conflict) => {
+                report.done += 1;
+                report.conflicts += 1;
+            }
+            Ok(Step::Wait(d)) => {
+                pass.held.insert(ino);
+                if pass.counted.insert(ino) {
+                    report.waiting += 1;
+                }
+                if let Some(d) = d {
+                    report.wake_in(d);
+                    pass.recheck_in(d);
+                }
+                return Ok(false);
+            }
+            Ok(Step::DeleteHeld) => {
+                pass.parked.insert(ino);
+                report.deletes_held += 1;
+                return Ok(false);
+            }
+            Err(Failure::Store(e)) => return Err(e.into()),
+            Err(Failure::Drive(e)) => {
+                let stop = self.failed(entry, &e, report).await?;
+                pass.parked.insert(ino);
+                if stop {
+                    pass.stopped = true;
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Records a failed attempt; returns whether the pass should end (the network or the service is down).
@@ -477,7 +662,7 @@ impl OutboxReplayer {
             Err(step) => return Ok(step),
         };
         let ino = row.ino;
-        let plan = self.plan_upload(entry, &row, parent_id, source)?;
+        let plan = self.plan_upload(entry, &row, parent_id, source).await?;
         crate::crash_points::crash_point("replay.upload_start");
         let existing = match real_id(&row).filter(|_| !row.remote_removed) {
             Some(id) => match self.drive.item(&id).await {
@@ -560,14 +745,20 @@ impl OutboxReplayer {
 
     /// The requests of one upload attempt: the hash of this version is journalled as sent (before it is), a
     /// session an earlier (crashed) attempt started is resumed, and new sessions are journalled at once.
-    fn plan_upload(
+    async fn plan_upload(
         &self,
         entry: &OutboxEntry,
         row: &ItemRow,
         parent_id: String,
         source: UploadSource,
     ) -> Result<UploadPlan, Failure> {
-        let our_hash = source_hash(&source);
+        // Hashed on a blocking thread: the other uploads of the pass go on meanwhile.
+        let our_hash = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || source_hash(&source))
+                .await
+                .unwrap_or(None)
+        };
         let sent_before = self.note_sending(row.ino, our_hash.as_deref())?;
         let mut resume_url = entry
             .upload_url

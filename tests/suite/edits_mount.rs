@@ -1055,7 +1055,18 @@ mod e2e_edits {
             .faults
             .add_rule(FaultRule::new(FaultKind::Latency { ms: 1500 }).method("PUT"));
         common::sh_ok(&format!("cp '{}/big.mp4' '{m}/'", src.path().display()));
-        std::thread::sleep(Duration::from_millis(2500));
+        // Killed while the session's first fragment (held 1.5 s by the emulator) is on the way: uploads run in
+        // parallel, so the session does not wait for the small file's PUT.
+        let session_made = wait_until(Duration::from_secs(20), || {
+            env.emu()
+                .state
+                .log
+                .entries()
+                .iter()
+                .any(|r| r.method == "POST" && r.path.contains("createUploadSession"))
+        });
+        assert!(session_made, "the upload session of big.mp4 began");
+        std::thread::sleep(Duration::from_millis(500));
         kill_daemon(&env);
         env.emu().state.faults.remove_rule(slow);
         assert!(remote(&env, "big.mp4").is_none_or(|r| r.2.as_deref() != Some(QuickXorHash::of(&big).as_str())));

@@ -15,6 +15,7 @@ mod cli_mount;
 mod cli_newcomer;
 mod content_cache;
 mod desktop_actions;
+mod edits_bulk_import;
 mod edits_core;
 mod edits_model;
 mod edits_mount;
