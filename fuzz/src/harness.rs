@@ -23,7 +23,8 @@ use galleryfs::remote::error::{parse_retry_after, GraphError};
 use galleryfs::remote::models::{DriveItem, ErrorResponse, Page, UploadSession};
 use galleryfs::store::{name_key, ContentState, ItemKind, ItemRow, NewItem, Store, ROOT_INO};
 use galleryfs::sync::delta_apply::{
-    apply_delta_round, check_name, replace_all, AppliedChanges, RejectReason, NAME_MAX,
+    apply_delta_round, apply_listing_round, check_name, listing_round, replace_all, AppliedChanges, RejectReason,
+    NAME_MAX,
 };
 use galleryfs::thumbnails::{render_png, ThumbExtra, ThumbSize};
 
@@ -219,6 +220,21 @@ pub fn delta_round(data: &[u8]) {
                     if let Err(e) = check_round(&store, &items, &changes, full) {
                         panic!("step {index}: round applied wrongly: {e}\nround: {value}");
                     }
+                    if !changes.unplaced.is_empty() {
+                        // The listing of the round's new folders, found empty: the items waiting for it go.
+                        let listing = listing_round(Vec::new(), &changes.unplaced);
+                        if let Err(e) = apply_listing_round(&store, GALLERY_ID, &listing) {
+                            panic!("step {index}: the listing round failed (sync would be stuck): {e}");
+                        }
+                        for item in &changes.unplaced {
+                            let row = store.get_by_item_id(&item.id).expect("read");
+                            if let Some(row) = row.filter(|r| !r.remote_removed && !r.local_only) {
+                                if !protected_below(&store, row.ino).expect("read") {
+                                    panic!("step {index}: {:?} kept after its listing found nothing", item.id);
+                                }
+                            }
+                        }
+                    }
                 }
                 Err(e) => panic!("step {index}: a delta round failed (sync would be stuck): {e}\nround: {value}"),
             }
@@ -278,8 +294,10 @@ fn check_round(store: &Store, items: &[DriveItem], changes: &AppliedChanges, ful
         .filter(|r| r.reason == RejectReason::ReservedId)
         .map(|r| r.item_id.as_str())
         .collect();
+    // Items waiting for the listing of the round's new folders keep their rows until it.
+    let unplaced: HashSet<&str> = changes.unplaced.iter().map(|i| i.id.as_str()).collect();
     for (id, item) in &last {
-        if *id == GALLERY_ID || reserved.contains(id) {
+        if *id == GALLERY_ID || reserved.contains(id) || unplaced.contains(id) {
             continue;
         }
         let row = store.get_by_item_id(id).map_err(|e| e.to_string())?;
