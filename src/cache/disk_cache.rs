@@ -864,6 +864,45 @@ impl DiskCache {
         Ok(true)
     }
 
+    /// Hands the complete cached original of `ino`'s current version over to `to` (on the same filesystem): the
+    /// file gets the name `to` (a hard link), the cache forgets the version (blocks dropped, its name removed), so
+    /// the same file — which FUSE passthrough opens may be reading — can become a local edit's staged content
+    /// without ever again counting as OneDrive's bytes. Returns false (and changes nothing) when the version is not
+    /// complete in the cache or `to` cannot be linked (another filesystem). A crash part-way leaves either the
+    /// cached version intact or a staged file that nothing refers to (removed at the next start).
+    pub fn take_complete_to(&self, ino: u64, to: &Path) -> Result<bool, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        if row.is_dirty() {
+            return Ok(false);
+        }
+        let Ok(v) = ItemVersion::of(&row) else {
+            return Ok(false);
+        };
+        if v.size == 0 {
+            return Ok(false);
+        }
+        let slot = self.slot(ino);
+        {
+            let mut generation = slot.generation.write();
+            if !self.store.missing_ranges(ino, &v.ctag, 0, v.size)?.is_empty() {
+                return Ok(false);
+            }
+            let path = self.path_of(&v);
+            let _ = fs::remove_file(to);
+            if let Err(e) = fs::hard_link(&path, to) {
+                tracing::debug!(ino, error = %e, "cannot hand a cached original over to staging");
+                return Ok(false);
+            }
+            *generation += 1;
+            slot.stream_hash.reset();
+            self.store.drop_blocks(ino)?;
+            let _ = fs::remove_file(&path);
+        }
+        slot.changed.notify_waiters();
+        tracing::debug!(ino, item = %v.name, "cached original handed over to a local edit");
+        Ok(true)
+    }
+
     /// Copies the complete cached original of `ino`'s current version to `to`. Returns false (and copies
     /// nothing) when the version is not complete in the cache.
     pub fn copy_complete_to(&self, ino: u64, to: &Path) -> Result<bool, CacheError> {

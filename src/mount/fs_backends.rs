@@ -159,6 +159,16 @@ impl Originals for CachedOriginals {
         }
     }
 
+    fn take_cached(&self, item: &ItemRow, to: &Path) -> bool {
+        match self.content.take_complete_to(item.ino, to) {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(ino = item.ino, error = %e, "cannot hand a cached original over to staging");
+                false
+            }
+        }
+    }
+
     fn copy_cached(&self, item: &ItemRow, to: &Path) -> bool {
         match self.content.copy_complete_to(item.ino, to) {
             Ok(copied) => copied,

@@ -12,6 +12,26 @@
 //! filesystem (`sync::local_edits::LocalEdits`: write-back delay, files open for writing, upload results);
 //! [`names`] refuses names OneDrive would reject.
 //!
+//! Cached originals and FUSE passthrough. A read-only open of a file with no local state whose original is
+//! complete (verified) in the cache gets that cache file as its handle's file, which the FUSE layer may hand to
+//! the kernel ([`FsCore::passthrough_file`]): the kernel then reads it without the daemon. The kernel fails every
+//! later open of the inode that is not a passthrough open of the same file, so the write side keeps one file per
+//! inode: a writer's open (or `O_TRUNC`) of a file that has open handles hands the complete cached original over
+//! to staging instead of copying it (`writes::stage`: the cache forgets that version, the file keeps its inode
+//! under its staging name), marks the row `Dirty` durably before the open returns, and flags the staged file
+//! `may_change`. Every open of the inode from then on is offered that one file to join the passthrough opens
+//! ([`FsCore::passthrough_join_file`]): writes through the kernel land in the staged file, which is exactly
+//! today's write path (truncate, `O_TRUNC`, rename and unlink act on the staged file as for any edit). Because the
+//! daemon does not see those writes, a `may_change` file takes its size and mtime from the staged file and every
+//! close, fsync or truncate journals an upload. A restart finds the row `Dirty` with staged content and journals
+//! it (`local_edits::journal_leftovers`), so a `kill -9` after a write through the kernel loses nothing, and the
+//! bytes become a cached original again only through `keep_uploaded`, which checks them against OneDrive's hash.
+//! Nothing the kernel writes can thus be taken for OneDrive's version. Limits: a handed-over file is uploaded at
+//! its writer's close even when nothing was written (an identical version on OneDrive); the hand-over needs
+//! staging and the cache on one filesystem (else the original is copied up, and a writer's open next to a
+//! passthrough reader fails with `EIO`); and a new version (remote change, eviction) opened while passthrough
+//! opens of the old file last is refused by the kernel (`EIO`) rather than served the old bytes.
+//!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
 //! Live views: [`live`] turns each applied round into the syscalls that replay it through the mount, so that
@@ -382,8 +402,14 @@ impl GalleryFs {
 
     fn attr_of(&self, item: &ItemRow) -> Attr {
         let dir = item.kind == ItemKind::Dir;
-        let (size, mtime) = match self.local.lock().get(&item.ino) {
-            Some(l) => (l.size, l.mtime),
+        let local = self
+            .local
+            .lock()
+            .get(&item.ino)
+            .map(|l| (l.size, l.mtime, l.may_change));
+        let (size, mtime) = match local {
+            Some((size, mtime, false)) => (size, mtime),
+            Some((size, mtime, true)) => self.may_change_attrs(item.ino).unwrap_or((size, mtime)),
             None => (item.size, item.mtime),
         };
         let ctime = item.ctime.map_or(mtime, |c| c.max(mtime));
@@ -869,6 +895,20 @@ impl FsCore for GalleryFs {
         let handle = self.handles.lock().get(&fh).cloned()?;
         match &*handle {
             Handle::File { complete, .. } if !self.local.lock().contains_key(&ino) => complete.clone(),
+            _ => None,
+        }
+    }
+
+    fn passthrough_join_file(&self, ino: Ino, fh: u64) -> Option<Arc<std::fs::File>> {
+        let handle = self.handles.lock().get(&fh).cloned()?;
+        match &*handle {
+            // Opened before its cached original became the staged content: the same file.
+            Handle::File { complete, .. } => complete.clone(),
+            Handle::Staged { file, writable: false } => Some(file.clone()),
+            // A writer through the kernel only where its writes are looked for (`LocalFile::may_change`).
+            Handle::Staged { file, writable: true } if self.local.lock().get(&ino).is_some_and(|e| e.may_change) => {
+                Some(file.clone())
+            }
             _ => None,
         }
     }

@@ -50,6 +50,10 @@ pub(crate) struct LocalFile {
     pub last_close: Option<Instant>,
     /// fsync asked for the upload now: no write-back delay, no hold while open.
     pub forced: bool,
+    /// The staged file is the cached original handed over while the file was open (see the module note): the
+    /// kernel may write it directly (FUSE passthrough), so its size and mtime are the file's, and every close
+    /// or fsync of a writer journals an upload.
+    pub may_change: bool,
 }
 
 /// Item id given to the row of a file replaced by an editor's save while open (see `move_entry`).
@@ -170,7 +174,21 @@ impl GalleryFs {
         let fresh = self.item(item.ino)?;
         let item = &fresh;
         let reuse = item.is_dirty() && staging.exists(item.ino);
-        if !reuse {
+        let mut may_change = false;
+        if !reuse && self.is_open(item.ino) && self.content.take_cached(item, &staging.path(item.ino)) {
+            // The file is open and its complete cached original may be what FUSE passthrough opens read: that
+            // very file becomes the staged content, so every open of the inode keeps reading one file. Recorded
+            // durably before the open returns: the row is `Dirty` with staged content, which a restart journals
+            // for upload (`journal_leftovers`), so bytes the kernel writes are never taken for OneDrive's.
+            self.store
+                .write_durable(|t| t.set_content_state(item.ino, ContentState::Dirty))
+                .map_err(store_err)?;
+            tracing::debug!(
+                ino = item.ino,
+                "an open file's cached original is now its staged content"
+            );
+            may_change = true;
+        } else if !reuse {
             if truncate || item.size == 0 || item.is_dirty() {
                 if item.is_dirty() && !truncate && item.size > 0 {
                     tracing::error!(
@@ -190,10 +208,11 @@ impl GalleryFs {
                 writers: writer as u32,
                 size,
                 mtime: item.mtime,
-                modified: false,
-                dirty_marked: item.is_dirty(),
+                modified: may_change,
+                dirty_marked: item.is_dirty() || may_change,
                 last_close: None,
                 forced: false,
+                may_change,
             },
         );
         Ok(())
@@ -249,6 +268,7 @@ impl GalleryFs {
             // Unlinked while open: nothing to upload.
             return Ok(());
         }
+        self.refresh_may_change(ino);
         let (size, mtime) = {
             let local = self.local.lock();
             match local.get(&ino) {
@@ -285,6 +305,31 @@ impl GalleryFs {
         }
         self.outbox_wake.notify_one();
         Ok(())
+    }
+
+    /// The size and mtime of a staged file the kernel may write directly (`may_change`), from the file itself;
+    /// `None` for other files (their in-memory state is exact).
+    pub(super) fn may_change_attrs(&self, ino: Ino) -> Option<(u64, i64)> {
+        if !self.local.lock().get(&ino).is_some_and(|e| e.may_change) {
+            return None;
+        }
+        let meta = std::fs::metadata(self.staging.as_ref()?.path(ino)).ok()?;
+        Some((meta.len(), unix_secs(meta.modified().ok()?)))
+    }
+
+    /// For a `may_change` file: takes its size and mtime from the staged file and counts it as changed (writes
+    /// through the kernel are not seen here), so the next journal uploads it.
+    fn refresh_may_change(&self, ino: Ino) {
+        let Some((size, mtime)) = self.may_change_attrs(ino) else {
+            return;
+        };
+        if let Some(e) = self.local.lock().get_mut(&ino) {
+            if e.may_change {
+                e.size = size;
+                e.mtime = e.mtime.max(mtime);
+                e.modified = true;
+            }
+        }
     }
 
     pub(super) async fn open_staged(&self, item: ItemRow, mode: OpenMode) -> FsResult<Opened> {
