@@ -60,6 +60,12 @@ pub trait Originals: Send + Sync {
         false
     }
 
+    /// Whether the file at `path` holds exactly OneDrive's bytes of `item`'s current version (its size and
+    /// quickXorHash). False when unknown.
+    fn is_current_version(&self, _item: &ItemRow, _path: &Path) -> bool {
+        false
+    }
+
     /// Copies `item`'s original to `to` when it is complete in the cache. Returns whether it did.
     fn copy_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
         false

@@ -165,9 +165,15 @@ fn kill_9_after_a_write_through_passthrough_loses_nothing() {
     require_fuse!();
     let (env, rel, size, hash) = cached_photo("poll_interval=600,thumbnails=off,write_back=600");
     let path = env.mnt.join(&rel);
+    let pid = daemon_pid(&env);
     let a = std::fs::File::open(&path).unwrap();
+    let before = daemon_read_bytes(pid);
     let mut whole = vec![0u8; size as usize];
     a.read_exact_at(&mut whole, 0).unwrap();
+    assert!(
+        daemon_read_bytes(pid) - before < size / 4,
+        "the reader is a passthrough open"
+    );
     let edit = b"WRITTEN BEFORE THE CRASH";
     let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     w.write_all_at(edit, 0).unwrap();
@@ -176,7 +182,6 @@ fn kill_9_after_a_write_through_passthrough_loses_nothing() {
     let new_hash = QuickXorHash::of(&expected);
 
     // kill -9 with the writer still open: no close, no flush, no journalled upload.
-    let pid = daemon_pid(&env);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
@@ -197,6 +202,51 @@ fn kill_9_after_a_write_through_passthrough_loses_nothing() {
         wait_until(Duration::from_secs(60), || remote_hash(&env, &rel).as_deref()
             == Some(new_hash.as_str())),
         "OneDrive has the edit made before the crash"
+    );
+    env.unmount();
+}
+
+#[test]
+fn a_writer_that_writes_nothing_leaves_onedrives_version_cached() {
+    require_fuse!();
+    let (env, rel, size, hash) = cached_photo("poll_interval=600,thumbnails=off,write_back=0");
+    let path = env.mnt.join(&rel);
+    let ctag = |env: &Env| {
+        env.emu()
+            .state
+            .item_json(&format!("{}/{rel}", env.gallery_root()))
+            .unwrap()["cTag"]
+            .clone()
+    };
+    let before = ctag(&env);
+    let a = std::fs::File::open(&path).unwrap();
+    let mut whole = vec![0u8; size as usize];
+    a.read_exact_at(&mut whole, 0).unwrap();
+    let w = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("a writer's open alongside a passthrough reader");
+    let mut head = vec![0u8; 4096];
+    w.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(&head[..], &whole[..4096]);
+    drop(w);
+    // The release finds OneDrive's bytes unchanged: the file is OneDrive's cached version again, nothing uploaded.
+    assert!(
+        wait_until(Duration::from_secs(10), || state_of(&path) == "cached"),
+        "state after an unchanged writer's close: {}",
+        state_of(&path)
+    );
+    drop(a);
+    assert_eq!(QuickXorHash::of(&std::fs::read(&path).unwrap()), hash);
+    assert_eq!(ctag(&env), before, "no new version on OneDrive");
+    // Read-only mounts (no staging area) read it too.
+    env.unmount();
+    env.mount("poll_interval=600,thumbnails=off,ro");
+    assert_eq!(
+        QuickXorHash::of(&std::fs::read(&path).unwrap()),
+        hash,
+        "read-only mount"
     );
     env.unmount();
 }

@@ -22,13 +22,14 @@
 //! `may_change`. Every open of the inode from then on is offered that one file to join the passthrough opens
 //! ([`FsCore::passthrough_join_file`]): writes through the kernel land in the staged file, which is exactly
 //! today's write path (truncate, `O_TRUNC`, rename and unlink act on the staged file as for any edit). Because the
-//! daemon does not see those writes, a `may_change` file takes its size and mtime from the staged file and every
-//! close, fsync or truncate journals an upload. A restart finds the row `Dirty` with staged content and journals
-//! it (`local_edits::journal_leftovers`), so a `kill -9` after a write through the kernel loses nothing, and the
-//! bytes become a cached original again only through `keep_uploaded`, which checks them against OneDrive's hash.
-//! Nothing the kernel writes can thus be taken for OneDrive's version. Limits: a handed-over file is uploaded at
-//! its writer's close even when nothing was written (an identical version on OneDrive); the hand-over needs
-//! staging and the cache on one filesystem (else the original is copied up, and a writer's open next to a
+//! daemon does not see those writes, a `may_change` file takes its size and mtime from the staged file; a
+//! close only syncs it to disk, and the last writer's release re-hashes it: still OneDrive's bytes (and no upload
+//! journalled) → the row is clean again and the file goes back to the cache; else an upload is journalled, as is
+//! every fsync or truncate. A restart finds the row `Dirty` with staged content and journals it
+//! (`local_edits::journal_leftovers`), so a `kill -9` after a write through the kernel loses nothing (at worst an
+//! unchanged file is uploaded once more), and the bytes become a cached original again only through
+//! `keep_uploaded`, which checks them against OneDrive's hash. Nothing the kernel writes can thus be taken for
+//! OneDrive's version. Limits: the hand-over needs staging and the cache on one filesystem (else the original is copied up, and a writer's open next to a
 //! passthrough reader fails with `EIO`); and a new version (remote change, eviction) opened while passthrough
 //! opens of the old file last is refused by the kernel (`EIO`) rather than served the old bytes.
 //!

@@ -4,7 +4,9 @@
 //! returns:
 //!
 //! - a changed file → an `Upload` entry at each close (flush) or fsync, after its staged bytes are synced to disk
-//!   (the replayer coalesces a burst: only the last upload of an inode runs);
+//!   (the replayer coalesces a burst: only the last upload of an inode runs); a file the kernel may write
+//!   directly (`LocalFile::may_change`, see `mod.rs`) is durably `Dirty` from its open and journalled at its last
+//!   writer's release unless its bytes are still OneDrive's;
 //! - unlink/rmdir → a `Delete` entry (to OneDrive's recycle bin) and a trash record, or, for an item never
 //!   uploaded, nothing at all: its row, staged bytes and pending entries are dropped;
 //! - mkdir → a local folder row and a `Mkdir` entry; rename → a `Move` entry (PATCH keeps the item id);
@@ -332,6 +334,42 @@ impl GalleryFs {
         }
     }
 
+    /// The last writer of a `may_change` file closed: when its staged bytes are still exactly OneDrive's version
+    /// and no upload of it is journalled, the file is no edit. The row becomes clean again and the file goes back
+    /// to the cache (which checks the hash once more); returns true. Otherwise (changed, or an upload pending)
+    /// returns false and the caller journals it.
+    fn may_change_unchanged(&self, ino: Ino) -> FsResult<bool> {
+        let staging = self.staging()?;
+        let Some(row) = self.store.get(ino).map_err(store_err)? else {
+            return Ok(false);
+        };
+        if self.store.read(|t| t.has_op(ino, "upload")).map_err(store_err)? {
+            return Ok(false);
+        }
+        let staged = staging.path(ino);
+        if !self.content.is_current_version(&row, &staged) {
+            return Ok(false);
+        }
+        {
+            let mut local = self.local.lock();
+            match local.get(&ino) {
+                Some(e) if e.may_change && e.writers <= 1 => {}
+                _ => return Ok(false),
+            }
+            local.remove(&ino);
+        }
+        self.store
+            .write_durable(|t| t.set_content_state(ino, ContentState::Cloud))
+            .map_err(store_err)?;
+        let row = self.item(ino)?;
+        if !self.content.keep_uploaded(&row, &staged) {
+            staging.remove(ino);
+        }
+        tracing::debug!(ino, "opened for writing, left unchanged: OneDrive's version again");
+        self.invalidator.read().inode(ino);
+        Ok(true)
+    }
+
     pub(super) async fn open_staged(&self, item: ItemRow, mode: OpenMode) -> FsResult<Opened> {
         let ino = item.ino;
         if mode.write || mode.truncate {
@@ -389,14 +427,27 @@ impl GalleryFs {
                 .map(|h| matches!(&**h, Handle::Staged { writable: true, .. })),
             Some(true)
         );
-        if writable {
-            self.journal_upload(ino, false).await?;
+        if !writable {
+            return Ok(());
         }
-        Ok(())
+        if self.local.lock().get(&ino).is_some_and(|e| e.may_change) {
+            // Already `Dirty` in the store with its staged bytes: a restart journals it. The release decides
+            // whether it changed (`writer_closed`); here its bytes only reach the disk.
+            return self.staging()?.sync(ino).map_err(staging_err);
+        }
+        self.journal_upload(ino, false).await
     }
 
     /// The last reference to a writable handle went away.
     pub(super) async fn writer_closed(&self, ino: Ino) -> FsResult<()> {
+        let last_may_change = self
+            .local
+            .lock()
+            .get(&ino)
+            .is_some_and(|e| e.may_change && e.writers <= 1);
+        if last_may_change && self.may_change_unchanged(ino)? {
+            return Ok(());
+        }
         self.journal_upload(ino, false).await?;
         // Read before `local` is taken: the store's connections come before the short mutexes (lock order in
         // `mod.rs`).
