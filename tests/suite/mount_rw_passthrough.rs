@@ -250,3 +250,34 @@ fn a_writer_that_writes_nothing_leaves_onedrives_version_cached() {
     );
     env.unmount();
 }
+
+#[test]
+fn freeing_a_file_that_passthrough_readers_have_open_keeps_new_opens_working() {
+    require_fuse!();
+    let (env, rel, size, hash) = cached_photo("poll_interval=600,thumbnails=off");
+    let path = env.mnt.join(&rel);
+    let pid = daemon_pid(&env);
+    let a = std::fs::File::open(&path).unwrap();
+    let before = daemon_read_bytes(pid);
+    let mut whole = vec![0u8; size as usize];
+    a.read_exact_at(&mut whole, 0).unwrap();
+    assert!(
+        daemon_read_bytes(pid) - before < size / 4,
+        "the reader is a passthrough open"
+    );
+    // "Free up space" while the passthrough reader has it open.
+    common::sh_ok(&format!("setfattr -n user.galleryfs.free -v 1 '{}'", path.display()));
+    assert_eq!(state_of(&path), "cloud");
+    // New opens meanwhile read OneDrive's bytes (the kernel refuses an open of another file with EIO).
+    let b = std::fs::File::open(&path).expect("a new open after the file was freed");
+    let mut again = vec![0u8; size as usize];
+    b.read_exact_at(&mut again, 0).expect("a read through the new open");
+    assert_eq!(QuickXorHash::of(&again), hash, "the new open reads OneDrive's bytes");
+    drop((a, b));
+    assert_eq!(
+        QuickXorHash::of(&std::fs::read(&path).unwrap()),
+        hash,
+        "after every reader closed"
+    );
+    env.unmount();
+}

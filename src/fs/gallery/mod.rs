@@ -29,9 +29,11 @@
 //! (`local_edits::journal_leftovers`), so a `kill -9` after a write through the kernel loses nothing (at worst an
 //! unchanged file is uploaded once more), and the bytes become a cached original again only through
 //! `keep_uploaded`, which checks them against OneDrive's hash. Nothing the kernel writes can thus be taken for
-//! OneDrive's version. Limits: the hand-over needs staging and the cache on one filesystem (else the original is copied up, and a writer's open next to a
-//! passthrough reader fails with `EIO`); and a new version (remote change, eviction) opened while passthrough
-//! opens of the old file last is refused by the kernel (`EIO`) rather than served the old bytes.
+//! OneDrive's version. Limits: the hand-over needs staging and the cache on one filesystem (else the original
+//! is copied up, and a writer's open next to a passthrough reader fails with `EIO`); and a new version (a remote change) opened while passthrough opens of
+//! the old file last is refused by the kernel (`EIO`) rather than served the old bytes. An open of the version
+//! other handles read is given their file (`open_version_file`), so freeing or evicting it, or fetching it anew,
+//! while they are open leaves one file per inode.
 //!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
@@ -644,6 +646,23 @@ impl GalleryFs {
         read
     }
 
+    /// The complete original an open handle of `item`'s current version already reads (verified when it was
+    /// opened; unchanged since, as a file written through the kernel is staged and its row `Dirty` until its
+    /// upload gives it a new version).
+    fn open_version_file(&self, item: &ItemRow) -> Option<Arc<std::fs::File>> {
+        if item.size == 0 || item.is_dirty() || item.ctag.is_none() {
+            return None;
+        }
+        self.handles.lock().values().find_map(|h| match &**h {
+            Handle::File {
+                item: open,
+                complete: Some(file),
+                ..
+            } if open.ino == item.ino && open.ctag == item.ctag && open.size == item.size => Some(file.clone()),
+            _ => None,
+        })
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(h));
@@ -823,9 +842,14 @@ impl FsCore for GalleryFs {
             return self.open_staged(item, mode).await;
         }
         self.viewer_opened(&item);
-        let complete = match item.content_state {
-            ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
-            _ => None,
+        // The file other handles of this very version read (perhaps through FUSE passthrough, whose later opens must
+        // use the same file), even when the cache has since evicted or re-fetched it; else the cache's file.
+        let complete = match self.open_version_file(&item) {
+            Some(file) => Some(file),
+            None => match item.content_state {
+                ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
+                _ => None,
+            },
         };
         // The kernel may keep pages of a verified version (remote changes invalidate them explicitly). Pages of a
         // version not yet verified are dropped at open: bytes read before a failed check must not outlive it.
