@@ -281,3 +281,51 @@ fn freeing_a_file_that_passthrough_readers_have_open_keeps_new_opens_working() {
     );
     env.unmount();
 }
+
+#[test]
+fn a_remote_change_is_never_served_as_the_old_bytes_to_new_opens() {
+    require_fuse!();
+    let (env, rel, size, hash) = cached_photo("poll_interval=1,thumbnails=off");
+    let path = env.mnt.join(&rel);
+    let pid = daemon_pid(&env);
+    let a = std::fs::File::open(&path).unwrap();
+    let before = daemon_read_bytes(pid);
+    let mut whole = vec![0u8; size as usize];
+    a.read_exact_at(&mut whole, 0).unwrap();
+    assert!(
+        daemon_read_bytes(pid) - before < size / 4,
+        "the reader is a passthrough open"
+    );
+    // OneDrive gets a new version while the passthrough reader has the old one open.
+    let new_bytes: Vec<u8> = (0..size + 1000).map(|i| (i % 251) as u8).collect();
+    env.emu()
+        .state
+        .edit_file(
+            &format!("{}/{rel}", env.gallery_root()),
+            galleryfs::emulator::media::Content::Bytes(new_bytes.clone().into()),
+        )
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::metadata(&path)
+            .is_ok_and(|m| m.len() == size + 1000)),
+        "the mount shows the new version"
+    );
+    // A new open meanwhile: the new bytes, or a refusal — never the old version.
+    match std::fs::read(&path) {
+        Ok(read) => {
+            assert_ne!(QuickXorHash::of(&read), hash, "a new open served the old version");
+            assert!(read == new_bytes, "a new open reads the new version");
+        }
+        Err(e) => eprintln!("a new open next to the old version's passthrough reader: {e}"),
+    }
+    // The old reader keeps its version.
+    let mut again = vec![0u8; 4096];
+    a.read_exact_at(&mut again, 0).unwrap();
+    assert_eq!(&again[..], &whole[..4096], "the old reader keeps the bytes it opened");
+    drop(a);
+    assert!(
+        std::fs::read(&path).unwrap() == new_bytes,
+        "after the old reader closed"
+    );
+    env.unmount();
+}

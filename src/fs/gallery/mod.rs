@@ -30,10 +30,10 @@
 //! unchanged file is uploaded once more), and the bytes become a cached original again only through
 //! `keep_uploaded`, which checks them against OneDrive's hash. Nothing the kernel writes can thus be taken for
 //! OneDrive's version. Limits: the hand-over needs staging and the cache on one filesystem (else the original
-//! is copied up, and a writer's open next to a passthrough reader fails with `EIO`); and a new version (a remote change) opened while passthrough opens of
-//! the old file last is refused by the kernel (`EIO`) rather than served the old bytes. An open of the version
-//! other handles read is given their file (`open_version_file`), so freeing or evicting it, or fetching it anew,
-//! while they are open leaves one file per inode.
+//! is copied up, and a writer's open next to a passthrough reader fails with `EIO`); and a new version (a remote
+//! change) opened while passthrough opens of the old file last is refused by the kernel (`EIO`) rather than
+//! served the old bytes. An open of the version other handles read is given their file (`open_version_file`),
+//! so freeing or evicting it, or fetching it anew, while they are open leaves one file per inode.
 //!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
