@@ -329,3 +329,51 @@ fn a_remote_change_is_never_served_as_the_old_bytes_to_new_opens() {
     );
     env.unmount();
 }
+
+#[test]
+fn truncating_opens_and_truncate_next_to_a_passthrough_reader() {
+    require_fuse!();
+    let (env, rel, size, _hash) = cached_photo("poll_interval=600,thumbnails=off,write_back=0");
+    let path = env.mnt.join(&rel);
+    let pid = daemon_pid(&env);
+    let a = std::fs::File::open(&path).unwrap();
+    let before = daemon_read_bytes(pid);
+    let mut whole = vec![0u8; size as usize];
+    a.read_exact_at(&mut whole, 0).unwrap();
+    assert!(
+        daemon_read_bytes(pid) - before < size / 4,
+        "the reader is a passthrough open"
+    );
+
+    // `O_TRUNC` while the reader has it open: the reader sees what a local file would show.
+    common::sh_ok(&format!("printf 'replaced content' > '{}'", path.display()));
+    assert_eq!(std::fs::read(&path).unwrap(), b"replaced content");
+    let mut head = vec![0u8; 64];
+    let n = a.read_at(&mut head, 0).unwrap();
+    assert_eq!(
+        &head[..n],
+        b"replaced content",
+        "the open reader after O_TRUNC and a write"
+    );
+    let expected = QuickXorHash::of(b"replaced content");
+    assert!(
+        wait_until(Duration::from_secs(60), || remote_hash(&env, &rel).as_deref()
+            == Some(expected.as_str())),
+        "OneDrive has the replaced content"
+    );
+
+    // truncate(2) with the reader still open.
+    common::sh_ok(&format!("truncate -s 8 '{}'", path.display()));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+    let n = a.read_at(&mut head, 0).unwrap();
+    assert_eq!(&head[..n], b"replaced", "the open reader after truncate");
+    let expected = QuickXorHash::of(b"replaced");
+    assert!(
+        wait_until(Duration::from_secs(60), || remote_hash(&env, &rel).as_deref()
+            == Some(expected.as_str())),
+        "OneDrive has the truncated content"
+    );
+    drop(a);
+    assert_eq!(std::fs::read(&path).unwrap(), b"replaced");
+    env.unmount();
+}
