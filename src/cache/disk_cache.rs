@@ -1150,6 +1150,30 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_original_is_the_same_file_and_no_longer_cached() {
+        use std::os::unix::fs::MetadataExt;
+        let (d, store, content) = setup(u64::MAX);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 11) as u8).collect();
+        let ino = add(&store, "T", &data, Some(QuickXorHash::of(&data)));
+        let to = d.path().join("staged");
+        let v = content.version(ino).unwrap();
+        // Nothing complete: nothing taken.
+        content.write_at(&v, 0, &data[..100]).unwrap();
+        assert!(!content.take_complete_to(ino, &to).unwrap());
+        assert!(!to.exists());
+        content.write_at(&v, 100, &data[100..]).unwrap();
+        let open = content.open_complete(&v).unwrap().expect("complete");
+        assert!(content.take_complete_to(ino, &to).unwrap());
+        // The very file an open handle reads, under its new name; the cache no longer has the version.
+        assert_eq!(std::fs::metadata(&to).unwrap().ino(), open.metadata().unwrap().ino());
+        assert_eq!(std::fs::read(&to).unwrap(), data);
+        assert!(!content.path_of(&v).exists());
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        assert!(content.open_complete(&v).unwrap().is_none());
+    }
+
+    #[test]
     fn writes_begun_before_an_eviction_are_not_marked() {
         let (_d, store, content) = setup(u64::MAX);
         let data = vec![1u8; 1000];
