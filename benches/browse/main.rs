@@ -4,7 +4,9 @@
 //! this process is only the client (reads, `ls -l`, direct HTTP) and hosts the passthrough FUSE reference. One
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
 //! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
-//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`);
+//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`),
+//! `GALLERYFS_BENCH_ROWS=cached_reads` only the big file's reads (uncached, then cached: same mount, after a
+//! remount (`rw`), read-only mount);
 //! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own;
 //! `GALLERYFS_BENCH_ROWS=uploads` runs only the upload rows (`rows_uploads.rs`), on a gallery of their own.
 //! See `docs/benchmarks.md` for what each row measures and what limits it.
@@ -42,6 +44,8 @@ pub struct Plan {
     pub scan_photos: usize,
     /// Only the gallery-scan rows (`GALLERYFS_BENCH_ROWS=gallery_scan`).
     pub only_scan: bool,
+    /// Only the big file's read rows (`GALLERYFS_BENCH_ROWS=cached_reads`).
+    pub only_reads: bool,
 }
 
 impl Plan {
@@ -53,7 +57,8 @@ impl Plan {
         }
         // `GALLERYFS_BENCH_ROWS=gallery_scan`: only the metadata-scan, full-read, first-byte and Timeline rows.
         plan.only_scan = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "gallery_scan");
-        if plan.only_scan {
+        plan.only_reads = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "cached_reads");
+        if plan.only_scan || plan.only_reads {
             plan.memory_items = 0;
         }
         plan
@@ -73,6 +78,7 @@ impl Plan {
                 copy_len: 32 * MIB,
                 scan_photos: 100,
                 only_scan: false,
+                only_reads: false,
             }
         } else {
             Plan {
@@ -86,6 +92,7 @@ impl Plan {
                 copy_len: 200_000_000,
                 scan_photos: 1_000,
                 only_scan: false,
+                only_reads: false,
             }
         }
     }
@@ -152,9 +159,11 @@ fn run_latency(b: &Bench, latency: u64, passthrough: &Path, local_copy: &Path) -
             return Ok(rows);
         }
     }
-    rows.push(row_first_byte(b, &m));
-    rows.push(row_warm_ls(b, &m, passthrough));
-    rows.push(row_copy_in(b, &m));
+    if !b.plan.only_reads {
+        rows.push(row_first_byte(b, &m));
+        rows.push(row_warm_ls(b, &m, passthrough));
+        rows.push(row_copy_in(b, &m));
+    }
     // A read-only mount of the same cache: complete originals go through FUSE passthrough where the kernel allows.
     match m.remount_with(&format!("{MOUNT_OPTIONS},ro")) {
         Ok(()) => rows.push(row_cached_read_ro(b, &m, local_copy)),
@@ -205,7 +214,11 @@ fn main() -> Result<()> {
         return Ok(());
     }
     b.seed()?;
-    let scan = b.seed_gallery_scan()?;
+    let scan = if b.plan.only_reads {
+        Default::default()
+    } else {
+        b.seed_gallery_scan()?
+    };
     b.login()?;
     if !b.plan.only_scan {
         let local_copy = b.dir.path().join("local-big.mp4");
@@ -218,6 +231,9 @@ fn main() -> Result<()> {
         pt_mount.unmount()?;
     }
     for &latency in &b.plan.latencies.clone() {
+        if b.plan.only_reads {
+            break;
+        }
         b.set_latency(latency)?;
         let rows = rows_gallery_scan(&b, &scan)?;
         print_table(&format!("gallery scan, latency {latency} ms"), &rows);

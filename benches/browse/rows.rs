@@ -75,10 +75,11 @@ pub fn row_sequential_read(b: &Bench, m: &GalleryMount) -> Row {
 
 /// Second read of the (now cached) big file vs reading a local copy on the same disk; both in the page cache.
 /// `after_remount`: the mount was remounted first, so the read goes through the daemon's content cache rather
-/// than the kernel's page cache of the FUSE file.
+/// than the kernel's page cache of the FUSE file: on this writable mount, FUSE passthrough of the complete cache
+/// file where the kernel (≥ 6.9) and root allow it.
 pub fn row_cached_read(b: &Bench, m: &GalleryMount, local_copy: &Path, after_remount: bool) -> Row {
     let measure = if after_remount {
-        format!("{} cached read after remount", b.plan.big_label())
+        format!("{} cached read after remount (rw mount)", b.plan.big_label())
     } else {
         format!("{} cached read, same mount", b.plan.big_label())
     };

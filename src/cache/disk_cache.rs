@@ -864,6 +864,45 @@ impl DiskCache {
         Ok(true)
     }
 
+    /// Hands the complete cached original of `ino`'s current version over to `to` (on the same filesystem): the
+    /// file gets the name `to` (a hard link), the cache forgets the version (blocks dropped, its name removed), so
+    /// the same file — which FUSE passthrough opens may be reading — can become a local edit's staged content
+    /// without ever again counting as OneDrive's bytes. Returns false (and changes nothing) when the version is not
+    /// complete in the cache or `to` cannot be linked (another filesystem). A crash part-way leaves either the
+    /// cached version intact or a staged file that nothing refers to (removed at the next start).
+    pub fn take_complete_to(&self, ino: u64, to: &Path) -> Result<bool, CacheError> {
+        let row = self.store.get(ino)?.ok_or(CacheError::NoSuchItem(ino))?;
+        if row.is_dirty() {
+            return Ok(false);
+        }
+        let Ok(v) = ItemVersion::of(&row) else {
+            return Ok(false);
+        };
+        if v.size == 0 {
+            return Ok(false);
+        }
+        let slot = self.slot(ino);
+        {
+            let mut generation = slot.generation.write();
+            if !self.store.missing_ranges(ino, &v.ctag, 0, v.size)?.is_empty() {
+                return Ok(false);
+            }
+            let path = self.path_of(&v);
+            let _ = fs::remove_file(to);
+            if let Err(e) = fs::hard_link(&path, to) {
+                tracing::debug!(ino, error = %e, "cannot hand a cached original over to staging");
+                return Ok(false);
+            }
+            *generation += 1;
+            slot.stream_hash.reset();
+            self.store.drop_blocks(ino)?;
+            let _ = fs::remove_file(&path);
+        }
+        slot.changed.notify_waiters();
+        tracing::debug!(ino, item = %v.name, "cached original handed over to a local edit");
+        Ok(true)
+    }
+
     /// Copies the complete cached original of `ino`'s current version to `to`. Returns false (and copies
     /// nothing) when the version is not complete in the cache.
     pub fn copy_complete_to(&self, ino: u64, to: &Path) -> Result<bool, CacheError> {
@@ -1108,6 +1147,30 @@ mod tests {
         content.evict(ino).unwrap();
         assert!(!content.copy_complete_to(ino, &d.path().join("copy2")).unwrap());
         assert!(!d.path().join("copy2").exists());
+    }
+
+    #[test]
+    fn a_taken_original_is_the_same_file_and_no_longer_cached() {
+        use std::os::unix::fs::MetadataExt;
+        let (d, store, content) = setup(u64::MAX);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 11) as u8).collect();
+        let ino = add(&store, "T", &data, Some(QuickXorHash::of(&data)));
+        let to = d.path().join("staged");
+        let v = content.version(ino).unwrap();
+        // Nothing complete: nothing taken.
+        content.write_at(&v, 0, &data[..100]).unwrap();
+        assert!(!content.take_complete_to(ino, &to).unwrap());
+        assert!(!to.exists());
+        content.write_at(&v, 100, &data[100..]).unwrap();
+        let open = content.open_complete(&v).unwrap().expect("complete");
+        assert!(content.take_complete_to(ino, &to).unwrap());
+        // The very file an open handle reads, under its new name; the cache no longer has the version.
+        assert_eq!(std::fs::metadata(&to).unwrap().ino(), open.metadata().unwrap().ino());
+        assert_eq!(std::fs::read(&to).unwrap(), data);
+        assert!(!content.path_of(&v).exists());
+        assert_eq!(state(&store, ino), ContentState::Cloud);
+        assert_eq!(content.read_at(&v, 0, 10).unwrap(), None);
+        assert!(content.open_complete(&v).unwrap().is_none());
     }
 
     #[test]

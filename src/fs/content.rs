@@ -53,6 +53,19 @@ pub trait Originals: Send + Sync {
     /// The cached bytes kept under a local id (see [`Originals::keep_under_local_id`]) are no longer needed.
     fn drop_local_id(&self, _local_id: &str) {}
 
+    /// Hands `item`'s complete cached original over to `to` (same file, a new name), after which the cache no
+    /// longer holds that version: for an edit of a file whose cached original FUSE passthrough opens are reading.
+    /// Returns whether it did.
+    fn take_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
+        false
+    }
+
+    /// Whether the file at `path` holds exactly OneDrive's bytes of `item`'s current version (its size and
+    /// quickXorHash). False when unknown.
+    fn is_current_version(&self, _item: &ItemRow, _path: &Path) -> bool {
+        false
+    }
+
     /// Copies `item`'s original to `to` when it is complete in the cache. Returns whether it did.
     fn copy_cached(&self, _item: &ItemRow, _to: &Path) -> bool {
         false

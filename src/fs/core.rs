@@ -68,6 +68,14 @@ pub trait FsCore: Send + Sync + 'static {
     fn passthrough_file(&self, _ino: Ino, _fh: u64) -> Option<std::sync::Arc<std::fs::File>> {
         None
     }
+    /// A file the open handle `fh` may share with passthrough opens of `ino` that already exist (the FUSE layer
+    /// uses it only when it is the very file those opens read): their bytes and the handle's are the same file's,
+    /// and writes through the kernel are the core's to notice (see `fs::gallery`'s note). Never starts
+    /// passthrough. Asked right after a successful `open` or `create` when [`FsCore::passthrough_file`] offered
+    /// nothing.
+    fn passthrough_join_file(&self, _ino: Ino, _fh: u64) -> Option<std::sync::Arc<std::fs::File>> {
+        None
+    }
 
     async fn create(&self, _caller: Caller, _parent: Ino, _name: &OsStr, _mode: OpenMode) -> FsResult<(Entry, Opened)> {
         Err(FsError::ReadOnly)

@@ -2,17 +2,19 @@
 //! tokio runtime, awaits the [`FsCore`] operation, and maps the answer to the reply — or the error to its errno
 //! (through [`FsError::errno`], the one mapping) with a log line. No filesystem logic lives here.
 //!
-//! FUSE passthrough (kernel ≥ 6.9, `FUSE_PASSTHROUGH`, and `CAP_SYS_ADMIN` for the backing-file ioctl), offered on
-//! read-only mounts only ([`FuseAdapter::with_passthrough`]): when the core offers a file for an opened handle
-//! ([`FsCore::passthrough_file`]), the open is answered with a backing id and the kernel reads that file itself;
-//! reads never reach the daemon. The kernel fails (with `EIO` to the application) an open whose I/O mode conflicts
-//! with the inode's other open files: passthrough while page-cache opens exist, a different backing file while
-//! passthrough opens exist, and any non-passthrough open while passthrough opens exist (which is why writable
-//! mounts, where a writer may open a file a reader has open, do not use it). [`IoModes`] tracks, per inode, the
-//! open files of each mode: a handle is passed through only when no page-cache open of the inode exists and any
-//! other passthrough open uses the same file; an open that cannot be passed through while passthrough opens exist
-//! is answered normally with `FOPEN_DIRECT_IO` (the kernel may refuse it). When the kernel or the daemon's
-//! privileges do not allow passthrough, every open is a normal one.
+//! FUSE passthrough (kernel ≥ 6.9, `FUSE_PASSTHROUGH`, and `CAP_SYS_ADMIN` for the backing-file ioctl): when the
+//! core offers a file for an opened handle ([`FsCore::passthrough_file`]), the open is answered with a backing id
+//! and the kernel reads (and, for a writer, writes) that file itself; reads never reach the daemon. The kernel
+//! fails (with `EIO` to the application) an open whose I/O mode conflicts with the inode's other open files:
+//! passthrough while page-cache opens exist, a different backing file while passthrough opens exist, and any
+//! non-passthrough open while passthrough opens exist. [`IoModes`] tracks, per inode, the open files of each
+//! mode: a handle is passed through only when no page-cache open of the inode exists and any other passthrough
+//! open uses the same file. A handle the core offers only to join ([`FsCore::passthrough_join_file`]: a writer
+//! or a reader of a file whose cached original became a local edit's staged content) is passed through only when
+//! passthrough opens of that very file exist; it never starts passthrough. An open that cannot be passed through
+//! while passthrough opens exist is answered normally with `FOPEN_DIRECT_IO` (the kernel may refuse it: the core
+//! makes that case the exception, see `fs::gallery`'s note). When the kernel or the daemon's privileges do not
+//! allow passthrough, every open is a normal one.
 //!
 //! Requests from the thread that replays remote changes for inotify watchers are answered without side effects
 //! (see [`super::live`]).
@@ -38,7 +40,7 @@ use tokio::runtime::Handle;
 pub struct FuseAdapter {
     core: Arc<dyn FsCore>,
     rt: Handle,
-    /// Whether passthrough may be offered to the kernel (read-only mounts).
+    /// Whether passthrough may be offered to the kernel.
     offer_passthrough: bool,
     /// Whether the kernel agreed to FUSE passthrough at init.
     passthrough: Arc<AtomicBool>,
@@ -112,17 +114,37 @@ impl IoModes {
     }
 }
 
-/// Answers a successful open: through passthrough when `file` is offered and allowed, else normally (with
+/// What the core offered the kernel to read for an opened handle.
+enum Offer {
+    None,
+    /// May start passthrough of the inode or join its passthrough opens ([`FsCore::passthrough_file`]).
+    Start(Arc<std::fs::File>),
+    /// May only join passthrough opens that read this very file ([`FsCore::passthrough_join_file`]).
+    Join(Arc<std::fs::File>),
+}
+
+impl Offer {
+    fn of(core: &dyn FsCore, ino: u64, fh: u64) -> Offer {
+        if let Some(f) = core.passthrough_file(ino, fh) {
+            return Offer::Start(f);
+        }
+        match core.passthrough_join_file(ino, fh) {
+            Some(f) => Offer::Join(f),
+            None => Offer::None,
+        }
+    }
+}
+
+/// Answers a successful open: through passthrough when a file is offered and allowed, else normally (with
 /// `FOPEN_DIRECT_IO` when passthrough opens of the inode exist).
-fn reply_open(
-    modes: &Mutex<IoModes>,
-    reply: ReplyOpen,
-    ino: u64,
-    o: &crate::fs::Opened,
-    file: Option<Arc<std::fs::File>>,
-) {
+fn reply_open(modes: &Mutex<IoModes>, reply: ReplyOpen, ino: u64, o: &crate::fs::Opened, offer: Offer) {
     let mut modes = modes.lock();
     let mut flags = fopen_flags(o);
+    let (file, join_only) = match offer {
+        Offer::Start(f) => (Some(f), false),
+        Offer::Join(f) => (Some(f), true),
+        Offer::None => (None, false),
+    };
     let offered = file
         .filter(|_| !o.direct_io)
         .and_then(|f| f.metadata().ok().map(|m| ((m.dev(), m.ino()), f)));
@@ -131,7 +153,7 @@ fn reply_open(
         let io = modes.inodes.entry(ino).or_default();
         let same_file = match &io.backing {
             Some((_, existing)) => *existing == id,
-            None => true,
+            None => !join_only,
         };
         if io.cached == 0 && same_file && !refused {
             if io.backing.is_none() {
@@ -207,8 +229,9 @@ impl FuseAdapter {
         });
     }
 
-    /// Offers FUSE passthrough to the kernel for files the core can pass through. Only for mounts where no open
-    /// can write: an inode open for passthrough fails every other kind of open with `EIO`.
+    /// Offers FUSE passthrough to the kernel for files the core can pass through. An inode open for passthrough
+    /// fails every other kind of open with `EIO`: the core must offer writers of such an inode the same file
+    /// ([`FsCore::passthrough_join_file`]).
     pub fn with_passthrough(mut self, offer: bool) -> Self {
         self.offer_passthrough = offer;
         self
@@ -520,12 +543,12 @@ impl fuser::Filesystem for FuseAdapter {
         self.spawn(async move {
             match core.open(c, ino.0, OpenMode::from_flags(flags.0)).await {
                 Ok(o) => {
-                    let file = if passthrough {
-                        core.passthrough_file(ino.0, o.fh)
+                    let offer = if passthrough {
+                        Offer::of(&*core, ino.0, o.fh)
                     } else {
-                        None
+                        Offer::None
                     };
-                    reply_open(&modes, reply, ino.0, &o, file);
+                    reply_open(&modes, reply, ino.0, &o, offer);
                 }
                 Err(e) => reply.error(errno(&e, "open", ino.0)),
             }

@@ -164,9 +164,9 @@ pub struct MountedFs {
 
 /// Mounts `core` at `mountpoint`; returns once the kernel handshake is done.
 pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Config) -> std::io::Result<MountedFs> {
-    // FUSE passthrough only where nothing can be opened for writing: the kernel fails (EIO) every open of an
-    // inode that is open for passthrough unless that open is passthrough too, so a writer's open of a file a
-    // reader has open would fail (see the adapter's note).
+    // FUSE passthrough on every mount: the kernel fails (EIO) every open of an inode that is open for passthrough
+    // unless that open is passthrough of the same file too, so the core offers a writer of such a file that very
+    // file (see the adapter's note and `fs::gallery`'s).
     let read_only = config.mount_options.contains(&MountOption::RO);
     // Replayed remote changes go through the mount, which a read-only filesystem refuses. As root, a read-only
     // mount is a read-write filesystem whose mount alone is read-only (applications see the same `EROFS`,
@@ -189,7 +189,7 @@ pub fn mount(core: Arc<dyn FsCore>, rt: Handle, mountpoint: &Path, config: &Conf
     };
     let replayer = Replayer::new();
     let adapter = FuseAdapter::new(core, rt)
-        .with_passthrough(read_only)
+        .with_passthrough(true)
         .with_replayer(replayer.clone());
     let session = fuser::Session::new(adapter, mountpoint, config)?;
     let notifier = session.notifier();

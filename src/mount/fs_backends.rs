@@ -159,6 +159,35 @@ impl Originals for CachedOriginals {
         }
     }
 
+    fn is_current_version(&self, item: &ItemRow, path: &Path) -> bool {
+        let Some(expected) = item.quick_xor_hash.as_deref() else {
+            return false;
+        };
+        if std::fs::metadata(path).map(|m| m.len()).ok() != Some(item.size) {
+            return false;
+        }
+        // Hashes the whole file: long for a video, so let the runtime move other tasks off this worker.
+        let hash = || crate::cache::verify::quick_xor_of_file(path, item.size);
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let actual = if multi_thread {
+            tokio::task::block_in_place(hash)
+        } else {
+            hash()
+        };
+        actual.is_ok_and(|actual| crate::cache::verify::hashes_match(expected, &actual))
+    }
+
+    fn take_cached(&self, item: &ItemRow, to: &Path) -> bool {
+        match self.content.take_complete_to(item.ino, to) {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(ino = item.ino, error = %e, "cannot hand a cached original over to staging");
+                false
+            }
+        }
+    }
+
     fn copy_cached(&self, item: &ItemRow, to: &Path) -> bool {
         match self.content.copy_complete_to(item.ino, to) {
             Ok(copied) => copied,

@@ -36,6 +36,7 @@ mod mount_correctness;
 mod mount_header_scans;
 mod mount_live_views;
 mod mount_notifications;
+mod mount_rw_passthrough;
 mod mount_timeline;
 mod notifications_channel;
 mod package_deb;

@@ -12,6 +12,29 @@
 //! filesystem (`sync::local_edits::LocalEdits`: write-back delay, files open for writing, upload results);
 //! [`names`] refuses names OneDrive would reject.
 //!
+//! Cached originals and FUSE passthrough. A read-only open of a file with no local state whose original is
+//! complete (verified) in the cache gets that cache file as its handle's file, which the FUSE layer may hand to
+//! the kernel ([`FsCore::passthrough_file`]): the kernel then reads it without the daemon. The kernel fails every
+//! later open of the inode that is not a passthrough open of the same file, so the write side keeps one file per
+//! inode: a writer's open (or `O_TRUNC`) of a file that has open handles hands the complete cached original over
+//! to staging instead of copying it (`writes::stage`: the cache forgets that version, the file keeps its inode
+//! under its staging name), marks the row `Dirty` durably before the open returns, and flags the staged file
+//! `may_change`. Every open of the inode from then on is offered that one file to join the passthrough opens
+//! ([`FsCore::passthrough_join_file`]): writes through the kernel land in the staged file, which is exactly
+//! today's write path (truncate, `O_TRUNC`, rename and unlink act on the staged file as for any edit). Because the
+//! daemon does not see those writes, a `may_change` file takes its size and mtime from the staged file; a
+//! close only syncs it to disk, and the last writer's release re-hashes it: still OneDrive's bytes (and no upload
+//! journalled) → the row is clean again and the file goes back to the cache; else an upload is journalled, as is
+//! every fsync or truncate. A restart finds the row `Dirty` with staged content and journals it
+//! (`local_edits::journal_leftovers`), so a `kill -9` after a write through the kernel loses nothing (at worst an
+//! unchanged file is uploaded once more), and the bytes become a cached original again only through
+//! `keep_uploaded`, which checks them against OneDrive's hash. Nothing the kernel writes can thus be taken for
+//! OneDrive's version. Limits: the hand-over needs staging and the cache on one filesystem (else the original
+//! is copied up, and a writer's open next to a passthrough reader fails with `EIO`); and a new version (a remote
+//! change) opened while passthrough opens of the old file last is refused by the kernel (`EIO`) rather than
+//! served the old bytes. An open of the version other handles read is given their file (`open_version_file`),
+//! so freeing or evicting it, or fetching it anew, while they are open leaves one file per inode.
+//!
 //! Reading: [`viewer_readahead`] fetches the next photos of a folder opened in order (a viewer's "next").
 //!
 //! Live views: [`live`] turns each applied round into the syscalls that replay it through the mount, so that
@@ -382,8 +405,14 @@ impl GalleryFs {
 
     fn attr_of(&self, item: &ItemRow) -> Attr {
         let dir = item.kind == ItemKind::Dir;
-        let (size, mtime) = match self.local.lock().get(&item.ino) {
-            Some(l) => (l.size, l.mtime),
+        let local = self
+            .local
+            .lock()
+            .get(&item.ino)
+            .map(|l| (l.size, l.mtime, l.may_change));
+        let (size, mtime) = match local {
+            Some((size, mtime, false)) => (size, mtime),
+            Some((size, mtime, true)) => self.may_change_attrs(item.ino).unwrap_or((size, mtime)),
             None => (item.size, item.mtime),
         };
         let ctime = item.ctime.map_or(mtime, |c| c.max(mtime));
@@ -617,6 +646,23 @@ impl GalleryFs {
         read
     }
 
+    /// The complete original an open handle of `item`'s current version already reads (verified when it was
+    /// opened; unchanged since, as a file written through the kernel is staged and its row `Dirty` until its
+    /// upload gives it a new version).
+    fn open_version_file(&self, item: &ItemRow) -> Option<Arc<std::fs::File>> {
+        if item.size == 0 || item.is_dirty() || item.ctag.is_none() {
+            return None;
+        }
+        self.handles.lock().values().find_map(|h| match &**h {
+            Handle::File {
+                item: open,
+                complete: Some(file),
+                ..
+            } if open.ino == item.ino && open.ctag == item.ctag && open.size == item.size => Some(file.clone()),
+            _ => None,
+        })
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(h));
@@ -796,9 +842,14 @@ impl FsCore for GalleryFs {
             return self.open_staged(item, mode).await;
         }
         self.viewer_opened(&item);
-        let complete = match item.content_state {
-            ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
-            _ => None,
+        // The file other handles of this very version read (perhaps through FUSE passthrough, whose later opens must
+        // use the same file), even when the cache has since evicted or re-fetched it; else the cache's file.
+        let complete = match self.open_version_file(&item) {
+            Some(file) => Some(file),
+            None => match item.content_state {
+                ContentState::Cached if item.size > 0 => self.content.open_complete(&item).await.map(Arc::new),
+                _ => None,
+            },
         };
         // The kernel may keep pages of a verified version (remote changes invalidate them explicitly). Pages of a
         // version not yet verified are dropped at open: bytes read before a failed check must not outlive it.
@@ -869,6 +920,20 @@ impl FsCore for GalleryFs {
         let handle = self.handles.lock().get(&fh).cloned()?;
         match &*handle {
             Handle::File { complete, .. } if !self.local.lock().contains_key(&ino) => complete.clone(),
+            _ => None,
+        }
+    }
+
+    fn passthrough_join_file(&self, ino: Ino, fh: u64) -> Option<Arc<std::fs::File>> {
+        let handle = self.handles.lock().get(&fh).cloned()?;
+        match &*handle {
+            // Opened before its cached original became the staged content: the same file.
+            Handle::File { complete, .. } => complete.clone(),
+            Handle::Staged { file, writable: false } => Some(file.clone()),
+            // A writer through the kernel only where its writes are looked for (`LocalFile::may_change`).
+            Handle::Staged { file, writable: true } if self.local.lock().get(&ino).is_some_and(|e| e.may_change) => {
+                Some(file.clone())
+            }
             _ => None,
         }
     }

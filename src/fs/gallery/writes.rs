@@ -4,7 +4,9 @@
 //! returns:
 //!
 //! - a changed file → an `Upload` entry at each close (flush) or fsync, after its staged bytes are synced to disk
-//!   (the replayer coalesces a burst: only the last upload of an inode runs);
+//!   (the replayer coalesces a burst: only the last upload of an inode runs); a file the kernel may write
+//!   directly (`LocalFile::may_change`, see `mod.rs`) is durably `Dirty` from its open and journalled at its last
+//!   writer's release unless its bytes are still OneDrive's;
 //! - unlink/rmdir → a `Delete` entry (to OneDrive's recycle bin) and a trash record, or, for an item never
 //!   uploaded, nothing at all: its row, staged bytes and pending entries are dropped;
 //! - mkdir → a local folder row and a `Mkdir` entry; rename → a `Move` entry (PATCH keeps the item id);
@@ -50,6 +52,10 @@ pub(crate) struct LocalFile {
     pub last_close: Option<Instant>,
     /// fsync asked for the upload now: no write-back delay, no hold while open.
     pub forced: bool,
+    /// The staged file is the cached original handed over while the file was open (see the module note): the
+    /// kernel may write it directly (FUSE passthrough), so its size and mtime are the file's, and every close
+    /// or fsync of a writer journals an upload.
+    pub may_change: bool,
 }
 
 /// Item id given to the row of a file replaced by an editor's save while open (see `move_entry`).
@@ -170,7 +176,21 @@ impl GalleryFs {
         let fresh = self.item(item.ino)?;
         let item = &fresh;
         let reuse = item.is_dirty() && staging.exists(item.ino);
-        if !reuse {
+        let mut may_change = false;
+        if !reuse && self.is_open(item.ino) && self.content.take_cached(item, &staging.path(item.ino)) {
+            // The file is open and its complete cached original may be what FUSE passthrough opens read: that
+            // very file becomes the staged content, so every open of the inode keeps reading one file. Recorded
+            // durably before the open returns: the row is `Dirty` with staged content, which a restart journals
+            // for upload (`journal_leftovers`), so bytes the kernel writes are never taken for OneDrive's.
+            self.store
+                .write_durable(|t| t.set_content_state(item.ino, ContentState::Dirty))
+                .map_err(store_err)?;
+            tracing::debug!(
+                ino = item.ino,
+                "an open file's cached original is now its staged content"
+            );
+            may_change = true;
+        } else if !reuse {
             if truncate || item.size == 0 || item.is_dirty() {
                 if item.is_dirty() && !truncate && item.size > 0 {
                     tracing::error!(
@@ -190,10 +210,11 @@ impl GalleryFs {
                 writers: writer as u32,
                 size,
                 mtime: item.mtime,
-                modified: false,
-                dirty_marked: item.is_dirty(),
+                modified: may_change,
+                dirty_marked: item.is_dirty() || may_change,
                 last_close: None,
                 forced: false,
+                may_change,
             },
         );
         Ok(())
@@ -249,6 +270,7 @@ impl GalleryFs {
             // Unlinked while open: nothing to upload.
             return Ok(());
         }
+        self.refresh_may_change(ino);
         let (size, mtime) = {
             let local = self.local.lock();
             match local.get(&ino) {
@@ -285,6 +307,67 @@ impl GalleryFs {
         }
         self.outbox_wake.notify_one();
         Ok(())
+    }
+
+    /// The size and mtime of a staged file the kernel may write directly (`may_change`), from the file itself;
+    /// `None` for other files (their in-memory state is exact).
+    pub(super) fn may_change_attrs(&self, ino: Ino) -> Option<(u64, i64)> {
+        if !self.local.lock().get(&ino).is_some_and(|e| e.may_change) {
+            return None;
+        }
+        let meta = std::fs::metadata(self.staging.as_ref()?.path(ino)).ok()?;
+        Some((meta.len(), unix_secs(meta.modified().ok()?)))
+    }
+
+    /// For a `may_change` file: takes its size and mtime from the staged file and counts it as changed (writes
+    /// through the kernel are not seen here), so the next journal uploads it.
+    fn refresh_may_change(&self, ino: Ino) {
+        let Some((size, mtime)) = self.may_change_attrs(ino) else {
+            return;
+        };
+        if let Some(e) = self.local.lock().get_mut(&ino) {
+            if e.may_change {
+                e.size = size;
+                e.mtime = e.mtime.max(mtime);
+                e.modified = true;
+            }
+        }
+    }
+
+    /// The last writer of a `may_change` file closed: when its staged bytes are still exactly OneDrive's version
+    /// and no upload of it is journalled, the file is no edit. The row becomes clean again and the file goes back
+    /// to the cache (which checks the hash once more); returns true. Otherwise (changed, or an upload pending)
+    /// returns false and the caller journals it.
+    fn may_change_unchanged(&self, ino: Ino) -> FsResult<bool> {
+        let staging = self.staging()?;
+        let Some(row) = self.store.get(ino).map_err(store_err)? else {
+            return Ok(false);
+        };
+        if self.store.read(|t| t.has_op(ino, "upload")).map_err(store_err)? {
+            return Ok(false);
+        }
+        let staged = staging.path(ino);
+        if !self.content.is_current_version(&row, &staged) {
+            return Ok(false);
+        }
+        {
+            let mut local = self.local.lock();
+            match local.get(&ino) {
+                Some(e) if e.may_change && e.writers <= 1 => {}
+                _ => return Ok(false),
+            }
+            local.remove(&ino);
+        }
+        self.store
+            .write_durable(|t| t.set_content_state(ino, ContentState::Cloud))
+            .map_err(store_err)?;
+        let row = self.item(ino)?;
+        if !self.content.keep_uploaded(&row, &staged) {
+            staging.remove(ino);
+        }
+        tracing::debug!(ino, "opened for writing, left unchanged: OneDrive's version again");
+        self.invalidator.read().inode(ino);
+        Ok(true)
     }
 
     pub(super) async fn open_staged(&self, item: ItemRow, mode: OpenMode) -> FsResult<Opened> {
@@ -344,14 +427,27 @@ impl GalleryFs {
                 .map(|h| matches!(&**h, Handle::Staged { writable: true, .. })),
             Some(true)
         );
-        if writable {
-            self.journal_upload(ino, false).await?;
+        if !writable {
+            return Ok(());
         }
-        Ok(())
+        if self.local.lock().get(&ino).is_some_and(|e| e.may_change) {
+            // Already `Dirty` in the store with its staged bytes: a restart journals it. The release decides
+            // whether it changed (`writer_closed`); here its bytes only reach the disk.
+            return self.staging()?.sync(ino).map_err(staging_err);
+        }
+        self.journal_upload(ino, false).await
     }
 
     /// The last reference to a writable handle went away.
     pub(super) async fn writer_closed(&self, ino: Ino) -> FsResult<()> {
+        let last_may_change = self
+            .local
+            .lock()
+            .get(&ino)
+            .is_some_and(|e| e.may_change && e.writers <= 1);
+        if last_may_change && self.may_change_unchanged(ino)? {
+            return Ok(());
+        }
         self.journal_upload(ino, false).await?;
         // Read before `local` is taken: the store's connections come before the short mutexes (lock order in
         // `mod.rs`).
