@@ -45,7 +45,7 @@ use crate::store::{name_key, ItemRow, OutboxEntry, OutboxOp, RemoteAttrs, Store,
 use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,6 +161,10 @@ type UploadFuture<'a> = Pin<Box<dyn Future<Output = (OutboxEntry, Result<Step, F
 struct PassState {
     /// Inodes with an upload in flight.
     busy: HashSet<u64>,
+    /// The OneDrive item each upload in flight writes to (by inode): a file saved over by another (an editor's
+    /// temp file renamed over it) is not uploaded to that item before the upload in flight there ends, or it
+    /// would find OneDrive moved on and make a conflict copy.
+    busy_items: HashMap<u64, String>,
     /// Inodes whose entry waits for a close, the write-back delay or a folder (looked at again on a wake, or when
     /// a delay runs out, while uploads are in flight).
     held: HashSet<u64>,
@@ -400,6 +404,7 @@ impl OutboxReplayer {
             };
             let Some((entry, step, part)) = finished else { break };
             pass.busy.remove(&entry.op.ino());
+            pass.busy_items.remove(&entry.op.ino());
             report.conflicts += part.conflicts;
             let ok = matches!(step, Ok(Step::Done | Step::Conflict));
             let halved = {
@@ -459,7 +464,17 @@ impl OutboxReplayer {
                         // Full: the rest of the outbox waits for a slot (the next look starts here again).
                         return Ok(());
                     }
+                    let item_id = self.store.get(ino)?.map(|row| row.item_id);
+                    if let Some(id) = item_id.as_deref() {
+                        if pass.busy_items.values().any(|busy| busy == id) {
+                            behind.insert(ino);
+                            continue;
+                        }
+                    }
                     pass.busy.insert(ino);
+                    if let Some(id) = item_id {
+                        pass.busy_items.insert(ino, id);
+                    }
                     behind.insert(ino);
                     in_flight.push(Box::pin(async move {
                         let mut part = ReplayReport::default();
