@@ -5,6 +5,7 @@
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
 //! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
 //! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`);
+//! `GALLERYFS_BENCH_ROWS=reads` runs only the uncached-read rows in several cycles (`rows_reads.rs`);
 //! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own.
 //! See `docs/benchmarks.md` for what each row measures and what limits it.
 
@@ -12,6 +13,7 @@ mod env;
 mod report;
 mod rows;
 mod rows_gallery_scan;
+mod rows_reads;
 mod rows_thumbnails;
 
 use anyhow::Result;
@@ -40,6 +42,8 @@ pub struct Plan {
     pub scan_photos: usize,
     /// Only the gallery-scan rows (`GALLERYFS_BENCH_ROWS=gallery_scan`).
     pub only_scan: bool,
+    /// Only the uncached-read rows, in cycles (`GALLERYFS_BENCH_ROWS=reads`).
+    pub only_reads: bool,
 }
 
 impl Plan {
@@ -53,6 +57,11 @@ impl Plan {
         plan.only_scan = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "gallery_scan");
         if plan.only_scan {
             plan.memory_items = 0;
+        }
+        plan.only_reads = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "reads");
+        if plan.only_reads {
+            plan.memory_items = 0;
+            plan.items = plan.items.min(100);
         }
         plan
     }
@@ -71,6 +80,7 @@ impl Plan {
                 copy_len: 32 * MIB,
                 scan_photos: 100,
                 only_scan: false,
+                only_reads: false,
             }
         } else {
             Plan {
@@ -84,6 +94,7 @@ impl Plan {
                 copy_len: 200_000_000,
                 scan_photos: 1_000,
                 only_scan: false,
+                only_reads: false,
             }
         }
     }
@@ -192,6 +203,30 @@ fn main() -> Result<()> {
         return Ok(());
     }
     b.seed()?;
+    if b.plan.only_reads {
+        let full = rows_reads::seed_full_photos(&b)?;
+        b.login()?;
+        for &latency in &b.plan.latencies.clone() {
+            b.set_latency(latency)?;
+            let rows = rows_reads::rows_reads(&b, &full);
+            let title = if rows_reads::in_netns_child() {
+                "uncached reads, 1 Gbit/s link with 20 ms round trip (tc netem in a network namespace)".to_string()
+            } else {
+                format!("uncached reads, latency {latency} ms")
+            };
+            print_table(&title, &rows);
+        }
+        if !rows_reads::in_netns_child() {
+            drop(b);
+            match rows_reads::run_on_limited_link() {
+                Ok(None) => {}
+                Ok(Some(why)) => println!("limited-link rows skipped: {why}"),
+                Err(e) => println!("limited-link rows failed: {e:#}"),
+            }
+        }
+        eprintln!("\nread rows, {:.0} s in all", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let scan = b.seed_gallery_scan()?;
     b.login()?;
     if !b.plan.only_scan {
