@@ -210,7 +210,10 @@ fn main() -> Result<()> {
             b.set_latency(latency)?;
             let rows = rows_reads::rows_reads(&b, &full);
             let title = if rows_reads::in_netns_child() {
-                "uncached reads, 1 Gbit/s link with 20 ms round trip (tc netem in a network namespace)".to_string()
+                format!(
+                    "uncached reads, 1 Gbit/s link with 20 ms round trip ({})",
+                    std::env::var("GALLERYFS_BENCH_LINK_DESC").unwrap_or_default()
+                )
             } else {
                 format!("uncached reads, latency {latency} ms")
             };

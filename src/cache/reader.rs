@@ -106,8 +106,10 @@ impl Default for ReaderConfig {
             backward_tolerance: 8 * MIB,
             max_attempts: 3,
             retry_backoff: Duration::from_millis(200),
-            flush_min: 128 * 1024,
-            flush_max: MIB as usize,
+            // Reads are answered from the received chunks, not from the file: writes can be large (few commits;
+            // a 4 MB photo in two).
+            flush_min: 2 * MIB as usize,
+            flush_max: 4 * MIB as usize,
             received_max: 16 * MIB as usize,
         }
     }
@@ -596,9 +598,19 @@ impl PrefetchingReader {
                     item: self.shared.version.name.clone(),
                 });
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = &mut arrived => {}
+            // A commit or the end of a fetch: look at the block map again. A received chunk: only look at the
+            // received chunks (no block-map query per chunk).
+            loop {
+                tokio::select! {
+                    _ = &mut notified => break,
+                    _ = &mut arrived => {
+                        if let Some(data) = received(self) {
+                            return Ok(Some(data));
+                        }
+                        arrived.set(shared.arrived.notified());
+                        arrived.as_mut().enable();
+                    }
+                }
             }
         }
     }

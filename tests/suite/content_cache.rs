@@ -532,6 +532,15 @@ async fn budget_evicts_least_recently_used_never_pinned_dirty_or_open() {
     cache.fetch_whole(ino(1), |_, _| {}).await.unwrap();
     assert_eq!(f.content.usage().unwrap().used_bytes, 2 * MIB as u64);
     cache.fetch_whole(ino(2), |_, _| {}).await.unwrap();
+    // The commit that completes an item wakes its reader before it enforces the budget: wait for the eviction.
+    let fixture = &f;
+    let settled = |ino: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fixture.state(ino) != ContentState::Cloud && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    settled(ino(0)).await;
     assert_eq!(f.state(ino(0)), ContentState::Cloud, "the least recently used went");
     assert_eq!(f.files_of("B0"), 0);
     assert_eq!(f.state(ino(1)), ContentState::Cached);
@@ -542,6 +551,7 @@ async fn budget_evicts_least_recently_used_never_pinned_dirty_or_open() {
     cache.fetch_whole(ino(3), |_, _| {}).await.unwrap();
     assert_eq!(f.state(ino(1)), ContentState::Cached, "B1 + B3 fit the budget");
     cache.fetch_whole(ino(4), |_, _| {}).await.unwrap();
+    settled(ino(1)).await;
     assert_eq!(f.state(ino(1)), ContentState::Cloud);
     assert_eq!(f.state(ino(2)), ContentState::Cached, "pinned items are never evicted");
     assert_eq!(
