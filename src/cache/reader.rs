@@ -106,10 +106,11 @@ impl Default for ReaderConfig {
             backward_tolerance: 8 * MIB,
             max_attempts: 3,
             retry_backoff: Duration::from_millis(200),
-            // Reads are answered from the received chunks, not from the file: writes can be large (few commits;
-            // a 4 MB photo in two).
+            // Reads are answered from the received chunks, not from the file: writes can be large (few commits:
+            // a 4 MB photo in two, a 1 GiB file in 512), as large as the daemon's memory bound allows (each part
+            // in flight holds up to this much).
             flush_min: 2 * MIB as usize,
-            flush_max: 4 * MIB as usize,
+            flush_max: 2 * MIB as usize,
             received_max: 16 * MIB as usize,
         }
     }
