@@ -4,7 +4,8 @@
 //! this process is only the client (reads, `ls -l`, direct HTTP) and hosts the passthrough FUSE reference. One
 //! table per emulated latency: measure, galleryfs, reference, ratio, target. Each row is one function returning a
 //! [`Row`]. `GALLERYFS_BENCH_QUICK=1` is the CI-sized mode (64 MiB file, 1,000 items, 0 ms only);
-//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`),
+//! `GALLERYFS_BENCH_ROWS=gallery_scan` runs only the gallery-scan rows (`rows_gallery_scan.rs`);
+//! `GALLERYFS_BENCH_ROWS=reads` runs only the uncached-read rows in several cycles (`rows_reads.rs`);
 //! `GALLERYFS_BENCH_ROWS=cached_reads` only the big file's reads (uncached, then cached: same mount, after a
 //! remount (`rw`), read-only mount);
 //! `GALLERYFS_BENCH_THUMBNAILS=1` runs only the thumbnail rows (`rows_thumbnails.rs`) on a gallery of its own;
@@ -15,6 +16,7 @@ mod env;
 mod report;
 mod rows;
 mod rows_gallery_scan;
+mod rows_reads;
 mod rows_thumbnails;
 mod rows_uploads;
 
@@ -45,6 +47,8 @@ pub struct Plan {
     /// Only the gallery-scan rows (`GALLERYFS_BENCH_ROWS=gallery_scan`).
     pub only_scan: bool,
     /// Only the big file's read rows (`GALLERYFS_BENCH_ROWS=cached_reads`).
+    pub only_cached_reads: bool,
+    /// Only the uncached-read rows, in cycles (`GALLERYFS_BENCH_ROWS=reads`).
     pub only_reads: bool,
 }
 
@@ -57,9 +61,14 @@ impl Plan {
         }
         // `GALLERYFS_BENCH_ROWS=gallery_scan`: only the metadata-scan, full-read, first-byte and Timeline rows.
         plan.only_scan = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "gallery_scan");
-        plan.only_reads = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "cached_reads");
-        if plan.only_scan || plan.only_reads {
+        plan.only_cached_reads = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "cached_reads");
+        if plan.only_scan || plan.only_cached_reads {
             plan.memory_items = 0;
+        }
+        plan.only_reads = std::env::var("GALLERYFS_BENCH_ROWS").is_ok_and(|v| v == "reads");
+        if plan.only_reads {
+            plan.memory_items = 0;
+            plan.items = plan.items.min(100);
         }
         plan
     }
@@ -78,6 +87,7 @@ impl Plan {
                 copy_len: 32 * MIB,
                 scan_photos: 100,
                 only_scan: false,
+                only_cached_reads: false,
                 only_reads: false,
             }
         } else {
@@ -92,6 +102,7 @@ impl Plan {
                 copy_len: 200_000_000,
                 scan_photos: 1_000,
                 only_scan: false,
+                only_cached_reads: false,
                 only_reads: false,
             }
         }
@@ -159,7 +170,7 @@ fn run_latency(b: &Bench, latency: u64, passthrough: &Path, local_copy: &Path) -
             return Ok(rows);
         }
     }
-    if !b.plan.only_reads {
+    if !b.plan.only_cached_reads {
         rows.push(row_first_byte(b, &m));
         rows.push(row_warm_ls(b, &m, passthrough));
         rows.push(row_copy_in(b, &m));
@@ -214,7 +225,34 @@ fn main() -> Result<()> {
         return Ok(());
     }
     b.seed()?;
-    let scan = if b.plan.only_reads {
+    if b.plan.only_reads {
+        let full = rows_reads::seed_full_photos(&b)?;
+        b.login()?;
+        for &latency in &b.plan.latencies.clone() {
+            b.set_latency(latency)?;
+            let rows = rows_reads::rows_reads(&b, &full);
+            let title = if rows_reads::in_netns_child() {
+                format!(
+                    "uncached reads, 1 Gbit/s link with 20 ms round trip ({})",
+                    std::env::var("GALLERYFS_BENCH_LINK_DESC").unwrap_or_default()
+                )
+            } else {
+                format!("uncached reads, latency {latency} ms")
+            };
+            print_table(&title, &rows);
+        }
+        if !rows_reads::in_netns_child() {
+            drop(b);
+            match rows_reads::run_on_limited_link() {
+                Ok(None) => {}
+                Ok(Some(why)) => println!("limited-link rows skipped: {why}"),
+                Err(e) => println!("limited-link rows failed: {e:#}"),
+            }
+        }
+        eprintln!("\nread rows, {:.0} s in all", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    let scan = if b.plan.only_cached_reads {
         Default::default()
     } else {
         b.seed_gallery_scan()?
@@ -231,7 +269,7 @@ fn main() -> Result<()> {
         pt_mount.unmount()?;
     }
     for &latency in &b.plan.latencies.clone() {
-        if b.plan.only_reads {
+        if b.plan.only_cached_reads {
             break;
         }
         b.set_latency(latency)?;

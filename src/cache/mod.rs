@@ -7,6 +7,8 @@
 //!   and LRU eviction; a version becomes `Cached` only after its quickXorHash matched.
 //! - [`reader`]: [`PrefetchingReader`], the per-open-handle prefetcher, and [`OriginalFetcher`], which opens
 //!   readers and downloads whole items for pinning.
+//! - `received`: the chunks a reader's downloads received recently, which answer its reads while the cache
+//!   file is written behind them.
 //! - [`verify`]: quickXorHash of a cached file; [`stream_hash`]: the hash fed while a download streams in.
 //! - [`link_stats`]: the measured latency and rate of ranged requests, which size the prefetcher's parts in flight.
 //! - `sync_shim`: the disk cache's locks and atomics, swapped for shuttle's with the `shuttle` feature (a model
@@ -25,6 +27,7 @@
 pub mod disk_cache;
 pub mod link_stats;
 pub mod reader;
+mod received;
 pub mod stream_hash;
 mod sync_shim;
 pub mod verify;

@@ -8,7 +8,8 @@
 //! the reads stay small (the kernel's read-ahead ramps its requests up as a reader reads on), only what is read is
 //! fetched. A request of `streaming_request` bytes (the kernel's read-ahead at full size) or reading on past
 //! `header_span` shows a streaming reader: the window becomes `initial_window` (1 MiB + 128 KiB, Linux
-//! readahead's extra 128 KiB included); from then on, each time a sequential reader has used half of what is requested ahead of it,
+//! readahead's extra 128 KiB included), or the whole file when the streaming request is the first read, at offset 0,
+//! of a file of at most `part_size` (a photo read whole: one request); from then on, each time a sequential reader has used half of what is requested ahead of it,
 //! the window doubles (up to the larger of `max_window` and the parts in flight times `part_size`) and is topped
 //! up; when the next top-up would reach the end of the file, the rest is requested at once (a photo read whole
 //! costs one request less: no last short one after another round trip). Ranges are fetched as parts of at most `part_size`; the number of
@@ -25,8 +26,15 @@
 //! [`DiskCache`]'s module); a part's outcome slot (`PartOutcome`, a mutex) is a leaf. The filesystem serialises
 //! the reads of one handle (`mount/fs_backends.rs` keeps the reader behind an async mutex).
 //!
+//! Reads are answered from the chunks the parts received (`received.rs`: at most `received_max` bytes per reader,
+//! near its position) as soon as they arrive; the parts write and commit the cache file behind them. A read that
+//! reaches the end of the file is answered from the cache file only, after the ranges answered from chunks before
+//! are committed: the commit that completes the version carries the whole-file hash check, so a reader of the whole
+//! file still sees a mismatch.
+//!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
-//! most `flush_max` bytes (plus one chunk) before writing; the window bounds disk use ahead of the reader, not RAM.
+//! most `flush_max` bytes (plus one chunk) before writing, and the chunks kept for reads are at most
+//! `received_max`; the window bounds disk use ahead of the reader, not RAM.
 //!
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
@@ -37,6 +45,7 @@
 
 use super::disk_cache::{CacheError, Commit, DiskCache, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
+use super::received::Received;
 use crate::remote::drive_api::{DriveApi, DriveError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -76,6 +85,8 @@ pub struct ReaderConfig {
     /// doubling up to `flush_max`.
     pub flush_min: usize,
     pub flush_max: usize,
+    /// Received chunks kept in memory per reader to answer its reads before they reach the cache file.
+    pub received_max: usize,
 }
 
 impl Default for ReaderConfig {
@@ -95,8 +106,12 @@ impl Default for ReaderConfig {
             backward_tolerance: 8 * MIB,
             max_attempts: 3,
             retry_backoff: Duration::from_millis(200),
-            flush_min: 128 * 1024,
-            flush_max: MIB as usize,
+            // Reads are answered from the received chunks, not from the file: writes can be large (few commits:
+            // a 4 MB photo in two, a 1 GiB file in 512), as large as the daemon's memory bound allows (each part
+            // in flight holds up to this much).
+            flush_min: 2 * MIB as usize,
+            flush_max: 2 * MIB as usize,
+            received_max: 16 * MIB as usize,
         }
     }
 }
@@ -222,6 +237,10 @@ struct Shared {
     version: ItemVersion,
     config: ReaderConfig,
     link: Arc<LinkStats>,
+    /// Chunks the parts received lately, near the reader (see `received.rs`).
+    received: Mutex<Received>,
+    /// Signalled when a part kept a received chunk.
+    arrived: tokio::sync::Notify,
 }
 
 type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
@@ -258,7 +277,14 @@ pub struct PrefetchingReader {
     open: OpenGuard,
     /// Lets sequential reads of bytes already known present skip the block map (one query per run of reads).
     known: Option<Known>,
+    /// Ranges answered from received chunks that were not yet committed to the cache when read (merged, in read
+    /// order): a read that reaches the end of the file first waits for them to be committed, so that a reader of
+    /// the whole file sees the whole-file hash check's verdict.
+    unconfirmed: Vec<(u64, u64)>,
 }
+
+/// Unconfirmed ranges remembered per reader at most (a reader that keeps seeking forgets the oldest).
+const MAX_UNCONFIRMED: usize = 64;
 
 impl Drop for PrefetchingReader {
     fn drop(&mut self) {
@@ -290,6 +316,10 @@ impl PrefetchingReader {
         link: Arc<LinkStats>,
     ) -> PrefetchingReader {
         let open = content.register_reader(version.ino);
+        let received = Received::new(
+            config.received_max,
+            config.backward_tolerance.min(config.received_max as u64 / 4),
+        );
         PrefetchingReader {
             window: config.header_window,
             shared: Arc::new(Shared {
@@ -298,6 +328,8 @@ impl PrefetchingReader {
                 version,
                 config,
                 link,
+                received: Mutex::new(received),
+                arrived: tokio::sync::Notify::new(),
             }),
             parts: Vec::new(),
             read_pos: None,
@@ -306,6 +338,7 @@ impl PrefetchingReader {
             poisoned: None,
             open,
             known: None,
+            unconfirmed: Vec::new(),
         }
     }
 
@@ -347,8 +380,19 @@ impl PrefetchingReader {
             );
             self.ensure_present(0, size).await?;
         }
+        // Received chunks answer reads, except one that reaches the end of the file: it waits for the cache
+        // file, and first for the ranges answered from chunks before (their commits include the whole-file check).
+        let from_received = end < size;
+        if !from_received {
+            for (lo, hi) in std::mem::take(&mut self.unconfirmed) {
+                self.ensure(lo, hi, false, false).await?;
+            }
+        }
         for _ in 0..3 {
-            self.ensure_present(offset, end).await?;
+            if let Some(data) = self.ensure(offset, end, true, from_received).await? {
+                self.note_unconfirmed(offset, end);
+                return Ok(data);
+            }
             if let Some(data) = self.read_known(offset, end) {
                 return Ok(data);
             }
@@ -361,6 +405,19 @@ impl PrefetchingReader {
         Err(ReadError::Unstable {
             item: self.shared.version.name.clone(),
         })
+    }
+
+    fn note_unconfirmed(&mut self, start: u64, end: u64) {
+        if let Some(last) = self.unconfirmed.last_mut() {
+            if start <= last.1 && last.0 <= end {
+                *last = (last.0.min(start), last.1.max(end));
+                return;
+            }
+        }
+        if self.unconfirmed.len() >= MAX_UNCONFIRMED {
+            self.unconfirmed.remove(0);
+        }
+        self.unconfirmed.push((start, end));
     }
 
     fn known_covers(&self, start: u64, end: u64) -> bool {
@@ -432,14 +489,53 @@ impl PrefetchingReader {
 
     /// Waits until `[start, end)` is cached, fetching what is missing and reading ahead.
     pub async fn ensure_present(&mut self, start: u64, end: u64) -> Result<(), ReadError> {
+        self.ensure(start, end, true, false).await.map(|_| ())
+    }
+
+    /// [`Self::ensure_present`], with the read-ahead window updated for a read of the range when `observe`; with
+    /// `from_received`, returns the range's bytes as soon as received chunks hold them (committed or not), and
+    /// `None` once the range is cached.
+    async fn ensure(
+        &mut self,
+        start: u64,
+        end: u64,
+        observe: bool,
+        from_received: bool,
+    ) -> Result<Option<Bytes>, ReadError> {
         let end = end.min(self.shared.version.size);
         if let Some(e) = self.poison_error() {
             return Err(e);
         }
         if start >= end {
-            return Ok(());
+            return Ok(None);
         }
-        let ahead_end = self.observe(start, end);
+        let ahead_end = if observe {
+            self.observe(start, end)
+        } else {
+            self.ahead_end
+        };
+        let received = |reader: &Self| -> Option<Bytes> {
+            if !from_received {
+                return None;
+            }
+            let mut r = reader.shared.received.lock();
+            if observe {
+                r.advance(start);
+            }
+            r.get(start, end)
+        };
+        if !self.open.mismatch_since_open() {
+            if let Some(data) = received(self) {
+                // Only look for finished parts and whether read-ahead needs topping up.
+                for (part_start, part_end, error) in self.reap()? {
+                    tracing::debug!(ino = self.shared.version.ino, start = part_start, end = part_end, %error,
+                        "read-ahead part failed");
+                }
+                if !self.wants_more_parts(ahead_end) {
+                    return Ok(Some(data));
+                }
+            }
+        }
         if self.known_covers(start, end) {
             // Present already: only look for finished parts and whether read-ahead needs topping up.
             for (part_start, part_end, error) in self.reap()? {
@@ -447,7 +543,7 @@ impl PrefetchingReader {
                     "read-ahead part failed");
             }
             if !self.wants_more_parts(ahead_end) {
-                return Ok(());
+                return Ok(None);
             }
         }
         let mut started_for_read = 0usize;
@@ -458,6 +554,10 @@ impl PrefetchingReader {
             let notified = watch.changed();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let shared = self.shared.clone();
+            let arrived = shared.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
             // Reap before looking at the block map: a part that finished has committed everything it fetched, and
             // a part still listed covers its range, so nothing is fetched twice.
             let failed = self.reap()?;
@@ -488,15 +588,31 @@ impl PrefetchingReader {
                 });
             }
             started_for_read += self.schedule(&missing, end, &busy);
+            if let Some(data) = received(self) {
+                return Ok(Some(data));
+            }
             if needed.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             if started_for_read > 2 * self.shared.config.max_attempts as usize + needed.len() {
                 return Err(ReadError::Unstable {
                     item: self.shared.version.name.clone(),
                 });
             }
-            notified.await;
+            // A commit or the end of a fetch: look at the block map again. A received chunk: only look at the
+            // received chunks (no block-map query per chunk).
+            loop {
+                tokio::select! {
+                    _ = &mut notified => break,
+                    _ = &mut arrived => {
+                        if let Some(data) = received(self) {
+                            return Ok(Some(data));
+                        }
+                        arrived.set(shared.arrived.notified());
+                        arrived.as_mut().enable();
+                    }
+                }
+            }
         }
     }
 
@@ -552,7 +668,10 @@ impl PrefetchingReader {
                 c.header_window
             };
             self.run_start = start;
-            let keep_end = (start + self.window).max(end);
+            // A streaming first read at the start of a file that fits in one part is a reader of the whole file
+            // (`cp`, an image viewer): the whole file in one request, not a window and a top-up a round trip later.
+            let whole = streaming_request && start == 0 && self.read_pos.is_none() && size <= c.part_size;
+            let keep_end = if whole { size } else { (start + self.window).max(end) };
             self.parts.retain(|p| {
                 let keep = p.start < keep_end && start < p.end;
                 if !keep {
@@ -587,6 +706,7 @@ impl PrefetchingReader {
         });
         match fatal {
             Some(e) => {
+                self.shared.received.lock().clear();
                 self.poisoned = Some(match e {
                     ReadError::HashMismatch { .. } => Poison::HashMismatch,
                     _ => Poison::VersionChanged,
@@ -722,7 +842,11 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                         stream = Some(shared.link.streaming());
                     }
                     let room = (end - pos - buffer.len() as u64) as usize;
-                    buffer.push(chunk.slice(..chunk.len().min(room)));
+                    let chunk = chunk.slice(..chunk.len().min(room));
+                    if shared.received.lock().insert(pos + buffer.len() as u64, chunk.clone()) {
+                        shared.arrived.notify_waiters();
+                    }
+                    buffer.push(chunk);
                     let done = pos + buffer.len() as u64 >= end;
                     if buffer.len() >= flush_at || done {
                         pos = flush(shared, pos, buffer.take()).await?;

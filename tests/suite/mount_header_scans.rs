@@ -1,7 +1,7 @@
 //! Metadata scans through a real mount fetch headers, not originals: `exiftool -fast` or `exiv2` over a folder of
 //! cloud photos fetches a small fraction of their bytes (measured by the emulator's request log: every ranged GET of
 //! original content and its range) and leaves them `cloud`/`partial`, never `cached`; a reader that jumps to the end
-//! fetches that range only; a full read still fetches the photo whole and caches it.
+//! fetches that range only; a full read (a viewer, `cp`) fetches the photo whole by one request and caches it.
 
 use crate::common;
 
@@ -134,8 +134,8 @@ fn exiftool_scan_fetches_headers_only_and_caches_nothing() {
         );
     }
 
-    // A viewer reading a whole photo (1 MiB reads) gets it whole, verified and cached: the first window, then the
-    // rest by one request (no last short request after another round trip).
+    // A viewer reading a whole photo (1 MiB reads) gets it whole, verified and cached, by one request: its first
+    // read (a full-size request at offset 0 of a file of at most one part) asks for the whole file.
     let viewed = PHOTOS[4];
     let since = env.emu().state.log.next_seq();
     let copy = env.dir.path().join("viewed.jpg");
@@ -151,9 +151,44 @@ fn exiftool_scan_fetches_headers_only_and_caches_nothing() {
     assert_eq!(xattr(&dir.join(viewed), "user.galleryfs.state"), "cached");
     let rs = content_ranges(&env, since);
     assert!(
-        rs.len() <= 2 && rs.last().is_some_and(|r| r.1 == sizes[viewed]),
+        rs.len() == 1 && rs[0].1 == sizes[viewed],
         "a whole read of {viewed} fetched {rs:?}"
     );
+
+    env.unmount();
+}
+
+/// `cp` of a 6 MB photo never read before: one GET of the whole file (its first read, a full-size request at offset
+/// 0 of a file of at most one part, asks for all of it), the right bytes, verified and cached.
+#[test]
+fn cp_of_a_photo_fetches_it_whole_in_one_request() {
+    require_fuse!();
+    let env = Env::start(0);
+    let len = 6_000_000u64;
+    env.emu()
+        .state
+        .add_file(
+            &format!("{}/Full/big_photo.jpg", env.gallery_root()),
+            Content::Synthetic { seed: 77, len },
+        )
+        .unwrap();
+    assert!(
+        env.rt
+            .block_on(env.emu().wait_for_hashes(std::time::Duration::from_secs(60))),
+        "emulator hashes ready"
+    );
+    env.login();
+    env.mount("thumbnails=off");
+    let photo = env.mnt.join("Full/big_photo.jpg");
+    let since = env.emu().state.log.next_seq();
+    let copy = env.dir.path().join("copied.jpg");
+    common::sh_ok(&format!("cp '{}' '{}'", photo.display(), copy.display()));
+    let mut expected = vec![0u8; len as usize];
+    galleryfs::emulator::media::fill_synthetic(77, 0, &mut expected);
+    assert!(std::fs::read(&copy).unwrap() == expected, "cp copied other bytes");
+    assert_eq!(xattr(&photo, "user.galleryfs.state"), "cached");
+    let rs = content_ranges(&env, since);
+    assert_eq!(rs, [(0, len)], "cp of a {len}-byte photo fetched {rs:?}");
     env.unmount();
 }
 
