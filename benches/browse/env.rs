@@ -513,41 +513,46 @@ impl Bench {
     pub fn direct_upload(&self, rel: &str, data: &[u8], fragment: u64) -> Result<Duration> {
         self.rt.block_on(async {
             let start = Instant::now();
-            let path = format!("{GALLERY}/{rel}");
-            let url = format!(
-                "{}/me/drive/root:{}:/createUploadSession",
-                self.emu.graph,
-                percent_encoding::utf8_percent_encode(&path, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-                    .replace("%2F", "/")
-            );
-            let session: Value = self
-                .auth(self.http.post(&url))
-                .json(&json!({ "item": { "@microsoft.graph.conflictBehavior": "replace" } }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
+            self.upload_session(rel, bytes::Bytes::copy_from_slice(data), fragment)
                 .await?;
-            let upload_url = session["uploadUrl"]
-                .as_str()
-                .ok_or_else(|| anyhow!("upload session without uploadUrl"))?
-                .to_string();
-            let total = data.len();
-            let mut offset = 0usize;
-            while offset < total {
-                let end = (offset + fragment as usize).min(total);
-                self.http
-                    .put(&upload_url)
-                    .header("Content-Range", format!("bytes {offset}-{}/{total}", end - 1))
-                    .body(bytes::Bytes::copy_from_slice(&data[offset..end]))
-                    .send()
-                    .await?
-                    .error_for_status()?;
-                offset = end;
-            }
             Ok(start.elapsed())
         })
+    }
+
+    /// `data` sent to `rel` (under the gallery) by an upload session (conflictBehavior `replace`), fragments of
+    /// `fragment` bytes one after the other.
+    pub async fn upload_session(&self, rel: &str, data: bytes::Bytes, fragment: u64) -> Result<()> {
+        let url = format!(
+            "{}/me/drive/root:{}:/createUploadSession",
+            self.emu.graph,
+            gallery_path(rel)
+        );
+        let session: Value = self
+            .auth(self.http.post(&url))
+            .json(&json!({ "item": { "@microsoft.graph.conflictBehavior": "replace" } }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let upload_url = session["uploadUrl"]
+            .as_str()
+            .ok_or_else(|| anyhow!("upload session without uploadUrl"))?
+            .to_string();
+        let total = data.len();
+        let mut offset = 0usize;
+        while offset < total {
+            let end = (offset + fragment as usize).min(total);
+            self.http
+                .put(&upload_url)
+                .header("Content-Range", format!("bytes {offset}-{}/{total}", end - 1))
+                .body(data.slice(offset..end))
+                .send()
+                .await?
+                .error_for_status()?;
+            offset = end;
+        }
+        Ok(())
     }
 
     /// Waits until the emulator's state has `rel` (under the gallery) with this size and quickXorHash.
@@ -611,4 +616,11 @@ impl Bench {
             Ok((items, start.elapsed()))
         })
     }
+}
+
+/// `rel` under the gallery, percent-encoded for `root:/…:` addressing.
+pub fn gallery_path(rel: &str) -> String {
+    percent_encoding::utf8_percent_encode(&format!("{GALLERY}/{rel}"), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2F", "/")
 }

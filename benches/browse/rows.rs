@@ -220,7 +220,7 @@ pub fn row_copy_in(b: &Bench, m: &GalleryMount) -> Row {
 }
 
 /// `len` reproducible pseudo-random bytes (xorshift64*), incompressible like a video.
-fn generated_bytes(len: u64, seed: u64) -> Vec<u8> {
+pub(crate) fn generated_bytes(len: u64, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len as usize + 8);
     while (out.len() as u64) < len {

@@ -11,9 +11,8 @@
 //!
 //! Both sides end when the emulator's state shows every file with its size and hash, polled the same way.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use futures::StreamExt;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,63 +86,21 @@ fn write_camera(dir: &Path, photos: usize, videos: usize, seed: u64) -> Result<V
     Ok(files)
 }
 
-/// `len` reproducible pseudo-random bytes (xorshift64*).
+/// `len` reproducible pseudo-random bytes.
 fn generated(len: u64, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while (out.len() as u64) < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out
-}
-
-/// The gallery-relative path, percent-encoded for `root:/…:` addressing.
-fn encoded(rel: &str) -> String {
-    percent_encoding::utf8_percent_encode(&format!("{GALLERY}/{rel}"), percent_encoding::NON_ALPHANUMERIC)
-        .to_string()
-        .replace("%2F", "/")
+    crate::rows::generated_bytes(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 /// Sends one file directly: a simple PUT up to 4 MiB, else an upload session with 10 MiB fragments.
 async fn send_direct(b: &Bench, rel: &str, path: &Path) -> Result<()> {
     let data = bytes::Bytes::from(tokio::fs::read(path).await?);
     if data.len() as u64 <= SIMPLE_MAX {
-        let url = format!("{}/me/drive/root:{}:/content", b.emu.graph, encoded(rel));
+        let url = format!("{}/me/drive/root:{}:/content", b.emu.graph, gallery_path(rel));
         b.auth(b.http.put(&url)).body(data).send().await?.error_for_status()?;
         return Ok(());
     }
-    let url = format!("{}/me/drive/root:{}:/createUploadSession", b.emu.graph, encoded(rel));
-    let session: Value = b
-        .auth(b.http.post(&url))
-        .json(&json!({ "item": { "@microsoft.graph.conflictBehavior": "replace" } }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let upload_url = session["uploadUrl"]
-        .as_str()
-        .ok_or_else(|| anyhow!("upload session without uploadUrl"))?
-        .to_string();
-    let fragment = galleryfs::remote::upload::DEFAULT_FRAGMENT as usize;
-    let total = data.len();
-    let mut offset = 0usize;
-    while offset < total {
-        let end = (offset + fragment).min(total);
-        b.http
-            .put(&upload_url)
-            .header("Content-Range", format!("bytes {offset}-{}/{total}", end - 1))
-            .body(data.slice(offset..end))
-            .send()
-            .await?
-            .error_for_status()?;
-        offset = end;
-    }
-    Ok(())
+    b.upload_session(rel, data, galleryfs::remote::upload::DEFAULT_FRAGMENT)
+        .await
 }
 
 /// Waits until the emulator's state holds every `(gallery-relative path, size, hash)` of `want`.

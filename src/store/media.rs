@@ -119,15 +119,14 @@ mod tests {
     use super::*;
     use crate::store::{ContentState, ItemKind, NewItem, Store, ROOT_INO};
 
-    #[test]
-    fn facets_are_kept_replaced_and_listed_with_media_files() {
-        let s = Store::open_in_memory().unwrap();
-        let new = |name: &str, is_media: bool| NewItem {
+    /// A remote item of the store (`id-NAME`).
+    fn item(parent_ino: u64, name: &str, kind: ItemKind, is_media: bool) -> NewItem {
+        NewItem {
             item_id: format!("id-{name}"),
-            parent_ino: ROOT_INO,
+            parent_ino,
             name: name.into(),
-            kind: ItemKind::File,
-            size: 1,
+            kind,
+            size: u64::from(kind == ItemKind::File),
             etag: None,
             ctag: None,
             quick_xor_hash: None,
@@ -136,7 +135,13 @@ mod tests {
             is_media,
             content_state: ContentState::Cloud,
             local_only: false,
-        };
+        }
+    }
+
+    #[test]
+    fn facets_are_kept_replaced_and_listed_with_media_files() {
+        let s = Store::open_in_memory().unwrap();
+        let new = |name: &str, is_media: bool| item(ROOT_INO, name, ItemKind::File, is_media);
         let photo = s.insert(&new("a.jpg", true)).unwrap();
         s.insert(&new("notes.txt", false)).unwrap();
         let bare = s.insert(&new("b.jpg", true)).unwrap();
@@ -163,42 +168,8 @@ mod tests {
     #[test]
     fn media_entries_leave_out_retired_trees() {
         let s = Store::open_in_memory().unwrap();
-        let folder = |parent: u64, name: &str| {
-            s.insert(&NewItem {
-                item_id: format!("id-{name}"),
-                parent_ino: parent,
-                name: name.into(),
-                kind: ItemKind::Dir,
-                size: 0,
-                etag: None,
-                ctag: None,
-                quick_xor_hash: None,
-                mtime: 7,
-                mime_type: None,
-                is_media: false,
-                content_state: ContentState::Cloud,
-                local_only: false,
-            })
-            .unwrap()
-        };
-        let photo = |parent: u64, name: &str| {
-            s.insert(&NewItem {
-                item_id: format!("id-{name}"),
-                parent_ino: parent,
-                name: name.into(),
-                kind: ItemKind::File,
-                size: 1,
-                etag: None,
-                ctag: None,
-                quick_xor_hash: None,
-                mtime: 7,
-                mime_type: None,
-                is_media: true,
-                content_state: ContentState::Cloud,
-                local_only: false,
-            })
-            .unwrap()
-        };
+        let folder = |parent: u64, name: &str| s.insert(&item(parent, name, ItemKind::Dir, false)).unwrap();
+        let photo = |parent: u64, name: &str| s.insert(&item(parent, name, ItemKind::File, true)).unwrap();
         let album = folder(ROOT_INO, "Album");
         let deep = folder(folder(album, "2019"), "Trip");
         let kept = [photo(ROOT_INO, "a.jpg"), photo(album, "b.jpg"), photo(deep, "c.jpg")];

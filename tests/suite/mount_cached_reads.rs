@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 /// The emulator's (path relative to the gallery, size, quickXorHash) of its largest photo.
-fn largest_photo(env: &Env) -> (String, u64, String) {
+pub(crate) fn largest_photo(env: &Env) -> (String, u64, String) {
     let prefix = format!("{}/", env.gallery_root());
     env.emu()
         .state

@@ -5,42 +5,16 @@
 //! start uploads the edit.
 
 use crate::common;
+use crate::mount_cached_reads::largest_photo;
+use crate::reliability_support::{self, remote_hash};
 
 use common::e2e::{is_mounted, wait_until, Env};
 use galleryfs::remote::QuickXorHash;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-/// The emulator's (path relative to the gallery, size, quickXorHash) of its largest photo.
-fn largest_photo(env: &Env) -> (String, u64, String) {
-    let prefix = format!("{}/", env.gallery_root());
-    env.emu()
-        .state
-        .state_dump()
-        .into_iter()
-        .filter(|e| e.kind == "file" && e.path.ends_with(".jpg"))
-        .filter_map(|e| {
-            let rel = e.path.strip_prefix(&prefix)?.to_string();
-            Some((rel, e.size, e.quick_xor_hash.clone()?))
-        })
-        .max_by_key(|e| e.1)
-        .expect("the seeded gallery has photos")
-}
-
-fn remote_hash(env: &Env, rel: &str) -> Option<String> {
-    let path = format!("{}/{rel}", env.gallery_root());
-    env.emu()
-        .state
-        .state_dump()
-        .into_iter()
-        .find(|e| e.path == path)
-        .and_then(|e| e.quick_xor_hash)
-}
-
 fn daemon_pid(env: &Env) -> i32 {
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.cache_dir().join("default/mount.json")).unwrap()).unwrap();
-    rec["pid"].as_i64().unwrap() as i32
+    reliability_support::daemon_pid(env).expect("the mount records its daemon's pid")
 }
 
 /// Bytes the daemon has read with `read`-like system calls so far (`rchar` of /proc/PID/io): a read the daemon
@@ -51,6 +25,21 @@ fn daemon_read_bytes(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("rchar: "))
         .and_then(|v| v.trim().parse().ok())
         .expect("rchar in /proc/PID/io")
+}
+
+/// Opens `path` and reads it whole (`size` bytes), asserting that the kernel passed the read through: the daemon
+/// read less than a quarter of it. Returns the open file and the bytes.
+fn passthrough_reader(pid: i32, path: &std::path::Path, size: u64) -> (std::fs::File, Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap();
+    let before = daemon_read_bytes(pid);
+    let mut whole = vec![0u8; size as usize];
+    file.read_exact_at(&mut whole, 0).unwrap();
+    let read_by_daemon = daemon_read_bytes(pid) - before;
+    assert!(
+        read_by_daemon < size / 4,
+        "the daemon read {read_by_daemon} bytes for a {size}-byte read: not a passthrough open"
+    );
+    (file, whole)
 }
 
 fn state_of(path: &std::path::Path) -> String {
@@ -102,16 +91,8 @@ fn cached_reads_bypass_the_daemon_and_a_writer_joins_the_readers() {
     let pid = daemon_pid(&env);
 
     // A reader of the complete original: the kernel reads the cache file, the daemon none of its bytes.
-    let a = std::fs::File::open(&path).unwrap();
-    let before = daemon_read_bytes(pid);
-    let mut whole = vec![0u8; size as usize];
-    a.read_exact_at(&mut whole, 0).unwrap();
-    let read_by_daemon = daemon_read_bytes(pid) - before;
+    let (a, whole) = passthrough_reader(pid, &path, size);
     assert_eq!(QuickXorHash::of(&whole), hash, "reader a: OneDrive's bytes");
-    assert!(
-        read_by_daemon < size / 4,
-        "the daemon read {read_by_daemon} bytes for a {size}-byte read of a cached original on an rw mount"
-    );
 
     // A writer opens the file while the passthrough reader has it open: no EIO; what it writes every open sees.
     let edit = b"EDITED THROUGH PASSTHROUGH";
@@ -166,14 +147,7 @@ fn kill_9_after_a_write_through_passthrough_loses_nothing() {
     let (env, rel, size, hash) = cached_photo("poll_interval=600,thumbnails=off,write_back=600");
     let path = env.mnt.join(&rel);
     let pid = daemon_pid(&env);
-    let a = std::fs::File::open(&path).unwrap();
-    let before = daemon_read_bytes(pid);
-    let mut whole = vec![0u8; size as usize];
-    a.read_exact_at(&mut whole, 0).unwrap();
-    assert!(
-        daemon_read_bytes(pid) - before < size / 4,
-        "the reader is a passthrough open"
-    );
+    let (a, whole) = passthrough_reader(pid, &path, size);
     let edit = b"WRITTEN BEFORE THE CRASH";
     let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     w.write_all_at(edit, 0).unwrap();
@@ -257,14 +231,7 @@ fn freeing_a_file_that_passthrough_readers_have_open_keeps_new_opens_working() {
     let (env, rel, size, hash) = cached_photo("poll_interval=600,thumbnails=off");
     let path = env.mnt.join(&rel);
     let pid = daemon_pid(&env);
-    let a = std::fs::File::open(&path).unwrap();
-    let before = daemon_read_bytes(pid);
-    let mut whole = vec![0u8; size as usize];
-    a.read_exact_at(&mut whole, 0).unwrap();
-    assert!(
-        daemon_read_bytes(pid) - before < size / 4,
-        "the reader is a passthrough open"
-    );
+    let (a, _) = passthrough_reader(pid, &path, size);
     // "Free up space" while the passthrough reader has it open.
     common::sh_ok(&format!("setfattr -n user.galleryfs.free -v 1 '{}'", path.display()));
     assert_eq!(state_of(&path), "cloud");
@@ -288,14 +255,7 @@ fn a_remote_change_is_never_served_as_the_old_bytes_to_new_opens() {
     let (env, rel, size, hash) = cached_photo("poll_interval=1,thumbnails=off");
     let path = env.mnt.join(&rel);
     let pid = daemon_pid(&env);
-    let a = std::fs::File::open(&path).unwrap();
-    let before = daemon_read_bytes(pid);
-    let mut whole = vec![0u8; size as usize];
-    a.read_exact_at(&mut whole, 0).unwrap();
-    assert!(
-        daemon_read_bytes(pid) - before < size / 4,
-        "the reader is a passthrough open"
-    );
+    let (a, whole) = passthrough_reader(pid, &path, size);
     // OneDrive gets a new version while the passthrough reader has the old one open.
     let new_bytes: Vec<u8> = (0..size + 1000).map(|i| (i % 251) as u8).collect();
     env.emu()
@@ -336,14 +296,7 @@ fn truncating_opens_and_truncate_next_to_a_passthrough_reader() {
     let (env, rel, size, _hash) = cached_photo("poll_interval=600,thumbnails=off,write_back=0");
     let path = env.mnt.join(&rel);
     let pid = daemon_pid(&env);
-    let a = std::fs::File::open(&path).unwrap();
-    let before = daemon_read_bytes(pid);
-    let mut whole = vec![0u8; size as usize];
-    a.read_exact_at(&mut whole, 0).unwrap();
-    assert!(
-        daemon_read_bytes(pid) - before < size / 4,
-        "the reader is a passthrough open"
-    );
+    let (a, _) = passthrough_reader(pid, &path, size);
 
     // `O_TRUNC` while the reader has it open: the reader sees what a local file would show.
     common::sh_ok(&format!("printf 'replaced content' > '{}'", path.display()));

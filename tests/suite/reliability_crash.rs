@@ -451,6 +451,32 @@ fn restart_expecting_one_item(env: &Env, before: usize, data: &[u8], at: &str, g
 /// the daemon dies once the session has completed on OneDrive, before the store records the item. After the
 /// restart, the item the session made is the file's: adopted (and moved to the file's place), never uploaded a
 /// second time, never lost.
+/// `cp` of `file` into the mount directory `m` while every upload fragment takes 2 s at the emulator; returns once
+/// the file's upload session exists (its first fragment on the way), with the id of the latency rule.
+fn copy_in_with_slow_fragments(env: &Env, file: &Path, m: &str) -> u64 {
+    let slow = env.emu().state.faults.add_rule(
+        FaultRule::new(FaultKind::Latency { ms: 2000 })
+            .method("PUT")
+            .path_contains("/upload/"),
+    );
+    let log_from = env.emu().state.log.next_seq();
+    common::sh_ok(&format!("cp '{}' '{m}/'", file.display()));
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .emu()
+            .state
+            .log
+            .entries_since(log_from)
+            .iter()
+            .any(|r| r.method == "POST"
+                && r.path.contains("createUploadSession")
+                && r.status < 300)),
+        "an upload session was created; log tail:\n{}",
+        tail(&log_text(env), 30)
+    );
+    slow
+}
+
 fn run_session_completed_then_moved(after: AfterSession) {
     eprintln!("upload session completed before its journal, file {after:?}");
     let env = Env::start(3);
@@ -477,27 +503,8 @@ fn run_session_completed_then_moved(after: AfterSession) {
         }
     };
     let before = remote_tree(&env);
-    let slow = env.emu().state.faults.add_rule(
-        FaultRule::new(FaultKind::Latency { ms: 2000 })
-            .method("PUT")
-            .path_contains("/upload/"),
-    );
-    let log_from = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/big.jpg' '{m}/big.jpg'", src.path().display()));
     // The session exists (created for `big.jpg`), its fragment is on the way.
-    assert!(
-        wait_until(Duration::from_secs(30), || env
-            .emu()
-            .state
-            .log
-            .entries_since(log_from)
-            .iter()
-            .any(|r| r.method == "POST"
-                && r.path.contains("createUploadSession")
-                && r.status < 300)),
-        "an upload session was created; log tail:\n{}",
-        tail(&log_text(&env), 30)
-    );
+    let slow = copy_in_with_slow_fragments(&env, &src.path().join("big.jpg"), &m);
     match after {
         AfterSession::Kept => {}
         AfterSession::Renamed | AfterSession::Moved => {
@@ -570,26 +577,7 @@ fn run_session_of_a_renamed_file_after_a_crash(to: &str, crash_again: bool) {
         );
     }
     let before = remote_tree(&env);
-    let slow = env.emu().state.faults.add_rule(
-        FaultRule::new(FaultKind::Latency { ms: 2000 })
-            .method("PUT")
-            .path_contains("/upload/"),
-    );
-    let log_from = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/big.mp4' '{m}/big.mp4'", src.path().display()));
-    assert!(
-        wait_until(Duration::from_secs(30), || env
-            .emu()
-            .state
-            .log
-            .entries_since(log_from)
-            .iter()
-            .any(|r| r.method == "POST"
-                && r.path.contains("createUploadSession")
-                && r.status < 300)),
-        "an upload session was created; log tail:\n{}",
-        tail(&log_text(&env), 30)
-    );
+    let slow = copy_in_with_slow_fragments(&env, &src.path().join("big.mp4"), &m);
     std::fs::rename(env.mnt.join("big.mp4"), env.mnt.join(to)).unwrap();
     wait_crashed(&env, pid, "upload.fragment_sent:1");
     env.emu().state.faults.remove_rule(slow);
