@@ -333,6 +333,48 @@ async fn truncate_and_utimens_on_closed_files_are_journalled_at_once() {
     assert_eq!((row.size, row.mtime), (4, 1_600_000_000));
 }
 
+/// rsync closes its temporary file and sets its times at once; the kernel sends the release asynchronously, so
+/// the `utimensat` may run while the release journals the content. The times are journalled all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utimens_racing_the_release_of_the_last_writer_is_journalled() {
+    let g = Gallery::new(Duration::from_secs(2));
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_622_548_800);
+    for i in 0..300 {
+        let mode = OpenMode {
+            write: true,
+            truncate: true,
+            ..Default::default()
+        };
+        let name = format!(".a{i}.txt.XXXXXX");
+        let (e, o) = g.fs.create(C, ROOT_INO, OsStr::new(&name), mode).await.unwrap();
+        let ino = e.attr.ino;
+        g.fs.write(ino, o.fh, 0, b"one\n").await.unwrap();
+        g.fs.flush(ino, o.fh).await.unwrap();
+        let fs = g.fs.clone();
+        let release = tokio::spawn(async move { fs.release(ino, o.fh).await.unwrap() });
+        let times = SetAttr {
+            mtime: Some(SetTime::At(when)),
+            ..Default::default()
+        };
+        // Start the change at varying points of the release.
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_micros(10 * (i % 30)) {
+            std::hint::spin_loop();
+        }
+        g.fs.setattr(C, ino, times).await.unwrap();
+        release.await.unwrap();
+        let journalled = g.ops().into_iter().rev().find_map(|op| match op {
+            OutboxOp::Upload { ino: i, mtime, .. } if i == ino => Some(mtime),
+            _ => None,
+        });
+        assert_eq!(
+            journalled,
+            Some(1_622_548_800),
+            "round {i}: the times set are journalled"
+        );
+    }
+}
+
 #[tokio::test]
 async fn fsync_skips_the_write_back_delay() {
     let g = Gallery::new(Duration::from_secs(3600));

@@ -452,7 +452,7 @@ impl GalleryFs {
         // Read before `local` is taken: the store's connections come before the short mutexes (lock order in
         // `mod.rs`).
         let row_gone = matches!(self.store.get(ino), Ok(None));
-        let discard = {
+        let (discard, changed_meanwhile) = {
             let mut local = self.local.lock();
             let Some(e) = local.get_mut(&ino) else {
                 return Ok(());
@@ -464,15 +464,21 @@ impl GalleryFs {
             // Opened for writing but never changed (the copy-up is not needed), or removed while open.
             let removed = e.writers == 0 && e.dirty_marked && (self.orphans.lock().contains(&ino) || row_gone);
             let discard = e.writers == 0 && (!e.dirty_marked || removed);
+            // A change made while the journal above was written (a `utimensat` or `truncate` racing the kernel's
+            // asynchronous release: rsync sets the times right after close) saw this writer and left the
+            // journal to it.
+            let changed_meanwhile = e.writers == 0 && e.modified && !discard;
             if discard {
                 local.remove(&ino);
             }
-            discard
+            (discard, changed_meanwhile)
         };
         if discard {
             if let Some(s) = &self.staging {
                 s.remove(ino);
             }
+        } else if changed_meanwhile {
+            self.journal_upload(ino, false).await?;
         } else {
             self.outbox_wake.notify_one();
         }
