@@ -194,7 +194,10 @@ pub struct OpenGuard {
 impl OpenGuard {
     /// Whether a download of this item failed verification since the guard was taken. A reader checks this after
     /// finding bytes missing, so that it reports the mismatch instead of refetching the dropped blocks.
+    /// A mismatch being handled (the count is bumped under the exclusive generation lock, before the blocks are
+    /// dropped) is reported once its handling is done: the shared lock is taken first.
     pub fn mismatch_since_open(&self) -> bool {
+        let _settled = self.slot.generation.read();
         self.slot.mismatches.load(Ordering::SeqCst) != self.mismatches_at_open
     }
 }
