@@ -155,6 +155,8 @@ struct ItemSlot {
     open_readers: AtomicUsize,
     /// Hash mismatches seen on this item (bumped before the bad blocks are dropped).
     mismatches: AtomicU64,
+    /// Content changes OneDrive made to the item ([`DiskCache::forget_stale`]).
+    version_changes: AtomicU64,
     /// Ranges being fetched by any reader of the item: (fetch id, cTag, start, end).
     in_flight: Mutex<Vec<(u64, String, u64, u64)>>,
     /// Woken after every commit to the item and whenever a fetch ends.
@@ -189,9 +191,17 @@ impl std::fmt::Debug for DiskCache {
 pub struct OpenGuard {
     slot: Arc<ItemSlot>,
     mismatches_at_open: u64,
+    /// `version_changes` when last looked at ([`OpenGuard::version_changes_seen`]).
+    version_changes_seen: AtomicU64,
 }
 
 impl OpenGuard {
+    /// Whether OneDrive changed the item's content since the guard was taken or this last returned true.
+    pub fn version_changes_seen(&self) -> bool {
+        let now = self.slot.version_changes.load(Ordering::SeqCst);
+        self.version_changes_seen.swap(now, Ordering::SeqCst) != now
+    }
+
     /// Whether a download of this item failed verification since the guard was taken. A reader checks this after
     /// finding bytes missing, so that it reports the mismatch instead of refetching the dropped blocks.
     /// A mismatch being handled (the count is bumped under the exclusive generation lock, before the blocks are
@@ -336,9 +346,11 @@ impl DiskCache {
         let slot = self.slot(ino);
         slot.open_readers.fetch_add(1, Ordering::AcqRel);
         let mismatches_at_open = slot.mismatches.load(Ordering::SeqCst);
+        let version_changes_seen = AtomicU64::new(slot.version_changes.load(Ordering::SeqCst));
         OpenGuard {
             slot,
             mismatches_at_open,
+            version_changes_seen,
         }
     }
 
@@ -631,12 +643,13 @@ impl DiskCache {
     }
 
     /// After the item's cTag changed (delta): deletes the files of other versions and forgets blocks that belong
-    /// to an older version.
+    /// to an older version. Readers pinned to an older version learn of the change at their next read.
     pub fn forget_stale(&self, ino: u64) -> Result<(), CacheError> {
         let Some(row) = self.store.get(ino)? else {
             return Ok(());
         };
         let slot = self.slot(ino);
+        slot.version_changes.fetch_add(1, Ordering::SeqCst);
         let mut generation = slot.generation.write();
         let Some(ctag) = row.ctag.as_deref() else {
             return Ok(());

@@ -372,6 +372,21 @@ impl PrefetchingReader {
         if offset >= end {
             return Ok(Bytes::new());
         }
+        if self.open.version_changes_seen() {
+            // OneDrive changed the file while this handle reads it. The kernel now knows the new size and would
+            // cut this handle's reads of the old version there: such a read fails (`ESTALE`) rather than end
+            // early.
+            let content = self.shared.content.clone();
+            let ino = self.shared.version.ino;
+            let current = blocking(move || content.version(ino)).await;
+            if current.is_ok_and(|v| v.ctag != self.shared.version.ctag) {
+                self.shared.received.lock().clear();
+                self.poisoned = Some(Poison::VersionChanged);
+                return Err(ReadError::VersionChanged {
+                    item: self.shared.version.name.clone(),
+                });
+            }
+        }
         if self.shared.content.is_suspect(&self.shared.version) {
             // Bytes of this version failed a check before: serve none until the whole version verifies.
             tracing::debug!(
