@@ -288,6 +288,15 @@ pub trait DriveApi: Send + Sync {
     async fn move_item(&self, id: &str, request: &MoveRequest) -> Result<DriveItem, DriveError>;
     /// Creates or replaces a file.
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError>;
+    /// Sends ahead every fragment of `request`'s upload session but the last (the session is started, or resumed
+    /// from `resume_url`, and journalled through `session_journal`): nothing is committed, and a later
+    /// [`DriveApi::upload`] resuming the session sends the last fragment only. Returns the bytes the session
+    /// holds; 0 when there is nothing to send ahead (a simple upload, a file of one fragment, an implementation
+    /// without sessions: this default).
+    async fn upload_ahead(&self, request: UploadRequest) -> Result<u64, DriveError> {
+        let _ = request;
+        Ok(0)
+    }
     /// `POST /items/{id}/restore` (OneDrive Personal): back from the recycle bin, optionally elsewhere.
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError>;
     /// How many throttling answers (429/503 with or without `Retry-After`) the service gave so far, including
@@ -348,6 +357,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn upload(&self, request: UploadRequest) -> Result<DriveItem, DriveError> {
         (**self).upload(request).await
+    }
+    async fn upload_ahead(&self, request: UploadRequest) -> Result<u64, DriveError> {
+        (**self).upload_ahead(request).await
     }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         (**self).restore(id, parent_id, name).await

@@ -103,46 +103,9 @@ impl GraphDrive {
     }
 
     async fn upload_once(&self, request: &UploadRequest) -> Result<DriveItem, GraphError> {
-        let (target, if_match) = match &request.target {
-            ApiTarget::New { parent_id, name } => (
-                UploadTarget::NewChild {
-                    parent_id: parent_id.clone(),
-                    name: name.clone(),
-                },
-                None,
-            ),
-            ApiTarget::Replace { item_id, if_match } => (
-                UploadTarget::Existing {
-                    item_id: item_id.clone(),
-                },
-                if_match.clone(),
-            ),
-        };
-        let job = UploadJob {
-            target,
-            file_system_info: request.modified.map(|m| FileSystemInfo {
-                last_modified_date_time: Some(m),
-                ..Default::default()
-            }),
-            conflict: match request.conflict {
-                ApiConflict::Fail => ConflictBehavior::Fail,
-                ApiConflict::Replace => ConflictBehavior::Replace,
-                ApiConflict::Rename => ConflictBehavior::Rename,
-            },
-            if_match,
-            resume_from: request.resume_url.as_ref().map(|url| UploadSession {
-                upload_url: Some(url.clone()),
-                ..Default::default()
-            }),
-        };
+        let job = upload_job(request);
         let journal = request.session_journal.clone();
-        let mut ignore = move |event: super::upload::UploadEvent<'_>| {
-            if let (super::upload::UploadEvent::SessionStarted(session), Some(journal)) = (event, &journal) {
-                if let Some(url) = &session.upload_url {
-                    journal.started(url, session.expiration_date_time);
-                }
-            }
-        };
+        let mut ignore = journal_sessions(journal);
         match &request.source {
             ApiSource::Bytes(bytes) => {
                 self.client
@@ -156,6 +119,68 @@ impl GraphDrive {
                 self.client
                     .upload_file(source, &job, &self.upload_options, &mut ignore)
                     .await
+            }
+        }
+    }
+
+    async fn upload_ahead_once(&self, request: &UploadRequest) -> Result<u64, GraphError> {
+        let ApiSource::File(path) = &request.source else {
+            return Ok(0);
+        };
+        let job = upload_job(request);
+        let mut journal = journal_sessions(request.session_journal.clone());
+        let file =
+            FileSource::open(path).map_err(|e| GraphError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        self.client
+            .upload_file_ahead(&file, &job, &self.upload_options, &mut journal)
+            .await
+    }
+}
+
+/// The client's upload job for `request`.
+fn upload_job(request: &UploadRequest) -> UploadJob {
+    let (target, if_match) = match &request.target {
+        ApiTarget::New { parent_id, name } => (
+            UploadTarget::NewChild {
+                parent_id: parent_id.clone(),
+                name: name.clone(),
+            },
+            None,
+        ),
+        ApiTarget::Replace { item_id, if_match } => (
+            UploadTarget::Existing {
+                item_id: item_id.clone(),
+            },
+            if_match.clone(),
+        ),
+    };
+    UploadJob {
+        target,
+        file_system_info: request.modified.map(|m| FileSystemInfo {
+            last_modified_date_time: Some(m),
+            ..Default::default()
+        }),
+        conflict: match request.conflict {
+            ApiConflict::Fail => ConflictBehavior::Fail,
+            ApiConflict::Replace => ConflictBehavior::Replace,
+            ApiConflict::Rename => ConflictBehavior::Rename,
+        },
+        if_match,
+        resume_from: request.resume_url.as_ref().map(|url| UploadSession {
+            upload_url: Some(url.clone()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Journals the sessions an upload starts (their URL and expiry) through `journal`.
+fn journal_sessions(
+    journal: Option<super::drive_api::SessionJournal>,
+) -> impl FnMut(super::upload::UploadEvent<'_>) + Send {
+    move |event: super::upload::UploadEvent<'_>| {
+        if let (super::upload::UploadEvent::SessionStarted(session), Some(journal)) = (event, &journal) {
+            if let Some(url) = &session.upload_url {
+                journal.started(url, session.expiration_date_time);
             }
         }
     }
@@ -331,6 +356,10 @@ impl DriveApi for GraphDrive {
             }
             other => other.map_err(drive_error),
         }
+    }
+
+    async fn upload_ahead(&self, request: UploadRequest) -> Result<u64, DriveError> {
+        self.upload_ahead_once(&request).await.map_err(drive_error)
     }
 
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {

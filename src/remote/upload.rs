@@ -158,6 +158,21 @@ pub enum UploadEvent<'a> {
     Progress { sent: u64, total: u64 },
 }
 
+/// Where [`GraphClient::send_session`] stopped.
+enum SessionEnd {
+    Completed(Box<DriveItem>),
+    /// Every fragment but the last is sent: the session holds `sent` bytes.
+    HeldBack {
+        sent: u64,
+    },
+}
+
+impl SessionEnd {
+    fn completed(item: DriveItem) -> SessionEnd {
+        SessionEnd::Completed(Box::new(item))
+    }
+}
+
 /// The answer to one fragment.
 #[derive(Debug)]
 pub enum FragmentOutcome {
@@ -298,7 +313,45 @@ impl GraphClient {
         if total <= opts.simple_limit || total == 0 {
             return self.upload_simple(source, job, opts, on_event).await;
         }
+        match self.send_session(source, job, opts, on_event, false).await? {
+            SessionEnd::Completed(item) => Ok(*item),
+            SessionEnd::HeldBack { .. } => unreachable!("a whole upload holds nothing back"),
+        }
+    }
 
+    /// Sends every fragment of a session upload but the last, starting the session (or resuming
+    /// `job.resume_from`): nothing is committed, and a later [`GraphClient::upload_file`] resuming the session
+    /// sends the last fragment only. Returns the bytes the session holds; 0 (no session made) when the file goes
+    /// by simple PUT or fits one fragment.
+    pub async fn upload_file_ahead(
+        &self,
+        source: &dyn UploadSource,
+        job: &UploadJob,
+        opts: &UploadOptions,
+        on_event: &mut (dyn FnMut(UploadEvent<'_>) + Send),
+    ) -> Result<u64, GraphError> {
+        opts.validate()?;
+        let total = source.len();
+        if total <= opts.simple_limit || total <= opts.fragment_size {
+            return Ok(0);
+        }
+        match self.send_session(source, job, opts, on_event, true).await? {
+            SessionEnd::HeldBack { sent } => Ok(sent),
+            SessionEnd::Completed(_) => unreachable!("the last fragment is held back"),
+        }
+    }
+
+    /// The fragments of a session upload (new, or `job.resume_from` while it is alive); with `hold_last`, stops
+    /// before the last fragment.
+    async fn send_session(
+        &self,
+        source: &dyn UploadSource,
+        job: &UploadJob,
+        opts: &UploadOptions,
+        on_event: &mut (dyn FnMut(UploadEvent<'_>) + Send),
+        hold_last: bool,
+    ) -> Result<SessionEnd, GraphError> {
+        let total = source.len();
         let mut resumed = None;
         if let Some(saved) = job.resume_from.as_ref().and_then(|s| s.upload_url.clone()) {
             match self.upload_status(&saved).await {
@@ -340,6 +393,9 @@ impl GraphClient {
         let mut sent_hash = RunningHash::default();
         let mut failures = 0u32;
         loop {
+            if hold_last && offset + opts.fragment_size >= total {
+                return Ok(SessionEnd::HeldBack { sent: offset });
+            }
             let len = opts.fragment_size.min(total - offset) as usize;
             let data = read_source(source, offset, len).await?;
             if opts.verify_hash {
@@ -351,7 +407,7 @@ impl GraphClient {
                     if opts.verify_hash {
                         verify_uploaded(&item, &sent_hash.finish(source).await?)?;
                     }
-                    return Ok(*item);
+                    return Ok(SessionEnd::Completed(item));
                 }
                 Ok(FragmentOutcome::Accepted(status)) => {
                     crate::crash_points::crash_point("upload.fragment_sent");
@@ -377,26 +433,34 @@ impl GraphClient {
                     tracing::warn!(offset, error = %e, "fragment not taken; asking the session where to resume");
                     let status = match self.upload_status(&url).await {
                         Err(GraphError::UploadSessionGone) if offset + len as u64 == total => {
-                            return self.completed_or_gone(job, source).await
+                            return self.completed_or_gone(job, source).await.map(SessionEnd::completed)
                         }
                         other => other?,
                     };
                     match status.next_expected_offset() {
                         Some(next) if next < total => offset = next,
-                        _ => return self.item_after_lost_completion(job, source, opts).await,
+                        _ => {
+                            return self
+                                .item_after_lost_completion(job, source, opts)
+                                .await
+                                .map(SessionEnd::completed)
+                        }
                     }
                     on_event(UploadEvent::Progress { sent: offset, total });
                 }
                 // The last fragment's answer was lost (connection dropped, the retry found the session closed):
                 // a completed session is gone too (OAD driveitem_createuploadsession.md), so look for the item.
                 Err(GraphError::UploadSessionGone) if offset + len as u64 == total => {
-                    return self.completed_or_gone(job, source).await
+                    return self.completed_or_gone(job, source).await.map(SessionEnd::completed)
                 }
                 Err(e) => return Err(e),
             }
             if offset >= total {
                 // The service acknowledged every byte but did not send the item.
-                return self.item_after_lost_completion(job, source, opts).await;
+                return self
+                    .item_after_lost_completion(job, source, opts)
+                    .await
+                    .map(SessionEnd::completed);
             }
         }
     }

@@ -26,7 +26,9 @@
 //!   session exists, so after a crash or an outage the next attempt resumes it from `nextExpectedRanges` (a
 //!   session gone or expired starts over from the staged file; nothing is lost either way). A first upload's
 //!   session is resumed only while the file is at the place the session was made for (it creates its item
-//!   there); after a rename or a move a new session starts at the file's place.
+//!   there); after a rename or a move a new session starts at the file's place. While a closed file waits out the
+//!   write-back delay, its session is started and every fragment but the last is sent ahead; the commit resumes
+//!   it ([`send_ahead`]).
 //! - Locks: `pass` (async) is held for a whole pass (its uploads in flight included), before the store's
 //!   connections and before the locks [`LocalEdits`] takes (the filesystem's `local` map, read outside the commit
 //!   transaction); `recent_deletes` and `upload_limit` (parking_lot) are each taken alone, never across an
@@ -54,6 +56,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 mod recovery;
+mod send_ahead;
 mod upload_limit;
 use recovery::{first_upload_key, same_bytes, sent_earlier, source_hash, FirstUploadTarget};
 use upload_limit::UploadLimit;
@@ -198,6 +201,8 @@ struct ReadyUpload {
     /// The OneDrive id of its folder.
     parent_id: String,
     source: UploadSource,
+    /// Inside the write-back delay: what is left of it (the upload may be sent ahead, not committed).
+    hold: Option<Duration>,
 }
 
 /// One upload attempt's requests, and what earlier attempts sent ([`OutboxReplayer::plan_upload`]).
@@ -672,12 +677,23 @@ impl OutboxReplayer {
     }
 
     async fn upload(&self, entry: &OutboxEntry, report: &mut ReplayReport) -> Result<Step, Failure> {
-        let ReadyUpload { row, parent_id, source } = match self.upload_ready(entry)? {
+        let ReadyUpload {
+            row,
+            parent_id,
+            source,
+            hold,
+        } = match self.upload_ready(entry)? {
             Ok(ready) => ready,
             Err(step) => return Ok(step),
         };
         let ino = row.ino;
-        let plan = self.plan_upload(entry, &row, parent_id, source).await?;
+        if let Some(left) = hold {
+            let until = Instant::now() + left;
+            self.send_ahead(entry.seq, entry.upload_url.is_some(), &row, &parent_id, &source)
+                .await?;
+            return Ok(Step::Wait(Some(until.saturating_duration_since(Instant::now()))));
+        }
+        let mut plan = self.plan_upload(entry, &row, parent_id, source).await?;
         crate::crash_points::crash_point("replay.upload_start");
         let existing = match real_id(&row).filter(|_| !row.remote_removed) {
             Some(id) => match self.drive.item(&id).await {
@@ -687,6 +703,10 @@ impl OutboxReplayer {
             },
             None => None,
         };
+        if existing.is_none() && matches!(self.held_target(entry.seq)?, Some(send_ahead::HeldTarget::Item(_))) {
+            // The session sent ahead replaces an item OneDrive no longer has: the file is created anew.
+            plan.resume_url = None;
+        }
         // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.
         let earlier = match real_id(&row) {
             None => self.earlier_first_upload(entry.seq, &plan.parent_id, &row.name).await?,
@@ -735,11 +755,11 @@ impl OutboxReplayer {
             }
             return self.complete(entry.seq).map(|_| Err(Step::Done));
         }
-        match self.local.upload_hold(ino) {
-            UploadHold::Ready => {}
-            UploadHold::Wait(d) => return Ok(Err(Step::Wait(Some(d)))),
+        let hold = match self.local.upload_hold(ino) {
+            UploadHold::Ready => None,
+            UploadHold::Wait(d) => Some(d),
             UploadHold::OpenForWriting => return Ok(Err(Step::Wait(None))),
-        }
+        };
         let Some(parent_id) = self.parent_id(&row)? else {
             return Ok(Err(Step::Wait(None)));
         };
@@ -755,7 +775,12 @@ impl OutboxReplayer {
             );
             return self.complete(entry.seq).map(|_| Err(Step::Done));
         };
-        Ok(Ok(ReadyUpload { row, parent_id, source }))
+        Ok(Ok(ReadyUpload {
+            row,
+            parent_id,
+            source,
+            hold,
+        }))
     }
 
     /// The requests of one upload attempt: the hash of this version is journalled as sent (before it is), a
@@ -786,14 +811,7 @@ impl OutboxReplayer {
             );
             resume_url = None;
         }
-        let journal = {
-            let (store, seq) = (self.store.clone(), entry.seq);
-            SessionJournal(Arc::new(move |url: &str, expires| {
-                if let Err(e) = store.set_upload_session(seq, url, expires) {
-                    tracing::warn!(seq, error = %e, "cannot journal an upload session; a crash would restart it");
-                }
-            }))
-        };
+        let journal = self.session_journal(entry.seq);
         let today = chrono::Local::now().date_naive();
         Ok(UploadPlan {
             parent_id,
@@ -805,6 +823,16 @@ impl OutboxReplayer {
             sent_before,
             conflict_copy_name: conflict_name(&row.name, today, &self.host),
         })
+    }
+
+    /// Journals the upload sessions of entry `seq` on it (its URL and expiry), to be resumed.
+    fn session_journal(&self, seq: i64) -> SessionJournal {
+        let store = self.store.clone();
+        SessionJournal(Arc::new(move |url: &str, expires| {
+            if let Err(e) = store.set_upload_session(seq, url, expires) {
+                tracing::warn!(seq, error = %e, "cannot journal an upload session; a crash would restart it");
+            }
+        }))
     }
 
     /// A file new on OneDrive (never uploaded, or deleted there while edited): created (anew), never lost. When
@@ -848,7 +876,12 @@ impl OutboxReplayer {
                     // file (which this one replaces).
                     Some(item) if same_bytes(&item, our_hash) => item,
                     Some(item) => self.drive.upload(plan.to_item(&item.id, None)).await?,
-                    None if entry.upload_url.is_some() && real_id(row).is_none() => {
+                    // (A session sent ahead never made an item: its last fragment was sent by this attempt, which
+                    // OneDrive refused.)
+                    None if entry.upload_url.is_some()
+                        && real_id(row).is_none()
+                        && self.held_target(entry.seq)?.is_none() =>
+                    {
                         match self.earlier_session_item(parent_id, &row.name).await? {
                             // A session of an earlier version completed before a crash that came ahead of its
                             // journal: that item is ours, it gets this version.
@@ -978,9 +1011,12 @@ impl OutboxReplayer {
             Some(item) if same_bytes(&item, our_hash) => item,
             Some(item) => self.drive.upload(plan.to_item(&item.id, None)).await?,
             None => {
-                self.drive
-                    .upload(plan.new_here(name.clone(), ConflictBehavior::Rename))
-                    .await?
+                // A new item: never the file's own session (made for its item or its name).
+                let copy = UploadRequest {
+                    resume_url: None,
+                    ..plan.new_here(name.clone(), ConflictBehavior::Rename)
+                };
+                self.drive.upload(copy).await?
             }
         })
     }

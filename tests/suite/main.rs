@@ -19,6 +19,7 @@ mod edits_bulk_import;
 mod edits_core;
 mod edits_model;
 mod edits_mount;
+mod edits_send_ahead;
 mod emulator_conformance;
 mod emulator_faults;
 mod emulator_identity;

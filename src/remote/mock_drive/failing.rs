@@ -297,6 +297,10 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.check(MockOp::Upload)?;
         self.answer(MockOp::Upload, self.inner.upload(request).await)
     }
+    async fn upload_ahead(&self, request: UploadRequest) -> Result<u64, DriveError> {
+        self.check(MockOp::Upload)?;
+        self.inner.upload_ahead(request).await
+    }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.check(MockOp::Restore)?;
         self.answer(MockOp::Restore, self.inner.restore(id, parent_id, name).await)

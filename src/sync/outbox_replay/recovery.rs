@@ -5,6 +5,7 @@
 //! is sent, and a first upload's session is resumed only at that place, so an item an earlier attempt made is
 //! always where the journal says.
 
+use super::send_ahead::{held_session_key, HeldTarget, HELD_SESSION_PREFIX};
 use super::{real_id, Failure, OutboxReplayer};
 use crate::remote::drive_api::{DriveError, UploadSource};
 use crate::remote::models::DriveItem;
@@ -104,6 +105,12 @@ impl OutboxReplayer {
     /// journalled): the next upload of the file inherits the URL as an expired marker (never resumed: its bytes
     /// differ) so a name clash with that item is recognised as our own.
     pub(super) fn pass_session_on(&self, ino: u64, seq: i64) -> Result<(), Failure> {
+        if self.held_target(seq)?.is_some() {
+            // Sent ahead and never committed: nothing on OneDrive to recognise later; the session expires.
+            self.store.delete_meta(&held_session_key(seq))?;
+            self.store.delete_meta(&first_upload_key(seq))?;
+            return Ok(());
+        }
         let later = self.store.pending()?.into_iter().find(|e| {
             e.seq > seq && e.upload_url.is_none() && matches!(&e.op, OutboxOp::Upload { ino: i, .. } if *i == ino)
         });
@@ -128,6 +135,13 @@ impl OutboxReplayer {
     /// would complete at the old place while the journal names the new one, and an item it completed there is
     /// found by [`OutboxReplayer::earlier_first_upload`].
     pub(super) fn session_made_for_here(&self, seq: i64, row: &ItemRow, parent_id: &str) -> Result<bool, Failure> {
+        match self.held_target(seq)? {
+            // Sent ahead for an item: only for that item (not after the file took over another one).
+            Some(HeldTarget::Item(id)) => return Ok(real_id(row).as_deref() == Some(id.as_str())),
+            // Sent ahead as a new file: not for a file that took over an item meanwhile.
+            Some(HeldTarget::New) if real_id(row).is_some() => return Ok(false),
+            Some(HeldTarget::New) | None => {}
+        }
         if real_id(row).is_some() {
             return Ok(true);
         }
@@ -154,6 +168,10 @@ impl OutboxReplayer {
         let Some(saved) = self.store.meta(&first_upload_key(seq))? else {
             return Ok(None);
         };
+        if self.held_target(seq)?.is_some() {
+            // Journalled by a session sent ahead, whose last fragment was never sent: it made no item.
+            return Ok(None);
+        }
         let Some(FirstUploadTarget {
             parent_id: old_parent_id,
             name: old_name,
@@ -192,6 +210,17 @@ impl OutboxReplayer {
     /// off OneDrive (to its recycle bin) when it holds a version this replayer sent of that file and the store
     /// does not know it as a file of its own. Kept for the next pass while OneDrive cannot be asked.
     pub(super) async fn sweep_abandoned_first_uploads(&self) -> Result<(), Failure> {
+        let held = self.store.meta_with_prefix(HELD_SESSION_PREFIX)?;
+        if !held.is_empty() {
+            let pending: std::collections::HashSet<i64> = self.store.pending()?.iter().map(|e| e.seq).collect();
+            for (key, _) in held {
+                let seq: Option<i64> = key[HELD_SESSION_PREFIX.len()..].parse().ok();
+                if seq.is_none_or(|seq| !pending.contains(&seq)) {
+                    // Its entry is done; a first upload it journalled is looked at below like any other.
+                    self.store.delete_meta(&key)?;
+                }
+            }
+        }
         let journalled = self.store.meta_with_prefix(FIRST_UPLOAD_PREFIX)?;
         if journalled.is_empty() {
             return Ok(());
