@@ -297,6 +297,12 @@ pub trait DriveApi: Send + Sync {
         let _ = request;
         Ok(0)
     }
+    /// Cancels the upload session at `upload_url` (`DELETE`), one that will never be committed; a session already
+    /// gone counts as cancelled. This default does nothing (sessions expire on their own).
+    async fn cancel_upload(&self, upload_url: &str) -> Result<(), DriveError> {
+        let _ = upload_url;
+        Ok(())
+    }
     /// `POST /items/{id}/restore` (OneDrive Personal): back from the recycle bin, optionally elsewhere.
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError>;
     /// How many throttling answers (429/503 with or without `Retry-After`) the service gave so far, including
@@ -360,6 +366,9 @@ impl<T: DriveApi + ?Sized> DriveApi for std::sync::Arc<T> {
     }
     async fn upload_ahead(&self, request: UploadRequest) -> Result<u64, DriveError> {
         (**self).upload_ahead(request).await
+    }
+    async fn cancel_upload(&self, upload_url: &str) -> Result<(), DriveError> {
+        (**self).cancel_upload(upload_url).await
     }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         (**self).restore(id, parent_id, name).await

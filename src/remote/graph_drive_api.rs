@@ -362,6 +362,10 @@ impl DriveApi for GraphDrive {
         self.upload_ahead_once(&request).await.map_err(drive_error)
     }
 
+    async fn cancel_upload(&self, upload_url: &str) -> Result<(), DriveError> {
+        self.client.cancel_upload(upload_url).await.map_err(drive_error)
+    }
+
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.client.restore(id, parent_id, name).await.map_err(drive_error)
     }

@@ -677,6 +677,11 @@ impl OutboxReplayer {
     }
 
     async fn upload(&self, entry: &OutboxEntry, report: &mut ReplayReport) -> Result<Step, Failure> {
+        // A session sent ahead that this entry will not commit (superseded by a later version, or the file gone).
+        let held_url = match &entry.upload_url {
+            Some(url) if self.held_target(entry.seq)?.is_some() => Some(url.clone()),
+            _ => None,
+        };
         let ReadyUpload {
             row,
             parent_id,
@@ -684,6 +689,14 @@ impl OutboxReplayer {
             hold,
         } = match self.upload_ready(entry)? {
             Ok(ready) => ready,
+            Err(Step::Done) => {
+                if let Some(url) = held_url {
+                    if let Err(e) = self.drive.cancel_upload(&url).await {
+                        tracing::debug!(seq = entry.seq, error = %e, "a session sent ahead was not cancelled; it expires");
+                    }
+                }
+                return Ok(Step::Done);
+            }
             Err(step) => return Ok(step),
         };
         let ino = row.ino;

@@ -60,13 +60,13 @@ fn started() -> Env {
     env
 }
 
-/// 25 MiB with `write_back=4`: two 10 MiB fragments go out while the delay runs, the item appears only after it
+/// 25 MiB with `write_back=6`: two 10 MiB fragments go out while the delay runs, the item appears only after it
 /// ends (the last fragment commits), and within a second of its end.
 #[test]
 fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
     require_fuse!();
     let env = started();
-    env.mount("poll_interval=2,write_back=4");
+    env.mount("poll_interval=2,write_back=6");
     let m = env.mnt.display().to_string();
     let data = bytes(25 * MIB, 1);
     let src = tempfile::tempdir().unwrap();
@@ -76,12 +76,12 @@ fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
     let closed = Instant::now();
 
     assert!(
-        wait_until(Duration::from_secs(3), || fragments(&env, since).len() >= 2),
+        wait_until(Duration::from_millis(5500), || fragments(&env, since).len() >= 2),
         "fragments sent during the delay: {:?}",
         fragments(&env, since)
     );
     let ahead = closed.elapsed();
-    assert!(ahead < Duration::from_secs(4), "sent ahead after {ahead:?}");
+    assert!(ahead < Duration::from_secs(6), "sent ahead after {ahead:?}");
     assert!(
         remote_id(&env, "clip.mp4").is_none(),
         "nothing committed inside the delay"
@@ -93,12 +93,12 @@ fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
     );
     let durable = closed.elapsed();
     assert!(
-        durable >= Duration::from_millis(3900),
+        durable >= Duration::from_millis(5900),
         "committed before the delay ended: {durable:?}"
     );
     // Generous for a debug build on a loaded machine; the benchmark measures the real figure.
     assert!(
-        durable < Duration::from_secs(7),
+        durable < Duration::from_secs(9),
         "committed {durable:?} after the close"
     );
     let sent = fragments(&env, since);
@@ -122,7 +122,7 @@ fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
 fn a_save_renamed_over_the_original_within_the_delay_keeps_its_id() {
     require_fuse!();
     let env = started();
-    env.mount("poll_interval=2,write_back=3");
+    env.mount("poll_interval=2,write_back=5");
     let m = env.mnt.display().to_string();
     let (v1, v2) = (bytes(12 * MIB, 2), bytes(12 * MIB, 3));
     let src = tempfile::tempdir().unwrap();
@@ -135,7 +135,7 @@ fn a_save_renamed_over_the_original_within_the_delay_keeps_its_id() {
     let since = env.emu().state.log.next_seq();
     common::sh_ok(&format!("cp '{}/v2' '{m}/.movie.mp4.tmp'", src.path().display()));
     assert!(
-        wait_until(Duration::from_secs(3), || !fragments(&env, since).is_empty()),
+        wait_until(Duration::from_secs(4), || !fragments(&env, since).is_empty()),
         "the temporary file was sent ahead"
     );
     common::sh_ok(&format!("mv '{m}/.movie.mp4.tmp' '{m}/movie.mp4'"));
@@ -165,7 +165,7 @@ fn a_save_renamed_over_the_original_within_the_delay_keeps_its_id() {
 fn a_rewrite_within_the_delay_commits_the_last_version_only() {
     require_fuse!();
     let env = started();
-    env.mount("poll_interval=2,write_back=3");
+    env.mount("poll_interval=2,write_back=6");
     let m = env.mnt.display().to_string();
     let (v1, v2) = (bytes(22 * MIB, 4), bytes(21 * MIB, 5));
     let src = tempfile::tempdir().unwrap();
@@ -173,7 +173,7 @@ fn a_rewrite_within_the_delay_commits_the_last_version_only() {
     std::fs::write(src.path().join("v2"), &v2).unwrap();
     let since = env.emu().state.log.next_seq();
     common::sh_ok(&format!("cp '{}/v1' '{m}/scan.tif'", src.path().display()));
-    assert!(wait_until(Duration::from_secs(3), || !fragments(&env, since).is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || !fragments(&env, since).is_empty()));
     common::sh_ok(&format!("cp '{}/v2' '{m}/scan.tif'", src.path().display()));
     assert!(
         wait_until(Duration::from_secs(20), || has(&env, "scan.tif", &v2)),
@@ -188,6 +188,16 @@ fn a_rewrite_within_the_delay_commits_the_last_version_only() {
         "one item: {tree:?}"
     );
     assert!(conflict_copies(&env).is_empty());
+    assert_eq!(sessions(&env, since), 2, "a session per version");
+    let cancelled = env
+        .emu()
+        .state
+        .log
+        .entries_since(since)
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.status == 204)
+        .count();
+    assert_eq!(cancelled, 1, "the first version's session was cancelled");
 }
 
 /// `kill -9` after the fragments went out, before the delay ended: the next mount resumes the journalled session
@@ -230,7 +240,7 @@ fn a_kill_after_sending_ahead_resumes_the_session() {
 fn a_change_on_onedrive_during_the_delay_ends_as_a_conflict_copy() {
     require_fuse!();
     let env = started();
-    env.mount("poll_interval=60,write_back=4");
+    env.mount("poll_interval=60,write_back=8");
     let m = env.mnt.display().to_string();
     let (v1, local, theirs) = (bytes(12 * MIB, 7), bytes(12 * MIB, 8), bytes(6 * MIB, 9));
     let src = tempfile::tempdir().unwrap();
@@ -242,7 +252,7 @@ fn a_change_on_onedrive_during_the_delay_ends_as_a_conflict_copy() {
 
     let since = env.emu().state.log.next_seq();
     common::sh_ok(&format!("cp '{}/local' '{m}/trip.mp4'", src.path().display()));
-    assert!(wait_until(Duration::from_secs(3), || !fragments(&env, since).is_empty()));
+    assert!(wait_until(Duration::from_secs(6), || !fragments(&env, since).is_empty()));
     env.emu()
         .state
         .edit_file(&id, galleryfs::emulator::media::Content::Bytes(theirs.clone().into()))

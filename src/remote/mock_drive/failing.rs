@@ -301,6 +301,9 @@ impl<D: DriveApi> DriveApi for FailingDrive<D> {
         self.check(MockOp::Upload)?;
         self.inner.upload_ahead(request).await
     }
+    async fn cancel_upload(&self, upload_url: &str) -> Result<(), DriveError> {
+        self.inner.cancel_upload(upload_url).await
+    }
     async fn restore(&self, id: &str, parent_id: Option<&str>, name: Option<&str>) -> Result<DriveItem, DriveError> {
         self.check(MockOp::Restore)?;
         self.answer(MockOp::Restore, self.inner.restore(id, parent_id, name).await)
