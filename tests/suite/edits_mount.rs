@@ -1072,15 +1072,7 @@ mod e2e_edits {
         assert!(remote(&env, "big.mp4").is_none_or(|r| r.2.as_deref() != Some(QuickXorHash::of(&big).as_str())));
 
         // 3. The next mount sends both, byte for byte, resuming the journalled upload session.
-        let sessions = |since: u64| {
-            env.emu()
-                .state
-                .log
-                .entries_since(since)
-                .iter()
-                .filter(|r| r.method == "POST" && r.path.contains("createUploadSession"))
-                .count()
-        };
+        let sessions = |since: u64| crate::reliability_support::upload_sessions(&env, since);
         assert_eq!(sessions(0), 1, "the killed upload had started its session");
         let restart = env.emu().state.log.next_seq();
         env.mount("poll_interval=2,write_back=0");

@@ -5,7 +5,7 @@
 //! made on OneDrive meanwhile still ends as a conflict copy, OneDrive's version untouched.
 
 use crate::common;
-use crate::reliability_support::{conflict_copies, daemon_pid, remote_hash, remote_id, remote_tree};
+use crate::reliability_support::{conflict_copies, daemon_pid, remote_hash, remote_id, remote_tree, upload_sessions};
 use common::e2e::{is_mounted, wait_until, Env};
 use galleryfs::emulator::request_log::LoggedRequest;
 use galleryfs::remote::QuickXorHash;
@@ -28,16 +28,6 @@ fn fragments(env: &Env, since: u64) -> Vec<LoggedRequest> {
         .into_iter()
         .filter(|r| r.method == "PUT" && r.range.as_deref().is_some_and(|c| c.starts_with("bytes ")))
         .collect()
-}
-
-fn sessions(env: &Env, since: u64) -> usize {
-    env.emu()
-        .state
-        .log
-        .entries_since(since)
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.contains("createUploadSession"))
-        .count()
 }
 
 fn has(env: &Env, rel: &str, data: &[u8]) -> bool {
@@ -102,7 +92,7 @@ fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
         "committed {durable:?} after the close"
     );
     let sent = fragments(&env, since);
-    assert_eq!(sessions(&env, since), 1, "one session");
+    assert_eq!(upload_sessions(&env, since), 1, "one session");
     assert_eq!(sent.len(), 3, "10 + 10 + 5 MiB, each sent once: {sent:?}");
     let last = sent.last().unwrap();
     assert!(
@@ -188,7 +178,7 @@ fn a_rewrite_within_the_delay_commits_the_last_version_only() {
         "one item: {tree:?}"
     );
     assert!(conflict_copies(&env).is_empty());
-    assert_eq!(sessions(&env, since), 2, "a session per version");
+    assert_eq!(upload_sessions(&env, since), 2, "a session per version");
     let cancelled = env
         .emu()
         .state
@@ -224,7 +214,7 @@ fn a_kill_after_sending_ahead_resumes_the_session() {
         "committed after the restart: {}",
         env.status_json()
     );
-    assert_eq!(sessions(&env, restart), 0, "the session sent ahead was resumed");
+    assert_eq!(upload_sessions(&env, restart), 0, "the session sent ahead was resumed");
     assert_eq!(
         fragments(&env, restart).len(),
         1,

@@ -141,6 +141,17 @@ pub fn remote_tree(env: &Env) -> RemoteTree {
         .collect()
 }
 
+/// The upload sessions (`createUploadSession`) the emulator answered since log position `since`.
+pub fn upload_sessions(env: &Env, since: u64) -> usize {
+    env.emu()
+        .state
+        .log
+        .entries_since(since)
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("createUploadSession"))
+        .count()
+}
+
 pub fn remote_hash(env: &Env, rel: &str) -> Option<String> {
     remote_tree(env).get(rel).and_then(|r| r.3.clone())
 }
