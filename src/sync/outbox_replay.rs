@@ -716,7 +716,7 @@ impl OutboxReplayer {
             },
             None => None,
         };
-        if existing.is_none() && matches!(self.held_target(entry.seq)?, Some(send_ahead::HeldTarget::Item(_))) {
+        if existing.is_none() && matches!(self.held_target(entry.seq)?, Some(recovery::HeldTarget::Item(_))) {
             // The session sent ahead replaces an item OneDrive no longer has: the file is created anew.
             plan.resume_url = None;
         }

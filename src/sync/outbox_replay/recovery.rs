@@ -3,9 +3,9 @@
 //! completed, a first upload sent to the place the file had before a rename. Each is adopted instead of being
 //! duplicated (or kept beside as a conflict copy). The place a first upload is sent to is journalled before it
 //! is sent, and a first upload's session is resumed only at that place, so an item an earlier attempt made is
-//! always where the journal says.
+//! always where the journal says. A session sent ahead of its commit (`send_ahead`) journals its target too
+//! ([`HeldTarget`]); while that key exists the session made no item, so none is looked for.
 
-use super::send_ahead::{held_session_key, HeldTarget, HELD_SESSION_PREFIX};
 use super::{real_id, Failure, OutboxReplayer};
 use crate::remote::drive_api::{DriveError, UploadSource};
 use crate::remote::models::DriveItem;
@@ -42,6 +42,41 @@ impl FirstUploadTarget {
     }
 }
 
+/// Meta key prefix of [`held_session_key`].
+const HELD_SESSION_PREFIX: &str = "held_session:";
+
+/// Meta key of the target of outbox entry `seq`'s session sent ahead ([`HeldTarget`]), present from before the
+/// session exists until the entry is done.
+pub(super) fn held_session_key(seq: i64) -> String {
+    format!("{HELD_SESSION_PREFIX}{seq}")
+}
+
+/// What a session sent ahead uploads to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum HeldTarget {
+    /// Replaces the content of this OneDrive item.
+    Item(String),
+    /// Creates a new file (with `fail` on a name clash) at the place journalled under [`first_upload_key`].
+    New,
+}
+
+impl HeldTarget {
+    pub(super) fn encode(&self) -> String {
+        match self {
+            HeldTarget::Item(id) => format!("item\n{id}"),
+            HeldTarget::New => "new".to_string(),
+        }
+    }
+
+    fn decode(value: &str) -> Option<HeldTarget> {
+        match value.split_once('\n') {
+            Some(("item", id)) => Some(HeldTarget::Item(id.to_string())),
+            None if value == "new" => Some(HeldTarget::New),
+            _ => None,
+        }
+    }
+}
+
 /// Meta key of the versions (quickXorHashes, one per line) of file `ino` sent to OneDrive since its last
 /// recorded upload.
 fn sent_versions_key(ino: u64) -> String {
@@ -68,6 +103,15 @@ impl OutboxReplayer {
         let value = sent[skip..].join("\n");
         self.store.write_durable(|t| t.set_meta(&key, &value))?;
         Ok(before)
+    }
+
+    /// The target of entry `seq`'s session sent ahead, if it has one.
+    pub(super) fn held_target(&self, seq: i64) -> Result<Option<HeldTarget>, Failure> {
+        Ok(self
+            .store
+            .meta(&held_session_key(seq))?
+            .as_deref()
+            .and_then(HeldTarget::decode))
     }
 
     /// Forgets the sent versions of `ino` once an upload's answer is recorded.

@@ -5,8 +5,8 @@
 //! after the delay instead of a whole upload later, and an editor's save (write a temporary file, rename it over
 //! the original within the delay) still keeps the original's item id: nothing is committed before the delay ends.
 //!
-//! The session's target is journalled before the session exists ([`held_session_key`]: the item it replaces, or
-//! a new file at the place of [`first_upload_key`]). It is resumed only for that target: a file renamed or moved
+//! The session's target is journalled before the session exists ([`held_session_key`], [`HeldTarget`]: the item
+//! it replaces, or a new file at the place of [`first_upload_key`]). It is resumed only for that target: a file renamed or moved
 //! meanwhile, or one that took over another item, starts a new session at its place, and a session for an item
 //! OneDrive deleted meanwhile is left. A held session never created an item (its last fragment was never sent
 //! while the key exists), so the recognition of items a crashed attempt made (`recovery`) leaves such an entry
@@ -19,54 +19,10 @@ use crate::remote::drive_api::{ConflictBehavior, DriveError, UploadRequest, Uplo
 use crate::store::ItemRow;
 use chrono::{TimeZone, Utc};
 
-use super::recovery::{first_upload_key, FirstUploadTarget};
+use super::recovery::{first_upload_key, held_session_key, FirstUploadTarget, HeldTarget};
 use crate::sync::conflict_copies::{remote_moved_on, RemoteVersion};
 
-/// Meta key prefix of [`held_session_key`].
-pub(super) const HELD_SESSION_PREFIX: &str = "held_session:";
-
-/// Meta key of the target of outbox entry `seq`'s session sent ahead ([`HeldTarget`]), present from before the
-/// session exists until the entry is done.
-pub(super) fn held_session_key(seq: i64) -> String {
-    format!("{HELD_SESSION_PREFIX}{seq}")
-}
-
-/// What a session sent ahead uploads to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum HeldTarget {
-    /// Replaces the content of this OneDrive item.
-    Item(String),
-    /// Creates a new file (with `fail` on a name clash) at the place journalled under [`first_upload_key`].
-    New,
-}
-
-impl HeldTarget {
-    fn encode(&self) -> String {
-        match self {
-            HeldTarget::Item(id) => format!("item\n{id}"),
-            HeldTarget::New => "new".to_string(),
-        }
-    }
-
-    fn decode(value: &str) -> Option<HeldTarget> {
-        match value.split_once('\n') {
-            Some(("item", id)) => Some(HeldTarget::Item(id.to_string())),
-            None if value == "new" => Some(HeldTarget::New),
-            _ => None,
-        }
-    }
-}
-
 impl OutboxReplayer {
-    /// The target of entry `seq`'s session sent ahead, if it has one.
-    pub(super) fn held_target(&self, seq: i64) -> Result<Option<HeldTarget>, Failure> {
-        Ok(self
-            .store
-            .meta(&held_session_key(seq))?
-            .as_deref()
-            .and_then(HeldTarget::decode))
-    }
-
     /// While entry `seq` of `row` waits out the write-back delay: starts its upload session and sends every
     /// fragment but the last, unless it has a session already, goes by simple upload, or its commit will not
     /// replace the item it was edited from (OneDrive deleted it or moved on: a new file or a conflict copy). A
