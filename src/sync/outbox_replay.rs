@@ -716,8 +716,9 @@ impl OutboxReplayer {
             },
             None => None,
         };
-        if existing.is_none() && matches!(self.held_target(entry.seq)?, Some(recovery::HeldTarget::Item(_))) {
-            // The session sent ahead replaces an item OneDrive no longer has: the file is created anew.
+        if existing.is_none() && real_id(&row).is_some() {
+            // The file's item is gone from OneDrive: the file is created anew, never through a session journalled
+            // for that item (sent ahead, or cut by a crash).
             plan.resume_url = None;
         }
         // A first upload sent before a crash, to the place the file had then (renamed since): adopt that item.

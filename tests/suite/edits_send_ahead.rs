@@ -257,3 +257,33 @@ fn a_change_on_onedrive_during_the_delay_ends_as_a_conflict_copy() {
     assert!(has(&env, "trip.mp4", &theirs), "OneDrive's version keeps the item");
     assert_eq!(remote_id(&env, "trip.mp4").as_deref(), Some(id.as_str()));
 }
+
+/// OneDrive's item is deleted (on the phone) while the local edit waits out the delay with its fragments sent
+/// ahead for that item: the local version is created anew at its place (the edit is kept), never through the
+/// session made for the deleted item.
+#[test]
+fn an_item_deleted_on_onedrive_during_the_delay_is_created_anew() {
+    require_fuse!();
+    let env = started();
+    env.mount("poll_interval=60,write_back=8");
+    let m = env.mnt.display().to_string();
+    let (v1, local) = (bytes(12 * MIB, 10), bytes(13 * MIB, 11));
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("v1"), &v1).unwrap();
+    std::fs::write(src.path().join("local"), &local).unwrap();
+    common::sh_ok(&format!("cp '{}/v1' '{m}/walk.mp4'", src.path().display()));
+    assert!(wait_until(Duration::from_secs(20), || has(&env, "walk.mp4", &v1)));
+    let id = remote_id(&env, "walk.mp4").unwrap();
+
+    let since = env.emu().state.log.next_seq();
+    common::sh_ok(&format!("cp '{}/local' '{m}/walk.mp4'", src.path().display()));
+    assert!(wait_until(Duration::from_secs(6), || !fragments(&env, since).is_empty()));
+    env.emu().state.delete_item(&id).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || has(&env, "walk.mp4", &local)),
+        "the local version is on OneDrive: {:?}",
+        remote_tree(&env)
+    );
+    assert_ne!(remote_id(&env, "walk.mp4").as_deref(), Some(id.as_str()), "a new item");
+    assert!(conflict_copies(&env).is_empty());
+}
