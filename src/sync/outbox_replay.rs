@@ -276,6 +276,7 @@ fn remote_result(item: &DriveItem) -> RemoteResult {
         name: item.name.clone().unwrap_or_default(),
         attrs: remote_attrs(item),
         requested: None,
+        started_from: None,
     }
 }
 
@@ -288,6 +289,15 @@ fn remote_attrs(item: &DriveItem) -> RemoteAttrs {
         mtime: item.modified().map(|t| t.timestamp()).unwrap_or(0),
         mime_type: item.file.as_ref().and_then(|f| f.mime_type.clone()),
         is_media: item.is_file() && item.is_media(),
+    }
+}
+
+/// The version of OneDrive's `item` a conflict check compares with a row's baseline.
+fn remote_version(item: &DriveItem) -> RemoteVersion {
+    RemoteVersion {
+        ctag: item.c_tag.clone(),
+        hash: item.quick_xor_hash().map(str::to_string),
+        size: item.size.unwrap_or(0).max(0) as u64,
     }
 }
 
@@ -930,11 +940,7 @@ impl OutboxReplayer {
         remote: DriveItem,
     ) -> Result<Option<DriveItem>, Failure> {
         let ino = row.ino;
-        let version = RemoteVersion {
-            ctag: remote.c_tag.clone(),
-            hash: remote.quick_xor_hash().map(str::to_string),
-            size: remote.size.unwrap_or(0).max(0) as u64,
-        };
+        let version = remote_version(&remote);
         // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost (a crash
         // ahead of the journal, a reset): not a conflict; nothing to send unless the modification time still
         // differs.
@@ -995,6 +1001,7 @@ impl OutboxReplayer {
         });
         let committed = RemoteResult {
             requested,
+            started_from: real_id(row),
             ..remote_result(&result)
         };
         crate::crash_points::crash_point("replay.upload_done");

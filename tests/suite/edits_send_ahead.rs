@@ -44,6 +44,21 @@ fn kill_daemon(env: &Env) {
     assert!(wait_until(Duration::from_secs(10), || !is_mounted(&env.mnt)));
 }
 
+/// `cp` of `data` (a file outside the mount) to `rel` in the mount.
+fn cp_in(env: &Env, data: &[u8], rel: &str) {
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("source");
+    std::fs::write(&file, data).unwrap();
+    common::sh_ok(&format!("cp '{}' '{}/{rel}'", file.display(), env.mnt.display()));
+}
+
+/// [`cp_in`], then waits until OneDrive has those bytes at `rel`; returns the item's id.
+fn cp_synced(env: &Env, data: &[u8], rel: &str) -> String {
+    cp_in(env, data, rel);
+    assert!(wait_until(Duration::from_secs(20), || has(env, rel, data)));
+    remote_id(env, rel).unwrap()
+}
+
 fn started() -> Env {
     let env = Env::start(1);
     env.login();
@@ -59,10 +74,8 @@ fn a_big_file_is_sent_ahead_and_committed_when_the_delay_ends() {
     env.mount("poll_interval=2,write_back=6");
     let m = env.mnt.display().to_string();
     let data = bytes(25 * MIB, 1);
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("clip.mp4"), &data).unwrap();
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/clip.mp4' '{m}/'", src.path().display()));
+    cp_in(&env, &data, "clip.mp4");
     let closed = Instant::now();
 
     assert!(
@@ -115,15 +128,10 @@ fn a_save_renamed_over_the_original_within_the_delay_keeps_its_id() {
     env.mount("poll_interval=2,write_back=5");
     let m = env.mnt.display().to_string();
     let (v1, v2) = (bytes(12 * MIB, 2), bytes(12 * MIB, 3));
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("v1"), &v1).unwrap();
-    std::fs::write(src.path().join("v2"), &v2).unwrap();
-    common::sh_ok(&format!("cp '{}/v1' '{m}/movie.mp4'", src.path().display()));
-    assert!(wait_until(Duration::from_secs(20), || has(&env, "movie.mp4", &v1)));
-    let id = remote_id(&env, "movie.mp4").unwrap();
+    let id = cp_synced(&env, &v1, "movie.mp4");
 
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/v2' '{m}/.movie.mp4.tmp'", src.path().display()));
+    cp_in(&env, &v2, ".movie.mp4.tmp");
     assert!(
         wait_until(Duration::from_secs(4), || !fragments(&env, since).is_empty()),
         "the temporary file was sent ahead"
@@ -156,15 +164,11 @@ fn a_rewrite_within_the_delay_commits_the_last_version_only() {
     require_fuse!();
     let env = started();
     env.mount("poll_interval=2,write_back=6");
-    let m = env.mnt.display().to_string();
     let (v1, v2) = (bytes(22 * MIB, 4), bytes(21 * MIB, 5));
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("v1"), &v1).unwrap();
-    std::fs::write(src.path().join("v2"), &v2).unwrap();
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/v1' '{m}/scan.tif'", src.path().display()));
+    cp_in(&env, &v1, "scan.tif");
     assert!(wait_until(Duration::from_secs(5), || !fragments(&env, since).is_empty()));
-    common::sh_ok(&format!("cp '{}/v2' '{m}/scan.tif'", src.path().display()));
+    cp_in(&env, &v2, "scan.tif");
     assert!(
         wait_until(Duration::from_secs(20), || has(&env, "scan.tif", &v2)),
         "the last version reached OneDrive: {}",
@@ -199,10 +203,8 @@ fn a_kill_after_sending_ahead_resumes_the_session() {
     env.mount("poll_interval=2,write_back=30");
     let m = env.mnt.display().to_string();
     let data = bytes(23 * MIB, 6);
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("clip.mp4"), &data).unwrap();
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/clip.mp4' '{m}/'", src.path().display()));
+    cp_in(&env, &data, "clip.mp4");
     assert!(wait_until(Duration::from_secs(10), || fragments(&env, since).len() >= 2));
     kill_daemon(&env);
     assert!(remote_id(&env, "clip.mp4").is_none());
@@ -231,17 +233,11 @@ fn a_change_on_onedrive_during_the_delay_ends_as_a_conflict_copy() {
     require_fuse!();
     let env = started();
     env.mount("poll_interval=60,write_back=8");
-    let m = env.mnt.display().to_string();
     let (v1, local, theirs) = (bytes(12 * MIB, 7), bytes(12 * MIB, 8), bytes(6 * MIB, 9));
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("v1"), &v1).unwrap();
-    std::fs::write(src.path().join("local"), &local).unwrap();
-    common::sh_ok(&format!("cp '{}/v1' '{m}/trip.mp4'", src.path().display()));
-    assert!(wait_until(Duration::from_secs(20), || has(&env, "trip.mp4", &v1)));
-    let id = remote_id(&env, "trip.mp4").unwrap();
+    let id = cp_synced(&env, &v1, "trip.mp4");
 
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/local' '{m}/trip.mp4'", src.path().display()));
+    cp_in(&env, &local, "trip.mp4");
     assert!(wait_until(Duration::from_secs(6), || !fragments(&env, since).is_empty()));
     env.emu()
         .state
@@ -266,17 +262,11 @@ fn an_item_deleted_on_onedrive_during_the_delay_is_created_anew() {
     require_fuse!();
     let env = started();
     env.mount("poll_interval=60,write_back=8");
-    let m = env.mnt.display().to_string();
     let (v1, local) = (bytes(12 * MIB, 10), bytes(13 * MIB, 11));
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("v1"), &v1).unwrap();
-    std::fs::write(src.path().join("local"), &local).unwrap();
-    common::sh_ok(&format!("cp '{}/v1' '{m}/walk.mp4'", src.path().display()));
-    assert!(wait_until(Duration::from_secs(20), || has(&env, "walk.mp4", &v1)));
-    let id = remote_id(&env, "walk.mp4").unwrap();
+    let id = cp_synced(&env, &v1, "walk.mp4");
 
     let since = env.emu().state.log.next_seq();
-    common::sh_ok(&format!("cp '{}/local' '{m}/walk.mp4'", src.path().display()));
+    cp_in(&env, &local, "walk.mp4");
     assert!(wait_until(Duration::from_secs(6), || !fragments(&env, since).is_empty()));
     env.emu().state.delete_item(&id).unwrap();
     assert!(

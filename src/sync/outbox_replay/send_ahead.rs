@@ -14,13 +14,13 @@
 //! are never committed: the change journals a later entry that supersedes this one (and the commit checks the
 //! uploaded hash).
 
-use super::{real_id, Failure, OutboxReplayer};
+use super::{real_id, remote_version, Failure, OutboxReplayer};
 use crate::remote::drive_api::{ConflictBehavior, DriveError, UploadRequest, UploadSource, UploadTarget};
 use crate::store::ItemRow;
 use chrono::{TimeZone, Utc};
 
 use super::recovery::{first_upload_key, held_session_key, FirstUploadTarget, HeldTarget};
-use crate::sync::conflict_copies::{remote_moved_on, RemoteVersion};
+use crate::sync::conflict_copies::remote_moved_on;
 
 impl OutboxReplayer {
     /// While entry `seq` of `row` waits out the write-back delay: starts its upload session and sends every
@@ -52,12 +52,7 @@ impl OutboxReplayer {
                         return Ok(());
                     }
                 };
-                let version = RemoteVersion {
-                    ctag: remote.c_tag.clone(),
-                    hash: remote.quick_xor_hash().map(str::to_string),
-                    size: remote.size.unwrap_or(0).max(0) as u64,
-                };
-                if remote_moved_on(row, &version) {
+                if remote_moved_on(row, &remote_version(&remote)) {
                     return Ok(());
                 }
                 HeldTarget::Item(remote.id)
