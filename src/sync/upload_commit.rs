@@ -17,6 +17,9 @@ pub struct RemoteResult {
     /// The place (parent inode, name) the upload asked for, when it created the item: if the row has been moved
     /// or renamed since (rsync's `.name.XXXXXX` → `name`), the local place is newer and wins.
     pub requested: Option<(u64, String)>,
+    /// The OneDrive item the row had when the upload started: a row that still has it while OneDrive answered
+    /// with another item had its item deleted there (the file was created anew), not taken over another one.
+    pub started_from: Option<String>,
 }
 
 /// The store updates of a finished upload; `keep_dirty`: the file changed since the upload's snapshot.
@@ -53,7 +56,9 @@ pub fn commit_upload(
         return Ok(false);
     };
     let keep_dirty = keep_dirty || t.has_later_op(ino, "upload", seq)?;
-    if !row.local_only && row.item_id != r.item_id {
+    let took_over =
+        !row.local_only && row.item_id != r.item_id && r.started_from.as_deref() != Some(row.item_id.as_str());
+    if took_over {
         // While this upload ran, the row took over another item (an editor's save: `sed -i`, write-then-rename).
         // The item uploaded to is a stray: remove it (unless the takeover already journalled that); the content
         // goes to the adopted item.

@@ -550,6 +550,30 @@ async fn replay_moves_deletes_and_folders_in_order() {
     assert_eq!(s.store.item_count().unwrap(), before);
 }
 
+/// A file edited here while OneDrive deleted it (the deletion not yet seen by a delta round): the local version
+/// is created anew, once, and stays; the row takes the new item.
+#[tokio::test]
+async fn an_edit_of_a_file_deleted_on_onedrive_is_created_anew_once() {
+    let s = synced(Duration::ZERO).await;
+    let id = s.mock.add_file(&s.gallery_id, "IMG_2.jpg", &b"v1"[..]);
+    s.sync().await;
+    s.write_file(ROOT_INO, "IMG_2.jpg", b"local edit").await;
+    s.mock.delete_item(&id);
+    for _ in 0..4 {
+        s.replayer.replay_once().await.unwrap();
+    }
+    assert!(
+        s.store.pending().unwrap().is_empty(),
+        "{:?}",
+        s.store.pending().unwrap()
+    );
+    let remote = s.remote("IMG_2.jpg").expect("the local version is on OneDrive");
+    assert_ne!(remote.id, id, "a new item");
+    assert_eq!(s.remote_content("IMG_2.jpg").unwrap(), &b"local edit"[..]);
+    let row = s.store.lookup(ROOT_INO, "IMG_2.jpg").unwrap().unwrap();
+    assert_eq!(row.item_id, remote.id);
+}
+
 #[tokio::test]
 async fn both_sides_changed_makes_a_conflict_copy_and_loses_nothing() {
     let s = synced(Duration::ZERO).await;
@@ -1042,6 +1066,7 @@ async fn an_upload_that_finishes_after_its_file_took_over_another_item_leaves_no
             ..Default::default()
         },
         requested: None,
+        started_from: None,
     };
     assert!(s.fs.upload_committed(tmp, upload_seq, &finished).unwrap());
     let row = s.store.get(tmp).unwrap().unwrap();
