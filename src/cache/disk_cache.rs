@@ -208,6 +208,13 @@ impl OpenGuard {
     /// dropped) is reported once its handling is done: the shared lock is taken first.
     pub fn mismatch_since_open(&self) -> bool {
         let _settled = self.slot.generation.read();
+        self.mismatch_counted_since_open()
+    }
+
+    /// [`Self::mismatch_since_open`] without waiting for a mismatch being handled (no lock: a commit holding the
+    /// item's generation does not stall the caller). For bytes about to be served from received chunks: a range
+    /// served that way is confirmed by the commits before the read that reaches the end of the file.
+    pub fn mismatch_counted_since_open(&self) -> bool {
         self.slot.mismatches.load(Ordering::SeqCst) != self.mismatches_at_open
     }
 }

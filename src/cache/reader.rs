@@ -539,7 +539,9 @@ impl PrefetchingReader {
             }
             r.get(start, end)
         };
-        if !self.open.mismatch_since_open() {
+        // No lock here: a commit of the item (which holds its generation exclusively) must not stall a read the
+        // received chunks can answer, nor the runtime thread it runs on.
+        if !self.open.mismatch_counted_since_open() {
             if let Some(data) = received(self) {
                 // Only look for finished parts and whether read-ahead needs topping up.
                 for (part_start, part_end, error) in self.reap()? {
@@ -812,6 +814,10 @@ impl PrefetchingReader {
 async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), ReadError> {
     let v = &shared.version;
     let c = &shared.config;
+    // A file of one part (a photo) is written behind its body: the body is read on while the previous piece is
+    // written and committed, so the commit that completes it (and that the read reaching its end waits for) starts
+    // soon after the last byte. Larger files write in step (memory: a part holds at most `flush_max` unwritten).
+    let pipelined = v.size <= c.part_size;
     let mut pos = start;
     let mut attempts = 0u32;
     let mut last_error: Option<DriveError> = None;
@@ -847,6 +853,8 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
         };
         let mut buffer = Pending::default();
         let mut flush_at = c.flush_min;
+        // The write of the previous piece, running while the body is read on (small files: see above).
+        let mut writing: Option<WriteTask> = None;
         last_error = None;
         loop {
             match body.next().await {
@@ -864,7 +872,16 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                     buffer.push(chunk);
                     let done = pos + buffer.len() as u64 >= end;
                     if buffer.len() >= flush_at || done {
-                        pos = flush(shared, pos, buffer.take()).await?;
+                        // One write in flight at a time, committed in order.
+                        settle(shared, writing.take()).await?;
+                        let at = pos;
+                        pos += buffer.len() as u64;
+                        let task = spawn_write(shared, at, buffer.take());
+                        if pipelined && !done {
+                            writing = task;
+                        } else {
+                            settle(shared, task).await?;
+                        }
                         flush_at = (flush_at * 2).min(c.flush_max);
                     }
                     if done {
@@ -875,11 +892,13 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                     }
                 }
                 Some(Err(e)) => {
+                    settle(shared, writing.take()).await?;
                     pos = flush(shared, pos, buffer.take()).await?;
                     last_error = Some(check_source_error(v, e)?);
                     break;
                 }
                 None => {
+                    settle(shared, writing.take()).await?;
                     pos = flush(shared, pos, buffer.take()).await?;
                     break;
                 }
@@ -924,24 +943,51 @@ impl Pending {
     }
 }
 
+/// A piece of a part being written and committed to the cache on the blocking pool.
+struct WriteTask {
+    offset: u64,
+    handle: JoinHandle<Result<Commit, CacheError>>,
+}
+
+/// Starts writing and committing `chunks` from `offset` (`write_slices_at` wakes the item's readers after
+/// committing); `None` when there is nothing to write.
+fn spawn_write(shared: &Arc<Shared>, offset: u64, chunks: Vec<Bytes>) -> Option<WriteTask> {
+    if chunks.iter().all(|c| c.is_empty()) {
+        return None;
+    }
+    let content = shared.content.clone();
+    let v = shared.version.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let slices: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        content.write_slices_at(&v, offset, &slices)
+    });
+    Some(WriteTask { offset, handle })
+}
+
+/// Waits for a write started by [`spawn_write`].
+async fn settle(shared: &Arc<Shared>, task: Option<WriteTask>) -> Result<(), ReadError> {
+    let Some(task) = task else {
+        return Ok(());
+    };
+    let commit = task
+        .handle
+        .await
+        .map_err(|e| ReadError::Task(e.to_string()))?
+        .map_err(ReadError::from)?;
+    match commit {
+        Commit::Discarded => tracing::debug!(
+            ino = shared.version.ino,
+            offset = task.offset,
+            "downloaded bytes discarded (evicted)"
+        ),
+        Commit::Partial | Commit::Complete => {}
+    }
+    Ok(())
+}
+
 /// Writes and commits `chunks` from `offset`, wakes the reader; returns the offset after them.
 async fn flush(shared: &Arc<Shared>, offset: u64, chunks: Vec<Bytes>) -> Result<u64, ReadError> {
     let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    if len == 0 {
-        return Ok(offset);
-    }
-    let end = offset + len;
-    let content = shared.content.clone();
-    let v = shared.version.clone();
-    // `write_slices_at` wakes the item's readers after committing.
-    let commit = blocking(move || {
-        let slices: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
-        content.write_slices_at(&v, offset, &slices)
-    })
-    .await?;
-    match commit {
-        Commit::Discarded => tracing::debug!(ino = shared.version.ino, offset, "downloaded bytes discarded (evicted)"),
-        Commit::Partial | Commit::Complete => {}
-    }
-    Ok(end)
+    settle(shared, spawn_write(shared, offset, chunks)).await?;
+    Ok(offset + len)
 }

@@ -13,6 +13,7 @@ use galleryfs::emulator::request_log::LoggedRequest;
 use galleryfs::remote::QuickXorHash;
 use reliability_support::*;
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -134,6 +135,12 @@ fn cp_r_of_a_camera_folder_lands_every_file_once_uploaded_in_parallel() {
     ));
     assert_landed_once(&env, &want);
     env.emu().state.faults.clear_rules();
+    // Files tell programs to use the FUSE request size (1 MiB): `cp` sized its writes by `st_blksize`, so each MiB
+    // copied in was one round trip to the daemon instead of eight.
+    for e in std::fs::read_dir(env.mnt.join("Camera")).unwrap() {
+        let meta = e.unwrap().metadata().unwrap();
+        assert_eq!(meta.blksize(), 1 << 20, "st_blksize of a file in the mount");
+    }
 
     let log = env.emu().state.log.entries_since(log_from);
     let puts = upload_puts(&log);

@@ -412,6 +412,7 @@ impl GalleryFs {
             return Ok(0);
         }
         file.write_all_at(data, offset).map_err(staging_err)?;
+        super::Staging::write_behind(file, offset, data.len());
         let end = offset + data.len() as u64;
         let size = self.local.lock().get(&ino).map(|e| e.size.max(end)).unwrap_or(end);
         self.note_change(ino, Some(size), now_secs())?;
