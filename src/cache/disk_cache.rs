@@ -27,8 +27,8 @@
 //! 1. `DiskCache::enforcing` (one budget enforcer at a time; held across the evictions it makes);
 //! 2. `DiskCache::slots`, the map of per-item slots (held only to find, create or prune a slot, or to read a
 //!    slot's open-reader count; nothing else is taken under it);
-//! 3. an item's `generation` lock (`ItemSlot::generation`, read or write; [`OpenGuard::while_generation`] takes
-//!    it for a reader's direct file read). At most one item's at a time;
+//! 3. an item's `generation` lock (`ItemSlot::generation`, read or write; [`OpenGuard::while_generation`] tries
+//!    it, without waiting, for a reader's direct file read). At most one item's at a time;
 //! 4. under it, any of: the metadata store's writer (`Store`'s connection mutex, `store/mod.rs`), the item's
 //!    stream hasher (`stream_hash.rs`), `DiskCache::suspect`.
 //!
@@ -227,8 +227,11 @@ impl OpenGuard {
     }
 
     /// Runs `f` holding the item's generation (shared, so no eviction runs meanwhile) if it is still `generation`.
+    /// Never waits: `None` also while the lock is held exclusively or wanted so (a commit or an eviction of the
+    /// item is running), so an async reader never stalls its runtime thread behind a commit; the caller then takes
+    /// the long way (a block-map query on the blocking pool).
     pub fn while_generation<R>(&self, generation: u64, f: impl FnOnce() -> R) -> Option<R> {
-        let current = self.slot.generation.read();
+        let current = self.slot.generation.try_read()?;
         (*current == generation).then(f)
     }
 
@@ -243,6 +246,11 @@ impl OpenGuard {
 pub struct ItemWatch(Arc<ItemSlot>);
 
 impl ItemWatch {
+    /// The item's cache generation now (see [`OpenGuard::generation`]); blocking, for the blocking pool.
+    pub fn generation(&self) -> u64 {
+        *self.0.generation.read()
+    }
+
     /// Resolves at the next commit to the item or the end of any fetch of it. Create and `enable` it before
     /// looking at the block map to miss no change.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {

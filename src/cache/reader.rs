@@ -582,8 +582,13 @@ impl PrefetchingReader {
             // read, or will wake us when it ends.
             let busy = content.fetches_in_flight(&v);
             let scan_end = ahead_end.max(end);
-            let generation = self.open.generation();
-            let missing = blocking(move || content.missing_ranges(&v, start, scan_end)).await?;
+            // The generation is read on the blocking pool too: a commit holding it must not stall this thread.
+            let probe = self.open.watch();
+            let (generation, missing) = blocking(move || {
+                let generation = probe.generation();
+                Ok((generation, content.missing_ranges(&v, start, scan_end)?))
+            })
+            .await?;
             self.learn(generation, start, scan_end, &missing);
             let needed: Vec<(u64, u64)> = missing
                 .iter()

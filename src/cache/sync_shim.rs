@@ -42,6 +42,10 @@ mod shuttle_primitives {
             self.0.read().unwrap_or_else(|e| e.into_inner())
         }
 
+        pub fn try_read(&self) -> Option<shuttle::sync::RwLockReadGuard<'_, T>> {
+            self.0.try_read().ok()
+        }
+
         pub fn write(&self) -> shuttle::sync::RwLockWriteGuard<'_, T> {
             self.0.write().unwrap_or_else(|e| e.into_inner())
         }
