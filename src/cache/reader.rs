@@ -34,7 +34,12 @@
 //!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing, and the chunks kept for reads are at most
-//! `received_max`; the window bounds disk use ahead of the reader, not RAM.
+//! `received_max`; the window bounds disk use ahead of the reader, not RAM. The part of a file of at most
+//! `part_size` (a photo) reads on while its previous piece is written (one write in flight, so at most
+//! `2 × flush_max` held), so the commit that completes the file starts right after its last byte.
+//!
+//! Reads answered from received chunks take no lock of the item's cache on the runtime thread: a commit holds the
+//! item's generation exclusively, and waiting for it here stalled the read (and the thread) for milliseconds.
 //!
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash

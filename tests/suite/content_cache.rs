@@ -9,7 +9,7 @@ use galleryfs::fs::FsError;
 use galleryfs::remote::drive_api::{DriveApi, DriveError};
 use galleryfs::remote::mock_drive::{DownloadFailure, DownloadPick, FailingDrive, MockDrive, MockOp};
 use galleryfs::remote::QuickXorHash;
-use galleryfs::store::{ContentState, ItemKind, NewItem, RemoteAttrs, Store, ROOT_INO};
+use galleryfs::store::{ContentState, ItemKind, NewItem, RemoteAttrs, Store, StoreError, ROOT_INO};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,13 @@ struct Fixture {
 
 impl Fixture {
     fn new(budget: u64) -> Fixture {
+        Fixture::with_store(budget, |_| Store::open_in_memory().unwrap())
+    }
+
+    /// With the store `open` makes (given the fixture's directory).
+    fn with_store(budget: u64, open: impl FnOnce(&std::path::Path) -> Store) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let store = Arc::new(open(dir.path()));
         let content = Arc::new(DiskCache::open(dir.path(), store.clone(), budget).unwrap());
         Fixture {
             _dir: dir,
@@ -155,6 +160,70 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
         0,
         "a cached item needs no request"
     );
+}
+
+/// A photo read whole: reads the received chunks can answer do not wait for a commit of the item in progress (a
+/// commit holds the item's generation lock exclusively; here it is held up by the store's writer), and the part
+/// reads on while its previous piece is written. The read that reaches the end waits for the commits (it carries
+/// the whole-file check) and the file ends up cached and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
+    // A file-backed store: block-map queries use its reader connections, not the writer held below.
+    let f = Fixture::with_store(u64::MAX, |dir| Store::open(dir.join("meta.db")).unwrap());
+    let data = pattern(6 * MIB, 21);
+    let ino = f.add("P", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+
+    // The store's writer, held for a while: every commit of the item stops inside the generation lock.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let (store, released) = (f.store.clone(), released.clone());
+        std::thread::spawn(move || {
+            store
+                .write(|_| {
+                    held_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_secs(4));
+                    released.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+
+    let mut got = Vec::new();
+    for i in 0..4u64 {
+        let chunk = reader.read(i * MIB as u64, MIB).await.unwrap();
+        assert_eq!(chunk.len(), MIB);
+        got.extend_from_slice(&chunk);
+        if i == 1 {
+            // Time for the first piece's commit to start (and stop at the store).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert!(
+        !released.load(std::sync::atomic::Ordering::SeqCst),
+        "the first 4 MiB were answered while the commit of the first piece waited"
+    );
+    assert_eq!(f.mock.downloads().len(), 1, "the whole photo in one request");
+
+    loop {
+        let chunk = reader.read(got.len() as u64, MIB).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&chunk);
+    }
+    assert!(
+        released.load(std::sync::atomic::Ordering::SeqCst),
+        "the read reaching the end waited for the commits"
+    );
+    holder.join().unwrap();
+    assert!(got == data, "the bytes read are the file's");
+    assert_eq!(f.state(ino), ContentState::Cached);
+    assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
