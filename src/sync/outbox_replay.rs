@@ -268,6 +268,9 @@ pub struct OutboxReplayer {
     pass: tokio::sync::Mutex<()>,
     /// How many uploads run at once; kept from pass to pass.
     upload_limit: Mutex<UploadLimit>,
+    /// The OneDrive item each upload in flight sends to, by inode, as its row said when it began (an editor's
+    /// saves in a row: the next file may take over the item while the previous one's upload runs).
+    upload_targets: Mutex<HashMap<u64, String>>,
 }
 
 fn remote_result(item: &DriveItem) -> RemoteResult {
@@ -322,6 +325,7 @@ impl OutboxReplayer {
             sent: Arc::default(),
             pass: tokio::sync::Mutex::new(()),
             upload_limit: Mutex::new(UploadLimit::new(config.uploads_in_flight, config.max_uploads_in_flight)),
+            upload_targets: Mutex::default(),
             config,
         }
     }
@@ -420,6 +424,7 @@ impl OutboxReplayer {
             let Some((entry, step, part)) = finished else { break };
             pass.busy.remove(&entry.op.ino());
             pass.busy_items.remove(&entry.op.ino());
+            self.upload_targets.lock().remove(&entry.op.ino());
             report.conflicts += part.conflicts;
             let ok = matches!(step, Ok(Step::Done | Step::Conflict));
             let halved = {
@@ -481,7 +486,7 @@ impl OutboxReplayer {
                     }
                     let item_id = self.store.get(ino)?.map(|row| row.item_id);
                     if let Some(id) = item_id.as_deref() {
-                        if pass.busy_items.values().any(|busy| busy == id) {
+                        if pass.busy_items.values().any(|busy| busy == id) || self.sending_to(id, ino) {
                             behind.insert(ino);
                             continue;
                         }
@@ -710,6 +715,9 @@ impl OutboxReplayer {
             Err(step) => return Ok(step),
         };
         let ino = row.ino;
+        if real_id(&row).is_some() {
+            self.upload_targets.lock().insert(ino, row.item_id.clone());
+        }
         if let Some(left) = hold {
             let until = Instant::now() + left;
             self.send_ahead(entry.seq, entry.upload_url.is_some(), &row, &parent_id, &source)
@@ -755,8 +763,9 @@ impl OutboxReplayer {
                 None => return Ok(Step::Wait(None)),
             },
             (Some(remote), _) => match self.send_over(entry, &row, &plan, remote).await? {
-                Some(item) => item,
-                None => return Ok(Step::Conflict),
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(Step::Conflict),
+                Err(step) => return Ok(step),
             },
         };
         self.finish_upload(entry, &row, result, requested).await
@@ -929,16 +938,26 @@ impl OutboxReplayer {
         }
     }
 
+    /// Whether an upload of another inode than `ino` is in flight to the OneDrive item `item_id`.
+    fn sending_to(&self, item_id: &str, ino: u64) -> bool {
+        self.upload_targets
+            .lock()
+            .iter()
+            .any(|(other, target)| *other != ino && target == item_id)
+    }
+
     /// This version of a file over its existing item `remote`: sent, unless OneDrive already holds these bytes
     /// (our own attempt whose answer was lost). When OneDrive's version moved on from the baseline (not by our
-    /// doing), the local version goes beside it as a conflict copy, recorded here: then `None`.
+    /// doing), the local version goes beside it as a conflict copy, recorded here: then `None`. While an upload of
+    /// the file this one replaced (an editor's earlier save) is still in flight to the same item, OneDrive's newer
+    /// version may be that one: the step waits (`Err`) and looks again once it is recorded.
     async fn send_over(
         &self,
         entry: &OutboxEntry,
         row: &ItemRow,
         plan: &UploadPlan,
         remote: DriveItem,
-    ) -> Result<Option<DriveItem>, Failure> {
+    ) -> Result<Result<Option<DriveItem>, Step>, Failure> {
         let ino = row.ino;
         let version = remote_version(&remote);
         // OneDrive already holding exactly these bytes is our own earlier attempt whose answer was lost (a crash
@@ -954,14 +973,25 @@ impl OutboxReplayer {
                 ino,
                 "OneDrive already holds this version of the file; not sending it again"
             );
-            return Ok(Some(remote));
+            return Ok(Ok(Some(remote)));
         }
-        if ours || echo || !remote_moved_on(row, &version) {
-            return Ok(Some(
+        // The baseline as it is now: the upload of the file this one replaced may have been recorded since the row
+        // was read, and OneDrive's version is then that upload (the new baseline), not another device's change.
+        let moved_on =
+            remote_moved_on(row, &version) && self.store.get(ino)?.is_none_or(|now| remote_moved_on(&now, &version));
+        if ours || echo || !moved_on {
+            return Ok(Ok(Some(
                 self.drive
                     .upload(plan.to_item(&remote.id, plan.resume_url.clone()))
                     .await?,
-            ));
+            )));
+        }
+        if self.sending_to(&remote.id, ino) {
+            tracing::debug!(
+                ino,
+                "OneDrive's version moved on while an upload to the same item is in flight; looking again after it"
+            );
+            return Ok(Err(Step::Wait(Some(Duration::from_millis(200)))));
         }
         tracing::debug!(
             ino,
@@ -980,7 +1010,7 @@ impl OutboxReplayer {
             .conflict_committed(ino, entry.seq, &remote_result(&copy), &remote_attrs(&remote))?;
         self.forget_sent(ino)?;
         self.quota_ok()?;
-        Ok(None)
+        Ok(Ok(None))
     }
 
     /// Records a finished upload (`result`) in the store through [`LocalEdits::upload_committed`]; a file deleted
