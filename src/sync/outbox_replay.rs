@@ -6,9 +6,11 @@
 //!   inode only. A burst of writes journals several uploads of one inode; only the last one runs.
 //! - Parallel uploads: uploads of distinct inodes whose folder exists on OneDrive run beside each other, at most
 //!   [`upload_limit::UploadLimit`]'s width at once (halved when OneDrive throttles, grown slowly after successes);
-//!   the later entries of an inode with an upload in flight wait for it. Folder creations run between them (a
-//!   folder is created before the uploads into it start). Every other entry (delete, move, a folder's time) waits
-//!   until no upload is in flight and runs alone, and nothing after it starts before it is done. The uploads are
+//!   the later entries of an inode with an upload in flight wait for it, and so does an upload to a OneDrive item
+//!   another inode's upload in flight sends to (an editor's next save took the item over). Folder creations run
+//!   between them (a folder is created before the uploads into it start). Every other entry (delete, move, a
+//!   folder's time) waits until no upload is in flight and runs alone, and nothing after it starts before it is
+//!   done. The uploads are
 //!   futures of the pass's own task: only their requests (and the hashing, on blocking threads) overlap; their
 //!   store and [`LocalEdits`] calls never run at the same time. Small files go by simple `PUT` (≤ 4 MiB), larger
 //!   ones by an upload session ([`DriveApi::upload`] chooses).
