@@ -220,12 +220,6 @@ impl OpenGuard {
 }
 
 impl OpenGuard {
-    /// The item's cache generation now (bumped by eviction, a hash mismatch or a lost file: bytes known present
-    /// under an older generation may be gone).
-    pub fn generation(&self) -> u64 {
-        *self.slot.generation.read()
-    }
-
     /// Runs `f` holding the item's generation (shared, so no eviction runs meanwhile) if it is still `generation`.
     /// Never waits: `None` also while the lock is held exclusively or wanted so (a commit or an eviction of the
     /// item is running), so an async reader never stalls its runtime thread behind a commit; the caller then takes
@@ -246,7 +240,8 @@ impl OpenGuard {
 pub struct ItemWatch(Arc<ItemSlot>);
 
 impl ItemWatch {
-    /// The item's cache generation now (see [`OpenGuard::generation`]); blocking, for the blocking pool.
+    /// The item's cache generation now (bumped by eviction, a hash mismatch or a lost file: bytes known present
+    /// under an older generation may be gone). Blocking: for the blocking pool.
     pub fn generation(&self) -> u64 {
         *self.0.generation.read()
     }

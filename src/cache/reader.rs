@@ -258,7 +258,7 @@ struct Part {
 }
 
 /// Bytes of the version known to be in the cache file, from the last block-map query: valid while the item's
-/// cache generation is unchanged (see [`OpenGuard::generation`]).
+/// cache generation is unchanged (see [`ItemWatch::generation`](super::disk_cache::ItemWatch::generation)).
 struct Known {
     generation: u64,
     lo: u64,

@@ -166,10 +166,6 @@ type UploadFuture<'a> = Pin<Box<dyn Future<Output = (OutboxEntry, Result<Step, F
 struct PassState {
     /// Inodes with an upload in flight.
     busy: HashSet<u64>,
-    /// The OneDrive item each upload in flight writes to (by inode): a file saved over by another (an editor's
-    /// temp file renamed over it) is not uploaded to that item before the upload in flight there ends, or it
-    /// would find OneDrive moved on and make a conflict copy.
-    busy_items: HashMap<u64, String>,
     /// Inodes whose entry waits for a close, the write-back delay or a folder (looked at again on a wake, or when
     /// a delay runs out, while uploads are in flight).
     held: HashSet<u64>,
@@ -270,8 +266,11 @@ pub struct OutboxReplayer {
     pass: tokio::sync::Mutex<()>,
     /// How many uploads run at once; kept from pass to pass.
     upload_limit: Mutex<UploadLimit>,
-    /// The OneDrive item each upload in flight sends to, by inode, as its row said when it began (an editor's
-    /// saves in a row: the next file may take over the item while the previous one's upload runs).
+    /// The item each upload in flight of the current pass sends to, by inode: its row's item when it was queued,
+    /// then when the upload read the row (an editor's next save may take the item over in between). A file saved
+    /// over by another (an editor's temp file renamed over it) is not uploaded to that item before the upload in
+    /// flight there ends, or it would find OneDrive moved on and make a conflict copy. Emptied at each pass's start
+    /// (a pass that ended early leaves no stale target).
     upload_targets: Mutex<HashMap<u64, String>>,
 }
 
@@ -390,6 +389,7 @@ impl OutboxReplayer {
             Err(Failure::Drive(e)) => tracing::debug!(error = %e, "abandoned first uploads not checked yet"),
         }
         self.upload_limit.lock().rebase(self.drive.throttle_answers());
+        self.upload_targets.lock().clear();
         let mut pass = PassState::default();
         let mut in_flight: FuturesUnordered<UploadFuture<'_>> = FuturesUnordered::new();
         loop {
@@ -425,7 +425,6 @@ impl OutboxReplayer {
             };
             let Some((entry, step, part)) = finished else { break };
             pass.busy.remove(&entry.op.ino());
-            pass.busy_items.remove(&entry.op.ino());
             self.upload_targets.lock().remove(&entry.op.ino());
             report.conflicts += part.conflicts;
             let ok = matches!(step, Ok(Step::Done | Step::Conflict));
@@ -488,14 +487,14 @@ impl OutboxReplayer {
                     }
                     let item_id = self.store.get(ino)?.map(|row| row.item_id);
                     if let Some(id) = item_id.as_deref() {
-                        if pass.busy_items.values().any(|busy| busy == id) || self.sending_to(id, ino) {
+                        if self.sending_to(id, ino) {
                             behind.insert(ino);
                             continue;
                         }
                     }
                     pass.busy.insert(ino);
                     if let Some(id) = item_id {
-                        pass.busy_items.insert(ino, id);
+                        self.upload_targets.lock().insert(ino, id);
                     }
                     behind.insert(ino);
                     in_flight.push(Box::pin(async move {
