@@ -28,11 +28,13 @@ pub fn emulator(args: EmulatorArgs) -> Result<(), CliError> {
         let handle = emulator::start(config)
             .await
             .map_err(|e| CliError::failure(format!("emulator: {e:#}")))?;
+        // The handlers are in place before the ready line: a SIGTERM sent as soon as it is read saves the state.
+        let signals = wait_for_signal()?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", handle.ready_json());
         let _ = out.flush();
         drop(out);
-        wait_for_signal().await?;
+        signals.await;
         handle
             .shutdown()
             .await
@@ -40,12 +42,16 @@ pub fn emulator(args: EmulatorArgs) -> Result<(), CliError> {
     })
 }
 
-async fn wait_for_signal() -> Result<(), CliError> {
+/// Installs the SIGINT and SIGTERM handlers now; the future ends at the first of the two.
+fn wait_for_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| CliError::failure(format!("signal handler: {e}")))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let handler = |kind| signal(kind).map_err(|e| CliError::failure(format!("signal handler: {e}")));
+    let mut term = handler(SignalKind::terminate())?;
+    let mut int = handler(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

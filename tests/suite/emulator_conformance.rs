@@ -1200,6 +1200,8 @@ async fn state_file_keeps_full_size_photos_small() {
     let expected = photo.content.read_range(0, photo.content.len());
     assert!(expected.len() > 1 << 20, "full size: {} bytes", expected.len());
     let e = Emu::with(config.clone()).await;
+    // Seeded photos are hashed in the background; the dump compared after the restart is the settled one.
+    assert!(e.h.wait_for_hashes(Duration::from_secs(60)).await, "seed hashes");
     let before = e.h.state.state_dump();
     e.h.shutdown().await.unwrap();
     let saved = std::fs::metadata(&file).unwrap().len();
