@@ -202,6 +202,11 @@ impl OpenGuard {
         self.version_changes_seen.swap(now, Ordering::SeqCst) != now
     }
 
+    /// Whether [`Self::version_changes_seen`] would return true, without marking the change as seen.
+    pub fn version_change_pending(&self) -> bool {
+        self.slot.version_changes.load(Ordering::SeqCst) != self.version_changes_seen.load(Ordering::SeqCst)
+    }
+
     /// Whether a download of this item failed verification since the guard was taken. A reader checks this after
     /// finding bytes missing, so that it reports the mismatch instead of refetching the dropped blocks.
     /// A mismatch being handled (the count is bumped under the exclusive generation lock, before the blocks are

@@ -371,6 +371,62 @@ impl PrefetchingReader {
         outcome
     }
 
+    /// [`Self::read`] when it needs no waiting, for a caller that must not wait (the FUSE thread that received
+    /// the request): bytes the received chunks hold, or a range of the cache file known present, with no
+    /// read-ahead to top up, no version change or failed check to look into and, for a read that reaches the end
+    /// of the file, no range answered from chunks still to be confirmed. `None`: call [`Self::read`] (observing
+    /// the read twice leaves the window as once: the second is the same sequential read).
+    pub fn read_now(&mut self, offset: u64, len: usize) -> Option<Result<Bytes, ReadError>> {
+        let size = self.shared.version.size;
+        let end = offset.saturating_add(len as u64).min(size);
+        if offset >= end {
+            return Some(Ok(Bytes::new()));
+        }
+        let from_received = end < size;
+        if self.poisoned.is_some()
+            || self.open.version_change_pending()
+            || self.open.mismatch_counted_since_open()
+            || (!from_received && !self.unconfirmed.is_empty())
+            || self.shared.content.is_suspect(&self.shared.version)
+        {
+            return None;
+        }
+        let received = if from_received {
+            let mut r = self.shared.received.lock();
+            r.advance(offset);
+            r.get(offset, end)
+        } else {
+            None
+        };
+        if received.is_none() && !self.known_covers(offset, end) {
+            return None;
+        }
+        let ahead_end = self.observe(offset, end);
+        match self.reap() {
+            Ok(failed) => {
+                for (part_start, part_end, error) in failed {
+                    tracing::debug!(ino = self.shared.version.ino, start = part_start, end = part_end, %error,
+                        "read-ahead part failed");
+                }
+            }
+            Err(e) => {
+                let v = &self.shared.version;
+                tracing::warn!(ino = v.ino, item = %v.name, offset, len, error = %e, "read of a cloud file failed");
+                return Some(Err(e));
+            }
+        }
+        if self.wants_more_parts(ahead_end) {
+            return None;
+        }
+        match received {
+            Some(data) => {
+                self.note_unconfirmed(offset, end);
+                Some(Ok(data))
+            }
+            None => self.read_known(offset, end).map(Ok),
+        }
+    }
+
     async fn read_inner(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let size = self.shared.version.size;
         let end = offset.saturating_add(len as u64).min(size);

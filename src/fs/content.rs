@@ -17,6 +17,11 @@ use std::path::Path;
 pub trait OriginalReader: Send + Sync {
     /// Up to `len` bytes at `offset` (fewer only at the end of the file).
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, FsError>;
+    /// [`Self::read`] answered at once when that needs no waiting (no download, no lock another task holds);
+    /// `None` otherwise, having changed nothing a later [`Self::read`] of the same range depends on.
+    fn read_now(&self, _offset: u64, _len: u32) -> Option<Result<Bytes, FsError>> {
+        None
+    }
 }
 
 /// The originals of files, as the filesystem core reads them.

@@ -53,6 +53,12 @@ pub trait FsCore: Send + Sync + 'static {
 
     async fn open(&self, caller: Caller, ino: Ino, mode: OpenMode) -> FsResult<Opened>;
     async fn read(&self, ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes>;
+    /// [`FsCore::read`] answered on the caller's thread, when that needs no waiting (bytes in memory or in a
+    /// local file, nothing to fetch, no lock another task holds). The FUSE adapter asks this first, on the
+    /// thread that received the request, and sends the read to [`FsCore::read`] on `None`.
+    fn read_now(&self, _ino: Ino, _fh: u64, _offset: u64, _size: u32) -> Option<FsResult<Bytes>> {
+        None
+    }
     async fn write(&self, _ino: Ino, _fh: u64, _offset: u64, _data: &[u8]) -> FsResult<u32> {
         Err(FsError::ReadOnly)
     }

@@ -571,6 +571,13 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // Bytes at hand are answered on this thread: no hand-over to a runtime worker and back per request.
+        if let Some(read) = self.core.read_now(ino.0, fh.0, offset, size) {
+            return match read {
+                Ok(b) => reply.data(&b),
+                Err(e) => reply.error(errno(&e, "read", ino.0)),
+            };
+        }
         let core = self.core.clone();
         self.spawn(async move {
             match core.read(ino.0, fh.0, offset, size).await {

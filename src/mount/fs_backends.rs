@@ -73,6 +73,13 @@ impl OriginalReader for HandleReader {
             .await
             .map_err(FsError::from)
     }
+
+    fn read_now(&self, offset: u64, len: u32) -> Option<Result<Bytes, FsError>> {
+        // Another read of the handle in progress holds the reader: this one queues behind it the long way.
+        let mut reader = self.0.try_lock().ok()?;
+        let _foreground = self.1.enter();
+        reader.read_now(offset, len as usize).map(|r| r.map_err(FsError::from))
+    }
 }
 
 #[async_trait]

@@ -226,6 +226,56 @@ async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
     assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
 }
 
+/// What the FUSE thread answers itself (`read_now`): bytes the received chunks hold, or a range of the cache file
+/// a read found present; not a range still to download (and asking starts no download), not the read that
+/// reaches the end while ranges answered from chunks await the whole-file check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_hand_are_answered_at_once_and_only_those() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(6 * MIB, 22);
+    let ino = f.add("Q", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+    assert!(reader.read_now(0, MIB).is_none(), "nothing is fetched yet");
+    assert!(f.mock.downloads().is_empty(), "asking starts no download");
+    assert!(reader.read(0, MIB).await.unwrap() == data[..MIB]);
+    // The rest of the photo arrives in the background (one request for the whole photo).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        if let Some(read) = reader.read_now(MIB as u64, MIB) {
+            break read.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second MiB never became readable at once"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(second == data[MIB..2 * MIB], "the received bytes are the file's");
+    let last = (data.len() - MIB) as u64;
+    assert!(
+        reader.read_now(last, MIB).is_none(),
+        "the end of the file waits for the check of what was answered before"
+    );
+    assert!(reader.read(last, MIB).await.unwrap() == data[data.len() - MIB..]);
+    assert_eq!(f.state(ino), ContentState::Cached);
+    assert_eq!(f.mock.downloads().len(), 1);
+
+    // A new handle on the cached file: once a read found the bytes present, the next reads come from the file.
+    let mut reader = cache.open(ino).unwrap();
+    assert!(
+        reader.read_now(0, MIB).is_none(),
+        "nothing is known of the cache file yet"
+    );
+    assert!(reader.read(0, MIB).await.unwrap() == data[..MIB]);
+    for i in 1..6 {
+        let at = i * MIB;
+        let read = reader.read_now(at as u64, MIB).expect("known present").unwrap();
+        assert!(read == data[at..at + MIB], "MiB {i} as cached");
+    }
+    assert_eq!(f.mock.downloads().len(), 1, "nothing downloaded again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_reads_return_the_right_bytes_and_stop_at_the_end() {
     let f = Fixture::new(u64::MAX);

@@ -640,10 +640,16 @@ impl GalleryFs {
     ) -> FsResult<Bytes> {
         let reader = reader.get_or_try_init(|| self.content.open_reader(item)).await?;
         let read = reader.read(offset, size).await;
+        self.note_read_failure(item, failed, &read);
+        read
+    }
+
+    /// After a handle's first failed read of an original, the kernel's cached pages of the file go (they may
+    /// hold bytes of a version that failed its check).
+    fn note_read_failure(&self, item: &ItemRow, failed: &AtomicBool, read: &FsResult<Bytes>) {
         if read.is_err() && !failed.swap(true, Ordering::SeqCst) {
             self.invalidator.read().inode(item.ino);
         }
-        read
     }
 
     /// The complete original an open handle of `item`'s current version already reads (verified when it was
@@ -912,6 +918,42 @@ impl FsCore for GalleryFs {
                     return Ok(Bytes::new());
                 }
                 self.read_through_cache(item, reader, failed, offset, size).await
+            }
+        }
+    }
+
+    fn read_now(&self, _ino: Ino, fh: u64, offset: u64, size: u32) -> Option<FsResult<Bytes>> {
+        let handle = self.handles.lock().get(&fh).cloned()?;
+        match &*handle {
+            Handle::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = (start + size as usize).min(b.len());
+                Some(Ok(b.slice(start..end)))
+            }
+            Handle::Staged { file, .. } => Some(read_file_at(file, offset, size)),
+            // Changed here since the handle opened: the staged file is opened by the long way.
+            Handle::File { item, .. } if self.local.lock().contains_key(&item.ino) => None,
+            Handle::File {
+                item,
+                complete: Some(file),
+                ..
+            } => {
+                if offset >= item.size {
+                    return Some(Ok(Bytes::new()));
+                }
+                let len = (size as u64).min(item.size - offset) as usize;
+                // A cache file cut short is refetched by the long way.
+                pread_bytes(file, offset, len).ok().filter(|b| b.len() == len).map(Ok)
+            }
+            Handle::File {
+                item, reader, failed, ..
+            } => {
+                if offset >= item.size {
+                    return Some(Ok(Bytes::new()));
+                }
+                let read = reader.get()?.read_now(offset, size)?;
+                self.note_read_failure(item, failed, &read);
+                Some(read)
             }
         }
     }
