@@ -28,18 +28,24 @@
 //!
 //! Reads are answered from the chunks the parts received (`received.rs`: at most `received_max` bytes per reader,
 //! near its position) as soon as they arrive; the parts write and commit the cache file behind them. A read that
-//! reaches the end of the file is answered from the cache file only, after the ranges answered from chunks before
-//! are committed: the commit that completes the version carries the whole-file hash check, so a reader of the whole
-//! file still sees a mismatch.
+//! reaches the end of the file is answered only once every byte answered before is checked: from the cache file,
+//! after the ranges answered from chunks before are committed (the commit that completes the version carries the
+//! whole-file hash check, so a reader of the whole file still sees a mismatch), or, for a file received whole in
+//! one part (a photo read whole), from the received chunks as soon as the part's own check of the whole body
+//! against the quickXorHash passed ([`WholeCheck`]); the read waits for that verdict while the part runs.
 //!
 //! Memory stays bounded: a part pulls its body only as fast as it writes it to the sparse cache file, holding at
 //! most `flush_max` bytes (plus one chunk) before writing, and the chunks kept for reads are at most
 //! `received_max`; the window bounds disk use ahead of the reader, not RAM. The part of a file of at most
 //! `part_size` (a photo) reads on while its previous piece is written (one write in flight, so at most
-//! `2 × flush_max` held), so the commit that completes the file starts right after its last byte.
+//! `2 × flush_max` held), so the commit that completes the file starts right after its last byte; a part that
+//! fetches the whole of such a file (and of at most `received_max`) holds it whole and writes it once, after the
+//! body (at most `part_size` held): the disk write then stays off the reader's path.
 //!
 //! Reads answered from received chunks take no lock of the item's cache on the runtime thread: a commit holds the
 //! item's generation exclusively, and waiting for it here stalled the read (and the thread) for milliseconds.
+//! [`PrefetchingReader::read_now`] answers, without waiting at all, the reads the received chunks or a range known
+//! cached can answer (the FUSE thread that received the request asks it first).
 //!
 //! Integrity: a short body or a retryable error is retried from where it stopped, at most `max_attempts` requests
 //! per part, then the read fails. The commit that completes a version verifies the whole file's quickXorHash
@@ -51,10 +57,12 @@
 use super::disk_cache::{CacheError, Commit, DiskCache, InFlight, ItemVersion, OpenGuard};
 use super::link_stats::{LinkStats, Stream};
 use super::received::Received;
+use super::verify;
 use crate::remote::drive_api::{DriveApi, DriveError};
 use bytes::Bytes;
 use futures::StreamExt;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -117,6 +125,22 @@ impl Default for ReaderConfig {
             flush_min: 2 * MIB as usize,
             flush_max: 2 * MIB as usize,
             received_max: 16 * MIB as usize,
+        }
+    }
+}
+
+impl ReadError {
+    /// A failure another attempt may not meet: a server error or a broken-off body, not the content, the version
+    /// or a device that is offline (that answer should come fast).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReadError::Remote {
+                source: DriveError::Offline(_),
+                ..
+            } => false,
+            ReadError::Remote { source, .. } => source.is_retryable(),
+            ReadError::ShortBody { .. } => true,
+            _ => false,
         }
     }
 }
@@ -246,6 +270,42 @@ struct Shared {
     received: Mutex<Received>,
     /// Signalled when a part kept a received chunk.
     arrived: tokio::sync::Notify,
+    /// The check of a whole version received in one part against its quickXorHash (see [`run_part`]): one of
+    /// `WHOLE_*`. Once verified, received chunks answer any read of it, also the one that reaches the end.
+    whole: AtomicU8,
+}
+
+/// No whole-body check runs ([`Shared::whole`]).
+const WHOLE_NONE: u8 = 0;
+/// A part receives the whole version and checks it as it arrives.
+const WHOLE_RUNNING: u8 = 1;
+/// The whole version was received and matched its quickXorHash.
+const WHOLE_VERIFIED: u8 = 2;
+
+/// Held by a part that checks the whole body: when the part ends unverified (a mismatch, an error, an abort) the
+/// check is over; readers waiting for it are woken either way.
+struct WholeCheck<'a>(&'a Shared);
+
+impl WholeCheck<'_> {
+    fn start(shared: &Shared) -> WholeCheck<'_> {
+        shared.whole.store(WHOLE_RUNNING, Ordering::SeqCst);
+        WholeCheck(shared)
+    }
+
+    fn verified(&self) {
+        self.0.whole.store(WHOLE_VERIFIED, Ordering::SeqCst);
+        self.0.arrived.notify_waiters();
+    }
+}
+
+impl Drop for WholeCheck<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .whole
+            .compare_exchange(WHOLE_RUNNING, WHOLE_NONE, Ordering::SeqCst, Ordering::SeqCst);
+        self.0.arrived.notify_waiters();
+    }
 }
 
 type PartOutcome = Arc<Mutex<Option<Result<(), ReadError>>>>;
@@ -335,6 +395,7 @@ impl PrefetchingReader {
                 link,
                 received: Mutex::new(received),
                 arrived: tokio::sync::Notify::new(),
+                whole: AtomicU8::new(WHOLE_NONE),
             }),
             parts: Vec::new(),
             read_pos: None,
@@ -361,7 +422,14 @@ impl PrefetchingReader {
     /// logged (once per handle for failures that end the handle) with the reason.
     pub async fn read(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let was_poisoned = self.poisoned.is_some();
-        let outcome = self.read_inner(offset, len).await;
+        let mut outcome = self.read_inner(offset, len).await;
+        // A read that failed for a passing reason (the network, a server error, a body cut short, after the
+        // parts' own retries) is tried again from scratch, once: for a page-cache read the kernel does as much (a
+        // failed read-ahead is followed by a read of the page), and a read that bypasses the page cache gets no
+        // such second chance from it.
+        if outcome.as_ref().is_err_and(ReadError::is_transient) {
+            outcome = self.read_inner(offset, len).await;
+        }
         if let Err(e) = &outcome {
             if !was_poisoned {
                 let v = &self.shared.version;
@@ -369,6 +437,20 @@ impl PrefetchingReader {
             }
         }
         outcome
+    }
+
+    /// Waits (at most 10 s) for the part that received the whole version and verified it to write and commit it:
+    /// the file is then cached when its handle closes (the read of its end did not wait for that).
+    pub async fn settle_received(&mut self) {
+        if self.shared.whole.load(Ordering::SeqCst) != WHOLE_VERIFIED {
+            return;
+        }
+        let size = self.shared.version.size;
+        for part in self.parts.iter_mut().filter(|p| p.start == 0 && p.end == size) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut part.task).await;
+        }
+        // Finished parts go (a joined task is never awaited again); a failure is the next read's to report.
+        let _ = self.reap();
     }
 
     /// [`Self::read`] when it needs no waiting, for a caller that must not wait (the FUSE thread that received
@@ -386,10 +468,18 @@ impl PrefetchingReader {
         if self.poisoned.is_some()
             || self.open.version_change_pending()
             || self.open.mismatch_counted_since_open()
-            || (!from_received && !self.unconfirmed.is_empty())
             || self.shared.content.is_suspect(&self.shared.version)
         {
             return None;
+        }
+        if !from_received {
+            if let Some(data) = self.verified_bytes(offset, end) {
+                self.observe(offset, end);
+                return Some(Ok(data));
+            }
+            if !self.unconfirmed.is_empty() {
+                return None;
+            }
         }
         let received = if from_received {
             let mut r = self.shared.received.lock();
@@ -460,6 +550,20 @@ impl PrefetchingReader {
         // file, and first for the ranges answered from chunks before (their commits include the whole-file check).
         let from_received = end < size;
         if !from_received {
+            // While the whole version is being received and checked, its verdict comes before any commit.
+            let shared = self.shared.clone();
+            loop {
+                let arrived = shared.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if let Some(data) = self.verified_bytes(offset, end) {
+                    return Ok(data);
+                }
+                if shared.whole.load(Ordering::SeqCst) != WHOLE_RUNNING {
+                    break;
+                }
+                arrived.await;
+            }
             for (lo, hi) in std::mem::take(&mut self.unconfirmed) {
                 self.ensure(lo, hi, false, false).await?;
             }
@@ -481,6 +585,17 @@ impl PrefetchingReader {
         Err(ReadError::Unstable {
             item: self.shared.version.name.clone(),
         })
+    }
+
+    /// `[start, end)` from the received chunks when the whole version was received and verified in memory (no
+    /// range answered before needs its commit: every byte is checked); `None` otherwise.
+    fn verified_bytes(&mut self, start: u64, end: u64) -> Option<Bytes> {
+        if self.shared.whole.load(Ordering::SeqCst) != WHOLE_VERIFIED {
+            return None;
+        }
+        let data = self.shared.received.lock().get(start, end)?;
+        self.unconfirmed.clear();
+        Some(data)
     }
 
     fn note_unconfirmed(&mut self, start: u64, end: u64) {
@@ -884,6 +999,14 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
     // written and committed, so the commit that completes it (and that the read reaching its end waits for) starts
     // soon after the last byte. Larger files write in step (memory: a part holds at most `flush_max` unwritten).
     let pipelined = v.size <= c.part_size;
+    // A part that fetches the whole of such a file, when the received chunks can hold it all, keeps its body in
+    // memory and checks it against the version's quickXorHash as it arrives: once the last byte matches, readers
+    // take every byte from the received chunks (the read reaching the end too), and the file is written and
+    // committed (checked again) in one piece after the body, off their path.
+    let expected = v.quick_xor_hash.as_deref();
+    let whole = pipelined && start == 0 && end == v.size && v.size <= c.received_max as u64 && expected.is_some();
+    let mut body_hash = whole.then(crate::remote::QuickXorHash::new);
+    let check = whole.then(|| WholeCheck::start(shared));
     let mut pos = start;
     let mut attempts = 0u32;
     let mut last_error: Option<DriveError> = None;
@@ -932,12 +1055,23 @@ async fn run_part(shared: &Arc<Shared>, start: u64, end: u64) -> Result<(), Read
                     }
                     let room = (end - pos - buffer.len() as u64) as usize;
                     let chunk = chunk.slice(..chunk.len().min(room));
+                    if let Some(hash) = body_hash.as_mut() {
+                        hash.update_at(pos + buffer.len() as u64, &chunk);
+                    }
                     if shared.received.lock().insert(pos + buffer.len() as u64, chunk.clone()) {
                         shared.arrived.notify_waiters();
                     }
                     buffer.push(chunk);
                     let done = pos + buffer.len() as u64 >= end;
-                    if buffer.len() >= flush_at || done {
+                    if let (true, Some(hash), Some(expected), Some(check)) =
+                        (done, body_hash.as_mut(), expected, check.as_ref())
+                    {
+                        hash.set_len(v.size);
+                        if verify::hashes_match(expected, &hash.finish_base64()) {
+                            check.verified();
+                        }
+                    }
+                    if (buffer.len() >= flush_at && !whole) || done {
                         // One write in flight at a time, committed in order.
                         settle(shared, writing.take()).await?;
                         let at = pos;

@@ -22,6 +22,9 @@ pub trait OriginalReader: Send + Sync {
     fn read_now(&self, _offset: u64, _len: u32) -> Option<Result<Bytes, FsError>> {
         None
     }
+    /// Waits (briefly) until a file received whole is written to the cache; called when the file is closed, so
+    /// that a file read whole is cached once its `close` returns.
+    async fn settle(&self) {}
 }
 
 /// The originals of files, as the filesystem core reads them.

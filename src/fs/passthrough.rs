@@ -261,6 +261,7 @@ impl FsCore for PassthroughFs {
             fh: self.add_handle(f),
             keep_cache: false,
             direct_io: false,
+            fetched_on_read: false,
         })
     }
 
@@ -311,6 +312,7 @@ impl FsCore for PassthroughFs {
                 fh: self.add_handle(f),
                 keep_cache: false,
                 direct_io: false,
+                fetched_on_read: false,
             },
         ))
     }

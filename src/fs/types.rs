@@ -65,6 +65,11 @@ pub struct Opened {
     pub keep_cache: bool,
     /// Bypass the page cache (content size unknown or changing).
     pub direct_io: bool,
+    /// The content is fetched from OneDrive as it is read (not all local yet). The FUSE layer then lets reads
+    /// bypass the page cache where the kernel keeps shared `mmap` working beside that: a streaming reader's
+    /// 1 MiB reads come as 1 MiB requests (not 128 KiB read-ahead pieces, each a round trip through the daemon),
+    /// and a header scan fetches what it reads, no kernel read-ahead past it.
+    pub fetched_on_read: bool,
 }
 
 /// How a file is opened.

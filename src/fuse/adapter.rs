@@ -16,6 +16,13 @@
 //! makes that case the exception, see `fs::gallery`'s note). When the kernel or the daemon's privileges do not
 //! allow passthrough, every open is a normal one.
 //!
+//! A read the core can answer without waiting ([`FsCore::read_now`]) is answered on the fuser thread that received
+//! it; the others go to the runtime. A file the core fetches on read ([`crate::fs::Opened::fetched_on_read`]) is
+//! opened with `FOPEN_DIRECT_IO` when the kernel agreed to `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux ≥ 6.6; shared
+//! `mmap` then keeps working): its reads come in the reader's own sizes (1 MiB for `cp` and stdio, which size
+//! their buffers by `st_blksize`), not as the page cache's 128 KiB read-ahead, each a round trip to the daemon.
+//! Opens of cached files keep the page cache (or passthrough).
+//!
 //! Requests from the thread that replays remote changes for inotify watchers are answered without side effects
 //! (see [`super::live`]).
 
@@ -49,6 +56,9 @@ pub struct FuseAdapter {
     offer_passthrough: bool,
     /// Whether the kernel agreed to FUSE passthrough at init.
     passthrough: Arc<AtomicBool>,
+    /// Whether the kernel agreed at init to shared `mmap` of files opened with `FOPEN_DIRECT_IO`: only then are
+    /// files fetched on read opened so ([`Opened::fetched_on_read`](crate::fs::Opened)).
+    direct_reads: Arc<AtomicBool>,
     io_modes: Arc<Mutex<IoModes>>,
     /// The thread replaying remote changes, whose requests change nothing.
     replayer: Arc<Replayer>,
@@ -206,6 +216,7 @@ impl FuseAdapter {
             rt,
             offer_passthrough: false,
             passthrough: Arc::new(AtomicBool::new(false)),
+            direct_reads: Arc::new(AtomicBool::new(false)),
             io_modes: Arc::new(Mutex::new(IoModes::default())),
             replayer: Replayer::new(),
         }
@@ -327,11 +338,13 @@ impl fuser::Filesystem for FuseAdapter {
         let _ = config.set_max_readahead(PREFERRED_IO_SIZE);
         let _ = config.set_max_background(64);
         let _ = config.set_max_write(PREFERRED_IO_SIZE);
+        let direct_reads = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP).is_ok();
+        self.direct_reads.store(direct_reads, Ordering::Relaxed);
         let passthrough = self.offer_passthrough
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         self.core.kernel_attached();
-        tracing::debug!(passthrough, "FUSE session initialised");
+        tracing::debug!(passthrough, direct_reads, "FUSE session initialised");
         self.passthrough.store(passthrough, Ordering::Relaxed);
         Ok(())
     }
@@ -545,9 +558,11 @@ impl fuser::Filesystem for FuseAdapter {
         }
         let (core, c) = (self.core.clone(), caller(req));
         let (passthrough, modes) = (self.passthrough.load(Ordering::Relaxed), self.io_modes.clone());
+        let direct_reads = self.direct_reads.load(Ordering::Relaxed);
         self.spawn(async move {
             match core.open(c, ino.0, OpenMode::from_flags(flags.0)).await {
-                Ok(o) => {
+                Ok(mut o) => {
+                    o.direct_io |= o.fetched_on_read && direct_reads;
                     let offer = if passthrough {
                         Offer::of(&*core, ino.0, o.fh)
                     } else {

@@ -74,6 +74,10 @@ impl OriginalReader for HandleReader {
             .map_err(FsError::from)
     }
 
+    async fn settle(&self) {
+        self.0.lock().await.settle_received().await;
+    }
+
     fn read_now(&self, offset: u64, len: u32) -> Option<Result<Bytes, FsError>> {
         // Another read of the handle in progress holds the reader: this one queues behind it the long way.
         let mut reader = self.0.try_lock().ok()?;

@@ -90,6 +90,20 @@ impl Fixture {
         self.store.get(ino).unwrap().unwrap().content_state
     }
 
+    /// Waits (at most 10 s) for `ino` to be cached whole: a photo read whole in one part is written and
+    /// committed after its last read was answered.
+    async fn wait_cached(&self, ino: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.state(ino) != ContentState::Cached {
+            assert!(
+                Instant::now() < deadline,
+                "inode {ino} was never cached: {:?}",
+                self.state(ino)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Number of files under the item's cache directory.
     fn files_of(&self, id: &str) -> usize {
         std::fs::read_dir(self.content.item_dir(id)).map_or(0, |d| d.count())
@@ -144,7 +158,7 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
         "parts are capped at 8 MiB: {sizes:?}"
     );
     assert_eq!(f.mock.bytes_served(), data.len() as u64, "every byte fetched once");
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
     assert_eq!(
         f.content.hash_reread_bytes(),
@@ -165,14 +179,19 @@ async fn sequential_read_is_exact_with_growing_requests_then_served_from_cache()
 /// A photo read whole: reads the received chunks can answer do not wait for a commit of the item in progress (a
 /// commit holds the item's generation lock exclusively; here it is held up by the store's writer), and the part
 /// reads on while its previous piece is written. The read that reaches the end waits for the commits (it carries
-/// the whole-file check) and the file ends up cached and verified.
+/// the whole-file check; the photo is larger than the received chunks kept, so no check in memory answers it) and
+/// the file ends up cached and verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
     // A file-backed store: block-map queries use its reader connections, not the writer held below.
     let f = Fixture::with_store(u64::MAX, |dir| Store::open(dir.join("meta.db")).unwrap());
     let data = pattern(6 * MIB, 21);
     let ino = f.add("P", &data);
-    let cache = f.cache();
+    let cache = OriginalFetcher::new(f.content.clone(), f.mock.clone()).with_config(ReaderConfig {
+        retry_backoff: Duration::from_millis(5),
+        received_max: 5 * MIB,
+        ..ReaderConfig::default()
+    });
     let mut reader = cache.open(ino).unwrap();
 
     // The store's writer, held for a while: every commit of the item stops inside the generation lock.
@@ -222,7 +241,7 @@ async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
     );
     holder.join().unwrap();
     assert!(got == data, "the bytes read are the file's");
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
 }
 
@@ -258,7 +277,7 @@ async fn reads_at_hand_are_answered_at_once_and_only_those() {
         "the end of the file waits for the check of what was answered before"
     );
     assert!(reader.read(last, MIB).await.unwrap() == data[data.len() - MIB..]);
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     assert_eq!(f.mock.downloads().len(), 1);
 
     // A new handle on the cached file: once a read found the bytes present, the next reads come from the file.
@@ -274,6 +293,69 @@ async fn reads_at_hand_are_answered_at_once_and_only_those() {
         assert!(read == data[at..at + MIB], "MiB {i} as cached");
     }
     assert_eq!(f.mock.downloads().len(), 1, "nothing downloaded again");
+}
+
+/// A photo received whole in one part is checked against its quickXorHash in memory as it arrives: the read
+/// that reaches its end is answered from the received chunks once the check passes, not after the cache file's
+/// commit (held up here by the store's writer); the file is cached and verified after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_checked_in_memory_is_read_to_its_end_before_its_commit() {
+    let f = Fixture::with_store(u64::MAX, |dir| Store::open(dir.join("meta.db")).unwrap());
+    let data = pattern(4 * MIB + 12_345, 23);
+    let ino = f.add("W", &data);
+    let cache = f.cache();
+    let mut reader = cache.open(ino).unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let (store, released) = (f.store.clone(), released.clone());
+        std::thread::spawn(move || {
+            store
+                .write(|_| {
+                    held_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_secs(4));
+                    released.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+    let mut got = Vec::new();
+    loop {
+        let chunk = reader.read(got.len() as u64, MIB).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&chunk);
+    }
+    assert!(
+        !released.load(std::sync::atomic::Ordering::SeqCst),
+        "the whole photo was read while its commit waited"
+    );
+    assert!(got == data, "the bytes read are the file's");
+    holder.join().unwrap();
+    f.wait_cached(ino).await;
+    assert_eq!(f.store.present_bytes(ino).unwrap(), data.len() as u64);
+    assert_eq!(f.mock.downloads().len(), 1, "the whole photo in one request");
+}
+
+/// Corrupted bytes in a photo received whole fail the check in memory, so the read that reaches its end is not
+/// answered from the received chunks: the commit's check fails it, and nothing is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_photo_received_whole_fails_the_read_of_its_end() {
+    let f = Fixture::new(u64::MAX);
+    let data = pattern(4 * MIB, 24);
+    let ino = f.add("C", &data);
+    let cache = f.cache_over(Arc::new(FailingDrive::with_download_failures(
+        f.mock.clone(),
+        DownloadPick::From(1),
+        DownloadFailure::Corrupt { at: 2 * MIB as u64 + 5 },
+    )));
+    let err = read_all(&cache, ino, MIB).await.unwrap_err();
+    assert!(matches!(err, ReadError::HashMismatch { .. }), "{err:?}");
+    assert_ne!(f.state(ino), ContentState::Cached);
+    assert_eq!(f.files_of("C"), 0, "the bad file is deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,7 +604,7 @@ async fn truncated_bodies_are_retried_then_fail_after_the_attempt_limit() {
     let got = read_all(&cache, ino, 128 * KIB).await.unwrap();
     assert!(got == data, "retried read returned different bytes");
     assert_eq!(failing.injected(), 2);
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     // The whole 5 MiB in one request (a streaming read from the start of a file of one part), cut in half.
     let (size, half) = (data.len() as u64, data.len() as u64 / 2);
     assert!(
@@ -604,7 +686,7 @@ async fn a_new_version_does_not_use_old_blocks_and_removes_the_old_file() {
     let ino = f.add("N", &old);
     let cache = f.cache();
     assert!(read_all(&cache, ino, 256 * KIB).await.unwrap() == old);
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
 
     let new = pattern(2 * MIB + 77, 11);
     f.mock.insert_file("N", "c2", new.clone());
@@ -631,7 +713,7 @@ async fn a_new_version_does_not_use_old_blocks_and_removes_the_old_file() {
     assert!(got == new, "the new version is read, not old bytes");
     assert_eq!(f.mock.bytes_served(), new.len() as u64);
     assert!(f.mock.downloads().iter().all(|r| r.item_id == "N"));
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     assert_eq!(f.files_of("N"), 1, "one file: the old version's is gone");
 }
 
@@ -662,8 +744,8 @@ async fn budget_evicts_least_recently_used_never_pinned_dirty_or_open() {
     settled(ino(0)).await;
     assert_eq!(f.state(ino(0)), ContentState::Cloud, "the least recently used went");
     assert_eq!(f.files_of("B0"), 0);
-    assert_eq!(f.state(ino(1)), ContentState::Cached);
-    assert_eq!(f.state(ino(2)), ContentState::Cached);
+    f.wait_cached(ino(1)).await;
+    f.wait_cached(ino(2)).await;
 
     // Pinned B2 is never evicted and does not count: B3 and B4 push the evictable bytes over, B1 goes.
     f.store.set_pinned(ino(2), true).unwrap();
@@ -713,7 +795,7 @@ async fn fetch_whole_reports_progress_and_verifies() {
         .fetch_whole(ino, |done, total| seen.push((done, total)))
         .await
         .unwrap();
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
     assert!(
         seen.windows(2).all(|w| w[0].0 <= w[1].0),
@@ -721,7 +803,7 @@ async fn fetch_whole_reports_progress_and_verifies() {
     );
     let empty = f.add("E", &[]);
     f.cache().fetch_whole(empty, |_, _| {}).await.unwrap();
-    assert_eq!(f.state(empty), ContentState::Cached);
+    f.wait_cached(empty).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,7 +833,7 @@ async fn concurrent_readers_of_one_item_get_correct_bytes() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
     let served = f.mock.bytes_served();
     assert!(
         served < data.len() as u64 * 5 / 4,
@@ -804,7 +886,7 @@ async fn a_deleted_cache_directory_is_refetched_not_an_error() {
     f.mock.reset_counts();
     assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data);
     assert!(f.mock.count(MockOp::DownloadContent) > 0, "refetched");
-    assert_eq!(f.state(ino), ContentState::Cached);
+    f.wait_cached(ino).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -864,7 +946,7 @@ async fn random_failures_never_yield_wrong_bytes() {
         // What the cache holds is right: read everything back through a clean source.
         let got = read_all(&f.cache(), ino, MIB).await.unwrap();
         assert!(got[..] == data[..], "cache content after failures ({seed})");
-        assert_eq!(f.state(ino), ContentState::Cached);
+        f.wait_cached(ino).await;
     }
 }
 
@@ -883,7 +965,7 @@ async fn real_sample_media_round_trip() {
     for (name, data) in &samples {
         let ino = f.add(name, data);
         assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == *data, "{name}");
-        assert_eq!(f.state(ino), ContentState::Cached, "{name}");
+        f.wait_cached(ino).await;
     }
     eprintln!("{} real samples read through the cache and verified", names.len());
 }

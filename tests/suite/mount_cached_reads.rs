@@ -152,3 +152,72 @@ fn complete_originals_are_read_directly_and_mix_with_other_opens() {
     }
     env.unmount();
 }
+
+/// A photo not cached yet is opened bypassing the page cache (where the kernel keeps shared `mmap` working with
+/// that): a shared mapping of it reads OneDrive's bytes, and a photo read whole is cached once its `close`
+/// returned (the read of its end is answered before the cache file is written; the close waits for that write).
+#[test]
+fn an_uncached_photo_maps_shared_and_is_cached_once_closed() {
+    require_fuse!();
+    let env = Env::start(20);
+    assert!(
+        env.rt.block_on(env.emu().wait_for_hashes(Duration::from_secs(60))),
+        "emulator hashes ready"
+    );
+    env.login();
+    env.mount("poll_interval=600,thumbnails=off");
+    let prefix = format!("{}/", env.gallery_root());
+    let mut photos: Vec<(String, u64, String)> = env
+        .emu()
+        .state
+        .state_dump()
+        .into_iter()
+        .filter(|e| e.kind == "file" && e.path.ends_with(".jpg"))
+        .filter_map(|e| {
+            Some((
+                e.path.strip_prefix(&prefix)?.to_string(),
+                e.size,
+                e.quick_xor_hash.clone()?,
+            ))
+        })
+        .collect();
+    photos.sort_by_key(|p| std::cmp::Reverse(p.1));
+    assert!(
+        photos.len() >= 2 && photos[1].1 > 1 << 20,
+        "two photos over 1 MiB: {photos:?}"
+    );
+
+    let (rel, size, hash) = &photos[0];
+    let file = std::fs::File::open(env.mnt.join(rel)).unwrap();
+    // SAFETY: a read-only shared mapping of `size` bytes of an open file, unmapped below; nothing writes the file.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            *size as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    // SAFETY: the mapping is `size` bytes long and stays mapped until the munmap below.
+    let mapped = unsafe { std::slice::from_raw_parts(map as *const u8, *size as usize) };
+    assert_eq!(
+        &QuickXorHash::of(mapped),
+        hash,
+        "the shared mapping reads OneDrive's bytes"
+    );
+    // SAFETY: unmaps the mapping made above; `mapped` is not used after this.
+    assert_eq!(unsafe { libc::munmap(map, *size as usize) }, 0);
+    drop(file);
+
+    let (rel, _, hash) = &photos[1];
+    let path = env.mnt.join(rel);
+    assert_eq!(&hash_of_file(&path), hash, "read whole");
+    let state = common::sh_ok(&format!(
+        "getfattr --only-values -n user.galleryfs.state '{}'",
+        path.display()
+    ));
+    assert_eq!(state, "cached", "cached once the reader closed it");
+}

@@ -838,6 +838,7 @@ impl FsCore for GalleryFs {
                 fh: self.add_handle(Handle::Bytes(Bytes::from(png))),
                 keep_cache: false,
                 direct_io: false,
+                fetched_on_read: false,
             });
         }
         let item = self.item(ino)?;
@@ -871,6 +872,7 @@ impl FsCore for GalleryFs {
             fh,
             keep_cache: verified,
             direct_io: false,
+            fetched_on_read: !verified,
         })
     }
 
@@ -997,6 +999,12 @@ impl FsCore for GalleryFs {
     }
 
     async fn flush(&self, ino: Ino, fh: u64) -> FsResult<()> {
+        let handle = self.handles.lock().get(&fh).cloned();
+        if let Some(Handle::File { reader, .. }) = handle.as_deref() {
+            if let Some(reader) = reader.get() {
+                reader.settle().await;
+            }
+        }
         self.flush_handle(ino, fh).await
     }
 

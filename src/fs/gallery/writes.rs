@@ -396,6 +396,7 @@ impl GalleryFs {
             fh,
             keep_cache: false,
             direct_io: false,
+            fetched_on_read: false,
         })
     }
 
