@@ -130,15 +130,16 @@ impl Default for ReaderConfig {
 }
 
 impl ReadError {
-    /// A failure another attempt may not meet: a server error or a broken-off body, not the content, the version
-    /// or a device that is offline (that answer should come fast).
+    /// A failure another attempt may not meet: a server error, a refused pre-authenticated download URL (the next
+    /// attempt gets a fresh one) or a broken-off body; not the content, the version, the sign-in, or a device that
+    /// is offline (that answer should come fast).
     pub fn is_transient(&self) -> bool {
         match self {
-            ReadError::Remote {
-                source: DriveError::Offline(_),
-                ..
-            } => false,
-            ReadError::Remote { source, .. } => source.is_retryable(),
+            ReadError::Remote { source, .. } => match source {
+                DriveError::Offline(_) => false,
+                DriveError::Other { status: Some(403), .. } => true,
+                source => source.is_retryable(),
+            },
             ReadError::ShortBody { .. } => true,
             _ => false,
         }
@@ -274,6 +275,9 @@ struct Shared {
     /// `WHOLE_*`. Once verified, received chunks answer any read of it, also the one that reaches the end.
     whole: AtomicU8,
 }
+
+/// Times a read that failed for a passing reason is tried again ([`ReadError::is_transient`]).
+const READ_RETRIES: u32 = 2;
 
 /// No whole-body check runs ([`Shared::whole`]).
 const WHOLE_NONE: u8 = 0;
@@ -423,11 +427,15 @@ impl PrefetchingReader {
     pub async fn read(&mut self, offset: u64, len: usize) -> Result<Bytes, ReadError> {
         let was_poisoned = self.poisoned.is_some();
         let mut outcome = self.read_inner(offset, len).await;
-        // A read that failed for a passing reason (the network, a server error, a body cut short, after the
-        // parts' own retries) is tried again from scratch, once: for a page-cache read the kernel does as much (a
-        // failed read-ahead is followed by a read of the page), and a read that bypasses the page cache gets no
-        // such second chance from it.
-        if outcome.as_ref().is_err_and(ReadError::is_transient) {
+        // A read that failed for a passing reason (a server error, a refused download URL, a body cut short, after
+        // the parts' own retries) is tried again from scratch, up to `READ_RETRIES` times: for a page-cache read
+        // the kernel does as much (a failed read-ahead is followed by reads of the pages), and a read that
+        // bypasses the page cache gets no such second chance from it.
+        for retry in 1..=READ_RETRIES {
+            if !outcome.as_ref().is_err_and(ReadError::is_transient) {
+                break;
+            }
+            tokio::time::sleep(self.shared.config.retry_backoff * retry).await;
             outcome = self.read_inner(offset, len).await;
         }
         if let Err(e) = &outcome {

@@ -132,7 +132,9 @@ impl Invalidator for KernelInvalidator {
 /// 128 KiB (the block layer's default), not more: the kernel's read-ahead grows with this limit, and every byte it
 /// asks for of a cloud file must be downloaded. A metadata scan reading a photo's first ~40 KiB (`exiftool -fast`)
 /// makes the kernel ask for 112 KiB at 128 KiB but 416 KiB at 1 MiB (10 % of a 4 MB photo). 1 MiB requests made
-/// cached reads ~1.6× faster on read-write mounts (read-only mounts pass complete files through).
+/// cached reads ~1.6× faster on read-write mounts (read-only mounts pass complete files through). Where the kernel
+/// allows shared `mmap` of direct-I/O files (Linux ≥ 6.6), files fetched on read bypass the page cache and this
+/// read-ahead altogether (`fuse/adapter.rs`); it then applies to cached files read through the daemon.
 const READ_AHEAD_KB: u32 = 128;
 
 /// Sets the mount's read-ahead (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`) to [`READ_AHEAD_KB`] (the kernel

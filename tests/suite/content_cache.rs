@@ -882,6 +882,7 @@ async fn a_deleted_cache_directory_is_refetched_not_an_error() {
     let ino = f.add("Z", &data);
     let cache = f.cache();
     assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data);
+    f.wait_cached(ino).await;
     std::fs::remove_dir_all(f.content.dir()).unwrap();
     f.mock.reset_counts();
     assert!(read_all(&cache, ino, 128 * KIB).await.unwrap() == data);
