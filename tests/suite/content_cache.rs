@@ -123,6 +123,31 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Holds the store's writer for `hold` on another thread (returns once it is held): every commit of an item stops
+/// inside its generation lock meanwhile. The flag turns true as the writer is let go.
+fn hold_store_writer(
+    store: &Arc<Store>,
+    hold: Duration,
+) -> (std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>) {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder = {
+        let (store, released) = (store.clone(), released.clone());
+        std::thread::spawn(move || {
+            store
+                .write(|_| {
+                    held_tx.send(()).unwrap();
+                    std::thread::sleep(hold);
+                    released.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+    (holder, released)
+}
+
 async fn read_all(cache: &OriginalFetcher, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
     let mut reader = cache.open(ino)?;
     let mut out = Vec::new();
@@ -195,22 +220,7 @@ async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
     let mut reader = cache.open(ino).unwrap();
 
     // The store's writer, held for a while: every commit of the item stops inside the generation lock.
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let holder = {
-        let (store, released) = (f.store.clone(), released.clone());
-        std::thread::spawn(move || {
-            store
-                .write(|_| {
-                    held_tx.send(()).unwrap();
-                    std::thread::sleep(Duration::from_secs(4));
-                    released.store(true, std::sync::atomic::Ordering::SeqCst);
-                    Ok::<_, StoreError>(())
-                })
-                .unwrap();
-        })
-    };
-    held_rx.recv().unwrap();
+    let (holder, released) = hold_store_writer(&f.store, Duration::from_secs(4));
 
     let mut got = Vec::new();
     for i in 0..4u64 {
@@ -305,22 +315,7 @@ async fn a_photo_checked_in_memory_is_read_to_its_end_before_its_commit() {
     let ino = f.add("W", &data);
     let cache = f.cache();
     let mut reader = cache.open(ino).unwrap();
-    let (held_tx, held_rx) = std::sync::mpsc::channel();
-    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let holder = {
-        let (store, released) = (f.store.clone(), released.clone());
-        std::thread::spawn(move || {
-            store
-                .write(|_| {
-                    held_tx.send(()).unwrap();
-                    std::thread::sleep(Duration::from_secs(4));
-                    released.store(true, std::sync::atomic::Ordering::SeqCst);
-                    Ok::<_, StoreError>(())
-                })
-                .unwrap();
-        })
-    };
-    held_rx.recv().unwrap();
+    let (holder, released) = hold_store_writer(&f.store, Duration::from_secs(4));
     let mut got = Vec::new();
     loop {
         let chunk = reader.read(got.len() as u64, MIB).await.unwrap();
