@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use galleryfs::cache::{CacheError, DiskCache, OriginalFetcher, ReadError, ReaderConfig};
+use galleryfs::cache::{CacheError, DiskCache, OriginalFetcher, PrefetchingReader, ReadError, ReaderConfig};
 use galleryfs::fs::FsError;
 use galleryfs::remote::drive_api::{DriveApi, DriveError};
 use galleryfs::remote::mock_drive::{DownloadFailure, DownloadPick, FailingDrive, MockDrive, MockOp};
@@ -149,12 +149,17 @@ fn hold_store_writer(
 }
 
 async fn read_all(cache: &OriginalFetcher, ino: u64, chunk: usize) -> Result<Vec<u8>, ReadError> {
-    let mut reader = cache.open(ino)?;
     let mut out = Vec::new();
+    read_rest(&mut cache.open(ino)?, &mut out, chunk).await?;
+    Ok(out)
+}
+
+/// Reads on with `reader` from `out.len()` to the end of the file, `chunk` bytes at a time, into `out`.
+async fn read_rest(reader: &mut PrefetchingReader, out: &mut Vec<u8>, chunk: usize) -> Result<(), ReadError> {
     loop {
         let got = reader.read(out.len() as u64, chunk).await?;
         if got.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         out.extend_from_slice(&got);
     }
@@ -238,13 +243,7 @@ async fn reads_from_received_chunks_do_not_wait_for_a_commit_in_progress() {
     );
     assert_eq!(f.mock.downloads().len(), 1, "the whole photo in one request");
 
-    loop {
-        let chunk = reader.read(got.len() as u64, MIB).await.unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        got.extend_from_slice(&chunk);
-    }
+    read_rest(&mut reader, &mut got, MIB).await.unwrap();
     assert!(
         released.load(std::sync::atomic::Ordering::SeqCst),
         "the read reaching the end waited for the commits"
@@ -317,13 +316,7 @@ async fn a_photo_checked_in_memory_is_read_to_its_end_before_its_commit() {
     let mut reader = cache.open(ino).unwrap();
     let (holder, released) = hold_store_writer(&f.store, Duration::from_secs(4));
     let mut got = Vec::new();
-    loop {
-        let chunk = reader.read(got.len() as u64, MIB).await.unwrap();
-        if chunk.is_empty() {
-            break;
-        }
-        got.extend_from_slice(&chunk);
-    }
+    read_rest(&mut reader, &mut got, MIB).await.unwrap();
     assert!(
         !released.load(std::sync::atomic::Ordering::SeqCst),
         "the whole photo was read while its commit waited"

@@ -14,8 +14,17 @@ use std::time::Duration;
 
 /// The emulator's (path relative to the gallery, size, quickXorHash) of its largest photo.
 pub(crate) fn largest_photo(env: &Env) -> (String, u64, String) {
+    photos_largest_first(env)
+        .into_iter()
+        .next()
+        .expect("the seeded gallery has photos")
+}
+
+/// The emulator's photos (path relative to the gallery, size, quickXorHash), the largest first.
+fn photos_largest_first(env: &Env) -> Vec<(String, u64, String)> {
     let prefix = format!("{}/", env.gallery_root());
-    env.emu()
+    let mut photos: Vec<_> = env
+        .emu()
         .state
         .state_dump()
         .into_iter()
@@ -24,8 +33,9 @@ pub(crate) fn largest_photo(env: &Env) -> (String, u64, String) {
             let rel = e.path.strip_prefix(&prefix)?.to_string();
             Some((rel, e.size, e.quick_xor_hash.clone()?))
         })
-        .max_by_key(|e| e.1)
-        .expect("the seeded gallery has photos")
+        .collect();
+    photos.sort_by_key(|p| std::cmp::Reverse(p.1));
+    photos
 }
 
 fn hash_of_file(path: &std::path::Path) -> String {
@@ -166,22 +176,7 @@ fn an_uncached_photo_maps_shared_and_is_cached_once_closed() {
     );
     env.login();
     env.mount("poll_interval=600,thumbnails=off");
-    let prefix = format!("{}/", env.gallery_root());
-    let mut photos: Vec<(String, u64, String)> = env
-        .emu()
-        .state
-        .state_dump()
-        .into_iter()
-        .filter(|e| e.kind == "file" && e.path.ends_with(".jpg"))
-        .filter_map(|e| {
-            Some((
-                e.path.strip_prefix(&prefix)?.to_string(),
-                e.size,
-                e.quick_xor_hash.clone()?,
-            ))
-        })
-        .collect();
-    photos.sort_by_key(|p| std::cmp::Reverse(p.1));
+    let photos = photos_largest_first(&env);
     assert!(
         photos.len() >= 2 && photos[1].1 > 1 << 20,
         "two photos over 1 MiB: {photos:?}"

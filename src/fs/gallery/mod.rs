@@ -224,6 +224,13 @@ fn store_err(e: StoreError) -> FsError {
     }
 }
 
+/// Up to `size` bytes of `b` at `offset` (none past its end).
+fn slice_at(b: &Bytes, offset: u64, size: u32) -> Bytes {
+    let start = (offset as usize).min(b.len());
+    let end = (start + size as usize).min(b.len());
+    b.slice(start..end)
+}
+
 fn read_file_at(file: &std::fs::File, offset: u64, size: u32) -> FsResult<Bytes> {
     pread_bytes(file, offset, size as usize).map_err(writes::staging_err)
 }
@@ -879,11 +886,7 @@ impl FsCore for GalleryFs {
     async fn read(&self, _ino: Ino, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let handle = self.handles.lock().get(&fh).cloned().ok_or(FsError::BadHandle)?;
         match &*handle {
-            Handle::Bytes(b) => {
-                let start = (offset as usize).min(b.len());
-                let end = (start + size as usize).min(b.len());
-                Ok(b.slice(start..end))
-            }
+            Handle::Bytes(b) => Ok(slice_at(b, offset, size)),
             Handle::Staged { file, .. } => read_file_at(file, offset, size),
             Handle::File { item, .. } if self.local.lock().contains_key(&item.ino) => {
                 // Changed here since this handle opened: readers see the writes at once.
@@ -927,11 +930,7 @@ impl FsCore for GalleryFs {
     fn read_now(&self, _ino: Ino, fh: u64, offset: u64, size: u32) -> Option<FsResult<Bytes>> {
         let handle = self.handles.lock().get(&fh).cloned()?;
         match &*handle {
-            Handle::Bytes(b) => {
-                let start = (offset as usize).min(b.len());
-                let end = (start + size as usize).min(b.len());
-                Some(Ok(b.slice(start..end)))
-            }
+            Handle::Bytes(b) => Some(Ok(slice_at(b, offset, size))),
             Handle::Staged { file, .. } => Some(read_file_at(file, offset, size)),
             // Changed here since the handle opened: the staged file is opened by the long way.
             Handle::File { item, .. } if self.local.lock().contains_key(&item.ino) => None,
